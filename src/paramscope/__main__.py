@@ -1,0 +1,5 @@
+import sys
+
+from paramscope.cli import main
+
+sys.exit(main())

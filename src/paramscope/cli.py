@@ -1,0 +1,207 @@
+"""The command line: ``paramscope [SOURCE] [options]``. ``main(argv) -> int`` and nothing else runs.
+
+Exit codes: 0 success; 1 bad input (the source could not be read); 2 bad usage; 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from paramscope.renderers import FORMATS, GROUPINGS, RenderOptions
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+DESCRIPTION = """\
+Count exactly how many parameters a model has, where they sit and what they cost.
+
+SOURCE is a checkpoint file or directory, 'path/to/file.py:Name' or 'package.module:Name'
+(an nn.Module class or factory, built on the meta device: no memory for weights), or nothing
+for the built-in example (the model of the article paramscope grew from).
+"""
+
+EPILOG = """\
+counting rules:
+  Shared tensors (tied embedding and head, a submodule used twice) count once; every name of a
+  tie group is listed. Buffers are counted apart from parameters. Trainable/frozen follow
+  requires_grad and are unknown for checkpoint files.
+  {non_embedding}.
+
+exit codes: 0 ok, 1 bad input, 2 bad usage, 3 internal error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from paramscope import __version__
+    from paramscope.report import NON_EMBEDDING_RULE
+
+    parser = argparse.ArgumentParser(
+        prog="paramscope",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(non_embedding=NON_EMBEDDING_RULE[0].upper() + NON_EMBEDDING_RULE[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", nargs="?", metavar="SOURCE", help="what to inspect (default: built-in example)")
+    out = parser.add_argument_group("output")
+    out.add_argument("-f", "--format", choices=FORMATS, default="tree", help="output format (default: tree)")
+    out.add_argument("--depth", type=_non_negative, metavar="N",
+                     help="module levels to show (default: 3 for tree/table, all for json/csv/markdown)")
+    out.add_argument("--by", choices=GROUPINGS, default="module", help="group rows by (default: module)")
+    out.add_argument("--top", type=_positive, metavar="K", help="also list the K largest tensors")
+    out.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    out.add_argument("--no-color", action="store_true", help="no colour (also: the NO_COLOR variable)")
+    select = parser.add_argument_group("what to count")
+    select.add_argument("--filter", metavar="GLOB", help="only tensors whose name matches GLOB ('*attn*')")
+    select.add_argument("--trainable-only", action="store_true", help="only parameters with requires_grad")
+    select.add_argument("--no-buffers", action="store_true", help="leave buffers out")
+    select.add_argument("--exclude-embeddings", action="store_true",
+                        help="leave embedding weights (and heads tied to them) out; see 'counting rules'")
+    build = parser.add_argument_group("building a model from Python (file.py:Name, package.module:Name)")
+    build.add_argument("--device", default="meta", help="device to build on (default: meta, no memory)")
+    build.add_argument("--args", type=_json_list, metavar="JSON", help="positional constructor arguments, a JSON list")
+    build.add_argument("--kwargs", type=_json_object, metavar="JSON",
+                       help="keyword constructor arguments, a JSON object")
+    build.add_argument("--input-shape", type=_shape, metavar="SHAPE",
+                       help="materialise lazy modules by a meta-device dry run on an input of SHAPE (1,3,32,32)")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _json_list(text: str) -> list[Any]:
+    value = _json(text)
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError("must be a JSON list, like '[768, 12]'")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = _json(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, like '{\"hidden\": 768}'")
+    return value
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    from paramscope.sources.live import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _wants_color(stream: TextIO, args: argparse.Namespace) -> bool:
+    if args.no_color or args.output or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _one_line(message: str) -> str:
+    from paramscope.text import safe
+
+    return safe(" ".join(message.split()))
+
+
+def run(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Inspect, render and write; errors propagate to :func:`main`."""
+    from paramscope import inspect
+    from paramscope.renderers import render
+    from paramscope.sources import EXAMPLE
+
+    report = inspect(
+        args.source if args.source is not None else EXAMPLE,
+        input_shape=args.input_shape,
+        device=args.device,
+        args=args.args,
+        kwargs=args.kwargs,
+        filter=args.filter,
+        trainable_only=args.trainable_only,
+        include_buffers=not args.no_buffers,
+        exclude_embeddings=args.exclude_embeddings,
+    )
+    color = _wants_color(stdout, args)
+    width = None
+    if color:
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    options = RenderOptions(depth=args.depth, by=args.by, top=args.top, color=color, width=width)
+    output = render(report, args.format, options)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(output)
+    else:
+        stdout.write(output)
+        stdout.flush()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the CLI on ``argv``; return the exit code."""
+    from paramscope.errors import ParamscopeError
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version (0) or bad usage (2)
+        return int(exc.code or 0)
+    try:
+        return run(args, stdout)
+    except ParamscopeError as exc:
+        if args.debug:
+            raise
+        print(f"paramscope: {_one_line(str(exc))}", file=stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_OK
+        where = exc.filename if exc.filename is not None else (args.output or args.source)
+        print(f"paramscope: {_one_line(f'{where}: {exc.strerror or exc}')}", file=stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"paramscope: internal error: {_one_line(f'{type(exc).__name__}: {exc}')} (--debug shows a traceback)",
+            file=stderr,
+        )
+        return EXIT_INTERNAL

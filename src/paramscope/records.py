@@ -1,0 +1,125 @@
+"""The one record every source yields: a tensor, as a checkpoint or a module holds it.
+
+Sources (``paramscope.sources.*``) turn a live module or a file into an :class:`Inventory` of
+:class:`TensorRecord`; :mod:`paramscope.report` aggregates those into a :class:`~paramscope.report.Report`.
+A record holds only what the source observed. Everything derived (element count, bytes) is a
+property, so it can never disagree with the shape and dtype it was derived from.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paramscope import dtypes
+
+
+class Role(str, enum.Enum):
+    """What a tensor is to the model."""
+
+    PARAMETER = "parameter"
+    """A weight: ``nn.Parameter`` in a live module; a floating-point (or block-quantized) tensor in a file."""
+    BUFFER = "buffer"
+    """State that is not trained: BatchNorm running stats, position ids, integer or bool tensors in files."""
+    OPTIMIZER_STATE = "optimizer_state"
+    """Optimizer moments and the like, found in training checkpoints beside the model weights."""
+    QUANT_AUX = "quant_aux"
+    """Bookkeeping of a quantization scheme (scales, zero points, group indices): not parameters."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuantInfo:
+    """How a packed or quantized tensor stores its logical weights.
+
+    ``logical_numel`` is the number of weights the tensor stands for; the record's own shape and dtype
+    describe what is stored (for instance int32 words that each pack eight 4-bit weights).
+    """
+
+    scheme: str
+    logical_numel: int
+    bits: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRecord:
+    """One named tensor.
+
+    ``shape`` is None for a tensor whose shape is not known yet (a lazy module's
+    ``UninitializedParameter``). ``trainable`` is None where it cannot be known (a file does not say
+    whether a weight was frozen). ``tie`` is an opaque key: records with equal keys are the same
+    storage seen under several names, and are counted once. ``owner_type`` is the class name of the
+    module that holds the tensor directly, when the source knows it (``Linear``, ``Embedding``).
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str
+    role: Role = Role.PARAMETER
+    trainable: bool | None = None
+    tie: Hashable | None = None
+    owner_type: str | None = None
+    persistent: bool | None = None
+    quant: QuantInfo | None = None
+    origin: str = ""
+    extra: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def initialized(self) -> bool:
+        return self.shape is not None
+
+    @property
+    def stored_numel(self) -> int:
+        """Elements as stored (0 for an uninitialized tensor)."""
+        return math.prod(self.shape) if self.shape is not None else 0
+
+    @property
+    def numel(self) -> int:
+        """Logical elements: what the tensor counts as, packed quantization unpacked."""
+        return self.quant.logical_numel if self.quant is not None else self.stored_numel
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes the stored tensor takes, or None for an unknown dtype."""
+        return dtypes.nbytes(self.dtype, self.stored_numel)
+
+    @property
+    def tie_key(self) -> Hashable:
+        """The identity used to count shared storage once: ``tie`` if given, else the name."""
+        return self.tie if self.tie is not None else ("name", self.name)
+
+    @property
+    def module(self) -> str:
+        """Path of the module holding the tensor ('' for the root)."""
+        return self.name.rpartition(".")[0]
+
+
+def role_for_file_tensor(dtype: str) -> Role:
+    """Role of a tensor read from a file: PyTorch cannot train integer or bool tensors.
+
+    Floating, complex and block-quantized tensors are taken to be parameters; anything else
+    (``position_ids``, ``num_batches_tracked``, masks) is a buffer.
+    """
+    known = dtypes.DTYPES.get(dtype)
+    if known is not None and known.kind in ("float", "complex", "quantized"):
+        return Role.PARAMETER
+    return Role.BUFFER
+
+
+@dataclass
+class Inventory:
+    """Everything one source observed: the tensors, and what it knows about the modules around them.
+
+    ``module_types`` maps module paths ('' is the root) to class names where the source knows them.
+    ``metadata`` carries format-specific facts shown to the user (a safetensors ``__metadata__``, GGUF
+    key/values); ``notes`` are sentences worth telling the user (a lazy module that is not initialized).
+    """
+
+    source: str
+    format: str
+    tensors: list[TensorRecord]
+    module_types: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,94 @@
+"""JSON: the whole report as one document, schema ``paramscope.report/1`` (see docs/json-schema.md).
+
+Names are written as they are (JSON escapes control characters itself); numbers are exact integers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from paramscope.records import Role
+from paramscope.renderers import RenderOptions
+from paramscope.renderers.rows import percent
+
+if TYPE_CHECKING:
+    from paramscope.records import TensorRecord
+    from paramscope.report import Report
+
+
+def _tensor(record: TensorRecord, tied_to: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": record.name,
+        "shape": list(record.shape) if record.shape is not None else None,
+        "dtype": record.dtype,
+        "role": record.role.value,
+        "trainable": record.trainable if record.role is Role.PARAMETER else None,
+        "numel": record.numel if record.initialized else None,
+        "bytes": record.nbytes if record.initialized else None,
+        "tied_to": tied_to,
+    }
+    if record.persistent is not None:
+        entry["persistent"] = record.persistent
+    if record.quant is not None:
+        entry["quant"] = {
+            "scheme": record.quant.scheme,
+            "stored_elements": record.stored_numel,
+            "bits": record.quant.bits,
+        }
+    return entry
+
+
+def report_to_dict(report: Report, *, depth: int | None = None, top: int | None = None) -> dict[str, Any]:
+    canonical = report.canonical_name
+    total = report.total
+    doc: dict[str, Any] = {
+        "schema": "paramscope.report/1",
+        "source": report.source,
+        "format": report.format,
+        "total": total,
+        "trainable": report.trainable,
+        "frozen": report.frozen,
+        "non_embedding": report.non_embedding,
+        "buffers": report.buffers,
+        "other": report.other,
+        "bytes": report.bytes,
+        "parameter_bytes": report.parameter_bytes,
+        "buffer_bytes": report.buffer_bytes,
+        "ties": report.ties,
+        "uninitialized": report.uninitialized,
+        "by_type": [
+            {"type": t.type, "modules": t.modules, "parameters": t.parameters, "bytes": t.bytes}
+            for t in report.by_type
+        ],
+        "by_dtype": [
+            {"dtype": d.dtype, "parameters": d.parameters, "buffers": d.buffers, "bytes": d.bytes}
+            for d in report.by_dtype
+        ],
+        "modules": [
+            {
+                "path": node.path,
+                "type": node.type,
+                "depth": node.depth,
+                "parameters": node.parameters,
+                "percent": percent(node.parameters, total),
+                "trainable": node.trainable,
+                "buffers": node.buffers,
+                "bytes": node.bytes,
+            }
+            for node in report.modules(depth)
+        ],
+        "tensors": [
+            _tensor(r, tied if (tied := canonical.get(r.name)) != r.name else None) for r in report.tensors
+        ],
+        "metadata": report.metadata,
+        "notes": report.notes,
+    }
+    if top is not None:
+        doc["top"] = [r.name for r in report.top(top)]
+    return doc
+
+
+def render(report: Report, options: RenderOptions) -> str:
+    doc = report_to_dict(report, depth=options.depth, top=options.top)
+    return json.dumps(doc, indent=2, ensure_ascii=True, default=str) + "\n"

@@ -1,0 +1,117 @@
+"""The columns of each grouping, defined once for every tabular renderer (table, csv, markdown).
+
+A row is a tuple of raw values (ints, strings, None); each renderer formats them its own way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from paramscope.records import Role
+
+if TYPE_CHECKING:
+    from paramscope.renderers import Grouping
+    from paramscope.report import Report
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    numeric: bool = False
+    kind: str = "text"  # "count" | "bytes" | "percent" | "shape" | "text"
+
+
+MODULE_COLUMNS = (
+    Column("module"), Column("type"), Column("parameters", True, "count"), Column("percent", True, "percent"),
+    Column("trainable", True, "count"), Column("buffers", True, "count"), Column("bytes", True, "bytes"),
+)
+TYPE_COLUMNS = (
+    Column("type"), Column("modules", True, "count"), Column("parameters", True, "count"),
+    Column("percent", True, "percent"), Column("bytes", True, "bytes"),
+)
+DTYPE_COLUMNS = (
+    Column("dtype"), Column("parameters", True, "count"), Column("buffers", True, "count"),
+    Column("bytes", True, "bytes"),
+)
+TENSOR_COLUMNS = (
+    Column("name"), Column("shape", kind="shape"), Column("dtype"), Column("role"),
+    Column("trainable"), Column("numel", True, "count"), Column("bytes", True, "bytes"), Column("tied_to"),
+)
+
+
+def percent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
+
+
+def module_rows(report: Report, depth: int | None) -> Iterator[tuple[Any, ...]]:
+    total = report.total
+    for node in report.modules(depth):
+        yield (node.path, node.type, node.parameters, percent(node.parameters, total), node.trainable,
+               node.buffers, node.bytes)
+
+
+def type_rows(report: Report) -> Iterator[tuple[Any, ...]]:
+    for row in report.by_type:
+        yield (row.type, row.modules, row.parameters, percent(row.parameters, report.total), row.bytes)
+
+
+def dtype_rows(report: Report) -> Iterator[tuple[Any, ...]]:
+    for row in report.by_dtype:
+        yield (row.dtype, row.parameters, row.buffers, row.bytes)
+
+
+def tensor_rows(report: Report, records=None) -> Iterator[tuple[Any, ...]]:
+    canonical = report.canonical_name
+    for r in report.tensors if records is None else records:
+        tied = canonical.get(r.name)
+        yield (r.name, r.shape, r.dtype, r.role.value, r.trainable if r.role is Role.PARAMETER else None,
+               r.numel if r.initialized else None, r.nbytes if r.initialized else None,
+               tied if tied != r.name else None)
+
+
+def table(report: Report, by: Grouping, depth: int | None) -> tuple[tuple[Column, ...], list[tuple[Any, ...]]]:
+    """Columns and rows of ``report`` grouped ``by`` module, type, dtype or tensor."""
+    if by == "module":
+        return MODULE_COLUMNS, list(module_rows(report, depth))
+    if by == "type":
+        return TYPE_COLUMNS, list(type_rows(report))
+    if by == "dtype":
+        return DTYPE_COLUMNS, list(dtype_rows(report))
+    if by == "tensor":
+        return TENSOR_COLUMNS, list(tensor_rows(report))
+    raise ValueError(f"unknown grouping {by!r}")
+
+
+def summary(report: Report) -> list[tuple[str, Any]]:
+    """The headline figures, in the order every renderer shows them."""
+    items: list[tuple[str, Any]] = [
+        ("parameters", report.total),
+        ("trainable", report.trainable),
+        ("frozen", report.frozen),
+        ("non-embedding", report.non_embedding),
+        ("buffers", report.buffers),
+    ]
+    items += [(role.replace("_", " "), n) for role, n in report.other.items()]
+    items.append(("bytes", report.bytes))
+    return items
+
+
+def display(column: Column, value: Any) -> str:
+    """A cell as a person reads it: exact counts with separators, sizes in KiB/MiB/GiB, safe names."""
+    from paramscope import text
+
+    if value is None:
+        return "-"
+    if column.kind == "count":
+        return text.exact(value)
+    if column.kind == "bytes":
+        return text.human_bytes(value)
+    if column.kind == "percent":
+        return f"{value:.1f}%"
+    if column.kind == "shape":
+        return text.shape(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return text.safe(str(value))

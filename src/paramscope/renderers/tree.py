@@ -1,0 +1,114 @@
+"""Tree: the module hierarchy with per-module totals, and each module's own tensors as leaves.
+
+The default view of the CLI and of ``print(report)``. Other groupings (``--by type|dtype|tensor``)
+are drawn as the table renderer draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from paramscope import text
+from paramscope.records import Role
+from paramscope.renderers import RenderOptions
+from paramscope.renderers.console import draw, footer, header
+
+if TYPE_CHECKING:
+    from paramscope.report import ModuleNode, Report
+
+DEFAULT_DEPTH = 3
+
+
+def _lines(node: ModuleNode, depth: int, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(guide, kind, item) in display order: a module's own tensors, its aliases, then its children."""
+    entries: list[tuple[str, Any]] = []
+    if node.depth < depth:
+        entries += [("tensor", r) for r in node.tensors]
+        entries += [("alias", a) for a in node.aliases]
+        entries += [("module", c) for c in node.children]
+    for i, (kind, item) in enumerate(entries):
+        last = i == len(entries) - 1
+        yield prefix + ("└── " if last else "├── "), kind, item
+        if kind == "module":
+            yield from _lines(item, depth, prefix + ("    " if last else "│   "))
+
+
+def render(report: Report, options: RenderOptions) -> str:
+    if options.by != "module":
+        from paramscope.renderers import table
+
+        return table.render(report, options)
+    from rich.table import Table
+    from rich.text import Text
+
+    depth = DEFAULT_DEPTH if options.depth is None else options.depth
+    show_trainable = report.frozen not in (None, 0)
+    show_buffers = report.buffers > 0
+    grid = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
+    grid.add_column("module", no_wrap=True)
+    grid.add_column("type / shape", style="cyan", no_wrap=True)
+    grid.add_column("parameters", justify="right")
+    grid.add_column("%", justify="right")
+    if show_trainable:
+        grid.add_column("trainable", justify="right")
+    if show_buffers:
+        grid.add_column("buffers", justify="right")
+    grid.add_column("size", justify="right")
+
+    total = report.total
+
+    def add(label: Text, kind: str, params: str, pct: str, trainable: str, buffers: str, size: str) -> None:
+        row = [label, kind, params, pct]
+        if show_trainable:
+            row.append(trainable)
+        if show_buffers:
+            row.append(buffers)
+        row.append(size)
+        grid.add_row(*row)
+
+    def add_module(label: Text, node: ModuleNode) -> None:
+        add(label, text.safe(node.type or ""), text.exact(node.parameters), text.percent(node.parameters, total),
+            text.exact(node.trainable), text.exact(node.buffers), text.human_bytes(node.bytes))
+
+    root = report.tree()
+    add_module(Text(text.safe(root.type or report.source), style="bold"), root)
+    for guide, kind, item in _lines(root, depth):
+        label = Text(guide, style="dim")
+        if kind == "module":
+            label.append(text.safe(item.name))
+            add_module(label, item)
+        elif kind == "alias":
+            name, canonical = item
+            label.append(text.safe(name.rpartition(".")[2]), style="magenta")
+            label.append(" → " + text.safe(canonical), style="dim magenta")
+            add(label, "tied", "0", "", "", "", "")
+        else:
+            record = item
+            is_buffer = record.role is Role.BUFFER
+            label.append(text.safe(record.name.rpartition(".")[2]), style="dim" if is_buffer else "")
+            if is_buffer:
+                label.append(" (buffer)" if record.persistent is not False else " (buffer, non-persistent)",
+                             style="dim")
+            elif record.role is not Role.PARAMETER:
+                label.append(f" ({record.role.value.replace('_', ' ')})", style="dim")
+            elif record.trainable is False:
+                label.append(" (frozen)", style="blue")
+            shape = f"{text.shape(record.shape)} {record.dtype}"
+            count = text.exact(record.numel) if record.initialized else "?"
+            size = text.human_bytes(record.nbytes) if record.initialized else "?"
+            if is_buffer:
+                add(label, shape, "", "", "", count, size)
+            else:
+                pct = text.percent(record.numel, total) if record.role is Role.PARAMETER else ""
+                add(label, shape, count, pct, "", "", size)
+    return draw(options, header(report), Text(""), grid, *_spaced(footer(report, options)))
+
+
+def _spaced(parts: list[Any]) -> list[Any]:
+    from rich.text import Text
+
+    out: list[Any] = []
+    for part in parts:
+        out += [Text(""), part]
+    return out

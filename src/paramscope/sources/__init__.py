@@ -1,0 +1,48 @@
+"""Sources turn what the user names into an :class:`~paramscope.records.Inventory`.
+
+One module per kind of source: ``live`` (an ``nn.Module``), ``spec`` (Python that builds one), and one
+module per checkpoint format. :func:`open_source` decides which one applies; readers never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paramscope.errors import ParamscopeError
+from paramscope.records import Inventory
+
+EXAMPLE = "example"
+"""The name of the built-in example (the article's model)."""
+
+
+def open_source(
+    source: Any,
+    *,
+    example_input: Any = None,
+    device: str = "meta",
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> Inventory:
+    """Read ``source`` — an ``nn.Module``, a path, a spec string, or ``"example"`` — into an Inventory."""
+    from paramscope.sources import live
+
+    if isinstance(source, (str, Path)):
+        text = str(source)
+        if text == EXAMPLE:
+            from paramscope.sources.spec import build
+
+            model = build("paramscope.examples:MyModel", device="cpu")
+            return live.from_module(model, source="MyModel (built-in example)", example_input=example_input)
+        path = Path(text)
+        if path.exists():
+            from paramscope.sources.files import read_path
+
+            return read_path(path)
+        from paramscope.sources.spec import build, looks_like_spec
+
+        if looks_like_spec(text):
+            model = build(text, device=device, args=args, kwargs=kwargs)
+            return live.from_module(model, source=text, example_input=example_input)
+        raise ParamscopeError(text, "no such file, and not a 'file.py:Name' or 'package.module:Name' spec")
+    return live.from_module(source, example_input=example_input)

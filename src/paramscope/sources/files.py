@@ -1,0 +1,65 @@
+"""Which reader reads a path: detected by magic bytes, the extension only as a hint.
+
+Each checkpoint reader is a module of this package exposing::
+
+    FORMAT: str                                  # "safetensors", "pytorch", "gguf", ...
+    def sniff(head: bytes, path: Path) -> bool   # is this file mine? (head = first 64 bytes)
+    def read(path: Path) -> Inventory            # records only; raises ParamscopeError on bad input
+
+Readers never import torch, never execute anything from the file, and open it read-only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from paramscope.errors import ParamscopeError
+from paramscope.records import Inventory
+
+# Order matters only where two formats could both claim a file; the most specific sniff goes first.
+READERS = ("safetensors", "gguf", "torch_pickle", "numpy_files", "onnx", "keras")
+
+HEAD_BYTES = 64
+
+
+def _reader(name: str):
+    return importlib.import_module(f"paramscope.sources.{name}")
+
+
+def read_path(path: Path) -> Inventory:
+    """The Inventory of a checkpoint file or directory."""
+    if path.is_dir():
+        return _read_directory(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    if not head:
+        raise ParamscopeError(path, "empty file")
+    for name in READERS:
+        try:
+            module = _reader(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"paramscope.sources.{name}":
+                continue  # that reader is not part of this build
+            raise
+        if module.sniff(head, path):
+            return module.read(path)
+    raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
+
+
+def _read_directory(path: Path) -> Inventory:
+    """A directory: the first reader that claims it (a safetensors index or shards, ...)."""
+    for name in READERS:
+        try:
+            module = _reader(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"paramscope.sources.{name}":
+                continue
+            raise
+        claim = getattr(module, "sniff_directory", None)
+        if claim is not None and claim(path):
+            return module.read(path)
+    raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
