@@ -53,7 +53,7 @@ def inspect(
     device: str = "meta",
     args: list[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
-    filter: str | None = None,  # noqa: A002 - the CLI's --filter
+    filter: str | None = None,
     trainable_only: bool = False,
     include_buffers: bool = True,
     exclude_embeddings: bool = False,

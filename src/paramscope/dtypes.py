@@ -80,7 +80,8 @@ _TABLE: list[DType] = [
     DType("quint2x4", "quantized", 4, 1),
     *_plain("bits", 1, "bits8", "bits1x8", "bits2x4", "bits4x2"),
     *_plain("bits", 2, "bits16"),
-    # GGML block types (llama.cpp ggml-common.h): elements per block, bytes per block.
+    # GGML block types (llama.cpp ggml-common.h): elements per block, bytes per block. Checked against the
+    # block structs' static_asserts in ggml-common.h and gguf-py's GGML_QUANT_SIZES (gguf 0.19).
     DType("Q4_0", "quantized", 32, 18),
     DType("Q4_1", "quantized", 32, 20),
     DType("Q5_0", "quantized", 32, 22),
@@ -105,6 +106,9 @@ _TABLE: list[DType] = [
     DType("TQ1_0", "quantized", 256, 54),
     DType("TQ2_0", "quantized", 256, 66),
     DType("MXFP4", "quantized", 32, 17),
+    DType("NVFP4", "quantized", 64, 36),
+    DType("Q1_0", "quantized", 128, 18),
+    DType("Q2_0", "quantized", 64, 18),
 ]
 
 DTYPES: dict[str, DType] = {d.name: d for d in _TABLE}

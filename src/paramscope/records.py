@@ -43,7 +43,7 @@ class QuantInfo:
     bits: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TensorRecord:
     """One named tensor.
 
@@ -52,6 +52,9 @@ class TensorRecord:
     whether a weight was frozen). ``tie`` is an opaque key: records with equal keys are the same
     storage seen under several names, and are counted once. ``owner_type`` is the class name of the
     module that holds the tensor directly, when the source knows it (``Linear``, ``Embedding``).
+
+    Records are treated as immutable once a source has made them (not frozen only because frozen
+    dataclasses are several times slower to build, and a model can have 100,000 tensors).
     """
 
     name: str

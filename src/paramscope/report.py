@@ -16,7 +16,8 @@ Counting rules
   file, every integer or bool tensor, since PyTorch cannot train those).
 * **bytes** is the storage of parameters and buffers together, each tie group once.
 * **non-embedding** is ``total`` less the weights of embedding modules (``nn.Embedding``,
-  ``nn.EmbeddingBag``). A tied output head is the same tensor as the embedding it is tied to, so it is
+  ``nn.EmbeddingBag``; in files, which do not record classes, modules named like an embedding:
+  ``embed_tokens``, ``wte``, ``wpe``, ``word_embeddings``, ``token_embd``, see :data:`EMBEDDING_NAME`). A tied output head is the same tensor as the embedding it is tied to, so it is
   neither counted twice nor left behind: the whole tie group goes.
 * Uninitialized tensors (lazy modules before their first forward) count nothing and are listed apart.
 """
@@ -24,37 +25,50 @@ Counting rules
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, Role, TensorRecord
 
 SCHEMA = "paramscope.report/1"
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 
+# Files do not record module classes; there the module's own name decides (GPT-2's wte/wpe, Llama's
+# embed_tokens, BERT's word/position/token_type embeddings, GGUF's token_embd).
+EMBEDDING_NAME = re.compile(
+    r"(?:^|[._])(?:embed|embeds|embedding|embeddings|embed_tokens|tok_embeddings|token_embd|wte|wpe)$"
+)
+
 NON_EMBEDDING_RULE = (
-    "non-embedding = all parameters except the weights of nn.Embedding / nn.EmbeddingBag modules; "
+    "non-embedding = all parameters except the weights of nn.Embedding / nn.EmbeddingBag modules "
+    "(in files, which do not name module classes: modules named like embed_tokens, wte, wpe, *_embeddings); "
     "a head tied to an embedding is that same tensor, so it goes with it and is never counted twice"
 )
 
 
-@dataclass
 class ModuleNode:
-    """A module and the figures of its subtree. Each tie group counts under its canonical name only."""
+    """A module and the figures of its subtree. Each tie group counts under its canonical name only.
 
-    path: str
-    type: str | None
-    parameters: int = 0
-    trainable: int | None = 0
-    buffers: int = 0
-    bytes: int = 0
-    tensors: list[TensorRecord] = field(default_factory=list)
-    """Tensors held directly by this module and counted here."""
-    aliases: list[tuple[str, str]] = field(default_factory=list)
-    """(name here, canonical name) for tied tensors held here but counted elsewhere."""
-    children: list[ModuleNode] = field(default_factory=list)
+    ``tensors`` are the tensors held directly by this module and counted here; ``aliases`` are
+    (name here, canonical name) pairs for tied tensors held here but counted elsewhere.
+    """
+
+    __slots__ = ("aliases", "buffers", "bytes", "children", "parameters", "path", "tensors", "trainable", "type")
+
+    def __init__(self, path: str, type: str | None) -> None:
+        self.path = path
+        self.type = type
+        self.parameters = 0
+        self.trainable: int | None = 0
+        self.buffers = 0
+        self.bytes = 0
+        self.tensors: list[TensorRecord] = []
+        self.aliases: list[tuple[str, str]] = []
+        self.children: list[ModuleNode] = []
 
     @property
     def name(self) -> str:
@@ -72,6 +86,17 @@ class ModuleNode:
             yield node
             if depth is None or node.depth < depth:
                 stack.extend(reversed(node.children))
+
+    def pruned(self, depth: int) -> ModuleNode:
+        """A copy whose descendants below ``depth`` levels are dropped (their figures stay in the totals)."""
+        copy = ModuleNode(self.path, self.type)
+        for slot in ("parameters", "trainable", "buffers", "bytes", "tensors", "aliases"):
+            setattr(copy, slot, getattr(self, slot))
+        copy.children = [] if self.depth >= depth else [c.pruned(depth) for c in self.children]
+        return copy
+
+    def __repr__(self) -> str:
+        return f"<ModuleNode {self.path!r} {self.type} parameters={self.parameters}>"
 
 
 @dataclass(frozen=True)
@@ -95,10 +120,17 @@ class Report:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        groups: dict[Hashable, list[TensorRecord]] = {}
-        for record in inventory.tensors:
-            groups.setdefault(record.tie_key, []).append(record)
-        self._groups = groups
+        heads: dict[Hashable, TensorRecord] = {}
+        aliases: dict[Hashable, list[TensorRecord]] = {}
+        with paused_gc():
+            for record in inventory.tensors:
+                key = record.tie_key
+                if key in heads:
+                    aliases.setdefault(key, [heads[key]]).append(record)
+                else:
+                    heads[key] = record
+        self._heads = heads
+        self._aliased = aliases
 
     # ---- what the source said -------------------------------------------------------------
     @property
@@ -126,80 +158,101 @@ class Report:
     @cached_property
     def unique(self) -> list[TensorRecord]:
         """One record per tie group (its canonical, first-seen name), uninitialized ones left out."""
-        return [group[0] for group in self._groups.values() if group[0].initialized]
+        return [r for r in self._heads.values() if r.initialized]
 
     @cached_property
     def canonical_name(self) -> dict[str, str]:
         """Name -> canonical name of its tie group, for every name in a group of two or more."""
-        return {r.name: group[0].name for group in self._groups.values() if len(group) > 1 for r in group}
-
-    def _sum(self, role: Role, trainable: bool | None = None) -> int:
-        return sum(
-            r.numel
-            for r in self.unique
-            if r.role is role and (trainable is None or r.trainable is trainable)
-        )
+        return {r.name: group[0].name for group in self._aliased.values() for r in group}
 
     @cached_property
+    def _sizes(self) -> list[tuple[TensorRecord, int, int | None]]:
+        """(record, logical elements, stored bytes) for each unique record, computed once."""
+        with paused_gc():
+            return [(r, r.numel, r.nbytes) for r in self.unique]
+
+    @cached_property
+    def _totals(self) -> dict[str, Any]:
+        """Every headline figure in one pass over the unique records."""
+        total = trainable = frozen = buffers = 0
+        parameter_bytes: int | None = 0
+        buffer_bytes: int | None = 0
+        known = True
+        other: dict[str, int] = {}
+        for r, numel, size in self._sizes:
+            role = r.role
+            if role is Role.PARAMETER:
+                total += numel
+                if r.trainable is True:
+                    trainable += numel
+                elif r.trainable is False:
+                    frozen += numel
+                else:
+                    known = False
+                parameter_bytes = None if size is None or parameter_bytes is None else parameter_bytes + size
+            elif role is Role.BUFFER:
+                buffers += numel
+                buffer_bytes = None if size is None or buffer_bytes is None else buffer_bytes + size
+            else:
+                other[role.value] = other.get(role.value, 0) + numel
+        return {
+            "total": total,
+            "trainable": trainable if known else None,
+            "frozen": frozen if known else None,
+            "buffers": buffers,
+            "other": other,
+            "parameter_bytes": parameter_bytes,
+            "buffer_bytes": buffer_bytes,
+            "known": known,
+        }
+
+    @property
     def total(self) -> int:
         """Parameter elements, each tie group once."""
-        return self._sum(Role.PARAMETER)
+        return self._totals["total"]
 
-    @cached_property
+    @property
     def _trainability_known(self) -> bool:
-        return all(r.trainable is not None for r in self.unique if r.role is Role.PARAMETER)
+        return self._totals["known"]
 
-    @cached_property
+    @property
     def trainable(self) -> int | None:
         """Parameters with ``requires_grad``; None where the source cannot know."""
-        return self._sum(Role.PARAMETER, True) if self._trainability_known else None
+        return self._totals["trainable"]
 
-    @cached_property
+    @property
     def frozen(self) -> int | None:
         """Parameters without ``requires_grad``; None where the source cannot know."""
-        return self._sum(Role.PARAMETER, False) if self._trainability_known else None
+        return self._totals["frozen"]
 
-    @cached_property
+    @property
     def buffers(self) -> int:
         """Buffer elements, each tie group once."""
-        return self._sum(Role.BUFFER)
+        return self._totals["buffers"]
 
-    @cached_property
+    @property
     def other(self) -> dict[str, int]:
         """Elements of roles that are neither parameters nor buffers (optimizer state, quant bookkeeping)."""
-        counts: dict[str, int] = {}
-        for r in self.unique:
-            if r.role not in (Role.PARAMETER, Role.BUFFER):
-                counts[r.role.value] = counts.get(r.role.value, 0) + r.numel
-        return counts
+        return self._totals["other"]
 
-    def _bytes(self, roles: tuple[Role, ...]) -> int | None:
-        total = 0
-        for r in self.unique:
-            if r.role in roles:
-                size = r.nbytes
-                if size is None:
-                    return None
-                total += size
-        return total
-
-    @cached_property
+    @property
     def parameter_bytes(self) -> int | None:
-        return self._bytes((Role.PARAMETER,))
+        return self._totals["parameter_bytes"]
 
-    @cached_property
+    @property
     def buffer_bytes(self) -> int | None:
-        return self._bytes((Role.BUFFER,))
+        return self._totals["buffer_bytes"]
 
-    @cached_property
+    @property
     def bytes(self) -> int | None:
         """Storage of parameters and buffers, each tie group once; None if a dtype is unknown."""
-        return self._bytes((Role.PARAMETER, Role.BUFFER))
+        p, b = self.parameter_bytes, self.buffer_bytes
+        return None if p is None or b is None else p + b
 
     @cached_property
     def ties(self) -> list[list[str]]:
         """Tie groups of two or more names, canonical name first."""
-        return [[r.name for r in group] for group in self._groups.values() if len(group) > 1]
+        return [[r.name for r in group] for group in self._aliased.values()]
 
     @cached_property
     def uninitialized(self) -> list[str]:
@@ -208,17 +261,23 @@ class Report:
 
     @cached_property
     def _embedding_keys(self) -> set[Hashable]:
-        return {
-            key
-            for key, group in self._groups.items()
-            if any(r.owner_type in EMBEDDING_TYPES and r.name.rpartition(".")[2] == "weight" for r in group)
-        }
+        def is_embedding(r: TensorRecord) -> bool:
+            module, _, leaf = r.name.rpartition(".")
+            if leaf != "weight":
+                return False
+            if r.owner_type is not None:
+                return r.owner_type in EMBEDDING_TYPES
+            return EMBEDDING_NAME.search(module) is not None
+
+        keys = {key for key, head in self._heads.items() if is_embedding(head)}
+        keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
+        return keys
 
     @cached_property
     def embedding(self) -> int:
         """Parameters in embedding weights (tied heads included: they are the same tensors)."""
         keys = self._embedding_keys
-        return sum(r.numel for r in self.unique if r.role is Role.PARAMETER and r.tie_key in keys)
+        return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
 
     @cached_property
     def non_embedding(self) -> int:
@@ -232,12 +291,13 @@ class Report:
         params: dict[str, int] = {}
         sizes: dict[str, int] = {}
         modules: dict[str, set[str]] = {}
-        for r in self.unique:
+        types = self.inventory.module_types
+        for r, numel, size in self._sizes:
             if r.role is not Role.PARAMETER:
                 continue
-            kind = r.owner_type or self.inventory.module_types.get(r.module) or "(unknown)"
-            params[kind] = params.get(kind, 0) + r.numel
-            sizes[kind] = sizes.get(kind, 0) + (r.nbytes or 0)
+            kind = r.owner_type or types.get(r.module) or "(unknown)"
+            params[kind] = params.get(kind, 0) + numel
+            sizes[kind] = sizes.get(kind, 0) + (size or 0)
             modules.setdefault(kind, set()).add(r.module)
         rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
@@ -246,75 +306,70 @@ class Report:
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
-        for r in self.unique:
-            if r.role not in (Role.PARAMETER, Role.BUFFER):
+        for r, numel, size in self._sizes:
+            if r.role is not Role.PARAMETER and r.role is not Role.BUFFER:
                 continue
             row = rows.setdefault(r.dtype, [0, 0, 0])
-            row[0 if r.role is Role.PARAMETER else 1] += r.numel
-            row[2] += r.nbytes or 0
+            row[0 if r.role is Role.PARAMETER else 1] += numel
+            row[2] += size or 0
         totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
 
     def top(self, k: int) -> list[TensorRecord]:
         """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order."""
-        return sorted(self.unique, key=lambda r: -r.numel)[:k]
+        return [r for r, _, _ in sorted(self._sizes, key=lambda item: -item[1])[:k]]
 
     @cached_property
     def _root(self) -> ModuleNode:
+        with paused_gc():
+            return self._build_tree()
+
+    def _build_tree(self) -> ModuleNode:
         types = self.inventory.module_types
         nodes: dict[str, ModuleNode] = {"": ModuleNode("", types.get(""))}
 
         def node_for(path: str) -> ModuleNode:
             node = nodes.get(path)
             if node is None:
-                parent = node_for(path.rpartition(".")[0])
+                parent = node_for(path.rpartition(".")[0])  # parents are created before their children
                 node = nodes[path] = ModuleNode(path, types.get(path))
                 parent.children.append(node)
             return node
 
-        trainable_known = self._trainability_known
-        for group in self._groups.values():
-            head = group[0]
-            for alias in group[1:]:
-                node_for(alias.module).aliases.append((alias.name, head.name))
-            if not head.initialized:
-                node_for(head.module).tensors.append(head)
-                continue
-            node = node_for(head.module)
+        for record in self.inventory.tensors:  # create nodes in the order the source listed tensors
+            node_for(record.module)
+        sizes = {id(r): (n, b) for r, n, b in self._sizes}
+        for key, head in self._heads.items():
+            for alias in self._aliased.get(key, ())[1:]:
+                nodes[alias.module].aliases.append((alias.name, head.name))
+            node = nodes[head.module]
             node.tensors.append(head)
-            numel, size = head.numel, head.nbytes or 0
-            is_param = head.role is Role.PARAMETER
-            is_buffer = head.role is Role.BUFFER
-            trained = is_param and head.trainable is True
-            path = head.module
-            while True:
-                target = nodes[path]
-                if is_param:
-                    target.parameters += numel
-                    if trained:
-                        target.trainable += numel  # type: ignore[operator]
-                elif is_buffer:
-                    target.buffers += numel
-                if is_param or is_buffer:
-                    target.bytes += size
-                if not path:
-                    break
-                path = path.rpartition(".")[0]
-        if not trainable_known:
+            if not head.initialized:
+                continue
+            numel, size = sizes[id(head)]
+            if head.role is Role.PARAMETER:
+                node.parameters += numel
+                node.bytes += size or 0
+                if head.trainable is True:
+                    node.trainable += numel  # type: ignore[operator]
+            elif head.role is Role.BUFFER:
+                node.buffers += numel
+                node.bytes += size or 0
+        # Children were created after their parents, so reverse creation order is bottom-up.
+        for node in reversed(list(nodes.values())):
+            for child in node.children:
+                node.parameters += child.parameters
+                node.trainable += child.trainable  # type: ignore[operator]
+                node.buffers += child.buffers
+                node.bytes += child.bytes
+        if not self._trainability_known:
             for node in nodes.values():
                 node.trainable = None
         return nodes[""]
 
     def tree(self, depth: int | None = None) -> ModuleNode:
         """The module tree; below ``depth`` levels, nodes keep their totals but lose their children."""
-        if depth is None:
-            return self._root
-
-        def cut(node: ModuleNode) -> ModuleNode:
-            kids = [] if node.depth >= depth else [cut(c) for c in node.children]
-            return replace(node, children=kids)
-
-        return cut(self._root)
+        return self._root if depth is None else self._root.pruned(depth)
 
     def modules(self, depth: int | None = None) -> list[ModuleNode]:
         """The tree flattened depth first (root first), down to ``depth``."""

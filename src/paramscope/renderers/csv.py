@@ -7,8 +7,8 @@ import io
 from typing import TYPE_CHECKING
 
 from paramscope.renderers import RenderOptions
-from paramscope.text import safe
 from paramscope.renderers.rows import table
+from paramscope.text import safe
 
 if TYPE_CHECKING:
     from paramscope.report import Report

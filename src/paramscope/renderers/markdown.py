@@ -28,7 +28,7 @@ def render(report: Report, options: RenderOptions) -> str:
     lines += ["", "| " + " | ".join(c.title for c in columns) + " |"]
     lines.append("|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(_escape(display(c, v)) for c, v in zip(columns, row)) + " |")
+        lines.append("| " + " | ".join(_escape(display(c, v)) for c, v in zip(columns, row, strict=False)) + " |")
     if report.ties:
         lines += ["", "Tied (counted once):", ""]
         lines += ["- " + " = ".join(f"`{_escape(text.safe(n))}`" for n in group) for group in report.ties]

@@ -104,6 +104,8 @@ def display(column: Column, value: Any) -> str:
 
     if value is None:
         return "-"
+    if column.title == "module" and value == "":
+        return "(root)"
     if column.kind == "count":
         return text.exact(value)
     if column.kind == "bytes":

@@ -25,7 +25,7 @@ def render(report: Report, options: RenderOptions) -> str:
     for column in columns:
         grid.add_column(column.title, justify="right" if column.numeric else "left", no_wrap=True)
     for row in rows:
-        grid.add_row(*(display(c, v) for c, v in zip(columns, row)))
+        grid.add_row(*(display(c, v) for c, v in zip(columns, row, strict=False)))
     parts = footer(report, options)
     spaced = [p for part in parts for p in (Text(""), part)]
     return draw(options, header(report), grid, *spaced)

@@ -23,6 +23,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 
 from paramscope.errors import ParamscopeError
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, Role, TensorRecord
 
 
@@ -46,13 +47,20 @@ def _walk(root: Any) -> Iterator[tuple[str, Any]]:
             stack.append((prefix + name, child, False))
 
 
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
 def _dtype_name(tensor: Any) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
+    dtype = tensor.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 def _tie_key(tensor: Any) -> Hashable:
     """Object identity, or the data's address for tensors that have real storage (see module doc)."""
-    if tensor.device.type != "meta":
+    if not tensor.is_meta:
         try:
             address = tensor.data_ptr()
         except (RuntimeError, NotImplementedError):  # tensor subclasses without plain storage
@@ -78,6 +86,19 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
     if example_input is not None and _has_uninitialized(module, UninitializedTensorMixin):
         module = dry_run_on_meta(module, example_input, source=name)
 
+    with paused_gc():
+        records, module_types, lazy = _collect(module, UninitializedTensorMixin)
+    notes = []
+    if lazy:
+        notes.append(
+            f"{len(lazy)} tensors of lazy modules are uninitialized and not counted; "
+            "give an input shape (--input-shape / example_input=) to materialise them on the meta device"
+        )
+    return Inventory(name, "torch.nn.Module", records, module_types, notes=notes)
+
+
+def _collect(module: Any, uninitialized: type) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
+    """Records, module types by path, and the names of uninitialized tensors."""
     records: list[TensorRecord] = []
     module_types: dict[str, str] = {}
     lazy: list[str] = []
@@ -89,7 +110,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             if param is None:
                 continue
             full = prefix + key
-            if isinstance(param, UninitializedTensorMixin):
+            if isinstance(param, uninitialized):
                 lazy.append(full)
                 records.append(
                     TensorRecord(full, None, _dtype_name(param), Role.PARAMETER, param.requires_grad,
@@ -105,7 +126,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             if buf is None:
                 continue
             full = prefix + key
-            shape = None if isinstance(buf, UninitializedTensorMixin) else tuple(buf.shape)
+            shape = None if isinstance(buf, uninitialized) else tuple(buf.shape)
             if shape is None:
                 lazy.append(full)
             records.append(
@@ -113,14 +134,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
                              ("object", id(buf)) if shape is None else _tie_key(buf), owner,
                              persistent=key not in non_persistent, origin="live")
             )
-
-    notes = []
-    if lazy:
-        notes.append(
-            f"{len(lazy)} tensors of lazy modules are uninitialized and not counted; "
-            "give an input shape (--input-shape / example_input=) to materialise them on the meta device"
-        )
-    return Inventory(name, "torch.nn.Module", records, module_types, notes=notes)
+    return records, module_types, lazy
 
 
 def _has_uninitialized(module: Any, mixin: type) -> bool:

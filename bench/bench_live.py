@@ -1,0 +1,105 @@
+"""Live-module path against its peers, in one process: a bare sum, torchinfo, fvcore, paramscope.
+
+Models: Llama-2-70B built on the meta device (723 tensors) and a synthetic model of 20,000+ modules.
+"paramscope report" is inspect() plus every aggregate a renderer draws (totals, ties, tree, by-type,
+by-dtype); "paramscope tree" also renders the default tree view to text.
+
+    .venv/bin/python bench/bench_live.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import statistics
+import time
+import warnings
+
+import torch
+from torch import nn
+
+import paramscope
+from paramscope.renderers import RenderOptions, render
+
+
+def llama2_70b() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=32000, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+        num_attention_heads=64, num_key_value_heads=8, tie_word_embeddings=False,
+    )
+    with torch.device("meta"):
+        return LlamaForCausalLM(config)
+
+
+def many_modules(blocks: int = 5000) -> nn.Module:
+    """5,000 blocks of Linear + LayerNorm + GELU: 20,001 modules, 20,000 parameter tensors."""
+    with torch.device("meta"):
+        return nn.Sequential(*(nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU()) for _ in range(blocks)))
+
+
+def bare_sum(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def paramscope_report(model: nn.Module) -> int:
+    report = paramscope.inspect(model)
+    report.tree(), report.by_type, report.by_dtype, report.ties, report.bytes, report.non_embedding
+    return report.total
+
+
+def paramscope_tree(model: nn.Module) -> int:
+    report = paramscope.inspect(model)
+    render(report, "tree", RenderOptions())
+    return report.total
+
+
+def torchinfo_summary(model: nn.Module) -> int:
+    import torchinfo
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return torchinfo.summary(model, verbose=0).total_params
+
+
+def fvcore_table(model: nn.Module) -> int:
+    from fvcore.nn import parameter_count_table
+
+    parameter_count_table(model)
+    from fvcore.nn import parameter_count
+
+    return parameter_count(model)[""]
+
+
+def timed(fn, model, repeat: int) -> tuple[float, int]:
+    fn(model)  # warm-up (imports, caches)
+    times, result = [], 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn(model)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    peers = [
+        ("bare sum(p.numel())", bare_sum),
+        ("paramscope report", paramscope_report),
+        ("paramscope tree text", paramscope_tree),
+        ("torchinfo.summary", torchinfo_summary),
+        ("fvcore count table", fvcore_table),
+    ]
+    for label, build in (("Llama-2-70B (meta, 723 tensors)", llama2_70b), ("20,001 modules", many_modules)):
+        model = build()
+        print(f"\n{label}")
+        print(f"{'method':24} {'median ms':>10} {'x bare':>8} {'count':>16}")
+        base = None
+        for name, fn in peers:
+            seconds, count = timed(fn, model, repeat=5)
+            base = base or seconds
+            print(f"{name:24} {seconds * 1000:10.1f} {seconds / base:8.2f} {count:16,}")
+
+
+if __name__ == "__main__":
+    main()

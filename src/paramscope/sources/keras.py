@@ -1,0 +1,336 @@
+"""Reader: Keras ``.keras`` archives and HDF5 weight files (``.weights.h5``, legacy ``.h5``), via h5py.
+
+A ``.keras`` file is a zip holding ``config.json``, ``metadata.json`` and ``model.weights.h5``. The
+weights member is normally stored uncompressed; h5py then reads it through a bounded window onto the
+archive (nothing is extracted or written). A deflated member is read through ``zipfile``'s stream,
+after refusing compression ratios only a deflate bomb has.
+
+Only HDF5 metadata is touched: every dataset's shape and dtype, found by an iterative walk that follows
+hard links only (soft and external links are skipped; a cycle of hard links is cut), never its data,
+and Keras itself is never imported. A dataset reachable under two names is one storage: a tie. Keras
+weight files do not record what was trainable, so ``trainable`` stays None. Datasets under a top-level
+``optimizer`` (Keras 3) or ``optimizer_weights`` (Keras 2) group are optimizer state.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from paramscope.errors import ParamscopeError, require
+from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
+
+FORMAT = "keras"
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+WEIGHTS_MEMBER = "model.weights.h5"
+MAX_JSON_MEMBER = 64 * 1024 * 1024
+MAX_OBJECTS = 200_000
+MAX_RATIO = 200
+"""Weights compress by a few percent at best; a member inflating more than this is a bomb."""
+OPTIMIZER_GROUPS = frozenset({"optimizer", "optimizer_weights"})
+
+# (numpy kind, itemsize) -> canonical name. HDF5 types that are not numeric keep "numpy:<str>".
+NUMERIC: dict[tuple[str, int], str] = {
+    ("f", 2): "float16",
+    ("f", 4): "float32",
+    ("f", 8): "float64",
+    ("c", 8): "complex64",
+    ("c", 16): "complex128",
+    ("i", 1): "int8",
+    ("i", 2): "int16",
+    ("i", 4): "int32",
+    ("i", 8): "int64",
+    ("u", 1): "uint8",
+    ("u", 2): "uint16",
+    ("u", 4): "uint32",
+    ("u", 8): "uint64",
+    ("b", 1): "bool",
+}
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+
+def sniff(head: bytes, path: Path) -> bool:
+    """The HDF5 signature; or a zip holding ``model.weights.h5`` (or ``config.json`` and an ``.h5``)."""
+    if head.startswith(HDF5_MAGIC):
+        return True
+    if head.startswith(b"PK"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+            return path.suffix == ".keras"
+        return _weights_member(names) is not None
+    return False
+
+
+def _weights_member(names: list[str]) -> str | None:
+    if WEIGHTS_MEMBER in names:
+        return WEIGHTS_MEMBER
+    if "config.json" in names:
+        h5 = [n for n in names if n.endswith(".h5") and "/" not in n]
+        if len(h5) == 1:
+            return h5[0]
+    return None
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read(path: Path) -> Inventory:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    if head.startswith(b"PK"):
+        return _read_archive(path)
+    if not head.startswith(HDF5_MAGIC):
+        raise ParamscopeError(path, "not an HDF5 file (bad signature)")
+    h5py = _h5py(path)
+    try:
+        with h5py.File(path, "r", **_no_locking(h5py)) as h5:
+            records, notes = _walk(path, h5, path.name)
+            metadata = _root_attributes(h5)
+    except ParamscopeError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise ParamscopeError(path, f"damaged HDF5 file: {_one_line(exc)}") from None
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+def _h5py(path: Path) -> Any:
+    return require("h5py", extra="keras", source=path, purpose="reading Keras HDF5 weights")
+
+
+def _no_locking(h5py: Any) -> dict[str, Any]:
+    """Do not take HDF5's file lock: we only read, and the file may sit on a read-only mount."""
+    return {"locking": False} if getattr(h5py, "version", None) and h5py.version.version_tuple >= (3, 5) else {}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _root_attributes(h5: Any) -> dict[str, Any]:
+    """The few root attributes legacy Keras writes that are worth showing (never the model config)."""
+    out: dict[str, Any] = {}
+    for key in ("keras_version", "backend"):
+        value = h5.attrs.get(key)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and len(value) < 200:
+            out[key] = value
+    return out
+
+
+def _dtype_name(dtype: Any) -> str:
+    canonical = NUMERIC.get((dtype.kind, dtype.itemsize))
+    if canonical is not None:
+        return canonical
+    return f"numpy:{dtype.str}"
+
+
+def _walk(where: Path | str, h5: Any, origin: str) -> tuple[list[TensorRecord], list[str]]:
+    """Every dataset's record, depth-first in name order; hard links only, each object visited once
+    per name, cycles cut by object identity."""
+    import h5py
+
+    found: list[tuple[str, Any, tuple[int, ...], str, Role]] = []
+    visits: dict[Any, int] = {}
+    skipped_links = 0
+    empty = 0
+    objects = 0
+    stack: list[tuple[str, Any, frozenset[Any], str]] = [("", h5, frozenset({h5.id}), "")]
+    while stack:
+        prefix, group, ancestors, top_group = stack.pop()
+        children = []
+        for key in group:
+            objects += 1
+            if objects > MAX_OBJECTS:
+                raise ParamscopeError(where, f"more than {MAX_OBJECTS:,} HDF5 objects")
+            link = group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                skipped_links += 1
+                continue
+            children.append((key, group.get(key)))
+        for key, obj in reversed(children):
+            name = f"{prefix}.{key}" if prefix else key
+            top = top_group or key
+            if isinstance(obj, h5py.Group):
+                if obj.id in ancestors:
+                    continue  # a hard link back up the tree
+                stack.append((name, obj, ancestors | {obj.id}, top))
+            elif isinstance(obj, h5py.Dataset):
+                shape = obj.shape
+                if shape is None:
+                    empty += 1
+                    continue
+                dtype = _dtype_name(obj.dtype)
+                role = Role.OPTIMIZER_STATE if top in OPTIMIZER_GROUPS else role_for_file_tensor(dtype)
+                visits[obj.id] = visits.get(obj.id, 0) + 1
+                found.append((name, obj.id, tuple(int(d) for d in shape), dtype, role))
+    records = []
+    for name, oid, shape, dtype, role in found:
+        tie = ("hdf5", origin, hash(oid)) if visits[oid] > 1 else None
+        records.append(TensorRecord(name=name, shape=shape, dtype=dtype, role=role, tie=tie, origin=origin))
+    notes = []
+    if skipped_links:
+        notes.append(f"{skipped_links} soft or external HDF5 links were not followed.")
+    if empty:
+        notes.append(f"{empty} datasets with an empty (null) dataspace hold nothing and are not listed.")
+    odd = sorted({r.dtype for r in records if r.dtype.startswith("numpy:")})
+    if odd:
+        notes.append(f"Datasets of non-numeric types ({', '.join(odd)}) are listed as buffers; bytes not counted.")
+    return records, notes
+
+
+# --------------------------------------------------------------------------------------------- .keras zip
+
+
+class _Window(io.RawIOBase):
+    """A read-only view of ``length`` bytes at ``start`` of an open file: a stored zip member."""
+
+    def __init__(self, handle: Any, start: int, length: int) -> None:
+        super().__init__()
+        self._handle = handle
+        self._start = start
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, self._length)[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), self._length - self._pos))
+        if count == 0:
+            return 0
+        self._handle.seek(self._start + self._pos)
+        data = self._handle.read(count)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _read_archive(path: Path) -> Inventory:
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+        raise ParamscopeError(path, f"not a valid .keras (zip) archive: {exc}") from None
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    with archive:
+        names = archive.namelist()
+        if len(names) != len(set(names)):
+            raise ParamscopeError(path, "archive lists a member more than once")
+        member = _weights_member(names)
+        if member is None:
+            raise ParamscopeError(path, f"archive has no {WEIGHTS_MEMBER}")
+        metadata: dict[str, Any] = {}
+        for json_name in ("metadata.json", "config.json"):
+            if json_name in names:
+                metadata.update(_summary(path, json_name, _json_member(path, archive, json_name)))
+        info = archive.getinfo(member)
+        where = f"{path}[{member}]"
+        if info.flag_bits & 0x1:
+            raise ParamscopeError(where, "member is encrypted")
+        h5py = _h5py(path)
+        try:
+            with open(path, "rb") as handle:
+                stream = _member_stream(where, archive, info, handle)
+                try:
+                    with h5py.File(stream, "r") as h5:
+                        records, notes = _walk(where, h5, member)
+                finally:
+                    stream.close()
+        except ParamscopeError:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise ParamscopeError(where, f"damaged HDF5 weights: {_one_line(exc)}") from None
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+def _member_stream(where: str, archive: Any, info: Any, handle: Any) -> Any:
+    """A seekable stream over the weights member: a window onto a stored one, else zipfile's stream."""
+    import zipfile
+
+    size = os.fstat(handle.fileno()).st_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise ParamscopeError(where, "bad local file header")
+        name_len, extra_len = struct.unpack_from("<HH", local, 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        if info.file_size != info.compress_size or start + info.file_size > size:
+            raise ParamscopeError(where, "stored member runs past the end of the archive")
+        return _Window(handle, start, info.file_size)
+    if info.file_size > MAX_RATIO * max(info.compress_size, 1) + (1 << 20):
+        raise ParamscopeError(
+            where,
+            f"inflates {info.compress_size:,} bytes to {info.file_size:,}: a compression ratio only a "
+            "deflate bomb has",
+        )
+    return archive.open(info)
+
+
+def _json_member(path: Path, archive: Any, name: str) -> Any:
+    """A small JSON member, read through a capped stream (the declared size may lie)."""
+    import zipfile
+    import zlib
+
+    info = archive.getinfo(name)
+    if info.file_size > MAX_JSON_MEMBER:
+        raise ParamscopeError(path, f"{name} declares {info.file_size:,} bytes, more than {MAX_JSON_MEMBER:,}")
+    try:
+        with archive.open(info) as stream:
+            raw = stream.read(MAX_JSON_MEMBER + 1)
+    except (OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, zipfile.BadZipFile) as exc:
+        raise ParamscopeError(path, f"cannot read {name}: {_one_line(exc)}") from None
+    if len(raw) > MAX_JSON_MEMBER:
+        raise ParamscopeError(path, f"{name} is larger than {MAX_JSON_MEMBER:,} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ParamscopeError(path, f"{name} is nested too deeply") from None
+    except ValueError as exc:
+        raise ParamscopeError(path, f"{name} is not valid JSON: {_one_line(exc)}") from None
+
+
+def _summary(path: Path, name: str, value: Any) -> dict[str, Any]:
+    """A few facts from metadata.json / config.json, shown as metadata; nothing in them is executed."""
+    if not isinstance(value, dict):
+        raise ParamscopeError(path, f"{name} is not a JSON object")
+    out: dict[str, Any] = {}
+    if name == "metadata.json":
+        for key in ("keras_version", "date_saved"):
+            if isinstance(value.get(key), str):
+                out[key] = value[key]
+    else:
+        if isinstance(value.get("class_name"), str):
+            out["model class"] = value["class_name"]
+        config = value.get("config")
+        if isinstance(config, dict) and isinstance(config.get("name"), str):
+            out["model name"] = config["name"]
+    return out

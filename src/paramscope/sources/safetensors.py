@@ -1,0 +1,409 @@
+"""Reader: safetensors files, sharded checkpoints (``*.safetensors.index.json``) and directories of shards.
+
+Only the header is read: 8 bytes of little-endian header length, then that many bytes of UTF-8 JSON.
+Validation follows the reference implementation (the Rust ``safetensors`` crate, ``Metadata::validate``
+and ``SafeTensors::read_metadata``) so a file we accept is a file ``safe_open`` accepts:
+
+* header length at most ``MAX_HEADER_SIZE`` (100,000,000 bytes) and within the file;
+* the header is a UTF-8 JSON object; duplicate keys are rejected (serde would, Python's json keeps the
+  last one silently); NaN/Infinity literals are not JSON;
+* every entry but ``__metadata__`` (a str -> str map) has exactly a known ``dtype``, a ``shape`` of
+  non-negative integers and ``data_offsets`` ``[begin, end]``;
+* sorted by offset, the tensors tile the data area from 0 with no gap or overlap, each taking exactly
+  ``numel * bits / 8`` bytes (sub-byte types must fill whole bytes), with no overflow past 64 bits;
+* header + last offset is exactly the file size (no trailing data, no truncation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from paramscope.errors import ParamscopeError
+from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+
+FORMAT = "safetensors"
+
+MAX_HEADER_SIZE = 100_000_000
+"""The crate's ``MAX_HEADER_SIZE``: a longer header is refused before anything is allocated."""
+
+_U64_LIMIT = 1 << 64
+"""The crate computes sizes in ``usize`` with checked arithmetic; past this it reports an overflow."""
+
+# safetensors dtype -> (canonical name, bits per element). Bits give the exact byte size, sub-byte included.
+DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 8),
+    "U8": ("uint8", 8),
+    "I8": ("int8", 8),
+    "F8_E5M2": ("float8_e5m2", 8),
+    "F8_E4M3": ("float8_e4m3fn", 8),
+    "F8_E8M0": ("float8_e8m0fnu", 8),
+    "I16": ("int16", 16),
+    "U16": ("uint16", 16),
+    "F16": ("float16", 16),
+    "BF16": ("bfloat16", 16),
+    "I32": ("int32", 32),
+    "U32": ("uint32", 32),
+    "F32": ("float32", 32),
+    "C64": ("complex64", 64),
+    "F64": ("float64", 64),
+    "I64": ("int64", 64),
+    "U64": ("uint64", 64),
+    "F6_E2M3": ("float6_e2m3fn", 6),
+    "F6_E3M2": ("float6_e3m2fn", 6),
+    "F4": ("float4_e2m1fn_x2", 4),
+}
+
+_TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
+INDEX_SUFFIX = ".safetensors.index.json"
+MAX_INDEX_SIZE = 64 * 1024 * 1024
+"""An index is a name -> shard map; even 1M tensors take well under this."""
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+
+def sniff(head: bytes, path: Path) -> bool:
+    """8-byte little-endian length of a plausible size, then ``{``; or a ``.safetensors`` name.
+
+    A declared length above the crate's limit is still claimed (up to 4 GiB) so that the user is told
+    the header is too large rather than that the format is unknown.
+    """
+    if path.name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
+        return True
+    if len(head) >= 9 and head[8:9] == b"{":
+        (n,) = struct.unpack_from("<Q", head)
+        if 2 <= n < 1 << 32:
+            return True
+    # The extension is only a hint: claim a (truncated or damaged) .safetensors file that is nothing else.
+    return path.suffix == ".safetensors" and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80"))
+
+
+def sniff_directory(path: Path) -> bool:
+    """A directory holding a ``*.safetensors.index.json`` or ``*.safetensors`` files."""
+    try:
+        return any(
+            entry.name.endswith((".safetensors", INDEX_SUFFIX)) and entry.is_file() for entry in os.scandir(path)
+        )
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read(path: Path) -> Inventory:
+    """A single file, an index file, or a directory (its index, else all its ``*.safetensors``)."""
+    if path.is_dir():
+        return _read_directory(path)
+    if path.name.endswith(INDEX_SUFFIX):
+        return _read_index(path)
+    records, metadata = read_file(path)
+    info: dict[str, Any] = {}
+    if metadata:
+        info["__metadata__"] = metadata
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=info)
+
+
+def read_file(path: Path, origin: str | None = None) -> tuple[list[TensorRecord], dict[str, str]]:
+    """The records and ``__metadata__`` of one safetensors file, validated as the crate validates it."""
+    header, file_size = _read_header_bytes(path)
+    parsed = _parse_json(path, header, pairs=True)
+    return _validate(path, parsed, len(header), file_size, origin if origin is not None else path.name)
+
+
+def _read_header_bytes(path: Path) -> tuple[bytes, int]:
+    try:
+        with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise ParamscopeError(path, f"truncated: {len(prefix)} bytes, a safetensors file starts with 8")
+            (n,) = struct.unpack("<Q", prefix)
+            if n > MAX_HEADER_SIZE:
+                raise ParamscopeError(
+                    path, f"header length {n:,} bytes exceeds the safetensors limit of {MAX_HEADER_SIZE:,}"
+                )
+            if 8 + n > file_size:
+                raise ParamscopeError(
+                    path, f"header length {n:,} bytes runs past the end of the file ({file_size:,} bytes)"
+                )
+            header = handle.read(n)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(header) != n:
+        raise ParamscopeError(path, "file shrank while being read")
+    return header, file_size
+
+
+def _no_duplicates(path: Path, pairs: Any, what: str) -> dict[str, Any]:
+    """A dict from (key, value) pairs; serde rejects a key given twice, Python's json keeps the last."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ParamscopeError(path, f"{what} has the key {key!r} more than once")
+            seen.add(key)
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(path: Path, raw: bytes, what: str = "header", pairs: bool = False) -> Any:
+    """Strict JSON. With ``pairs``, every object comes back as a tuple of (key, value) pairs, so that
+    duplicate keys can be found without a Python call per object (the caller checks them); without it,
+    objects are dicts and a duplicate key is an error here."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamscopeError(path, f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
+    try:
+        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
+        raise ParamscopeError(path, f"{what} is not valid JSON: {exc}") from None
+    if "\\ud" in text or "\\uD" in text:  # escaped lone surrogates decode to str that cannot be UTF-8
+        _check_surrogates(path, value)
+    return value
+
+
+def _check_surrogates(path: Path, value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParamscopeError(path, f"string {item!r} holds an unpaired UTF-16 surrogate") from None
+
+
+def _numel(path: Path, name: str, shape: Any) -> int:
+    """Element count of a JSON shape, with the crate's rules: non-negative integers (not bools, not
+    floats) and a running product that never passes 64 bits (checked_mul, dimension by dimension)."""
+    if type(shape) is not list or (shape and (set(map(type, shape)) != _INT_ONLY or min(shape) < 0)):
+        raise ParamscopeError(path, f"tensor {name!r}: shape {_short(shape)} is not a list of non-negative integers")
+    if len(shape) <= 8 and (shape and max(shape) < _U64_LIMIT):
+        numel = math.prod(shape)
+        if 0 < numel < _U64_LIMIT:
+            return numel
+        if numel == 0 and len(shape) == 1:
+            return 0
+    numel = 1  # slow path, exact: stop at the first running product past 64 bits
+    for dim in shape:
+        numel *= dim
+        if numel >= _U64_LIMIT:
+            raise ParamscopeError(path, f"tensor {name!r}: shape {_short(shape)} overflows 64 bits")
+    return numel
+
+
+_INT_ONLY = {int}
+_ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.values()}
+
+
+def _validate(
+    path: Path, header: Any, header_len: int, file_size: int, origin: str
+) -> tuple[list[TensorRecord], dict[str, str]]:
+    if type(header) is not tuple:
+        raise ParamscopeError(path, f"header is a JSON {_json_type(header)}, not an object")
+    names = [key for key, _ in header]
+    if len(set(names)) != len(names):
+        _no_duplicates(path, header, "header")
+    metadata: dict[str, str] | None = None
+    spans: list[tuple[int, int, str]] = []
+    records: list[TensorRecord] = []
+    append_span = spans.append
+    append_record = records.append
+    dtypes_get = DTYPES.get
+    for name, pairs in header:
+        if name == "__metadata__":
+            if pairs is None:
+                continue
+            if type(pairs) is not tuple or not all(type(v) is str for _, v in pairs):
+                raise ParamscopeError(path, "__metadata__ must map strings to strings")
+            metadata = _no_duplicates(path, pairs, "__metadata__")
+            continue
+        if type(pairs) is not tuple:
+            raise ParamscopeError(path, f"tensor {name!r}: entry is not an object")
+        info = dict(pairs)
+        if len(info) != len(pairs):
+            _no_duplicates(path, pairs, f"tensor {name!r}")
+        try:
+            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        except KeyError as exc:  # serde ignores unknown fields, but these three are required
+            raise ParamscopeError(path, f"tensor {name!r}: missing {exc.args[0]}") from None
+        known = dtypes_get(dtype) if type(dtype) is str else None
+        if known is None:
+            raise ParamscopeError(path, f"tensor {name!r}: unknown dtype {_short(dtype)}")
+        if type(offsets) is not list or len(offsets) != 2:
+            raise ParamscopeError(path, f"tensor {name!r}: data_offsets {_short(offsets)} is not [begin, end]")
+        begin, end = offsets
+        if type(begin) is not int or type(end) is not int or not 0 <= begin < _U64_LIMIT or not 0 <= end < _U64_LIMIT:
+            raise ParamscopeError(path, f"tensor {name!r}: data_offsets {_short(offsets)} is not [begin, end]")
+        numel = _numel(path, name, shape)
+        canonical, bits = known
+        nbits = numel * bits
+        if nbits >= _U64_LIMIT:
+            raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
+        if nbits % 8:
+            raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
+        if end < begin or end - begin != nbits >> 3:
+            raise ParamscopeError(
+                path,
+                f"tensor {name!r}: data_offsets [{begin}, {end}] hold {end - begin} bytes, "
+                f"but {dtype} {shape} needs {nbits >> 3}",
+            )
+        append_span((begin, end, name))
+        append_record(
+            TensorRecord(name=name, shape=tuple(shape), dtype=canonical, role=_ROLES[canonical], origin=origin)
+        )
+    spans.sort()
+    cursor = 0
+    for begin, end, name in spans:
+        if begin != cursor:
+            problem = "overlaps the previous tensor" if begin < cursor else f"leaves a gap of {begin - cursor} bytes"
+            raise ParamscopeError(path, f"tensor {name!r}: data_offsets start at {begin}, which {problem}")
+        cursor = end
+    expected = 8 + header_len + cursor
+    if expected != file_size:
+        if expected > file_size:
+            raise ParamscopeError(
+                path, f"truncated: tensors end at byte {expected:,} but the file has {file_size:,} bytes"
+            )
+        raise ParamscopeError(
+            path, f"{file_size - expected:,} bytes of trailing data after the last tensor (ends at {expected:,})"
+        )
+    return records, metadata or {}
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------------------------- shards
+
+
+def _allowed_roots(directory: Path) -> list[Path]:
+    """Where a shard may live: the index's own directory, and for a Hugging Face cache snapshot
+    (``models--x/snapshots/<rev>/``, whose files are symlinks) that repository's ``blobs/``."""
+    roots = [directory.resolve()]
+    if directory.parent.name == "snapshots":
+        roots.append((directory.parent.parent / "blobs").resolve())
+    return roots
+
+
+def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> Path:
+    """Resolve a shard name from an index, refusing anything that leaves the index's directory."""
+    if not name or "\x00" in name:
+        raise ParamscopeError(index, f"shard name {name!r} is not a file name")
+    pure = Path(name)
+    if pure.is_absolute() or name.startswith(("/", "\\")) or pure.drive or ".." in pure.parts or "\\" in name:
+        raise ParamscopeError(index, f"shard {name!r} is outside the index's directory")
+    candidate = directory / pure
+    try:
+        real = candidate.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ParamscopeError(index, f"shard {name!r} cannot be resolved: {exc}") from None
+    if not any(real == root or root in real.parents for root in roots):
+        raise ParamscopeError(index, f"shard {name!r} is a link to {real}, outside the index's directory")
+    if not real.is_file():
+        raise ParamscopeError(index, f"shard {name!r} is missing")
+    return candidate
+
+
+def _read_index(path: Path) -> Inventory:
+    try:
+        size = path.stat().st_size
+        if size > MAX_INDEX_SIZE:
+            raise ParamscopeError(path, f"index is {size:,} bytes, more than the {MAX_INDEX_SIZE:,} allowed")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    index = _parse_json(path, raw, what="index")
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise ParamscopeError(path, 'index has no "weight_map" object')
+    weight_map: dict[str, Any] = index["weight_map"]
+    if not all(isinstance(v, str) for v in weight_map.values()):
+        raise ParamscopeError(path, "weight_map values must be shard file names")
+    directory = path.parent
+    roots = _allowed_roots(directory)
+    shards: dict[str, Path] = {}
+    for name in dict.fromkeys(weight_map.values()):
+        shards[name] = _shard_path(path, directory, name, roots)
+    records, owner, notes, file_meta = _read_shards(shards)
+    for tensor, shard in weight_map.items():
+        found = owner.get(tensor)
+        if found != shard:
+            where = f"it is in {found!r}" if found is not None else "no shard holds it"
+            raise ParamscopeError(path, f"weight_map puts {tensor!r} in {shard!r}, but {where}")
+    unlisted = len(owner) - len(weight_map)
+    if unlisted:
+        notes.append(f"{unlisted} tensors are in the shards but not in the index's weight_map; they are counted.")
+    metadata: dict[str, Any] = {"shards": len(shards)}
+    declared = index.get("metadata")
+    if isinstance(declared, dict) and type(declared.get("total_size")) is int:
+        metadata["index total_size"] = declared["total_size"]
+    metadata.update(file_meta)
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+def _read_shards(
+    shards: dict[str, Path],
+) -> tuple[list[TensorRecord], dict[str, str], list[str], dict[str, Any]]:
+    """Read every shard; a tensor name found in two shards is an error (which one would load?)."""
+    records: list[TensorRecord] = []
+    owner: dict[str, str] = {}
+    first_meta: dict[str, str] | None = None
+    for label, shard in shards.items():
+        shard_records, meta = read_file(shard, origin=label)
+        for record in shard_records:
+            previous = owner.setdefault(record.name, label)
+            if previous != label:
+                raise ParamscopeError(shard, f"tensor {record.name!r} is also in shard {previous!r}")
+        records.extend(shard_records)
+        if first_meta is None and meta:
+            first_meta = meta
+    extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
+    return records, owner, [], extra
+
+
+def _read_directory(path: Path) -> Inventory:
+    """The directory's index if it has one (``model.safetensors.index.json`` first), else every shard."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(path) if entry.is_file())
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot list: {exc.strerror or exc}") from None
+    indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
+    if "model.safetensors.index.json" in indexes:
+        return _read_index(path / "model.safetensors.index.json")
+    if len(indexes) == 1:
+        return _read_index(path / indexes[0])
+    if len(indexes) > 1:
+        raise ParamscopeError(path, f"several safetensors indexes ({', '.join(indexes)}): name one of them")
+    files = [n for n in names if n.endswith(".safetensors")]
+    if not files:
+        raise ParamscopeError(path, "no *.safetensors files")
+    roots = _allowed_roots(path)
+    shards = {name: _shard_path(path, path, name, roots) for name in files}
+    records, _, notes, metadata = _read_shards(shards)
+    metadata = {"shards": len(shards), **metadata}
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)

@@ -1,0 +1,151 @@
+"""The command line: exit codes, one-line errors, every option wired to the report."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paramscope.cli import main
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_no_source_runs_the_built_in_example():
+    code, out, err = run()
+    assert code == 0 and err == ""
+    assert "87,018" in out
+    for name in ("conv1", "conv2", "fc", "[16, 3, 3, 3]", "[10, 8192]"):
+        assert name in out
+
+
+def test_json_validates_against_the_published_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    _code, out, _ = run("--format", "json")
+    doc = json.loads(out)
+    schema = json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert (doc["schema"], doc["total"], doc["trainable"], doc["frozen"], doc["buffers"]) == (
+        "paramscope.report/1", 87_018, 87_018, 0, 0,
+    )
+    assert [t["name"] for t in doc["tensors"]] == [
+        "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc.weight", "fc.bias",
+    ]
+    assert doc["tensors"][4] == {
+        "name": "fc.weight", "shape": [10, 8192], "dtype": "float32", "role": "parameter",
+        "trainable": True, "numel": 81_920, "bytes": 327_680, "tied_to": None,
+    }
+
+
+def test_options_reach_the_report(tmp_path):
+    _, out, _ = run("--format", "json", "--filter", "conv*")
+    assert json.loads(out)["total"] == 448 + 4640
+    _, out, _ = run("--format", "json", "--top", "2")
+    assert json.loads(out)["top"] == ["fc.weight", "conv2.weight"]
+    _, out, _ = run("--format", "csv", "--by", "type")
+    assert out.splitlines() == [
+        "type,modules,parameters,percent,bytes", "Linear,1,81930,94.15,327720", "Conv2d,2,5088,5.85,20352",
+    ]
+    _code, out, _ = run("--format", "json", "--depth", "0")
+    assert [m["path"] for m in json.loads(out)["modules"]] == [""]
+
+
+def test_spec_source_with_kwargs_and_input_shape(tmp_path):
+    model = tmp_path / "lazy.py"
+    model.write_text(
+        "from torch import nn\n"
+        "def build(out=4):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(out))\n"
+    )
+    code, out, _ = run(f"{model}:build", "--kwargs", '{"out": 3}', "--format", "json")
+    assert (code, json.loads(out)["total"], json.loads(out)["uninitialized"]) == (0, 0, ["1.weight", "1.bias"])
+    code, out, _ = run(f"{model}:build", "--kwargs", '{"out": 3}', "--input-shape", "2,5,2", "--format", "json")
+    assert (code, json.loads(out)["total"]) == (0, 10 * 3 + 3)
+
+
+def test_output_file(tmp_path):
+    target = tmp_path / "report.md"
+    code, out, _ = run("--format", "markdown", "-o", str(target))
+    assert (code, out) == (0, "")
+    assert "**parameters**: 87,018" in target.read_text()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--depth", "-1"], ["--top", "0"], ["--format", "xml"], ["--args", "{not json"], ["--kwargs", "[1]"],
+     ["--input-shape", "a,b"], ["--by", "layer"]],
+)
+def test_bad_usage_exits_2(argv, capsys):
+    code, out, _ = run(*argv)
+    assert code == 2
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("no/such/path",
+         "paramscope: no/such/path: no such file, and not a 'file.py:Name' or 'package.module:Name' spec"),
+        ("paramscope.examples:Nope",
+         "paramscope: paramscope.examples:Nope: paramscope.examples has no attribute 'Nope'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(source, message):
+    code, out, err = run(source)
+    assert (code, out) == (1, "")
+    assert err == message + "\n"
+
+
+def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "paramscope", str(tmp_path / "missing.py") + ":Net"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "no such Python file" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="no such Python file"):
+        main([str(tmp_path / "missing.py") + ":Net", "--debug"])
+
+
+def test_colour_follows_terminal_and_no_color(monkeypatch):
+    class FakeTTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = FakeTTY()
+    assert main([], stdout=tty) == 0 and "\x1b[" in tty.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = FakeTTY()
+    assert main([], stdout=tty) == 0 and "\x1b[" not in tty.getvalue()
+    assert main(["--no-color"], stdout=(plain := FakeTTY())) == 0 and "\x1b[" not in plain.getvalue()
+
+
+def test_help_states_the_non_embedding_rule():
+    code, _out, _ = run("--help")
+    assert code == 0
+    # argparse prints --help to sys.stdout, not to our stream; check the parser text instead
+    from paramscope.cli import build_parser
+
+    assert "nn.Embedding" in build_parser().format_help()
+
+
+def test_console_script_and_module_entry_points_exist():
+    root = Path(sys.executable).parent
+    result = subprocess.run([str(root / "paramscope"), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith("paramscope ")
