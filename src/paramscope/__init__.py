@@ -11,14 +11,14 @@ is inspected.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
 from paramscope.report import NON_EMBEDDING_RULE, Report
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = [

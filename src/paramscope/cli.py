@@ -9,9 +9,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, TextIO
 
 from paramscope.renderers import FORMATS, GROUPINGS, RenderOptions
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -2,7 +2,7 @@
 
 A dtype is described by how many logical elements one storage *block* holds and how many bytes that
 block takes. Plain types are blocks of one element (float32: 1 element in 4 bytes); packed and
-quantized types are bigger blocks (float4_e2m1fn_x2: 2 elements in 1 byte; GGML Q4_K: 256 elements
+quantized types are bigger blocks (float4_e2m1fn: 2 elements in 1 byte; GGML Q4_K: 256 elements
 in 144 bytes). Byte sizes and bits per weight follow from that alone, so no reader needs an if-chain.
 
 Canonical names are PyTorch's (``float32``, ``bfloat16``, ``float8_e4m3fn``) for the types PyTorch
@@ -12,20 +12,26 @@ map their format's spelling (``BF16``, ``<f4``, GGML type ids) onto these names 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
-Kind = Literal["float", "complex", "int", "uint", "bool", "quantized", "bits"]
+    Kind = Literal["float", "complex", "int", "uint", "bool", "quantized", "bits"]
 
 
-@dataclass(frozen=True, slots=True)
 class DType:
     """An element type: ``block_elements`` logical elements are stored in ``block_bytes`` bytes."""
 
-    name: str
-    kind: Kind
-    block_elements: int
-    block_bytes: int
+    __slots__ = ("block_bytes", "block_elements", "kind", "name")
+
+    def __init__(self, name: str, kind: Kind, block_elements: int, block_bytes: int) -> None:
+        self.name = name
+        self.kind = kind
+        self.block_elements = block_elements
+        self.block_bytes = block_bytes
+
+    def __repr__(self) -> str:
+        return f"DType({self.name!r}, {self.kind!r}, {self.block_elements}, {self.block_bytes})"
 
     @property
     def bits_per_element(self) -> float:
@@ -57,7 +63,9 @@ _TABLE: list[DType] = [
     # Sub-byte floats: safetensors F6_* packs four 6-bit values in three bytes, F4 two per byte.
     DType("float6_e2m3fn", "float", 4, 3),
     DType("float6_e3m2fn", "float", 4, 3),
-    DType("float4_e2m1fn_x2", "float", 2, 1),
+    DType("float4_e2m1fn", "float", 2, 1),  # safetensors F4, ONNX FLOAT4E2M1: shapes count 4-bit values
+    # PyTorch's float4_e2m1fn_x2 is a one-byte element holding two values: shapes count bytes.
+    *_plain("float", 1, "float4_e2m1fn_x2"),
     *_plain("complex", 16, "complex128"),
     *_plain("complex", 8, "complex64"),
     *_plain("complex", 4, "complex32"),
@@ -73,11 +81,10 @@ _TABLE: list[DType] = [
     # PyTorch's sub-byte integer dtypes exist as names; each element still occupies one byte.
     *_plain("int", 1, "int1", "int2", "int3", "int4", "int5", "int6", "int7"),
     *_plain("uint", 1, "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7"),
-    # PyTorch's legacy quantized tensors: one element per byte (quint4x2 packs two, quint2x4 four).
-    *_plain("quantized", 1, "qint8", "quint8"),
+    # PyTorch's legacy quantized tensors: one byte per element (quint4x2's byte packs two values, but
+    # PyTorch's shapes count the bytes, as with float4_e2m1fn_x2).
+    *_plain("quantized", 1, "qint8", "quint8", "quint4x2", "quint2x4"),
     *_plain("quantized", 4, "qint32"),
-    DType("quint4x2", "quantized", 2, 1),
-    DType("quint2x4", "quantized", 4, 1),
     *_plain("bits", 1, "bits8", "bits1x8", "bits2x4", "bits4x2"),
     *_plain("bits", 2, "bits16"),
     # GGML block types (llama.cpp ggml-common.h): elements per block, bytes per block. Checked against the

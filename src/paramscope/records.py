@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any
 
 from paramscope import dtypes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+    from typing import Any
 
 
 class Role(str, enum.Enum):
@@ -30,7 +32,6 @@ class Role(str, enum.Enum):
     """Bookkeeping of a quantization scheme (scales, zero points, group indices): not parameters."""
 
 
-@dataclass(frozen=True, slots=True)
 class QuantInfo:
     """How a packed or quantized tensor stores its logical weights.
 
@@ -38,12 +39,24 @@ class QuantInfo:
     describe what is stored (for instance int32 words that each pack eight 4-bit weights).
     """
 
-    scheme: str
-    logical_numel: int
-    bits: float | None = None
+    __slots__ = ("bits", "logical_numel", "scheme")
+
+    def __init__(self, scheme: str, logical_numel: int, bits: float | None = None) -> None:
+        self.scheme = scheme
+        self.logical_numel = logical_numel
+        self.bits = bits
+
+    def __repr__(self) -> str:
+        return f"QuantInfo({self.scheme!r}, {self.logical_numel}, bits={self.bits})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantInfo):
+            return NotImplemented
+        return (self.scheme, self.logical_numel, self.bits) == (other.scheme, other.logical_numel, other.bits)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(slots=True)
 class TensorRecord:
     """One named tensor.
 
@@ -53,21 +66,54 @@ class TensorRecord:
     storage seen under several names, and are counted once. ``owner_type`` is the class name of the
     module that holds the tensor directly, when the source knows it (``Linear``, ``Embedding``).
 
-    Records are treated as immutable once a source has made them (not frozen only because frozen
-    dataclasses are several times slower to build, and a model can have 100,000 tensors).
+    Records are treated as immutable once a source has made them. (A plain slotted class rather than
+    a frozen dataclass: a model can have 100,000 tensors, and both building them and importing
+    ``dataclasses`` are measurable in a CLI run that is benchmarked against ``python -c pass``.)
     """
 
-    name: str
-    shape: tuple[int, ...] | None
-    dtype: str
-    role: Role = Role.PARAMETER
-    trainable: bool | None = None
-    tie: Hashable | None = None
-    owner_type: str | None = None
-    persistent: bool | None = None
-    quant: QuantInfo | None = None
-    origin: str = ""
-    extra: dict[str, Any] | None = field(default=None, compare=False)
+    __slots__ = ("dtype", "extra", "name", "origin", "owner_type", "persistent", "quant", "role", "shape",
+                 "tie", "trainable")
+
+    def __init__(
+        self,
+        name: str,
+        shape: tuple[int, ...] | None,
+        dtype: str,
+        role: Role = Role.PARAMETER,
+        trainable: bool | None = None,
+        tie: Hashable | None = None,
+        owner_type: str | None = None,
+        persistent: bool | None = None,
+        quant: QuantInfo | None = None,
+        origin: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.role = role
+        self.trainable = trainable
+        self.tie = tie
+        self.owner_type = owner_type
+        self.persistent = persistent
+        self.quant = quant
+        self.origin = origin
+        self.extra = extra
+
+    _COMPARED = ("name", "shape", "dtype", "role", "trainable", "tie", "owner_type", "persistent", "quant", "origin")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorRecord):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._COMPARED)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorRecord({self.name!r}, {self.shape!r}, {self.dtype!r}, role={self.role.value}, "
+            f"trainable={self.trainable}, tie={self.tie!r}, owner_type={self.owner_type!r})"
+        )
 
     @property
     def initialized(self) -> bool:
@@ -111,7 +157,6 @@ def role_for_file_tensor(dtype: str) -> Role:
     return Role.BUFFER
 
 
-@dataclass
 class Inventory:
     """Everything one source observed: the tensors, and what it knows about the modules around them.
 
@@ -120,9 +165,29 @@ class Inventory:
     key/values); ``notes`` are sentences worth telling the user (a lazy module that is not initialized).
     """
 
-    source: str
-    format: str
-    tensors: list[TensorRecord]
-    module_types: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("format", "metadata", "module_types", "notes", "source", "tensors")
+
+    def __init__(
+        self,
+        source: str,
+        format: str,
+        tensors: list[TensorRecord],
+        module_types: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.source = source
+        self.format = format
+        self.tensors = tensors
+        self.module_types = module_types if module_types is not None else {}
+        self.metadata = metadata if metadata is not None else {}
+        self.notes = notes if notes is not None else []
+
+    def replace(self, **changes: Any) -> Inventory:
+        """A copy with some fields changed (the tensor list, typically)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Inventory(**fields)
+
+    def __repr__(self) -> str:
+        return f"<Inventory {self.source!r} {self.format} tensors={len(self.tensors)}>"

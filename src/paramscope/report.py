@@ -17,7 +17,8 @@ Counting rules
 * **bytes** is the storage of parameters and buffers together, each tie group once.
 * **non-embedding** is ``total`` less the weights of embedding modules (``nn.Embedding``,
   ``nn.EmbeddingBag``; in files, which do not record classes, modules named like an embedding:
-  ``embed_tokens``, ``wte``, ``wpe``, ``word_embeddings``, ``token_embd``, see :data:`EMBEDDING_NAME`). A tied output head is the same tensor as the embedding it is tied to, so it is
+  ``embed_tokens``, ``wte``, ``wpe``, ``word_embeddings``, ``token_embd``, see :data:`EMBEDDING_NAME`).
+  A tied output head is the same tensor as the embedding it is tied to, so it is
   neither counted twice nor left behind: the whole tie group goes.
 * Uninitialized tensors (lazy modules before their first forward) count nothing and are listed apart.
 """
@@ -26,13 +27,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import namedtuple
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
 
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, Role, TensorRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = "paramscope.report/1"
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
@@ -99,20 +103,10 @@ class ModuleNode:
         return f"<ModuleNode {self.path!r} {self.type} parameters={self.parameters}>"
 
 
-@dataclass(frozen=True)
-class TypeTotal:
-    type: str
-    modules: int
-    parameters: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class DTypeTotal:
-    dtype: str
-    parameters: int
-    buffers: int
-    bytes: int
+TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
+TypeTotal.__doc__ = "Parameters held by modules of one class: how many modules, parameters and bytes."
+DTypeTotal = namedtuple("DTypeTotal", "dtype parameters buffers bytes")
+DTypeTotal.__doc__ = "Parameter and buffer elements stored in one dtype, and their bytes."
 
 
 class Report:
@@ -402,7 +396,7 @@ class Report:
             return r.tie_key not in embedding
 
         kept = [r for r in self.tensors if keep(r)]
-        return Report(replace(self.inventory, tensors=kept))
+        return Report(self.inventory.replace(tensors=kept))
 
     def to_dict(self, depth: int | None = None) -> dict[str, Any]:
         """The JSON document described in ``docs/json-schema.md`` (schema ``paramscope.report/1``)."""

@@ -6,19 +6,23 @@ Renderers never open files and never compute figures: they lay out what the repo
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections import namedtuple
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Literal
+
     from paramscope.report import Report
+
+    Grouping = Literal["module", "type", "dtype", "tensor"]
 
 FORMATS = ("tree", "table", "json", "csv", "markdown")
 GROUPINGS = ("module", "type", "dtype", "tensor")
-Grouping = Literal["module", "type", "dtype", "tensor"]
+
+_Options = namedtuple("_Options", "depth by top color width", defaults=(None, "module", None, False, None))
 
 
-@dataclass(frozen=True)
-class RenderOptions:
+class RenderOptions(_Options):
     """How to lay a report out.
 
     ``depth``: module levels shown (None: the format's default — 3 for tree/table, all for data
@@ -26,11 +30,12 @@ class RenderOptions:
     colour (the CLI sets it only for a terminal without NO_COLOR). ``width``: terminal width.
     """
 
-    depth: int | None = None
-    by: Grouping = "module"
-    top: int | None = None
-    color: bool = False
-    width: int | None = None
+    __slots__ = ()
+    depth: int | None
+    by: Grouping
+    top: int | None
+    color: bool
+    width: int | None
 
 
 def render(report: Report, fmt: str, options: RenderOptions | None = None) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import TYPE_CHECKING
 
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import table
 from paramscope.text import safe
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from paramscope.report import Report

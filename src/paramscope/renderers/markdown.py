@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from paramscope import text
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import display, summary, table
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from paramscope.report import Report

@@ -5,22 +5,21 @@ A row is a tuple of raw values (ints, strings, None); each renderer formats them
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from paramscope.records import Role
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from paramscope.renderers import Grouping
     from paramscope.report import Report
 
 
-@dataclass(frozen=True)
-class Column:
-    title: str
-    numeric: bool = False
-    kind: str = "text"  # "count" | "bytes" | "percent" | "shape" | "text"
+# kind: "count" | "bytes" | "percent" | "shape" | "text" -- how a person-facing renderer shows the value
+Column = namedtuple("Column", "title numeric kind", defaults=(False, "text"))
 
 
 MODULE_COLUMNS = (

@@ -7,10 +7,13 @@ module per checkpoint format. :func:`open_source` decides which one applies; rea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXAMPLE = "example"
 """The name of the built-in example (the article's model)."""

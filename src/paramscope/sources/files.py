@@ -17,8 +17,9 @@ from pathlib import Path
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory
 
-# Order matters only where two formats could both claim a file; the most specific sniff goes first.
-READERS = ("safetensors", "gguf", "torch_pickle", "numpy_files", "onnx", "keras")
+# Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
+# are cheapest to import first (torch_pickle brings the whole pickle machine along).
+READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "torch_pickle")
 
 HEAD_BYTES = 64
 

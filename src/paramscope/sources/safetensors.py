@@ -21,10 +21,13 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "safetensors"
 
@@ -55,7 +58,7 @@ DTYPES: dict[str, tuple[str, int]] = {
     "U64": ("uint64", 64),
     "F6_E2M3": ("float6_e2m3fn", 6),
     "F6_E3M2": ("float6_e3m2fn", 6),
-    "F4": ("float4_e2m1fn_x2", 4),
+    "F4": ("float4_e2m1fn", 4),
 }
 
 _TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})

@@ -1,0 +1,120 @@
+"""ONNX weight listing, whole process: ``python -m paramscope FILE --format json`` against a script that
+``onnx.load``s the model and lists its initializers (the reference), and ``python -c pass`` as the floor.
+
+Files (written once into a temp dir): a ~500 MB model whose initializers hold real raw_data (24 float32
+matrices of 4096 x 1280, plus biases), and models of 1k / 10k / 100k small initializers.
+
+    .venv/bin/python bench/bench_onnx.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+READER_ONLY = """
+import sys
+from pathlib import Path
+from paramscope.sources import onnx
+print(len(onnx.read(Path(sys.argv[1])).tensors))
+"""
+
+PEER = """
+import sys, onnx
+m = onnx.load(sys.argv[1])
+rows = [(t.name, list(t.dims), t.data_type) for t in m.graph.initializer]
+print(len(rows))
+"""
+
+
+def _save(path: Path, inits: list[onnx.TensorProto]) -> None:
+    node = h.make_node("Identity", ["x"], ["y"])
+    graph = h.make_graph([node], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
+                         [h.make_tensor_value_info("y", TP.FLOAT, [1])], initializer=inits)
+    onnx.save_model(h.make_model(graph, producer_name="bench"), str(path))
+
+
+def big_model(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    inits = []
+    for i in range(24):
+        inits.append(nh.from_array(rng.standard_normal((4096, 1280), dtype=np.float32), f"layers.{i}.weight"))
+        inits.append(nh.from_array(rng.standard_normal(4096, dtype=np.float32), f"layers.{i}.bias"))
+    _save(path, inits)
+
+
+def many_initializers(path: Path, n: int) -> None:
+    data = np.ones(16, np.float32)
+    _save(path, [nh.from_array(data, f"blocks.{i // 10}.w{i % 10}") for i in range(n)])
+
+
+def measure(argv: list[str], repeat: int) -> tuple[float, float]:
+    """Median wall seconds and max peak RSS (MiB) of ``argv`` run ``repeat`` times after one warm-up.
+
+    RSS comes from GNU time's %M: ``ru_maxrss`` of a child forked straight from this (large) process would
+    count the parent's pages it inherited before exec."""
+    times, peaks = [], []
+    with tempfile.NamedTemporaryFile("r") as out:
+        for i in range(repeat + 1):
+            start = time.perf_counter()
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            elapsed = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
+            out.seek(0)
+            if i:
+                times.append(elapsed)
+                peaks.append(int(out.read().split()[-1]) / 1024)
+    return statistics.median(times), max(peaks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        files: list[tuple[str, Path]] = []
+        path = Path(tmp) / "big.onnx"
+        big_model(path)
+        files.append(("48 initializers, real raw_data", path))
+        for n in (1_000, 10_000, 100_000):
+            p = Path(tmp) / f"i{n}.onnx"
+            many_initializers(p, n)
+            files.append((f"{n:,} initializers", p))
+        floor_t, floor_m = measure([py, "-c", "pass"], args.repeat)
+        print(f"python {sys.version.split()[0]}, onnx {version('onnx')}, repeat {args.repeat} "
+              f"(median wall, max peak RSS); 'python -c pass': {floor_t * 1000:.0f} ms, {floor_m:.1f} MiB\n")
+        header = (f"{'file':32} {'size':>9} | {'reader':>8} {'paramscope':>10} {'onnx.load':>10} {'ratio':>6} |"
+                  f" {'RSS reader':>10} {'RSS ours':>9} {'RSS peer':>9} {'ratio':>6}")
+        print(header)
+        print("-" * len(header))
+        for label, p in files:
+            read_t, read_m = measure([py, "-c", READER_ONLY, str(p)], args.repeat)
+            ours_t, ours_m = measure([py, "-m", "paramscope", str(p), "--format", "json"], args.repeat)
+            peer_t, peer_m = measure([py, "-c", PEER, str(p)], args.repeat)
+            print(
+                f"{label:32} {p.stat().st_size / 2**20:7.1f}Mi | {read_t * 1000:6.0f}ms {ours_t * 1000:8.0f}ms "
+                f"{peer_t * 1000:8.0f}ms {peer_t / ours_t:5.2f}x | {read_m:8.1f}Mi {ours_m:7.1f}Mi "
+                f"{peer_m:7.1f}Mi {peer_m / ours_m:5.2f}x"
+            )
+    print("\nreader = a process that only runs paramscope.sources.onnx.read (no report, no rendering);"
+          " paramscope = 'python -m paramscope FILE --format json';\nratio = onnx.load / paramscope"
+          " (above 1: paramscope faster or smaller). Targets on the 500 MB file: time ratio >= 5, RSS ratio >= 10.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""GGUF (llama.cpp) checkpoints, v2 and v3, read from the header alone.
+
+Layout: ``"GGUF"``, version (u32), tensor count (u64), key/value count (u64), the key/values, the tensor
+infos (name, n_dims, dims with ``ne[0]`` first, ggml type id, offset into the data section), then the data
+section at the header's end rounded up to ``general.alignment`` (default 32). Byte order is the writer's:
+little-endian normally, big-endian when the version reads byte-swapped (gguf-py's writer can emit both), so
+both are read.
+
+The header is streamed through one bounded buffer; tensor data is never read. Big arrays (a 150k-entry
+``tokenizer.ggml.tokens``) are skipped by their lengths and summarised. Every declared count and length is
+checked against the bytes left in the file before anything is allocated, arrays nest through an explicit
+bounded stack, and every tensor's byte range is checked: aligned, inside the file, not overlapping another.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from paramscope import dtypes
+from paramscope.errors import ParamscopeError
+from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+
+FORMAT = "gguf"
+MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_NAME_BYTES = 65_536  # ggml itself allows 63; anything longer than this is not a tensor name or key
+MAX_ARRAY_DEPTH = 8  # nested arrays deeper than this are hostile, not a model
+SHOWN_ARRAY_ITEMS = 16  # arrays up to this many items are kept; longer ones are summarised
+SHOWN_STRING_CHARS = 4096  # string values (chat templates) are cut here in the metadata
+SHOWN_KEYS = 1024  # key/values kept in the metadata; a header with more is summarised
+CHUNK = 1 << 20  # the read buffer
+INT64_MAX = (1 << 63) - 1
+# Modules whose weight is an embedding table in llama.cpp's tensor naming (gguf-py tensor_mapping): typed
+# Embedding so that the report's non-embedding count works as it does for PyTorch models.
+EMBEDDING_MODULES = frozenset({"token_embd", "token_types", "position_embd", "per_layer_token_embd"})
+
+# ggml type id -> paramscope dtype name (ggml.h enum ggml_type). Quantized types keep GGML's names; their
+# block sizes live in paramscope.dtypes. Ids 4, 5 (Q4_2/Q4_3) and 31-33, 36-38 (repacked) were removed.
+GGML_TYPES: dict[int, str] = {
+    0: "float32",
+    1: "float16",
+    2: "Q4_0",
+    3: "Q4_1",
+    6: "Q5_0",
+    7: "Q5_1",
+    8: "Q8_0",
+    9: "Q8_1",
+    10: "Q2_K",
+    11: "Q3_K",
+    12: "Q4_K",
+    13: "Q5_K",
+    14: "Q6_K",
+    15: "Q8_K",
+    16: "IQ2_XXS",
+    17: "IQ2_XS",
+    18: "IQ3_XXS",
+    19: "IQ1_S",
+    20: "IQ4_NL",
+    21: "IQ3_S",
+    22: "IQ2_S",
+    23: "IQ4_XS",
+    24: "int8",
+    25: "int16",
+    26: "int32",
+    27: "int64",
+    28: "float64",
+    29: "IQ1_M",
+    30: "bfloat16",
+    34: "TQ1_0",
+    35: "TQ2_0",
+    39: "MXFP4",
+    40: "NVFP4",
+    41: "Q1_0",
+    42: "Q2_0",
+}
+
+# general.file_type (llama.h enum llama_ftype) -> name.
+FILE_TYPES: dict[int, str] = {
+    0: "ALL_F32",
+    1: "MOSTLY_F16",
+    2: "MOSTLY_Q4_0",
+    3: "MOSTLY_Q4_1",
+    4: "MOSTLY_Q4_1_SOME_F16",
+    7: "MOSTLY_Q8_0",
+    8: "MOSTLY_Q5_0",
+    9: "MOSTLY_Q5_1",
+    10: "MOSTLY_Q2_K",
+    11: "MOSTLY_Q3_K_S",
+    12: "MOSTLY_Q3_K_M",
+    13: "MOSTLY_Q3_K_L",
+    14: "MOSTLY_Q4_K_S",
+    15: "MOSTLY_Q4_K_M",
+    16: "MOSTLY_Q5_K_S",
+    17: "MOSTLY_Q5_K_M",
+    18: "MOSTLY_Q6_K",
+    19: "MOSTLY_IQ2_XXS",
+    20: "MOSTLY_IQ2_XS",
+    21: "MOSTLY_Q2_K_S",
+    22: "MOSTLY_IQ3_XS",
+    23: "MOSTLY_IQ3_XXS",
+    24: "MOSTLY_IQ1_S",
+    25: "MOSTLY_IQ4_NL",
+    26: "MOSTLY_IQ3_S",
+    27: "MOSTLY_IQ3_M",
+    28: "MOSTLY_IQ2_S",
+    29: "MOSTLY_IQ2_M",
+    30: "MOSTLY_IQ4_XS",
+    31: "MOSTLY_IQ1_M",
+    32: "MOSTLY_BF16",
+    33: "MOSTLY_Q4_0_4_4",
+    34: "MOSTLY_Q4_0_4_8",
+    35: "MOSTLY_Q4_0_8_8",
+    36: "MOSTLY_TQ1_0",
+    37: "MOSTLY_TQ2_0",
+    38: "MOSTLY_MXFP4_MOE",
+    39: "MOSTLY_NVFP4",
+    40: "MOSTLY_Q1_0",
+    1024: "GUESSED",
+}
+
+# GGUF value type id -> (name, struct code or None for string/array, size in bytes of one fixed-size value).
+STRING, ARRAY, BOOL = 8, 9, 7
+VALUE_TYPES: dict[int, tuple[str, str | None, int]] = {
+    0: ("uint8", "B", 1),
+    1: ("int8", "b", 1),
+    2: ("uint16", "H", 2),
+    3: ("int16", "h", 2),
+    4: ("uint32", "I", 4),
+    5: ("int32", "i", 4),
+    6: ("float32", "f", 4),
+    BOOL: ("bool", "?", 1),
+    STRING: ("string", None, 8),  # the smallest string is its u64 length
+    ARRAY: ("array", None, 12),  # the smallest array is its u32 type and u64 count
+    10: ("uint64", "Q", 8),
+    11: ("int64", "q", 8),
+    12: ("float64", "d", 8),
+}
+
+# Smallest encodings, used to cap declared counts against the bytes left before looping over them.
+MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, a one-byte value
+MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset (n_dims may be 0)
+
+
+def sniff(head: bytes, path: Path) -> bool:
+    """GGUF files start with the four bytes ``GGUF`` whatever their byte order."""
+    return head[:4] == MAGIC
+
+
+class _Cursor:
+    """A forward reader over a file through one bounded buffer: small reads are served from memory,
+    long skips become seeks, and nothing is ever read past what a check said the file holds."""
+
+    def __init__(self, handle: BinaryIO, size: int, source: Path, endian: str = "<") -> None:
+        self.handle = handle
+        self.size = size
+        self.source = source
+        self.buf = b""
+        self.base = 0  # file offset of buf[0]
+        self.pos = 0  # index into buf
+        self.set_endian(endian)
+
+    def set_endian(self, endian: str) -> None:
+        self.endian = endian
+        self.u32s = struct.Struct(endian + "I")
+        self.u64s = struct.Struct(endian + "Q")
+        # A tensor info after its name: n_dims dims (u64), the type (u32), the offset (u64); packed, no padding.
+        self.info_structs = [struct.Struct(f"{endian}{n}QIQ") for n in range(MAX_DIMS + 1)]
+
+    def tell(self) -> int:
+        return self.base + self.pos
+
+    def left(self) -> int:
+        return self.size - self.tell()
+
+    def fail(self, reason: str) -> ParamscopeError:
+        return ParamscopeError(self.source, reason)
+
+    def _fill(self, need: int, what: str) -> None:
+        """Make ``need`` bytes available at ``pos``, or fail: the file ends before ``what``."""
+        offset = self.tell()
+        if need > self.size - offset:
+            raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")
+        self.handle.seek(offset)
+        data = self.handle.read(max(need, min(CHUNK, self.size - offset)))
+        if len(data) < need:
+            raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")
+        self.buf, self.base, self.pos = data, offset, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.buf):
+            self._fill(n, what)
+        start = self.pos
+        self.pos = start + n
+        return self.buf[start : self.pos]
+
+    def skip(self, n: int, what: str) -> None:
+        if n > self.left():
+            raise self.fail(f"{what} runs past the end of the file ({n} bytes declared, {self.left()} left)")
+        if self.pos + n <= len(self.buf):
+            self.pos += n
+        else:
+            self.base, self.buf, self.pos = self.tell() + n, b"", 0
+
+    def u32(self, what: str) -> int:
+        if self.pos + 4 > len(self.buf):
+            self._fill(4, what)
+        value = self.u32s.unpack_from(self.buf, self.pos)[0]
+        self.pos += 4
+        return value
+
+    def u64(self, what: str) -> int:
+        if self.pos + 8 > len(self.buf):
+            self._fill(8, what)
+        value = self.u64s.unpack_from(self.buf, self.pos)[0]
+        self.pos += 8
+        return value
+
+    def scalar(self, code: str, size: int, what: str) -> Any:
+        if self.pos + size > len(self.buf):
+            self._fill(size, what)
+        value = struct.unpack_from(self.endian + code, self.buf, self.pos)[0]
+        self.pos += size
+        return value
+
+    def name(self, what: str) -> str:
+        """A key or tensor name: a short string, decoded (undecodable bytes replaced, names stay raw text)."""
+        n = self.u64(what)
+        if n > MAX_NAME_BYTES:
+            raise self.fail(f"{what} is {n} bytes long (more than {MAX_NAME_BYTES}): not a GGUF header")
+        return self.take(n, what).decode("utf-8", "replace")
+
+    def string_value(self, what: str) -> str:
+        """A string value: its first SHOWN_STRING_CHARS bytes kept, the rest skipped."""
+        n = self.u64(what)
+        if n > self.left():
+            raise self.fail(f"{what} is {n} bytes long but only {self.left()} bytes are left in the file")
+        if n <= SHOWN_STRING_CHARS:
+            return self.take(n, what).decode("utf-8", "replace")
+        text = self.take(SHOWN_STRING_CHARS, what).decode("utf-8", "replace")
+        self.skip(n - SHOWN_STRING_CHARS, what)
+        return text + f"... ({n} bytes)"
+
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` strings by their lengths: the hot loop of a tokenizer vocabulary, kept local."""
+        unpack = self.u64s.unpack_from
+        buf, pos = self.buf, self.pos
+        for _ in range(count):
+            if pos + 8 > len(buf):
+                self.pos = pos
+                self._fill(8, what)
+                buf, pos = self.buf, self.pos
+            n = unpack(buf, pos)[0]
+            pos += 8
+            if pos + n <= len(buf):
+                pos += n
+            else:
+                self.pos = pos
+                self.skip(n, what)
+                buf, pos = self.buf, self.pos
+        self.pos = pos
+
+
+def _value_type(cursor: _Cursor, type_id: int, what: str) -> tuple[str, str | None, int]:
+    known = VALUE_TYPES.get(type_id)
+    if known is None:
+        raise cursor.fail(f"{what} has unknown value type {type_id}")
+    return known
+
+
+def _checked_bool(cursor: _Cursor, raw: bytes, what: str) -> None:
+    if raw.translate(None, b"\x00\x01"):
+        raise cursor.fail(f"{what} holds a bool that is neither 0 nor 1")
+
+
+def _read_value(cursor: _Cursor, type_id: int, what: str) -> Any:
+    """One key's value: scalars and strings as Python values, arrays kept when short, else summarised."""
+    _name, code, size = _value_type(cursor, type_id, what)
+    if type_id == STRING:
+        return cursor.string_value(what)
+    if type_id == ARRAY:
+        return _read_array(cursor, what)
+    assert code is not None
+    if type_id == BOOL:
+        raw = cursor.take(1, what)
+        _checked_bool(cursor, raw, what)
+        return raw == b"\x01"
+    return cursor.scalar(code, size, what)
+
+
+def _read_array(cursor: _Cursor, what: str) -> Any:
+    """An array value (its type and count already next in the file). Nested arrays are walked with an
+    explicit stack bounded by MAX_ARRAY_DEPTH; only a short top-level array of scalars or strings is kept."""
+    elem_type = cursor.u32(what)
+    count = cursor.u64(what)
+    elem_name, code, size = _value_type(cursor, elem_type, what)
+    if count * size > cursor.left():
+        raise cursor.fail(f"{what} declares {count} items of {elem_name}, more than the file can hold")
+    summary = f"<array of {count} {elem_name}>"
+    if elem_type == ARRAY:
+        _skip_nested(cursor, count, what)
+        return summary
+    if elem_type == STRING:
+        if count <= SHOWN_ARRAY_ITEMS:
+            return [cursor.string_value(what) for _ in range(count)]
+        cursor.skip_strings(count, what)
+        return summary
+    assert code is not None
+    if count > SHOWN_ARRAY_ITEMS:
+        cursor.skip(count * size, what)
+        return summary
+    raw = cursor.take(count * size, what)
+    if elem_type == BOOL:
+        _checked_bool(cursor, raw, what)
+    return list(struct.unpack(f"{cursor.endian}{count}{code}", raw))
+
+
+def _skip_nested(cursor: _Cursor, count: int, what: str) -> None:
+    """Skip ``count`` arrays, themselves possibly of arrays: a stack of items left per level."""
+    stack = [count]
+    while stack:
+        if stack[-1] == 0:
+            stack.pop()
+            continue
+        stack[-1] -= 1
+        elem_type = cursor.u32(what)
+        n = cursor.u64(what)
+        elem_name, _code, size = _value_type(cursor, elem_type, what)
+        if n * size > cursor.left():
+            raise cursor.fail(f"{what} declares {n} items of {elem_name}, more than the file can hold")
+        if elem_type == ARRAY:
+            if len(stack) >= MAX_ARRAY_DEPTH:
+                raise cursor.fail(f"{what} nests arrays deeper than {MAX_ARRAY_DEPTH} levels")
+            stack.append(n)
+        elif elem_type == STRING:
+            cursor.skip_strings(n, what)
+        else:
+            cursor.skip(n * size, what)
+
+
+def _tensor_info(cursor: _Cursor, index: int) -> tuple[str, tuple[int, ...], int, int]:
+    """One tensor info: name, dims (ne[0] first), ggml type id, offset. The common case (the whole info
+    inside the buffer) is parsed in place; an info that straddles the buffer's end takes the careful path."""
+    buf, pos = cursor.buf, cursor.pos
+    if pos + 8 <= len(buf):
+        n = cursor.u64s.unpack_from(buf, pos)[0]
+        name_end = pos + 8 + n
+        if n <= MAX_NAME_BYTES and name_end + 4 <= len(buf):
+            n_dims = cursor.u32s.unpack_from(buf, name_end)[0]
+            if n_dims <= MAX_DIMS and name_end + 16 + 8 * n_dims <= len(buf):
+                layout = cursor.info_structs[n_dims]
+                *ne, type_id, offset = layout.unpack_from(buf, name_end + 4)
+                cursor.pos = name_end + 4 + layout.size
+                return buf[pos + 8 : name_end].decode("utf-8", "replace"), tuple(ne), type_id, offset
+    name = cursor.name(f"the name of tensor #{index}")
+    what = f"tensor {name!r}"
+    n_dims = cursor.u32(f"the n_dims of {what}")
+    if n_dims > MAX_DIMS:
+        raise cursor.fail(f"{what} has {n_dims} dimensions (GGML allows at most {MAX_DIMS})")
+    ne = tuple(cursor.u64(f"the dims of {what}") for _ in range(n_dims))
+    type_id = cursor.u32(f"the type of {what}")
+    offset = cursor.u64(f"the offset of {what}")
+    return name, ne, type_id, offset
+
+
+def _header_start(cursor: _Cursor) -> tuple[int, str]:
+    """Magic and version; the version's byte order tells the file's."""
+    if cursor.take(4, "the magic") != MAGIC:
+        raise cursor.fail("not a GGUF file (no 'GGUF' magic)")
+    raw = cursor.take(4, "the version")
+    little, big = struct.unpack("<I", raw)[0], struct.unpack(">I", raw)[0]
+    if little in (2, 3):
+        return little, "<"
+    if big in (2, 3):
+        return big, ">"
+    if little == 1 or big == 1:
+        raise cursor.fail("GGUF version 1 (2023, 32-bit counts) is not supported; convert it with a current llama.cpp")
+    raise cursor.fail(f"unsupported GGUF version {little} (paramscope reads versions 2 and 3)")
+
+
+def read(path: Path) -> Inventory:
+    """The tensors of a GGUF file, from its header."""
+    try:
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below; _Cursor does the buffering
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    # Many small objects and no cycles: the cyclic collector would only rescan them (a third of the time
+    # for 100k tensors), so it is paused while reading.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            return _read(_Cursor(handle, size, path), path)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read(cursor: _Cursor, path: Path) -> Inventory:
+    version, endian = _header_start(cursor)
+    cursor.set_endian(endian)
+    n_tensors = cursor.u64("the tensor count")
+    n_kv = cursor.u64("the key/value count")
+    if n_kv > cursor.left() // MIN_KV_BYTES:
+        raise cursor.fail(f"declares {n_kv} key/values, more than the file's {cursor.size} bytes can hold")
+    if n_tensors > cursor.left() // MIN_TENSOR_INFO_BYTES:
+        raise cursor.fail(f"declares {n_tensors} tensors, more than the file's {cursor.size} bytes can hold")
+
+    kv: dict[str, Any] = {}
+    seen_keys: set[str] = set()
+    alignment = DEFAULT_ALIGNMENT
+    for index in range(n_kv):
+        key = cursor.name(f"key #{index}")
+        if key in seen_keys:
+            raise cursor.fail(f"key {key!r} appears twice")
+        seen_keys.add(key)
+        type_id = cursor.u32(f"the type of key {key!r}")
+        value = _read_value(cursor, type_id, f"the value of key {key!r}")
+        if key == "general.alignment":
+            if type_id != 4 or value == 0 or value & (value - 1):
+                raise cursor.fail(f"general.alignment must be a power-of-two uint32, got {value!r}")
+            alignment = value
+        if len(kv) < SHOWN_KEYS:
+            kv[key] = value
+
+    infos: list[tuple[str, tuple[int, ...], str, int]] = []
+    seen_names: set[str] = set()
+    blocks = {type_id: dtypes.get(name).block_elements for type_id, name in GGML_TYPES.items()}
+    for index in range(n_tensors):
+        name, ne, type_id, offset = _tensor_info(cursor, index)
+        if name in seen_names:
+            raise cursor.fail(f"tensor name {name!r} appears twice")
+        seen_names.add(name)
+        dtype = GGML_TYPES.get(type_id)
+        if dtype is None:
+            raise cursor.fail(f"tensor {name!r} has unknown ggml type {type_id}")
+        if any(d > INT64_MAX for d in ne) or math.prod(ne) > INT64_MAX:
+            raise cursor.fail(f"tensor {name!r} has dims {list(ne)} whose element count overflows int64")
+        block = blocks[type_id]
+        if ne and ne[0] % block:
+            raise cursor.fail(
+                f"tensor {name!r}: row of {ne[0]} elements is not a multiple of the {dtype} block of {block}"
+            )
+        if offset % alignment:
+            raise cursor.fail(f"tensor {name!r}: offset {offset} is not a multiple of the alignment {alignment}")
+        infos.append((name, ne, dtype, offset))
+
+    data_start = -(-cursor.tell() // alignment) * alignment
+    data_size = cursor.size - data_start
+    ranges: list[tuple[int, int, str]] = []
+    records: list[TensorRecord] = []
+    origin = path.name
+    for name, ne, dtype, offset in infos:
+        numel = math.prod(ne)
+        nbytes = dtypes.get(dtype).nbytes(numel)
+        if offset + nbytes > data_size:
+            raise cursor.fail(
+                f"tensor {name!r} ({nbytes} bytes at data offset {offset}) runs past the end of the file"
+            )
+        ranges.append((offset, offset + nbytes, name))
+        records.append(
+            TensorRecord(
+                name=name,
+                shape=tuple(reversed(ne)),
+                dtype=dtype,
+                role=role_for_file_tensor(dtype),
+                owner_type="Embedding" if name.rpartition(".")[0] in EMBEDDING_MODULES else None,
+                origin=origin,
+            )
+        )
+    ranges.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(ranges):
+        if start < end:
+            raise cursor.fail(f"tensors {first!r} and {second!r} overlap in the data section")
+
+    metadata: dict[str, Any] = {
+        "gguf.version": version,
+        "gguf.byte_order": "little" if endian == "<" else "big",
+        "gguf.alignment": alignment,
+        "gguf.data_offset": data_start,
+        "gguf.tensor_count": n_tensors,
+        "gguf.kv_count": n_kv,
+    }
+    file_type = kv.get("general.file_type")
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        metadata["gguf.file_type"] = FILE_TYPES.get(file_type, f"unknown ({file_type})")
+    metadata.update(kv)
+    notes = []
+    if n_kv > SHOWN_KEYS:
+        notes.append(f"{n_kv - SHOWN_KEYS} of the {n_kv} GGUF key/values are not shown")
+    module_types = {r.module: "Embedding" for r in records if r.module in EMBEDDING_MODULES}
+    return Inventory(
+        source=str(path), format=FORMAT, tensors=records, module_types=module_types, metadata=metadata, notes=notes
+    )

@@ -1,0 +1,1125 @@
+"""A restricted pickle machine: reads the data a PyTorch checkpoint pickles, and nothing else.
+
+Why not ``pickle.Unpickler`` with ``find_class``: that still runs CPython's machine, whose opcodes call
+whatever the stream names once a global resolves, and any slip in the allow-list is code execution.
+This module interprets the opcodes itself over the bytes. Nothing is ever imported, called or
+instantiated from the file: a global resolves only through :data:`TORCH_GLOBALS`, a table of
+*stand-ins* (small dataclasses and pure functions of this module), and ``REDUCE``/``NEWOBJ``/``BUILD``
+act only on those stand-ins. Anything else (another global, an opcode outside the data subset, a lie
+about a length, a memo key that is not there) raises :class:`~paramscope.errors.ParamscopeError`
+naming what the stream asked for.
+
+Bounds: the machine never recurses; the mark stack, memo and object count are capped; every declared
+length is checked against the bytes that remain before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paramscope.errors import ParamscopeError
+
+MAX_MARK_DEPTH = 1_000
+"""Nesting of MARK-delimited containers; real checkpoints nest a few dozen levels at most."""
+MAX_STEPS = 256 << 20
+"""Bytes of one pickle run (each opcode takes one byte or more and pushes one object at most: this caps
+time and memory; a 100k-tensor state_dict pickles to about 10 MB)."""
+MAX_LINE = 4_096
+"""Longest text argument (protocol 0 INT/LONG/FLOAT/STRING/GLOBAL lines)."""
+MAX_LONG_BYTES = 1_024
+"""Longest LONG1/LONG4 integer; data pickles hold counters and seeds, not huge numbers."""
+MAX_PROTOCOL = 5
+
+
+# ---- stand-ins ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DTypeRef:
+    """``torch.<name>`` as a dtype; ``name`` is the canonical (PyTorch) dtype name."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageType:
+    """``torch.FloatStorage`` and friends (``dtype`` of its elements; UntypedStorage holds uint8)."""
+
+    name: str
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRef:
+    """A persistent reference to a storage: its key in the archive, element dtype and element count."""
+
+    key: str
+    dtype: str
+    location: str
+    numel: int
+
+
+@dataclass(eq=False, slots=True)
+class TensorRef:
+    """A tensor as a rebuild call describes it. ``storage`` is None for a meta tensor (no data)."""
+
+    storage: StorageRef | None
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: str
+    requires_grad: bool = False
+    parameter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRef:
+    """A class the stream may name but never instantiate by itself (``torch.Tensor``)."""
+
+    qualname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Builder:
+    """An allowed callable: ``REDUCE`` runs ``build`` (a function of this module) on the arguments."""
+
+    qualname: str
+    build: Callable[[tuple[Any, ...]], Any]
+    newobj: bool = False
+
+
+class ODict(dict):
+    """``collections.OrderedDict``: a dict (insertion-ordered) that accepts BUILD of its ``__dict__``."""
+
+    __slots__ = ("state",)
+
+    def build(self, state: Any) -> None:
+        self.state = state
+
+
+@dataclass(eq=False, slots=True)
+class ScriptObject:
+    """A TorchScript module object (``__torch__.*`` class): opaque; its BUILD state is kept as data."""
+
+    qualname: str
+    state: Any = None
+
+    def build(self, state: Any) -> None:
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptClass:
+    """A ``__torch__.*`` class of a TorchScript archive; NEWOBJ makes an empty :class:`ScriptObject`."""
+
+    qualname: str
+
+
+class PickleRefused(Exception):
+    """Internal: raised by builders; turned into a ParamscopeError with the source attached."""
+
+
+# ---- builders: pure functions over already-decoded data -----------------------------------------
+
+
+_LIMIT = 1 << 62
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)):
+        raise PickleRefused(f"{what} is a {type(value).__name__}, not a tuple of ints")
+    for item in value:
+        if type(item) is not int:
+            raise PickleRefused(f"{what} holds a {type(item).__name__}, not an int")
+        if not 0 <= item < _LIMIT:
+            raise PickleRefused(f"{what} holds {item}, outside 0..2**62")
+    return value if type(value) is tuple else tuple(value)
+
+
+def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, dtype: str | None) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise PickleRefused(f"tensor storage is a {type(storage).__name__}, not a storage reference")
+    if type(offset) is not int or offset < 0 or offset >= 1 << 62:
+        shown = offset if type(offset) is int else type(offset).__name__
+        raise PickleRefused(f"tensor storage offset {shown} is not a non-negative int")
+    shape = _ints(size, "tensor size")
+    strides = _ints(stride, "tensor stride")
+    if len(shape) != len(strides):
+        raise PickleRefused(f"tensor size has {len(shape)} dims but stride {len(strides)}")
+    return TensorRef(storage, offset, shape, strides, dtype or storage.dtype, requires_grad is True)
+
+
+def _args(args: tuple[Any, ...], low: int, high: int, what: str) -> tuple[Any, ...]:
+    if not low <= len(args) <= high:
+        raise PickleRefused(f"{what} called with {len(args)} arguments")
+    return args
+
+
+def _rebuild_tensor(args: tuple[Any, ...]) -> TensorRef:
+    storage, offset, size, stride = _args(args, 4, 4, "_rebuild_tensor")
+    return _tensor(storage, offset, size, stride, False, None)
+
+
+def _rebuild_tensor_v2(args: tuple[Any, ...]) -> TensorRef:
+    a = _args(args, 6, 7, "_rebuild_tensor_v2")
+    return _tensor(a[0], a[1], a[2], a[3], a[4], None)
+
+
+def _rebuild_tensor_v3(args: tuple[Any, ...]) -> TensorRef:
+    a = _args(args, 7, 8, "_rebuild_tensor_v3")
+    if not isinstance(a[6], DTypeRef):
+        raise PickleRefused(f"_rebuild_tensor_v3 dtype is a {type(a[6]).__name__}, not a torch dtype")
+    return _tensor(a[0], a[1], a[2], a[3], a[4], a[6].name)
+
+
+def _rebuild_meta(args: tuple[Any, ...]) -> TensorRef:
+    dtype, size, stride, requires_grad = _args(args, 4, 4, "_rebuild_meta_tensor_no_storage")
+    if not isinstance(dtype, DTypeRef):
+        raise PickleRefused(f"meta tensor dtype is a {type(dtype).__name__}, not a torch dtype")
+    shape, strides = _ints(size, "tensor size"), _ints(stride, "tensor stride")
+    return TensorRef(None, 0, shape, strides, dtype.name, requires_grad is True)
+
+
+def _as_parameter(data: Any, requires_grad: Any) -> TensorRef:
+    if not isinstance(data, TensorRef):
+        raise PickleRefused(f"parameter data is a {type(data).__name__}, not a tensor")
+    data.parameter = True
+    data.requires_grad = requires_grad is not False
+    return data
+
+
+def _rebuild_parameter(args: tuple[Any, ...]) -> TensorRef:
+    a = _args(args, 3, 3, "_rebuild_parameter")
+    return _as_parameter(a[0], a[1])
+
+
+def _rebuild_parameter_with_state(args: tuple[Any, ...]) -> TensorRef:
+    a = _args(args, 4, 4, "_rebuild_parameter_with_state")
+    return _as_parameter(a[0], a[1])  # the state is Python attributes on the Parameter: not needed
+
+
+def _parameter(args: tuple[Any, ...]) -> TensorRef:
+    a = _args(args, 1, 2, "torch.nn.Parameter")
+    return _as_parameter(a[0], a[1] if len(a) > 1 else True)
+
+
+_TENSOR_TYPES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter"})
+
+
+def _rebuild_from_type_v2(args: tuple[Any, ...]) -> Any:
+    func, new_type, fargs, _state = _args(args, 4, 4, "_rebuild_from_type_v2")
+    if not isinstance(func, Builder):
+        raise PickleRefused(f"_rebuild_from_type_v2 of a {type(func).__name__}, not an allowed rebuild function")
+    qualname = getattr(new_type, "qualname", None)
+    if qualname not in _TENSOR_TYPES:
+        raise PickleRefused(f"_rebuild_from_type_v2 to type {qualname or type(new_type).__name__!r}, not a tensor")
+    if not isinstance(fargs, tuple):
+        raise PickleRefused("_rebuild_from_type_v2 arguments are not a tuple")
+    result = func.build(fargs)
+    if qualname == "torch.nn.parameter.Parameter" and isinstance(result, TensorRef):
+        result.parameter = True
+    return result
+
+
+def _ordered_dict(args: tuple[Any, ...]) -> ODict:
+    a = _args(args, 0, 1, "OrderedDict")
+    result = ODict()
+    if a:
+        if not isinstance(a[0], (list, tuple)):
+            raise PickleRefused("OrderedDict argument is not a list of pairs")
+        for pair in a[0]:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise PickleRefused("OrderedDict argument is not a list of pairs")
+            _setitem(result, pair[0], pair[1])
+    return result
+
+
+def _iterable(args: tuple[Any, ...], what: str) -> list[Any] | tuple[Any, ...]:
+    a = _args(args, 0, 1, what)
+    if not a:
+        return ()
+    if not isinstance(a[0], (list, tuple, set, frozenset)):
+        raise PickleRefused(f"{what} of a {type(a[0]).__name__}")
+    return list(a[0])
+
+
+def _set(args: tuple[Any, ...]) -> set[Any]:
+    return _hashable_set(_iterable(args, "set"))
+
+
+def _frozenset(args: tuple[Any, ...]) -> frozenset[Any]:
+    return frozenset(_hashable_set(_iterable(args, "frozenset")))
+
+
+def _codecs_encode(args: tuple[Any, ...]) -> bytes:
+    """Protocol 2 pickles write bytes as ``_codecs.encode(text, 'latin1')``: pure data."""
+    a = _args(args, 1, 2, "_codecs.encode")
+    encoding = a[1] if len(a) > 1 else "utf-8"
+    if not isinstance(a[0], str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+        raise PickleRefused(f"_codecs.encode with encoding {encoding!r:.40}")
+    return a[0].encode(encoding)
+
+
+def _bytearray(args: tuple[Any, ...]) -> bytes:
+    a = _args(args, 0, 1, "bytearray")
+    if a and not isinstance(a[0], (bytes, bytearray)):
+        raise PickleRefused("bytearray of something other than bytes")
+    return bytes(a[0]) if a else b""
+
+
+def _bytes(args: tuple[Any, ...]) -> bytes:
+    """``bytes()``: protocols 0-2 write an empty bytes object as a call with no arguments."""
+    if args and not (len(args) == 1 and isinstance(args[0], (bytes, bytearray))):
+        raise PickleRefused("bytes of something other than bytes")
+    return bytes(args[0]) if args else b""
+
+
+def _complex(args: tuple[Any, ...]) -> complex:
+    a = _args(args, 0, 2, "complex")
+    if not all(type(x) in (int, float) for x in a):
+        raise PickleRefused("complex of something other than numbers")
+    return complex(*a)
+
+
+def _size(args: tuple[Any, ...]) -> tuple[int, ...]:
+    a = _args(args, 0, 1, "torch.Size")
+    return _ints(a[0], "torch.Size") if a else ()
+
+
+def _device(args: tuple[Any, ...]) -> str:
+    a = _args(args, 1, 2, "torch.device")
+    if not all(type(x) in (str, int) for x in a):
+        raise PickleRefused("torch.device of something other than a name")
+    return ":".join(str(x) for x in a)
+
+
+def _layout(args: tuple[Any, ...]) -> str:
+    a = _args(args, 1, 1, "torch.serialization._get_layout")
+    if not isinstance(a[0], str):
+        raise PickleRefused("_get_layout of something other than a name")
+    return a[0]
+
+
+# ---- the allow-list -----------------------------------------------------------------------------
+
+# Storage classes -> element dtype (torch/storage.py _dtype_to_storage_type_map; Untyped storage is bytes).
+STORAGE_DTYPES: dict[str, str] = {
+    "DoubleStorage": "float64",
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+    "ComplexDoubleStorage": "complex128",
+    "ComplexFloatStorage": "complex64",
+    "QInt8Storage": "qint8",
+    "QInt32Storage": "qint32",
+    "QUInt8Storage": "quint8",
+    "QUInt4x2Storage": "quint4x2",
+    "QUInt2x4Storage": "quint2x4",
+    "UntypedStorage": "uint8",
+}
+
+# torch.<name> dtype globals: every PyTorch dtype (GGML block types and safetensors-only F6 are not torch dtypes).
+TORCH_DTYPES: tuple[str, ...] = (
+    "float64", "float32", "float16", "bfloat16",
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2",
+    "complex128", "complex64", "complex32",
+    "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool",
+    "int1", "int2", "int3", "int4", "int5", "int6", "int7",
+    "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7",
+    "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
+    "bits8", "bits16", "bits1x8", "bits2x4", "bits4x2",
+)  # fmt: skip
+
+
+def _builders() -> dict[tuple[str, str], Any]:
+    table: dict[tuple[str, str], Any] = {}
+    rebuilds = {
+        "_rebuild_tensor": _rebuild_tensor,
+        "_rebuild_tensor_v2": _rebuild_tensor_v2,
+        "_rebuild_tensor_v3": _rebuild_tensor_v3,
+        "_rebuild_parameter": _rebuild_parameter,
+        "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
+        "_rebuild_meta_tensor_no_storage": _rebuild_meta,
+    }
+    for name, build in rebuilds.items():
+        table["torch._utils", name] = Builder(f"torch._utils.{name}", build)
+    table["torch._tensor", "_rebuild_from_type_v2"] = Builder(
+        "torch._tensor._rebuild_from_type_v2", _rebuild_from_type_v2
+    )
+    for module in ("builtins", "__builtin__"):
+        table[module, "set"] = Builder("builtins.set", _set, newobj=True)
+        table[module, "frozenset"] = Builder("builtins.frozenset", _frozenset, newobj=True)
+        table[module, "bytearray"] = Builder("builtins.bytearray", _bytearray)
+        table[module, "complex"] = Builder("builtins.complex", _complex)
+        table[module, "bytes"] = Builder("builtins.bytes", _bytes)
+    table["collections", "OrderedDict"] = Builder("collections.OrderedDict", _ordered_dict, newobj=True)
+    table["_codecs", "encode"] = Builder("_codecs.encode", _codecs_encode)
+    table["torch", "Size"] = Builder("torch.Size", _size)
+    table["torch", "device"] = Builder("torch.device", _device)
+    table["torch.serialization", "_get_layout"] = Builder("torch.serialization._get_layout", _layout)
+    table["torch.nn.parameter", "Parameter"] = Builder("torch.nn.parameter.Parameter", _parameter)
+    table["torch", "Tensor"] = ClassRef("torch.Tensor")
+    for name in TORCH_DTYPES:
+        table["torch", name] = DTypeRef(name)
+    for name, dtype in STORAGE_DTYPES.items():
+        for module in ("torch", "torch.cuda", "torch.storage"):
+            table[module, name] = StorageType(name, dtype)
+    return table
+
+
+TORCH_GLOBALS: dict[tuple[str, str], Any] = _builders()
+"""(module, name) -> stand-in. The only globals a checkpoint pickle may name."""
+
+
+# ---- the machine --------------------------------------------------------------------------------
+
+
+MAX_KEY_DEPTH = 100
+MAX_KEY_NODES = 10_000
+
+
+def _check_hashable(value: Any) -> None:
+    """CPython hashes nested tuples recursively in C without a depth check (a deep one crashes the
+    interpreter) and without caching (a shared one takes exponential time): bound both before hashing."""
+    if type(value) is not tuple:
+        return
+    stack = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_KEY_DEPTH or nodes > MAX_KEY_NODES:
+            raise PickleRefused("dict key or set item nested too deeply")
+        stack.extend((child, depth + 1) for child in item if type(child) is tuple)
+
+
+def _setitem(target: dict[Any, Any], key: Any, value: Any) -> None:
+    _check_hashable(key)
+    try:
+        target[key] = value
+    except TypeError:
+        raise PickleRefused(f"dict key of unhashable type {type(key).__name__}") from None
+
+
+def _hashable_set(items: Any) -> set[Any]:
+    for item in items:
+        _check_hashable(item)
+    try:
+        return set(items)
+    except TypeError:
+        raise PickleRefused("set item of an unhashable type") from None
+
+
+_MARK = object()
+
+
+@dataclass
+class PickleResult:
+    """What one pickle held, where it ended, and the highest protocol it declared."""
+
+    value: Any
+    end: int
+    protocol: int
+    globals: set[str] = field(default_factory=set)
+
+
+PersistentLoad = Callable[[Any], Any]
+
+
+class _Machine:
+    """One run over ``data[start:]``. Handlers take the position after the opcode and return the next one.
+
+    The stack is one list; a MARK records its length in ``marks`` (so the hot loop keeps local names).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        start: int,
+        persistent_load: PersistentLoad | None,
+        allowed: dict[tuple[str, str], Any],
+        script_classes: bool,
+    ) -> None:
+        self.data = data
+        self.size = len(data)
+        self.pos = start
+        self.stack: list[Any] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, Any] = {}
+        self.protocol = 0
+        self.persistent_load = persistent_load
+        self.allowed = allowed
+        self.script_classes = script_classes
+        self.globals: set[str] = set()
+
+    # -- reading arguments
+    def take(self, pos: int, n: int, what: str) -> int:
+        if n < 0 or pos + n > self.size:
+            raise PickleRefused(f"{what} needs {n} bytes at offset {pos}, only {self.size - pos} remain (truncated?)")
+        return pos + n
+
+    def line(self, pos: int, what: str) -> tuple[bytes, int]:
+        end = self.data.find(b"\n", pos, min(self.size, pos + MAX_LINE + 1))
+        if end < 0:
+            raise PickleRefused(f"{what} at offset {pos} has no end of line within {MAX_LINE} bytes")
+        return bytes(self.data[pos:end]), end + 1
+
+    def push(self, value: Any) -> None:
+        self.stack.append(value)
+
+    def floor(self) -> int:
+        """Where the current MARK frame starts: nothing below it may be popped."""
+        return self.marks[-1] if self.marks else 0
+
+    def pop_mark(self) -> list[Any]:
+        if not self.marks:
+            raise PickleRefused("container opcode without a MARK")
+        start = self.marks.pop()
+        items = self.stack[start:]
+        del self.stack[start:]
+        return items
+
+    def pop(self) -> Any:
+        if len(self.stack) <= self.floor():
+            raise PickleRefused("stack underflow")
+        return self.stack.pop()
+
+    def top(self) -> Any:
+        if len(self.stack) <= self.floor():
+            raise PickleRefused("stack underflow")
+        return self.stack[-1]
+
+    def run(self) -> Any:
+        """The loop. The opcodes a torch.save pickle is made of are inlined (a call per opcode would
+        double the time on a 100k-tensor state_dict); the rest go through :data:`_HANDLERS`."""
+        data, size, pos = self.data, self.size, self.pos
+        stack, memo, marks = self.stack, self.memo, self.marks
+        handlers = _HANDLERS
+        u32 = _U32.unpack_from
+        push = stack.append
+        persistent = self.persistent_load
+        missing = _MARK
+        # Every opcode takes at least one byte and pushes at most one object: capping the bytes run caps
+        # both time and memory, at no cost per opcode.
+        size = min(size, pos + MAX_STEPS)
+        try:
+            while pos < size:
+                code = data[pos]
+                at = pos
+                pos += 1
+                if code == 0x72:  # LONG_BINPUT
+                    if pos + 4 > size or len(stack) <= (marks[-1] if marks else 0):
+                        raise PickleRefused(f"LONG_BINPUT at offset {at} with nothing to store or no index")
+                    memo[u32(data, pos)[0]] = stack[-1]
+                    pos += 4
+                elif code == 0x4B:  # BININT1
+                    if pos >= size:
+                        raise PickleRefused(f"BININT1 at offset {at} is truncated")
+                    push(data[pos])
+                    pos += 1
+                elif code == 0x68:  # BINGET
+                    if pos >= size:
+                        raise PickleRefused(f"BINGET at offset {at} is truncated")
+                    value = memo.get(data[pos], missing)
+                    if value is missing:
+                        raise PickleRefused(f"memo key {data[pos]} at offset {at} was never stored")
+                    push(value)
+                    pos += 1
+                elif code == 0x28:  # MARK
+                    if len(marks) >= MAX_MARK_DEPTH:
+                        raise PickleRefused(f"MARKs nested deeper than {MAX_MARK_DEPTH}")
+                    marks.append(len(stack))
+                elif code == 0x58:  # BINUNICODE
+                    if pos + 4 > size:
+                        raise PickleRefused(f"BINUNICODE at offset {at} is truncated")
+                    n = u32(data, pos)[0]
+                    pos += 4
+                    if pos + n > size:
+                        raise PickleRefused(
+                            f"unicode needs {n} bytes at offset {pos}, only {size - pos} remain (truncated?)"
+                        )
+                    push(str(data[pos : pos + n], "utf-8", "surrogatepass"))
+                    pos += n
+                elif code == 0x74:  # TUPLE
+                    if not marks:
+                        raise PickleRefused("container opcode without a MARK")
+                    start = marks.pop()
+                    items = tuple(stack[start:])
+                    del stack[start:]
+                    push(items)
+                elif 0x85 <= code <= 0x87:  # TUPLE1..3
+                    n = code - 0x84
+                    if len(stack) - n < (marks[-1] if marks else 0):
+                        raise PickleRefused(f"TUPLE{n} with too few objects on the stack")
+                    items = tuple(stack[-n:])
+                    del stack[-n:]
+                    push(items)
+                elif code == 0x52:  # REDUCE
+                    if len(stack) - 2 < (marks[-1] if marks else 0):
+                        raise PickleRefused("stack underflow")
+                    args = stack.pop()
+                    func = stack.pop()
+                    if type(func) is Builder and type(args) is tuple:
+                        push(func.build(args))
+                    else:
+                        push(_call(self, func, args, "REDUCE"))
+                elif code == 0x51 and persistent is not None:  # BINPERSID
+                    if len(stack) <= (marks[-1] if marks else 0):
+                        raise PickleRefused("stack underflow")
+                    push(persistent(stack.pop()))
+                elif code == 0x89:  # NEWFALSE
+                    push(False)
+                elif code == 0x29:  # EMPTY_TUPLE
+                    push(())
+                elif code == 0x71:  # BINPUT
+                    if pos >= size or len(stack) <= (marks[-1] if marks else 0):
+                        raise PickleRefused(f"BINPUT at offset {at} with nothing to store or no index")
+                    memo[data[pos]] = stack[-1]
+                    pos += 1
+                elif code == 0x6A:  # LONG_BINGET
+                    if pos + 4 > size:
+                        raise PickleRefused(f"LONG_BINGET at offset {at} is truncated")
+                    key = u32(data, pos)[0]
+                    value = memo.get(key, missing)
+                    if value is missing:
+                        raise PickleRefused(f"memo key {key} at offset {at} was never stored")
+                    push(value)
+                    pos += 4
+                elif code == 0x88:  # NEWTRUE
+                    push(True)
+                elif code == 0x2E:  # STOP
+                    self.pos = pos
+                    if len(stack) != 1 or marks:
+                        raise PickleRefused(f"STOP at offset {at} with {len(stack)} objects on the stack")
+                    return stack[0]
+                else:
+                    handler = handlers.get(code)
+                    if handler is None:
+                        name = _REFUSED.get(code)
+                        if name is not None:
+                            raise PickleRefused(f"refuses opcode {name} at offset {at}")
+                        raise PickleRefused(f"unknown opcode 0x{code:02x} at offset {at}")
+                    pos = handler(self, pos)
+        except UnicodeDecodeError:
+            raise PickleRefused(f"invalid UTF-8 string at offset {at}") from None
+        if size < self.size:
+            raise PickleRefused(f"no STOP within {MAX_STEPS} bytes")
+        raise PickleRefused("pickle ends without STOP (truncated?)")
+
+
+_U32 = struct.Struct("<I")
+
+
+def _stop(m: _Machine, pos: int) -> int:  # handled inline in run()
+    return pos
+
+
+def _const(value: Any) -> Callable[[_Machine, int], int]:
+    def handler(m: _Machine, pos: int) -> int:
+        m.push(value)
+        return pos
+
+    return handler
+
+
+def _fresh(factory: Callable[[], Any]) -> Callable[[_Machine, int], int]:
+    def handler(m: _Machine, pos: int) -> int:
+        m.push(factory())
+        return pos
+
+    return handler
+
+
+def _fixed_int(fmt: str, width: int) -> Callable[[_Machine, int], int]:
+    unpack = struct.Struct(fmt).unpack_from
+
+    def handler(m: _Machine, pos: int) -> int:
+        end = m.take(pos, width, "integer")
+        m.push(unpack(m.data, pos)[0])
+        return end
+
+    return handler
+
+
+def _sized(width: int, fmt: str, kind: str) -> Callable[[_Machine, int], int]:
+    """Length-prefixed strings and bytes; the length is checked against what remains before slicing."""
+    unpack = struct.Struct(fmt).unpack_from
+
+    def handler(m: _Machine, pos: int) -> int:
+        start = m.take(pos, width, f"{kind} length")
+        n = unpack(m.data, pos)[0]
+        end = m.take(start, n, kind)
+        raw = m.data[start:end]
+        if kind == "unicode":
+            try:
+                m.push(str(raw, "utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                raise PickleRefused(f"invalid UTF-8 string at offset {start}") from None
+        elif kind == "string":
+            m.push(str(raw, "latin-1"))
+        else:
+            m.push(bytes(raw))
+        return end
+
+    return handler
+
+
+def _long(width: int, fmt: str) -> Callable[[_Machine, int], int]:
+    unpack = struct.Struct(fmt).unpack_from
+
+    def handler(m: _Machine, pos: int) -> int:
+        start = m.take(pos, width, "long length")
+        n = unpack(m.data, pos)[0]
+        if n > MAX_LONG_BYTES:
+            raise PickleRefused(f"integer of {n} bytes at offset {pos} (limit {MAX_LONG_BYTES})")
+        end = m.take(start, n, "long")
+        m.push(int.from_bytes(m.data[start:end], "little", signed=True))
+        return end
+
+    return handler
+
+
+def _text_int(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "INT")
+    if raw == b"00":
+        m.push(False)
+    elif raw == b"01":
+        m.push(True)
+    else:
+        m.push(_parse_int(raw, "INT"))
+    return pos
+
+
+def _text_long(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "LONG")
+    m.push(_parse_int(raw[:-1] if raw.endswith(b"L") else raw, "LONG"))
+    return pos
+
+
+def _parse_int(raw: bytes, what: str) -> int:
+    text = raw.strip()
+    digits = text[1:] if text[:1] in (b"-", b"+") else text
+    if not digits or not digits.isdigit() or len(digits) > MAX_LONG_BYTES:
+        raise PickleRefused(f"{what} argument {raw[:40]!r} is not an integer")
+    return int(text)
+
+
+def _text_float(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "FLOAT")
+    try:
+        m.push(float(raw))
+    except ValueError:
+        raise PickleRefused(f"FLOAT argument {raw[:40]!r} is not a number") from None
+    return pos
+
+
+def _binfloat(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 8, "BINFLOAT")
+    m.push(struct.unpack_from(">d", m.data, pos)[0])
+    return end
+
+
+def _text_string(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "STRING")
+    if len(raw) < 2 or raw[0] != raw[-1] or raw[:1] not in (b"'", b'"'):
+        raise PickleRefused("STRING argument is not quoted")
+    try:
+        m.push(str(codecs.escape_decode(raw[1:-1])[0], "latin-1"))
+    except ValueError:
+        raise PickleRefused("STRING argument has a bad escape") from None
+    return pos
+
+
+def _text_unicode(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "UNICODE")
+    try:
+        m.push(str(raw, "raw-unicode-escape"))
+    except UnicodeDecodeError:
+        raise PickleRefused("UNICODE argument has a bad escape") from None
+    return pos
+
+
+def _proto(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 1, "PROTO")
+    version = m.data[pos]
+    if version > MAX_PROTOCOL:
+        raise PickleRefused(f"pickle protocol {version} is not one Python writes (0..{MAX_PROTOCOL})")
+    m.protocol = max(m.protocol, version)
+    return end
+
+
+def _frame(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 8, "FRAME")
+    n = struct.unpack_from("<Q", m.data, pos)[0]
+    m.take(end, n, "FRAME")
+    return end
+
+
+def _mark(m: _Machine, pos: int) -> int:
+    if len(m.marks) >= MAX_MARK_DEPTH:
+        raise PickleRefused(f"MARKs nested deeper than {MAX_MARK_DEPTH}")
+    m.marks.append(len(m.stack))
+    return pos
+
+
+def _pop(m: _Machine, pos: int) -> int:
+    if len(m.stack) > m.floor():
+        m.stack.pop()
+    else:
+        m.pop_mark()
+    return pos
+
+
+def _pop_mark(m: _Machine, pos: int) -> int:
+    m.pop_mark()
+    return pos
+
+
+def _dup(m: _Machine, pos: int) -> int:
+    m.push(m.top())
+    return pos
+
+
+def _tuple(m: _Machine, pos: int) -> int:
+    m.push(tuple(m.pop_mark()))
+    return pos
+
+
+def _tuple_n(n: int) -> Callable[[_Machine, int], int]:
+    def handler(m: _Machine, pos: int) -> int:
+        if len(m.stack) - n < m.floor():
+            raise PickleRefused(f"TUPLE{n} with too few objects on the stack")
+        items = tuple(m.stack[-n:])
+        del m.stack[-n:]
+        m.push(items)
+        return pos
+
+    return handler
+
+
+def _list(m: _Machine, pos: int) -> int:
+    m.push(m.pop_mark())
+    return pos
+
+
+def _dict(m: _Machine, pos: int) -> int:
+    items = m.pop_mark()
+    if len(items) % 2:
+        raise PickleRefused("DICT with an odd number of items")
+    result: dict[Any, Any] = {}
+    for i in range(0, len(items), 2):
+        _setitem(result, items[i], items[i + 1])
+    m.push(result)
+    return pos
+
+
+def _frozenset_op(m: _Machine, pos: int) -> int:
+    m.push(frozenset(_hashable_set(m.pop_mark())))
+    return pos
+
+
+def _append(m: _Machine, pos: int) -> int:
+    value = m.pop()
+    target = m.top()
+    if not isinstance(target, list):
+        raise PickleRefused(f"APPEND to a {type(target).__name__}")
+    target.append(value)
+    return pos
+
+
+def _appends(m: _Machine, pos: int) -> int:
+    items = m.pop_mark()
+    target = m.top()
+    if not isinstance(target, list):
+        raise PickleRefused(f"APPENDS to a {type(target).__name__}")
+    target.extend(items)
+    return pos
+
+
+def _setitem_op(m: _Machine, pos: int) -> int:
+    value = m.pop()
+    key = m.pop()
+    target = m.top()
+    if not isinstance(target, dict):
+        raise PickleRefused(f"SETITEM on a {type(target).__name__}")
+    _setitem(target, key, value)
+    return pos
+
+
+def _setitems(m: _Machine, pos: int) -> int:
+    items = m.pop_mark()
+    target = m.top()
+    if not isinstance(target, dict) or len(items) % 2:
+        raise PickleRefused(f"SETITEMS on a {type(target).__name__} with {len(items)} items")
+    for i in range(0, len(items), 2):
+        _setitem(target, items[i], items[i + 1])
+    return pos
+
+
+def _additems(m: _Machine, pos: int) -> int:
+    items = m.pop_mark()
+    target = m.top()
+    if not isinstance(target, set):
+        raise PickleRefused(f"ADDITEMS on a {type(target).__name__}")
+    target.update(_hashable_set(items))
+    return pos
+
+
+def _memo_put(m: _Machine, index: int) -> None:
+    m.memo[index] = m.top()  # memo size is bounded by the opcode count
+
+
+def _memo_get(m: _Machine, index: int, at: int) -> None:
+    try:
+        value = m.memo[index]
+    except KeyError:
+        raise PickleRefused(f"memo key {index} at offset {at} was never stored") from None
+    m.push(value)
+
+
+def _put(m: _Machine, pos: int) -> int:
+    raw, end = m.line(pos, "PUT")
+    _memo_put(m, _parse_int(raw, "PUT"))
+    return end
+
+
+def _get(m: _Machine, pos: int) -> int:
+    raw, end = m.line(pos, "GET")
+    _memo_get(m, _parse_int(raw, "GET"), pos)
+    return end
+
+
+def _binput(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 1, "BINPUT")
+    _memo_put(m, m.data[pos])
+    return end
+
+
+def _binget(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 1, "BINGET")
+    _memo_get(m, m.data[pos], pos)
+    return end
+
+
+def _long_binput(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 4, "LONG_BINPUT")
+    _memo_put(m, struct.unpack_from("<I", m.data, pos)[0])
+    return end
+
+
+def _long_binget(m: _Machine, pos: int) -> int:
+    end = m.take(pos, 4, "LONG_BINGET")
+    _memo_get(m, struct.unpack_from("<I", m.data, pos)[0], pos)
+    return end
+
+
+def _memoize(m: _Machine, pos: int) -> int:
+    _memo_put(m, len(m.memo))
+    return pos
+
+
+def _resolve(m: _Machine, module: Any, name: Any) -> Any:
+    if not isinstance(module, str) or not isinstance(name, str):
+        raise PickleRefused("STACK_GLOBAL of something other than two strings")
+    qualname = f"{module}.{name}"[:200]
+    found = m.allowed.get((module, name))
+    if found is None:
+        if m.script_classes and (module == "__torch__" or module.startswith("__torch__.")):
+            found = ScriptClass(qualname)
+        else:
+            raise PickleRefused(f"refuses global {qualname!r}")
+    m.globals.add(qualname)
+    return found
+
+
+def _global(m: _Machine, pos: int) -> int:
+    module, pos = m.line(pos, "GLOBAL module")
+    name, pos = m.line(pos, "GLOBAL name")
+    m.push(_resolve(m, str(module, "latin-1"), str(name, "latin-1")))
+    return pos
+
+
+def _stack_global(m: _Machine, pos: int) -> int:
+    name = m.pop()
+    module = m.pop()
+    m.push(_resolve(m, module, name))
+    return pos
+
+
+def _call(m: _Machine, func: Any, args: Any, opcode: str) -> Any:
+    if not isinstance(args, tuple):
+        raise PickleRefused(f"{opcode} with arguments that are a {type(args).__name__}, not a tuple")
+    if isinstance(func, Builder):
+        if opcode != "REDUCE" and not func.newobj:
+            raise PickleRefused(f"{opcode} of {func.qualname!r} refused")
+        return func.build(args)
+    if isinstance(func, ScriptClass) and opcode != "REDUCE" and not args:
+        return ScriptObject(func.qualname)
+    what = getattr(func, "qualname", None) or getattr(func, "name", None) or type(func).__name__
+    raise PickleRefused(f"{opcode} of {what!r} refused: not an allowed callable")
+
+
+def _reduce(m: _Machine, pos: int) -> int:
+    args = m.pop()
+    func = m.pop()
+    m.push(_call(m, func, args, "REDUCE"))
+    return pos
+
+
+def _newobj(m: _Machine, pos: int) -> int:
+    args = m.pop()
+    cls = m.pop()
+    m.push(_call(m, cls, args, "NEWOBJ"))
+    return pos
+
+
+def _newobj_ex(m: _Machine, pos: int) -> int:
+    kwargs = m.pop()
+    args = m.pop()
+    cls = m.pop()
+    if kwargs != {}:
+        raise PickleRefused("NEWOBJ_EX with keyword arguments refused")
+    m.push(_call(m, cls, args, "NEWOBJ_EX"))
+    return pos
+
+
+def _build(m: _Machine, pos: int) -> int:
+    state = m.pop()
+    target = m.top()
+    if not isinstance(target, (ODict, ScriptObject)):
+        raise PickleRefused(f"BUILD on a {type(target).__name__} refused (only OrderedDict and TorchScript objects)")
+    target.build(state)
+    return pos
+
+
+def _persid(m: _Machine, pos: int) -> int:
+    raw, pos = m.line(pos, "PERSID")
+    m.push(_persistent(m, str(raw, "latin-1")))
+    return pos
+
+
+def _binpersid(m: _Machine, pos: int) -> int:
+    m.push(_persistent(m, m.pop()))
+    return pos
+
+
+def _persistent(m: _Machine, pid: Any) -> Any:
+    if m.persistent_load is None:
+        raise PickleRefused("persistent id in a pickle that may not hold any")
+    return m.persistent_load(pid)
+
+
+# fmt: off
+_HANDLERS: dict[int, Callable[[_Machine, int], int]] = {
+    ord("."): _stop,
+    ord("("): _mark,
+    ord("0"): _pop,
+    ord("1"): _pop_mark,
+    ord("2"): _dup,
+    ord("F"): _text_float,
+    ord("I"): _text_int,
+    ord("J"): _fixed_int("<i", 4),
+    ord("K"): _fixed_int("<B", 1),
+    ord("M"): _fixed_int("<H", 2),
+    ord("L"): _text_long,
+    ord("N"): _const(None),
+    ord("P"): _persid,
+    ord("Q"): _binpersid,
+    ord("R"): _reduce,
+    ord("S"): _text_string,
+    ord("T"): _sized(4, "<i", "string"),
+    ord("U"): _sized(1, "<B", "string"),
+    ord("V"): _text_unicode,
+    ord("X"): _sized(4, "<I", "unicode"),
+    ord("a"): _append,
+    ord("b"): _build,
+    ord("c"): _global,
+    ord("d"): _dict,
+    ord("}"): _fresh(dict),
+    ord("e"): _appends,
+    ord("g"): _get,
+    ord("h"): _binget,
+    ord("j"): _long_binget,
+    ord("l"): _list,
+    ord("]"): _fresh(list),
+    ord("p"): _put,
+    ord("q"): _binput,
+    ord("r"): _long_binput,
+    ord("s"): _setitem_op,
+    ord("t"): _tuple,
+    ord(")"): _const(()),
+    ord("u"): _setitems,
+    ord("G"): _binfloat,
+    0x80: _proto,
+    0x81: _newobj,
+    0x85: _tuple_n(1),
+    0x86: _tuple_n(2),
+    0x87: _tuple_n(3),
+    0x88: _const(True),
+    0x89: _const(False),
+    0x8A: _long(1, "<B"),
+    0x8B: _long(4, "<i"),
+    0x8C: _sized(1, "<B", "unicode"),
+    0x8D: _sized(8, "<Q", "unicode"),
+    0x8E: _sized(8, "<Q", "bytes"),
+    0x8F: _fresh(set),
+    0x90: _additems,
+    0x91: _frozenset_op,
+    0x92: _newobj_ex,
+    0x93: _stack_global,
+    0x94: _memoize,
+    0x95: _frame,
+    0x96: _sized(8, "<Q", "bytes"),  # BYTEARRAY8: plain data
+    ord("B"): _sized(4, "<I", "bytes"),
+    ord("C"): _sized(1, "<B", "bytes"),
+}
+# fmt: on
+
+_REFUSED: dict[int, str] = {
+    ord("i"): "INST",
+    ord("o"): "OBJ",
+    0x82: "EXT1",
+    0x83: "EXT2",
+    0x84: "EXT4",
+    0x97: "NEXT_BUFFER",
+    0x98: "READONLY_BUFFER",
+}
+"""Opcodes that import or call by themselves, or need out-of-band data: never needed by a checkpoint."""
+
+
+def load(
+    data: Any,
+    source: object,
+    *,
+    start: int = 0,
+    persistent_load: PersistentLoad | None = None,
+    allowed: dict[tuple[str, str], Any] | None = None,
+    script_classes: bool = False,
+    what: str = "pickle",
+) -> PickleResult:
+    """Run the restricted machine over ``data[start:]`` (bytes or an mmap) up to its STOP.
+
+    ``persistent_load`` turns a persistent id into a stand-in (storage references); ``script_classes``
+    lets ``__torch__.*`` globals of a TorchScript archive stand for opaque objects. Every refusal is a
+    :class:`ParamscopeError` ``"<source>: <what>: <reason>"``.
+    """
+    machine = _Machine(data, start, persistent_load, TORCH_GLOBALS if allowed is None else allowed, script_classes)
+    try:
+        value = machine.run()
+    except PickleRefused as exc:
+        raise ParamscopeError(source, f"{what}: {exc}") from None
+    except RecursionError:
+        raise ParamscopeError(source, f"{what}: objects nested too deeply") from None
+    except MemoryError:
+        raise ParamscopeError(source, f"{what}: too large to decode") from None
+    return PickleResult(value, machine.pos, machine.protocol, machine.globals)

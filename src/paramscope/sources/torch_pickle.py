@@ -1,0 +1,538 @@
+"""PyTorch checkpoints (``torch.save``: ``.pt .pth .bin .ckpt``) read without torch and without unpickling.
+
+Two containers, told apart by magic bytes:
+
+* **zip** (torch >= 1.6): ``<prefix>/data.pkl`` is the object pickle; each storage is the member
+  ``<prefix>/data/<key>``. Only the zip's central directory and ``data.pkl`` are read: a storage's size
+  is the size of its member as the directory states it; its bytes are never read.
+* **legacy**: a run of pickles (magic number, protocol version 1001, sys_info, the object, the sorted
+  storage keys) followed by each storage as an 8-byte element count and its bytes. Only the counts are
+  read, by seeking from one to the next.
+
+The object pickle is decoded by :mod:`paramscope.sources.pickle_reader`, our own machine that knows an
+allow-list of checkpoint globals and builds inert stand-ins; nothing from the file is imported or run.
+Shapes come from the tensor rebuild calls (storage, offset, size, stride) and are checked against the
+storage size. Tensors with the same storage, offset, shape, stride and dtype are one tensor seen under
+several names (a tie group); views at other offsets of a storage are distinct tensors.
+
+Naming rule for nested checkpoints: the whole object is walked (dicts by key, lists and tuples by
+index, joined with ``.``). If the top level is a dict holding a dict under one of :data:`MODEL_KEYS`
+(first match in that order: ``state_dict`` of Lightning, ``model_state_dict``, ``model``, ``module``
+of DeepSpeed, ...), the tensors under it are the model's weights, named by their path *below* that key
+(their state_dict key). Tensors under a top-level key in :data:`OPTIMIZER_KEYS` are optimizer state
+(``optimizer.state.0.exp_avg``). Every other tensor is named by its full dotted path. A plain
+state_dict or list is named from its root.
+
+TorchScript archives (``code/``, ``constants.pkl``) are read the same way: their module objects are
+opaque stand-ins whose attributes hold the tensors; the code is never run. ``torch.export`` ``.pt2``
+archives are recognised and refused with an explanation.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paramscope import dtypes
+from paramscope.errors import ParamscopeError
+from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
+from paramscope.sources import pickle_reader as pr
+
+FORMAT = "pytorch"
+
+MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_state", "net", "network")
+"""Top-level keys whose dict value is taken as the model's state_dict, first match wins."""
+OPTIMIZER_KEYS = frozenset(
+    {"optimizer", "optimizers", "optimizer_states", "optimizer_state_dict", "optimizer_state", "optim", "opt"}
+)
+"""Top-level keys whose tensors are optimizer state."""
+STEP_KEYS = ("epoch", "global_step", "step", "iteration", "pytorch-lightning_version")
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+_MAGIC_LE = MAGIC_NUMBER.to_bytes(10, "little")
+_MAGIC_TEXT = b"L%d" % MAGIC_NUMBER
+
+MAX_PICKLE_BYTES = 256 << 20
+"""Largest data.pkl accepted (a 100k-tensor state_dict pickles to about 10 MB)."""
+MAX_DIRECTORY_BYTES = 64 << 20
+_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
+
+# PyTorch element sizes where they differ from the dtype table (which counts packed sub-elements):
+# torch's float4_e2m1fn_x2 / quint4x2 / quint2x4 elements are one byte each.
+_TORCH_ITEMSIZE = {"float4_e2m1fn_x2": 1, "quint4x2": 1, "quint2x4": 1}
+
+
+def _itemsize(dtype: str) -> int:
+    if dtype in _TORCH_ITEMSIZE:
+        return _TORCH_ITEMSIZE[dtype]
+    known = dtypes.DTYPES[dtype]
+    return max(1, known.block_bytes // known.block_elements)
+
+
+# ---- detection ----------------------------------------------------------------------------------
+
+
+def sniff(head: bytes, path: Path) -> bool:
+    """A zip whose directory holds ``<prefix>/data.pkl`` (or a .pt2 archive), or a legacy torch pickle."""
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with open(path, "rb") as handle:
+                members = _cached_directory(handle, path)
+        except (ParamscopeError, OSError):
+            return False
+        return _find_prefix(members) is not None or _is_pt2(members)
+    return _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]
+
+
+_last_directory: tuple[tuple[Any, ...], dict[str, Member]] | None = None
+
+
+def _cached_directory(handle: Any, path: Path) -> dict[str, Member]:
+    """The directory, parsed once for sniff() and read() of the same unchanged file (100k members: 0.3 s)."""
+    global _last_directory
+    stat = os.fstat(handle.fileno())
+    key = (str(path), stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+    if _last_directory is not None and _last_directory[0] == key:
+        return _last_directory[1]
+    members = _zip_directory(handle, path)
+    _last_directory = (key, members)
+    return members
+
+
+# ---- zip directory ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    method: int
+    compressed: int
+    size: int
+    offset: int
+
+
+_EOCD = struct.Struct("<4sHHHHIIH")
+_EOCD64_LOCATOR = struct.Struct("<4sIQI")
+_EOCD64 = struct.Struct("<4sQHHIIQQQQ")
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+
+
+def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
+    """Parse the central directory; the archive must start at offset 0 (no prepended data)."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    tail_len = min(size, 65_535 + _EOCD.size)
+    handle.seek(size - tail_len)
+    tail = handle.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise ParamscopeError(source, "zip end-of-directory record not found (truncated zip?)")
+    eocd_pos = size - tail_len + at
+    _, _disk, _cd_disk, _, count, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+    end_of_cd = eocd_pos
+    loc = at - _EOCD64_LOCATOR.size
+    if loc >= 0 and tail[loc : loc + 4] == b"PK\x06\x07":
+        # A zip64 end record precedes the classic one (PyTorch always writes it): it has the real values.
+        eocd64_pos = _EOCD64_LOCATOR.unpack_from(tail, loc)[2]
+        if eocd64_pos + _EOCD64.size > eocd_pos:
+            raise ParamscopeError(source, "zip64 end-of-directory record lies past the end of the directory")
+        handle.seek(eocd64_pos)
+        rec = handle.read(_EOCD64.size)
+        if len(rec) != _EOCD64.size or rec[:4] != b"PK\x06\x06":
+            raise ParamscopeError(source, "zip64 end-of-directory record is corrupt")
+        _, _, _, _, _, _, _, count, cd_size, cd_offset = _EOCD64.unpack(rec)
+        end_of_cd = eocd64_pos
+    elif count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
+        raise ParamscopeError(source, "zip64 locator missing")
+    if cd_offset + cd_size != end_of_cd:
+        raise ParamscopeError(source, "zip directory is not where its end record says (data prepended to the zip?)")
+    if cd_size > MAX_DIRECTORY_BYTES or count > cd_size // _CENTRAL.size:
+        raise ParamscopeError(source, f"zip directory of {cd_size} bytes declares {count} members")
+    handle.seek(cd_offset)
+    directory = handle.read(cd_size)
+    members: dict[str, Member] = {}
+    pos = 0
+    for _ in range(count):
+        if pos + _CENTRAL.size > len(directory) or directory[pos : pos + 4] != b"PK\x01\x02":
+            raise ParamscopeError(source, "zip directory entry is corrupt")
+        fields = _CENTRAL.unpack_from(directory, pos)
+        method, csize, usize = fields[4], fields[8], fields[9]
+        name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
+        name_end = pos + _CENTRAL.size + name_len
+        extra_end = name_end + extra_len
+        if extra_end + comment_len > len(directory):
+            raise ParamscopeError(source, "zip directory entry runs past the directory")
+        name = directory[pos + _CENTRAL.size : name_end].decode("utf-8", "replace")
+        if 0xFFFFFFFF in (usize, csize, offset):
+            usize, csize, offset = _zip64_extra(directory[name_end:extra_end], usize, csize, offset, source)
+        if offset + csize > cd_offset:
+            raise ParamscopeError(source, f"zip member {name!r} lies past the start of the directory")
+        if name in members:
+            raise ParamscopeError(source, f"zip member {name!r} appears twice")
+        members[name] = Member(name, method, csize, usize, offset)
+        pos = extra_end + comment_len
+    return members
+
+
+def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int, source: object) -> tuple[int, int, int]:
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, length = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + length]
+        if tag == 1:
+            values = [struct.unpack_from("<Q", body, i)[0] for i in range(0, len(body) - 7, 8)]
+            for field_name in ("usize", "csize", "offset"):
+                current = {"usize": usize, "csize": csize, "offset": offset}[field_name]
+                if current == 0xFFFFFFFF:
+                    if not values:
+                        raise ParamscopeError(source, "zip64 extra field is short")
+                    value = values.pop(0)
+                    if field_name == "usize":
+                        usize = value
+                    elif field_name == "csize":
+                        csize = value
+                    else:
+                        offset = value
+        pos += 4 + length
+    return usize, csize, offset
+
+
+def _read_member(handle: Any, member: Member, source: object, cap: int) -> bytes:
+    """The bytes of a small member (data.pkl, version): stored, or deflated with a cap on the output."""
+    if member.size > cap:
+        raise ParamscopeError(source, f"zip member {member.name!r} is {member.size} bytes (limit {cap})")
+    handle.seek(member.offset)
+    header = handle.read(_LOCAL.size)
+    if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
+        raise ParamscopeError(source, f"zip member {member.name!r} has no local header at offset {member.offset}")
+    name_len, extra_len = _LOCAL.unpack(header)[9:11]
+    handle.seek(member.offset + _LOCAL.size + name_len + extra_len)
+    raw = handle.read(member.compressed)
+    if len(raw) != member.compressed:
+        raise ParamscopeError(source, f"zip member {member.name!r} is truncated")
+    if member.method == 0:
+        if member.compressed != member.size:
+            raise ParamscopeError(source, f"zip member {member.name!r} is stored but its sizes differ")
+        return raw
+    if member.method == 8:
+        inflater = zlib.decompressobj(-15)
+        try:
+            data = inflater.decompress(raw, member.size + 1)
+        except zlib.error as exc:
+            raise ParamscopeError(source, f"zip member {member.name!r} does not inflate: {exc}") from None
+        if len(data) != member.size or inflater.unconsumed_tail:
+            raise ParamscopeError(
+                source, f"zip member {member.name!r} inflates to more or less than its declared {member.size} bytes"
+            )
+        return data
+    raise ParamscopeError(source, f"zip member {member.name!r} uses compression method {member.method}")
+
+
+def _find_prefix(members: dict[str, Member]) -> str | None:
+    prefixes = [name[: -len("/data.pkl")] for name in members if name.endswith("/data.pkl") and name.count("/") == 1]
+    if not prefixes:
+        prefixes = [name[: -len("/constants.pkl")] for name in members if name.endswith("/constants.pkl")]
+        prefixes = [p for p in prefixes if "/" not in p]
+    return prefixes[0] if len(prefixes) == 1 else None
+
+
+def _is_pt2(members: dict[str, Member]) -> bool:
+    return any(name == "archive_format" or name.endswith("/archive_format") for name in members)
+
+
+# ---- storages -----------------------------------------------------------------------------------
+
+
+class _Storages:
+    """Persistent-id handler: ``('storage', StorageType, key, location, numel[, view])`` -> StorageRef."""
+
+    def __init__(self, legacy: bool) -> None:
+        self.legacy = legacy
+        self.refs: dict[str, pr.StorageRef] = {}
+
+    def __call__(self, pid: Any) -> pr.StorageRef:
+        if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
+            raise pr.PickleRefused(f"persistent id is not a storage reference ({type(pid).__name__})")
+        _, stype, key, location, numel = pid[:5]
+        if not isinstance(stype, pr.StorageType):
+            raise pr.PickleRefused(f"storage type is a {type(stype).__name__}, not a torch storage class")
+        if not isinstance(key, str) or not _KEY.fullmatch(key) or key in (".", ".."):
+            shown = repr(key[:60]) if isinstance(key, str) else type(key).__name__
+            raise pr.PickleRefused(f"storage key {shown} is not a plain name")
+        if type(numel) is not int or numel < 0 or numel >= 1 << 62:
+            shown = numel if type(numel) is int else type(numel).__name__
+            raise pr.PickleRefused(f"storage {key!r} declares {shown} elements")
+        if len(pid) == 6 and pid[5] is not None:
+            raise pr.PickleRefused("storage views (files of PyTorch before 1.0) are not supported")
+        where = location[:40] if isinstance(location, str) else f"<{type(location).__name__}>"
+        ref = pr.StorageRef(key, stype.dtype, where, numel)
+        known = self.refs.setdefault(key, ref)
+        if known.dtype != ref.dtype or known.numel != ref.numel:
+            raise pr.PickleRefused(f"storage {key!r} is declared twice with different types or sizes")
+        return known
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+
+def read(path: Path) -> Inventory:
+    """The Inventory of a torch.save file (zip or legacy)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            if head.startswith(b"PK\x03\x04"):
+                return _read_zip(handle, path)
+            return _read_legacy(handle, path)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_zip(handle: Any, path: Path) -> Inventory:
+    global _last_directory
+    members = _cached_directory(handle, path)
+    _last_directory = None  # the cache only bridges sniff() and read(); do not keep a big directory alive
+    prefix = _find_prefix(members)
+    if prefix is None:
+        if _is_pt2(members):
+            raise ParamscopeError(
+                path,
+                "a torch.export .pt2 archive (program and weights); paramscope does not read these: "
+                "load it with torch.export.load and inspect the module",
+            )
+        raise ParamscopeError(path, "zip archive without a <prefix>/data.pkl: not a torch.save file")
+    script = any(name.startswith(f"{prefix}/code/") for name in members) or f"{prefix}/constants.pkl" in members
+    pkl = members.get(f"{prefix}/data.pkl")
+    if pkl is None:
+        raise ParamscopeError(path, "TorchScript archive without data.pkl: no weights to read")
+    data = _read_member(handle, pkl, path, MAX_PICKLE_BYTES)
+    storages = _Storages(legacy=False)
+    result = pr.load(data, path, persistent_load=storages, script_classes=script, what="data.pkl")
+    if result.end != len(data):
+        raise ParamscopeError(path, f"data.pkl has {len(data) - result.end} bytes after its STOP")
+    sizes: dict[str, int] = {}
+    for key, ref in storages.refs.items():
+        member = members.get(f"{prefix}/data/{key}")
+        if member is None:
+            raise ParamscopeError(path, f"storage {key!r} has no zip member {prefix}/data/{key}")
+        need = ref.numel * _itemsize(ref.dtype)
+        if member.size < need:
+            raise ParamscopeError(
+                path, f"storage {key!r} declares {need} bytes but its zip member holds {member.size}"
+            )
+        sizes[key] = need  # the tensor must fit the storage as declared (the member may be padded)
+    metadata: dict[str, Any] = {"container": "zip", "zip_prefix": prefix, "pickle_protocol": result.protocol}
+    for name, key in (("version", "serialization_version"), ("byteorder", "byteorder")):
+        member = members.get(f"{prefix}/{name}")
+        if member is not None and member.size <= 64:
+            metadata[key] = _read_member(handle, member, path, 64).decode("ascii", "replace").strip()
+    notes: list[str] = []
+    if script:
+        metadata["torchscript"] = True
+        notes.append("contains TorchScript code; not run (weights read from data.pkl only)")
+    return _inventory(path, result.value, sizes, metadata, notes)
+
+
+def _read_legacy(handle: Any, path: Path) -> Inventory:
+    size = handle.seek(0, 2)
+    if size == 0:
+        raise ParamscopeError(path, "empty file")
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        magic = pr.load(view, path, what="legacy magic number")
+        if magic.value != MAGIC_NUMBER:
+            raise ParamscopeError(path, "not a legacy torch.save file (wrong magic number)")
+        version = pr.load(view, path, start=magic.end, what="legacy protocol version")
+        if version.value != LEGACY_PROTOCOL:
+            shown = version.value if type(version.value) is int else type(version.value).__name__
+            raise ParamscopeError(path, f"legacy torch.save protocol {shown} (expected 1001)")
+        info = pr.load(view, path, start=version.end, what="legacy sys_info")
+        little = not (isinstance(info.value, dict) and info.value.get("little_endian") is False)
+        storages = _Storages(legacy=True)
+        result = pr.load(view, path, start=info.end, persistent_load=storages, what="legacy object pickle")
+        keys = pr.load(view, path, start=result.end, what="legacy storage keys")
+        if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
+            raise ParamscopeError(path, "legacy storage key list is not a list of names")
+        if set(keys.value) != set(storages.refs) or len(keys.value) != len(storages.refs):
+            raise ParamscopeError(path, "legacy storage key list does not match the storages the object uses")
+        pos = keys.end
+        sizes: dict[str, int] = {}
+        order = "<q" if little else ">q"
+        for key in keys.value:
+            ref = storages.refs[key]
+            if pos + 8 > size:
+                raise ParamscopeError(path, f"legacy storage {key!r}: file ends before its element count")
+            handle.seek(pos)
+            count = struct.unpack(order, handle.read(8))[0]
+            if count != ref.numel:
+                raise ParamscopeError(
+                    path, f"legacy storage {key!r} holds {count} elements, the pickle says {ref.numel}"
+                )
+            nbytes = count * _itemsize(ref.dtype)
+            pos += 8 + nbytes
+            if pos > size:
+                raise ParamscopeError(path, f"legacy storage {key!r} runs past the end of the file")
+            sizes[key] = nbytes
+        value = result.value
+    metadata: dict[str, Any] = {"container": "legacy", "pickle_protocol": result.protocol, "little_endian": little}
+    return _inventory(path, value, sizes, metadata, [])
+
+
+# ---- walking the object -------------------------------------------------------------------------
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if type(key) in (int, bool, float) or key is None:
+        return str(key)
+    return f"<{type(key).__name__}>"
+
+
+_LEAVES = (str, int, float, bytes, bool, complex, type(None), pr.DTypeRef, pr.StorageRef, pr.StorageType)
+MAX_WALK_DEPTH = 1_000
+"""Containers nested deeper than this are refused (a real checkpoint nests a few levels)."""
+
+
+def _children(obj: Any) -> list[tuple[Any, Any]] | None:
+    """(key, child) pairs of a container worth walking into (leaves left out); None for a leaf."""
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    elif isinstance(obj, pr.ScriptObject):
+        state = obj.state
+        return _children(state) if isinstance(state, (dict, list, tuple)) else []
+    else:
+        return None
+    return [(k, v) for k, v in items if not isinstance(v, _LEAVES)]
+
+
+# A path is a linked list (parent, key, depth): no per-level copies however deep or wide the object is.
+_Path = tuple[Any, Any, int] | None
+
+
+def _parts(path: _Path) -> tuple[str, ...]:
+    parts: list[str] = []
+    while path is not None:
+        parts.append(_key_text(path[1]))
+        path = path[0]
+    return tuple(reversed(parts))
+
+
+def _walk(obj: Any, source: object) -> list[tuple[tuple[str, ...], pr.TensorRef]]:
+    """Every tensor with its path, depth first in pickle order. Iterative; a cycle or nesting deeper
+    than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once."""
+    found: list[tuple[tuple[str, ...], pr.TensorRef]] = []
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[Any, _Path, bool]] = [(obj, None, False)]
+    while stack:
+        item, path, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(item))
+            done.add(id(item))
+            continue
+        if isinstance(item, pr.TensorRef):
+            found.append((_parts(path), item))
+            continue
+        children = _children(item)
+        if children is None:
+            continue
+        ident = id(item)
+        if ident in on_path:
+            raise ParamscopeError(source, f"self-referencing structure at {'.'.join(_parts(path)) or '<root>'!r}")
+        if ident in done:
+            continue
+        depth = 0 if path is None else path[2] + 1
+        if depth >= MAX_WALK_DEPTH:
+            raise ParamscopeError(source, f"objects nested deeper than {MAX_WALK_DEPTH} levels")
+        on_path.add(ident)
+        stack.append((item, path, True))
+        stack.extend((child, (path, key, depth), False) for key, child in reversed(children))
+    return found
+
+
+def _model_key(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    for key in MODEL_KEYS:
+        if isinstance(value.get(key), dict):
+            return key
+    return None
+
+
+def _check_bounds(tensor: pr.TensorRef, sizes: dict[str, int], itemsize: int, name: str, source: object) -> None:
+    """The last element the tensor reaches (offset + sum((size-1)*stride)) must lie inside its storage."""
+    storage = tensor.storage
+    assert storage is not None
+    need = 0
+    if all(tensor.shape):
+        extent = 1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True))
+        need = (tensor.offset + extent) * itemsize
+    have = sizes.get(storage.key, 0)
+    if need > have:
+        raise ParamscopeError(
+            source,
+            f"tensor {name!r} of shape {list(tensor.shape)} at offset {tensor.offset} needs {need} bytes "
+            f"of storage {storage.key!r}, which holds {have}",
+        )
+
+
+def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str, Any], notes: list[str]) -> Inventory:
+    model_key = _model_key(value)
+    if isinstance(value, dict):
+        keys = [_key_text(k) for k in value]
+        metadata["top_level_keys"] = keys[:50] + (["..."] if len(keys) > 50 else [])
+        if model_key is not None:
+            metadata["model_key"] = model_key
+        for key in STEP_KEYS:
+            if type(value.get(key)) in (int, str) and len(str(value[key])) <= 40:
+                metadata[key] = value[key]
+    else:
+        metadata["top_level_type"] = type(value).__name__
+    tensors = _walk(value, path)
+    groups: dict[tuple[Any, ...], int] = {}
+    itemsizes: dict[str, int] = {}
+    for _, t in tensors:
+        if t.dtype not in itemsizes:
+            if t.dtype not in dtypes.DTYPES:
+                raise ParamscopeError(path, f"tensor dtype {t.dtype!r} is not one paramscope knows")
+            itemsizes[t.dtype] = _itemsize(t.dtype)
+        if t.storage is not None:
+            key = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
+            groups[key] = groups.get(key, 0) + 1
+    roles = {dtype: role_for_file_tensor(dtype) for dtype in itemsizes}
+    records: list[TensorRecord] = []
+    origin = path.name
+    meta_tensors = 0
+    for parts, t in tensors:
+        head = parts[0] if parts else ""
+        if model_key is not None and head == model_key:
+            name = ".".join(parts[1:])
+            role = roles[t.dtype]
+        else:
+            name = ".".join(parts)
+            role = Role.OPTIMIZER_STATE if head in OPTIMIZER_KEYS else roles[t.dtype]
+        tie = None
+        extra = None
+        if t.storage is None:
+            meta_tensors += 1
+            extra = {"device": "meta"}
+        else:
+            _check_bounds(t, sizes, itemsizes[t.dtype], name, path)
+            group = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
+            if groups[group] > 1:
+                tie = ("torch", *group)
+        records.append(
+            TensorRecord(name=name, shape=t.shape, dtype=t.dtype, role=role, tie=tie, origin=origin, extra=extra)
+        )
+    if meta_tensors:
+        notes.append(f"{meta_tensors} tensors were saved from the meta device (shapes only, no data)")
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)

@@ -1,0 +1,424 @@
+"""The ONNX reader, checked against the onnx package reading the same models."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from paramscope.cli import main
+from paramscope.errors import ParamscopeError
+from paramscope.records import Role
+from paramscope.report import Report
+from paramscope.sources import files
+from paramscope.sources import onnx as reader
+
+PACKED = {TP.INT4: 4, TP.UINT4: 4, TP.INT2: 2, TP.UINT2: 2}
+
+
+# --- the reference: the onnx package's own objects, walked the way the reader's docstring says --------
+
+
+def _expected_dtype(data_type: int) -> str:
+    if data_type == TP.STRING:
+        return "string"
+    if data_type in PACKED:
+        return "uint8"
+    name = np.dtype(h.tensor_dtype_to_np_dtype(data_type)).name
+    return name
+
+
+def _reference(model: onnx.ModelProto) -> list[tuple[str, onnx.TensorProto | None, list[int], int]]:
+    """(name, tensor proto or None, dense dims, data type) for every weight, in the reader's order."""
+    out: list[tuple[str, onnx.TensorProto | None, list[int], int]] = []
+
+    def graph_tensors(graph: onnx.GraphProto, prefix: str) -> None:
+        for t in graph.initializer:
+            out.append((prefix + t.name, t, list(t.dims), t.data_type))
+        for s in graph.sparse_initializer:
+            out.append((prefix + s.values.name, None, list(s.dims), s.values.data_type))
+        for index, node in enumerate(graph.node):
+            label = node.name or f"{node.op_type}_{index}"
+            for attr in node.attribute:
+                subs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+                for k, sub in enumerate(subs):
+                    graph_tensors(sub, f"{prefix}{label}.{attr.name}." + (f"{k}." if len(subs) > 1 else ""))
+                if node.op_type != "Constant":
+                    continue
+                name = prefix + node.output[0]
+                if attr.name == "value":
+                    out.append((name, attr.t, list(attr.t.dims), attr.t.data_type))
+                elif attr.name == "value_floats":
+                    out.append((name, None, [len(attr.floats)], TP.FLOAT))
+                elif attr.name == "value_ints":
+                    out.append((name, None, [len(attr.ints)], TP.INT64))
+                elif attr.name == "value_float":
+                    out.append((name, None, [], TP.FLOAT))
+
+    graph_tensors(model.graph, "")
+    return out
+
+
+def _check(path: Path) -> list:
+    """Read ``path`` with the reader and with onnx (external data not loaded); compare every tensor."""
+    inv = reader.read(path)
+    model = onnx.load(str(path), load_external_data=False)
+    expected = _reference(model)
+    by_name = {r.name: r for r in inv.tensors}
+    assert sorted(by_name) == sorted(name for name, *_ in expected)
+    assert len(by_name) == len(inv.tensors)
+    for name, proto, dims, data_type in expected:
+        rec = by_name[name]
+        numel = math.prod(dims)
+        assert rec.numel == numel, name
+        assert rec.dtype == _expected_dtype(data_type), name
+        if data_type in PACKED:
+            assert rec.shape == (-(-numel * PACKED[data_type] // 8),)
+            assert rec.quant.logical_numel == numel
+        else:
+            assert rec.shape == tuple(dims), name
+        if proto is not None and proto.data_location != TP.EXTERNAL:
+            if data_type != TP.STRING:
+                assert nh.to_array(proto).size == numel, name
+            if proto.HasField("raw_data"):
+                assert rec.nbytes == len(proto.raw_data), name
+    return inv.tensors
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+def _vi(name: str, dtype: int = TP.FLOAT, shape: list | None = None) -> onnx.ValueInfoProto:
+    return h.make_tensor_value_info(name, dtype, shape)
+
+
+def _const(out: str, array: np.ndarray) -> onnx.NodeProto:
+    return h.make_node("Constant", [], [out], value=nh.from_array(array))
+
+
+def _model(path: Path, **save: object) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    inits = [
+        nh.from_array(rng.random((64, 32), dtype=np.float32), "encoder.layer.0.weight"),
+        nh.from_array(rng.random(32).astype(np.float16), "encoder.layer.0.bias"),
+        nh.from_array(np.arange(10, dtype=np.int64), "position_ids"),
+        nh.from_array(np.ones((3, 3), dtype=bool), "mask"),
+        nh.from_array(np.ones(5, dtype=np.float64), "double"),
+        nh.from_array(np.ones((2, 2), dtype=np.uint8), "u8"),
+        nh.from_array(np.ones((2, 2), dtype=np.complex64), "c64"),
+        h.make_tensor("bf16", TP.BFLOAT16, [4, 4], np.zeros(16, np.uint16).tobytes(), raw=True),
+        h.make_tensor("f8", TP.FLOAT8E4M3FN, [8], bytes(8), raw=True),
+        h.make_tensor("int4", TP.INT4, [3, 5], [1] * 15),
+        h.make_tensor("uint2", TP.UINT2, [7], [1] * 7),
+        h.make_tensor("fp4", TP.FLOAT4E2M1, [9], bytes(5), raw=True),
+        h.make_tensor("fp6", TP.FLOAT6E2M3, [8], bytes(6), raw=True),
+        h.make_tensor("typed_floats", TP.FLOAT, [2, 3], [1.0] * 6),
+        h.make_tensor("typed_ints", TP.INT32, [4], [1, 2, 3, 4]),
+        h.make_tensor("strings", TP.STRING, [2], [b"a", b"bcd"]),
+    ]
+    sparse = h.make_sparse_tensor(
+        nh.from_array(np.array([1.0, 2.0], np.float32), "sparse_w"),
+        nh.from_array(np.array([1, 7], np.int64), ""),
+        [4, 4],
+    )
+    then_g = h.make_graph(
+        [_const("t_out", np.zeros(5, np.float32))], "then", [], [_vi("t_out", shape=[5])],
+        initializer=[nh.from_array(np.zeros(7, np.float32), "shared_name")],
+    )
+    else_g = h.make_graph(
+        [_const("e_out", np.zeros(5, np.float32))], "else", [], [_vi("e_out", shape=[5])],
+        initializer=[nh.from_array(np.zeros(6, np.float32), "shared_name")],
+    )
+    inner_if = h.make_node("If", ["c"], ["inner"], then_branch=then_g, else_branch=else_g, name="inner_if")
+    body = h.make_graph(
+        [
+            _const("step", np.ones((3, 3), np.float32)),
+            h.make_node("Constant", [], ["c"], value=nh.from_array(np.array(True))),
+            inner_if,
+            h.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [_vi("iter", TP.INT64, []), _vi("cond_in", TP.BOOL, [])],
+        [_vi("cond_out", TP.BOOL, []), _vi("inner", shape=[5])],
+        initializer=[nh.from_array(np.ones(11, np.float32), "loop_w")],
+    )
+    loop = h.make_node("Loop", ["trip", "cond"], ["y"], body=body, name="loop0")
+    nodes = [
+        _const("const_value", np.ones((2, 2), np.float16)),
+        h.make_node("Constant", [], ["const_floats"], value_floats=[1.0, 2.0, 3.0]),
+        h.make_node("Constant", [], ["const_ints"], value_ints=[1, 2, 3, 4]),
+        h.make_node("Constant", [], ["const_float"], value_float=2.5),
+        loop,
+    ]
+    graph = h.make_graph(
+        nodes, "main_graph", [_vi("trip", TP.INT64, []), _vi("cond", TP.BOOL, [])], [_vi("y", shape=[5])],
+        initializer=inits, sparse_initializer=[sparse],
+    )
+    model = h.make_model(graph, producer_name="paramscope-test", producer_version="1.2",
+                         opset_imports=[h.make_opsetid("", 21), h.make_opsetid("com.microsoft", 1)])
+    model.model_version = 7
+    h.set_model_props(model, {"author": "me"})
+    onnx.save_model(model, str(path), **save)
+    return model
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    path = tmp_path / "model.onnx"
+    _model(path)
+    return path
+
+
+def test_matches_onnx(model_path: Path) -> None:
+    tensors = _check(model_path)
+    names = {r.name for r in tensors}
+    assert "loop0.body.inner_if.then_branch.shared_name" in names
+    assert "loop0.body.inner_if.else_branch.shared_name" in names
+    assert "loop0.body.step" in names and "loop0.body.loop_w" in names
+
+
+def test_records(model_path: Path) -> None:
+    by_name = {r.name: r for r in reader.read(model_path).tensors}
+    assert by_name["encoder.layer.0.weight"].role == Role.PARAMETER
+    assert by_name["position_ids"].role == by_name["mask"].role == Role.BUFFER
+    assert by_name["strings"].role == Role.BUFFER and by_name["strings"].nbytes is None
+    assert by_name["int4"].quant.scheme == "INT4" and by_name["int4"].nbytes == 8
+    assert by_name["fp4"].nbytes == 5 and by_name["fp6"].nbytes == 6
+    assert by_name["sparse_w"].shape == (4, 4) and by_name["sparse_w"].extra["sparse_values"] == 2
+    assert all(r.origin == "model.onnx" and r.trainable is None for r in by_name.values())
+
+
+def test_report_totals(model_path: Path) -> None:
+    model = onnx.load(str(model_path))
+    report = Report(reader.read(model_path))
+    floating = {TP.FLOAT, TP.FLOAT16, TP.DOUBLE, TP.COMPLEX64, TP.BFLOAT16, TP.FLOAT8E4M3FN, TP.FLOAT4E2M1,
+                TP.FLOAT6E2M3}
+    expected = sum(math.prod(dims) for _, _, dims, dt in _reference(model) if dt in floating)
+    assert report.total == expected
+
+
+def test_metadata(model_path: Path) -> None:
+    md = reader.read(model_path).metadata
+    model = onnx.load(str(model_path))
+    assert md["onnx.ir_version"] == model.ir_version
+    assert md["onnx.producer_name"] == "paramscope-test"
+    assert md["onnx.producer_version"] == "1.2"
+    assert md["onnx.model_version"] == 7
+    assert md["onnx.opset_import"] == {"ai.onnx": 21, "com.microsoft": 1}
+    assert md["onnx.graph_name"] == "main_graph"
+    assert md["onnx.nodes"] == len(model.graph.node)
+    assert md["onnx.metadata.author"] == "me"
+
+
+def test_external_data_never_opened(tmp_path: Path) -> None:
+    path = tmp_path / "ext.onnx"
+    _model(path, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (tmp_path / "weights.bin").exists()
+    model = onnx.load(str(path), load_external_data=False)
+    external = {t.name for t in model.graph.initializer if t.data_location == TP.EXTERNAL}
+    assert "encoder.layer.0.weight" in external
+    (tmp_path / "weights.bin").unlink()  # gone: the reader must not need it
+    tensors = _check(path)
+    by_name = {r.name: r for r in tensors}
+    assert by_name["encoder.layer.0.weight"].extra["external_data"]["location"] == "weights.bin"
+    assert reader.read(path).metadata["onnx.external_data_files"] == ["weights.bin"]
+
+
+def test_hostile_external_location_recorded_not_opened(tmp_path: Path) -> None:
+    t = TP(name="w", data_type=TP.FLOAT, dims=[1000, 1000])
+    t.data_location = TP.EXTERNAL
+    for k, v in (("location", "../../etc/passwd"), ("offset", "0"), ("length", "4000000")):
+        entry = t.external_data.add()
+        entry.key, entry.value = k, v
+    graph = h.make_graph([], "g", [], [], initializer=[t])
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(h.make_model(graph).SerializeToString())
+    inv = reader.read(path)
+    assert inv.tensors[0].numel == 1_000_000
+    assert inv.tensors[0].extra["external_data"]["location"] == "../../etc/passwd"
+
+
+def test_big_sparse_file_not_read(tmp_path: Path) -> None:
+    """A 4 GiB raw_data initializer in a sparse file: counted from dims, data skipped by a seek."""
+    n = 1 << 30
+    tensor = _len(1, _varint(n)) + _field(2, 0, _varint(TP.FLOAT)) + _len(8, b"huge")
+    tensor_head = tensor + _tag(9, 2) + _varint(4 * n)
+    tensor_len = len(tensor_head) + 4 * n
+    graph_head = _tag(5, 2) + _varint(tensor_len) + tensor_head
+    graph_len = len(graph_head) + 4 * n
+    head = _field(1, 0, _varint(10)) + _tag(7, 2) + _varint(graph_len) + graph_head
+    path = tmp_path / "big.onnx"
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + 4 * n)
+    inv = reader.read(path)
+    assert [(r.name, r.numel, r.nbytes) for r in inv.tensors] == [("huge", n, 4 * n)]
+
+
+def test_sniff(model_path: Path, tmp_path: Path) -> None:
+    head = model_path.read_bytes()[:64]
+    assert reader.sniff(head, model_path)
+    assert reader.sniff(head, Path("MODEL.ONNX"))
+    assert not reader.sniff(head, Path("model.bin"))
+    assert not reader.sniff(b"\x00\x01", model_path)
+    assert not reader.sniff(b"PK\x03\x04", model_path)
+    assert files.read_path(model_path).format == "onnx"
+
+
+def test_cli(model_path: Path) -> None:
+    out = io.StringIO()
+    assert main([str(model_path), "--format", "json"], stdout=out, stderr=io.StringIO()) == 0
+    assert '"format": "onnx"' in out.getvalue()
+
+
+def test_torch_and_onnx_not_imported(model_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from paramscope.sources import onnx as r; "
+        f"r.read(Path({str(model_path)!r})); "
+        "assert 'torch' not in sys.modules, 'torch'; assert 'onnx' not in sys.modules, 'onnx'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- hand-built protobuf for hostile files --------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _tag(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _field(field: int, wire: int, payload: bytes) -> bytes:
+    return _tag(field, wire) + payload
+
+
+def _len(field: int, payload: bytes) -> bytes:
+    return _tag(field, 2) + _varint(len(payload)) + payload
+
+
+def _tensor(name: str = "w", dims: tuple[int, ...] = (2, 2), dtype: int = TP.FLOAT, raw: int | None = 16) -> bytes:
+    out = b"".join(_field(1, 0, _varint(d)) for d in dims) + _field(2, 0, _varint(dtype)) + _len(8, name.encode())
+    return out + (_len(9, bytes(raw)) if raw is not None else b"")
+
+
+def _model_bytes(*graph_fields: bytes) -> bytes:
+    return _field(1, 0, _varint(9)) + _len(7, b"".join(graph_fields))
+
+
+def _nested_ifs(depth: int) -> bytes:
+    graph = _len(5, _tensor())
+    for _ in range(depth):
+        attr = _len(1, b"then_branch") + _len(6, graph)
+        graph = _len(1, _len(4, b"If") + _len(5, attr))
+    return _model_bytes(graph)
+
+
+BAD_FILES: dict[str, bytes] = {
+    "truncated_varint": b"\x08\xff\xff",
+    "varint_too_long": b"\x08" + b"\xff" * 11 + b"\x01",
+    "length_beyond_file": _field(1, 0, b"\x09") + _tag(7, 2) + _varint(10**6) + b"\x00" * 10,
+    "length_beyond_parent": _model_bytes(_tag(5, 2) + _varint(50) + _tensor()),
+    "deep_subgraphs": _nested_ifs(reader.MAX_SUBGRAPH_DEPTH + 5),
+    "raw_data_mismatch": _model_bytes(_len(5, _tensor(raw=15))),
+    "negative_dim": _model_bytes(_len(5, _tensor(dims=(2, -2), raw=0))),
+    "dims_overflow": _model_bytes(_len(5, _tensor(dims=(2**40, 2**40), raw=None))),
+    "too_many_dims": _model_bytes(_len(5, _tensor(dims=(1,) * 100, raw=4))),
+    "group_wire_type_3": _model_bytes(_len(5, _tensor() + _tag(20, 3))),
+    "group_wire_type_4": _field(1, 0, b"\x09") + _tag(30, 4),
+    "wire_type_7": _field(1, 0, b"\x09") + _tag(30, 7),
+    "field_zero": _field(1, 0, b"\x09") + b"\x02\x00",
+    "unknown_data_type": _model_bytes(_len(5, _tensor(dtype=99, raw=None))),
+    "undefined_data_type": _model_bytes(_len(5, _tensor(dtype=0, raw=None))),
+    "string_with_raw_data": _model_bytes(_len(5, _tensor(dtype=TP.STRING, raw=4))),
+    "duplicate_names": _model_bytes(_len(5, _tensor()), _len(5, _tensor())),
+    "no_graph": _field(1, 0, b"\x09") + _len(2, b"producer"),
+    "graph_as_varint": _field(1, 0, b"\x09") + _field(7, 0, b"\x05"),
+    "data_type_as_bytes": _model_bytes(_len(5, _len(2, b"\x01") + _len(8, b"w"))),
+    "float_data_count_mismatch": _model_bytes(_len(5, _tensor(raw=None) + _len(4, bytes(12)))),
+    "external_length_mismatch": _model_bytes(
+        _len(5, _tensor(raw=None) + _field(14, 0, b"\x01") + _len(13, _len(1, b"length") + _len(2, b"99")))
+    ),
+    "external_length_not_number": _model_bytes(
+        _len(5, _tensor(raw=None) + _field(14, 0, b"\x01") + _len(13, _len(1, b"length") + _len(2, b"x")))
+    ),
+    "truncated_fixed64": _field(1, 0, b"\x09") + _tag(30, 1) + b"\x00\x00",
+    "truncated_in_tensor": _model_bytes(_len(5, _tensor()))[:-5],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files(tmp_path: Path, case: str) -> None:
+    path = tmp_path / f"{case}.onnx"
+    path.write_bytes(BAD_FILES[case])
+    with pytest.raises(ParamscopeError) as info:
+        reader.read(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    if reader.sniff(BAD_FILES[case][:64], path):
+        err = io.StringIO()
+        assert main([str(path)], stdout=io.StringIO(), stderr=err) == 1
+        lines = err.getvalue().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0]
+
+
+def test_nesting_within_limit_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "nested.onnx"
+    path.write_bytes(_nested_ifs(reader.MAX_SUBGRAPH_DEPTH - 1))
+    [record] = reader.read(path).tensors
+    assert record.name == "If_0.then_branch." * (reader.MAX_SUBGRAPH_DEPTH - 1) + "w"
+
+
+def _fuzz_base() -> bytes:
+    rng = np.random.default_rng(1)
+    sub = h.make_graph([_const("s", np.ones(3, np.float32))], "sub", [], [_vi("s", shape=[3])],
+                      initializer=[nh.from_array(np.ones(2, np.float32), "si")])
+    graph = h.make_graph(
+        [_const("c", np.ones((2, 2), np.float16)), h.make_node("If", ["x"], ["y"], then_branch=sub, else_branch=sub)],
+        "g", [_vi("x", TP.BOOL, [])], [_vi("y", shape=[3])],
+        initializer=[nh.from_array(rng.random((3, 4), dtype=np.float32), "w"),
+                     nh.from_array(np.arange(3, dtype=np.int64), "i"),
+                     h.make_tensor("t", TP.FLOAT, [2], [1.0, 2.0])],
+    )
+    return h.make_model(graph, producer_name="fuzz").SerializeToString()
+
+
+_FUZZ_BASE = _fuzz_base()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    raw = bytearray(_FUZZ_BASE)
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.one_of(st.none(), st.integers(0, len(raw))))
+    if cut is not None:
+        del raw[cut:]
+    path = tmp_path_factory.mktemp("fuzz") / "f.onnx"
+    path.write_bytes(bytes(raw))
+    with contextlib.suppress(ParamscopeError):
+        reader.read(path)

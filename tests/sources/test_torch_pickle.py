@@ -1,0 +1,262 @@
+"""PyTorch checkpoint reader: every figure compared with torch.load(weights_only=True) on the same file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from paramscope import Report  # noqa: E402
+from paramscope.errors import ParamscopeError  # noqa: E402
+from paramscope.records import Role  # noqa: E402
+from paramscope.sources import files, torch_pickle  # noqa: E402
+
+from ._pickle_helpers import ours, torch_reference  # noqa: E402
+
+LEGACY = {"_use_new_zipfile_serialization": False}
+
+
+class Small(torch.nn.Module):
+    """Linear + BatchNorm + Embedding + a tied head: parameters, buffers and a tie."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(11, 4)
+        self.fc = torch.nn.Linear(4, 6)
+        self.bn = torch.nn.BatchNorm1d(6)
+        self.head = torch.nn.Linear(4, 11, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def _save(obj, path: Path, **kwargs) -> Path:
+    torch.save(obj, path, **kwargs)
+    return path
+
+
+@pytest.fixture(params=["zip", "legacy"])
+def container(request):
+    return request.param
+
+
+def _kwargs(container: str) -> dict:
+    return LEGACY if container == "legacy" else {}
+
+
+def test_state_dict_matches_torch(tmp_path, container):
+    model = Small()
+    path = _save(model.state_dict(), tmp_path / "small.pt", **_kwargs(container))
+    assert ours(path) == torch_reference(path)
+    report = Report(torch_pickle.read(path))
+    # Independent: the module's own (tie-aware) parameter count; a file cannot tell the float buffers
+    # (BatchNorm running stats) from weights, so they count as parameters, and num_batches_tracked as a buffer.
+    float_buffers = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    assert report.total == sum(p.numel() for p in model.parameters()) + float_buffers == 11 * 4 + (4 * 6 + 6) + 6 * 4
+    assert report.buffers == 1
+    assert report.canonical_name == {"emb.weight": "emb.weight", "head.weight": "emb.weight"}
+    inv = torch_pickle.read(path)
+    assert inv.format == "pytorch" == torch_pickle.FORMAT
+    assert inv.metadata["container"] == container
+    assert all(r.trainable is None and r.origin == "small.pt" for r in inv.tensors)
+    roles = {r.name: r.role for r in inv.tensors}
+    assert roles["bn.num_batches_tracked"] is Role.BUFFER and roles["fc.weight"] is Role.PARAMETER
+
+
+DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool", "complex64",
+          "complex128", "float8_e4m3fn", "float8_e5m2", "uint16"]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtypes(tmp_path, container, dtype):
+    tensors = {"a": torch.zeros(3, 5, dtype=getattr(torch, dtype)), "b": torch.zeros(7, dtype=getattr(torch, dtype))}
+    try:
+        path = _save(tensors, tmp_path / "d.pt", **_kwargs(container))
+    except Exception as exc:  # the legacy format cannot hold every new dtype
+        pytest.skip(f"torch.save cannot write {dtype} as {container}: {exc}")
+    expected = {"a": ((3, 5), dtype), "b": ((7,), dtype)}
+    assert ours(path) == expected
+    try:
+        reference = torch_reference(path)
+    except AttributeError:  # torch 2.13 cannot load back the new dtypes it wrote in the legacy format
+        assert container == "legacy"
+    else:
+        assert reference == expected
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickle_protocols(tmp_path, container, protocol):
+    sd = Small().state_dict()
+    path = _save(sd, tmp_path / "p.pt", pickle_protocol=protocol, **_kwargs(container))
+    assert ours(path) == torch_reference(path)
+    assert torch_pickle.read(path).metadata["pickle_protocol"] == protocol
+
+
+def test_gpt2_tie_from_skip_data(tmp_path):
+    """GPT-2 small: 149 keys, 163,037,184 elements stored, 124,439,808 parameters (lm_head tied to wte)."""
+    transformers = pytest.importorskip("transformers")
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config())
+    model = model.to_empty(device="cpu")
+    model.tie_weights()
+    sd = model.state_dict()
+    path = tmp_path / "pytorch_model.bin"
+    with torch.serialization.skip_data():
+        torch.save(sd, path)
+    assert os.stat(path).st_blocks * 512 < 10_000_000  # sparse: the weights were never written
+    inv = torch_pickle.read(path)
+    report = Report(inv)
+    assert len(inv.tensors) == len(sd) == 149
+    assert sum(r.numel for r in inv.tensors) == sum(v.numel() for v in sd.values()) == 163_037_184
+    assert report.total == sum(p.numel() for p in model.parameters()) == 124_439_808
+    assert report.canonical_name == {"transformer.wte.weight": "transformer.wte.weight",
+                                     "lm_head.weight": "transformer.wte.weight"}  # fmt: skip
+    ref = torch.load(path, weights_only=True, mmap=True)
+    assert {r.name: (r.shape, r.dtype) for r in inv.tensors} == {
+        k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in ref.items()
+    }
+
+
+def test_views_share_storage_without_tie(tmp_path, container):
+    base = torch.zeros(10)
+    obj = {"first": base[:4], "second": base[4:], "again": base[:4], "whole": base}
+    path = _save(obj, tmp_path / "v.pt", **_kwargs(container))
+    assert ours(path) == torch_reference(path)
+    inv = torch_pickle.read(path)
+    ties = {r.name: r.tie for r in inv.tensors}
+    assert ties["first"] is not None and ties["first"] == ties["again"]
+    assert ties["second"] is None and ties["whole"] is None
+    # Independent: torch sees three distinct (offset, shape) views plus the alias.
+    assert Report(inv).total == 4 + 6 + 10
+
+
+def test_lightning_checkpoint(tmp_path, container):
+    model = Small()
+    opt = torch.optim.Adam(model.parameters())
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    ckpt = {"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0", "state_dict": model.state_dict(),
+            "optimizer_states": [opt.state_dict()], "lr_schedulers": []}  # fmt: skip
+    path = _save(ckpt, tmp_path / "last.ckpt", **_kwargs(container))
+    inv = torch_pickle.read(path)
+    ref = torch_reference(path)
+    expected = {k.removeprefix("state_dict."): v for k, v in ref.items()}
+    assert {r.name: (r.shape, r.dtype) for r in inv.tensors} == expected
+    roles = {r.name: r.role for r in inv.tensors}
+    opt_names = [n for n in roles if n.startswith("optimizer_states.")]
+    assert "optimizer_states.0.state.0.exp_avg" in roles
+    assert all(roles[n] is Role.OPTIMIZER_STATE for n in opt_names)
+    assert len(opt_names) == 3 * len(opt.state)  # step, exp_avg, exp_avg_sq per parameter
+    assert inv.metadata["model_key"] == "state_dict"
+    assert inv.metadata["epoch"] == 3 and inv.metadata["global_step"] == 120
+    assert inv.metadata["top_level_keys"] == list(ckpt)
+    assert Report(inv).total == sum(p.numel() for p in model.parameters()) + 12  # + BatchNorm running stats
+
+
+@pytest.mark.parametrize("key", ["model", "model_state_dict", "module"])
+def test_model_key_layouts(tmp_path, key):
+    model = Small()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    path = _save({key: model.state_dict(), "optimizer": opt.state_dict(), "ema": {"w": torch.zeros(2)}},
+                 tmp_path / "c.pt")  # fmt: skip
+    inv = torch_pickle.read(path)
+    names = {r.name: r.role for r in inv.tensors}
+    assert set(model.state_dict()) <= set(names)
+    assert names["optimizer.state.0.momentum_buffer"] is Role.OPTIMIZER_STATE
+    assert names["ema.w"] is Role.PARAMETER
+    assert len(names) == len(torch_reference(path))
+    assert Report(inv).total == sum(p.numel() for p in model.parameters()) + 12 + 2
+
+
+def test_plain_list_and_parameter(tmp_path, container):
+    obj = [torch.nn.Parameter(torch.zeros(3, 2)), (torch.zeros(4, dtype=torch.int64), {"x": torch.zeros(())})]
+    path = _save(obj, tmp_path / "l.pt", **_kwargs(container))
+    assert ours(path) == torch_reference(path) == {"0": ((3, 2), "float32"), "1.0": ((4,), "int64"),
+                                                   "1.1.x": ((), "float32")}  # fmt: skip
+    assert Report(torch_pickle.read(path)).total == 7
+
+
+def test_noncontiguous_and_empty(tmp_path):
+    t = torch.zeros(4, 6)
+    obj = {"t": t.t(), "step": t[:, ::2], "empty": torch.zeros(0, 5), "scalar": torch.tensor(1.0)}
+    path = _save(obj, tmp_path / "n.pt")
+    assert ours(path) == torch_reference(path)
+    assert Report(torch_pickle.read(path)).total == 24 + 12 + 0 + 1
+
+
+def test_meta_tensors(tmp_path):
+    path = _save({"w": torch.empty(3, 4, device="meta")}, tmp_path / "m.pt")
+    inv = torch_pickle.read(path)
+    assert {r.name: (r.shape, r.dtype) for r in inv.tensors} == {"w": ((3, 4), "float32")}
+    assert any("meta" in n for n in inv.notes)
+
+
+def test_torchscript_archive(tmp_path):
+    model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)))
+    path = tmp_path / "scripted.pt"
+    model.save(str(path))
+    inv = torch_pickle.read(path)
+    expected = {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()}
+    assert {r.name: (r.shape, r.dtype) for r in inv.tensors} == expected
+    assert any("TorchScript" in n and "not run" in n for n in inv.notes)
+
+
+def test_pt2_archive_is_explained(tmp_path):
+    ep = torch.export.export(torch.nn.Linear(2, 3), (torch.zeros(1, 2),))
+    path = tmp_path / "m.pt2"
+    torch.export.save(ep, path)
+    with pytest.raises(ParamscopeError, match=r"torch\.export"):
+        files.read_path(path)
+
+
+def test_sniff_and_dispatch(tmp_path, container):
+    path = _save({"w": torch.zeros(2)}, tmp_path / "weights.unknown_ext", **_kwargs(container))
+    with open(path, "rb") as handle:
+        assert torch_pickle.sniff(handle.read(64), path)
+    assert files.read_path(path).format == "pytorch"
+    npz = tmp_path / "a.npz"
+    import numpy as np
+
+    np.savez(npz, a=np.zeros(3))
+    assert not torch_pickle.sniff(npz.read_bytes()[:64], npz)
+
+
+def test_big_state_dict_counts(tmp_path):
+    sd = {f"layers.{i}.w": torch.zeros(i % 7 + 1, 3) for i in range(2000)}
+    path = _save(sd, tmp_path / "big.pt")
+    assert ours(path) == torch_reference(path)
+    assert Report(torch_pickle.read(path)).total == sum(v.numel() for v in sd.values())
+
+
+CHILD = """
+import sys
+from paramscope.sources import torch_pickle
+from pathlib import Path
+inv = torch_pickle.read(Path(sys.argv[1]))
+assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
+print(len(inv.tensors))
+"""
+
+
+def test_never_imports_torch(tmp_path, container):
+    path = _save(Small().state_dict(), tmp_path / "s.pt", **_kwargs(container))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(len(torch_reference(path)))
+
+
+def test_cli_json(tmp_path):
+    model = Small()
+    path = _save(model.state_dict(), tmp_path / "s.pth")
+    out = subprocess.run([sys.executable, "-m", "paramscope", str(path), "--format", "json"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["format"] == "pytorch"
+    assert doc["total"] == sum(p.numel() for p in model.parameters()) + 12  # + BatchNorm running stats
