@@ -51,6 +51,19 @@ def test_golden(model, fmt, options, golden):
     _check(golden, render(_reports()[model], fmt, options))
 
 
+def test_identical_numbered_layers_collapse_into_one_run():
+    import torch
+    from torch import nn
+
+    with torch.device("meta"):
+        model = nn.Sequential(*(nn.Linear(4, 4) for _ in range(3)), nn.Linear(4, 2), nn.Linear(2, 2))
+    out = render(paramscope.inspect(model), "tree")
+    _check("layers.tree.txt", out)
+    # three Linear(4, 4) of 20 each are one row of 60; the different ones stay apart
+    assert "0…2" in out and "Linear ×3" in out and "60" in out
+    assert "4…" not in out
+
+
 def test_print_report_draws_the_tree():
     from paramscope.examples import MyModel
 

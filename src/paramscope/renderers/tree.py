@@ -20,18 +20,53 @@ if TYPE_CHECKING:
 DEFAULT_DEPTH = 3
 
 
-def _lines(node: ModuleNode, depth: int, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
-    """(guide, kind, item) in display order: a module's own tensors, its aliases, then its children."""
+def _signature(node: ModuleNode, memo: dict[int, tuple]) -> tuple:
+    """What makes two modules look the same in the tree: class, sizes, tensors and children, not the name."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = (
+            node.type, node.parameters, node.trainable, node.buffers, node.bytes, len(node.aliases),
+            tuple((r.name.rpartition(".")[2], r.shape, r.dtype, r.role, r.trainable) for r in node.tensors),
+            tuple((c.name, _signature(c, memo)) for c in node.children),
+        )
+    return memo[key]
+
+
+def _runs(children: list[ModuleNode], memo: dict[int, tuple]) -> list[list[ModuleNode]]:
+    """Children grouped into runs of identical modules with consecutive numeric names (layers 0, 1, 2 ...)."""
+    runs: list[list[ModuleNode]] = []
+    for child in children:
+        last = runs[-1] if runs else None
+        if (
+            last is not None
+            and child.name.isdigit()
+            and last[-1].name.isdigit()
+            and int(child.name) == int(last[-1].name) + 1
+            and _signature(child, memo) == _signature(last[0], memo)
+        ):
+            last.append(child)
+        else:
+            runs.append([child])
+    return runs
+
+
+def _lines(node: ModuleNode, depth: int, memo: dict[int, tuple], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(guide, kind, item) in display order: a module's own tensors, its aliases, then its children.
+
+    Runs of identical numbered siblings (the 80 decoder layers of a 70B model) are one "run" entry whose
+    item is the list of modules; the first one's contents are shown for all.
+    """
     entries: list[tuple[str, Any]] = []
     if node.depth < depth:
         entries += [("tensor", r) for r in node.tensors]
         entries += [("alias", a) for a in node.aliases]
-        entries += [("module", c) for c in node.children]
+        entries += [("module", run[0]) if len(run) == 1 else ("run", run) for run in _runs(node.children, memo)]
     for i, (kind, item) in enumerate(entries):
         last = i == len(entries) - 1
         yield prefix + ("└── " if last else "├── "), kind, item
-        if kind == "module":
-            yield from _lines(item, depth, prefix + ("    " if last else "│   "))
+        if kind in ("module", "run"):
+            first = item if kind == "module" else item[0]
+            yield from _lines(first, depth, memo, prefix + ("    " if last else "│   "))
 
 
 def render(report: Report, options: RenderOptions) -> str:
@@ -73,11 +108,20 @@ def render(report: Report, options: RenderOptions) -> str:
 
     root = report.tree()
     add_module(Text(text.safe(root.type or report.source), style="bold"), root)
-    for guide, kind, item in _lines(root, depth):
+    collapsed = False
+    for guide, kind, item in _lines(root, depth, {}):
         label = Text(guide, style="dim")
         if kind == "module":
             label.append(text.safe(item.name))
             add_module(label, item)
+        elif kind == "run":
+            collapsed = True
+            count, first = len(item), item[0]
+            label.append(f"{text.safe(first.name)}…{text.safe(item[-1].name)}")
+            params = first.parameters * count
+            trained = None if first.trainable is None else first.trainable * count
+            add(label, f"{text.safe(first.type or '')} ×{count}", text.exact(params), text.percent(params, total),
+                text.exact(trained), text.exact(first.buffers * count), text.human_bytes(first.bytes * count))
         elif kind == "alias":
             name, canonical = item
             label.append(text.safe(name.rpartition(".")[2]), style="magenta")
@@ -102,7 +146,11 @@ def render(report: Report, options: RenderOptions) -> str:
             else:
                 pct = text.percent(record.numel, total) if record.role is Role.PARAMETER else ""
                 add(label, shape, count, pct, "", "", size)
-    return draw(options, header(report), Text(""), grid, *_spaced(footer(report, options)))
+    parts = [header(report), Text(""), grid]
+    if collapsed:
+        parts.append(Text("×N: N identical modules in a row, their sizes summed; their contents are shown once, "
+                          "for one module.", style="dim"))
+    return draw(options, *parts, *_spaced(footer(report, options)))
 
 
 def _spaced(parts: list[Any]) -> list[Any]:
