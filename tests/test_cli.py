@@ -149,3 +149,30 @@ def test_console_script_and_module_entry_points_exist():
     root = Path(sys.executable).parent
     result = subprocess.run([str(root / "paramscope"), "--version"], capture_output=True, text=True, timeout=60)
     assert result.stdout.startswith("paramscope ")
+
+
+def test_memory_estimate_from_the_cli():
+    # Linear(4096, 4096): 16,781,312 parameters; bf16 weights are 2 bytes each; ZeRO-3 over 8 GPUs
+    code, out, _ = run("torch.nn:Linear", "--args", "[4096, 4096]", "--memory", "--zero", "3", "--gpus", "8",
+                       "--format", "json")
+    memory = json.loads(out)["memory"]
+    assert code == 0
+    assert (memory["parameters"], memory["shard"], memory["gpus"]) == (16_781_312, "zero3", 8)
+    assert memory["inference_as"]["bf16"] == 2 * 16_781_312
+    code, _, err = run("--memory", "--frozen-as", "int3")
+    assert code == 2 and err.startswith("paramscope: error: unknown weight format 'int3'")
+    assert run("--memory", "--zero", "2", "--fsdp")[0] == 2
+
+
+def test_diff_subcommand_exit_codes(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(3, 4), "bias": torch.zeros(3)}, tmp_path / "a.safetensors")
+    save_file({"weight": torch.zeros(3, 4), "bias": torch.zeros(3)}, tmp_path / "same.safetensors")
+    save_file({"weight": torch.zeros(5, 4), "bias": torch.zeros(5)}, tmp_path / "wide.safetensors")
+    a = str(tmp_path / "a.safetensors")
+    assert run("diff", a, str(tmp_path / "same.safetensors"))[0] == 0
+    assert run("diff", a, str(tmp_path / "wide.safetensors"))[0] == 1
+    code, out, err = run("diff", a, str(tmp_path / "missing.safetensors"))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "missing.safetensors" in err

@@ -34,7 +34,15 @@ counting rules:
   {non_embedding}.
 
 exit codes: 0 ok, 1 bad input, 2 bad usage, 3 internal error.
+
+compare two models or checkpoints:
+  paramscope diff A B [--format text|json|markdown] [--strict] [--no-normalize]
+  (exit codes as diff(1): 0 equivalent, 1 different, 2 trouble)
 """
+
+
+class UsageError(Exception):
+    """A combination of options that argparse alone cannot check."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keyword constructor arguments, a JSON object")
     build.add_argument("--input-shape", type=_shape, metavar="SHAPE",
                        help="materialise lazy modules by a meta-device dry run on an input of SHAPE (1,3,32,32)")
+    memory = parser.add_argument_group("memory (--memory): weights, gradients and optimizer state; not activations")
+    memory.add_argument("--memory", action="store_true", help="estimate memory for inference and training")
+    memory.add_argument("--optimizer", default="adamw",
+                        choices=("sgd", "sgd-momentum", "adam", "adamw", "adam-8bit", "adafactor"),
+                        help="optimizer whose state is counted (default: adamw)")
+    memory.add_argument("--precision", default="mixed-bf16", choices=("fp32", "mixed-bf16", "mixed-fp16"),
+                        help="training precision; mixed keeps an fp32 master copy (default: mixed-bf16)")
+    sharding = memory.add_mutually_exclusive_group()
+    sharding.add_argument("--zero", type=int, choices=(1, 2, 3), help="DeepSpeed ZeRO stage, over --gpus GPUs")
+    sharding.add_argument("--fsdp", action="store_true", help="FSDP full sharding, over --gpus GPUs")
+    memory.add_argument("--gpus", type=_positive, default=1, metavar="N", help="GPUs to shard over (default: 1)")
+    memory.add_argument("--frozen-as", default="precision", metavar="FORMAT",
+                        help="width of frozen weights: precision (default), stored, or a format such as nf4, "
+                             "q4_0, int8, bf16")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     return parser
@@ -155,6 +177,17 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
         include_buffers=not args.no_buffers,
         exclude_embeddings=args.exclude_embeddings,
     )
+    if args.memory:
+        from paramscope.memory import estimate, render_memory
+
+        shard = f"zero{args.zero}" if args.zero else ("fsdp" if args.fsdp else "none")
+        try:
+            result = estimate(report, optimizer=args.optimizer, precision=args.precision, shard=shard,
+                              gpus=args.gpus, frozen_as=args.frozen_as)
+        except ValueError as exc:  # an unknown --frozen-as format: bad usage
+            raise UsageError(str(exc)) from None
+        _write(render_memory(result, "tree" if args.format == "tree" else args.format), args, stdout)
+        return EXIT_OK
     color = _wants_color(stdout, args)
     width = None
     if color:
@@ -162,14 +195,17 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
 
         width = shutil.get_terminal_size().columns
     options = RenderOptions(depth=args.depth, by=args.by, top=args.top, color=color, width=width)
-    output = render(report, args.format, options)
+    _write(render(report, args.format, options), args, stdout)
+    return EXIT_OK
+
+
+def _write(output: str, args: argparse.Namespace, stdout: TextIO) -> None:
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as handle:
             handle.write(output)
     else:
         stdout.write(output)
         stdout.flush()
-    return EXIT_OK
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -178,6 +214,11 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diff"]:
+        from paramscope import diff
+
+        return diff.main(argv[1:], stdout, stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -185,6 +226,9 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return int(exc.code or 0)
     try:
         return run(args, stdout)
+    except UsageError as exc:
+        print(f"paramscope: error: {_one_line(str(exc))}", file=stderr)
+        return EXIT_USAGE
     except ParamscopeError as exc:
         if args.debug:
             raise

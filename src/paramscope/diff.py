@@ -1,0 +1,509 @@
+"""Compare two models or checkpoints: ``paramscope diff A B``. Will this checkpoint load into this model?
+
+:func:`compare` matches the tensors of two :class:`~paramscope.report.Report` by name and reports
+what ``model_a.load_state_dict(checkpoint_b, strict=True)`` would: ``missing_keys`` (in A, not in B),
+``unexpected_keys`` (in B, not in A) and ``shape_mismatches``; and besides, dtype changes, tie
+groups that differ, the totals and per-module parameter deltas.
+
+Rules
+-----
+* Only parameters and buffers are matched; optimizer state and quantization bookkeeping are not.
+* A non-persistent buffer (rotary ``inv_freq``; never saved in a state_dict) missing on the other side
+  is not a difference; when both sides have it, its shape is compared.
+* Ties: a checkpoint that stores only one name of a tie group still loads (``lm_head.weight`` tied to
+  ``transformer.wte.weight``): a name absent on the other side whose tie partner is present there is
+  listed under ``tie_covered``, not as missing. Tie groups are compared over the names both sides
+  have; a group that differs is listed under ``tie_changes``.
+* **Equivalent** means: the same names (after normalisation, ties as above) with the same shapes.
+  A dtype difference alone (bf16 vs float32 vs Q4_K) is listed but keeps the two equivalent (exit 0);
+  ``--strict`` makes dtype and tie differences count too (exit 1).
+* Name normalisation (on unless ``--no-normalize``), in this order, per side:
+  1. a GGUF side of a llama-family architecture (:data:`LLAMA_FAMILY`, or no ``general.architecture``)
+     is renamed to Hugging Face names (:data:`GGUF_TOP`, :data:`GGUF_BLOCK`);
+  2. wrapper components (:data:`WRAPPER_COMPONENTS`: ``_orig_mod`` of torch.compile,
+     ``_fsdp_wrapped_module``, ``_checkpoint_wrapped_module``) are dropped wherever they occur;
+  3. a leading ``module.`` (DDP, DeepSpeed) is stripped when every name of that side has it;
+  4. a leading ``model.`` is stripped from one side when only that side has names starting with it
+     (``LlamaForCausalLM`` vs ``LlamaModel``).
+* Per-module deltas: parameters of every module path down to :data:`MODULE_DEPTH` levels, each tie
+  group counted once, under a name the other side also has where there is one.
+
+Exit codes of ``paramscope diff`` (as diff(1)): 0 equivalent, 1 different, 2 trouble (bad input,
+bad usage; one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from paramscope import text
+from paramscope.records import Role, TensorRecord
+from paramscope.report import Report
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
+
+WRAPPER_COMPONENTS = frozenset({"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
+"""Name components that wrappers insert and that a plain model does not have."""
+LEADING_WRAPPERS = ("module.",)
+"""Prefixes of DistributedDataParallel / DeepSpeed, stripped when a whole side carries them."""
+
+LLAMA_FAMILY = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+"""GGUF ``general.architecture`` values whose tensor names follow the Hugging Face Llama layout."""
+GGUF_TOP = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+}
+"""GGUF top-level tensor stems -> Hugging Face module paths (the ``.weight``/``.bias`` suffix is kept)."""
+GGUF_BLOCK = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+"""GGUF ``blk.N.<stem>`` -> ``model.layers.N.<path>``."""
+
+MODULE_DEPTH = 3
+COMPARED_ROLES = (Role.PARAMETER, Role.BUFFER)
+TEXT_LIMIT = 50
+"""Rows per list in the text and markdown output (JSON lists everything)."""
+
+
+# ---- name normalisation -------------------------------------------------------------------------
+
+
+def gguf_to_hf(name: str) -> str:
+    """``blk.3.attn_q.weight`` -> ``model.layers.3.self_attn.q_proj.weight``; other names unchanged."""
+    parts = name.split(".")
+    if len(parts) == 2 and parts[0] in GGUF_TOP:
+        return f"{GGUF_TOP[parts[0]]}.{parts[1]}"
+    if len(parts) == 4 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in GGUF_BLOCK:
+        return f"model.layers.{parts[1]}.{GGUF_BLOCK[parts[2]]}.{parts[3]}"
+    return name
+
+
+def _is_llama_gguf(report: Report) -> bool:
+    arch = report.metadata.get("general.architecture")
+    return report.format == "gguf" and (arch is None or arch in LLAMA_FAMILY)
+
+
+def _drop_wrappers(name: str) -> str:
+    parts = name.split(".")
+    kept = [p for p in parts if p not in WRAPPER_COMPONENTS]
+    return ".".join(kept) if len(kept) != len(parts) else name
+
+
+def _normalise(a: list[str], b: list[str], ra: Report, rb: Report) -> tuple[list[str], list[str], list[str]]:
+    """The normalised names of both sides (same order) and sentences saying what was done."""
+    done: list[str] = []
+    sides = []
+    for label, names, report in (("A", a, ra), ("B", b, rb)):
+        out = names
+        if _is_llama_gguf(report):
+            out = [gguf_to_hf(n) for n in out]
+            changed = sum(x != y for x, y in zip(names, out, strict=True))
+            if changed:
+                done.append(f"{label}: {changed} GGUF names mapped to Hugging Face Llama names")
+        stripped = [_drop_wrappers(n) for n in out]
+        changed = sum(x != y for x, y in zip(out, stripped, strict=True))
+        if changed:
+            done.append(f"{label}: wrapper components ({', '.join(sorted(WRAPPER_COMPONENTS))}) dropped "
+                        f"from {changed} names")
+        out = stripped
+        for prefix in LEADING_WRAPPERS:
+            if out and all(n.startswith(prefix) for n in out):
+                out = [n[len(prefix):] for n in out]
+                done.append(f"{label}: leading {prefix!r} stripped from every name")
+        sides.append(out)
+    has_model = [any(n.startswith("model.") for n in side) for side in sides]
+    if has_model[0] != has_model[1]:
+        i = 0 if has_model[0] else 1
+        count = sum(n.startswith("model.") for n in sides[i])
+        sides[i] = [n[len("model."):] if n.startswith("model.") else n for n in sides[i]]
+        done.append(f"{'AB'[i]}: leading 'model.' stripped from {count} names (only this side has it)")
+    return sides[0], sides[1], done
+
+
+# ---- the comparison -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """The headline figures of one side."""
+
+    source: str
+    format: str
+    parameters: int
+    trainable: int | None
+    buffers: int
+    bytes: int | None
+    tensors: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One name whose shape or dtype differs: A's value and B's value."""
+
+    name: str
+    a: Any
+    b: Any
+
+
+@dataclass(frozen=True)
+class ModuleDelta:
+    path: str
+    a: int
+    b: int
+
+    @property
+    def delta(self) -> int:
+        return self.b - self.a
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What differs between A and B; see the module docstring for the rules."""
+
+    a: Side
+    b: Side
+    normalized: bool
+    normalisation: list[str]
+    only_in_a: list[str]
+    only_in_b: list[str]
+    shape_changes: list[Change]
+    dtype_changes: list[Change]
+    tie_changes: list[Change]
+    tie_covered: list[str]
+    ignored_non_persistent: list[str]
+    modules: list[ModuleDelta]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def missing_keys(self) -> list[str]:
+        """In model A, not in checkpoint B: what ``load_state_dict(strict=True)`` calls missing."""
+        return self.only_in_a
+
+    @property
+    def unexpected_keys(self) -> list[str]:
+        """In checkpoint B, not in model A."""
+        return self.only_in_b
+
+    @property
+    def shape_mismatches(self) -> list[Change]:
+        return self.shape_changes
+
+    @property
+    def equivalent(self) -> bool:
+        """Same names and shapes (ties as in the module docstring); dtypes may differ."""
+        return not (self.only_in_a or self.only_in_b or self.shape_changes)
+
+    @property
+    def identical(self) -> bool:
+        """Equivalent, and the same dtypes and tie groups too (what ``--strict`` asks)."""
+        return self.equivalent and not (self.dtype_changes or self.tie_changes)
+
+    def exit_code(self, strict: bool = False) -> int:
+        return EXIT_SAME if (self.identical if strict else self.equivalent) else EXIT_DIFFERENT
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["modules"] = [{"path": m.path, "a": m.a, "b": m.b, "delta": m.delta} for m in self.modules]
+        doc["equivalent"] = self.equivalent
+        doc["identical"] = self.identical
+        doc["missing_keys"] = self.missing_keys
+        doc["unexpected_keys"] = self.unexpected_keys
+        doc["shape_mismatches"] = doc["shape_changes"]
+        return doc
+
+
+def _side(report: Report) -> Side:
+    return Side(report.source, report.format, report.total, report.trainable, report.buffers, report.bytes,
+                len(report.tensors))
+
+
+def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
+    """Match A's and B's tensors by (normalised) name; A is the model, B the checkpoint."""
+    recs_a = [r for r in a.tensors if r.role in COMPARED_ROLES]
+    recs_b = [r for r in b.tensors if r.role in COMPARED_ROLES]
+    names_a = [r.name for r in recs_a]
+    names_b = [r.name for r in recs_b]
+    done: list[str] = []
+    if normalize:
+        names_a, names_b, done = _normalise(names_a, names_b, a, b)
+    notes: list[str] = []
+    map_a = _by_name(recs_a, names_a, "A", notes)
+    map_b = _by_name(recs_b, names_b, "B", notes)
+    group_a = _groups(map_a)
+    group_b = _groups(map_b)
+
+    only_a, covered_a, ignored_a = _absent(map_a, group_a, map_b)
+    only_b, covered_b, ignored_b = _absent(map_b, group_b, map_a)
+    shapes: list[Change] = []
+    dtypes: list[Change] = []
+    for name, ra in map_a.items():
+        rb = map_b.get(name)
+        if rb is None:
+            continue
+        if ra.shape != rb.shape:
+            shapes.append(Change(name, _shape(ra.shape), _shape(rb.shape)))
+        if ra.dtype != rb.dtype:
+            dtypes.append(Change(name, ra.dtype, rb.dtype))
+    common = [n for n in map_a if n in map_b]
+    ties_a = _tie_sets(common, group_a)
+    ties_b = _tie_sets(common, group_b)
+    tie_changes = [Change(n, sorted(ties_a.get(n, {n})), sorted(ties_b.get(n, {n})))
+                   for n in common if ties_a.get(n, {n}) != ties_b.get(n, {n})]
+    other_roles = [r.name for r in (*a.tensors, *b.tensors) if r.role not in COMPARED_ROLES]
+    if other_roles:
+        notes.append(f"{len(other_roles)} tensors that are neither parameters nor buffers (optimizer state, "
+                     "quantization bookkeeping) are not compared")
+    return Diff(
+        a=_side(a),
+        b=_side(b),
+        normalized=normalize,
+        normalisation=done,
+        only_in_a=only_a,
+        only_in_b=only_b,
+        shape_changes=shapes,
+        dtype_changes=dtypes,
+        tie_changes=tie_changes,
+        tie_covered=covered_a + covered_b,
+        ignored_non_persistent=ignored_a + ignored_b,
+        modules=_module_deltas(map_a, group_a, map_b, group_b),
+        notes=notes,
+    )
+
+
+def _shape(shape: tuple[int, ...] | None) -> list[int] | None:
+    return None if shape is None else list(shape)
+
+
+def _by_name(records: list[TensorRecord], names: list[str], label: str, notes: list[str]) -> dict[str, TensorRecord]:
+    out: dict[str, TensorRecord] = {}
+    clashes = 0
+    for record, name in zip(records, names, strict=True):
+        if name in out:
+            clashes += 1
+            continue
+        out[name] = record
+    if clashes:
+        notes.append(f"{label}: {clashes} names collide after normalisation; the first of each was kept")
+    return out
+
+
+def _groups(records: dict[str, TensorRecord]) -> dict[Hashable, list[str]]:
+    groups: dict[Hashable, list[str]] = {}
+    for name, record in records.items():
+        groups.setdefault(record.tie_key, []).append(name)
+    return groups
+
+
+def _absent(
+    mine: dict[str, TensorRecord], groups: dict[Hashable, list[str]], other: dict[str, TensorRecord]
+) -> tuple[list[str], list[str], list[str]]:
+    """Names of ``mine`` not in ``other``: (really absent, covered by a tie partner, non-persistent)."""
+    absent, covered, ignored = [], [], []
+    for name, record in mine.items():
+        if name in other:
+            continue
+        if any(n in other for n in groups[record.tie_key]):
+            covered.append(name)
+        elif record.persistent is False:
+            ignored.append(name)
+        else:
+            absent.append(name)
+    return absent, covered, ignored
+
+
+def _tie_sets(common: list[str], groups: dict[Hashable, list[str]]) -> dict[str, frozenset[str]]:
+    """Name -> its tie group restricted to the names both sides have, for groups of two or more."""
+    shared = set(common)
+    out: dict[str, frozenset[str]] = {}
+    for names in groups.values():
+        kept = frozenset(n for n in names if n in shared)
+        if len(kept) > 1:
+            out.update(dict.fromkeys(kept, kept))
+    return out
+
+
+def _module_deltas(
+    map_a: dict[str, TensorRecord], group_a: dict[Hashable, list[str]],
+    map_b: dict[str, TensorRecord], group_b: dict[Hashable, list[str]],
+) -> list[ModuleDelta]:
+    counts_a = _per_module(map_a, group_a, map_b)
+    counts_b = _per_module(map_b, group_b, map_a)
+    paths = list(dict.fromkeys([*counts_a, *counts_b]))
+    return [ModuleDelta(p, counts_a.get(p, 0), counts_b.get(p, 0)) for p in paths]
+
+
+def _per_module(
+    mine: dict[str, TensorRecord], groups: dict[Hashable, list[str]], other: dict[str, TensorRecord]
+) -> dict[str, int]:
+    """Parameters per module path (root ''), each tie group once, under a name ``other`` has if any."""
+    counts: dict[str, int] = {"": 0}
+    for names in groups.values():
+        record = mine[names[0]]
+        if record.role is not Role.PARAMETER or not record.initialized:
+            continue
+        name = next((n for n in names if n in other), names[0])
+        parts = name.split(".")[:-1]
+        counts[""] += record.numel
+        for depth in range(1, min(len(parts), MODULE_DEPTH) + 1):
+            path = ".".join(parts[:depth])
+            counts[path] = counts.get(path, 0) + record.numel
+    return counts
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+
+def _delta(a: int | None, b: int | None) -> str:
+    if a is None or b is None:
+        return f"{text.exact(a)} -> {text.exact(b)}"
+    if a == b:
+        return f"{text.exact(a)} (same)"
+    return f"{text.exact(a)} -> {text.exact(b)} ({b - a:+,})"
+
+
+def _limited(items: list[str], indent: str = "  ") -> list[str]:
+    lines = [indent + item for item in items[:TEXT_LIMIT]]
+    if len(items) > TEXT_LIMIT:
+        lines.append(f"{indent}... and {len(items) - TEXT_LIMIT} more (--format json lists all)")
+    return lines
+
+
+def _verdict(diff: Diff, strict: bool) -> str:
+    if diff.identical:
+        return "identical: same names, shapes, dtypes and ties"
+    if diff.equivalent:
+        extra = "dtypes" if diff.dtype_changes else "ties"
+        if diff.dtype_changes and diff.tie_changes:
+            extra = "dtypes and ties"
+        return f"equivalent: same names and shapes; {extra} differ" + (" (--strict: counts as different)"
+                                                                        if strict else "")
+    return "different: " + ", ".join(
+        f"{n} {what}" for n, what in ((len(diff.only_in_a), "only in A"), (len(diff.only_in_b), "only in B"),
+                                       (len(diff.shape_changes), "shape changes")) if n
+    )
+
+
+def render_text(diff: Diff, strict: bool = False, markdown: bool = False) -> str:
+    """The diff for a person: verdict, totals, then each list (at most :data:`TEXT_LIMIT` rows each)."""
+    code = "`" if markdown else ""
+    head = "## " if markdown else ""
+    bullet = "- " if markdown else "  "
+
+    def name(n: str) -> str:
+        safe = text.safe(n)
+        return f"`{safe.replace('`', '')}`" if markdown else safe
+
+    lines = [
+        f"{head}paramscope diff",
+        "",
+        f"{bullet}A: {code}{text.safe(diff.a.source)}{code} ({diff.a.format})",
+        f"{bullet}B: {code}{text.safe(diff.b.source)}{code} ({diff.b.format})",
+        f"{bullet}verdict: {_verdict(diff, strict)}",
+        f"{bullet}parameters: {_delta(diff.a.parameters, diff.b.parameters)}",
+        f"{bullet}buffers: {_delta(diff.a.buffers, diff.b.buffers)}",
+        f"{bullet}bytes: {_delta(diff.a.bytes, diff.b.bytes)}",
+    ]
+    if not diff.normalized:
+        lines.append(f"{bullet}names compared as stored (--no-normalize)")
+    lines += [f"{bullet}normalised: {d}" for d in diff.normalisation]
+
+    def section(title: str, items: list[str]) -> None:
+        if items:
+            lines.extend(["", f"{title} ({len(items)}):"])
+            lines.extend(_limited(items, bullet))
+
+    section("only in A (missing from B)", [name(n) for n in diff.only_in_a])
+    section("only in B (unexpected in A)", [name(n) for n in diff.only_in_b])
+    section("shape changes", [f"{name(c.name)}: {text.shape(c.a)} -> {text.shape(c.b)}" for c in diff.shape_changes])
+    section("dtype changes", [f"{name(c.name)}: {c.a} -> {c.b}" for c in diff.dtype_changes])
+    section("tied differently", [f"{name(c.name)}: A ties {', '.join(c.a)}; B ties {', '.join(c.b)}"
+                                 for c in diff.tie_changes])
+    section("stored under another name of its tie group (loads)", [name(n) for n in diff.tie_covered])
+    section("non-persistent buffers on one side only (not saved; ignored)",
+            [name(n) for n in diff.ignored_non_persistent])
+    changed = [m for m in diff.modules if m.a != m.b and m.path]
+    section("modules with different parameter counts",
+            [f"{name(m.path)}: {_delta(m.a, m.b)}" for m in changed])
+    lines += ["", *(f"note: {n}" for n in diff.notes)] if diff.notes else []
+    return "\n".join(lines) + "\n"
+
+
+def render(diff: Diff, fmt: str, strict: bool = False) -> str:
+    """``diff`` as ``text``, ``markdown`` or ``json`` (one document under key ``"diff"``)."""
+    if fmt == "json":
+        doc = {"diff": diff.to_dict(), "strict": strict, "exit_code": diff.exit_code(strict)}
+        return json.dumps(doc, indent=2, ensure_ascii=True, default=str) + "\n"
+    if fmt in ("text", "markdown"):
+        return render_text(diff, strict, markdown=fmt == "markdown")
+    raise ValueError(f"unknown format {fmt!r}; choose from text, markdown, json")
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paramscope diff",
+        description="Compare two models or checkpoints by tensor name and shape: will B load into A?",
+        epilog="exit codes: 0 equivalent (same names and shapes; dtypes may differ unless --strict), "
+               "1 different, 2 trouble.",
+    )
+    parser.add_argument("a", metavar="A", help="the model (a checkpoint, 'file.py:Name' or 'package.module:Name')")
+    parser.add_argument("b", metavar="B", help="the checkpoint (or another model)")
+    parser.add_argument("-f", "--format", choices=("text", "json", "markdown"), default="text",
+                        help="output format (default: text)")
+    parser.add_argument("--no-normalize", action="store_true",
+                        help="compare names as stored (no wrapper-prefix stripping, no GGUF name mapping)")
+    parser.add_argument("--strict", action="store_true", help="dtype and tie differences also make exit 1")
+    return parser
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run ``paramscope diff`` on ``argv`` (without the word ``diff``); return the exit code."""
+    from paramscope import inspect
+    from paramscope.errors import ParamscopeError
+
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or bad usage (2)
+        return EXIT_TROUBLE if exc.code else EXIT_SAME
+    try:
+        reports = [inspect(source) for source in (args.a, args.b)]
+        diff = compare(reports[0], reports[1], normalize=not args.no_normalize)
+        stdout.write(render(diff, args.format, args.strict))
+        stdout.flush()
+    except ParamscopeError as exc:
+        print(f"paramscope: {_one_line(str(exc))}", file=stderr)
+        return EXIT_TROUBLE
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_TROUBLE
+        print(f"paramscope: {_one_line(f'{exc.filename or args.a}: {exc.strerror or exc}')}", file=stderr)
+        return EXIT_TROUBLE
+    except Exception as exc:  # a bug: still one line, still "trouble"
+        print(f"paramscope: internal error: {_one_line(f'{type(exc).__name__}: {exc}')}", file=stderr)
+        return EXIT_TROUBLE
+    return diff.exit_code(args.strict)
+
+
+def _one_line(message: str) -> str:
+    return text.safe(" ".join(message.split()))
