@@ -14,7 +14,6 @@ bounded stack, and every tensor's byte range is checked: aligned, inside the fil
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 import os
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
 
 FORMAT = "gguf"
@@ -392,17 +392,13 @@ def read(path: Path) -> Inventory:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
     # Many small objects and no cycles: the cyclic collector would only rescan them (a third of the time
     # for 100k tensors), so it is paused while reading.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
-            return _read(_Cursor(handle, size, path), path)
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        if collecting:
-            gc.enable()
+    with paused_gc():
+        try:
+            with handle:
+                size = os.fstat(handle.fileno()).st_size
+                return _read(_Cursor(handle, size, path), path)
+        except OSError as exc:
+            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _read(cursor: _Cursor, path: Path) -> Inventory:

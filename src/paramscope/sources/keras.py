@@ -23,6 +23,7 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError, require
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
+from paramscope.sources.numpy_files import NUMERIC
 
 FORMAT = "keras"
 
@@ -34,23 +35,7 @@ MAX_RATIO = 200
 """Weights compress by a few percent at best; a member inflating more than this is a bomb."""
 OPTIMIZER_GROUPS = frozenset({"optimizer", "optimizer_weights"})
 
-# (numpy kind, itemsize) -> canonical name. HDF5 types that are not numeric keep "numpy:<str>".
-NUMERIC: dict[tuple[str, int], str] = {
-    ("f", 2): "float16",
-    ("f", 4): "float32",
-    ("f", 8): "float64",
-    ("c", 8): "complex64",
-    ("c", 16): "complex128",
-    ("i", 1): "int8",
-    ("i", 2): "int16",
-    ("i", 4): "int32",
-    ("i", 8): "int64",
-    ("u", 1): "uint8",
-    ("u", 2): "uint16",
-    ("u", 4): "uint32",
-    ("u", 8): "uint64",
-    ("b", 1): "bool",
-}
+# HDF5 datasets have numpy dtypes: the same (kind, itemsize) table as .npy headers.
 
 
 # --------------------------------------------------------------------------------------------- detection

@@ -23,13 +23,13 @@ and functions are not read.
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from paramscope.errors import ParamscopeError
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
 
 FORMAT = "onnx"
@@ -232,17 +232,13 @@ def read(path: Path) -> Inventory:
     except OSError as exc:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
     # Many small objects and no cycles: the cyclic collector would only rescan them, so it is paused.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with handle:
-            model = _walk(_Cursor(handle, os.fstat(handle.fileno()).st_size, path))
-        return _inventory(path, model)
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        if collecting:
-            gc.enable()
+    with paused_gc():
+        try:
+            with handle:
+                model = _walk(_Cursor(handle, os.fstat(handle.fileno()).st_size, path))
+            return _inventory(path, model)
+        except OSError as exc:
+            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _walk(cursor: _Cursor) -> dict[str, Any]:
