@@ -26,6 +26,7 @@ Counting rules
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
@@ -43,9 +44,13 @@ EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 
 # Files do not record module classes; there the module's own name decides (GPT-2's wte/wpe, Llama's
 # embed_tokens, BERT's word/position/token_type embeddings, GGUF's token_embd).
-EMBEDDING_NAME = re.compile(
-    r"(?:^|[._])(?:embed|embeds|embedding|embeddings|embed_tokens|tok_embeddings|token_embd|wte|wpe)$"
-)
+EMBEDDING_NAME = r"(?:^|[._])(?:embed|embeds|embedding|embeddings|embed_tokens|tok_embeddings|token_embd|wte|wpe)$"
+
+
+@functools.cache
+def _embedding_name() -> re.Pattern[str]:
+    # compiled on first use: compiling at import time showed in every CLI run's start-up
+    return re.compile(EMBEDDING_NAME)
 
 NON_EMBEDDING_RULE = (
     "non-embedding = all parameters except the weights of nn.Embedding / nn.EmbeddingBag modules "
@@ -261,7 +266,7 @@ class Report:
                 return False
             if r.owner_type is not None:
                 return r.owner_type in EMBEDDING_TYPES
-            return EMBEDDING_NAME.search(module) is not None
+            return _embedding_name().search(module) is not None
 
         keys = {key for key, head in self._heads.items() if is_embedding(head)}
         keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))

@@ -28,11 +28,10 @@ def open_source(
     kwargs: dict[str, Any] | None = None,
 ) -> Inventory:
     """Read ``source`` — an ``nn.Module``, a path, a spec string, or ``"example"`` — into an Inventory."""
-    from paramscope.sources import live
-
     if isinstance(source, (str, Path)):
         text = str(source)
         if text == EXAMPLE:
+            from paramscope.sources import live
             from paramscope.sources.spec import build
 
             model = build("paramscope.examples:MyModel", device="cpu")
@@ -42,10 +41,13 @@ def open_source(
             from paramscope.sources.files import read_path
 
             return read_path(path)
+        from paramscope.sources import live  # live modules need torch: imported only when one is asked for
         from paramscope.sources.spec import build, looks_like_spec
 
         if looks_like_spec(text):
             model = build(text, device=device, args=args, kwargs=kwargs)
             return live.from_module(model, source=text, example_input=example_input)
         raise ParamscopeError(text, "no such file, and not a 'file.py:Name' or 'package.module:Name' spec")
+    from paramscope.sources import live
+
     return live.from_module(source, example_input=example_input)
