@@ -185,6 +185,13 @@ class _Cursor:
             shift += 7
         raise self.fail(f"varint longer than 10 bytes at byte {self.base + pos}")
 
+    def fixed_width(self, wire: int, end: int, here: int) -> int:
+        """Bytes of a FIXED64/FIXED32 field starting at ``here``, checked to end before ``end``."""
+        width = 8 if wire == FIXED64 else 4
+        if width > end - self.tell():
+            raise self.fail(f"truncated fixed-width field at byte {here}")
+        return width
+
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.buf):
             self._fill(n)
@@ -290,9 +297,7 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
             if spec is not None:
                 _varint_field(cursor, frame, field, spec, value)
         elif wire in (FIXED64, FIXED32):
-            width = 8 if wire == FIXED64 else 4
-            if width > frame.end - cursor.tell():
-                raise cursor.fail(f"truncated fixed-width field at byte {here}")
+            width = cursor.fixed_width(wire, frame.end, here)
             if spec is not None and spec[0] != "count":
                 raise cursor.fail(f"field {field} of a {KIND_NAMES[frame.kind]} has wire type {WIRE_NAMES[wire]}")
             if spec is not None:
@@ -445,10 +450,7 @@ def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
                     data[f"len{field}"] = data.get(f"len{field}", 0) + length
                 cursor.skip(length)
         elif wire in (FIXED64, FIXED32):
-            width = 8 if wire == FIXED64 else 4
-            if width > end - cursor.base - cursor.pos:
-                raise cursor.fail(f"truncated fixed-width field at byte {here}")
-            cursor.skip(width)
+            cursor.skip(cursor.fixed_width(wire, end, here))
         else:
             raise cursor.fail(
                 f"wire type {WIRE_NAMES.get(wire, wire)} at byte {here} (groups and unknown wire types are not ONNX)"
@@ -473,10 +475,7 @@ def _read_entry(cursor: _Cursor, end: int) -> dict[str, str]:
             if field in (1, 2):
                 entry["key" if field == 1 else "value"] = text
         elif wire in (FIXED64, FIXED32):
-            width = 8 if wire == FIXED64 else 4
-            if width > end - cursor.base - cursor.pos:
-                raise cursor.fail(f"truncated fixed-width field at byte {here}")
-            cursor.skip(width)
+            cursor.skip(cursor.fixed_width(wire, end, here))
         else:
             raise cursor.fail(f"wire type {WIRE_NAMES.get(wire, wire)} at byte {here} in an external_data entry")
     if cursor.base + cursor.pos != end:
