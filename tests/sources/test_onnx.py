@@ -24,6 +24,7 @@ from paramscope.records import Role
 from paramscope.report import Report
 from paramscope.sources import files
 from paramscope.sources import onnx as reader
+from tests.sources._fuzz import mutated
 
 PACKED = {TP.INT4: 4, TP.UINT4: 4, TP.INT2: 2, TP.UINT2: 2}
 
@@ -411,14 +412,7 @@ _FUZZ_BASE = _fuzz_base()
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzz(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
-    raw = bytearray(_FUZZ_BASE)
-    for _ in range(data.draw(st.integers(1, 8))):
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.one_of(st.none(), st.integers(0, len(raw))))
-    if cut is not None:
-        del raw[cut:]
     path = tmp_path_factory.mktemp("fuzz") / "f.onnx"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(mutated(data, _FUZZ_BASE))
     with contextlib.suppress(ParamscopeError):
         reader.read(path)
