@@ -59,7 +59,8 @@ def header(report: Report) -> Any:
 
 
 def footer(report: Report, options: RenderOptions) -> list[Any]:
-    """Tie groups, the top-K tensors, uninitialized tensors and the source's notes, where there are any."""
+    """Tie groups, the top-K tensors, uninitialized tensors and the source's notes, where there are any,
+    each preceded by a blank line."""
     from rich.text import Text
 
     parts: list[Any] = []
@@ -81,4 +82,4 @@ def footer(report: Report, options: RenderOptions) -> list[Any]:
         parts.append(block)
     for note in report.notes:
         parts.append(Text("note: " + text.safe(note), style="yellow"))
-    return parts
+    return [item for part in parts for item in (Text(""), part)]

@@ -17,7 +17,6 @@ DEFAULT_DEPTH = 3
 def render(report: Report, options: RenderOptions) -> str:
     from rich import box
     from rich.table import Table
-    from rich.text import Text
 
     depth = DEFAULT_DEPTH if options.depth is None else options.depth
     columns, rows = table(report, options.by, depth)
@@ -26,6 +25,4 @@ def render(report: Report, options: RenderOptions) -> str:
         grid.add_column(column.title, justify="right" if column.numeric else "left", no_wrap=True)
     for row in rows:
         grid.add_row(*(display(c, v) for c, v in zip(columns, row, strict=False)))
-    parts = footer(report, options)
-    spaced = [p for part in parts for p in (Text(""), part)]
-    return draw(options, header(report), grid, *spaced)
+    return draw(options, header(report), grid, *footer(report, options))

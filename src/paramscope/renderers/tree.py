@@ -150,13 +150,4 @@ def render(report: Report, options: RenderOptions) -> str:
     if collapsed:
         parts.append(Text("×N: N identical modules in a row, their sizes summed; their contents are shown once, "
                           "for one module.", style="dim"))
-    return draw(options, *parts, *_spaced(footer(report, options)))
-
-
-def _spaced(parts: list[Any]) -> list[Any]:
-    from rich.text import Text
-
-    out: list[Any] = []
-    for part in parts:
-        out += [Text(""), part]
-    return out
+    return draw(options, *parts, *footer(report, options))
