@@ -17,6 +17,10 @@ from pathlib import Path
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import zipfile
+
 # Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
 READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "torch_pickle")
@@ -64,3 +68,29 @@ def _read_directory(path: Path) -> Inventory:
         if claim is not None and claim(path):
             return module.read(path)
     raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
+
+
+# ---- zip containers (.npz, .keras): shared by the readers that sniff and open them
+
+
+def zip_member_names(path: Path) -> list[str] | None:
+    """The member names of a zip's central directory, or None when it is not a readable zip."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
+
+
+def open_zip(path: Path, kind: str) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(path)``, or a ParamscopeError saying the ``kind`` archive is not valid."""
+    import zipfile
+
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+        raise ParamscopeError(path, f"not a valid {kind} (zip) archive: {exc}") from None
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None

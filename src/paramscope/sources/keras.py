@@ -23,6 +23,7 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError, require
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
+from paramscope.sources.files import open_zip, zip_member_names
 from paramscope.sources.numpy_files import NUMERIC
 
 FORMAT = "keras"
@@ -46,12 +47,8 @@ def sniff(head: bytes, path: Path) -> bool:
     if head.startswith(HDF5_MAGIC):
         return True
     if head.startswith(b"PK"):
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        names = zip_member_names(path)
+        if names is None:
             return path.suffix == ".keras"
         return _weights_member(names) is not None
     return False
@@ -219,13 +216,7 @@ class _Window(io.RawIOBase):
 def _read_archive(path: Path) -> Inventory:
     import zipfile
 
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
-        raise ParamscopeError(path, f"not a valid .keras (zip) archive: {exc}") from None
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    with archive:
+    with open_zip(path, ".keras") as archive:
         names = archive.namelist()
         if len(names) != len(set(names)):
             raise ParamscopeError(path, "archive lists a member more than once")

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+from paramscope.sources.files import open_zip, zip_member_names
 
 FORMAT = "numpy"
 
@@ -76,12 +77,8 @@ def sniff(head: bytes, path: Path) -> bool:
 
 
 def _zip_is_npz(path: Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    names = zip_member_names(path)
+    if names is None:
         return path.suffix == ".npz"  # a damaged .npz: claim it, read() says what is wrong
     if not names:
         return path.suffix == ".npz"
@@ -247,13 +244,7 @@ def _read_npz(path: Path) -> Inventory:
     import zipfile
     import zlib
 
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
-        raise ParamscopeError(path, f"not a valid .npz (zip) archive: {exc}") from None
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    with archive:
+    with open_zip(path, ".npz") as archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
             raise ParamscopeError(path, f"{len(members):,} members, more than the {MAX_MEMBERS:,} allowed")
