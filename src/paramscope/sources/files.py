@@ -12,14 +12,18 @@ Readers never import torch, never execute anything from the file, and open it re
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from paramscope.errors import ParamscopeError
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import zipfile
+    from typing import BinaryIO
 
 # Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
@@ -94,3 +98,19 @@ def open_zip(path: Path, kind: str) -> zipfile.ZipFile:
         raise ParamscopeError(path, f"not a valid {kind} (zip) archive: {exc}") from None
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def unbuffered_reader(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened read-only and unbuffered (the reader's own cursor buffers), with the cyclic
+    collector paused (header readers build many small objects and no cycles) and OS errors turned
+    into one-line ParamscopeErrors."""
+    try:
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    with paused_gc(), handle:
+        try:
+            yield handle
+        except OSError as exc:
+            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None

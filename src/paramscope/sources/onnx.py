@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paramscope.errors import ParamscopeError
-from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
+from paramscope.sources.files import unbuffered_reader
 
 FORMAT = "onnx"
 CHUNK = 1 << 20
@@ -234,18 +234,9 @@ def _signed(value: int) -> int:
 
 def read(path: Path) -> Inventory:
     """The weights of an ONNX model, from the structure of its protobuf alone."""
-    try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below; _Cursor does the buffering
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
-    # Many small objects and no cycles: the cyclic collector would only rescan them, so it is paused.
-    with paused_gc():
-        try:
-            with handle:
-                model = _walk(_Cursor(handle, os.fstat(handle.fileno()).st_size, path))
-            return _inventory(path, model)
-        except OSError as exc:
-            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    with unbuffered_reader(path) as handle:
+        model = _walk(_Cursor(handle, os.fstat(handle.fileno()).st_size, path))
+        return _inventory(path, model)
 
 
 def _walk(cursor: _Cursor) -> dict[str, Any]:
