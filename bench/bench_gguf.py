@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 import gguf
 import numpy as np
+from _measure import measure  # bench/ is sys.path[0] when a script here runs
 from gguf import GGMLQuantizationType as Q
 
 from paramscope.sources import gguf as reader
@@ -99,27 +97,6 @@ def many_tensors(path: Path, n: int) -> None:
     for i in range(n):
         data += _add(w, f"blk.{i // 10}.t{i % 10}.weight", (4, 256), Q.Q4_K if i % 2 else Q.F16)
     _finish(w, path, data)
-
-
-def measure(argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median wall seconds and max peak RSS (MiB) of ``argv`` run ``repeat`` times after one warm-up.
-
-    RSS comes from GNU time's %M: ``ru_maxrss`` of a child forked straight from this (large) process would
-    count the parent's pages it inherited before exec."""
-    times, peaks = [], []
-    with tempfile.NamedTemporaryFile("r") as out:
-        for i in range(repeat + 1):
-            start = time.perf_counter()
-            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            elapsed = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
-            out.seek(0)
-            if i:
-                times.append(elapsed)
-                peaks.append(int(out.read().split()[-1]) / 1024)
-    return statistics.median(times), max(peaks)
 
 
 def main() -> None:

@@ -10,16 +10,14 @@ matrices of 4096 x 1280, plus biases), and models of 1k / 10k / 100k small initi
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import onnx
+from _measure import measure  # bench/ is sys.path[0] when a script here runs
 from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -58,27 +56,6 @@ def big_model(path: Path) -> None:
 def many_initializers(path: Path, n: int) -> None:
     data = np.ones(16, np.float32)
     _save(path, [nh.from_array(data, f"blocks.{i // 10}.w{i % 10}") for i in range(n)])
-
-
-def measure(argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median wall seconds and max peak RSS (MiB) of ``argv`` run ``repeat`` times after one warm-up.
-
-    RSS comes from GNU time's %M: ``ru_maxrss`` of a child forked straight from this (large) process would
-    count the parent's pages it inherited before exec."""
-    times, peaks = [], []
-    with tempfile.NamedTemporaryFile("r") as out:
-        for i in range(repeat + 1):
-            start = time.perf_counter()
-            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            elapsed = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
-            out.seek(0)
-            if i:
-                times.append(elapsed)
-                peaks.append(int(out.read().split()[-1]) / 1024)
-    return statistics.median(times), max(peaks)
 
 
 def main() -> None:
