@@ -176,3 +176,13 @@ def test_diff_subcommand_exit_codes(tmp_path):
     assert run("diff", a, str(tmp_path / "wide.safetensors"))[0] == 1
     code, out, err = run("diff", a, str(tmp_path / "missing.safetensors"))
     assert (code, out) == (2, "") and err.count("\n") == 1 and "missing.safetensors" in err
+
+
+def test_memory_choices_match_the_estimator():
+    # the parser lists them itself so that start-up need not import paramscope.memory
+    from paramscope import memory
+    from paramscope.cli import build_parser
+
+    actions = {a.dest: a for a in build_parser()._actions}
+    assert tuple(actions["optimizer"].choices) == tuple(memory.OPTIMIZERS)
+    assert tuple(actions["precision"].choices) == tuple(memory.PRECISIONS)

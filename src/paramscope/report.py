@@ -404,7 +404,7 @@ class Report:
         return Report(self.inventory.replace(tensors=kept))
 
     def to_dict(self, depth: int | None = None) -> dict[str, Any]:
-        """The JSON document described in ``docs/json-schema.md`` (schema ``paramscope.report/1``)."""
+        """The JSON document of schema :data:`SCHEMA`, published in ``paramscope/schema/report-v1.json``."""
         from paramscope.renderers.json import report_to_dict
 
         return report_to_dict(self, depth=depth)

@@ -38,6 +38,7 @@ def draw(options: RenderOptions, *renderables: Any) -> str:
 
 def header(report: Report) -> Any:
     """The summary block: source, then one line per headline figure (exact · human)."""
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
@@ -53,8 +54,6 @@ def header(report: Report) -> Any:
         elif value is not None or label in ("trainable", "frozen"):
             human = text.human(value) if value is not None and abs(value) >= 1000 else ""
             grid.add_row(label, text.exact(value) if value is not None else "unknown", human)
-    from rich.console import Group
-
     return Group(title, grid)
 
 

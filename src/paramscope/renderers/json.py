@@ -1,4 +1,4 @@
-"""JSON: the whole report as one document, schema ``paramscope.report/1`` (see docs/json-schema.md).
+"""JSON: the whole report as one document, schema ``paramscope.report/1`` (paramscope/schema/report-v1.json).
 
 Names are written as they are (JSON escapes control characters itself); numbers are exact integers.
 """
@@ -10,6 +10,7 @@ import json
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import percent
+from paramscope.report import SCHEMA
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def report_to_dict(report: Report, *, depth: int | None = None, top: int | None 
     canonical = report.canonical_name
     total = report.total
     doc: dict[str, Any] = {
-        "schema": "paramscope.report/1",
+        "schema": SCHEMA,
         "source": report.source,
         "format": report.format,
         "total": total,
