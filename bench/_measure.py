@@ -1,4 +1,4 @@
-"""Whole-process wall time and peak RSS of a command, shared by bench_gguf.py and bench_onnx.py."""
+"""Whole-process wall time and peak RSS of a command, shared by the bench scripts."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ import tempfile
 import time
 
 
-def measure(argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median wall seconds and max peak RSS (MiB) of ``argv`` run ``repeat`` times after one warm-up.
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one run of ``argv``.
 
     RSS comes from GNU time's %M: ``ru_maxrss`` of a child forked straight from this (large) process would
     count the parent's pages it inherited before exec."""
-    times, peaks = [], []
     with tempfile.NamedTemporaryFile("r") as out:
-        for i in range(repeat + 1):
-            start = time.perf_counter()
-            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            elapsed = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
-            out.seek(0)
-            if i:
-                times.append(elapsed)
-                peaks.append(int(out.read().split()[-1]) / 1024)
-    return statistics.median(times), max(peaks)
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
+        return elapsed, int(out.read().split()[-1]) / 1024
+
+
+def measure(argv: list[str], repeat: int) -> tuple[float, float]:
+    """Median wall seconds and max peak RSS (MiB) of ``argv`` run ``repeat`` times after one warm-up."""
+    run_once(argv)
+    runs = [run_once(argv) for _ in range(repeat)]
+    return statistics.median(t for t, _ in runs), max(m for _, m in runs)

@@ -162,6 +162,8 @@ def test_memory_estimate_from_the_cli():
     code, _, err = run("--memory", "--frozen-as", "int3")
     assert code == 2 and err.startswith("paramscope: error: unknown weight format 'int3'")
     assert run("--memory", "--zero", "2", "--fsdp")[0] == 2
+    code, _, err = run("--memory", "--format", "html")
+    assert code == 2 and err.startswith("paramscope: error: --memory has no html layout")
 
 
 def test_diff_subcommand_exit_codes(tmp_path):

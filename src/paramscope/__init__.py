@@ -17,7 +17,7 @@ from paramscope.report import NON_EMBEDDING_RULE, Report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 __version__ = "0.1.0"
@@ -57,6 +57,7 @@ def inspect(
     trainable_only: bool = False,
     include_buffers: bool = True,
     exclude_embeddings: bool = False,
+    progress: Callable[..., None] | None = None,
 ) -> Report:
     """A :class:`Report` on ``source``: an ``nn.Module``, a checkpoint path, ``"file.py:Name"`` or
     ``"package.module:Name"`` (built on ``device``, meta by default, with ``args``/``kwargs``).
@@ -73,6 +74,7 @@ def inspect(
         device=device,
         args=args,
         kwargs=kwargs,
+        progress=progress,
     )
     report = Report(inventory)
     if filter is not None or trainable_only or not include_buffers or exclude_embeddings:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--frozen-as", default="precision", metavar="FORMAT",
                         help="width of frozen weights: precision (default), stored, or a format such as nf4, "
                              "q4_0, int8, bf16")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar while reading remote headers (shown on a terminal only)")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     return parser
@@ -160,23 +162,78 @@ def _one_line(message: str) -> str:
     return safe(" ".join(message.split()))
 
 
-def run(args: argparse.Namespace, stdout: TextIO) -> int:
+class ProgressBar:
+    """``progress(done, total, fetched_bytes)`` for :func:`paramscope.sources.open_source`: a rich bar on
+    ``stream``, started at the first call (so local sources, which never call it, cost no rich import)
+    and removed when closed. Cosmetic: without rich there is simply no bar."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int, fetched_bytes: int = 0) -> None:
+        from paramscope.text import human_bytes
+
+        try:
+            if self._progress is None:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self._progress = Progress(
+                    TextColumn("reading headers"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[fetched]}"),
+                    TimeElapsedColumn(),
+                    console=Console(file=self.stream),
+                    transient=True,
+                )
+                self._progress.start()
+                self._task = self._progress.add_task("headers", total=total, fetched="")
+            fetched = f"{human_bytes(fetched_bytes)} fetched"
+            self._progress.update(self._task, completed=done, total=total, fetched=fetched)
+        except ImportError:
+            self._progress = False  # no rich: no bar
+
+    def close(self) -> None:
+        if self._progress:
+            self._progress.stop()
+
+
+def _progress_for(args: argparse.Namespace, stderr: TextIO | None) -> ProgressBar | None:
+    """A bar only on a terminal, and not with --no-progress."""
+    if stderr is None or getattr(args, "no_progress", False):
+        return None
+    isatty = getattr(stderr, "isatty", None)
+    return ProgressBar(stderr) if isatty and isatty() else None
+
+
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) -> int:
     """Inspect, render and write; errors propagate to :func:`main`."""
     from paramscope import inspect
     from paramscope.renderers import render
     from paramscope.sources import EXAMPLE
 
-    report = inspect(
-        args.source if args.source is not None else EXAMPLE,
-        input_shape=args.input_shape,
-        device=args.device,
-        args=args.args,
-        kwargs=args.kwargs,
-        filter=args.filter,
-        trainable_only=args.trainable_only,
-        include_buffers=not args.no_buffers,
-        exclude_embeddings=args.exclude_embeddings,
-    )
+    if args.memory and args.format == "html":
+        raise UsageError("--memory has no html layout; use --format tree, table, markdown, json or csv")
+    progress = _progress_for(args, stderr)
+    try:
+        report = inspect(
+            args.source if args.source is not None else EXAMPLE,
+            input_shape=args.input_shape,
+            device=args.device,
+            args=args.args,
+            kwargs=args.kwargs,
+            filter=args.filter,
+            trainable_only=args.trainable_only,
+            include_buffers=not args.no_buffers,
+            exclude_embeddings=args.exclude_embeddings,
+            progress=progress,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
     if args.memory:
         from paramscope.memory import estimate, render_memory
 
@@ -225,7 +282,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     except SystemExit as exc:  # argparse: --help, --version (0) or bad usage (2)
         return int(exc.code or 0)
     try:
-        return run(args, stdout)
+        return run(args, stdout, stderr)
     except UsageError as exc:
         print(f"paramscope: error: {_one_line(str(exc))}", file=stderr)
         return EXIT_USAGE

@@ -14,13 +14,29 @@ Counting rules
   (a checkpoint file does not say what was frozen).
 * **buffers** counts buffer elements apart from parameters (BatchNorm statistics, position ids; in a
   file, every integer or bool tensor, since PyTorch cannot train those).
-* **bytes** is the storage of parameters and buffers together, each tie group once.
+* **bytes** is the storage of parameters, buffers and quantization bookkeeping (``quant_aux``: the scales
+  and zero points a packed weight cannot be read without) together, each tie group once; optimizer state
+  is not included. The same rule gives each module's bytes.
 * **non-embedding** is ``total`` less the weights of embedding modules (``nn.Embedding``,
   ``nn.EmbeddingBag``; in files, which do not record classes, modules named like an embedding:
   ``embed_tokens``, ``wte``, ``wpe``, ``word_embeddings``, ``token_embd``, see :data:`EMBEDDING_NAME`).
   A tied output head is the same tensor as the embedding it is tied to, so it is
   neither counted twice nor left behind: the whole tie group goes.
 * Uninitialized tensors (lazy modules before their first forward) count nothing and are listed apart.
+* **stored_elements** is the parameter elements as stored, each tie group once: a packed int32
+  ``qweight`` counts its words, not the eight 4-bit weights in each. It equals ``total`` unless packed
+  quantization is present. Quantization bookkeeping (scales, zero points, group indices, bitsandbytes
+  ``quant_state``) has ``role == quant_aux``: it is in ``other``, never in ``total``.
+* **active** (mixture of experts; None for a dense model, i.e. one without ``metadata["moe"]``) is the
+  parameters one token passes through: every parameter that is not a routed expert (attention,
+  embeddings, norms, router, shared experts, dense layers) plus the routed-expert parameters times
+  ``experts_per_token / experts``, rounded to the nearest integer (exact when the experts are equal in
+  size, as they are). Routed experts are found by name, see :mod:`paramscope.moe`.
+* **size_label** names the size the way model names do: for a dense model ``total`` in the largest unit
+  it reaches (K, M, B, T) rounded to a whole number, one decimal kept below 2 of that unit (GPT-2
+  124,439,808 -> ``124M``; Llama-2-7B 6,738,415,616 -> ``7B``; 1,100,048,384 -> ``1.1B``). For a mixture
+  of experts ``E x`` the size of one expert path, i.e. the non-routed parameters plus one expert's share
+  (``total - routed + routed / E``): Mixtral-8x7B -> ``8x7B``.
 """
 
 from __future__ import annotations
@@ -57,6 +73,23 @@ NON_EMBEDDING_RULE = (
     "(in files, which do not name module classes: modules named like embed_tokens, wte, wpe, *_embeddings); "
     "a head tied to an embedding is that same tensor, so it goes with it and is never counted twice"
 )
+
+
+_LABEL_UNITS = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
+
+
+def size_label(n: int) -> str:
+    """A parameter count as a model name states it: whole units, one decimal below 2 units (``1.1B``)."""
+    for index, (suffix, scale) in enumerate(_LABEL_UNITS):
+        if n >= scale:
+            if n < 2 * scale:
+                tenths = (20 * n + scale) // (2 * scale)  # to the nearest tenth, halves up
+                return f"{tenths // 10}.{tenths % 10}{suffix}".replace(".0" + suffix, suffix)
+            whole = (2 * n + scale) // (2 * scale)
+            if whole >= 1000 and index > 0:
+                return size_label(whole * scale)
+            return f"{whole}{suffix}"
+    return str(n)
 
 
 class ModuleNode:
@@ -176,12 +209,16 @@ class Report:
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
+        aux_bytes: int | None = 0
         known = True
         other: dict[str, int] = {}
+        unpacked = 0  # logical less stored elements of packed parameters
         for r, numel, size in self._sizes:
             role = r.role
             if role is Role.PARAMETER:
                 total += numel
+                if r.quant is not None:
+                    unpacked += numel - r.stored_numel
                 if r.trainable is True:
                     trainable += numel
                 elif r.trainable is False:
@@ -194,6 +231,8 @@ class Report:
                 buffer_bytes = None if size is None or buffer_bytes is None else buffer_bytes + size
             else:
                 other[role.value] = other.get(role.value, 0) + numel
+                if role is Role.QUANT_AUX:
+                    aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size
         return {
             "total": total,
             "trainable": trainable if known else None,
@@ -202,7 +241,9 @@ class Report:
             "other": other,
             "parameter_bytes": parameter_bytes,
             "buffer_bytes": buffer_bytes,
+            "aux_bytes": aux_bytes,
             "known": known,
+            "stored_elements": total - unpacked,
         }
 
     @property
@@ -243,10 +284,16 @@ class Report:
         return self._totals["buffer_bytes"]
 
     @property
+    def quant_aux_bytes(self) -> int | None:
+        """Storage of quantization bookkeeping (scales, zero points, ``quant_state``)."""
+        return self._totals["aux_bytes"]
+
+    @property
     def bytes(self) -> int | None:
-        """Storage of parameters and buffers, each tie group once; None if a dtype is unknown."""
-        p, b = self.parameter_bytes, self.buffer_bytes
-        return None if p is None or b is None else p + b
+        """Storage of parameters, buffers and quantization bookkeeping, each tie group once; None if a
+        dtype is unknown."""
+        p, b, q = self.parameter_bytes, self.buffer_bytes, self.quant_aux_bytes
+        return None if p is None or b is None or q is None else p + b + q
 
     @cached_property
     def ties(self) -> list[list[str]]:
@@ -282,6 +329,43 @@ class Report:
     def non_embedding(self) -> int:
         """``total`` less embedding weights. The rule: :data:`NON_EMBEDDING_RULE`."""
         return self.total - self.embedding
+
+    @property
+    def stored_elements(self) -> int:
+        """Parameter elements as stored (packed words, not logical weights), each tie group once."""
+        return self._totals["stored_elements"]
+
+    @cached_property
+    def _routed(self) -> tuple[int, int, int] | None:
+        """(routed-expert parameters, experts, experts per token), or None for a dense model."""
+        info = self.metadata.get("moe")
+        if not isinstance(info, dict):
+            return None
+        experts, per_token = info.get("experts"), info.get("experts_per_token")
+        if not isinstance(experts, int) or not isinstance(per_token, int) or experts < 1:
+            return None
+        from paramscope.moe import is_routed
+
+        routed = sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and is_routed(r, experts))
+        return routed, experts, per_token
+
+    @property
+    def active(self) -> int | None:
+        """Parameters used per token by a mixture of experts (None for a dense model); rule in the module doc."""
+        routed = self._routed
+        if routed is None:
+            return None
+        n, experts, per_token = routed
+        return self.total - n + (2 * n * per_token + experts) // (2 * experts)
+
+    @property
+    def size_label(self) -> str:
+        """``"7B"``, ``"124M"``, ``"8x7B"``: the rule is in the module docstring."""
+        routed = self._routed
+        if routed is None:
+            return size_label(self.total)
+        n, experts, _ = routed
+        return f"{experts}x{size_label(self.total - n + (2 * n + experts) // (2 * experts))}"
 
     # ---- groupings ------------------------------------------------------------------------
     @cached_property
@@ -354,6 +438,8 @@ class Report:
             elif head.role is Role.BUFFER:
                 node.buffers += numel
                 node.bytes += size or 0
+            elif head.role is Role.QUANT_AUX:
+                node.bytes += size or 0
         # Children were created after their parents, so reverse creation order is bottom-up.
         for node in reversed(list(nodes.values())):
             for child in node.children:
@@ -408,6 +494,18 @@ class Report:
         from paramscope.renderers.json import report_to_dict
 
         return report_to_dict(self, depth=depth)
+
+    def _repr_html_(self) -> str:
+        """The summary Jupyter shows for a report (drawn by :mod:`paramscope.renderers.html`)."""
+        from paramscope.renderers.html import notebook_html
+
+        return notebook_html(self)
+
+    def to_pandas(self) -> Any:
+        """DataFrames of the tensors and of the modules (``pandas`` is an extra); see :mod:`paramscope.frames`."""
+        from paramscope.frames import to_pandas
+
+        return to_pandas(self)
 
     def __str__(self) -> str:
         from paramscope.renderers import RenderOptions, render

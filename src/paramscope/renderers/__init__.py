@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     Grouping = Literal["module", "type", "dtype", "tensor"]
 
-FORMATS = ("tree", "table", "json", "csv", "markdown")
+FORMATS = ("tree", "table", "json", "csv", "markdown", "html")
 GROUPINGS = ("module", "type", "dtype", "tensor")
 
 _Options = namedtuple("_Options", "depth by top color width", defaults=(None, "module", None, False, None))

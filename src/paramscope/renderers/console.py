@@ -47,7 +47,9 @@ def header(report: Report) -> Any:
     grid.add_column(justify="right")
     grid.add_column(style="dim")
     title = Text(text.safe(report.source), style="bold")
-    title.append(f"  ({report.format})", style="dim")
+    # the size label ("7B", "8x7B") once it reads like a model's name; "466" beside a toy says nothing
+    size = f", {report.size_label}" if report.total >= 10**6 or report.active is not None else ""
+    title.append(f"  ({report.format}{size})", style="dim")
     for label, value in summary(report):
         if label == "bytes":
             grid.add_row(label, text.exact(value), text.human_bytes(value))

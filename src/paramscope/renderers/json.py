@@ -36,8 +36,9 @@ def _tensor(record: TensorRecord, tied_to: str | None) -> dict[str, Any]:
     if record.quant is not None:
         entry["quant"] = {
             "scheme": record.quant.scheme,
-            "stored_elements": record.stored_numel,
             "bits": record.quant.bits,
+            "logical": record.quant.logical_numel,
+            "stored_elements": record.stored_numel,
         }
     return entry
 
@@ -50,6 +51,9 @@ def report_to_dict(report: Report, *, depth: int | None = None, top: int | None 
         "source": report.source,
         "format": report.format,
         "total": total,
+        "stored_elements": report.stored_elements,
+        "active": report.active,
+        "size_label": report.size_label,
         "trainable": report.trainable,
         "frozen": report.frozen,
         "non_embedding": report.non_embedding,

@@ -87,6 +87,13 @@ def summary(report: Report) -> list[tuple[str, Any]]:
     """The headline figures, in the order every renderer shows them."""
     items: list[tuple[str, Any]] = [
         ("parameters", report.total),
+    ]
+    if report.stored_elements != report.total:
+        items.append(("stored elements", report.stored_elements))
+    active = report.active
+    if active is not None:
+        items.append(("active per token", active))
+    items += [
         ("trainable", report.trainable),
         ("frozen", report.frozen),
         ("non-embedding", report.non_embedding),

@@ -13,6 +13,7 @@ from paramscope.records import Inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 EXAMPLE = "example"
@@ -26,8 +27,23 @@ def open_source(
     device: str = "meta",
     args: list[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
+    progress: Callable[..., Any] | None = None,
 ) -> Inventory:
-    """Read ``source`` — an ``nn.Module``, a path, a spec string, or ``"example"`` — into an Inventory."""
+    """Read ``source`` — an ``nn.Module``, a path, a spec string, ``"example"``, a Hugging Face repository
+    (``hf:org/name[@rev]``, or a bare ``org/name`` that is no local path) or an ``http(s)://`` URL of a
+    safetensors file or index — into an Inventory.
+
+    ``progress``, when given, is called as ``progress(done, total, fetched_bytes)`` after each remote
+    file (shard header) is read; it lets the CLI draw a bar without sources printing anything.
+    """
+    if isinstance(source, str) and source.startswith("hf:"):
+        from paramscope.sources import hub
+
+        return hub.read(source, progress=progress)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        from paramscope.sources import remote
+
+        return remote.read_url(source, progress=progress)
     if isinstance(source, (str, Path)):
         text = str(source)
         if text == EXAMPLE:
@@ -41,6 +57,16 @@ def open_source(
             from paramscope.sources.files import read_path
 
             return read_path(path)
+        if isinstance(source, str) and ":" not in text:  # never a spec: perhaps a bare Hub repository id
+            from paramscope.sources import hub
+
+            if hub.looks_like_repo(text):
+                try:
+                    return hub.read(text, progress=progress)
+                except ParamscopeError as exc:  # say both readings of the name, a local one first
+                    raise ParamscopeError(
+                        text, f"no such file or directory; as a Hugging Face repository: {exc.reason}"
+                    ) from None
         from paramscope.sources import live  # live modules need torch: imported only when one is asked for
         from paramscope.sources.spec import build, looks_like_spec
 

@@ -7,11 +7,27 @@ Each checkpoint reader is a module of this package exposing::
     def read(path: Path) -> Inventory            # records only; raises ParamscopeError on bad input
 
 Readers never import torch, never execute anything from the file, and open it read-only.
+
+The one exception is ``config`` (a transformers ``config.json``): it builds the architecture with
+transformers on the meta device, so it imports torch, but still runs no code from the file.
+
+Transformers configs and directories
+------------------------------------
+* ``FILE.json`` that is a transformers config (has ``model_type`` or ``architectures``): the architecture,
+  built on meta. When weights sit beside it (a directory a weights reader claims), they are compared
+  with the architecture: ``metadata["fit"]`` (missing / unexpected / shape-mismatched) and a note.
+* A directory holding weights (and maybe a ``config.json``): the weights are read, torch-free as always;
+  a ``config.json`` beside them is applied with ``paramscope.hf_config.apply_config`` (packed
+  quantization, MoE active counts, declared ties).
+* A directory holding a ``config.json`` and no weights: the architecture from the config.
+* A single weights file whose directory has a ``config.json``: read, then the config applied as above.
+  A config that cannot be read is not an error there (the weights are what was asked for): a note says so.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +43,9 @@ if TYPE_CHECKING:
 
 # Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
-READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "torch_pickle")
+READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "torch_pickle", "config")
+CONFIG_READER = "config"
+CONFIG_NAME = "config.json"
 
 HEAD_BYTES = 64
 
@@ -37,7 +55,7 @@ def _reader(name: str):
 
 
 def read_path(path: Path) -> Inventory:
-    """The Inventory of a checkpoint file or directory."""
+    """The Inventory of a checkpoint file or directory (see the module docstring for configs)."""
     if path.is_dir():
         return _read_directory(path)
     try:
@@ -48,30 +66,95 @@ def read_path(path: Path) -> Inventory:
     if not head:
         raise ParamscopeError(path, "empty file")
     for name in READERS:
-        try:
-            module = _reader(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"paramscope.sources.{name}":
-                continue  # that reader is not part of this build
-            raise
-        if module.sniff(head, path):
-            return module.read(path)
+        module = _available_reader(name)
+        if module is not None and module.sniff(head, path):
+            inventory = module.read(path)
+            if name != CONFIG_READER:
+                inventory = _with_config(inventory, path.parent / CONFIG_NAME)
+            return inventory
     raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
 
 
-def _read_directory(path: Path) -> Inventory:
-    """A directory: the first reader that claims it (a safetensors index or shards, ...)."""
+def _available_reader(name: str):
+    """The reader module ``name``, or None when it is not part of this build."""
+    try:
+        return _reader(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"paramscope.sources.{name}":
+            return None
+        raise
+
+
+def _weights_reader(path: Path):
+    """The first weights reader that claims the directory ``path``, or None."""
     for name in READERS:
-        try:
-            module = _reader(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"paramscope.sources.{name}":
-                continue
-            raise
-        claim = getattr(module, "sniff_directory", None)
+        if name == CONFIG_READER:
+            continue
+        module = _available_reader(name)
+        claim = getattr(module, "sniff_directory", None) if module is not None else None
         if claim is not None and claim(path):
-            return module.read(path)
+            return module
+    return None
+
+
+def directory_has_weights(path: Path) -> bool:
+    """Whether a weights reader claims the directory (safetensors shards or an index, ...)."""
+    return _weights_reader(path) is not None
+
+
+def read_weights_directory(path: Path) -> Inventory:
+    """The weights of a directory, read torch-free, with no config applied."""
+    module = _weights_reader(path)
+    if module is None:
+        raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
+    return module.read(path)
+
+
+def _read_directory(path: Path) -> Inventory:
+    """A directory: its weights (config applied), else the architecture of its ``config.json``."""
+    config_path = path / CONFIG_NAME
+    module = _weights_reader(path)
+    if module is not None:
+        return _with_config(module.read(path), config_path)
+    if config_path.is_file():
+        from paramscope.sources.config import read_config_path
+
+        inventory = read_config_path(config_path)
+        unread = _unread_weight_files(path)
+        if unread:
+            inventory.notes.append(f"not compared with the architecture: {', '.join(unread)} (only safetensors "
+                                   "directories are read as a whole; name a file to read it)")
+        return inventory
     raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
+
+
+WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
+"""Files that look like weights to a directory reader that did not claim them (named in a note)."""
+
+
+def _unread_weight_files(path: Path, limit: int = 3) -> list[str]:
+    try:
+        names = sorted(e.name for e in os.scandir(path) if e.name.endswith(WEIGHT_SUFFIXES) and e.is_file())
+    except OSError:
+        return []
+    return names[:limit] + ([f"and {len(names) - limit} more"] if len(names) > limit else [])
+
+
+def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
+    """``inventory`` with the transformers config at ``config_path`` applied, or with what names alone tell
+    (packed quantization, GGUF expert counts) when there is none."""
+    from paramscope.hf_config import apply_config
+
+    if not config_path.is_file():
+        return apply_config(inventory, None)
+    from paramscope.sources.config import is_transformers_config, load_json
+
+    try:
+        config = load_json(config_path)
+    except ParamscopeError as exc:
+        inventory.notes.append(f"{CONFIG_NAME} beside the weights not used: {exc.reason}")
+        return apply_config(inventory, None)
+    return apply_config(inventory, config if is_transformers_config(config) else None)
 
 
 # ---- zip containers (.npz, .keras): shared by the readers that sniff and open them

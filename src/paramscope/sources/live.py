@@ -24,11 +24,21 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, Role, TensorRecord
+from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
+from paramscope.sources import sharding
+from paramscope.sources.sharding import WRAPPER_CHILD
+
+_WRAPPED: dict[type, str | None] = {}  # module class -> its wrapped child's attribute (WRAPPER_CHILD), cached
 
 
-def _walk(root: Any) -> Iterator[tuple[str, Any]]:
-    """(path, module) for every module reachable from ``root``, under every path; cycles cut."""
+def _walk(root: Any, wrappers: list[str] | None = None) -> Iterator[tuple[str, Any]]:
+    """(path, module) for every module reachable from ``root``, under every path; cycles cut.
+
+    A wrapper's child that holds the wrapped model (DDP's ``module``, ``torch.compile``'s ``_orig_mod``,
+    FSDP1's ``_fsdp_wrapped_module``: :data:`~paramscope.sources.sharding.WRAPPER_CHILD`) gets the
+    wrapper's own path, so names read as in the unwrapped model; the wrappers' class names are appended
+    to ``wrappers``.
+    """
     stack: list[tuple[str, Any, bool]] = [("", root, False)]
     active: set[int] = set()  # modules on the current path from the root: re-entering one is a cycle
     while stack:
@@ -43,8 +53,14 @@ def _walk(root: Any) -> Iterator[tuple[str, Any]]:
         stack.append((path, module, True))
         children = [(name, child) for name, child in module._modules.items() if child is not None]
         prefix = path + "." if path else ""
+        cls = type(module)
+        transparent = _WRAPPED.get(cls, "")
+        if transparent == "":
+            transparent = _WRAPPED[cls] = WRAPPER_CHILD.get(cls.__name__)
+        if transparent is not None and wrappers is not None:
+            wrappers.append(type(module).__name__)
         for name, child in reversed(children):
-            stack.append((prefix + name, child, False))
+            stack.append((path if name == transparent else prefix + name, child, False))
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
@@ -87,25 +103,77 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
         module = dry_run_on_meta(module, example_input, source=name)
 
     with paused_gc():
-        records, module_types, lazy = _collect(module, UninitializedTensorMixin)
+        found = _Found()
+        records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found)
     notes = []
     if lazy:
         notes.append(
             f"{len(lazy)} tensors of lazy modules are uninitialized and not counted; "
             "give an input shape (--input-shape / example_input=) to materialise them on the meta device"
         )
-    return Inventory(name, "torch.nn.Module", records, module_types, notes=notes)
+    metadata: dict[str, Any] = {}
+    if found.wrappers:
+        metadata["wrappers"] = list(dict.fromkeys(found.wrappers))
+    if found.sharding:
+        labels = [sharding.SHARDING_LABELS[k] for k in sorted(found.sharding)]
+        metadata["sharding"] = labels
+        local = local_numel(records)
+        metadata["local_numel"] = local
+        notes.append(
+            f"parameters are sharded ({'; '.join(labels)}): counts are of the whole, unsharded model; "
+            f"this process holds {local:,} parameter elements of them"
+        )
+    if found.schemes:
+        metadata["quantization"] = sorted(found.schemes)
+    return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes)
 
 
-def _collect(module: Any, uninitialized: type) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
+def local_numel(records: list[TensorRecord]) -> int:
+    """Parameter elements this process holds: each record's ``extra['local_numel']`` where a sharded
+    source set it, else the whole tensor (DDP and plain modules hold everything); each tie group once."""
+    seen: set[Hashable] = set()
+    total = 0
+    for r in records:
+        if r.role is not Role.PARAMETER or not r.initialized:
+            continue
+        key = r.tie_key
+        if key in seen:
+            continue
+        seen.add(key)
+        extra = r.extra
+        total += extra["local_numel"] if extra is not None and "local_numel" in extra else r.numel
+    return total
+
+
+class _Found:
+    """What the walk noticed beyond plain parameters: wrappers, kinds of sharding, quantization schemes."""
+
+    __slots__ = ("schemes", "sharding", "wrappers")
+
+    def __init__(self) -> None:
+        self.wrappers: list[str] = []
+        self.sharding: set[str] = set()
+        self.schemes: set[str] = set()
+
+
+def _collect(
+    module: Any, uninitialized: type, parameter: type, found: _Found
+) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
     """Records, module types by path, and the names of uninitialized tensors."""
     records: list[TensorRecord] = []
     module_types: dict[str, str] = {}
     lazy: list[str] = []
-    for path, sub in _walk(module):
-        owner = type(sub).__name__
+    flat: dict[tuple[int, str], Any] = {}
+    type_names = sharding.TYPE_NAMES
+    aux_names = sharding.QUANT_AUX_BUFFERS
+    for path, sub in _walk(module, found.wrappers):
+        cls = type(sub)
+        owner = type_names.get(cls) or sharding.module_type_name(cls)
+        if owner == sharding.FSDP1_UNIT:  # the walk is pre-order: a unit comes before the modules it shards
+            flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
+        first = len(records)
         for key, param in sub._parameters.items():
             if param is None:
                 continue
@@ -117,10 +185,22 @@ def _collect(module: Any, uninitialized: type) -> tuple[list[TensorRecord], dict
                                  ("object", id(param)), owner, origin="live")
                 )
                 continue
+            shape = tuple(param.shape)
+            # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
+            if type(param) is not parameter or flat or shape == (0,):
+                try:
+                    special = _special(prefix, key, sub, param, owner, flat, found)
+                except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+                    # a framework's metadata that does not say what its documentation says: one line, named
+                    raise ParamscopeError(full, f"unreadable sharding/quantization metadata: {exc}") from exc
+                if special is not None:
+                    records.extend(special)
+                    continue
             records.append(
-                TensorRecord(full, tuple(param.shape), _dtype_name(param), Role.PARAMETER,
+                TensorRecord(full, shape, _dtype_name(param), Role.PARAMETER,
                              param.requires_grad, _tie_key(param), owner, origin="live")
             )
+        params_end = len(records)
         non_persistent = sub._non_persistent_buffers_set
         for key, buf in sub._buffers.items():
             if buf is None:
@@ -129,12 +209,86 @@ def _collect(module: Any, uninitialized: type) -> tuple[list[TensorRecord], dict
             shape = None if isinstance(buf, uninitialized) else tuple(buf.shape)
             if shape is None:
                 lazy.append(full)
+            role = Role.BUFFER
+            if key in aux_names and _quantized(records[first:params_end]):
+                role = Role.QUANT_AUX  # a scale beside a quantized weight: bookkeeping, not state
             records.append(
-                TensorRecord(full, shape, _dtype_name(buf), Role.BUFFER, False,
+                TensorRecord(full, shape, _dtype_name(buf), role, False,
                              ("object", id(buf)) if shape is None else _tie_key(buf), owner,
                              persistent=key not in non_persistent, origin="live")
             )
     return records, module_types, lazy
+
+
+def _quantized(params: list[TensorRecord]) -> bool:
+    """Whether a module's own parameters include a quantized or low-precision (float8, int8) weight."""
+    return any(r.quant is not None or r.dtype in sharding.LOW_PRECISION_DTYPES for r in params)
+
+
+def _special(
+    prefix: str, key: str, sub: Any, param: Any, owner: str, flat: dict[tuple[int, str], Any], found: _Found
+) -> list[TensorRecord] | None:
+    """Records for a parameter that is not what it looks like (see :mod:`.sharding`), or None for a plain one."""
+    full = prefix + key
+    attrs = param.__dict__
+    dtype = _dtype_name(param)
+    trainable = param.requires_grad
+    if attrs.get("_is_flat_param"):  # FSDP1 use_orig_params=False: one record per original parameter
+        found.sharding.add("fsdp1-flat")
+        return [
+            TensorRecord(prefix + name, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner_type,
+                         origin="live", extra={"local_numel": original.local_numel})
+            for name, original, owner_type in sharding.flat_names(param)
+        ]
+    original = flat.get((id(sub), key)) if flat else None
+    if original is not None:  # FSDP1 use_orig_params=True: a 1-D view of this rank's slice
+        found.sharding.add("fsdp1-orig")
+        return [TensorRecord(full, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner,
+                             origin="live", extra={"local_numel": int(param.numel())})]
+    if "ds_numel" in attrs and "ds_shape" in attrs:  # DeepSpeed ZeRO-3: param.data is empty
+        found.sharding.add("zero3")
+        shape, _local, extra = sharding.zero3_facts(param)
+        ds_id = attrs.get("ds_id")
+        tie = ("zero3", ds_id) if ds_id is not None else ("object", id(param))
+        return [TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, tie, owner, origin="live", extra=extra)]
+    kind = sharding.tensor_kind(type(param))
+    if kind == "dtensor":
+        found.sharding.add("dtensor")
+        shape, _local, extra = sharding.dtensor_facts(param)
+        return [TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, ("object", id(param)), owner,
+                             origin="live", extra=extra)]
+    if kind == "bnb4":
+        facts = sharding.bnb4_facts(param)
+        if facts is None:
+            return None
+        logical, extra = facts
+        scheme = extra.pop("scheme")
+        found.schemes.add(scheme)
+        return [TensorRecord(full, tuple(param.shape), dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
+                             quant=QuantInfo(scheme, logical, sharding.BNB4_BITS), origin="live", extra=extra)]
+    if kind == "bnb8":
+        if dtype != "int8":  # not quantized yet (still holds float weights)
+            return None
+        found.schemes.add("bitsandbytes-int8")
+        shape = tuple(param.shape)
+        numel = 1
+        for d in shape:
+            numel *= d
+        return [TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
+                             quant=QuantInfo("bitsandbytes-int8", numel, sharding.BNB8_BITS), origin="live",
+                             extra={"aux_bytes": sharding.bnb8_aux_bytes(param)})]
+    if kind == "subclass":
+        facts = sharding.subclass_facts(param)
+        if facts is None:
+            return None
+        logical, stored, extra = facts
+        scheme = f"torchao:{type(param).__name__}"
+        found.schemes.add(scheme)
+        bits = extra.pop("bits")
+        # stored as one byte blob: the inner tensors (data, scales, zero points) differ in dtype
+        return [TensorRecord(full, (stored,), "uint8", Role.PARAMETER, trainable, ("object", id(param)), owner,
+                             quant=QuantInfo(scheme, logical, bits), origin="live", extra=extra)]
+    return None
 
 
 def _has_uninitialized(module: Any, mixin: type) -> bool:

@@ -119,22 +119,40 @@ def read_file(path: Path, origin: str | None = None) -> tuple[list[TensorRecord]
     return _validate(path, parsed, len(header), file_size, origin if origin is not None else path.name)
 
 
+def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
+    """The header length the 8-byte prefix declares, checked against the crate's limit and the file size.
+
+    Public so that remote readers (``paramscope.sources.remote``) apply the very checks a local file gets
+    before they ask a server for the rest of a header.
+    """
+    if len(prefix) < 8:
+        raise ParamscopeError(source, f"truncated: {len(prefix)} bytes, a safetensors file starts with 8")
+    (n,) = struct.unpack_from("<Q", prefix)
+    if n > MAX_HEADER_SIZE:
+        raise ParamscopeError(source, f"header length {n:,} bytes exceeds the safetensors limit of {MAX_HEADER_SIZE:,}")
+    if file_size is not None and 8 + n > file_size:
+        raise ParamscopeError(source, f"header length {n:,} bytes runs past the end of the file ({file_size:,} bytes)")
+    return n
+
+
+def records_from_header(
+    source: str | Path, header: bytes, file_size: int | None, origin: str
+) -> tuple[list[TensorRecord], dict[str, str]]:
+    """Records and ``__metadata__`` from the raw JSON header (the bytes after the 8-byte prefix).
+
+    The same validation as a local file gets; ``file_size`` (when known) is checked against the data
+    offsets, so a remote header that lies about its tensors is refused exactly as a local one would be.
+    Errors name ``source``.
+    """
+    parsed = _parse_json(source, header, pairs=True)
+    return _validate(source, parsed, len(header), file_size, origin)
+
+
 def _read_header_bytes(path: Path) -> tuple[bytes, int]:
     try:
         with open(path, "rb") as handle:
             file_size = os.fstat(handle.fileno()).st_size
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise ParamscopeError(path, f"truncated: {len(prefix)} bytes, a safetensors file starts with 8")
-            (n,) = struct.unpack("<Q", prefix)
-            if n > MAX_HEADER_SIZE:
-                raise ParamscopeError(
-                    path, f"header length {n:,} bytes exceeds the safetensors limit of {MAX_HEADER_SIZE:,}"
-                )
-            if 8 + n > file_size:
-                raise ParamscopeError(
-                    path, f"header length {n:,} bytes runs past the end of the file ({file_size:,} bytes)"
-                )
+            n = header_length(path, handle.read(8), file_size)
             header = handle.read(n)
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
@@ -143,7 +161,7 @@ def _read_header_bytes(path: Path) -> tuple[bytes, int]:
     return header, file_size
 
 
-def _no_duplicates(path: Path, pairs: Any, what: str) -> dict[str, Any]:
+def _no_duplicates(path: str | Path, pairs: Any, what: str) -> dict[str, Any]:
     """A dict from (key, value) pairs; serde rejects a key given twice, Python's json keeps the last."""
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -159,7 +177,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_json(path: Path, raw: bytes, what: str = "header", pairs: bool = False) -> Any:
+def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool = False) -> Any:
     """Strict JSON. With ``pairs``, every object comes back as a tuple of (key, value) pairs, so that
     duplicate keys can be found without a Python call per object (the caller checks them); without it,
     objects are dicts and a duplicate key is an error here."""
@@ -179,7 +197,7 @@ def _parse_json(path: Path, raw: bytes, what: str = "header", pairs: bool = Fals
     return value
 
 
-def _check_surrogates(path: Path, value: Any) -> None:
+def _check_surrogates(path: str | Path, value: Any) -> None:
     stack = [value]
     while stack:
         item = stack.pop()
@@ -195,7 +213,7 @@ def _check_surrogates(path: Path, value: Any) -> None:
                 raise ParamscopeError(path, f"string {item!r} holds an unpaired UTF-16 surrogate") from None
 
 
-def _numel(path: Path, name: str, shape: Any) -> int:
+def _numel(path: str | Path, name: str, shape: Any) -> int:
     """Element count of a JSON shape, with the crate's rules: non-negative integers (not bools, not
     floats) and a running product that never passes 64 bits (checked_mul, dimension by dimension)."""
     if type(shape) is not list or (shape and (set(map(type, shape)) != _INT_ONLY or min(shape) < 0)):
@@ -219,7 +237,7 @@ _ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.
 
 
 def _validate(
-    path: Path, header: Any, header_len: int, file_size: int, origin: str
+    path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
 ) -> tuple[list[TensorRecord], dict[str, str]]:
     if type(header) is not tuple:
         raise ParamscopeError(path, f"header is a JSON {_json_type(header)}, not an object")
@@ -282,7 +300,7 @@ def _validate(
             raise ParamscopeError(path, f"tensor {name!r}: data_offsets start at {begin}, which {problem}")
         cursor = end
     expected = 8 + header_len + cursor
-    if expected != file_size:
+    if file_size is not None and expected != file_size:
         if expected > file_size:
             raise ParamscopeError(
                 path, f"truncated: tensors end at byte {expected:,} but the file has {file_size:,} bytes"
@@ -333,6 +351,19 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
     return candidate
 
 
+def check_weight_map(source: str | Path, weight_map: dict[str, str], owner: dict[str, str]) -> list[str]:
+    """The index's tensor -> shard map must agree with the headers (local or remote); notes."""
+    for tensor, shard in weight_map.items():
+        found = owner.get(tensor)
+        if found != shard:
+            where = f"it is in {found!r}" if found is not None else "no shard holds it"
+            raise ParamscopeError(source, f"weight_map puts {tensor!r} in {shard!r}, but {where}")
+    unlisted = len(owner) - len(weight_map)
+    if unlisted:
+        return [f"{unlisted} tensors are in the shards but not in the index's weight_map; they are counted."]
+    return []
+
+
 def _read_index(path: Path) -> Inventory:
     try:
         size = path.stat().st_size
@@ -353,14 +384,7 @@ def _read_index(path: Path) -> Inventory:
     for name in dict.fromkeys(weight_map.values()):
         shards[name] = _shard_path(path, directory, name, roots)
     records, owner, notes, file_meta = _read_shards(shards)
-    for tensor, shard in weight_map.items():
-        found = owner.get(tensor)
-        if found != shard:
-            where = f"it is in {found!r}" if found is not None else "no shard holds it"
-            raise ParamscopeError(path, f"weight_map puts {tensor!r} in {shard!r}, but {where}")
-    unlisted = len(owner) - len(weight_map)
-    if unlisted:
-        notes.append(f"{unlisted} tensors are in the shards but not in the index's weight_map; they are counted.")
+    notes += check_weight_map(path, weight_map, owner)
     metadata: dict[str, Any] = {"shards": len(shards)}
     declared = index.get("metadata")
     if isinstance(declared, dict) and type(declared.get("total_size")) is int:

@@ -1,0 +1,449 @@
+"""Packed quantization schemes: which tensors hold packed weights, how many weights they stand for, and
+which tensors are bookkeeping (scales, zero points, group indices) rather than parameters.
+
+Every scheme packs whole weights into storage words, so the logical count of a packed tensor is
+``stored elements * word bits // weight bits`` whichever axis the packing runs along. The layouts, from
+each library's own source:
+
+* **GPTQ** (AutoGPTQ / GPTQModel ``QuantLinear``): ``qweight`` int32 ``[in * bits / 32, out]`` (packed
+  along the input axis), ``qzeros`` int32 ``[groups, out * bits / 32]``, ``scales`` fp16 ``[groups, out]``,
+  ``g_idx`` int32 ``[in]``. So ``scales.cols / qzeros.cols`` is the pack factor ``32 / bits``.
+* **AWQ** (AutoAWQ ``WQLinear_GEMM``; vLLM's ``awq_linear`` unpacks ``qweight.shape[-1] * (32 // w_bit)``):
+  ``qweight`` int32 ``[in, out * bits / 32]`` (packed along the output axis), ``qzeros`` int32
+  ``[groups, out * bits / 32]``, ``scales`` fp16 ``[groups, out]``. So ``scales.cols / qweight.cols`` is the
+  pack factor. (``WQLinear_GEMV`` packs ``[out, in * bits / 32]``: the same count.)
+* **bitsandbytes 4-bit** (``Params4bit``, ``QuantState.as_dict(packed=True)``): ``weight`` uint8
+  ``[ceil(n / 2), 1]`` (two 4-bit codes per byte), ``weight.absmax``, ``weight.quant_map``,
+  ``weight.nested_absmax``, ``weight.nested_quant_map`` (double quantization) and
+  ``weight.quant_state.bitsandbytes__nf4`` (or ``__fp4``: the non-tensor fields as a JSON blob in a uint8
+  tensor, ``pack_dict_to_tensor``). Logical ``n = 2 * stored`` (the blob's ``shape`` is in the data, which a
+  header read does not see; an odd ``n`` would be over-counted by one).
+* **bitsandbytes 8-bit** (``Linear8bitLt`` / ``Int8Params``): ``weight`` int8 ``[out, in]`` one weight per
+  element, ``SCB`` float32 ``[out]`` row scales, ``weight_format`` (older saves).
+* **compressed-tensors** ``pack-quantized`` (``pack_to_int32``): ``weight_packed`` int32 ``[out, in * bits / 32]``,
+  ``weight_shape`` int64 ``[2]`` (the unpacked shape, in the data), ``weight_scale`` ``[out, in / group]``,
+  ``weight_zero_point`` (asymmetric), ``weight_g_idx`` (actorder). ``int-quantized`` / ``float-quantized``
+  store ``weight`` int8 / float8 one per element with ``weight_scale`` (and ``input_scale`` for activations).
+* **MLX** (``mlx.nn.quantize`` / ``mx.quantize``): ``weight`` uint32 ``[out, in * bits / 32]``, ``scales`` and
+  ``biases`` ``[out, in / group_size]``; defaults group_size 64, bits 4.
+* **FP8** (DeepSeek-V3 / transformers ``finegrained_fp8``: ``weight_scale_inv`` per ``weight_block_size``
+  block; ``fbgemm_fp8``: ``weight_scale`` ``[out, 1]``): ``weight`` float8_e4m3fn one weight per element.
+
+:func:`annotate` applies this to an inventory's records; :func:`config_scheme` reads the scheme from a
+Hugging Face ``config.json``'s ``quantization_config`` (or MLX's top-level ``quantization``).
+"""
+
+from __future__ import annotations
+
+from paramscope.records import QuantInfo, Role, TensorRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# ---- the tables -------------------------------------------------------------------------------------
+
+# Name suffix -> what it marks at the module it ends. "packed": the tensor holding the weights;
+# anything else: bookkeeping (Role.QUANT_AUX) of the family named. Longest suffixes are tried first.
+SUFFIXES: dict[str, tuple[str, str]] = {
+    ".qweight": ("packed", "gptq/awq"),
+    ".qzeros": ("aux", "gptq/awq"),
+    ".g_idx": ("aux", "gptq/awq"),
+    ".scales": ("aux", "gptq/awq/mlx"),
+    ".biases": ("aux", "mlx"),
+    ".weight.absmax": ("aux", "bnb4"),
+    ".weight.quant_map": ("aux", "bnb4"),
+    ".weight.nested_absmax": ("aux", "bnb4"),
+    ".weight.nested_quant_map": ("aux", "bnb4"),
+    ".weight.quant_state.bitsandbytes__nf4": ("aux", "bnb4"),
+    ".weight.quant_state.bitsandbytes__fp4": ("aux", "bnb4"),
+    ".SCB": ("aux", "bnb8"),
+    ".weight_format": ("aux", "bnb8"),
+    ".weight_packed": ("packed", "compressed-tensors"),
+    ".weight_shape": ("aux", "compressed-tensors"),
+    ".weight_zero_point": ("aux", "compressed-tensors"),
+    ".weight_g_idx": ("aux", "compressed-tensors"),
+    ".weight_scale": ("aux", "scaled"),
+    ".weight_scale_inv": ("aux", "scaled"),
+    ".input_scale": ("aux", "scaled"),
+    ".input_zero_point": ("aux", "scaled"),
+}
+SUFFIX_TUPLE = tuple(SUFFIXES)
+"""For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
+_BY_LEAF: dict[str, list[str]] = {}
+for _suffix_name in sorted(SUFFIXES, key=len, reverse=True):  # longest first within one leaf
+    _BY_LEAF.setdefault(_suffix_name.rpartition(".")[2], []).append(_suffix_name)
+
+# Bits a storage word of each dtype holds (the packing container).
+WORD_BITS = {"int32": 32, "uint32": 32, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int64": 64}
+
+# quant_method in config.json -> scheme name paramscope shows.
+CONFIG_METHODS = {
+    "gptq": "gptq",
+    "awq": "awq",
+    "bitsandbytes": "bitsandbytes",
+    "compressed-tensors": "compressed-tensors",
+    "fp8": "fp8",
+    "fbgemm_fp8": "fp8",
+    "mlx": "mlx",
+}
+# bnb_4bit_quant_type / quant_state blob suffix -> scheme name
+BNB4_TYPES = {"nf4": "bitsandbytes-nf4", "fp4": "bitsandbytes-fp4"}
+
+DEFAULT_BITS = {"gptq": 4, "awq": 4, "compressed-tensors": 4, "mlx": 4}
+MLX_DEFAULT_GROUP = 64
+
+
+class ConfigQuant:
+    """What a config.json says about quantization: the method, bits, and MLX per-module overrides."""
+
+    __slots__ = ("bits", "method", "overrides", "variant")
+
+    def __init__(self, method: str, bits: int | None = None, variant: str | None = None,
+                 overrides: dict[str, int] | None = None) -> None:
+        self.method = method
+        self.bits = bits
+        self.variant = variant
+        self.overrides = overrides or {}
+
+    def __repr__(self) -> str:
+        return f"ConfigQuant({self.method!r}, bits={self.bits}, variant={self.variant!r})"
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 64 else None
+
+
+def _ct_bits(qc: dict[str, Any]) -> int | None:
+    """compressed-tensors: the weights' num_bits of the first config group that states one."""
+    groups = qc.get("config_groups")
+    if isinstance(groups, dict):
+        for group in groups.values():
+            weights = group.get("weights") if isinstance(group, dict) else None
+            if isinstance(weights, dict) and _int(weights.get("num_bits")):
+                return weights["num_bits"]
+    return None
+
+
+def config_scheme(config: dict[str, Any] | None) -> ConfigQuant | None:
+    """The quantization a Hugging Face (or MLX) config declares, or None."""
+    if not isinstance(config, dict):
+        return None
+    qc = config.get("quantization_config")
+    mlx = config.get("quantization")
+    if isinstance(mlx, dict) and ("bits" in mlx or "group_size" in mlx) and not (
+        isinstance(qc, dict) and qc.get("quant_method") in CONFIG_METHODS
+    ):
+        overrides = {
+            k: v["bits"] for k, v in mlx.items() if isinstance(v, dict) and _int(v.get("bits"))
+        }
+        return ConfigQuant("mlx", _int(mlx.get("bits")) or DEFAULT_BITS["mlx"], overrides=overrides)
+    if not isinstance(qc, dict):
+        return None
+    method = CONFIG_METHODS.get(str(qc.get("quant_method", "")).lower())
+    if method is None:
+        return None
+    if method == "bitsandbytes":
+        if qc.get("load_in_4bit"):
+            kind = str(qc.get("bnb_4bit_quant_type", "fp4")).lower()
+            return ConfigQuant("bitsandbytes", 4, BNB4_TYPES.get(kind, "bitsandbytes-fp4"))
+        if qc.get("load_in_8bit"):
+            return ConfigQuant("bitsandbytes", 8, "bitsandbytes-int8")
+        return ConfigQuant("bitsandbytes")
+    if method == "compressed-tensors":
+        return ConfigQuant(method, _ct_bits(qc), str(qc.get("format", "")) or None)
+    if method == "fp8":
+        return ConfigQuant(method, 8)
+    return ConfigQuant(method, _int(qc.get("bits")) or _int(qc.get("w_bit")), str(qc.get("version", "")) or None)
+
+
+# ---- small data blobs: the few facts a packed layout keeps in the data, not the header ----------------
+
+MAX_HEADER = 16 * 1024 * 1024
+"""A header re-read for blobs is skipped past this (the blobs only refine an already exact-enough count)."""
+MAX_BLOB = 64 * 1024
+"""A bitsandbytes quant_state JSON or a compressed-tensors weight_shape is tens of bytes; more is not one."""
+
+
+def safetensors_blobs(source: str, tensors: list[TensorRecord]) -> Any:
+    """A reader of small tensors' bytes from the safetensors files an inventory came from.
+
+    Returns ``read(names) -> {name: bytes}``; whatever cannot be read (not a local file, too big, odd
+    header) is simply absent, and the caller falls back to the count the shapes give. Read-only, bounded.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(source)
+
+    def locate(origin: str) -> Path | None:
+        if root.is_file() and root.name.endswith(".safetensors"):
+            return root
+        base = root if root.is_dir() else root.parent
+        candidate = base / origin
+        return candidate if candidate.is_file() else None
+
+    def read(names: list[str]) -> dict[str, bytes]:
+        wanted_names = set(names)
+        origins = {r.name: r.origin for r in tensors if r.name in wanted_names}
+        by_file: dict[str, list[str]] = {}
+        for name in names:
+            by_file.setdefault(origins.get(name, ""), []).append(name)
+        found: dict[str, bytes] = {}
+        for origin, wanted in by_file.items():
+            try:
+                path = locate(origin)
+                if path is None:
+                    continue
+                with open(path, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    head = handle.read(8)
+                    if len(head) != 8:
+                        continue
+                    length = int.from_bytes(head, "little")
+                    if length > MAX_HEADER or 8 + length > size:
+                        continue
+                    header = json.loads(handle.read(length))
+                    if not isinstance(header, dict):
+                        continue
+                    start = 8 + length
+                    for name in wanted:
+                        entry = header.get(name)
+                        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+                        if not (isinstance(offsets, list) and len(offsets) == 2
+                                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+                            continue
+                        begin, end = offsets
+                        if not 0 <= begin <= end <= size - start or end - begin > MAX_BLOB:
+                            continue
+                        handle.seek(start + begin)
+                        found[name] = handle.read(end - begin)
+            except (OSError, ValueError, RecursionError):
+                continue
+        return found
+
+    return read
+
+
+def _bnb_logical(blob: bytes | None, stored: int) -> int | None:
+    """n from a QuantState JSON blob's ``shape``, if it agrees with the ceil(n / 2) bytes stored."""
+    import json
+
+    if blob is None:
+        return None
+    try:
+        state = json.loads(blob.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    shape = state.get("shape") if isinstance(state, dict) else None
+    if not isinstance(shape, list) or not shape or len(shape) > 8 or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape
+    ):
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    return n if (n + 1) // 2 == stored else None
+
+
+def _ct_logical(blob: bytes | None, packed: TensorRecord, bits: int) -> int | None:
+    """out * in from compressed-tensors' int64 ``weight_shape``, if it agrees with the packed shape."""
+    if blob is None or len(blob) != 16 or packed.shape is None or len(packed.shape) != 2:
+        return None
+    out_f = int.from_bytes(blob[:8], "little", signed=True)
+    in_f = int.from_bytes(blob[8:], "little", signed=True)
+    if out_f != packed.shape[0] or in_f < 0 or -(-in_f * bits // 32) != packed.shape[1]:
+        return None
+    return out_f * in_f
+
+
+# ---- annotating records -----------------------------------------------------------------------------
+
+
+def _suffix(name: str) -> str | None:
+    """The table's suffix ``name`` ends with (its last dotted part picks the few candidates)."""
+    for suffix in _BY_LEAF.get(name.rpartition(".")[2], ()):
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def _cols(record: TensorRecord | None) -> int | None:
+    if record is None or not record.shape:
+        return None
+    return record.shape[-1]
+
+
+def _packed(record: TensorRecord, scheme: str, bits: int) -> TensorRecord | None:
+    """The record as a parameter standing for its logical weights, or None if it is not a packing word."""
+    word = WORD_BITS.get(record.dtype)
+    if word is None or record.shape is None or bits <= 0 or (record.stored_numel * word) % bits:
+        return None
+    logical = record.stored_numel * word // bits
+    return replace_record(record, role=Role.PARAMETER, quant=QuantInfo(scheme, logical, bits))
+
+
+def replace_record(record: TensorRecord, **changes: Any) -> TensorRecord:
+    """A copy of an immutable record with ``role``, ``tie`` or ``quant`` changed (positional: it is hot)."""
+    get = changes.get
+    return TensorRecord(
+        record.name, record.shape, record.dtype, get("role", record.role), record.trainable,
+        get("tie", record.tie), record.owner_type, record.persistent, get("quant", record.quant), record.origin,
+        record.extra,
+    )
+
+
+def _pack_bits(pack: int | None) -> int | None:
+    return 32 // pack if pack and pack > 0 and 32 % pack == 0 else None
+
+
+def _gptq_or_awq(base: str, get: Any, cq: ConfigQuant | None) -> tuple[str, int]:
+    """GPTQ packs along the input axis (qweight cols = out), AWQ along the output axis (cols = out/pack)."""
+    if cq is not None and cq.method in ("gptq", "awq") and cq.bits:
+        return cq.method, cq.bits  # the config settles both: no shapes to compare
+    qweight, scales, qzeros = get(base + ".qweight"), get(base + ".scales"), get(base + ".qzeros")
+    q_cols, s_cols, z_cols = _cols(qweight), _cols(scales), _cols(qzeros)
+    if cq is not None and cq.method in ("gptq", "awq"):
+        scheme = cq.method
+    elif q_cols is not None and s_cols is not None and q_cols != s_cols:
+        scheme = "awq"
+    else:
+        scheme = "gptq"
+    if cq is not None and cq.bits:
+        return scheme, cq.bits
+    pack = None
+    if s_cols:
+        if scheme == "awq" and q_cols and s_cols % q_cols == 0:
+            pack = s_cols // q_cols
+        elif scheme == "gptq" and z_cols and s_cols % z_cols == 0:
+            pack = s_cols // z_cols
+    return scheme, _pack_bits(pack) or DEFAULT_BITS[scheme]
+
+
+def _mlx_bits(weight: TensorRecord, scales: TensorRecord | None, cq: ConfigQuant | None, base: str) -> int:
+    if cq is not None and cq.method == "mlx":
+        return cq.overrides.get(base, cq.bits or DEFAULT_BITS["mlx"])
+    w_cols, s_cols = _cols(weight), _cols(scales)
+    if w_cols and s_cols:  # in = scales cols * group; bits = 32 * weight cols / in, at MLX's default group
+        inputs = s_cols * MLX_DEFAULT_GROUP
+        if (32 * w_cols) % inputs == 0 and (32 * w_cols) // inputs in (2, 3, 4, 5, 6, 8):
+            return (32 * w_cols) // inputs
+    return DEFAULT_BITS["mlx"]
+
+
+def annotate(
+    tensors: list[TensorRecord], cq: ConfigQuant | None, read_blobs: Any = None
+) -> tuple[list[TensorRecord], dict[str, Any]] | None:
+    """Packed weights as logical parameters, bookkeeping as QUANT_AUX; None when nothing is quantized.
+
+    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
+    ``read_blobs(names) -> {name: bytes}`` (see :func:`safetensors_blobs`), when given, reads the
+    unpacked shapes bitsandbytes and compressed-tensors keep in the data, for exact odd-sized counts.
+    """
+    marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
+    for index, record in enumerate(tensors):
+        name = record.name
+        if name.endswith(SUFFIX_TUPLE):
+            suffix = _suffix(name)
+            if suffix is not None:
+                marked.setdefault(name[: -len(suffix)], {})[suffix] = index
+    if not marked:
+        return None
+    by_name = {r.name: i for i, r in enumerate(tensors)}
+    out = list(tensors)
+    schemes: dict[str, int] = {}
+    bits_seen: set[int] = set()
+    packed = aux = 0
+
+    def get(name: str) -> TensorRecord | None:
+        i = by_name.get(name)
+        return tensors[i] if i is not None else None
+
+    blob_names = [tensors[i].name for found in marked.values() for suffix, i in found.items()
+                  if suffix == ".weight_shape" or "quant_state" in suffix]
+    blobs: dict[str, bytes] = read_blobs(blob_names) if read_blobs is not None and blob_names else {}
+
+    for base, found in marked.items():
+        change: dict[int, TensorRecord] = {}
+        families = {SUFFIXES[s][1] for s in found}
+        weight_index = by_name.get(base + ".weight")
+        weight = tensors[weight_index] if weight_index is not None else None
+        if ".qweight" in found:
+            scheme, bits = _gptq_or_awq(base, get, cq)
+            new = _packed(tensors[found[".qweight"]], scheme, bits)
+            if new is not None:
+                change[found[".qweight"]] = new
+        elif ".weight_packed" in found:
+            bits = (cq.bits if cq is not None and cq.method == "compressed-tensors" else None) or 4
+            scheme = "compressed-tensors"
+            new = _packed(tensors[found[".weight_packed"]], scheme, bits)
+            if new is not None:
+                exact = _ct_logical(blobs.get(base + ".weight_shape"), new, bits)
+                if exact is not None:
+                    new.quant = QuantInfo(scheme, exact, bits)
+                change[found[".weight_packed"]] = new
+        elif "bnb4" in families and weight is not None:
+            kind = next((BNB4_TYPES[s.rpartition("__")[2]] for s in found if "quant_state" in s), None)
+            scheme = kind or (cq.variant if cq is not None and cq.variant in BNB4_TYPES.values() else None)
+            scheme = scheme or "bitsandbytes-4bit"
+            bits = 4
+            new = _packed(weight, scheme, bits)
+            if new is not None:
+                blob = next((blobs.get(tensors[i].name) for s, i in found.items() if "quant_state" in s), None)
+                exact = _bnb_logical(blob, weight.stored_numel)
+                if exact is not None:
+                    new.quant = QuantInfo(scheme, exact, bits)
+                change[weight_index] = new
+        elif "bnb8" in families and weight is not None and weight.dtype == "int8":
+            scheme, bits = "bitsandbytes-int8", 8
+            quant = QuantInfo(scheme, weight.stored_numel, 8)
+            change[weight_index] = replace_record(weight, role=Role.PARAMETER, quant=quant)
+        elif (".scales" in found or ".biases" in found) and weight is not None and weight.dtype == "uint32":
+            bits = _mlx_bits(weight, get(base + ".scales"), cq, base)
+            scheme = "mlx"
+            new = _packed(weight, scheme, bits)
+            if new is not None:
+                change[weight_index] = new
+        elif "scaled" in families and weight is not None and weight.dtype in _ONE_PER_ELEMENT:
+            scheme, bits = _ONE_PER_ELEMENT[weight.dtype]
+            if weight.dtype == "int8" and cq is not None and cq.method == "compressed-tensors":
+                scheme = "compressed-tensors"
+            change[weight_index] = replace_record(
+                weight, role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, bits)
+            )
+        else:
+            continue  # a suffix alone (a float "scales" of some other model) proves nothing
+        if not change:
+            continue  # the would-be packed tensor is no packing word: leave the module as read
+        for suffix, index in found.items():
+            if SUFFIXES[suffix][0] == "aux" and index not in change:
+                change[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
+        for index, record in change.items():
+            out[index] = record
+            if record.role is Role.QUANT_AUX:
+                aux += 1
+            else:
+                packed += 1
+                schemes[record.quant.scheme] = schemes.get(record.quant.scheme, 0) + 1  # type: ignore[union-attr]
+                if record.quant.bits is not None:  # type: ignore[union-attr]
+                    bits_seen.add(record.quant.bits)  # type: ignore[union-attr]
+    if not packed:
+        return None
+    summary: dict[str, Any] = {
+        "scheme": max(schemes, key=lambda s: schemes[s]),
+        "bits": sorted(bits_seen)[0] if len(bits_seen) == 1 else sorted(bits_seen),
+        "quantized_tensors": packed,
+        "bookkeeping_tensors": aux,
+        "from": "config.json" if cq is not None else "tensor names",
+    }
+    if len(schemes) > 1:
+        summary["schemes"] = schemes
+    return out, summary
+
+
+# Quantized dtypes stored one weight per element, recognised by a scale beside them.
+_ONE_PER_ELEMENT: dict[str, tuple[str, int]] = {
+    name: ("fp8", 8) for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
+}
+_ONE_PER_ELEMENT["int8"] = ("int8", 8)

@@ -1,0 +1,310 @@
+"""Source: a Hugging Face Hub repository, ``hf:org/name[@revision]`` (or a bare ``org/name``), headers only.
+
+What is fetched, in order, and nothing else:
+
+1. ``config.json`` and ``model.safetensors.index.json``, in parallel, through ``hf_hub_download``: small
+   files, which it caches, and serves from the cache when offline.
+2. With an index, the header of every shard it names, by ranged reads (:mod:`paramscope.sources.remote`),
+   the first read sized from the tensor names the index lists for that shard; without one, the header
+   of ``model.safetensors``. A shard already in the local cache is read from disk with no request.
+3. With neither, the architecture is built on the meta device from ``config.json``
+   (``paramscope.sources.config``).
+
+The repository's ``config.json`` is applied to the headers (quantization, MoE, ties) by
+``paramscope.hf_config`` where that module is present. The environment is read at call time, not when
+huggingface_hub was imported: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_HOME`` /
+``HF_HUB_CACHE``, so that a long-lived process (or a test) can change them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from paramscope.errors import ParamscopeError, require
+from paramscope.records import Inventory
+from paramscope.sources import remote
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from paramscope.sources.remote import Progress
+
+FORMAT = "safetensors"
+PREFIX = "hf:"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+MAX_CONFIG_SIZE = 16 * 1024 * 1024
+
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
+_BARE = re.compile(rf"^{_NAME}/{_NAME}(?:@[^\s@]+)?$")
+# A bare "dir/file.ext" that does not exist is a mistyped path, not a repository: never go online for it.
+_FILE_SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".npz", ".npy",
+                  ".h5", ".keras", ".py", ".pkl", ".msgpack", ".txt")
+_TRUE = frozenset({"1", "on", "yes", "true"})
+
+
+def looks_like_repo(text: str) -> bool:
+    """A bare ``org/name[@revision]`` that could be a Hub repository (the caller checked that no such
+    local path exists and that it is not a ``module:Name`` spec)."""
+    if not _BARE.match(text):
+        return False
+    repo = text.partition("@")[0]
+    return not repo.lower().endswith(_FILE_SUFFIXES) and ".." not in repo and "--" not in repo
+
+
+def parse(text: str) -> tuple[str, str | None]:
+    """``hf:org/name@rev`` or ``org/name@rev`` -> (repo id, revision or None)."""
+    body = text[len(PREFIX) :] if text.startswith(PREFIX) else text
+    repo, at, revision = body.partition("@")
+    if not _REPO.match(repo) or ".." in repo or "--" in repo:
+        raise ParamscopeError(text, f"{repo!r} is not a Hugging Face repository id (org/name)")
+    if at and (not revision or any(c.isspace() for c in revision) or ".." in revision):
+        raise ParamscopeError(text, f"{revision!r} is not a revision (a branch, tag or commit)")
+    return repo, revision or None
+
+
+class _Env:
+    """The Hub settings of this call, read from the environment now, huggingface_hub's constants second."""
+
+    def __init__(self, constants: Any) -> None:
+        self.endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+        flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+        self.offline = flag.strip().lower() in _TRUE if flag is not None else bool(constants.HF_HUB_OFFLINE)
+        if os.environ.get("HF_HUB_CACHE"):
+            self.cache_dir = os.environ["HF_HUB_CACHE"]
+        elif os.environ.get("HF_HOME"):
+            self.cache_dir = os.path.join(os.environ["HF_HOME"], "hub")
+        else:
+            self.cache_dir = constants.HF_HUB_CACHE
+
+
+class _Missing:
+    """Marks a small file that offline mode could not find in the cache."""
+
+
+OFFLINE_MISSING = _Missing()
+
+
+def read(text: str, progress: Progress | None = None) -> Inventory:
+    """The Inventory of a Hub repository, from config.json and the safetensors headers only."""
+    repo_id, revision = parse(text)
+    source = PREFIX + repo_id + (f"@{revision}" if revision else "")
+    require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    env = _Env(constants)
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), build_hf_headers())
+    hub = _Hub(source, repo_id, revision, env, fetcher)
+    # One pool for the whole call: config.json downloads on it while the index is fetched here and its
+    # shards are read; the config is needed only at the end.
+    with ThreadPoolExecutor(max_workers=remote.WORKERS, thread_name_prefix="paramscope-hub") as pool:
+        config_future = pool.submit(hub.download, CONFIG_FILE)
+        try:
+            inventory, headers_read = _read_weights(hub, pool, progress, config_future)
+            config = hub.load_config(config_future.result())
+        finally:
+            config_future.cancel()
+    inventory.metadata["fetched_bytes"] = fetcher.fetched_bytes
+    inventory.metadata["requests"] = fetcher.requests
+    if env.offline:
+        inventory.notes.append("Offline (HF_HUB_OFFLINE): everything was read from the local Hugging Face cache.")
+    elif headers_read:
+        inventory.notes.append(remote.fetched_note(fetcher, headers_read))
+    if inventory.format == FORMAT:  # headers read: the config (or, without one, the names) says what they hold
+        from paramscope.hf_config import apply_config
+
+        inventory = apply_config(inventory, config)
+    return inventory
+
+
+def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future: Any) -> tuple[Inventory, int]:
+    """The headers of the index's shards, or of model.safetensors, or (neither) the config's architecture;
+    and how many headers came over the network."""
+    source, fetcher = hub.source, hub.fetcher
+    index_path = hub.download(INDEX_FILE)
+    commit = _commit_of(index_path)
+    pinned = commit or hub.revision
+    metadata: dict[str, Any] = {"repository": hub.repo_id, "revision": hub.revision or "main"}
+    if commit:
+        metadata["commit"] = commit
+    notes: list[str] = []
+    if isinstance(index_path, Path):
+        raw = _read_local(source, index_path, remote.MAX_INDEX_SIZE, "index")
+        weight_map, estimates, data_size = remote.plan_index(source, raw)
+        jobs = [hub.job(shard, pinned, first) for shard, first in estimates.items()]
+        records, found, found_notes = remote.read_index_shards(
+            fetcher, source, weight_map, jobs, data_size, progress, pool
+        )
+        metadata.update(found)
+        notes += found_notes
+        inventory = Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+        return inventory, sum(job.local is None for job in jobs)
+    config = hub.load_config(config_future.result())  # for the fallback, and its commit
+    pinned = pinned or _commit_of(config_future.result())
+    if "commit" not in metadata and _commit_of(config_future.result()):
+        metadata["commit"] = _commit_of(config_future.result())
+    inventory = hub.single_file(pinned, progress, metadata, notes, config, index_path is OFFLINE_MISSING)
+    return inventory, 1 if inventory.format == FORMAT else 0
+
+
+def _commit_of(path: Any) -> str | None:
+    """The commit a cached file belongs to: ``.../snapshots/<commit>/<file>``."""
+    if isinstance(path, Path) and path.parent.parent.name == "snapshots":
+        return path.parent.name
+    return None
+
+
+def _read_local(source: str, path: Path, limit: int, what: str) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ParamscopeError(source, f"{what} is {size:,} bytes, more than the {limit:,} allowed")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ParamscopeError(source, f"cannot read the cached {what}: {exc.strerror or exc}") from None
+
+
+class _Hub:
+    """One repository at one revision: downloads of small files, shard jobs, error wording."""
+
+    def __init__(self, source: str, repo_id: str, revision: str | None, env: _Env, fetcher: remote.Fetcher):
+        self.source = source
+        self.repo_id = repo_id
+        self.revision = revision
+        self.env = env
+        self.fetcher = fetcher
+
+    def download(self, filename: str) -> Path | _Missing | None:
+        """``hf_hub_download`` of a small file, with retries on 5xx and network failures."""
+        import time
+
+        from huggingface_hub import errors, hf_hub_download, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.repo_id, filename, cache_dir=self.env.cache_dir, revision=self.revision)
+        if self.env.offline:
+            if isinstance(cached, str):
+                return Path(cached)
+            return None if cached is not None else OFFLINE_MISSING  # a cached "does not exist" is an answer
+        delay = self.fetcher.backoff
+        for attempt in range(1, remote.ATTEMPTS + 1):
+            try:
+                path = hf_hub_download(
+                    self.repo_id,
+                    filename,
+                    revision=self.revision,
+                    cache_dir=self.env.cache_dir,
+                    endpoint=self.env.endpoint,
+                    etag_timeout=self.fetcher.timeout,
+                )
+            except errors.RemoteEntryNotFoundError:
+                self.fetcher._count(0, 1)
+                return None
+            except errors.GatedRepoError:
+                raise ParamscopeError(
+                    self.source, "authentication required (set HF_TOKEN): the repository is gated"
+                ) from None
+            except errors.RepositoryNotFoundError:
+                raise ParamscopeError(
+                    self.source, "repository not found (if it is private or gated, set HF_TOKEN)"
+                ) from None
+            except errors.RevisionNotFoundError:
+                raise ParamscopeError(self.source, f"revision {self.revision!r} not found") from None
+            except errors.HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status in (401, 403):
+                    raise ParamscopeError(self.source, f"{filename}: authentication required (set HF_TOKEN)") from None
+                if status == 404:
+                    return None
+                if status not in remote._RETRYABLE_STATUS or attempt == remote.ATTEMPTS:
+                    raise ParamscopeError(self.source, f"{filename}: server answered HTTP {status}") from None
+            except errors.HFValidationError as exc:
+                raise ParamscopeError(self.source, f"not a valid repository or revision: {exc}") from None
+            except Exception as exc:  # network failures: httpx2 errors, LocalEntryNotFoundError (connection down)
+                if not remote._is_http_failure(exc) or attempt == remote.ATTEMPTS:
+                    if remote._is_http_failure(exc):
+                        raise ParamscopeError(
+                            self.source, f"{filename}: cannot reach {self.env.endpoint} ({type(exc).__name__})"
+                        ) from None
+                    raise
+            else:
+                fresh = not (isinstance(cached, str) and os.path.realpath(cached) == os.path.realpath(path))
+                self.fetcher._count(os.path.getsize(path) if fresh else 0, 2 if fresh else 1)
+                return Path(path)
+            self.fetcher.note_retry()
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def load_config(self, path: Path | _Missing | None) -> dict[str, Any] | None:
+        if not isinstance(path, Path):
+            return None
+        from paramscope.sources.safetensors import _parse_json
+
+        config = _parse_json(self.source, _read_local(self.source, path, MAX_CONFIG_SIZE, CONFIG_FILE), "config.json")
+        if not isinstance(config, dict):
+            raise ParamscopeError(self.source, "config.json is not a JSON object")
+        return config
+
+    def job(self, filename: str, revision: str | None, estimate: int) -> remote.ShardJob:
+        """A shard from the cache when it is there (no request), else a ranged read of its resolve URL."""
+        from huggingface_hub import hf_hub_url, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.repo_id, filename, cache_dir=self.env.cache_dir, revision=revision)
+        if isinstance(cached, str):
+            return remote.ShardJob(filename, local=cached)
+        if self.env.offline:
+            raise ParamscopeError(
+                self.source, f"offline (HF_HUB_OFFLINE) and {filename} is not in the local Hugging Face cache"
+            )
+        url = hf_hub_url(self.repo_id, filename, revision=revision, endpoint=self.env.endpoint)
+        return remote.ShardJob(filename, url=url, estimate=estimate)
+
+    def single_file(
+        self,
+        revision: str | None,
+        progress: Progress | None,
+        metadata: dict[str, Any],
+        notes: list[str],
+        config: dict[str, Any] | None,
+        index_unknown: bool,
+    ) -> Inventory:
+        """No index: ``model.safetensors``; without it, the architecture from config.json on meta."""
+        try:
+            job = self.job(SINGLE_FILE, revision, remote.UNKNOWN_FIRST_READ)
+        except ParamscopeError:
+            job = None  # offline and not cached
+        if job is not None:
+            try:
+                records, _, extra, _ = remote.read_shards(self.fetcher, self.source, [job], progress)
+            except remote.HTTPStatusError as exc:
+                if exc.status != 404:
+                    raise
+            else:
+                metadata.update(extra)
+                return Inventory(source=self.source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+        if config is None:
+            if self.env.offline:
+                raise ParamscopeError(
+                    self.source, "offline (HF_HUB_OFFLINE) and neither safetensors headers nor config.json are cached"
+                )
+            raise ParamscopeError(self.source, "the repository has no safetensors weights and no config.json")
+        return self._from_config(config, metadata, notes)
+
+    def _from_config(self, config: dict[str, Any], metadata: dict[str, Any], notes: list[str]) -> Inventory:
+        from paramscope.sources.config import from_config
+
+        inventory = from_config(config, source=self.source)
+        inventory.metadata.update(metadata)
+        inventory.notes.append(
+            "The repository has no safetensors weights: the architecture was built from config.json."
+        )
+        inventory.notes.extend(notes)
+        return inventory

@@ -1,0 +1,53 @@
+"""The JSON renderer's additions: stored_elements, active, size_label and per-tensor quant, against the schema."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+import pytest
+
+from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
+from paramscope.renderers import RenderOptions, render
+from paramscope.report import Report
+
+
+def _report() -> Report:
+    records = [
+        TensorRecord("embed.weight", (10, 8), "float16"),
+        TensorRecord("l.qweight", (1, 8), "int32", quant=QuantInfo("gptq", 64, 4)),
+        TensorRecord("l.scales", (1, 8), "float16", role=Role.QUANT_AUX),
+        TensorRecord("l.experts.gate_up_proj", (2, 4, 8), "float16"),
+    ]
+    meta = {"moe": {"experts": 2, "experts_per_token": 1, "shared_experts": 0}}
+    return Report(Inventory("toy", "safetensors", records, metadata=meta))
+
+
+def test_json_has_the_new_fields_and_validates():
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads(render(_report(), "json", RenderOptions()))
+    schema = json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["total"] == 80 + 64 + 64
+    assert doc["stored_elements"] == 80 + 8 + 64
+    assert doc["active"] == 80 + 64 + 32
+    assert doc["size_label"] == "2x176"
+    assert doc["other"] == {"quant_aux": 8}
+    q = next(t for t in doc["tensors"] if t["name"] == "l.qweight")
+    assert q["quant"] == {"scheme": "gptq", "bits": 4, "logical": 64, "stored_elements": 8}
+    assert q["numel"] == 64 and q["bytes"] == 32 and q["role"] == "parameter"
+
+
+def test_dense_json_has_null_active():
+    report = Report(Inventory("d", "test", [TensorRecord("a.weight", (2, 2), "float32")]))
+    doc = json.loads(render(report, "json", RenderOptions()))
+    assert doc["active"] is None and doc["stored_elements"] == 4 and doc["size_label"] == "4"
+
+
+def test_summary_lines_for_text_renderers():
+    out = render(_report(), "tree", RenderOptions(color=False))
+    assert "stored elements" in out and "active per token" in out
+    assert "(safetensors, 2x176)" in out
+    dense = render(Report(Inventory("d", "test", [TensorRecord("a.weight", (2, 2), "float32")])), "tree",
+                   RenderOptions(color=False))
+    assert "stored elements" not in dense and "active per token" not in dense and "(test)" in dense

@@ -1,0 +1,300 @@
+"""A fake Hugging Face Hub on 127.0.0.1 for the remote-source tests and bench/bench_hub.py.
+
+It serves ``/{org}/{name}/resolve/{revision}/{file}`` the way the Hub does for ``hf_hub_download`` (HEAD
+with ``X-Repo-Commit`` and ``ETag``, ``X-Error-Code`` on errors) and honours ``Range`` (206 with
+``Content-Range``), reading only the requested bytes of the files it serves (sparse shards cost nothing).
+The same server serves plain URLs: ``/plain/<file>``.
+
+Fault knobs (set on the instance; per-file counters are decremented as faults fire):
+
+* ``fail[file] = n``      -> the next n GETs of that file answer 500
+* ``stall[file] = n``     -> the next n GETs stall for ``stall_seconds`` before answering
+* ``truncate[file] = n``  -> the next n GETs send fewer body bytes than promised, then close
+* ``ignore_range = True`` -> answer 200 with the whole file (streamed, until the client hangs up)
+* ``missing = {file}``    -> 404 EntryNotFound
+* ``token = "secret"``    -> 401 (X-Error-Code GatedRepo) unless ``Authorization: Bearer secret``
+                             (for the files whose name ends with ``token_scope``; all by default)
+* ``redirect = True``     -> resolve answers 302 to ``/blobs/<file>`` (as the Hub does to its CDN)
+
+It counts every request and the body bytes it managed to send, per file (``sent``) and in all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+_CHUNK = 64 * 1024
+
+
+class FakeHub:
+    """One server; repositories are directories of files registered with :meth:`add_repo`."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, Path] = {}
+        self.plain: Path | None = None
+        self.fail: dict[str, int] = {}
+        self.stall: dict[str, int] = {}
+        self.stall_seconds = 2.0
+        self.truncate: dict[str, int] = {}
+        self.ignore_range = False
+        self.missing: set[str] = set()
+        self.token: str | None = None
+        self.token_scope = ""  # only files whose name ends with this need the token ("" = all)
+        self.redirect = False
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.sent: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle
+
+    def start(self) -> FakeHub:
+        hub = self
+
+        class Handler(_Handler):
+            owner = hub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True, name="fake-hub")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add_repo(self, repo_id: str, directory: Path) -> None:
+        self.repos[repo_id] = directory
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.sent.clear()
+
+    @property
+    def bytes_sent(self) -> int:
+        with self._lock:
+            return sum(self.sent.values())
+
+    def gets(self, filename: str) -> int:
+        with self._lock:
+            return sum(1 for method, name, _ in self.requests if method == "GET" and name == filename)
+
+    # ---- bookkeeping used by the handler
+
+    def _record(self, method: str, name: str, range_header: str | None) -> None:
+        with self._lock:
+            self.requests.append((method, name, range_header))
+
+    def _add_sent(self, name: str, n: int) -> None:
+        with self._lock:
+            self.sent[name] = self.sent.get(name, 0) + n
+
+    def _take(self, knob: dict[str, int], name: str) -> bool:
+        with self._lock:
+            left = knob.get(name, 0)
+            if left > 0:
+                knob[name] = left - 1
+                return True
+            return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FakeHub
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # As nginx and CDNs do (tcp_nodelay on): without it, a small body written after the headers
+        # waits out the client's delayed ACK (40 ms on Linux) and the timings measure that, not the client.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def _error(self, status: int, code: str | None = None) -> None:
+        self.send_response(status)
+        if code:
+            self.send_header("X-Error-Code", code)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _locate(self) -> tuple[str, Path] | None:
+        """(file name, path on disk) for /org/name/resolve/rev/file, /blobs/org/name/file, /plain/file."""
+        hub = self.owner
+        path = self.path.split("?", 1)[0]
+        parts = path.lstrip("/").split("/")
+        if parts[0] == "plain" and hub.plain is not None and len(parts) >= 2:
+            name = "/".join(parts[1:])
+            return name, hub.plain / name
+        if parts[0] == "blobs" and len(parts) >= 4:
+            repo, name = "/".join(parts[1:3]), "/".join(parts[3:])
+            return (name, hub.repos[repo] / name) if repo in hub.repos else None
+        if len(parts) >= 5 and parts[2] == "resolve":
+            repo, name = "/".join(parts[:2]), "/".join(parts[4:])
+            if repo not in hub.repos:
+                self._error(401, "RepoNotFound")
+                return None
+            if parts[3] not in ("main", COMMIT):
+                self._error(404, "RevisionNotFound")
+                return None
+            if hub.redirect and name.endswith(".safetensors"):
+                self.send_response(302)
+                self.send_header("Location", f"/blobs/{repo}/{name}")
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return name, hub.repos[repo] / name
+        self._error(404)
+        return None
+
+    def _stats(self) -> bool:
+        """``/_stats`` (JSON of the counters) and ``/_reset``: for a fake Hub run as its own process."""
+        hub = self.owner
+        if self.path == "/_reset":
+            hub.reset_counts()
+        elif self.path != "/_stats":
+            return False
+        with hub._lock:
+            body = json.dumps({"sent": hub.sent, "requests": len(hub.requests)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
+    def _serve(self, head: bool) -> None:
+        hub = self.owner
+        if self._stats():
+            return
+        range_header = self.headers.get("Range")
+        located = self._locate()
+        if located is None:
+            hub._record("HEAD" if head else "GET", self.path, range_header)
+            return
+        name, path = located
+        hub._record("HEAD" if head else "GET", name, range_header)
+        guarded = hub.token is not None and name.endswith(hub.token_scope)
+        if guarded and self.headers.get("Authorization") != f"Bearer {hub.token}":
+            self._error(401, "GatedRepo")
+            return
+        if name in hub.missing or not path.is_file():
+            self._error(404, "EntryNotFound")
+            return
+        if not head and hub._take(hub.fail, name):
+            self._error(500)
+            return
+        if not head and hub._take(hub.stall, name):
+            time.sleep(hub.stall_seconds)
+        size = path.stat().st_size
+        etag = hashlib.sha256(f"{name}:{size}".encode()).hexdigest()
+        start, stop, status = 0, size, 200
+        match = _RANGE.match(range_header or "")
+        if match and not hub.ignore_range and not head:
+            start = int(match[1])
+            stop = min(size, int(match[2]) + 1) if match[2] else size
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        self.send_response(status)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("ETag", f'"{etag}"')
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(stop - start))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
+        self.end_headers()
+        if head:
+            return
+        truncated = hub._take(hub.truncate, name)
+        if truncated:
+            stop = start + (stop - start) // 2
+        try:
+            with open(path, "rb") as handle:
+                position = start
+                while position < stop:
+                    chunk = os.pread(handle.fileno(), min(_CHUNK, stop - position), position)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    hub._add_sent(name, len(chunk))
+                    position += len(chunk)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if truncated:
+            self.close_connection = True
+
+
+def write_repo(directory: Path, files: dict[str, bytes | dict]) -> Path:
+    """Write small files (bytes, or a dict written as JSON) into a repository directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        data = json.dumps(content).encode() if isinstance(content, dict) else content
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+    return directory
+
+
+def hub_environment(monkeypatch, tmp_path: Path, hub: FakeHub) -> Path:
+    """Point huggingface_hub (as paramscope reads it: the environment at call time) at ``hub``, with a
+    private cache under ``tmp_path``, no token, online, and short timeouts/backoff. Returns the cache dir."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("PARAMSCOPE_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("PARAMSCOPE_HTTP_BACKOFF", "0.01")
+    for name in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "hf_home" / "hub"
+
+
+def header_size(path: Path) -> int:
+    """8 + the declared header length of a safetensors file: the bytes a header-only reader needs."""
+    with open(path, "rb") as handle:
+        return 8 + int.from_bytes(handle.read(8), "little")
+
+
+if __name__ == "__main__":  # python _fake_hub.py REPO_ID DIRECTORY: serve one repository, print the URL
+    import sys
+
+    server = FakeHub().start()
+    server.add_repo(sys.argv[1], Path(sys.argv[2]))
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()

@@ -1,0 +1,133 @@
+"""apply_config: ties a config declares, the unchanged fast path, and hostile configs."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import save_file
+
+from paramscope.hf_config import apply_config
+from paramscope.records import Inventory, TensorRecord
+from paramscope.report import Report
+from paramscope.sources.files import read_path
+from tests.sources._st_helpers import llama_tensors
+
+TOY = dict(vocab=1000, hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2)
+
+
+def _llama_file(tmp_path, **kwargs):
+    tensors = llama_tensors(**TOY, **kwargs)
+    path = tmp_path / "model.safetensors"
+    save_file({n: np.zeros(s, np.float16) for n, s in tensors}, path)
+    return path, sum(math.prod(s) for _, s in tensors)
+
+
+@pytest.mark.parametrize("value", [True, False, None])
+def test_cloned_head_is_tied_only_when_the_config_says_so(tmp_path, value):
+    path, stored_total = _llama_file(tmp_path)  # lm_head.weight saved as its own copy
+    config = {"model_type": "llama"} if value is None else {"model_type": "llama", "tie_word_embeddings": value}
+    report = Report(apply_config(read_path(path), config))
+    if value:
+        assert report.total == stored_total - 1000 * 64
+        assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
+        assert any("tie_word_embeddings" in note for note in report.notes)
+        assert report.non_embedding == report.total - 1000 * 64
+    else:
+        assert report.total == stored_total
+        assert report.ties == []
+
+
+def test_tied_count_matches_the_tied_transformers_model(tmp_path):
+    """The tied total is what a tied model counts: the untied hand sum less one vocab x hidden matrix."""
+    path, _ = _llama_file(tmp_path)
+    tied = sum(math.prod(s) for _, s in llama_tensors(**TOY, tied=True))
+    assert Report(apply_config(read_path(path), {"tie_word_embeddings": True})).total == tied
+
+
+def test_gpt2_names_and_text_config(tmp_path):
+    arrays = {"transformer.wte.weight": (50, 8), "transformer.wpe.weight": (16, 8), "lm_head.weight": (50, 8)}
+    save_file({n: np.zeros(s, np.float32) for n, s in arrays.items()}, tmp_path / "g.safetensors")
+    report = Report(apply_config(read_path(tmp_path / "g.safetensors"), {"text_config": {"tie_word_embeddings": True}}))
+    assert report.total == 50 * 8 + 16 * 8
+    assert report.ties == [["transformer.wte.weight", "lm_head.weight"]]
+
+
+def test_shapes_must_agree(tmp_path):
+    save_file({"model.embed_tokens.weight": np.zeros((50, 8), np.float32),
+               "lm_head.weight": np.zeros((51, 8), np.float32)}, tmp_path / "m.safetensors")
+    inv = read_path(tmp_path / "m.safetensors")
+    assert apply_config(inv, {"tie_word_embeddings": True}) is inv
+
+
+def test_gguf_output_and_token_embd(tmp_path):
+    path = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    shapes = {"token_embd.weight": (40, 16), "blk.0.attn_q.weight": (16, 16), "output.weight": (40, 16)}
+    for name, shape in shapes.items():
+        w.add_tensor(name, np.zeros(shape, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    reference = sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors)
+    inv = read_path(path)
+    assert apply_config(inv, None) is inv
+    report = Report(apply_config(inv, {"tie_word_embeddings": True}))
+    assert report.total == reference - 40 * 16
+    assert report.ties == [["token_embd.weight", "output.weight"]]
+
+
+def test_nothing_to_do_is_fast_and_returns_the_same_inventory():
+    records = [TensorRecord(f"model.layers.{i // 10}.block.{i % 10}.weight", (4, 4), "float32") for i in range(100_000)]
+    inv = Inventory("big", "safetensors", records)
+    start = time.perf_counter()
+    assert apply_config(inv, None) is inv
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.5, elapsed
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_KEYS = st.sampled_from([
+    "quantization_config", "quantization", "num_local_experts", "num_experts", "num_experts_per_tok",
+    "n_shared_experts", "tie_word_embeddings", "text_config", "ffn_config", "quant_method", "bits",
+    "load_in_4bit", "config_groups", "shared_expert_intermediate_size",
+])
+_CONFIG = st.dictionaries(_KEYS, _JSON | st.dictionaries(_KEYS, _JSON, max_size=4), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=st.one_of(st.none(), _CONFIG), gguf_meta=st.dictionaries(
+    st.sampled_from(["general.architecture", "llama.expert_count", "llama.expert_used_count"]), _JSON))
+def test_fuzz_hostile_configs_never_raise(config, gguf_meta):
+    records = [
+        TensorRecord("model.embed_tokens.weight", (10, 4), "float16"),
+        TensorRecord("model.layers.0.mlp.experts.0.w1.weight", (4, 4), "float16"),
+        TensorRecord("model.layers.0.mlp.experts.gate_up_proj", (8, 4, 4), "float16"),
+        TensorRecord("model.layers.0.q_proj.qweight", (1, 4), "int32"),
+        TensorRecord("model.layers.0.q_proj.scales", (1, 4), "float16"),
+        TensorRecord("lm_head.weight", (10, 4), "float16"),
+    ]
+    report = Report(apply_config(Inventory("x", "gguf", records, metadata=dict(gguf_meta)), config))
+    assert report.total >= 0
+    assert report.active is None or 0 <= report.active <= report.total
+    report.to_dict()
+
+
+def test_applying_twice_changes_nothing_more(tmp_path):
+    path, _ = _llama_file(tmp_path)
+    config = {"tie_word_embeddings": True, "num_local_experts": 4, "num_experts_per_tok": 2}
+    once = apply_config(read_path(path), config)
+    twice = apply_config(once, config)
+    assert twice.notes == once.notes and twice.metadata == once.metadata
+    assert [r.name for r in twice.tensors] == [r.name for r in once.tensors]
+    assert Report(twice).total == Report(once).total

@@ -1,0 +1,413 @@
+"""Packed quantization counted as logical weights: one toy Llama (2 layers, hidden 256, intermediate 512)
+written in each scheme's real storage layout must count exactly what the unquantized model counts.
+
+The layouts (shapes, dtypes, names) follow each library: AutoGPTQ/GPTQModel ``QuantLinear``, AutoAWQ
+``WQLinear_GEMM``, bitsandbytes ``Params4bit`` + ``QuantState.as_dict(packed=True)`` and ``Int8Params``,
+compressed-tensors ``pack_to_int32``, ``mlx.nn.quantize``, DeepSeek-V3 FP8 (see paramscope/quantization.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import save_file
+
+from paramscope.errors import ParamscopeError
+from paramscope.hf_config import apply_config
+from paramscope.quantization import config_scheme
+from paramscope.records import Role
+from paramscope.report import Report
+from paramscope.sources.files import read_path
+from tests.sources._st_helpers import llama_tensors, write_sparse
+
+TOY = dict(vocab=1000, hidden=256, layers=2, intermediate=512, heads=4, kv_heads=2)
+TOY_TENSORS = llama_tensors(**TOY)
+TOY_PARAMS = sum(math.prod(shape) for _, shape in TOY_TENSORS)  # the hand sum; checked against transformers below
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+GROUP = 128
+
+
+def _is_linear(name: str) -> bool:
+    return name.startswith("model.layers.") and name.rpartition(".")[0].rpartition(".")[2] in LINEAR
+
+
+LINEARS = [(n, s) for n, s in TOY_TENSORS if _is_linear(n)]
+PLAIN = [(n, s) for n, s in TOY_TENSORS if not _is_linear(n)]
+PLAIN_PARAMS = sum(math.prod(s) for _, s in PLAIN)
+LINEAR_PARAMS = TOY_PARAMS - PLAIN_PARAMS
+
+
+def _plain_arrays(dtype=np.float16) -> dict[str, np.ndarray]:
+    return {n: np.zeros(s, dtype) for n, s in PLAIN}
+
+
+def _read(path: Path, config: dict | None) -> Report:
+    return Report(apply_config(read_path(path), config))
+
+
+def _aux(report: Report) -> list[str]:
+    return [r.name for r in report.tensors if r.role is Role.QUANT_AUX]
+
+
+def test_toy_hand_count_is_what_transformers_counts():
+    code = (
+        "import torch\nfrom transformers import LlamaConfig, LlamaForCausalLM\n"
+        "c = LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,"
+        " num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)\n"
+        "with torch.device('meta'):\n    m = LlamaForCausalLM(c)\n"
+        "print(sum(p.numel() for p in m.parameters()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert int(out.stdout.split()[-1]) == TOY_PARAMS == 1_692_928
+
+
+# ---- GPTQ / AWQ --------------------------------------------------------------------------------------
+
+
+def _gptq(bits: int) -> dict[str, np.ndarray]:
+    """AutoGPTQ QuantLinear: qweight [in*bits/32, out], qzeros [in/g, out*bits/32], scales [in/g, out], g_idx [in]."""
+    arrays = _plain_arrays()
+    for name, (out_f, in_f) in LINEARS:
+        base = name.removesuffix(".weight")
+        arrays[base + ".qweight"] = np.zeros((in_f * bits // 32, out_f), np.int32)
+        arrays[base + ".qzeros"] = np.zeros((in_f // GROUP, out_f * bits // 32), np.int32)
+        arrays[base + ".scales"] = np.zeros((in_f // GROUP, out_f), np.float16)
+        arrays[base + ".g_idx"] = np.arange(in_f, dtype=np.int32) // GROUP
+    return arrays
+
+
+def _awq(bits: int) -> dict[str, np.ndarray]:
+    """AutoAWQ WQLinear_GEMM: qweight [in, out*bits/32], qzeros [in/g, out*bits/32], scales [in/g, out]."""
+    arrays = _plain_arrays()
+    for name, (out_f, in_f) in LINEARS:
+        base = name.removesuffix(".weight")
+        arrays[base + ".qweight"] = np.zeros((in_f, out_f * bits // 32), np.int32)
+        arrays[base + ".qzeros"] = np.zeros((in_f // GROUP, out_f * bits // 32), np.int32)
+        arrays[base + ".scales"] = np.zeros((in_f // GROUP, out_f), np.float16)
+    return arrays
+
+
+def _stored(arrays: dict[str, np.ndarray], leaf: str) -> int:
+    return sum(a.size for n, a in arrays.items() if n.endswith(leaf))
+
+
+@pytest.mark.parametrize(
+    ("layout", "bits", "config", "scheme"),
+    [
+        (_gptq, 4, {"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}}, "gptq"),
+        (_gptq, 4, None, "gptq"),
+        (_gptq, 8, None, "gptq"),  # bits from scales cols / qzeros cols, no config
+        (_gptq, 2, {"quantization_config": {"quant_method": "gptq", "bits": 2}}, "gptq"),
+        (_awq, 4, {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128,
+                                           "version": "gemm"}}, "awq"),
+        (_awq, 4, None, "awq"),  # qweight cols != scales cols: AWQ's layout
+    ],
+)
+def test_gptq_awq(tmp_path, layout, bits, config, scheme):
+    arrays = layout(bits)
+    save_file(arrays, tmp_path / "model.safetensors")
+    report = _read(tmp_path / "model.safetensors", config)
+    assert report.total == TOY_PARAMS
+    assert report.stored_elements == PLAIN_PARAMS + _stored(arrays, ".qweight")
+    assert report.stored_elements == PLAIN_PARAMS + LINEAR_PARAMS * bits // 32
+    per_linear = 3 if layout is _gptq else 2
+    assert len(_aux(report)) == per_linear * len(LINEARS)
+    assert report.other["quant_aux"] == sum(
+        a.size for n, a in arrays.items() if n.endswith((".qzeros", ".scales", ".g_idx"))
+    )
+    # bytes: everything the file stores for the model (packed words and their scales), as numpy counts it
+    assert report.bytes == sum(a.nbytes for a in arrays.values())
+    assert report.buffers == 0
+    qweights = [r for r in report.tensors if r.name.endswith(".qweight")]
+    assert all(r.role is Role.PARAMETER and r.quant.scheme == scheme and r.quant.bits == bits for r in qweights)
+    assert report.metadata["quantization"]["scheme"] == scheme
+
+
+# ---- bitsandbytes ------------------------------------------------------------------------------------
+
+
+def _bnb4(quant_type: str, double: bool) -> dict[str, np.ndarray]:
+    """Params4bit: weight uint8 [n/2, 1]; QuantState.as_dict(packed=True) beside it (blocksize 64)."""
+    arrays = _plain_arrays()
+    for name, shape in LINEARS:
+        n = math.prod(shape)
+        arrays[name] = np.zeros(((n + 1) // 2, 1), np.uint8)
+        blob = {"quant_type": quant_type, "blocksize": 64, "dtype": "float16", "shape": list(shape)}
+        if double:
+            arrays[name + ".absmax"] = np.zeros(n // 64, np.uint8)
+            arrays[name + ".nested_absmax"] = np.zeros(-(-(n // 64) // 256), np.float32)
+            arrays[name + ".nested_quant_map"] = np.zeros(256, np.float32)
+            blob.update(nested_blocksize=256, nested_dtype="float32", nested_offset=0.0)
+        else:
+            arrays[name + ".absmax"] = np.zeros(n // 64, np.float32)
+        arrays[name + ".quant_map"] = np.zeros(16, np.float32)
+        raw = json.dumps(blob).encode()
+        arrays[name + f".quant_state.bitsandbytes__{quant_type}"] = np.frombuffer(raw, np.uint8).copy()
+    return arrays
+
+
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("double", [False, True])
+@pytest.mark.parametrize("with_config", [False, True])
+def test_bitsandbytes_4bit(tmp_path, quant_type, double, with_config):
+    arrays = _bnb4(quant_type, double)
+    save_file(arrays, tmp_path / "model.safetensors")
+    config = {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                      "bnb_4bit_quant_type": quant_type}} if with_config else None
+    report = _read(tmp_path / "model.safetensors", config)
+    assert report.total == TOY_PARAMS
+    assert report.stored_elements == PLAIN_PARAMS + LINEAR_PARAMS // 2
+    assert len(_aux(report)) == len(LINEARS) * (5 if double else 3)
+    assert "parameter" not in {r.role.value for r in report.tensors if ".weight." in r.name}
+    weights = [r for r in report.tensors if _is_linear(r.name)]
+    assert {(r.quant.scheme, r.quant.bits) for r in weights} == {(f"bitsandbytes-{quant_type}", 4)}
+    assert sum(r.nbytes for r in weights) == LINEAR_PARAMS // 2  # stored bytes stay the packed ones
+
+
+def test_bitsandbytes_8bit(tmp_path):
+    """Int8Params: weight int8 [out, in] + SCB float32 [out] (+ weight_format in older saves)."""
+    arrays = _plain_arrays()
+    for name, shape in LINEARS:
+        arrays[name] = np.zeros(shape, np.int8)
+        arrays[name.removesuffix("weight") + "SCB"] = np.zeros(shape[0], np.float32)
+        arrays[name.removesuffix("weight") + "weight_format"] = np.zeros((), np.uint8)
+    save_file(arrays, tmp_path / "model.safetensors")
+    for config in (None, {"quantization_config": {"quant_method": "bitsandbytes", "load_in_8bit": True}}):
+        report = _read(tmp_path / "model.safetensors", config)
+        assert report.total == report.stored_elements == TOY_PARAMS
+        assert report.buffers == 0
+        assert len(_aux(report)) == 2 * len(LINEARS)
+        assert report.other["quant_aux"] == sum(s[0] + 1 for _, s in LINEARS)
+
+
+# ---- compressed-tensors, MLX, FP8 --------------------------------------------------------------------
+
+CT_CONFIG = {"quantization_config": {
+    "quant_method": "compressed-tensors", "format": "pack-quantized",
+    "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "symmetric": False, "strategy": "group", "group_size": 128}}},
+}}
+
+
+@pytest.mark.parametrize("config", [CT_CONFIG, None])
+def test_compressed_tensors_pack_quantized(tmp_path, config):
+    """pack_to_int32: weight_packed int32 [out, in/8], weight_shape [2], weight_scale / weight_zero_point."""
+    arrays = _plain_arrays()
+    for name, (out_f, in_f) in LINEARS:
+        base = name.removesuffix(".weight")
+        arrays[base + ".weight_packed"] = np.zeros((out_f, in_f // 8), np.int32)
+        arrays[base + ".weight_shape"] = np.array([out_f, in_f], np.int64)
+        arrays[base + ".weight_scale"] = np.zeros((out_f, in_f // GROUP), np.float16)
+        arrays[base + ".weight_zero_point"] = np.zeros((out_f // 8, in_f // GROUP), np.int32)
+    save_file(arrays, tmp_path / "model.safetensors")
+    report = _read(tmp_path / "model.safetensors", config)
+    assert report.total == TOY_PARAMS
+    assert report.stored_elements == PLAIN_PARAMS + LINEAR_PARAMS // 8
+    assert len(_aux(report)) == 3 * len(LINEARS)
+    assert report.buffers == 0
+    assert {r.quant.scheme for r in report.tensors if r.quant} == {"compressed-tensors"}
+
+
+def _mlx(bits_of) -> dict[str, np.ndarray]:
+    """mlx.nn.quantize: weight uint32 [out, in*bits/32], scales and biases [out, in/64]; embeddings too."""
+    arrays = _plain_arrays()
+    for name, (out_f, in_f) in [*LINEARS, ("model.embed_tokens.weight", (1000, 256)), ("lm_head.weight", (1000, 256))]:
+        base = name.removesuffix(".weight")
+        bits = bits_of(base)
+        arrays[name] = np.zeros((out_f, in_f * bits // 32), np.uint32)
+        arrays[base + ".scales"] = np.zeros((out_f, in_f // 64), np.float16)
+        arrays[base + ".biases"] = np.zeros((out_f, in_f // 64), np.float16)
+    return arrays
+
+
+def test_mlx_4bit_with_an_8bit_override(tmp_path):
+    override = "model.layers.1.mlp.down_proj"
+    arrays = _mlx(lambda base: 8 if base == override else 4)
+    save_file(arrays, tmp_path / "model.safetensors")
+    config = {"quantization": {"group_size": 64, "bits": 4, override: {"group_size": 64, "bits": 8}}}
+    report = _read(tmp_path / "model.safetensors", config)
+    assert report.total == TOY_PARAMS
+    packed = [r for r in report.tensors if r.quant is not None]
+    assert len(packed) == len(LINEARS) + 2
+    assert report.stored_elements == PLAIN_PARAMS - 2 * 1000 * 256 + sum(r.stored_numel for r in packed)
+    assert report.stored_elements == (TOY_PARAMS - 512 * 256) // 8 + 512 * 256 // 4 + (
+        PLAIN_PARAMS - 2 * 1000 * 256) * 7 // 8
+    assert len(_aux(report)) == 2 * len(packed)
+    # without the config the 8-bit layer is still read right: bits follow from the shapes at group 64
+    assert _read(tmp_path / "model.safetensors", None).total == TOY_PARAMS
+
+
+def test_fp8_block_scales(tmp_path):
+    """DeepSeek-V3 / finegrained_fp8: weight float8_e4m3fn [out, in], weight_scale_inv f32 per 128x128 block."""
+    tensors = [(n, "BF16", s) for n, s in PLAIN]
+    for name, (out_f, in_f) in LINEARS:
+        tensors.append((name, "F8_E4M3", (out_f, in_f)))
+        tensors.append((name + "_scale_inv", "F32", (-(-out_f // 128), -(-in_f // 128))))
+    write_sparse(tmp_path / "model.safetensors", tensors)
+    config = {"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}}
+    for cfg in (config, None):
+        report = _read(tmp_path / "model.safetensors", cfg)
+        assert report.total == report.stored_elements == TOY_PARAMS
+        assert len(_aux(report)) == len(LINEARS)
+        assert report.other["quant_aux"] == sum(-(-o // 128) * -(-i // 128) for _, (o, i) in LINEARS)
+        assert {(r.quant.scheme, r.quant.bits) for r in report.tensors if r.quant} == {("fp8", 8)}
+
+
+def test_fbgemm_fp8_row_scales_and_input_scale(tmp_path):
+    tensors = [(n, "BF16", s) for n, s in PLAIN]
+    for name, (out_f, in_f) in LINEARS:
+        tensors += [(name, "F8_E4M3", (out_f, in_f)), (name + "_scale", "F32", (out_f, 1)),
+                    (name.removesuffix("weight") + "input_scale", "F32", (1,))]
+    write_sparse(tmp_path / "model.safetensors", tensors)
+    report = _read(tmp_path / "model.safetensors", {"quantization_config": {"quant_method": "fbgemm_fp8"}})
+    assert report.total == TOY_PARAMS
+    assert len(_aux(report)) == 2 * len(LINEARS)
+
+
+# ---- what is left alone ------------------------------------------------------------------------------
+
+
+def test_unquantized_file_is_returned_unchanged(tmp_path):
+    save_file(_plain_arrays(), tmp_path / "model.safetensors")
+    inv = read_path(tmp_path / "model.safetensors")
+    assert apply_config(inv, None) is inv
+    assert apply_config(inv, {"model_type": "llama"}) is inv
+
+
+def test_a_float_scales_tensor_alone_is_not_quantization(tmp_path):
+    save_file({"layer.scales": np.zeros(4, np.float32), "layer.weight": np.zeros((4, 4), np.float32)},
+              tmp_path / "m.safetensors")
+    inv = read_path(tmp_path / "m.safetensors")
+    assert apply_config(inv, None) is inv
+
+
+def test_config_scheme_table():
+    assert config_scheme({"quantization_config": {"quant_method": "gptq", "bits": 3}}).bits == 3
+    assert config_scheme({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                                  "bnb_4bit_quant_type": "nf4"}}).variant == "bitsandbytes-nf4"
+    assert config_scheme(CT_CONFIG).bits == 4
+    assert config_scheme({"quantization": {"group_size": 32, "bits": 6}}).bits == 6
+    assert config_scheme({"quantization_config": {"quant_method": "made-up"}}) is None
+    assert config_scheme({"quantization_config": "nonsense"}) is None
+    assert config_scheme(None) is None
+
+
+def test_json_carries_logical_and_stored(tmp_path):
+    arrays = _gptq(4)
+    save_file(arrays, tmp_path / "model.safetensors")
+    doc = _read(tmp_path / "model.safetensors", None).to_dict()
+    assert doc["total"] == TOY_PARAMS
+    assert doc["stored_elements"] == PLAIN_PARAMS + LINEAR_PARAMS // 8
+    q = next(t for t in doc["tensors"] if t["name"] == "model.layers.0.self_attn.q_proj.qweight")
+    assert q["quant"] == {"scheme": "gptq", "bits": 4, "logical": 256 * 256, "stored_elements": 256 * 256 // 8}
+    assert q["numel"] == 256 * 256
+
+
+def test_reading_does_not_import_torch(tmp_path):
+    save_file(_gptq(4), tmp_path / "model.safetensors")
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom paramscope.hf_config import apply_config\n"
+        "from paramscope.sources.files import read_path\nfrom paramscope.report import Report\n"
+        f"r = Report(apply_config(read_path(Path({str(tmp_path / 'model.safetensors')!r})), None))\n"
+        "print(r.total, r.stored_elements, r.active, r.size_label)\nassert 'torch' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == str(TOY_PARAMS)
+
+
+_NAMES = st.sampled_from([
+    "a.qweight", "a.qzeros", "a.scales", "a.g_idx", "a.weight", "a.biases", "a.SCB", "a.weight.absmax",
+    "a.weight.quant_state.bitsandbytes__nf4", "a.weight_packed", "a.weight_shape", "a.weight_scale",
+    "a.weight_scale_inv", "a.input_scale", "lm_head.weight", "model.embed_tokens.weight",
+])
+_DTYPES = st.sampled_from([np.int32, np.uint32, np.uint8, np.int8, np.float16, np.float32, np.int64])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tensors=st.dictionaries(_NAMES, st.tuples(_DTYPES, st.lists(st.integers(0, 5), max_size=3)), max_size=8),
+    config=st.one_of(st.none(), st.sampled_from([
+        CT_CONFIG, {"quantization": {"bits": 3}}, {"quantization_config": {"quant_method": "awq", "bits": 5}},
+        {"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}},
+        {"tie_word_embeddings": True}, {"quantization_config": {"quant_method": "gptq", "bits": True}},
+    ])),
+)
+def test_fuzz_any_names_shapes_and_configs(tmp_path, tensors, config):
+    """Whatever names, dtypes and shapes a file holds: counts stay non-negative and nothing but
+    ParamscopeError escapes."""
+    path = tmp_path / "f.safetensors"
+    save_file({n: np.zeros(s, d) for n, (d, s) in tensors.items()}, path)
+    try:
+        report = _read(path, config)
+    except ParamscopeError:
+        return
+    assert report.total >= 0 and report.stored_elements >= 0
+    report.to_dict()
+    assert report.size_label
+
+
+def test_config_json_beside_the_weights_is_applied_by_read_path(tmp_path):
+    save_file(_awq(4), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "tie_word_embeddings": False,
+        "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"},
+    }))
+    for path in (tmp_path, tmp_path / "model.safetensors"):
+        report = Report(read_path(path))
+        assert report.total == TOY_PARAMS
+        assert report.metadata["quantization"]["scheme"] == "awq"
+        assert report.metadata["quantization"]["from"] == "config.json"
+
+
+def _bnb_single(shape_in_blob: list[int], stored: int) -> dict[str, np.ndarray]:
+    blob = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": shape_in_blob}).encode()
+    return {
+        "l.weight": np.zeros((stored, 1), np.uint8),
+        "l.weight.absmax": np.zeros(1, np.float32),
+        "l.weight.quant_map": np.zeros(16, np.float32),
+        "l.weight.quant_state.bitsandbytes__nf4": np.frombuffer(blob, np.uint8).copy(),
+    }
+
+
+@pytest.mark.parametrize(("blob_shape", "expected"), [([3, 5], 15), ([4, 4], 16), ([100, 100], 16), ("x", 16)])
+def test_bnb_odd_count_comes_from_the_quant_state_blob(tmp_path, blob_shape, expected):
+    """An odd n packs into ceil(n/2) bytes: the blob's shape gives n exactly; a blob that disagrees with
+    the stored bytes (or is not a shape) is ignored and 2 * stored is used."""
+    arrays = _bnb_single(blob_shape, 8)
+    save_file(arrays, tmp_path / "model.safetensors")
+    indexed = tmp_path / "indexed"
+    indexed.mkdir()
+    save_file(arrays, indexed / "model-00001-of-00001.safetensors")
+    (indexed / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": dict.fromkeys(arrays, "model-00001-of-00001.safetensors")}))
+    # a file, a directory of shards, and an index
+    for path in (tmp_path / "model.safetensors", tmp_path, indexed / "model.safetensors.index.json"):
+        report = _read(path, None)
+        assert report.total == expected
+        assert report.stored_elements == 8
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((4, 20), 80), ((4, 24), 96), ((5, 20), 96)])
+def test_compressed_tensors_exact_count_from_weight_shape(tmp_path, shape, expected):
+    """in = 20 packs into ceil(20 * 4 / 32) = 3 words a row: weight_shape gives 4 * 20; a weight_shape that
+    disagrees with the packed rows is ignored (4 rows * 3 words * 8)."""
+    arrays = {"l.weight_packed": np.zeros((4, 3), np.int32), "l.weight_shape": np.array(shape, np.int64),
+              "l.weight_scale": np.zeros((4, 1), np.float16)}
+    save_file(arrays, tmp_path / "model.safetensors")
+    assert _read(tmp_path / "model.safetensors", CT_CONFIG).total == expected
+
+
+def test_a_qweight_that_is_no_packing_word_leaves_its_module_alone(tmp_path):
+    save_file({"l.qweight": np.zeros((2, 4), np.float32), "l.scales": np.zeros((1, 4), np.float16)},
+              tmp_path / "m.safetensors")
+    inv = read_path(tmp_path / "m.safetensors")
+    assert apply_config(inv, None) is inv

@@ -1,0 +1,69 @@
+"""Report's counting rules for packed quantization and mixtures of experts, on hand-made inventories."""
+
+from __future__ import annotations
+
+import pytest
+
+from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
+from paramscope.report import Report, size_label
+
+
+def _moe_inventory(experts: int = 4, per_token: int = 1) -> Inventory:
+    records = [
+        TensorRecord("embed.weight", (10, 8), "float32"),  # 80
+        TensorRecord("layers.0.mlp.gate.weight", (experts, 8), "float32"),  # router: active
+        TensorRecord("layers.0.mlp.experts.gate_up_proj", (experts, 6, 8), "float32"),  # 48 per expert
+        TensorRecord("layers.0.mlp.experts.down_proj", (experts, 8, 3), "float32"),  # 24 per expert
+        TensorRecord("layers.0.mlp.shared_experts.down_proj.weight", (8, 3), "float32"),  # shared: active
+        TensorRecord("layers.1.mlp.experts.0.w1.weight", (3, 8), "float32"),  # per-expert modules
+        *(TensorRecord(f"layers.1.mlp.experts.{i}.w1.weight", (3, 8), "float32") for i in range(1, experts)),
+        TensorRecord("layers.0.mlp.experts.scale", (experts,), "int64", role=Role.BUFFER),  # not a parameter
+    ]
+    meta = {"moe": {"experts": experts, "experts_per_token": per_token, "shared_experts": 1}}
+    return Inventory("moe", "test", records, metadata=meta)
+
+
+def test_active_counts_non_experts_plus_k_of_e_experts():
+    report = Report(_moe_inventory(4, 1))
+    non_expert = 80 + 4 * 8 + 24
+    routed = 4 * 48 + 4 * 24 + 4 * 24
+    assert report.total == non_expert + routed
+    assert report.active == non_expert + routed // 4
+    assert report.size_label == f"4x{non_expert + routed // 4}"
+    assert Report(_moe_inventory(4, 2)).active == non_expert + routed // 2
+
+
+def test_active_is_none_for_dense_and_for_broken_metadata():
+    records = [TensorRecord("a.weight", (3, 3), "float32")]
+    assert Report(Inventory("d", "test", records)).active is None
+    assert Report(Inventory("d", "test", records, metadata={"moe": {"experts": "8"}})).active is None
+    assert Report(Inventory("d", "test", records, metadata={"moe": [1]})).active is None
+
+
+def test_stored_elements_counts_words_and_ties_once():
+    packed = TensorRecord("l.qweight", (4, 16), "int32", quant=QuantInfo("gptq", 4 * 16 * 8, 4))
+    aux = TensorRecord("l.scales", (1, 16), "float16", role=Role.QUANT_AUX)
+    emb = TensorRecord("embed.weight", (10, 4), "float16", tie="t")
+    head = TensorRecord("lm_head.weight", (10, 4), "float16", tie="t")
+    report = Report(Inventory("q", "test", [emb, packed, aux, head]))
+    assert report.total == 512 + 40
+    assert report.stored_elements == 64 + 40
+    assert report.other == {"quant_aux": 16}
+    assert report.parameter_bytes == 64 * 4 + 40 * 2
+
+
+def test_stored_elements_equals_total_without_quantization():
+    report = Report(Inventory("p", "test", [TensorRecord("a.weight", (3, 5), "float32")]))
+    assert report.stored_elements == report.total == 15
+
+
+@pytest.mark.parametrize(
+    ("n", "label"),
+    [
+        (0, "0"), (999, "999"), (1000, "1K"), (87_018, "87K"), (124_439_808, "124M"), (1_100_048_384, "1.1B"),
+        (1_540_000_000, "1.5B"), (6_738_415_616, "7B"), (7_241_732_096, "7B"), (13_015_864_320, "13B"),
+        (68_976_648_192, "69B"), (999_600_000, "1B"), (1_950_000_000, "2B"), (2_000_000_000_000, "2T"),
+    ],
+)
+def test_size_label_rule(n, label):
+    assert size_label(n) == label
