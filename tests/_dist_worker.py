@@ -117,14 +117,19 @@ def s_fsdp1_frozen() -> dict:
     return observe(fsdp1(m, True), before)
 
 
-def s_fsdp2() -> dict:
+def fsdp2(m: nn.Module) -> nn.Module:
+    """FSDP2: the first layer its own unit, then the root."""
     from torch.distributed.fsdp import fully_shard
 
-    m = two_linears()
-    before = unsharded(m)
     fully_shard(m[0])
     fully_shard(m)
-    return observe(m, before)
+    return m
+
+
+def s_fsdp2() -> dict:
+    m = two_linears()
+    before = unsharded(m)
+    return observe(fsdp2(m), before)
 
 
 def s_dtensor_tp() -> dict:
@@ -150,6 +155,91 @@ def s_ddp() -> dict:
     return observe(DDP(m), before)
 
 
+def qlora_base() -> nn.Module:
+    """The FSDP-QLoRA setup: a bitsandbytes nf4 Linear(64, 64) stored in bf16 words (quant_storage, so FSDP can
+    flatten it with the bf16 Linear(64, 8) beside it), frozen. Logical weights: 64*64 + 64*8 + 8 = 4,616."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import bitsandbytes as bnb
+
+    torch.manual_seed(0)
+    m = nn.Sequential(bnb.nn.Linear4bit(64, 64, bias=False, quant_type="nf4", quant_storage=torch.bfloat16),
+                      nn.Linear(64, 8, dtype=torch.bfloat16)).to("cpu")  # .to() quantizes
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def qlora_before(m: nn.Module) -> dict:
+    """Independent figures from bitsandbytes itself: the quant_state's logical shape, before wrapping."""
+    weight = m[0].weight
+    state = weight.quant_state
+    tables = {k: v for k, v in state.as_dict(packed=True).items() if isinstance(v, torch.Tensor)
+              and not k.startswith("quant_state.")}
+    return {
+        "expected": state.shape.numel() + sum(p.numel() for p in m[1].parameters()),
+        "expected_trainable": 0,
+        "expected_shapes": {"0.weight": list(weight.shape), "1.weight": [8, 64], "1.bias": [8]},
+        "packed_numel": weight.numel(),
+        "aux_bytes": sum(v.numel() * v.element_size() for v in tables.values()),
+        "aux_shapes": {f"0.weight.{k}": list(v.shape) for k, v in tables.items()},
+    }
+
+
+def observe_qlora(wrapped: nn.Module, before: dict) -> dict:
+    out = observe(wrapped, before)
+    report = paramscope.inspect(wrapped)
+    out["quant_aux_bytes"] = report.quant_aux_bytes
+    out["quantization"] = report.metadata.get("quantization")
+    out["roles"] = {r.name: r.role.value for r in report.tensors}
+    return out
+
+
+def s_qlora_fsdp1_orig() -> dict:
+    m = qlora_base()
+    before = qlora_before(m)
+    return observe_qlora(fsdp1(m, True), before)
+
+
+def s_qlora_fsdp1_flat() -> dict:
+    m = qlora_base()
+    before = qlora_before(m)
+    return observe_qlora(fsdp1(m, False), before)
+
+
+def s_qlora_fsdp2() -> dict:
+    m = qlora_base()
+    before = qlora_before(m)
+    return observe_qlora(fsdp2(m), before)
+
+
+def s_fsdp1_orig_summoned() -> dict:
+    """While the unit is unsharded, every rank's views are whole tensors: the shares must stay the sharded ones."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    m = two_linears()
+    before = unsharded(m)
+    wrapped = fsdp1(m, True)
+    with FSDP.summon_full_params(wrapped):
+        return observe(wrapped, before)
+
+
+def s_rank_error() -> dict:
+    """Rank 1 alone holds a parameter whose ZeRO-3 metadata lies: every rank must raise, none may hang."""
+    m = two_linears()
+    if dist.get_rank() == 1:
+        w = nn.Parameter(torch.empty(0))
+        w.ds_shape, w.ds_numel = torch.Size([20, 10]), 7  # 7 is not 20 * 10
+        m[0].weight = w
+    try:
+        report_all_ranks(m)
+    except paramscope.ParamscopeError as exc:
+        return {"raised": str(exc)}
+    return {"raised": None}
+
+
 def s_zero3() -> dict:
     import deepspeed
 
@@ -170,6 +260,11 @@ SCENARIOS = {
     "fsdp2": s_fsdp2,
     "dtensor_tp": s_dtensor_tp,
     "ddp": s_ddp,
+    "qlora_fsdp1_orig": s_qlora_fsdp1_orig,
+    "qlora_fsdp1_flat": s_qlora_fsdp1_flat,
+    "qlora_fsdp2": s_qlora_fsdp2,
+    "fsdp1_orig_summoned": s_fsdp1_orig_summoned,
+    "rank_error": s_rank_error,
 }
 
 

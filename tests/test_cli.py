@@ -134,6 +134,12 @@ def test_colour_follows_terminal_and_no_color(monkeypatch):
     tty = FakeTTY()
     assert main([], stdout=tty) == 0 and "\x1b[" not in tty.getvalue()
     assert main(["--no-color"], stdout=(plain := FakeTTY())) == 0 and "\x1b[" not in plain.getvalue()
+    # a 5 MB page is not poured onto a terminal: -o is asked for; redirected output is fine
+    err = io.StringIO()
+    assert main(["--format", "html"], stdout=FakeTTY(), stderr=err) == 2
+    assert err.getvalue().startswith("paramscope: error: --format html writes a whole page: give -o FILE.html")
+    page = io.StringIO()
+    assert main(["--format", "html"], stdout=page) == 0 and page.getvalue().startswith("<!DOCTYPE html>")
 
 
 def test_help_states_the_non_embedding_rule():

@@ -82,6 +82,28 @@ def test_single_rank_gloo_group():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_failing_rank_raises_after_the_exchange():
+    """A rank whose inspection fails still joins the collective, then raises one line naming itself."""
+    code = (
+        "import torch, torch.distributed as dist, paramscope\n"
+        "from paramscope.distributed import report_all_ranks\n"
+        "dist.init_process_group('gloo', init_method='tcp://127.0.0.1:0', rank=0, world_size=1)\n"
+        "m = torch.nn.Linear(2, 2)\n"
+        "m.weight = torch.nn.Parameter(torch.empty(0))\n"
+        "m.weight.ds_shape, m.weight.ds_numel = torch.Size([3]), 4\n"
+        "try:\n"
+        "    report_all_ranks(m)\n"
+        "except paramscope.ParamscopeError as exc:\n"
+        "    print(exc)\n"
+        "dist.destroy_process_group()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True, text=True)
+    assert out.stdout.strip() == (
+        "Linear: inspection failed on 1 of 1 ranks (rank 0: weight: unreadable sharding/quantization metadata: "
+        "ds_numel 4 is not the product of ds_shape [3])"
+    )
+
+
 def test_importing_distributed_and_training_does_not_import_torch():
     code = (
         "import sys, paramscope.distributed, paramscope.training\n"

@@ -131,3 +131,14 @@ def test_applying_twice_changes_nothing_more(tmp_path):
     assert twice.notes == once.notes and twice.metadata == once.metadata
     assert [r.name for r in twice.tensors] == [r.name for r in once.tensors]
     assert Report(twice).total == Report(once).total
+
+
+def test_ambiguous_quantization_note_once(tmp_path):
+    """MLX 4-bit group 128 without a config fits 8-bit group 64 too: stored words counted, one note, twice applied."""
+    save_file({"l.weight": np.zeros((8, 256 * 4 // 32), np.uint32), "l.scales": np.zeros((8, 2), np.float16),
+               "l.biases": np.zeros((8, 2), np.float16)}, tmp_path / "m.safetensors")
+    once = apply_config(read_path(tmp_path / "m.safetensors"), None)
+    twice = apply_config(once, None)
+    assert Report(twice).total == 8 * 32  # the stored uint32 words, not a 2x guess either way
+    assert sum("fit several bit widths" in n for n in twice.notes) == 1
+    assert twice.notes == once.notes

@@ -196,3 +196,104 @@ def test_expert_counts_from_gguf_metadata():
     assert moe.from_gguf(meta) == {"experts": 64, "experts_per_token": 6, "shared_experts": 2}
     assert moe.from_gguf({"general.architecture": "llama", "llama.expert_count": 0}) is None
     assert moe.from_gguf({}) is None
+
+
+# ---- review round 4: DBRX, JetMoE and Switch-style experts -------------------------------------------
+
+
+def _routed_reference(model, is_expert_module) -> int:
+    """Parameters inside the modules the model itself routes tokens to (by class / position, not by name)."""
+    seen: set[int] = set()
+    total = 0
+    for _, module in model.named_modules():
+        if is_expert_module(module):
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+    return total
+
+
+def _meta_model(build):
+    import torch
+
+    with torch.device("meta"):
+        return build()
+
+
+@pytest.mark.parametrize("family", ["dbrx", "jetmoe", "switch"])
+def test_fused_and_named_expert_layouts_are_routed(family):
+    import warnings
+
+    import transformers
+
+    from paramscope.sources.live import from_module
+
+    warnings.simplefilter("ignore")
+    if family == "dbrx":  # ffn.experts.mlp.{w1,v1,w2} [E*I, H]
+        config = transformers.DbrxConfig(vocab_size=100, d_model=32, n_heads=4, n_layers=2, attn_config={
+            "kv_n_heads": 2, "rope_theta": 10000.0}, ffn_config={"moe_num_experts": 4, "moe_top_k": 2,
+                                                               "ffn_hidden_size": 64})
+        model = _meta_model(lambda: transformers.AutoModelForCausalLM.from_config(config))
+        routed = _routed_reference(model, lambda m: type(m).__name__ == "DbrxExperts")
+        experts, k = 4, 2
+        assert routed == 2 * 3 * 4 * 64 * 32  # layers x (w1, v1, w2) x E*I x H
+    elif family == "jetmoe":  # input_linear / output_linear [E, out, in], in the MLP and the attention experts
+        config = transformers.JetMoeConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_local_experts=4,
+                                           num_experts_per_tok=2, kv_channels=8, num_key_value_heads=4)
+        model = _meta_model(lambda: transformers.AutoModelForCausalLM.from_config(config))
+        routed = _routed_reference(model, lambda m: type(m).__name__ == "JetMoeParallelExperts")
+        experts, k = 4, 2
+    else:  # Switch: experts.expert_<i>.{wi,wo}, top-1 routing with no per-token key in the config
+        config = transformers.SwitchTransformersConfig(
+            vocab_size=100, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4, num_experts=4,
+            d_kv=8, num_sparse_encoder_layers=1, num_sparse_decoder_layers=1)
+        assert "num_experts_per_tok" not in config.to_dict()
+        model = _meta_model(lambda: transformers.SwitchTransformersForConditionalGeneration(config))
+        routed = sum(p.numel() for n, p in model.named_parameters() if ".mlp.experts." in n)
+        assert routed == 2 * 4 * 2 * 32 * 64  # sparse layers x E x (wi, wo) x d_model x d_ff
+        experts, k = 4, 1
+    assert routed > 0
+    report = Report(apply_config(from_module(model), config.to_dict()))
+    assert report.total == sum(p.numel() for p in model.parameters())
+    assert report.metadata["moe"]["experts"] == experts and report.metadata["moe"]["experts_per_token"] == k
+    assert report.active == report.total - routed + routed * k // experts
+
+
+def test_dbrx_file_at_real_size(tmp_path):
+    """DBRX-132B's expert tensors as a checkpoint names them: 40 layers of w1/v1/w2 [16 * 10752, 6144]."""
+    h, i, e, layers = 6144, 10752, 16, 40
+    tensors = [(f"transformer.blocks.{n}.ffn.experts.mlp.{w}", "BF16", (e * i, h))
+               for n in range(layers) for w in ("w1", "v1", "w2")]
+    tensors += [(f"transformer.blocks.{n}.ffn.router.layer.weight", "BF16", (e, h)) for n in range(layers)]
+    write_sparse(tmp_path / "model.safetensors", tensors)
+    config = {"model_type": "dbrx", "ffn_config": {"moe_num_experts": e, "moe_top_k": 4}}
+    report = Report(apply_config(read_path(tmp_path / "model.safetensors"), config))
+    routed = layers * 3 * e * i * h
+    assert report.total == routed + layers * e * h
+    assert report.active == layers * e * h + routed * 4 // e
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"model_type": "switch_transformers", "num_experts": 128}, (128, 1, 0)),  # SwitchTransformersTop1Router
+    ({"model_type": "nllb-moe", "num_experts": 128}, (128, 2, 0)),  # NllbMoeTop2Router
+    ({"model_type": "switch_transformers", "num_experts": 8, "num_experts_per_tok": 2}, (8, 2, 0)),  # key wins
+    ({"model_type": "llama", "num_experts": 8}, None),  # no key, no known default: dense, no guess
+])
+def test_fixed_top_k_families(config, expected):
+    found = moe.from_config(config)
+    if expected is None:
+        assert found is None
+    else:
+        assert (found["experts"], found["experts_per_token"], found["shared_experts"]) == expected
+
+
+def test_fused_layout_rules_need_the_expert_shape():
+    from paramscope.records import TensorRecord
+
+    assert moe.is_routed(TensorRecord("a.experts.mlp.w1", (4 * 64, 32), "float32"), 4)
+    assert not moe.is_routed(TensorRecord("a.experts.mlp.w1", (66, 32), "float32"), 4)
+    assert moe.is_routed(TensorRecord("l.mlp.input_linear.weight", (4, 64, 32), "float32"), 4)
+    assert not moe.is_routed(TensorRecord("l.mlp.input_linear.weight", (64, 32), "float32"), 4)
+    assert not moe.is_routed(TensorRecord("l.mlp.input_linear.weight", (5, 64, 32), "float32"), 4)
+    assert moe.is_routed(TensorRecord("m.experts.expert_3.wi.weight", (64, 32), "float32"), 4)

@@ -110,6 +110,16 @@ def test_lora_on_4bit_base_matches_peft():
     assert trainable_line(model) == _peft_line(model)
     report = paramscope.inspect(model)
     assert report.parameter_bytes == 3200 * 4 + 2 * 2048 + 3250 * 4 + 1024 * 4  # packed 4-bit: half a byte each
+    # storage also holds each 4-bit weight's side tables (absmax, quant map, nested ones), as bitsandbytes
+    # serialises them; they are quantization bookkeeping, not parameters
+    aux_bytes = sum(
+        v.numel() * v.element_size()
+        for layer in (base.q_proj, base.v_proj)
+        for k, v in layer.weight.quant_state.as_dict(packed=True).items()
+        if isinstance(v, torch.Tensor) and not k.startswith("quant_state.")
+    )
+    assert report.quant_aux_bytes == aux_bytes > 0
+    assert report.bytes == report.parameter_bytes + aux_bytes  # no buffers in this model
 
 
 def test_line_needs_known_trainability_and_parameters(tmp_path):

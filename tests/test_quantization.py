@@ -241,8 +241,13 @@ def test_mlx_4bit_with_an_8bit_override(tmp_path):
     assert report.stored_elements == (TOY_PARAMS - 512 * 256) // 8 + 512 * 256 // 4 + (
         PLAIN_PARAMS - 2 * 1000 * 256) * 7 // 8
     assert len(_aux(report)) == 2 * len(packed)
-    # without the config the 8-bit layer is still read right: bits follow from the shapes at group 64
-    assert _read(tmp_path / "model.safetensors", None).total == TOY_PARAMS
+    # without the config the 8-bit layer's shapes fit 8-bit group 64 and 4-bit group 128 alike: it counts its
+    # stored uint32 words (512*256/4) instead of a guess, and a note says so; the 4-bit layers (4 x 64 = the
+    # MLX default) are still exact
+    bare = _read(tmp_path / "model.safetensors", None)
+    assert bare.total == TOY_PARAMS - 512 * 256 + 512 * 256 // 4
+    assert bare.metadata["quantization"]["ambiguous"] == [override + ".weight"]
+    assert any("fit several bit widths" in n for n in bare.notes)
 
 
 def test_fp8_block_scales(tmp_path):
@@ -411,3 +416,238 @@ def test_a_qweight_that_is_no_packing_word_leaves_its_module_alone(tmp_path):
               tmp_path / "m.safetensors")
     inv = read_path(tmp_path / "m.safetensors")
     assert apply_config(inv, None) is inv
+
+
+# ---- review round 4: MXFP4, float bnb storage, NVFP4 + KV scales, shape-only bits, local blobs ----------
+
+OUT, IN = 256, 512  # one linear layer [out, in] for the single-module fixtures below
+
+
+def _one(tmp_path: Path, arrays: dict[str, np.ndarray], config: dict | None) -> Report:
+    save_file(arrays, tmp_path / "model.safetensors")
+    return _read(tmp_path / "model.safetensors", config)
+
+
+def _gpt_oss_experts(experts=4, hidden=256, inter=128) -> dict[str, np.ndarray]:
+    """gpt-oss checkpoint layout (transformers integrations/mxfp4.py): blocks u8 [E, rows, cols/32, 16],
+    E8M0 scales u8 [E, rows, cols/32], biases f32 [E, rows]."""
+    p = "model.layers.0.mlp.experts."
+    return {
+        p + "gate_up_proj_blocks": np.zeros((experts, 2 * inter, hidden // 32, 16), np.uint8),
+        p + "gate_up_proj_scales": np.full((experts, 2 * inter, hidden // 32), 127, np.uint8),
+        p + "gate_up_proj_bias": np.zeros((experts, 2 * inter), np.float32),
+        p + "down_proj_blocks": np.zeros((experts, hidden, inter // 32, 16), np.uint8),
+        p + "down_proj_scales": np.full((experts, hidden, inter // 32), 127, np.uint8),
+        p + "down_proj_bias": np.zeros((experts, hidden), np.float32),
+        "model.layers.0.mlp.router.weight": np.zeros((experts, hidden), np.float32),
+        "model.layers.0.mlp.router.bias": np.zeros((experts,), np.float32),
+    }
+
+
+GPT_OSS_CONFIG = {"model_type": "gpt_oss", "num_local_experts": 4, "num_experts_per_tok": 2,
+                  "quantization_config": {"quant_method": "mxfp4"}}
+
+
+@pytest.mark.parametrize("config", [GPT_OSS_CONFIG, None], ids=["config", "names-only"])
+def test_gpt_oss_mxfp4_experts_count_two_weights_per_byte(tmp_path, config):
+    import torch
+    from transformers.integrations.mxfp4 import _convert_moe_packed_tensors
+
+    arrays = _gpt_oss_experts()
+    report = _one(tmp_path, arrays, config)
+    E, H, Ii = 4, 256, 128
+    # hand count: gate_up [E, 2I, H] + bias [E, 2I], down [E, H, I] + bias [E, H], router [E, H] + [E]
+    hand = E * (2 * Ii * H + 2 * Ii + H * Ii + H) + E * H + E
+    assert report.total == hand
+    # transformers' own dequantization gives exactly the logical tensor our count stands for
+    for proj in ("gate_up_proj", "down_proj"):
+        p = "model.layers.0.mlp.experts." + proj
+        dense = _convert_moe_packed_tensors(torch.from_numpy(arrays[p + "_blocks"]),
+                                            torch.from_numpy(arrays[p + "_scales"]))
+        record = next(r for r in report.tensors if r.name == p + "_blocks")
+        assert record.numel == dense.numel() and record.quant.scheme == "mxfp4" and record.quant.bits == 4
+        assert next(r for r in report.tensors if r.name == p + "_scales").role is Role.QUANT_AUX
+    assert report.metadata["quantization"]["scheme"] == "mxfp4"
+    if config is not None:  # the routed experts include the packed blocks: active = rest + routed * k / E
+        routed = E * (2 * Ii * H + 2 * Ii + H * Ii + H)
+        assert report.active == hand - routed + routed * 2 // 4
+
+
+def test_blocks_without_matching_scales_are_left_alone(tmp_path):
+    arrays = {"a.x_blocks": np.zeros((4, 8, 16), np.uint8), "a.x_scales": np.zeros((4, 7), np.uint8),
+              "b.y_blocks": np.zeros((4, 8, 16), np.float16), "b.y_scales": np.zeros((4, 8), np.uint8)}
+    report = _one(tmp_path, arrays, None)
+    assert "quantization" not in report.metadata
+    assert report.total == 4 * 8 * 16  # the float16 tensor; uint8 tensors stay buffers
+    assert report.buffers == 4 * 7 + 4 * 8 + 4 * 8 * 16
+
+
+def _bnb_state_dict(quant_storage, out_f=33, in_f=255):
+    import bitsandbytes as bnb
+    import torch
+
+    torch.manual_seed(0)
+    lin = bnb.nn.Linear4bit(in_f, out_f, bias=True, quant_type="nf4", compress_statistics=True,
+                            quant_storage=quant_storage)
+    lin.weight = bnb.nn.Params4bit(torch.randn(out_f, in_f), requires_grad=False, quant_type="nf4",
+                                   compress_statistics=True, quant_storage=quant_storage)
+    lin = lin.to("cpu")
+    return {"model.proj." + k: v.contiguous() for k, v in lin.state_dict().items()}
+
+
+@pytest.mark.parametrize("storage", ["bfloat16", "float16", "float32", "uint8"])
+@pytest.mark.parametrize("with_config", [True, False], ids=["config", "no-config"])
+def test_real_bitsandbytes_4bit_with_float_quant_storage(tmp_path, storage, with_config):
+    """QLoRA + FSDP: bnb views the packed bytes as quant_storage (bf16 [2104, 1] for 33 x 255 weights)."""
+    import torch
+    from safetensors.torch import save_file as torch_save
+
+    sd = _bnb_state_dict(getattr(torch, storage))
+    assert sd["model.proj.weight"].dtype == getattr(torch, storage)
+    torch_save(sd, str(tmp_path / "model.safetensors"))
+    config = {"model_type": "llama", "quantization_config": {
+        "quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_quant_storage": storage}} if with_config else None
+    report = _read(tmp_path / "model.safetensors", config)
+    weight = next(r for r in report.tensors if r.name == "model.proj.weight")
+    assert weight.numel == 33 * 255  # exact (odd) n, from the quant_state blob
+    assert report.total == 33 * 255 + 33  # nn.Linear(255, 33) with bias
+    assert weight.quant.scheme == "bitsandbytes-nf4"
+    assert {r.name for r in report.tensors if r.role is Role.QUANT_AUX} == {
+        k for k in sd if k.startswith("model.proj.weight.")}
+
+
+def test_bnb_float_storage_from_the_shapes_when_no_blob_is_readable(tmp_path):
+    """The reviewer's fp32-storage layout; the blob read away (as for a remote file): stored * 32 / 4."""
+    from paramscope.hf_config import apply_config as apply
+
+    arrays = {"l.weight": np.zeros((OUT * IN // 8, 1), np.float32),
+              "l.weight.absmax": np.zeros(OUT * IN // 64, np.float32),
+              "l.weight.quant_map": np.zeros(16, np.float32),
+              "l.weight.quant_state.bitsandbytes__nf4": np.frombuffer(json.dumps(
+                  {"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [OUT, IN]}).encode(),
+                  np.uint8).copy()}
+    save_file(arrays, tmp_path / "model.safetensors")
+    inventory = read_path(tmp_path / "model.safetensors")
+    remote = Report(apply(inventory.replace(source="hf:someone/model"), None))
+    assert remote.total == OUT * IN
+
+
+def test_float_weight_beside_absmax_alone_is_not_packed(tmp_path):
+    arrays = {"l.weight": np.zeros((OUT, IN), np.float16), "l.weight.absmax": np.zeros(8, np.float32)}
+    report = _one(tmp_path, arrays, None)
+    assert report.total == OUT * IN + 8 and "quantization" not in report.metadata  # absmax stays a float tensor
+
+
+NVFP4 = {"model_type": "llama", "quantization_config": {
+    "quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
+    "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "float", "group_size": 16}}},
+    "kv_cache_scheme": {"num_bits": 8, "type": "float"}}}
+
+
+@pytest.mark.parametrize("config", [NVFP4, None], ids=["config", "no-config"])
+def test_compressed_tensors_nvfp4_and_kv_scales(tmp_path, config):
+    a = "model.layers.0.self_attn."
+    arrays = {a + "o_proj.weight_packed": np.zeros((OUT, IN // 2), np.uint8),
+              a + "o_proj.weight_scale": np.zeros((OUT, IN // 16), np.uint8),
+              a + "o_proj.weight_global_scale": np.zeros((1,), np.float32),
+              a + "o_proj.input_global_scale": np.zeros((1,), np.float32),
+              a + "k_scale": np.zeros((), np.float32), a + "v_scale": np.zeros((), np.float32),
+              "model.norm.weight": np.zeros((IN,), np.float16)}
+    report = _one(tmp_path, arrays, config)
+    assert report.total == OUT * IN + IN  # the unpacked o_proj [OUT, IN] and the norm: nothing else is a parameter
+    assert set(_aux(report)) == set(arrays) - {a + "o_proj.weight_packed", "model.norm.weight"}
+    assert report.metadata["quantization"]["bits"] == 4
+
+
+def test_kv_scales_of_an_unquantized_model_are_left_as_read(tmp_path):
+    arrays = {"attn.k_scale": np.zeros((1,), np.float32), "attn.q_proj.weight": np.zeros((4, 4), np.float32)}
+    report = _one(tmp_path, arrays, None)
+    assert report.total == 17 and "quantization" not in report.metadata
+
+
+def _gptq_layer(bits: int, with_g_idx: bool, group=128) -> dict[str, np.ndarray]:
+    """AutoGPTQ QuantLinear: qweight [in*bits/32, out], qzeros [groups, out*bits/32], scales [groups, out]."""
+    arrays = {"l.qweight": np.zeros((IN * bits // 32, OUT), np.int32),
+              "l.qzeros": np.zeros((IN // group, OUT * bits // 32), np.int32),
+              "l.scales": np.zeros((IN // group, OUT), np.float16), "l.bias": np.zeros((OUT,), np.float16)}
+    if with_g_idx:
+        arrays["l.g_idx"] = np.zeros((IN,), np.int32)
+    return arrays
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("with_g_idx", [True, False], ids=["g_idx", "no-g_idx"])
+def test_gptq_bits_from_shapes_without_a_config(tmp_path, bits, with_g_idx):
+    report = _one(tmp_path, _gptq_layer(bits, with_g_idx), None)
+    assert report.total == OUT * IN + OUT
+    assert report.metadata["quantization"]["bits"] == bits
+
+
+@pytest.mark.parametrize("bits", [3, 4, 8])
+def test_awq_bits_from_shapes_without_a_config(tmp_path, bits):
+    arrays = {"l.qweight": np.zeros((IN, OUT * bits // 32), np.int32),
+              "l.qzeros": np.zeros((IN // 128, OUT * bits // 32), np.int32),
+              "l.scales": np.zeros((IN // 128, OUT), np.float16)}
+    report = _one(tmp_path, arrays, None)
+    assert report.total == OUT * IN and report.metadata["quantization"]["scheme"] == "awq"
+
+
+def _mlx_layer(bits: int, group: int) -> dict[str, np.ndarray]:
+    return {"l.weight": np.zeros((OUT, IN * bits // 32), np.uint32),
+            "l.scales": np.zeros((OUT, IN // group), np.float16),
+            "l.biases": np.zeros((OUT, IN // group), np.float16)}
+
+
+@pytest.mark.parametrize(("bits", "group", "expected", "ambiguous"), [
+    (4, 64, OUT * IN, False),          # bits*group 256: MLX's default, taken
+    (3, 32, OUT * IN, False),          # 96: only 3-bit group 32 fits
+    (4, 32, OUT * IN * 4 // 32, True),  # 128: 4-bit g32 or 2-bit g64 -> stored uint32 words, with a note
+    (4, 128, OUT * IN * 4 // 32, True),  # 512: 4-bit g128 or 8-bit g64
+    (8, 64, OUT * IN * 8 // 32, True),
+])
+def test_mlx_bits_without_a_config(tmp_path, bits, group, expected, ambiguous):
+    report = _one(tmp_path, _mlx_layer(bits, group), None)
+    assert report.total == expected
+    assert ("ambiguous" in report.metadata["quantization"]) is ambiguous
+    assert any("fit several bit widths" in n for n in report.notes) is ambiguous
+    config = {"quantization": {"group_size": group, "bits": bits}}  # the config always settles it
+    assert _one(tmp_path, _mlx_layer(bits, group), config).total == OUT * IN
+
+
+def test_blobs_are_read_only_from_local_files_inside_the_directory(tmp_path, monkeypatch):
+    from paramscope.quantization import safetensors_blobs
+    from paramscope.records import TensorRecord
+
+    sub = tmp_path / "model"
+    sub.mkdir()
+    save_file({"x.weight_shape": np.array([3, 5], np.int64)}, sub / "a.safetensors")
+    monkeypatch.chdir(tmp_path)
+    records = [TensorRecord("x.weight_shape", (2,), "int64", origin="a.safetensors")]
+    assert safetensors_blobs(str(sub), records)(["x.weight_shape"]) == {
+        "x.weight_shape": np.array([3, 5], np.int64).tobytes()}
+    for source in ("hf:model", "https://host/model", "http://host/model", "s3://bucket/model",
+                   "hf:" + str(sub), "https://" + str(sub)):
+        assert safetensors_blobs(source, records)(["x.weight_shape"]) == {}, source
+    # an origin that climbs out of (or reaches into a subfolder of) the directory read is never opened
+    for origin in ("../model/a.safetensors", "model/a.safetensors", str(sub / "a.safetensors"), ".."):
+        escaping = [TensorRecord("x.weight_shape", (2,), "int64", origin=origin)]
+        assert safetensors_blobs(str(tmp_path), escaping)(["x.weight_shape"]) == {}, origin
+        assert safetensors_blobs(str(sub / "a.safetensors"), escaping)(["x.weight_shape"]) == {}, origin
+
+
+def test_modelopt_nvfp4(tmp_path):
+    """ModelOpt NVFP4 (nvidia/*-FP4): weight uint8 [out, in/2], weight_scale fp8 [out, in/16], fp32 scalars."""
+    arrays = {"l.weight": np.zeros((OUT, IN // 2), np.uint8), "l.weight_scale": np.zeros((OUT, IN // 16), np.uint8),
+              "l.weight_scale_2": np.zeros((), np.float32), "l.input_scale": np.zeros((), np.float32)}
+    report = _one(tmp_path, arrays, None)
+    assert report.total == OUT * IN
+    assert set(_aux(report)) == {"l.weight_scale", "l.weight_scale_2", "l.input_scale"}
+    assert report.metadata["quantization"]["scheme"] == "nvfp4"
+
+
+def test_kv_scales_alone_in_a_model_the_config_calls_quantized(tmp_path):
+    arrays = {"a.k_scale": np.zeros((), np.float32), "a.v_scale": np.zeros((), np.float32),
+              "a.q_proj.weight": np.zeros((4, 4), np.float16)}
+    report = _one(tmp_path, arrays, NVFP4)
+    assert report.total == 16 and set(_aux(report)) == {"a.k_scale", "a.v_scale"}

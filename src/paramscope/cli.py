@@ -149,11 +149,15 @@ def _shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _isatty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def _wants_color(stream: TextIO, args: argparse.Namespace) -> bool:
     if args.no_color or args.output or os.environ.get("NO_COLOR"):
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    return _isatty(stream)
 
 
 def _one_line(message: str) -> str:
@@ -205,8 +209,7 @@ def _progress_for(args: argparse.Namespace, stderr: TextIO | None) -> ProgressBa
     """A bar only on a terminal, and not with --no-progress."""
     if stderr is None or getattr(args, "no_progress", False):
         return None
-    isatty = getattr(stderr, "isatty", None)
-    return ProgressBar(stderr) if isatty and isatty() else None
+    return ProgressBar(stderr) if _isatty(stderr) else None
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) -> int:
@@ -217,6 +220,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) 
 
     if args.memory and args.format == "html":
         raise UsageError("--memory has no html layout; use --format tree, table, markdown, json or csv")
+    if args.format == "html" and not args.output and _isatty(stdout):
+        raise UsageError("--format html writes a whole page: give -o FILE.html (or redirect the output)")
     progress = _progress_for(args, stderr)
     try:
         report = inspect(

@@ -77,17 +77,34 @@ def report_all_ranks(model: Any, group: Any = None, *, source: str | None = None
 
     A collective: every rank of ``group`` must call it. Only :data:`FIGURES` travel between ranks.
     Without an initialised process group it is the single-process report.
+
+    A rank whose own inspection fails still takes part in the exchange, sending its error instead of its
+    figures, so no rank is left waiting in the collective (until the process group's timeout) for one that
+    gave up: every rank then raises the same :class:`ParamscopeError`, naming the ranks that failed.
     """
     from paramscope.sources.live import from_module
 
-    inventory = from_module(model, source=source)
-    report = Report(inventory)
     dist = _dist()
     if dist is None:
-        return report
+        return Report(from_module(model, source=source))
+    name = source or type(model).__name__
+    failure: BaseException | None = None
+    try:
+        inventory = from_module(model, source=source)
+        report = Report(inventory)
+        mine: dict[str, Any] = rank_figures(report)
+    except Exception as exc:  # any failure: the others must hear of it, not wait for it
+        failure = exc
+        mine = {"error": str(exc) if isinstance(exc, ParamscopeError) else f"{type(exc).__name__}: {exc}"}
     world = dist.get_world_size(group)
     gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, rank_figures(report), group=group)
+    dist.all_gather_object(gathered, mine, group=group)
+    errors = [(i, f["error"]) for i, f in enumerate(gathered) if "error" in f]
+    if errors:
+        if failure is not None and not isinstance(failure, ParamscopeError):
+            raise failure  # a bug on this rank: its own traceback (the other ranks get the one-line error)
+        detail = "; ".join(f"rank {i}: {' '.join(str(e).split())}" for i, e in errors)
+        raise ParamscopeError(name, f"inspection failed on {len(errors)} of {world} ranks ({detail})") from failure
     metadata = dict(inventory.metadata)
     metadata.pop("local_numel", None)  # this rank's own figure: replaced by every rank's, identical everywhere
     metadata.update(combine(gathered, source=inventory.source))

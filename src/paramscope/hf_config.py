@@ -40,6 +40,10 @@ EMBEDDINGS = (
 TIE_KEYS = ("tie_word_embeddings",)
 
 
+def _tensors(n: int, what: str = "tensor") -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
 def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
     """The inventory with quantization, expert counts and config-declared ties applied (see module doc)."""
     tensors = inventory.tensors
@@ -54,13 +58,21 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
         tensors, summary = annotated
         metadata = {**metadata, "quantization": summary}
         bits = summary["bits"]
-        shown = f"{bits}-bit" if isinstance(bits, int) else "/".join(map(str, bits)) + "-bit"
-        note = (
-            f"{summary['quantized_tensors']} tensors packed as {summary['scheme']} {shown} count their logical "
-            "weights; "
-            f"{summary['bookkeeping_tensors']} bookkeeping tensors (scales, zero points, ...) are reported apart"
-        )
-        notes = notes if note in notes else [*notes, note]  # applying twice changes nothing
+        shown = f" {bits}-bit" if isinstance(bits, int) else (" " + "/".join(map(str, bits)) + "-bit" if bits else "")
+        packed, aux = summary["quantized_tensors"], summary["bookkeeping_tensors"]
+        said = []
+        if packed:
+            said.append(f"{_tensors(packed)} packed as {summary['scheme']}{shown} count their logical weights")
+        if aux:
+            said.append(f"{_tensors(aux, 'bookkeeping tensor')} (scales, zero points, ...) reported apart")
+        new_notes = ["; ".join(said)] if said else []
+        ambiguous = summary.get("ambiguous")
+        if ambiguous:
+            new_notes.append(
+                f"{len(ambiguous)} {summary['scheme']} tensors (e.g. {ambiguous[0]}) have shapes that fit several "
+                "bit widths and group sizes, and no config says which: they count their stored elements"
+            )
+        notes = [*notes, *(n for n in new_notes if n not in notes)]  # applying twice changes nothing
         changed = True
 
     experts = moe.from_config(config) or moe.from_gguf(metadata)

@@ -6,12 +6,23 @@ GGUF key/values (``{arch}.expert_count``, ``{arch}.expert_used_count``, ``{arch}
 They are kept in ``Inventory.metadata["moe"]`` as ``{"experts": E, "experts_per_token": k,
 "shared_experts": s}``; :mod:`paramscope.report` turns them into ``active`` and ``size_label``.
 
-Routed-expert tensors are found by name, in the three layouts checkpoints use:
+Routed-expert tensors are found by name, in the layouts checkpoints use:
 
-* one module per expert: ``...experts.<i>.<proj>.weight`` (Mixtral in transformers 4, DeepSeek, Qwen-MoE files);
-* fused 3-D tensors under a module named ``experts`` whose leading dimension is E (transformers 5 fuses
-  experts: Mixtral's ``mlp.experts.gate_up_proj`` ``[E, 2*I, H]`` and ``mlp.experts.down_proj`` ``[E, H, I]``);
+* one module per expert: ``...experts.<i>.<proj>.weight`` (Mixtral in transformers 4, DeepSeek, Qwen-MoE files),
+  or ``...experts.expert_<i>.<proj>.weight`` (Switch Transformers, NLLB-MoE);
+* fused tensors under a module named ``experts`` whose leading dimension is E (transformers 5 fuses
+  experts: Mixtral's ``mlp.experts.gate_up_proj`` ``[E, 2*I, H]`` and ``mlp.experts.down_proj`` ``[E, H, I]``;
+  gpt-oss's MXFP4 ``experts.gate_up_proj_blocks`` ``[E, 2*I, H/32, 16]`` and its ``[E, 2*I]`` biases);
+* DBRX's ``ffn.experts.mlp.{w1,v1,w2}``, 2-D ``[E*I, H]`` (transformers ``DbrxExpertGLU``: the experts
+  are stacked along the rows, so the leading dimension is a multiple of E);
+* JetMoE's ``input_linear.weight`` / ``output_linear.weight`` ``[E, out, in]`` (``JetMoeParallelExperts``,
+  both in ``mlp`` and in the mixture-of-attention ``self_attention.experts``);
 * GGUF's stacked ``blk.N.ffn_{gate,up,down}_exps.weight``.
+
+Experts per token come from the config; a family that routes a fixed number with no key for it gets it
+from :data:`DEFAULT_PER_TOKEN` by ``model_type``: Switch Transformers routes top-1
+(``SwitchTransformersTop1Router``: ``argmax`` over the router's logits), NLLB-MoE top-2
+(``NllbMoeTop2Router``). Any other config without a per-token key is treated as dense (no guess).
 
 Shared experts (``shared_expert``, ``shared_experts``, GGUF ``*_shexp``) and the router (``gate``,
 ``ffn_gate_inp``) match none of these: they are always active.
@@ -37,10 +48,20 @@ SHARED_WIDTH_KEYS = ("shared_expert_intermediate_size",)
 # Nested configs some families use (multimodal wrappers, DBRX's ffn_config).
 NESTED_KEYS = ("text_config", "ffn_config", "language_config", "llm_config")
 
+# model_type -> experts per token, for families whose router fixes it (no config key says so).
+DEFAULT_PER_TOKEN = {"switch_transformers": 1, "nllb-moe": 2, "gptsan-japanese": 1}
+
 GGUF_KEYS = {"experts": "expert_count", "experts_per_token": "expert_used_count",
              "shared_experts": "expert_shared_count"}
 
-_PER_EXPERT = r"(?:^|\.)experts\.\d+\."
+_PER_EXPERT = r"(?:^|\.)experts\.(?:expert_)?\d+\."
+# Fused layouts named by their own leaves (no "experts." parent with leading dim E):
+# name ending -> rule on the shape: "rows" leading dim a multiple of E (DBRX), "lead" leading dim == E, 3-D.
+FUSED_ENDINGS: dict[str, str] = {
+    "experts.mlp.w1": "rows", "experts.mlp.v1": "rows", "experts.mlp.w2": "rows",
+    ".input_linear.weight": "lead", ".output_linear.weight": "lead",
+}
+FUSED_TUPLE = tuple(FUSED_ENDINGS)
 _GGUF_STACKED = r"(?:^|\.)ffn_[a-z_]+_exps\."
 
 
@@ -66,6 +87,7 @@ def from_config(config: dict[str, Any] | None) -> dict[str, int] | None:
     if not isinstance(config, dict):
         return None
     layers = [config] + [config[k] for k in NESTED_KEYS if isinstance(config.get(k), dict)]
+    default = DEFAULT_PER_TOKEN.get(config.get("model_type"))  # type: ignore[arg-type]
     experts = per_token = shared = None
     for layer in layers:
         experts = experts if experts is not None else _first(layer, EXPERT_KEYS)
@@ -74,6 +96,8 @@ def from_config(config: dict[str, Any] | None) -> dict[str, int] | None:
             shared = _first(layer, SHARED_KEYS)
             if shared is None and any((_count(layer.get(k)) or 0) > 0 for k in SHARED_WIDTH_KEYS):
                 shared = 1
+    if per_token is None:
+        per_token = default
     if experts is None or experts < 2 or not per_token or per_token > experts:
         return None
     return {"experts": experts, "experts_per_token": per_token, "shared_experts": shared or 0}
@@ -92,11 +116,19 @@ def from_gguf(metadata: dict[str, Any]) -> dict[str, int] | None:
 
 
 def is_routed(record: TensorRecord, experts: int) -> bool:
-    """Is this tensor (part of) a routed expert? See the module docstring for the three layouts."""
+    """Is this tensor (part of) a routed expert? See the module docstring for the layouts."""
     name = record.name
+    shape = record.shape
+    if name.endswith(FUSED_TUPLE):
+        if not shape or not experts:
+            return False
+        rule = next(FUSED_ENDINGS[e] for e in FUSED_TUPLE if name.endswith(e))
+        if rule == "rows":
+            return len(shape) == 2 and shape[0] % experts == 0 and shape[0] >= experts
+        return len(shape) == 3 and shape[0] == experts
     if "exp" not in name:  # cheap reject: most names of a model
         return False
     module = record.module
-    if module.rpartition(".")[2] == "experts" and record.shape and record.shape[0] == experts:
+    if module.rpartition(".")[2] == "experts" and shape and shape[0] == experts:
         return True
     return _routed_name().search(name) is not None

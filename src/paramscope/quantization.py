@@ -26,11 +26,37 @@ each library's own source:
   store ``weight`` int8 / float8 one per element with ``weight_scale`` (and ``input_scale`` for activations).
 * **MLX** (``mlx.nn.quantize`` / ``mx.quantize``): ``weight`` uint32 ``[out, in * bits / 32]``, ``scales`` and
   ``biases`` ``[out, in / group_size]``; defaults group_size 64, bits 4.
+* **bitsandbytes 4-bit with a float quant_storage** (``bnb_4bit_quant_storage`` bf16/fp16/fp32, for
+  QLoRA + FSDP): ``Params4bit`` views the packed bytes as that dtype, so ``weight`` is e.g. bfloat16
+  ``[n / 4, 1]``; logical ``n = stored * width / 4``, the width from :mod:`paramscope.dtypes`. A float
+  ``weight`` counts as packed only with the evidence of a ``quant_state`` blob beside it or a config
+  that declares that storage: a float tensor next to an ``absmax`` alone proves nothing.
+* **MXFP4** (gpt-oss; transformers ``integrations/mxfp4.py``, ``_convert_moe_packed_tensors``):
+  ``<proj>_blocks`` uint8 ``[E, rows, cols / 32, 16]`` (32 FP4 weights in 16 bytes per block) and
+  ``<proj>_scales`` uint8 E8M0 ``[E, rows, cols / 32]`` (one per block, ``blocks.shape[:-1]``). Logical
+  = ``2 * blocks bytes``. Recognised without a config by that pair (both uint8, the shapes agreeing).
+* **compressed-tensors NVFP4** (``nvfp4-pack-quantized``): ``weight_packed`` uint8 ``[out, in / 2]``,
+  ``weight_scale`` fp8 ``[out, in / 16]``, ``weight_global_scale`` and ``input_global_scale`` fp32 ``[1]``.
+* **ModelOpt NVFP4** (``quant_method`` ``modelopt``, ``quant_algo`` ``NVFP4``): ``weight`` uint8
+  ``[out, in / 2]``, ``weight_scale`` float8_e4m3fn ``[out, in / 16]``, ``weight_scale_2`` and
+  ``input_scale`` fp32 scalars. Recognised by the ``weight_scale_2`` beside a uint8 ``weight``.
+* **KV-cache / attention scales** (compressed-tensors ``kv_cache_scheme``, FP8 checkpoints):
+  ``self_attn.k_scale``, ``v_scale``, ``q_scale``, ``output_scale``: bookkeeping, marked QUANT_AUX only
+  in a model already known to be quantized (a config that says so, or a packed tensor found).
 * **FP8** (DeepSeek-V3 / transformers ``finegrained_fp8``: ``weight_scale_inv`` per ``weight_block_size``
   block; ``fbgemm_fp8``: ``weight_scale`` ``[out, 1]``): ``weight`` float8_e4m3fn one weight per element.
 
 :func:`annotate` applies this to an inventory's records; :func:`config_scheme` reads the scheme from a
 Hugging Face ``config.json``'s ``quantization_config`` (or MLX's top-level ``quantization``).
+
+**Bits from shapes alone** (no config: always so for a plain URL). GPTQ: with ``g_idx`` ``[in]``,
+``bits = qweight.rows * 32 / in`` exactly; else ``32 * qzeros.cols / scales.cols``. AWQ:
+``32 * qweight.cols / scales.cols``. Either, when no ratio is a whole bit width, falls back to 4 bits.
+MLX: ``scales`` ``[out, in / group]`` and ``weight`` ``[out, in * bits / 32]`` fix only the product
+``bits * group = 32 * weight.cols / scales.cols``. When that product is MLX's default (4 x 64 = 256) the
+default is taken; when exactly one (bits, group) pair of MLX's choices gives it, that pair; otherwise the
+weight is ambiguous: it counts its stored elements (not a guess that may be 2x wrong), still as a
+parameter, and the summary lists it under ``ambiguous`` so a note says so.
 """
 
 from __future__ import annotations
@@ -67,11 +93,24 @@ SUFFIXES: dict[str, tuple[str, str]] = {
     ".weight_scale_inv": ("aux", "scaled"),
     ".input_scale": ("aux", "scaled"),
     ".input_zero_point": ("aux", "scaled"),
+    ".weight_global_scale": ("aux", "compressed-tensors"),
+    ".input_global_scale": ("aux", "compressed-tensors"),
+    ".weight_scale_2": ("aux", "scaled"),
+    ".k_scale": ("aux", "kv"),
+    ".v_scale": ("aux", "kv"),
+    ".q_scale": ("aux", "kv"),
+    ".output_scale": ("aux", "kv"),
+    "_blocks": ("packed", "mxfp4"),
+    "_scales": ("aux", "mxfp4"),
 }
+# Suffixes with no dot before them (gpt-oss ``gate_up_proj_blocks``): looked up by ending, not by leaf.
+UNDOTTED = tuple(s for s in SUFFIXES if not s.startswith("."))
 SUFFIX_TUPLE = tuple(SUFFIXES)
 """For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
 _BY_LEAF: dict[str, list[str]] = {}
 for _suffix_name in sorted(SUFFIXES, key=len, reverse=True):  # longest first within one leaf
+    if _suffix_name in UNDOTTED:
+        continue
     _BY_LEAF.setdefault(_suffix_name.rpartition(".")[2], []).append(_suffix_name)
 
 # Bits a storage word of each dtype holds (the packing container).
@@ -86,25 +125,35 @@ CONFIG_METHODS = {
     "fp8": "fp8",
     "fbgemm_fp8": "fp8",
     "mlx": "mlx",
+    "mxfp4": "mxfp4",
+    "modelopt": "nvfp4",
 }
 # bnb_4bit_quant_type / quant_state blob suffix -> scheme name
 BNB4_TYPES = {"nf4": "bitsandbytes-nf4", "fp4": "bitsandbytes-fp4"}
 
-DEFAULT_BITS = {"gptq": 4, "awq": 4, "compressed-tensors": 4, "mlx": 4}
+DEFAULT_BITS = {"gptq": 4, "awq": 4, "compressed-tensors": 4, "mlx": 4, "mxfp4": 4}
 MLX_DEFAULT_GROUP = 64
+MLX_BITS = (2, 3, 4, 5, 6, 8)
+MLX_GROUPS = (32, 64, 128)
+GPTQ_BITS = (2, 3, 4, 8)
+# bnb_4bit_quant_storage in a config (a torch dtype name, with or without "torch.") -> canonical dtype name
+BNB_STORAGE = {"uint8": "uint8", "int8": "int8", "bfloat16": "bfloat16", "float16": "float16",
+               "float32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
 class ConfigQuant:
     """What a config.json says about quantization: the method, bits, and MLX per-module overrides."""
 
-    __slots__ = ("bits", "method", "overrides", "variant")
+    __slots__ = ("bits", "method", "overrides", "storage", "variant")
 
     def __init__(self, method: str, bits: int | None = None, variant: str | None = None,
-                 overrides: dict[str, int] | None = None) -> None:
+                 overrides: dict[str, int] | None = None, storage: str | None = None) -> None:
         self.method = method
         self.bits = bits
         self.variant = variant
         self.overrides = overrides or {}
+        self.storage = storage
+        """bitsandbytes 4-bit: the dtype the packed bytes are viewed as (``bnb_4bit_quant_storage``)."""
 
     def __repr__(self) -> str:
         return f"ConfigQuant({self.method!r}, bits={self.bits}, variant={self.variant!r})"
@@ -146,7 +195,8 @@ def config_scheme(config: dict[str, Any] | None) -> ConfigQuant | None:
     if method == "bitsandbytes":
         if qc.get("load_in_4bit"):
             kind = str(qc.get("bnb_4bit_quant_type", "fp4")).lower()
-            return ConfigQuant("bitsandbytes", 4, BNB4_TYPES.get(kind, "bitsandbytes-fp4"))
+            storage = BNB_STORAGE.get(str(qc.get("bnb_4bit_quant_storage", "uint8")).removeprefix("torch."))
+            return ConfigQuant("bitsandbytes", 4, BNB4_TYPES.get(kind, "bitsandbytes-fp4"), storage=storage)
         if qc.get("load_in_8bit"):
             return ConfigQuant("bitsandbytes", 8, "bitsandbytes-int8")
         return ConfigQuant("bitsandbytes")
@@ -154,6 +204,8 @@ def config_scheme(config: dict[str, Any] | None) -> ConfigQuant | None:
         return ConfigQuant(method, _ct_bits(qc), str(qc.get("format", "")) or None)
     if method == "fp8":
         return ConfigQuant(method, 8)
+    if method == "mxfp4":
+        return ConfigQuant(method, 4)
     return ConfigQuant(method, _int(qc.get("bits")) or _int(qc.get("w_bit")), str(qc.get("version", "")) or None)
 
 
@@ -161,6 +213,7 @@ def config_scheme(config: dict[str, Any] | None) -> ConfigQuant | None:
 
 MAX_HEADER = 16 * 1024 * 1024
 """A header re-read for blobs is skipped past this (the blobs only refine an already exact-enough count)."""
+REMOTE_PREFIXES = ("hf:", "http:", "https:")
 MAX_BLOB = 64 * 1024
 """A bitsandbytes quant_state JSON or a compressed-tensors weight_shape is tens of bytes; more is not one."""
 
@@ -170,19 +223,28 @@ def safetensors_blobs(source: str, tensors: list[TensorRecord]) -> Any:
 
     Returns ``read(names) -> {name: bytes}``; whatever cannot be read (not a local file, too big, odd
     header) is simply absent, and the caller falls back to the count the shapes give. Read-only, bounded.
+
+    Only local files are ever opened: a source that names a hub repository or a URL (``hf:...``,
+    ``https://...``, anything with ``://``) reads nothing, and an origin is used only as a bare file name
+    inside the directory that was read (no separators, no ``..``), so neither a remote inventory nor a
+    hostile index can point this at another file.
     """
     import json
     import os
     from pathlib import Path
 
+    if not isinstance(source, str) or source.startswith(REMOTE_PREFIXES) or "://" in source:
+        return lambda names: {}
     root = Path(source)
 
     def locate(origin: str) -> Path | None:
         if root.is_file() and root.name.endswith(".safetensors"):
-            return root
+            return root if origin in ("", root.name) else None
         base = root if root.is_dir() else root.parent
+        if not origin or origin in (".", "..") or "/" in origin or "\\" in origin or os.sep in origin:
+            return None
         candidate = base / origin
-        return candidate if candidate.is_file() else None
+        return candidate if candidate.is_file() and candidate.parent == base else None
 
     def read(names: list[str]) -> dict[str, bytes]:
         wanted_names = set(names)
@@ -226,8 +288,9 @@ def safetensors_blobs(source: str, tensors: list[TensorRecord]) -> Any:
     return read
 
 
-def _bnb_logical(blob: bytes | None, stored: int) -> int | None:
-    """n from a QuantState JSON blob's ``shape``, if it agrees with the ceil(n / 2) bytes stored."""
+def _bnb_logical(blob: bytes | None, stored: int, word_bytes: int = 1) -> int | None:
+    """n from a QuantState JSON blob's ``shape``, if it agrees with the ceil(n / 2) bytes stored (padded to
+    whole storage words of ``word_bytes``)."""
     import json
 
     if blob is None:
@@ -244,7 +307,7 @@ def _bnb_logical(blob: bytes | None, stored: int) -> int | None:
     n = 1
     for d in shape:
         n *= d
-    return n if (n + 1) // 2 == stored else None
+    return n if -(-((n + 1) // 2) // word_bytes) == stored else None
 
 
 def _ct_logical(blob: bytes | None, packed: TensorRecord, bits: int) -> int | None:
@@ -266,6 +329,9 @@ def _suffix(name: str) -> str | None:
     for suffix in _BY_LEAF.get(name.rpartition(".")[2], ()):
         if name.endswith(suffix):
             return suffix
+    for suffix in UNDOTTED:
+        if name.endswith(suffix) and len(name) > len(suffix) and name[-len(suffix) - 1] != ".":
+            return suffix
     return None
 
 
@@ -275,9 +341,23 @@ def _cols(record: TensorRecord | None) -> int | None:
     return record.shape[-1]
 
 
-def _packed(record: TensorRecord, scheme: str, bits: int) -> TensorRecord | None:
-    """The record as a parameter standing for its logical weights, or None if it is not a packing word."""
-    word = WORD_BITS.get(record.dtype)
+def _word_bits(dtype: str) -> int | None:
+    """Bits of one storage element of ``dtype`` from the dtype table (a float container: bnb quant_storage)."""
+    from paramscope import dtypes
+
+    known = dtypes.DTYPES.get(dtype)
+    if known is None or known.block_elements != 1 or known.kind not in ("int", "uint", "float"):
+        return None
+    return known.block_bytes * 8
+
+
+def _packed(record: TensorRecord, scheme: str, bits: int, any_word: bool = False) -> TensorRecord | None:
+    """The record as a parameter standing for its logical weights, or None if it is not a packing word.
+
+    ``any_word``: any int/uint/float dtype may be the container (bitsandbytes ``quant_storage``), not only
+    the integer words of :data:`WORD_BITS`.
+    """
+    word = _word_bits(record.dtype) if any_word else WORD_BITS.get(record.dtype)
     if word is None or record.shape is None or bits <= 0 or (record.stored_numel * word) % bits:
         return None
     logical = record.stored_numel * word // bits
@@ -294,10 +374,6 @@ def replace_record(record: TensorRecord, **changes: Any) -> TensorRecord:
     )
 
 
-def _pack_bits(pack: int | None) -> int | None:
-    return 32 // pack if pack and pack > 0 and 32 % pack == 0 else None
-
-
 def _gptq_or_awq(base: str, get: Any, cq: ConfigQuant | None) -> tuple[str, int]:
     """GPTQ packs along the input axis (qweight cols = out), AWQ along the output axis (cols = out/pack)."""
     if cq is not None and cq.method in ("gptq", "awq") and cq.bits:
@@ -312,24 +388,30 @@ def _gptq_or_awq(base: str, get: Any, cq: ConfigQuant | None) -> tuple[str, int]
         scheme = "gptq"
     if cq is not None and cq.bits:
         return scheme, cq.bits
-    pack = None
-    if s_cols:
-        if scheme == "awq" and q_cols and s_cols % q_cols == 0:
-            pack = s_cols // q_cols
-        elif scheme == "gptq" and z_cols and s_cols % z_cols == 0:
-            pack = s_cols // z_cols
-    return scheme, _pack_bits(pack) or DEFAULT_BITS[scheme]
+    g_idx = get(base + ".g_idx")
+    if scheme == "gptq" and qweight is not None and qweight.shape and g_idx is not None and g_idx.shape:
+        rows, inputs = qweight.shape[0], g_idx.shape[0]  # qweight [in * bits / 32, out], g_idx [in]: exact
+        if inputs and (rows * 32) % inputs == 0 and (rows * 32) // inputs in GPTQ_BITS:
+            return scheme, (rows * 32) // inputs
+    # the packed axis's width against the unpacked one: bits = 32 * packed cols / scales cols
+    packed_cols = q_cols if scheme == "awq" else z_cols
+    if s_cols and packed_cols and (32 * packed_cols) % s_cols == 0 and (32 * packed_cols) // s_cols in GPTQ_BITS:
+        return scheme, (32 * packed_cols) // s_cols
+    return scheme, DEFAULT_BITS[scheme]
 
 
-def _mlx_bits(weight: TensorRecord, scales: TensorRecord | None, cq: ConfigQuant | None, base: str) -> int:
+def _mlx_bits(weight: TensorRecord, scales: TensorRecord | None, cq: ConfigQuant | None, base: str) -> int | None:
+    """Bits per weight of an MLX weight; None when the shapes allow several answers (see module doc)."""
     if cq is not None and cq.method == "mlx":
         return cq.overrides.get(base, cq.bits or DEFAULT_BITS["mlx"])
     w_cols, s_cols = _cols(weight), _cols(scales)
-    if w_cols and s_cols:  # in = scales cols * group; bits = 32 * weight cols / in, at MLX's default group
-        inputs = s_cols * MLX_DEFAULT_GROUP
-        if (32 * w_cols) % inputs == 0 and (32 * w_cols) // inputs in (2, 3, 4, 5, 6, 8):
-            return (32 * w_cols) // inputs
-    return DEFAULT_BITS["mlx"]
+    if not (w_cols and s_cols) or (32 * w_cols) % s_cols:
+        return None
+    product = 32 * w_cols // s_cols  # bits * group_size
+    if product == DEFAULT_BITS["mlx"] * MLX_DEFAULT_GROUP:
+        return DEFAULT_BITS["mlx"]
+    fits = [b for b in MLX_BITS for g in MLX_GROUPS if b * g == product]
+    return fits[0] if len(fits) == 1 else None
 
 
 def annotate(
@@ -354,6 +436,8 @@ def annotate(
     out = list(tensors)
     schemes: dict[str, int] = {}
     bits_seen: set[int] = set()
+    ambiguous: list[str] = []
+    kv_only: list[int] = []  # attention k/v/q/output scales: bookkeeping once the model is known quantized
     packed = aux = 0
 
     def get(name: str) -> TensorRecord | None:
@@ -369,6 +453,9 @@ def annotate(
         families = {SUFFIXES[s][1] for s in found}
         weight_index = by_name.get(base + ".weight")
         weight = tensors[weight_index] if weight_index is not None else None
+        if families == {"kv"}:
+            kv_only.extend(found.values())
+            continue
         if ".qweight" in found:
             scheme, bits = _gptq_or_awq(base, get, cq)
             new = _packed(tensors[found[".qweight"]], scheme, bits)
@@ -383,15 +470,28 @@ def annotate(
                 if exact is not None:
                     new.quant = QuantInfo(scheme, exact, bits)
                 change[found[".weight_packed"]] = new
+        elif "_blocks" in found and found.get("_scales") is not None:
+            blocks, scales = tensors[found["_blocks"]], tensors[found["_scales"]]
+            if not (blocks.dtype == scales.dtype == "uint8" and blocks.shape and scales.shape
+                    and len(blocks.shape) >= 2 and blocks.shape[:-1] == scales.shape):
+                continue  # not the MXFP4 pair: some other model's "_blocks"
+            scheme, bits = "mxfp4", 4
+            new = _packed(blocks, scheme, bits)
+            if new is not None:
+                change[found["_blocks"]] = new
         elif "bnb4" in families and weight is not None:
             kind = next((BNB4_TYPES[s.rpartition("__")[2]] for s in found if "quant_state" in s), None)
-            scheme = kind or (cq.variant if cq is not None and cq.variant in BNB4_TYPES.values() else None)
+            declared = cq is not None and cq.method == "bitsandbytes" and cq.bits == 4
+            scheme = kind or (cq.variant if declared and cq.variant in BNB4_TYPES.values() else None)  # type: ignore[union-attr]
             scheme = scheme or "bitsandbytes-4bit"
             bits = 4
-            new = _packed(weight, scheme, bits)
+            # a float container needs evidence: the quant_state blob, or the config's quant_storage
+            float_ok = kind is not None or (declared and cq.storage == weight.dtype)  # type: ignore[union-attr]
+            new = _packed(weight, scheme, bits, any_word=float_ok)
             if new is not None:
                 blob = next((blobs.get(tensors[i].name) for s, i in found.items() if "quant_state" in s), None)
-                exact = _bnb_logical(blob, weight.stored_numel)
+                word = _word_bits(weight.dtype) or 8
+                exact = _bnb_logical(blob, weight.stored_numel, word // 8)
                 if exact is not None:
                     new.quant = QuantInfo(scheme, exact, bits)
                 change[weight_index] = new
@@ -400,8 +500,19 @@ def annotate(
             quant = QuantInfo(scheme, weight.stored_numel, 8)
             change[weight_index] = replace_record(weight, role=Role.PARAMETER, quant=quant)
         elif (".scales" in found or ".biases" in found) and weight is not None and weight.dtype == "uint32":
-            bits = _mlx_bits(weight, get(base + ".scales"), cq, base)
+            mlx_bits = _mlx_bits(weight, get(base + ".scales"), cq, base)
             scheme = "mlx"
+            if mlx_bits is None:  # several (bits, group) fit: count what is stored, and say so
+                ambiguous.append(weight.name)
+                change[weight_index] = replace_record(
+                    weight, role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, None)
+                )
+            else:
+                new = _packed(weight, scheme, mlx_bits)
+                if new is not None:
+                    change[weight_index] = new
+        elif ".weight_scale_2" in found and ".weight_scale" in found and weight is not None and weight.dtype == "uint8":
+            scheme, bits = "nvfp4", 4  # ModelOpt NVFP4: two FP4 codes per byte, fp8 block scales, fp32 global scale
             new = _packed(weight, scheme, bits)
             if new is not None:
                 change[weight_index] = new
@@ -428,10 +539,13 @@ def annotate(
                 schemes[record.quant.scheme] = schemes.get(record.quant.scheme, 0) + 1  # type: ignore[union-attr]
                 if record.quant.bits is not None:  # type: ignore[union-attr]
                     bits_seen.add(record.quant.bits)  # type: ignore[union-attr]
-    if not packed:
+    if not packed and not (kv_only and cq is not None):
         return None
+    for index in kv_only:  # a quantized model's attention scales
+        out[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
+        aux += 1
     summary: dict[str, Any] = {
-        "scheme": max(schemes, key=lambda s: schemes[s]),
+        "scheme": max(schemes, key=lambda s: schemes[s]) if schemes else cq.method,  # type: ignore[union-attr]
         "bits": sorted(bits_seen)[0] if len(bits_seen) == 1 else sorted(bits_seen),
         "quantized_tensors": packed,
         "bookkeeping_tensors": aux,
@@ -439,6 +553,8 @@ def annotate(
     }
     if len(schemes) > 1:
         summary["schemes"] = schemes
+    if ambiguous:
+        summary["ambiguous"] = ambiguous
     return out, summary
 
 

@@ -175,6 +175,7 @@ def test_checkpoint_page_has_unknown_trainability(tmp_path):
 def test_hostile_names_cannot_break_out():
     records = [TensorRecord(name, (2, 3), "float32", tie=("t", i // 2)) for i, name in enumerate(HOSTILE)]
     inventory = Inventory("</title><script>alert(3)</script>", "test", records,
+                          module_types={"": "Root\u202eledoM", "x</SCRIPT >": "<b>Evil\x1b[31m"},
                           metadata={"<b>key</b>": "</script><script>alert(4)", "vocab": ["<s>"] * 5000},
                           notes=["<i>note</i>"])
     report = paramscope.Report(inventory)
@@ -188,6 +189,9 @@ def test_hostile_names_cannot_break_out():
     assert elements.by_id["source"]["text"] == "</title><script>alert(3)</script>"
     data = _data(page)
     assert [r[0] for r in data["tensors"]["rows"]] == [text.safe(n) for n in HOSTILE]
+    # module classes are untrusted too: control and bidi characters escaped in the chart's labels and types
+    assert data["tree"]["label"][0] == "Root\\u202eledoM"
+    assert "<b>Evil\\x1b[31m" in data["tree"]["type"]
     drawn = {p for p, k in zip(data["tree"]["path"], data["tree"]["kind"], strict=True) if k == "t"}
     assert drawn == {text.safe(HOSTILE[i]) for i in (0, 2, 4)}  # tie groups (0, 1), (2, 3), (4): heads only
     assert _value(elements, "total") == 3 * 6  # five names, three tie groups of 2 x 3

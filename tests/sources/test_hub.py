@@ -101,6 +101,23 @@ def test_sharded_repo_exact_count_and_headers_only(tmp_path, hub, env):
             assert last < header_size(tmp_path / "repo" / name) * 1.1
 
 
+def test_html_report_of_a_hub_repo(tmp_path, hub, env):
+    """Issue 7 asks for every source kind: the CLI's HTML page of a Hub repository shows its exact total."""
+    import re
+
+    from paramscope.cli import main
+
+    paths = sharded_repo(tmp_path / "repo")
+    hub.add_repo(REPO, tmp_path / "repo")
+    out = tmp_path / "report.html"
+    assert main([f"hf:{REPO}", "--format", "html", "-o", str(out), "--no-progress"]) == 0
+    page = out.read_text(encoding="utf-8")
+    shown = int(re.search(r'id="total" data-value="(\d+)"', page).group(1))
+    buffers = int(re.search(r'id="buffers" data-value="(\d+)"', page).group(1))
+    assert shown + buffers == reference_total(paths)
+    assert f"hf:{REPO}" in page
+
+
 def test_llama2_70b_shaped_repo(tmp_path, hub, env):
     """723 tensors in 15 sparse shards (130 GB declared, a few KB on disk): the exact total, one ranged
     GET per shard, and shard bytes fetched within 1.1x the header sizes."""

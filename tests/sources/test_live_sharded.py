@@ -202,3 +202,69 @@ def test_deepspeed_zero3_real(ranks):
         assert r["shapes"] == SHAPES_283 == r["expected_shapes"]
         assert r["metadata"]["local_numel_per_rank"] == expected
     assert [r["local"] for r in results] == expected
+
+
+# ---- FSDP + QLoRA: bitsandbytes 4-bit weights in bf16 storage, sharded -----------------------------------
+
+QLORA_TOTAL = 64 * 64 + 64 * 8 + 8  # 4,616 logical weights: nf4 Linear(64, 64) + bf16 Linear(64, 8)
+QLORA_STORED = [1024, 512, 8]  # the flat layout: packed weight (64*64 nibbles in 1,024 bf16 words), 1.weight, 1.bias
+QLORA_PER_WORD = 4  # 16-bit storage word / 4-bit weight
+
+
+def _qlora_flat_shares(world: int) -> list[int]:
+    """FSDP1: each rank holds one window of the padded flat parameter; a packed word there is 4 weights."""
+    total = sum(QLORA_STORED)
+    chunk = math.ceil(total / world)
+    shares = []
+    for r in range(world):
+        lo, hi = r * chunk, min((r + 1) * chunk, total)
+        packed = max(0, min(hi, QLORA_STORED[0]) - lo)
+        rest = max(0, hi - max(lo, QLORA_STORED[0]))
+        shares.append(QLORA_PER_WORD * packed + rest)
+    return shares
+
+
+@pytest.mark.parametrize("scenario", ["qlora_fsdp1_orig", "qlora_fsdp1_flat", "qlora_fsdp2"])
+def test_fsdp_qlora_counts_logical_weights(ranks, scenario):
+    """The count is bitsandbytes' logical weights (quant_state.shape), not the packed bf16 words FSDP shards."""
+    results = _scenario(ranks, scenario)
+    world = len(results)
+    for r in results:
+        assert r["expected"] == QLORA_TOTAL == 4616
+        assert r["packed_numel"] == QLORA_STORED[0]
+        assert r["total"] == r["count"] == r["all_ranks_total"] == QLORA_TOTAL
+        assert r["trainable"] == r["expected_trainable"] == 0
+        assert r["shapes"] == {**r["expected_shapes"], **r["aux_shapes"]}
+        assert r["quantization"] == ["bitsandbytes-nf4"]
+        assert r["quant_aux_bytes"] == r["aux_bytes"] > 0  # absmax, quant map, nested ones: bnb's own tensors
+        assert {r["roles"][n] for n in r["aux_shapes"]} == {"quant_aux"}
+    if scenario == "qlora_fsdp2":  # Shard(0) rows of the packed (1024, 1) weight, 4 weights a word
+        expected = [QLORA_PER_WORD * a + b for a, b in
+                    zip(_dim0_shares([[1024, 1]], world), _dim0_shares([[8, 64], [8]], world), strict=True)]
+    else:
+        expected = _qlora_flat_shares(world)
+    assert sum(expected) == QLORA_TOTAL
+    assert [r["local"] for r in results] == expected
+    assert all(r["metadata"]["local_numel_per_rank"] == expected for r in results)
+
+
+def test_fsdp1_shares_while_unsharded_are_the_sharded_ones(ranks):
+    """Inside summon_full_params each rank's views are whole tensors; its share is still its flat-shard window."""
+    results = _scenario(ranks, "fsdp1_orig_summoned")
+    expected = _even_flat_shares(283, len(results))
+    for r in results:
+        assert r["naive"] == 283  # the views are whole on every rank: param.numel() is no share now
+        assert r["total"] == r["expected"] == 283
+        assert r["metadata"]["local_numel_per_rank"] == expected
+    assert [r["local"] for r in results] == expected
+
+
+def test_one_failing_rank_raises_on_every_rank(ranks):
+    """Rank 1's metadata lies; the group still finishes (no rank waits in the collective) and all raise alike."""
+    results = _scenario(ranks, "rank_error")
+    messages = [r["raised"] for r in results]
+    assert all(m is not None for m in messages), messages
+    assert len(set(messages)) == 1
+    assert "rank 1: " in messages[0] and "ds_numel 7 is not the product of ds_shape [20, 10]" in messages[0]
+    assert "rank 0" not in messages[0]
+    assert f"1 of {len(results)} ranks" in messages[0]

@@ -121,8 +121,9 @@ class _Tree:
         stack: list[tuple[ModuleNode, int]] = [(report.tree(depth), -1)]
         while stack:
             node, up = stack.pop()
-            index = self._add(up, _safe_label(node.name) if node.path else (node.type or "model"),
-                              text.safe(node.path) if node.path else "(root)", "m", node.type, None,
+            index = self._add(up, _safe_label(node.name) if node.path else text.safe(node.type or "model"),
+                              text.safe(node.path) if node.path else "(root)", "m",
+                              text.safe(node.type) if node.type else None, None,
                               node.parameters, node.trainable, None)
             modules.append(index)
             for record in node.tensors:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paramscope import text
 from paramscope.renderers import RenderOptions
-from paramscope.renderers.rows import display, summary, table
+from paramscope.renderers.rows import display, dtype_label, summary, table
 
 TYPE_CHECKING = False
 
@@ -35,7 +35,7 @@ def render(report: Report, options: RenderOptions) -> str:
     if options.top:
         lines += ["", f"Largest {options.top} tensors:", ""]
         lines += [
-            f"- `{_escape(text.safe(r.name))}` {text.shape(r.shape)} {r.dtype}: {text.exact(r.numel)}"
+            f"- `{_escape(text.safe(r.name))}` {text.shape(r.shape)} {dtype_label(r)}: {text.exact(r.numel)}"
             for r in report.top(options.top)
         ]
     for note in report.notes:

@@ -14,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from paramscope.records import TensorRecord
     from paramscope.renderers import Grouping
     from paramscope.report import Report
 
@@ -61,11 +62,21 @@ def dtype_rows(report: Report) -> Iterator[tuple[Any, ...]]:
         yield (row.dtype, row.parameters, row.buffers, row.bytes)
 
 
+def dtype_label(record: TensorRecord) -> str:
+    """The stored dtype, and for a packed or quantized tensor the scheme and bits per weight it stands for
+    (``int32 → gptq 4-bit``): the shape and dtype alone would not explain its count."""
+    quant = record.quant
+    if quant is None:
+        return record.dtype
+    bits = f" {quant.bits:g}-bit" if quant.bits is not None else " (bits unknown)"
+    return f"{record.dtype} → {quant.scheme}{bits}"
+
+
 def tensor_rows(report: Report, records=None) -> Iterator[tuple[Any, ...]]:
     canonical = report.canonical_name
     for r in report.tensors if records is None else records:
         tied = canonical.get(r.name)
-        yield (r.name, r.shape, r.dtype, r.role.value, r.trainable if r.role is Role.PARAMETER else None,
+        yield (r.name, r.shape, dtype_label(r), r.role.value, r.trainable if r.role is Role.PARAMETER else None,
                r.numel if r.initialized else None, r.nbytes if r.initialized else None,
                tied if tied != r.name else None)
 

@@ -13,6 +13,7 @@ from paramscope import text
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.console import draw, footer, header
+from paramscope.renderers.rows import dtype_label
 
 if TYPE_CHECKING:
     from paramscope.report import ModuleNode, Report
@@ -26,7 +27,7 @@ def _signature(node: ModuleNode, memo: dict[int, tuple]) -> tuple:
     if key not in memo:
         memo[key] = (
             node.type, node.parameters, node.trainable, node.buffers, node.bytes, len(node.aliases),
-            tuple((r.name.rpartition(".")[2], r.shape, r.dtype, r.role, r.trainable) for r in node.tensors),
+            tuple((r.name.rpartition(".")[2], r.shape, dtype_label(r), r.role, r.trainable) for r in node.tensors),
             tuple((c.name, _signature(c, memo)) for c in node.children),
         )
     return memo[key]
@@ -138,7 +139,7 @@ def render(report: Report, options: RenderOptions) -> str:
                 label.append(f" ({record.role.value.replace('_', ' ')})", style="dim")
             elif record.trainable is False:
                 label.append(" (frozen)", style="blue")
-            shape = f"{text.shape(record.shape)} {record.dtype}"
+            shape = f"{text.shape(record.shape)} {dtype_label(record)}"
             count = text.exact(record.numel) if record.initialized else "?"
             size = text.human_bytes(record.nbytes) if record.initialized else "?"
             if is_buffer:

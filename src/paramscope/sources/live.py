@@ -26,16 +26,15 @@ from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
 from paramscope.sources import sharding
-from paramscope.sources.sharding import WRAPPER_CHILD
-
-_WRAPPED: dict[type, str | None] = {}  # module class -> its wrapped child's attribute (WRAPPER_CHILD), cached
+from paramscope.sources.sharding import wrapper_child
 
 
 def _walk(root: Any, wrappers: list[str] | None = None) -> Iterator[tuple[str, Any]]:
     """(path, module) for every module reachable from ``root``, under every path; cycles cut.
 
     A wrapper's child that holds the wrapped model (DDP's ``module``, ``torch.compile``'s ``_orig_mod``,
-    FSDP1's ``_fsdp_wrapped_module``: :data:`~paramscope.sources.sharding.WRAPPER_CHILD`) gets the
+    FSDP1's ``_fsdp_wrapped_module``: :data:`~paramscope.sources.sharding.WRAPPER_CHILD`, matched along
+    the class's MRO) gets the
     wrapper's own path, so names read as in the unwrapped model; the wrappers' class names are appended
     to ``wrappers``.
     """
@@ -53,10 +52,7 @@ def _walk(root: Any, wrappers: list[str] | None = None) -> Iterator[tuple[str, A
         stack.append((path, module, True))
         children = [(name, child) for name, child in module._modules.items() if child is not None]
         prefix = path + "." if path else ""
-        cls = type(module)
-        transparent = _WRAPPED.get(cls, "")
-        if transparent == "":
-            transparent = _WRAPPED[cls] = WRAPPER_CHILD.get(cls.__name__)
+        transparent = wrapper_child(type(module))  # along the MRO: a subclass of DDP is DDP
         if transparent is not None and wrappers is not None:
             wrappers.append(type(module).__name__)
         for name, child in reversed(children):
@@ -156,6 +152,22 @@ class _Found:
         self.schemes: set[str] = set()
 
 
+_AUX_PARAM_NAMES: list[frozenset[str]] = []  # built once, on first use
+
+
+def _aux_param_names() -> frozenset[str]:
+    """Attribute names that mark a quantization scheme's bookkeeping, from :data:`paramscope.quantization.SUFFIXES`
+    (the file path's table: one-segment ``aux`` suffixes such as ``weight_scale_inv``, ``input_scale``, ``SCB``),
+    so a live module and its checkpoint agree on what is a parameter."""
+    if not _AUX_PARAM_NAMES:
+        from paramscope.quantization import SUFFIXES
+
+        _AUX_PARAM_NAMES.append(frozenset(
+            suffix[1:] for suffix, (kind, _family) in SUFFIXES.items() if kind == "aux" and suffix.count(".") == 1
+        ))
+    return _AUX_PARAM_NAMES[0]
+
+
 def _collect(
     module: Any, uninitialized: type, parameter: type, found: _Found
 ) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
@@ -165,15 +177,17 @@ def _collect(
     lazy: list[str] = []
     flat: dict[tuple[int, str], Any] = {}
     type_names = sharding.TYPE_NAMES
-    aux_names = sharding.QUANT_AUX_BUFFERS
+    aux_params = _aux_param_names()
+    aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
     for path, sub in _walk(module, found.wrappers):
         cls = type(sub)
         owner = type_names.get(cls) or sharding.module_type_name(cls)
-        if owner == sharding.FSDP1_UNIT:  # the walk is pre-order: a unit comes before the modules it shards
+        if sharding.is_fsdp1_unit(cls):  # the walk is pre-order: a unit comes before the modules it shards
             flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
         first = len(records)
+        scales = False  # a parameter or buffer here is named like a quantization scale
         for key, param in sub._parameters.items():
             if param is None:
                 continue
@@ -185,6 +199,7 @@ def _collect(
                                  ("object", id(param)), owner, origin="live")
                 )
                 continue
+            scales = scales or key in aux_params
             shape = tuple(param.shape)
             # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
             if type(param) is not parameter or flat or shape == (0,):
@@ -201,6 +216,11 @@ def _collect(
                              param.requires_grad, _tie_key(param), owner, origin="live")
             )
         params_end = len(records)
+        if scales and _quantized(records[first:params_end]):
+            # FP8Linear's weight_scale_inv, FbgemmFp8Linear's weight_scale are nn.Parameters: bookkeeping all the same
+            for r in records[first:params_end]:
+                if r.role is Role.PARAMETER and r.quant is None and r.name.rpartition(".")[2] in aux_params:
+                    r.role = Role.QUANT_AUX
         non_persistent = sub._non_persistent_buffers_set
         for key, buf in sub._buffers.items():
             if buf is None:
@@ -210,19 +230,62 @@ def _collect(
             if shape is None:
                 lazy.append(full)
             role = Role.BUFFER
-            if key in aux_names and _quantized(records[first:params_end]):
+            if key in aux_buffers and _quantized(records[first:params_end]):
                 role = Role.QUANT_AUX  # a scale beside a quantized weight: bookkeeping, not state
+                scales = True
             records.append(
                 TensorRecord(full, shape, _dtype_name(buf), role, False,
                              ("object", id(buf)) if shape is None else _tie_key(buf), owner,
                              persistent=key not in non_persistent, origin="live")
             )
+        if scales:
+            _mark_scaled(records[first:params_end], found)
     return records, module_types, lazy
 
 
 def _quantized(params: list[TensorRecord]) -> bool:
     """Whether a module's own parameters include a quantized or low-precision (float8, int8) weight."""
-    return any(r.quant is not None or r.dtype in sharding.LOW_PRECISION_DTYPES for r in params)
+    return any(
+        r.role is Role.PARAMETER and (r.quant is not None or r.dtype in sharding.LOW_PRECISION_DTYPES) for r in params
+    )
+
+
+def _mark_scaled(params: list[TensorRecord], found: _Found) -> None:
+    """A float8/int8 weight beside its scales stands for one weight per element: say which scheme it is."""
+    for r in params:
+        scheme = sharding.SCALED_WEIGHT_SCHEMES.get(r.dtype)
+        if scheme is not None and r.role is Role.PARAMETER and r.quant is None and r.shape is not None:
+            r.quant = QuantInfo(scheme, r.stored_numel, 8)
+            found.schemes.add(scheme)
+
+
+def _side_records(
+    name: str, tables: list[tuple[str, Any]], owner: str
+) -> list[TensorRecord]:
+    """QUANT_AUX records for a quantized weight's side tables (held as attributes, not module tensors), so
+    storage bytes include them: ``<name>`` is where the file path would name them (``0.weight.absmax``, ``0.SCB``)."""
+    return [
+        TensorRecord(f"{name}{table}", tuple(t.shape), _dtype_name(t), Role.QUANT_AUX, False, _tie_key(t), owner,
+                     persistent=True, origin="live")
+        for table, t in tables
+    ]
+
+
+def _restore_bnb4(record: TensorRecord, module: Any, key: str, found: _Found) -> list[TensorRecord]:
+    """A sharded (FSDP1 view, FSDP2 DTensor) bitsandbytes 4-bit weight: the packed data lost its ``quant_state``,
+    the module kept it (:func:`~paramscope.sources.sharding.module_quant_state`). Sets the record's logical count
+    (this rank's share scaled the same way) and returns the side tables' records; [] for any other parameter."""
+    state = sharding.module_quant_state(module, key)
+    if state is None or record.quant is not None:
+        return []
+    logical, scheme, state = sharding.bnb4_logical(state)
+    stored = record.stored_numel
+    record.quant = QuantInfo(scheme, logical, sharding.BNB4_BITS)
+    extra = record.extra
+    if extra is not None and "local_numel" in extra and stored:
+        extra["local_numel"] = extra["local_numel"] * logical // stored  # stored elements -> weights they hold
+    found.schemes.add(scheme)
+    return _side_records(record.name + ".", sharding.bnb4_side_tables(state), record.owner_type or "")
 
 
 def _special(
@@ -235,16 +298,21 @@ def _special(
     trainable = param.requires_grad
     if attrs.get("_is_flat_param"):  # FSDP1 use_orig_params=False: one record per original parameter
         found.sharding.add("fsdp1-flat")
-        return [
-            TensorRecord(prefix + name, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner_type,
-                         origin="live", extra={"local_numel": original.local_numel})
-            for name, original, owner_type in sharding.flat_names(param)
-        ]
+        out = []
+        for name, original, owner_type, module, attr in sharding.flat_names(param):
+            record = TensorRecord(prefix + name, original.shape, dtype, Role.PARAMETER, trainable, original.tie,
+                                  owner_type, origin="live", extra={"local_numel": original.local_numel})
+            out.append(record)
+            out.extend(_restore_bnb4(record, module, attr, found))
+        return out
     original = flat.get((id(sub), key)) if flat else None
     if original is not None:  # FSDP1 use_orig_params=True: a 1-D view of this rank's slice
         found.sharding.add("fsdp1-orig")
-        return [TensorRecord(full, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner,
-                             origin="live", extra={"local_numel": int(param.numel())})]
+        # this rank's share from the flat parameter's shard metadata, not param.numel(): while the unit is
+        # unsharded (summon_full_params, SHARD_GRAD_OP after forward) the view is the whole tensor
+        record = TensorRecord(full, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner,
+                              origin="live", extra={"local_numel": original.local_numel})
+        return [record, *_restore_bnb4(record, sub, key, found)]
     if "ds_numel" in attrs and "ds_shape" in attrs:  # DeepSpeed ZeRO-3: param.data is empty
         found.sharding.add("zero3")
         shape, _local, extra = sharding.zero3_facts(param)
@@ -255,17 +323,23 @@ def _special(
     if kind == "dtensor":
         found.sharding.add("dtensor")
         shape, _local, extra = sharding.dtensor_facts(param)
-        return [TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, ("object", id(param)), owner,
-                             origin="live", extra=extra)]
+        record = TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, ("object", id(param)), owner,
+                              origin="live", extra=extra)
+        return [record, *_restore_bnb4(record, sub, key, found)]
     if kind == "bnb4":
         facts = sharding.bnb4_facts(param)
         if facts is None:
-            return None
-        logical, extra = facts
-        scheme = extra.pop("scheme")
+            state = sharding.module_quant_state(sub, key)
+            if state is None or not getattr(param, "bnb_quantized", True):
+                return None
+            facts = sharding.bnb4_logical(state)  # the parameter lost its state; the module kept it
+        logical, scheme, state = facts
         found.schemes.add(scheme)
-        return [TensorRecord(full, tuple(param.shape), dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
-                             quant=QuantInfo(scheme, logical, sharding.BNB4_BITS), origin="live", extra=extra)]
+        return [
+            TensorRecord(full, tuple(param.shape), dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
+                         quant=QuantInfo(scheme, logical, sharding.BNB4_BITS), origin="live"),
+            *_side_records(full + ".", sharding.bnb4_side_tables(state), owner),
+        ]
     if kind == "bnb8":
         if dtype != "int8":  # not quantized yet (still holds float weights)
             return None
@@ -274,9 +348,12 @@ def _special(
         numel = 1
         for d in shape:
             numel *= d
-        return [TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
-                             quant=QuantInfo("bitsandbytes-int8", numel, sharding.BNB8_BITS), origin="live",
-                             extra={"aux_bytes": sharding.bnb8_aux_bytes(param)})]
+        tables = [(n, t) for n, t in sharding.bnb8_side_tables(param) if n not in sub._buffers]
+        return [
+            TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, _tie_key(param), owner,
+                         quant=QuantInfo("bitsandbytes-int8", numel, sharding.BNB8_BITS), origin="live"),
+            *_side_records(prefix, tables, owner),
+        ]
     if kind == "subclass":
         facts = sharding.subclass_facts(param)
         if facts is None:

@@ -21,7 +21,13 @@ framework hides the true tensor differently, and each hides it behind attributes
   4-bit weights per byte (the logical shape is in ``quant_state.shape``), ``Int8Params`` stores int8
   beside an ``SCB`` scale, torchao's tensor subclasses keep logical ``shape`` and store their data in
   inner tensors (``__tensor_flatten__``). Records keep the stored shape and dtype, so bytes are right,
-  and a :class:`~paramscope.records.QuantInfo` carries the logical count.
+  and a :class:`~paramscope.records.QuantInfo` carries the logical count. The bitsandbytes side tables
+  (4-bit ``absmax``/``quant_map`` and nested ones, 8-bit ``SCB``), held as attributes rather than module
+  tensors, become QUANT_AUX records named as a checkpoint names them, so storage bytes include them.
+  Under FSDP the packed data loses its ``quant_state``; the 4-bit module keeps it (:data:`BNB4_MODULES`).
+* **Scaled** float8/int8 weights (transformers' FP8Linear, FbgemmFp8Linear) may register their scales as
+  ``nn.Parameter``: named as :data:`paramscope.quantization.SUFFIXES` names bookkeeping, beside a
+  low-precision weight, they are QUANT_AUX, not parameters (as the file path reads the same tensors).
 
 Detection is by class names along the MRO and by documented attributes, never by importing the
 frameworks: paramscope must not import torch.distributed, DeepSpeed, bitsandbytes or torchao to
@@ -43,12 +49,37 @@ WRAPPER_CHILD: dict[str, str] = {
     "OffloadWrapper": "_checkpoint_wrapped_module",
     "DeepSpeedEngine": "module",
 }
-"""Wrapper class name -> the child attribute that holds the wrapped model (its name is dropped from paths)."""
+"""Wrapper class name -> the child attribute that holds the wrapped model (its name is dropped from paths).
+Looked up along the MRO (:func:`wrapper_child`), so a user's ``class MyDDP(DistributedDataParallel)`` unwraps too."""
 
 ELIDED_SEGMENTS = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
 """Path segments dropped wherever they appear in names a framework recorded (FSDP1's ``_fqns``)."""
 
 FSDP1_UNIT = "FullyShardedDataParallel"
+
+BNB4_MODULES = frozenset({"Linear4bit", "Embedding4bit"})
+"""bitsandbytes module classes (anywhere in the MRO) that keep their weight's ``quant_state`` on the module too:
+FSDP replaces ``Params4bit`` by plain views (or DTensors) of the packed data, and bitsandbytes itself restores
+the logical shape from ``module.quant_state`` (``fix_4bit_weight_quant_state_from_module``); so does paramscope."""
+
+BNB4_STATE_TENSORS: dict[str, tuple[str, ...]] = {
+    "absmax": ("absmax",),
+    "quant_map": ("code",),
+    "nested_absmax": ("state2", "absmax"),
+    "nested_quant_map": ("state2", "code"),
+}
+"""Name bitsandbytes serialises a 4-bit side table under (``QuantState.as_dict(packed=True)``, the file suffixes
+``weight.absmax`` ...) -> attribute path on the live ``QuantState``. Recorded as QUANT_AUX tensors."""
+
+BNB8_STATE_TENSORS: dict[str, str] = {"SCB": "SCB"}
+"""Module-level name of an ``Int8Params``' side table in a state_dict (``<module>.SCB``) -> attribute on the
+parameter. (``CB`` is the int8 data itself: not a second tensor.)"""
+
+SCALED_WEIGHT_SCHEMES: dict[str, str] = {
+    "float8_e4m3fn": "fp8", "float8_e4m3fnuz": "fp8", "float8_e5m2": "fp8", "float8_e5m2fnuz": "fp8", "int8": "int8",
+}
+"""One-weight-per-element stored dtypes that a scale beside them marks as quantized -> scheme (as the file path
+names them: transformers' FP8Linear / FbgemmFp8Linear, compressed-tensors int8)."""
 
 # Tensor class names (anywhere in the MRO) -> the kind of special parameter.
 TENSOR_KINDS: dict[str, str] = {
@@ -84,6 +115,42 @@ BNB8_BITS = 8
 
 
 _KIND_CACHE: dict[type, str | None] = {}
+_CHILD_CACHE: dict[type, str | None] = {}
+_BNB4_MODULE_CACHE: dict[type, bool] = {}
+_FSDP1_CACHE: dict[type, bool] = {}
+
+
+def wrapper_child(cls: type) -> str | None:
+    """The attribute holding the wrapped model if ``cls`` (or a base class) is a known wrapper, else None."""
+    try:
+        return _CHILD_CACHE[cls]
+    except KeyError:
+        pass
+    child = next((WRAPPER_CHILD[b.__name__] for b in cls.__mro__ if b.__name__ in WRAPPER_CHILD), None)
+    _CHILD_CACHE[cls] = child
+    return child
+
+
+def is_fsdp1_unit(cls: type) -> bool:
+    """Whether ``cls`` is FSDP1's ``FullyShardedDataParallel`` or a subclass of it."""
+    unit = _FSDP1_CACHE.get(cls)
+    if unit is None:
+        unit = _FSDP1_CACHE[cls] = any(b.__name__ == FSDP1_UNIT for b in cls.__mro__)
+    return unit
+
+
+def module_quant_state(module: Any, key: str) -> Any:
+    """The ``quant_state`` a bitsandbytes 4-bit module keeps for its ``weight`` (None for anything else)."""
+    if key != "weight":
+        return None
+    cls = type(module)
+    is_bnb4 = _BNB4_MODULE_CACHE.get(cls)
+    if is_bnb4 is None:
+        is_bnb4 = _BNB4_MODULE_CACHE[cls] = any(b.__name__ in BNB4_MODULES for b in cls.__mro__)
+    if not is_bnb4:
+        return None
+    state = module.__dict__.get("quant_state")
+    return state if state is not None and getattr(state, "shape", None) is not None else None
 
 
 def tensor_kind(cls: type) -> str | None:
@@ -188,21 +255,21 @@ def flat_index(units: list[Any]) -> dict[tuple[int, str], FlatOriginal]:
     return index
 
 
-def flat_names(flat: Any) -> list[tuple[str, FlatOriginal, str]]:
-    """(name relative to the FSDP unit, original, owner class) for every name a FlatParameter stands for,
-    shared names included (they carry their primary's tie key)."""
+def flat_names(flat: Any) -> list[tuple[str, FlatOriginal, str, Any, str]]:
+    """(name relative to the FSDP unit, original, owner class, owner module, attribute name) for every name a
+    FlatParameter stands for, shared names included (they carry their primary's tie key)."""
     originals = flat_originals(flat)
     out = []
     by_key: dict[tuple[int, str], FlatOriginal] = {}
     for fqn, original, info in zip(flat._fqns, originals, flat._param_infos, strict=True):
-        out.append((clean_name(fqn), original, module_type_name(type(info.module))))
+        out.append((clean_name(fqn), original, module_type_name(type(info.module)), info.module, info.param_name))
         by_key[(id(info.module), info.param_name)] = original
     for shared in getattr(flat, "_shared_param_infos", ()):
         primary = by_key.get((id(shared.prim_module), shared.prim_param_name))
         if primary is not None:
             prefix = clean_name(shared.module_name)
             name = f"{prefix}.{shared.param_name}" if prefix else shared.param_name
-            out.append((name, primary, module_type_name(type(shared.module))))
+            out.append((name, primary, module_type_name(type(shared.module)), shared.module, shared.param_name))
     return out
 
 
@@ -235,29 +302,44 @@ def zero3_facts(param: Any) -> tuple[tuple[int, ...], int, dict[str, Any]]:
     return shape, local, {"local_numel": local, "ds_id": getattr(param, "ds_id", None), "partition_numel": size}
 
 
-def bnb4_facts(param: Any) -> tuple[int, dict[str, Any]] | None:
-    """(logical numel, extra) of a quantized ``Params4bit``, or None while it still holds unquantized data."""
+def bnb4_facts(param: Any) -> tuple[int, str, Any] | None:
+    """(logical numel, scheme, quant_state) of a quantized ``Params4bit``, or None while it still holds
+    unquantized data."""
     state = getattr(param, "quant_state", None)
     if state is None or not getattr(param, "bnb_quantized", True):
         return None
-    logical = math.prod(int(d) for d in state.shape)
-    aux = sum(int(t.numel() * t.element_size()) for t in _state_tensors(state))
-    return logical, {"scheme": f"bitsandbytes-{getattr(state, 'quant_type', 'nf4')}", "aux_bytes": aux}
+    return bnb4_logical(state)
 
 
-def _state_tensors(state: Any) -> list[Any]:
-    """The tensors of a bitsandbytes QuantState (absmax, code, and the nested state's)."""
-    tensors = [t for t in (getattr(state, "absmax", None), getattr(state, "code", None)) if t is not None]
+def bnb4_logical(state: Any) -> tuple[int, str, Any]:
+    """(logical numel, scheme, state) from a bitsandbytes ``QuantState`` (its ``shape`` is the unpacked one)."""
+    logical = math.prod(_dims(state.shape))
+    return logical, f"bitsandbytes-{getattr(state, 'quant_type', 'nf4')}", state
+
+
+def bnb4_side_tables(state: Any) -> list[tuple[str, Any]]:
+    """(serialised name, tensor) of a 4-bit ``QuantState``'s side tables (:data:`BNB4_STATE_TENSORS`)."""
+    out = []
     nested = getattr(state, "state2", None)
-    if nested is not None and nested is not state:
-        tensors += [t for t in (getattr(nested, "absmax", None), getattr(nested, "code", None)) if t is not None]
-    return tensors
+    for name, path in BNB4_STATE_TENSORS.items():
+        obj = state
+        for attr in path:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None and hasattr(obj, "element_size") and not (path[0] == "state2" and nested is state):
+            out.append((name, obj))
+    return out
 
 
-def bnb8_aux_bytes(param: Any) -> int:
-    """Bytes of an ``Int8Params``' row scales (``SCB``), held as an attribute, not a module tensor."""
-    scb = getattr(param, "SCB", None)
-    return int(scb.numel() * scb.element_size()) if scb is not None else 0
+def bnb8_side_tables(param: Any) -> list[tuple[str, Any]]:
+    """(state_dict name, tensor) of an ``Int8Params``' side tables (:data:`BNB8_STATE_TENSORS`)."""
+    out = []
+    for name, attr in BNB8_STATE_TENSORS.items():
+        t = getattr(param, attr, None)
+        if t is not None and hasattr(t, "element_size"):
+            out.append((name, t))
+    return out
 
 
 def subclass_facts(param: Any) -> tuple[int, int, dict[str, Any]] | None:
