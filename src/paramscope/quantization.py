@@ -65,6 +65,7 @@ from paramscope.records import QuantInfo, Role, TensorRecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 # ---- the tables -------------------------------------------------------------------------------------
@@ -414,6 +415,33 @@ def _mlx_bits(weight: TensorRecord, scales: TensorRecord | None, cq: ConfigQuant
     return fits[0] if len(fits) == 1 else None
 
 
+def summary_of(records: Iterable[TensorRecord]) -> dict[str, Any] | None:
+    """What ``metadata["quantization"]`` says, for files and live modules alike: the main scheme, the bits
+    per weight (one value, or the sorted list), how many tensors are packed and how many are bookkeeping;
+    None when there is neither."""
+    schemes: dict[str, int] = {}
+    bits_seen: set[float] = set()
+    aux = 0
+    for record in records:
+        if record.role is Role.QUANT_AUX:
+            aux += 1
+        elif record.quant is not None:
+            schemes[record.quant.scheme] = schemes.get(record.quant.scheme, 0) + 1
+            if record.quant.bits is not None:
+                bits_seen.add(record.quant.bits)
+    if not schemes and not aux:
+        return None
+    summary: dict[str, Any] = {
+        "scheme": max(schemes, key=lambda s: schemes[s]) if schemes else None,
+        "bits": sorted(bits_seen)[0] if len(bits_seen) == 1 else sorted(bits_seen),
+        "quantized_tensors": sum(schemes.values()),
+        "bookkeeping_tensors": aux,
+    }
+    if len(schemes) > 1:
+        summary["schemes"] = schemes
+    return summary
+
+
 def annotate(
     tensors: list[TensorRecord], cq: ConfigQuant | None, read_blobs: Any = None
 ) -> tuple[list[TensorRecord], dict[str, Any]] | None:
@@ -434,11 +462,9 @@ def annotate(
         return None
     by_name = {r.name: i for i, r in enumerate(tensors)}
     out = list(tensors)
-    schemes: dict[str, int] = {}
-    bits_seen: set[int] = set()
     ambiguous: list[str] = []
+    packed = False
     kv_only: list[int] = []  # attention k/v/q/output scales: bookkeeping once the model is known quantized
-    packed = aux = 0
 
     def get(name: str) -> TensorRecord | None:
         i = by_name.get(name)
@@ -532,27 +558,16 @@ def annotate(
                 change[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
         for index, record in change.items():
             out[index] = record
-            if record.role is Role.QUANT_AUX:
-                aux += 1
-            else:
-                packed += 1
-                schemes[record.quant.scheme] = schemes.get(record.quant.scheme, 0) + 1  # type: ignore[union-attr]
-                if record.quant.bits is not None:  # type: ignore[union-attr]
-                    bits_seen.add(record.quant.bits)  # type: ignore[union-attr]
+            packed = packed or record.role is not Role.QUANT_AUX
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
         out[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
-        aux += 1
-    summary: dict[str, Any] = {
-        "scheme": max(schemes, key=lambda s: schemes[s]) if schemes else cq.method,  # type: ignore[union-attr]
-        "bits": sorted(bits_seen)[0] if len(bits_seen) == 1 else sorted(bits_seen),
-        "quantized_tensors": packed,
-        "bookkeeping_tensors": aux,
-        "from": "config.json" if cq is not None else "tensor names",
-    }
-    if len(schemes) > 1:
-        summary["schemes"] = schemes
+    summary = summary_of(out)
+    assert summary is not None  # something was packed, or kv scales became bookkeeping
+    if summary["scheme"] is None:
+        summary["scheme"] = cq.method  # type: ignore[union-attr]
+    summary["from"] = "config.json" if cq is not None else "tensor names"
     if ambiguous:
         summary["ambiguous"] = ambiguous
     return out, summary

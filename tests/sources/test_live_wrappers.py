@@ -187,7 +187,8 @@ def test_bitsandbytes_params4bit_logical_count_and_stored_bytes():
     assert report.quant_aux_bytes == aux_bytes > 0
     assert report.bytes == 1024 + 32 * 4 + aux_bytes  # storage: packed weight, bias, side tables
     assert report.total == 2080  # side tables are not parameters
-    assert report.metadata["quantization"] == ["bitsandbytes-nf4"]
+    assert report.metadata["quantization"] == {"scheme": "bitsandbytes-nf4", "bits": 4, "quantized_tensors": 1,
+                                               "bookkeeping_tensors": len(tables), "from": "module"}
 
 
 def test_bitsandbytes_int8params():
@@ -262,14 +263,16 @@ def test_fp8_scales_registered_as_parameters_are_quant_aux():
     assert sum(p.numel() for p in block.parameters()) == 1024 * 512 + 4 * 8
     roles = {r.name: r.role for r in report.tensors}
     assert roles == {"weight": Role.PARAMETER, "weight_scale_inv": Role.QUANT_AUX}
-    assert report.metadata["quantization"] == ["fp8"]
+    assert report.metadata["quantization"] == {"scheme": "fp8", "bits": 8, "quantized_tensors": 1,
+                                               "bookkeeping_tensors": 1, "from": "module"}
     assert report.quant_aux_bytes == 4 * 8 * 4  # float32 block scales
 
     report = paramscope.inspect(fbgemm)
     assert report.total == 1024 * 512 + 512  # weight and bias; weight_scale [512, 1] is not a parameter
     roles = {r.name: r.role for r in report.tensors}
     assert roles["weight_scale"] is Role.QUANT_AUX and roles["bias"] is Role.PARAMETER
-    assert report.metadata["quantization"] == ["fp8"]
+    assert report.metadata["quantization"] == {"scheme": "fp8", "bits": 8, "quantized_tensors": 1,
+                                               "bookkeeping_tensors": 1, "from": "module"}
     assert report.trainable == sum(p.numel() for n, p in fbgemm.named_parameters()
                                    if p.requires_grad and n != "weight_scale")
 

@@ -120,7 +120,11 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             f"this process holds {local:,} parameter elements of them"
         )
     if found.schemes:
-        metadata["quantization"] = sorted(found.schemes)
+        from paramscope.quantization import summary_of
+
+        summary = summary_of(records)  # the same shape as a file's summary
+        if summary is not None:
+            metadata["quantization"] = {**summary, "from": "module"}
     return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes)
 
 
