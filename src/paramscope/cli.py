@@ -21,9 +21,12 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DESCRIPTION = """\
 Count exactly how many parameters a model has, where they sit and what they cost.
 
-SOURCE is a checkpoint file or directory, 'path/to/file.py:Name' or 'package.module:Name'
-(an nn.Module class or factory, built on the meta device: no memory for weights), or nothing
-for the built-in example (the model of the article paramscope grew from).
+SOURCE is a checkpoint file or directory, a transformers config.json (the architecture, built on
+the meta device), 'hf:org/name[@revision]' or a bare 'org/name' (config and safetensors headers
+from the Hugging Face Hub, never the weights), an https:// URL of a .safetensors file or index
+(headers by ranged reads), 'path/to/file.py:Name' or 'package.module:Name' (an nn.Module class or
+factory, built on the meta device: no memory for weights), or nothing for the built-in example
+(the model of the article paramscope grew from).
 """
 
 EPILOG = """\

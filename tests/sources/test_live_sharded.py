@@ -235,7 +235,8 @@ def test_fsdp_qlora_counts_logical_weights(ranks, scenario):
         assert r["total"] == r["count"] == r["all_ranks_total"] == QLORA_TOTAL
         assert r["trainable"] == r["expected_trainable"] == 0
         assert r["shapes"] == {**r["expected_shapes"], **r["aux_shapes"]}
-        assert r["quantization"] == ["bitsandbytes-nf4"]
+        assert r["quantization"] == {"scheme": "bitsandbytes-nf4", "bits": 4, "quantized_tensors": 1,
+                                     "bookkeeping_tensors": len(r["aux_shapes"]), "from": "module"}
         assert r["quant_aux_bytes"] == r["aux_bytes"] > 0  # absmax, quant map, nested ones: bnb's own tensors
         assert {r["roles"][n] for n in r["aux_shapes"]} == {"quant_aux"}
     if scenario == "qlora_fsdp2":  # Shard(0) rows of the packed (1024, 1) weight, 4 weights a word

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 # Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
-READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "torch_pickle", "config")
+READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "config", "torch_pickle")
 CONFIG_READER = "config"
 CONFIG_NAME = "config.json"
 
