@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-import gguf
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from paramscope.hf_config import apply_config
 from paramscope.records import Inventory, TensorRecord
 from paramscope.report import Report
 from paramscope.sources.files import read_path
+from tests.sources._gguf_helpers import write_gguf
 from tests.sources._st_helpers import llama_tensors
 
 TOY = dict(vocab=1000, hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2)
@@ -67,15 +67,8 @@ def test_shapes_must_agree(tmp_path):
 
 def test_gguf_output_and_token_embd(tmp_path):
     path = tmp_path / "t.gguf"
-    w = gguf.GGUFWriter(path, "llama")
     shapes = {"token_embd.weight": (40, 16), "blk.0.attn_q.weight": (16, 16), "output.weight": (40, 16)}
-    for name, shape in shapes.items():
-        w.add_tensor(name, np.zeros(shape, np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    reference = sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors)
+    reference = write_gguf(path, "llama", shapes)
     inv = read_path(path)
     assert apply_config(inv, None) is inv
     report = Report(apply_config(inv, {"tie_word_embeddings": True}))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import gguf
-import numpy as np
 import pytest
 
 import paramscope
@@ -17,6 +16,7 @@ from paramscope import moe
 from paramscope.hf_config import apply_config
 from paramscope.report import Report
 from paramscope.sources.files import read_path
+from tests.sources._gguf_helpers import write_gguf
 from tests.sources._st_helpers import LLAMA2_7B, LLAMA2_7B_PARAMS, llama_tensors, write_sparse
 
 
@@ -115,11 +115,6 @@ def test_deepseek_style_file_with_per_expert_modules(tmp_path):
 def test_gguf_moe_from_its_key_values(tmp_path):
     e, k, h, ff, vocab = 4, 2, 32, 64, 50
     path = tmp_path / "moe.gguf"
-    w = gguf.GGUFWriter(path, "qwen2moe")
-    w.add_block_count(1)
-    w.add_expert_count(e)
-    w.add_expert_used_count(k)
-    w.add_expert_shared_count(1)
     # numpy order is ggml's ne reversed: [E, rows, cols]
     tensors = {
         "token_embd.weight": (vocab, h),
@@ -132,14 +127,14 @@ def test_gguf_moe_from_its_key_values(tmp_path):
         "blk.0.ffn_down_shexp.weight": (h, ff),
         "output_norm.weight": (h,), "output.weight": (vocab, h),
     }
-    for name, shape in tensors.items():
-        w.add_tensor(name, np.zeros(shape, np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    reader = gguf.GGUFReader(path)
-    reference = sum(int(t.n_elements) for t in reader.tensors)
+
+    def experts(w: gguf.GGUFWriter) -> None:
+        w.add_block_count(1)
+        w.add_expert_count(e)
+        w.add_expert_used_count(k)
+        w.add_expert_shared_count(1)
+
+    reference = write_gguf(path, "qwen2moe", tensors, experts)
     report = Report(apply_config(read_path(path), None))
     assert report.total == reference == sum(math.prod(s) for s in tensors.values())
     routed = 3 * e * ff * h
