@@ -197,3 +197,39 @@ def unbuffered_reader(path: Path) -> Iterator[BinaryIO]:
             yield handle
         except OSError as exc:
             raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+class FileWindow:
+    """A forward reader over an open file through one bounded buffer, shared by the GGUF and ONNX readers:
+    small reads are served from memory, long skips become seeks, and nothing is read past what a check
+    said the file holds. ``buf[0]`` is at file offset ``base``; ``pos`` indexes ``buf``."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, handle: BinaryIO, size: int, source: Path) -> None:
+        self.handle = handle
+        self.size = size
+        self.source = source
+        self.buf = b""
+        self.base = 0
+        self.pos = 0
+
+    def tell(self) -> int:
+        return self.base + self.pos
+
+    def left(self) -> int:
+        return self.size - self.tell()
+
+    def fail(self, reason: str) -> ParamscopeError:
+        return ParamscopeError(self.source, reason)
+
+    def _fill(self, need: int, what: str = "a field") -> None:
+        """Make ``need`` bytes available at ``pos``, or fail: the file ends before ``what``."""
+        offset = self.tell()
+        if need <= self.size - offset:
+            self.handle.seek(offset)
+            data = self.handle.read(max(need, min(self.CHUNK, self.size - offset)))
+            if len(data) >= need:
+                self.buf, self.base, self.pos = data, offset, 0
+                return
+        raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")

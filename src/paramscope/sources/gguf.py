@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paramscope import dtypes
-from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import unbuffered_reader
+from paramscope.sources.files import FileWindow, unbuffered_reader
 
 FORMAT = "gguf"
 MAGIC = b"GGUF"
@@ -35,7 +34,6 @@ MAX_ARRAY_DEPTH = 8  # nested arrays deeper than this are hostile, not a model
 SHOWN_ARRAY_ITEMS = 16  # arrays up to this many items are kept; longer ones are summarised
 SHOWN_STRING_CHARS = 4096  # string values (chat templates) are cut here in the metadata
 SHOWN_KEYS = 1024  # key/values kept in the metadata; a header with more is summarised
-CHUNK = 1 << 20  # the read buffer
 INT64_MAX = (1 << 63) - 1
 # Modules whose weight is an embedding table in llama.cpp's tensor naming (gguf-py tensor_mapping): typed
 # Embedding so that the report's non-embedding count works as it does for PyTorch models.
@@ -153,17 +151,12 @@ def sniff(head: bytes, path: Path) -> bool:
     return head[:4] == MAGIC
 
 
-class _Cursor:
-    """A forward reader over a file through one bounded buffer: small reads are served from memory,
-    long skips become seeks, and nothing is ever read past what a check said the file holds."""
+class _Cursor(FileWindow):
+    """The file window (see :class:`~paramscope.sources.files.FileWindow`) with GGUF's fixed-width
+    integers in the file's byte order."""
 
     def __init__(self, handle: BinaryIO, size: int, source: Path, endian: str = "<") -> None:
-        self.handle = handle
-        self.size = size
-        self.source = source
-        self.buf = b""
-        self.base = 0  # file offset of buf[0]
-        self.pos = 0  # index into buf
+        super().__init__(handle, size, source)
         self.set_endian(endian)
 
     def set_endian(self, endian: str) -> None:
@@ -172,26 +165,6 @@ class _Cursor:
         self.u64s = struct.Struct(endian + "Q")
         # A tensor info after its name: n_dims dims (u64), the type (u32), the offset (u64); packed, no padding.
         self.info_structs = [struct.Struct(f"{endian}{n}QIQ") for n in range(MAX_DIMS + 1)]
-
-    def tell(self) -> int:
-        return self.base + self.pos
-
-    def left(self) -> int:
-        return self.size - self.tell()
-
-    def fail(self, reason: str) -> ParamscopeError:
-        return ParamscopeError(self.source, reason)
-
-    def _fill(self, need: int, what: str) -> None:
-        """Make ``need`` bytes available at ``pos``, or fail: the file ends before ``what``."""
-        offset = self.tell()
-        if need > self.size - offset:
-            raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")
-        self.handle.seek(offset)
-        data = self.handle.read(max(need, min(CHUNK, self.size - offset)))
-        if len(data) < need:
-            raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")
-        self.buf, self.base, self.pos = data, offset, 0
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.buf):

@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import unbuffered_reader
+from paramscope.sources.files import FileWindow, unbuffered_reader
 
 FORMAT = "onnx"
-CHUNK = 1 << 20
 MAX_SUBGRAPH_DEPTH = 32  # If/Loop nesting deeper than this is hostile, not a model
 MAX_RANK = 64
 MAX_STRING = 1 << 16  # names and short strings kept; longer ones are cut and the rest skipped
@@ -134,33 +133,10 @@ def sniff(head: bytes, path: Path) -> bool:
     return False
 
 
-class _Cursor:
-    """A forward reader through one bounded buffer: varints and short strings come from memory, data
-    fields are skipped with a seek. Every length is checked against the end of its enclosing message."""
-
-    def __init__(self, handle: BinaryIO, size: int, source: Path) -> None:
-        self.handle = handle
-        self.size = size
-        self.source = source
-        self.buf = b""
-        self.base = 0
-        self.pos = 0
-
-    def tell(self) -> int:
-        return self.base + self.pos
-
-    def fail(self, reason: str) -> ParamscopeError:
-        return ParamscopeError(self.source, reason)
-
-    def _fill(self, need: int) -> None:
-        offset = self.tell()
-        if need > self.size - offset:
-            raise self.fail(f"truncated: the file ends at byte {self.size} inside a field at byte {offset}")
-        self.handle.seek(offset)
-        data = self.handle.read(max(need, min(CHUNK, self.size - offset)))
-        if len(data) < need:
-            raise self.fail(f"truncated: the file ends at byte {offset + len(data)} inside a field")
-        self.buf, self.base, self.pos = data, offset, 0
+class _Cursor(FileWindow):
+    """A forward reader through one bounded buffer (:class:`~paramscope.sources.files.FileWindow`):
+    varints and short strings come from memory, data fields are skipped with a seek. Every length is
+    checked against the end of its enclosing message."""
 
     def varint(self, end: int) -> int:
         """A varint of at most 10 bytes that ends before ``end``."""
@@ -209,7 +185,7 @@ class _Cursor:
         """How many varints ``n`` bytes hold (a packed list), reading them in bounded chunks."""
         total = 0
         while n:
-            part = self.take(min(n, CHUNK))
+            part = self.take(min(n, self.CHUNK))
             total += len(part.translate(None, bytes(range(0x80, 0x100))))
             n -= len(part)
         return total
