@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def run_once(argv: list[str]) -> tuple[float, float]:
@@ -28,3 +30,12 @@ def measure(argv: list[str], repeat: int) -> tuple[float, float]:
     run_once(argv)
     runs = [run_once(argv) for _ in range(repeat)]
     return statistics.median(t for t, _ in runs), max(m for _, m in runs)
+
+
+def reader_ours_peer(reader_only: str, peer: str, path: Path, repeat: int) -> list[tuple[float, float]]:
+    """(median seconds, peak MiB) of three processes on ``path``: a script running only our reader
+    (``reader_only``), the whole CLI (``python -m paramscope FILE --format json``) and the peer's script."""
+    py = sys.executable
+    commands = ([py, "-c", reader_only, str(path)], [py, "-m", "paramscope", str(path), "--format", "json"],
+                [py, "-c", peer, str(path)])
+    return [measure(argv, repeat) for argv in commands]

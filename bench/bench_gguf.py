@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-from _measure import measure  # bench/ is sys.path[0] when a script here runs
+from _measure import measure, reader_ours_peer  # bench/ is sys.path[0] when a script here runs
 from gguf import GGMLQuantizationType as Q
 
 from paramscope.sources import gguf as reader
@@ -121,9 +121,7 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         for label, p in files:
-            read_t, read_m = measure([py, "-c", READER_ONLY, str(p)], args.repeat)
-            ours_t, ours_m = measure([py, "-m", "paramscope", str(p), "--format", "json"], args.repeat)
-            peer_t, peer_m = measure([py, "-c", PEER, str(p)], args.repeat)
+            (read_t, read_m), (ours_t, ours_m), (peer_t, peer_m) = reader_ours_peer(READER_ONLY, PEER, p, args.repeat)
             size = p.stat().st_size
             start = reader.read(p).metadata["gguf.data_offset"]  # the header's size
             print(

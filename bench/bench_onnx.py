@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from _measure import measure  # bench/ is sys.path[0] when a script here runs
+from _measure import measure, reader_ours_peer  # bench/ is sys.path[0] when a script here runs
 from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -80,9 +80,7 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         for label, p in files:
-            read_t, read_m = measure([py, "-c", READER_ONLY, str(p)], args.repeat)
-            ours_t, ours_m = measure([py, "-m", "paramscope", str(p), "--format", "json"], args.repeat)
-            peer_t, peer_m = measure([py, "-c", PEER, str(p)], args.repeat)
+            (read_t, read_m), (ours_t, ours_m), (peer_t, peer_m) = reader_ours_peer(READER_ONLY, PEER, p, args.repeat)
             print(
                 f"{label:32} {p.stat().st_size / 2**20:7.1f}Mi | {read_t * 1000:6.0f}ms {ours_t * 1000:8.0f}ms "
                 f"{peer_t * 1000:8.0f}ms {peer_t / ours_t:5.2f}x | {read_m:8.1f}Mi {ours_m:7.1f}Mi "

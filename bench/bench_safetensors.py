@@ -3,24 +3,22 @@
 Fixtures are sparse files (header written, then truncated to full size), built in a temporary directory:
 Llama-2-7B-shaped BF16 (single file and 2 shards, ~13.5 GB apparent), Llama-2-70B-shaped BF16 (15 shards,
 ~138 GB apparent), and single files with 1k, 10k and 100k small tensors. Each command runs as its own
-process; the figure is the median wall time of REPEATS runs, and peak RSS is the child's ru_maxrss
-(from ``os.wait4``). Run: ``.venv/bin/python bench/bench_safetensors.py [--repeats N]``.
+process; the figure is the median wall time of REPEATS runs, and peak RSS is GNU time's %M
+(``bench/_measure.py``). Run: ``.venv/bin/python bench/bench_safetensors.py [--repeats N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "sources"))
+from _measure import measure  # noqa: E402 - median wall seconds, peak RSS in MiB
 from _st_helpers import (  # noqa: E402 - the shared fixture writers live beside the tests
     LLAMA2_7B,
     LLAMA2_7B_PARAMS,
@@ -49,35 +47,6 @@ for f in files:
             n += 1
 print(n)
 """
-
-
-TIME = "/usr/bin/time"
-
-
-def run_once(argv: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process.
-
-    Linux carries a process's peak RSS across exec, so a child forked from a big parent reports the
-    parent's size: the RSS comes from ``/usr/bin/time`` (a tiny parent) where it exists, else ``wait4``
-    (fixtures are built in a separate process so that this one stays small either way).
-    """
-    wrapped = [TIME, "-f", "%M", *argv] if os.path.exists(TIME) else argv
-    start = time.perf_counter()
-    proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv} failed: {err}")
-    rss = int(err.split()[-1]) if wrapped is not argv else usage.ru_maxrss
-    return elapsed, rss
-
-
-def measure(argv: list[str], repeats: int) -> tuple[float, int]:
-    run_once(argv)  # warm the page cache and the import caches
-    runs = [run_once(argv) for _ in range(repeats)]
-    return statistics.median(t for t, _ in runs), max(r for _, r in runs)
 
 
 def build(directory: Path) -> list[tuple[str, Path, int]]:
@@ -110,7 +79,7 @@ def main() -> None:
         files = [(label, Path(path), n) for label, path, n in json.loads(listing)]
         base_t, base_rss = measure([py, "-c", "pass"], args.repeats)
         print(f"python {sys.version.split()[0]}; median of {args.repeats} runs; `python -c pass`: "
-              f"{base_t * 1000:.1f} ms, {base_rss / 1024:.1f} MiB peak RSS\n")
+              f"{base_t * 1000:.1f} ms, {base_rss:.1f} MiB peak RSS\n")
         head = (f"{'file':<24} {'apparent':>9} {'paramscope':>11} {'safe_open':>10} {'ps/pass':>8} "
                 f"{'open/ps':>8} {'ps RSS':>8} {'open RSS':>9}  total ok")
         print(head)
@@ -123,7 +92,7 @@ def main() -> None:
             ps_t, ps_rss = measure([py, "-m", "paramscope", str(path), "--format", "json"], args.repeats)
             so_t, so_rss = measure([py, "-c", SAFE_OPEN, str(path)], args.repeats)
             print(f"{label:<24} {size / 1e9:>7.1f}GB {ps_t * 1000:>9.1f}ms {so_t * 1000:>8.1f}ms "
-                  f"{ps_t / base_t:>7.2f}x {so_t / ps_t:>7.2f}x {ps_rss / 1024:>6.1f}MB {so_rss / 1024:>7.1f}MB  "
+                  f"{ps_t / base_t:>7.2f}x {so_t / ps_t:>7.2f}x {ps_rss:>6.1f}MB {so_rss:>7.1f}MB  "
                   f"{total:,} {'==' if total == expected else '!='} {expected:,}")
         print("\ntargets: ps/pass <= 3x, open/ps >= 2x, paramscope peak RSS < 40 MB")
 
