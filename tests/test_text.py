@@ -40,3 +40,9 @@ def test_bytes(n, shown):
 )
 def test_safe_escapes_control_and_bidi_characters(raw, shown):
     assert text.safe(raw) == shown
+
+
+def test_one_line_joins_escapes_and_cuts():
+    assert text.one_line("bad\n  header:\tx\x1b[31m") == "bad header: x\\x1b[31m"
+    assert text.one_line("a" * 10, limit=8) == "aaaaa..."
+    assert text.one_line("a" * 8, limit=8) == "a" * 8

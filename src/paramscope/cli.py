@@ -164,9 +164,9 @@ def _wants_color(stream: TextIO, args: argparse.Namespace) -> bool:
 
 
 def _one_line(message: str) -> str:
-    from paramscope.text import safe
+    from paramscope.text import one_line  # imported when an error is printed, not at start-up
 
-    return safe(" ".join(message.split()))
+    return one_line(message)
 
 
 class ProgressBar:

@@ -492,18 +492,15 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         stdout.write(render(diff, args.format, args.strict))
         stdout.flush()
     except ParamscopeError as exc:
-        print(f"paramscope: {_one_line(str(exc))}", file=stderr)
+        print(f"paramscope: {text.one_line(str(exc))}", file=stderr)
         return EXIT_TROUBLE
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             return EXIT_TROUBLE
-        print(f"paramscope: {_one_line(f'{exc.filename or args.a}: {exc.strerror or exc}')}", file=stderr)
+        print(f"paramscope: {text.one_line(f'{exc.filename or args.a}: {exc.strerror or exc}')}", file=stderr)
         return EXIT_TROUBLE
     except Exception as exc:  # a bug: still one line, still "trouble"
-        print(f"paramscope: internal error: {_one_line(f'{type(exc).__name__}: {exc}')}", file=stderr)
+        print(f"paramscope: internal error: {text.one_line(f'{type(exc).__name__}: {exc}')}", file=stderr)
         return EXIT_TROUBLE
     return diff.exit_code(args.strict)
 
-
-def _one_line(message: str) -> str:
-    return text.safe(" ".join(message.split()))

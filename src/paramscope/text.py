@@ -28,6 +28,14 @@ def safe(name: str) -> str:
     )
 
 
+def one_line(message: str, limit: int | None = None) -> str:
+    """``message`` safe to print as one line of an error: whitespace runs (newlines too) become one
+    space, control characters are escaped (:func:`safe`), and past ``limit`` characters it is cut
+    with ``...``."""
+    line = safe(" ".join(message.split()))
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
+
+
 def exact(n: int | None) -> str:
     """``124439808`` -> ``'124,439,808'``; None -> ``'?'``."""
     return "?" if n is None else f"{n:,}"

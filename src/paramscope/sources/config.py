@@ -400,11 +400,10 @@ def _quote(text: str) -> str:
     return repr(safe(text[:200]))
 
 
-def _one_line(message: str, limit: int = 300) -> str:
-    from paramscope.text import safe
+def _one_line(message: str) -> str:
+    from paramscope.text import one_line
 
-    line = safe(" ".join(message.split()))
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return one_line(message, limit=300)  # transformers' messages can run to pages
 
 
 # ---- weights vs architecture --------------------------------------------------------------------
