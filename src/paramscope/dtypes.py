@@ -33,15 +33,6 @@ class DType:
     def __repr__(self) -> str:
         return f"DType({self.name!r}, {self.kind!r}, {self.block_elements}, {self.block_bytes})"
 
-    @property
-    def bits_per_element(self) -> float:
-        return self.block_bytes * 8 / self.block_elements
-
-    @property
-    def is_floating(self) -> bool:
-        """True where PyTorch allows ``requires_grad`` (floating and complex types)."""
-        return self.kind in ("float", "complex")
-
     def nbytes(self, numel: int) -> int:
         """Bytes taken by ``numel`` elements, rounding a partial block up to a whole one."""
         blocks = -(-numel // self.block_elements)
@@ -130,9 +121,3 @@ def nbytes(dtype: str, numel: int) -> int | None:
     """Bytes for ``numel`` elements of ``dtype``, or None when the dtype is unknown."""
     known = DTYPES.get(dtype)
     return None if known is None else known.nbytes(numel)
-
-
-def can_require_grad(dtype: str) -> bool:
-    """PyTorch only lets floating-point and complex tensors be trainable parameters."""
-    known = DTYPES.get(dtype)
-    return known is not None and known.is_floating

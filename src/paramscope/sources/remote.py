@@ -515,11 +515,6 @@ def fetched_note(fetcher: Fetcher, header_files: int) -> str:
 # --------------------------------------------------------------------------------------------- plain URLs
 
 
-def is_url(text: str) -> bool:
-    """``http://`` or ``https://``: a plain URL source."""
-    return text.startswith(("http://", "https://"))
-
-
 def read_url(url: str, progress: Progress | None = None) -> Inventory:
     """A safetensors file or index at a plain URL (any server honouring ``Range``), headers only."""
     from urllib.parse import quote, urljoin, urlparse
