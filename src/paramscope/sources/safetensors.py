@@ -148,6 +148,37 @@ def records_from_header(
     return _validate(source, parsed, len(header), file_size, origin)
 
 
+def read_small_tensors(path: Path, names: list[str], limit: int, max_header: int) -> dict[str, bytes]:
+    """The raw bytes of the named tensors of a local file, each at most ``limit`` bytes (the few tiny
+    tensors that hold a quantized weight's true shape). Nothing is read from a file whose header is
+    longer than ``max_header``; tensors that are absent, too big or whose offsets do not fit the file
+    are left out; a bad file raises ParamscopeError, with the checks :func:`read_file` makes."""
+    found: dict[str, bytes] = {}
+    try:
+        with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            n = header_length(path, handle.read(8), file_size)
+            if n > max_header:
+                return found
+            parsed = _parse_json(path, handle.read(n))
+            if not isinstance(parsed, dict):
+                return found
+            start = 8 + n
+            for name in names:
+                entry = parsed.get(name)
+                offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+                if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+                    continue
+                begin, end = offsets
+                if not 0 <= begin <= end <= file_size - start or end - begin > limit:
+                    continue
+                handle.seek(start + begin)
+                found[name] = handle.read(end - begin)
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    return found
+
+
 def _read_header_bytes(path: Path) -> tuple[bytes, int]:
     try:
         with open(path, "rb") as handle:
