@@ -386,3 +386,18 @@ def test_reading_a_repo_never_imports_torch(tmp_path, hub, env):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_malformed_config_json_is_one_line_naming_the_repository(tmp_path, hub, env):
+    """A repository's config.json gets the rules of a local one (size, nesting, UTF-8, JSON)."""
+    sharded_repo(tmp_path / "repo")
+    write_repo(tmp_path / "repo", {"config.json": b"{broken"})
+    hub.add_repo(REPO, tmp_path / "repo")
+    with pytest.raises(ParamscopeError) as info:
+        open_source(f"hf:{REPO}")
+    assert str(info.value).startswith(f"hf:{REPO}: config.json: malformed JSON: ")
+    sharded_repo(tmp_path / "deep")
+    write_repo(tmp_path / "deep", {"config.json": b"[" * 100 + b"]" * 100})
+    hub.add_repo("acme/deep", tmp_path / "deep")
+    with pytest.raises(ParamscopeError, match=r"^hf:acme/deep: config\.json: .*nested"):
+        open_source("hf:acme/deep")

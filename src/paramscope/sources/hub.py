@@ -37,7 +37,6 @@ PREFIX = "hf:"
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
@@ -246,9 +245,12 @@ class _Hub:
     def load_config(self, path: Path | _Missing | None) -> dict[str, Any] | None:
         if not isinstance(path, Path):
             return None
-        from paramscope.sources.safetensors import _parse_json
+        from paramscope.sources.config import load_json
 
-        config = _parse_json(self.source, _read_local(self.source, path, MAX_CONFIG_SIZE, CONFIG_FILE), "config.json")
+        try:  # the same size, nesting and encoding rules as a local config.json
+            config = load_json(path)
+        except ParamscopeError as exc:
+            raise ParamscopeError(self.source, f"{CONFIG_FILE}: {exc.reason}") from None
         if not isinstance(config, dict):
             raise ParamscopeError(self.source, "config.json is not a JSON object")
         return config
