@@ -33,6 +33,7 @@ import time
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord
+from paramscope.sources.safetensors import MAX_INDEX_SIZE  # an index is refused past the local reader's limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ UNKNOWN_FIRST_READ = 32 * 1024
 """First read when nothing says how long the header is: most single-file headers fit."""
 MAX_FIRST_READ = 1024 * 1024
 """Cap on an index-based estimate, so that an index listing a million names cannot pull weights."""
-MAX_INDEX_SIZE = 64 * 1024 * 1024
-"""An index JSON larger than this is refused (the local reader's limit)."""
 
 # The JSON around a header entry: '"<name>":{"dtype":"<dt>","shape":[<dims>],"data_offsets":[<b>,<e>]},'.
 _ENTRY_FIXED = len('"":{"dtype":"","shape":[],"data_offsets":[,]},')
@@ -380,16 +379,10 @@ def parse_index(source: str, raw: bytes) -> tuple[dict[str, str], dict[str, Any]
     """The weight map (tensor -> shard) and declared metadata of an index's JSON."""
     from paramscope.sources import safetensors
 
-    if len(raw) > MAX_INDEX_SIZE:
-        raise ParamscopeError(source, f"index is {len(raw):,} bytes, more than the {MAX_INDEX_SIZE:,} allowed")
-    index = safetensors._parse_json(source, raw, what="index")
-    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise ParamscopeError(source, 'index has no "weight_map" object')
-    weight_map: dict[str, Any] = index["weight_map"]
-    for shard in dict.fromkeys(weight_map.values()):
+    weight_map, declared = safetensors.parse_index(source, raw)
+    for shard in dict.fromkeys(weight_map.values()):  # names that will become URLs: stricter than on disk
         check_shard_name(source, shard)
-    declared = index.get("metadata")
-    return weight_map, declared if isinstance(declared, dict) else {}
+    return weight_map, declared
 
 
 def plan_index(source: str, raw: bytes) -> tuple[dict[str, str], dict[str, int], int | None]:
@@ -527,8 +520,8 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     name = path.rsplit("/", 1)[-1] or url
     if path.endswith(safetensors.INDEX_SUFFIX):
         raw, total = fetcher.range(source, name, url, 0, MAX_INDEX_SIZE + 1)
-        if total is not None and total > MAX_INDEX_SIZE:
-            raise ParamscopeError(source, f"index is {total:,} bytes, more than the {MAX_INDEX_SIZE:,} allowed")
+        if total is not None:
+            safetensors.check_index_size(source, total)
         weight_map, estimates, data_size = plan_index(source, raw)
         jobs = [ShardJob(shard, url=urljoin(url, quote(shard)), estimate=first) for shard, first in estimates.items()]
         records, metadata, notes = read_index_shards(fetcher, source, weight_map, jobs, data_size, progress)

@@ -395,20 +395,32 @@ def check_weight_map(source: str | Path, weight_map: dict[str, str], owner: dict
     return []
 
 
+def check_index_size(source: str | Path, size: int) -> None:
+    if size > MAX_INDEX_SIZE:
+        raise ParamscopeError(source, f"index is {size:,} bytes, more than the {MAX_INDEX_SIZE:,} allowed")
+
+
+def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any]]:
+    """The weight map (tensor -> shard file name) and the declared ``metadata`` of an index's JSON, local or
+    fetched; ``raw`` at most :data:`MAX_INDEX_SIZE` bytes."""
+    check_index_size(source, len(raw))
+    index = _parse_json(source, raw, what="index")
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise ParamscopeError(source, 'index has no "weight_map" object')
+    weight_map: dict[str, Any] = index["weight_map"]
+    if not all(isinstance(v, str) for v in weight_map.values()):
+        raise ParamscopeError(source, "weight_map values must be shard file names")
+    declared = index.get("metadata")
+    return weight_map, declared if isinstance(declared, dict) else {}
+
+
 def _read_index(path: Path) -> Inventory:
     try:
-        size = path.stat().st_size
-        if size > MAX_INDEX_SIZE:
-            raise ParamscopeError(path, f"index is {size:,} bytes, more than the {MAX_INDEX_SIZE:,} allowed")
+        check_index_size(path, path.stat().st_size)
         raw = path.read_bytes()
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    index = _parse_json(path, raw, what="index")
-    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise ParamscopeError(path, 'index has no "weight_map" object')
-    weight_map: dict[str, Any] = index["weight_map"]
-    if not all(isinstance(v, str) for v in weight_map.values()):
-        raise ParamscopeError(path, "weight_map values must be shard file names")
+    weight_map, declared = parse_index(path, raw)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
@@ -417,8 +429,7 @@ def _read_index(path: Path) -> Inventory:
     records, owner, notes, file_meta = _read_shards(shards)
     notes += check_weight_map(path, weight_map, owner)
     metadata: dict[str, Any] = {"shards": len(shards)}
-    declared = index.get("metadata")
-    if isinstance(declared, dict) and type(declared.get("total_size")) is int:
+    if type(declared.get("total_size")) is int:
         metadata["index total_size"] = declared["total_size"]
     metadata.update(file_meta)
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
