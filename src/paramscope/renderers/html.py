@@ -30,12 +30,13 @@ from paramscope.errors import require
 from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
-from paramscope.renderers.rows import TENSOR_COLUMNS, percent, summary, tensor_rows
+from paramscope.renderers.rows import TENSOR_COLUMNS, display, summary, table, tensor_rows
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from paramscope.renderers import Grouping
     from paramscope.report import ModuleNode, Report
 
 ASSETS = Path(__file__).parent / "assets"
@@ -290,41 +291,31 @@ def _ties(report: Report) -> str:
             f'counts once, under its first name.</p><ul class="ties">{"".join(items)}</ul>{tail}</section>')
 
 
-def _small_table(ident: str, title: str, header: list[str], numeric: list[bool], rows: list[list[Any]]) -> str:
-    head = "".join(f'<th class="num">{h}</th>' if n else f"<th>{h}</th>" for h, n in zip(header, numeric, strict=True))
+def _small_table(ident: str, title: str, by: Grouping, report: Report) -> str:
+    """A plain table of the report grouped ``by`` type or dtype: the columns and cells of
+    :mod:`~paramscope.renderers.rows`, each number also kept exact in ``data-value``."""
+    columns, rows = table(report, by, None)
+    head = "".join(f'<th class="num">{c.title}</th>' if c.numeric else f"<th>{c.title}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
-        for value, (is_num, kind) in zip(row, _kinds(numeric, header), strict=True):
-            if not is_num:
-                cells.append(f"<td>{_e(value) if value is not None else '-'}</td>")
-            elif value is None:
-                cells.append('<td class="num" data-value="">-</td>')
+        for column, value in zip(columns, row, strict=True):
+            shown = display(column, value)
+            if not column.numeric:
+                cells.append(f"<td>{html.escape(shown, quote=True)}</td>")
             else:
-                shown = text.human_bytes(value) if kind == "bytes" else (
-                    f"{value:.1f}%" if kind == "percent" else text.exact(value))
-                cells.append(f'<td class="num" data-value="{value}">{shown}</td>')
+                cells.append(f'<td class="num" data-value="{"" if value is None else value}">{shown}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<section id="{ident}"><h2>{title}</h2><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></section>")
 
 
-def _kinds(numeric: list[bool], header: list[str]) -> list[tuple[bool, str]]:
-    """(numeric?, how to show it) per column of the small tables: the header names the kind."""
-    return [(n, "bytes" if h == "bytes" else "percent" if h == "percent" else "count") for n, h in
-            zip(numeric, header, strict=True)]
-
-
 def _by_dtype(report: Report) -> str:
-    rows = [[d.dtype, d.parameters, d.buffers, d.bytes] for d in report.by_dtype]
-    return _small_table("dtypes", "By dtype", ["dtype", "parameters", "buffers", "bytes"],
-                        [False, True, True, True], rows)
+    return _small_table("dtypes", "By dtype", "dtype", report)
 
 
 def _by_type(report: Report) -> str:
-    rows = [[t.type, t.modules, t.parameters, percent(t.parameters, report.total), t.bytes] for t in report.by_type]
-    return _small_table("types", "By module type", ["type", "modules", "parameters", "percent", "bytes"],
-                        [False, True, True, True, True], rows)
+    return _small_table("types", "By module type", "type", report)
 
 
 def _clip(value: Any) -> str:
