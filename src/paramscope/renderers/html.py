@@ -430,11 +430,11 @@ def notebook_html(report: Report) -> str:
         _nb_table(["figure", "value"], figures, [False, True]),
     ]
     if report.by_dtype:
+        columns, rows = table(report, "dtype", None)
         parts.append(_nb_table(
-            ["dtype", "parameters", "buffers", "bytes"],
-            [[_e(d.dtype), text.exact(d.parameters), text.exact(d.buffers), text.human_bytes(d.bytes)]
-             for d in report.by_dtype],
-            [False, True, True, True]))
+            [c.title for c in columns],
+            [[html.escape(display(c, v), quote=True) for c, v in zip(columns, row, strict=True)] for row in rows],
+            [c.numeric for c in columns]))
     children = report.tree().children
     if children:
         rows = [[f"<code>{_e(c.path)}</code>", _e(c.type or ""), text.exact(c.parameters),
