@@ -1,0 +1,29 @@
+"""The harness itself: it must fail on what it exists to catch (a test that cannot fail is a defect)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ._limits import Result, assert_clean, assert_refused, run_cli
+
+
+def test_the_example_runs_under_the_limits():
+    result = assert_clean(run_cli(), expect=0)
+    assert "87,018" in result.stdout
+
+
+def test_a_missing_file_is_one_line_naming_it(tmp_path):
+    missing = tmp_path / "nothing-here.safetensors"
+    assert_refused(run_cli(missing), missing, "no such file")
+
+
+@pytest.mark.parametrize("bad", [
+    Result(3, "", "paramscope: internal error: X\n", 0.1),
+    Result(-9, "", "", 0.1),
+    Result(1, "", "Traceback (most recent call last):\n  ...\nMemoryError\n", 0.1),
+    Result(1, "", "a.bin: one\na.bin: two\n", 0.1),
+    Result(1, "", "some other file: bad\n", 0.1),
+])
+def test_the_checks_catch_what_they_exist_for(bad):
+    with pytest.raises(AssertionError):
+        assert_clean(bad, "a.bin")
