@@ -27,3 +27,19 @@ def test_a_missing_file_is_one_line_naming_it(tmp_path):
 def test_the_checks_catch_what_they_exist_for(bad):
     with pytest.raises(AssertionError):
         assert_clean(bad, "a.bin")
+
+
+@pytest.mark.parametrize(("code", "stderr", "clean"), [
+    (0, "", True),
+    (1, "paramscope: /t/x.gguf: truncated\n", True),
+    (1, "paramscope: /t/other.gguf: truncated\n", False),
+    (1, "paramscope: /t/x.gguf: a\nsecond line\n", False),
+    (3, "paramscope: internal error: RecursionError\n", False),
+    ("hang", "", False),
+    ("raised MemoryError", "", False),
+    (0, "a warning on stderr\n", False),
+])
+def test_the_mutation_verdicts(code, stderr, clean):
+    from ._mutate import is_clean
+
+    assert is_clean({"path": "/t/x.gguf", "code": code, "stderr": stderr}) is clean
