@@ -153,7 +153,7 @@ class Stub:
         self.status, self.headers, self.body = status, headers, body
         self.asked: list[str] = []
 
-    def open(self, url: str, headers: dict[str, str], timeout: float) -> remote.Response:
+    def open(self, url: str, headers: dict[str, str], timeout: float, watch=None) -> remote.Response:
         self.asked.append(headers["Range"])
         data = bytearray(self.body)
 
