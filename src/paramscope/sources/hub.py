@@ -128,19 +128,19 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
     """The Inventory of a Hub repository, from config.json and the safetensors headers only."""
     repo_id, revision = parse(text)
     source = PREFIX + repo_id + (f"@{revision}" if revision else "")
+    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
+        try:
+            remote.check_url(os.environ["HF_ENDPOINT"])
+        except ValueError as exc:
+            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
     require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
     from concurrent.futures import ThreadPoolExecutor
 
     from huggingface_hub import constants
-    from huggingface_hub.utils import build_hf_headers, get_session
+    from huggingface_hub.utils import get_session
 
     env = _Env(constants)
-    if not env.offline:
-        try:
-            env.endpoint = remote.check_url(env.endpoint).rstrip("/")
-        except ValueError as exc:
-            raise ParamscopeError(source, f"HF_ENDPOINT {env.endpoint!r}: {exc}") from None
-    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), build_hf_headers())
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers())
     hub = _Hub(source, repo_id, revision, env, fetcher)
     # One pool for the whole call: config.json downloads on it while the index is fetched here and its
     # shards are read; the config is needed only at the end.
@@ -192,6 +192,20 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
         metadata["commit"] = _commit_of(config_future.result())
     inventory = hub.single_file(pinned, progress, metadata, notes, config, index_path is OFFLINE_MISSING)
     return inventory, 1 if inventory.format == FORMAT else 0
+
+
+def _headers() -> dict[str, str]:
+    """The token (``HF_TOKEN`` or the saved one) and a user agent. Not ``build_hf_headers``: to name the
+    agent it may fetch a registry from the Hub, a request outside our deadlines."""
+    from huggingface_hub import get_token
+
+    from paramscope import __version__
+
+    headers = {"User-Agent": f"paramscope/{__version__}"}
+    token = get_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def _commit_of(path: Any) -> str | None:

@@ -165,7 +165,11 @@ def _redirected(url: str, status: int, location: str | None, headers: dict[str, 
     if not location:
         raise _Fatal(f"redirect (HTTP {status}) without a Location")
     try:
-        target = check_url(urljoin(url, location.strip()))
+        try:
+            joined = urljoin(url, location.strip())
+        except ValueError as exc:
+            raise ValueError(f"malformed URL ({_said(exc, 80)})") from None
+        target = check_url(joined)
     except ValueError as exc:
         raise _Fatal(f"redirected to {_said(location, 80)!r}: {exc}") from None
     before, after = urlsplit(url), urlsplit(target)
