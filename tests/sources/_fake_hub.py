@@ -15,6 +15,12 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``token = "secret"``    -> 401 (X-Error-Code GatedRepo) unless ``Authorization: Bearer secret``
                              (for the files whose name ends with ``token_scope``; all by default)
 * ``redirect = True``     -> resolve answers 302 to ``/blobs/<file>`` (as the Hub does to its CDN)
+* ``redirect_base = url`` -> ... on another origin (``http://localhost:<port>``: another host name)
+* ``trickle[file] = n``   -> the next n GETs send their body one byte per ``trickle_seconds``
+* ``unsized = True``      -> no Content-Length (the body ends when the connection closes)
+* ``commit = "..."``      -> the X-Repo-Commit sent (a hostile value, say)
+
+Every request's Authorization header is kept in ``authorization`` (path, value).
 
 It counts every request and the body bytes it managed to send, per file (``sent``) and in all.
 """
@@ -51,6 +57,12 @@ class FakeHub:
         self.token: str | None = None
         self.token_scope = ""  # only files whose name ends with this need the token ("" = all)
         self.redirect = False
+        self.redirect_base = ""
+        self.trickle: dict[str, int] = {}
+        self.trickle_seconds = 0.2
+        self.unsized = False
+        self.commit = COMMIT
+        self.authorization: list[tuple[str, str | None]] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self.sent: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -90,6 +102,7 @@ class FakeHub:
         with self._lock:
             self.requests.clear()
             self.sent.clear()
+            self.authorization.clear()
 
     @property
     def bytes_sent(self) -> int:
@@ -102,9 +115,10 @@ class FakeHub:
 
     # ---- bookkeeping used by the handler
 
-    def _record(self, method: str, name: str, range_header: str | None) -> None:
+    def _record(self, method: str, name: str, range_header: str | None, authorization: str | None = None) -> None:
         with self._lock:
             self.requests.append((method, name, range_header))
+            self.authorization.append((name, authorization))
 
     def _add_sent(self, name: str, n: int) -> None:
         with self._lock:
@@ -142,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if code:
             self.send_header("X-Error-Code", code)
-        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("X-Repo-Commit", self.owner.commit)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -167,8 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             if hub.redirect and name.endswith(".safetensors"):
                 self.send_response(302)
-                self.send_header("Location", f"/blobs/{repo}/{name}")
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Location", f"{hub.redirect_base}/blobs/{repo}/{name}")
+                self.send_header("X-Repo-Commit", hub.commit)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return None
@@ -198,10 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         range_header = self.headers.get("Range")
         located = self._locate()
         if located is None:
-            hub._record("HEAD" if head else "GET", self.path, range_header)
+            hub._record("HEAD" if head else "GET", self.path, range_header, self.headers.get("Authorization"))
             return
         name, path = located
-        hub._record("HEAD" if head else "GET", name, range_header)
+        hub._record("HEAD" if head else "GET", name, range_header, self.headers.get("Authorization"))
         guarded = hub.token is not None and name.endswith(hub.token_scope)
         if guarded and self.headers.get("Authorization") != f"Bearer {hub.token}":
             self._error(401, "GatedRepo")
@@ -229,11 +243,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
         self.send_response(status)
-        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("X-Repo-Commit", hub.commit)
         self.send_header("ETag", f'"{etag}"')
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(stop - start))
+        if hub.unsized:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(stop - start))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
         self.end_headers()
@@ -242,16 +259,21 @@ class _Handler(BaseHTTPRequestHandler):
         truncated = hub._take(hub.truncate, name)
         if truncated:
             stop = start + (stop - start) // 2
+        trickle = hub._take(hub.trickle, name)
         try:
             with open(path, "rb") as handle:
                 position = start
                 while position < stop:
-                    chunk = os.pread(handle.fileno(), min(_CHUNK, stop - position), position)
+                    if trickle:
+                        time.sleep(hub.trickle_seconds)
+                    chunk = os.pread(handle.fileno(), 1 if trickle else min(_CHUNK, stop - position), position)
                     if not chunk:
                         break
                     self.wfile.write(chunk)
                     hub._add_sent(name, len(chunk))
                     position += len(chunk)
+                    if trickle:
+                        self.wfile.flush()
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass

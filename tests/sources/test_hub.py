@@ -401,3 +401,60 @@ def test_a_malformed_config_json_is_one_line_naming_the_repository(tmp_path, hub
     hub.add_repo("acme/deep", tmp_path / "deep")
     with pytest.raises(ParamscopeError, match=r"^hf:acme/deep: config\.json: .*nested"):
         open_source("hf:acme/deep")
+
+
+def test_small_files_land_in_the_cache_layout_huggingface_hub_reads(tmp_path, hub, env):
+    """config.json and the index are fetched by paramscope (capped), stored as huggingface_hub stores them."""
+    from huggingface_hub import try_to_load_from_cache
+
+    sharded_repo(tmp_path / "repo")
+    hub.add_repo(REPO, tmp_path / "repo")
+    open_source(f"hf:{REPO}")
+    assert hub.gets("config.json") == 1 and hub.gets("model.safetensors.index.json") == 1
+    for name in ("config.json", "model.safetensors.index.json"):
+        cached = try_to_load_from_cache(REPO, name, cache_dir=str(env))
+        assert Path(cached).read_bytes() == (tmp_path / "repo" / name).read_bytes()
+        assert Path(cached).is_symlink() and Path(cached).resolve().parent.name == "blobs"
+    storage = env / "models--acme--tiny"
+    assert (storage / "refs" / "main").read_text() == COMMIT
+    hub.reset_counts()
+    open_source(f"hf:{REPO}@{COMMIT}")  # a commit never changes: its cached small files make no request
+    assert hub.gets("config.json") == 0 and hub.gets("model.safetensors.index.json") == 0
+
+
+def test_a_missing_index_is_remembered_for_offline_runs(tmp_path, hub, env, monkeypatch):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    save_file({"w": np.zeros((3, 4), dtype=np.float32)}, str(repo / "model.safetensors"))
+    hub.add_repo(REPO, repo)
+    assert Report(open_source(f"hf:{REPO}")).total == 12
+    assert (env / "models--acme--tiny" / ".no_exist" / COMMIT / "model.safetensors.index.json").is_file()
+
+
+def test_hub_redirect_off_host_drops_the_token(tmp_path, hub, env, monkeypatch):
+    paths = sharded_repo(tmp_path / "repo")
+    hub.add_repo(REPO, tmp_path / "repo")
+    hub.token, hub.token_scope = "s3cret", ".json"  # the CDN's blobs need no token, as on the Hub
+    hub.redirect, hub.redirect_base = True, hub.url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("HF_TOKEN", "s3cret")
+    report = Report(open_source(f"hf:{REPO}"))
+    assert report.total + report.buffers == reference_total(paths)
+    seen = dict(hub.authorization)
+    assert seen["config.json"] == "Bearer s3cret"
+    assert all(seen[p.name] is None for p in paths)  # the blobs on the other host got no token
+    assert all(seen[f"/{REPO}/resolve/{COMMIT}/{p.name}"] == "Bearer s3cret" for p in paths)
+
+
+def test_an_unreachable_hub_is_one_line_within_the_budget(monkeypatch, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hub_environment(monkeypatch, tmp_path, type("H", (), {"url": f"http://127.0.0.1:{port}"})())
+    start = time.monotonic()
+    with pytest.raises(ParamscopeError, match=r"cannot connect.*after 3 attempts") as info:
+        open_source(f"hf:{REPO}")
+    assert "\n" not in str(info.value)
+    assert time.monotonic() - start < 2.0

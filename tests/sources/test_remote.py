@@ -153,7 +153,7 @@ class Stub:
         self.status, self.headers, self.body = status, headers, body
         self.asked: list[str] = []
 
-    def open(self, url: str, headers: dict[str, str], timeout: float) -> remote.Response:
+    def open(self, url: str, headers: dict[str, str], timeout: float, watch=None) -> remote.Response:
         self.asked.append(headers["Range"])
         data = bytearray(self.body)
 
@@ -224,3 +224,112 @@ def test_fuzz_only_paramscope_errors(plain, tmp_path, data):
         open_source(url(plain, "fuzz.safetensors"))
     except ParamscopeError as exc:
         assert "\n" not in str(exc)
+
+
+# ---- redirects (issue 11, item 9): one rule for both clients
+
+
+def test_the_opener_has_only_http_handlers():
+    import urllib.request
+
+    handlers = remote.UrllibTransport()._opener.handlers
+    kinds = (urllib.request.FTPHandler, urllib.request.FileHandler, urllib.request.DataHandler,
+             urllib.request.HTTPRedirectHandler, urllib.request.HTTPErrorProcessor)
+    assert handlers and not [h for h in handlers if isinstance(h, kinds)]
+    names = {type(h).__name__ for h in handlers}  # a ProxyHandler only where the environment names a proxy
+    assert {"UnknownHandler", "HTTPHandler", "HTTPSHandler"} <= names <= {"ProxyHandler", "UnknownHandler",
+                                                                         "HTTPHandler", "HTTPSHandler"}
+
+
+@pytest.mark.parametrize(("location", "message"), [
+    ("http://a.example/y", "from https to http"),
+    ("ftp://a.example/y", "only http:// and https://"),
+    ("file:///etc/passwd", "only http:// and https://"),
+    ("data:,x", "only http:// and https://"),
+    ("http://[::1/y", "malformed URL"),
+    ("https://a b/y", "spaces or control characters"),
+])
+def test_redirect_targets_refused(location, message):
+    with pytest.raises(remote._Fatal, match=message):
+        remote._redirected("https://a.example/x", 302, location, {})
+
+
+def test_redirect_keeps_the_token_on_its_host_only():
+    token = {"Authorization": "Bearer t", "Range": "bytes=0-9"}
+    assert remote._redirected("https://a/x", 302, "/y", token) == ("https://a/y", token)
+    assert remote._redirected("http://a/x", 302, "https://a/y", token)[1] == token  # an upgrade keeps it
+    for elsewhere in ("https://b/y", "https://a:8443/y"):
+        url, headers = remote._redirected("https://a/x", 302, elsewhere, token)
+        assert url == elsewhere and headers == {"Range": "bytes=0-9"}
+
+
+def _transports():
+    httpx2 = pytest.importorskip("httpx2")
+    return [remote.UrllibTransport(), remote.HttpxTransport(httpx2.Client())]
+
+
+@pytest.mark.parametrize("kind", ["urllib", "httpx"])
+def test_cross_host_redirect_drops_the_token_through_both_clients(plain, tmp_path, kind):
+    """127.0.0.1 -> localhost (another host name): the file arrives, the token stays behind."""
+    small_file(tmp_path / "model.safetensors")
+    plain.redirect_base = plain.url.replace("127.0.0.1", "localhost")
+    plain.add_repo("acme/x", tmp_path)
+    plain.redirect = True
+    transport = _transports()[kind == "httpx"]
+    try:
+        for base, sent in ((plain.redirect_base, None), ("", "Bearer t")):
+            plain.redirect_base = base
+            plain.reset_counts()
+            fetcher = remote.Fetcher(transport, {"Authorization": "Bearer t"})
+            url = f"{plain.url}/acme/x/resolve/main/model.safetensors"
+            records, _, _ = remote.read_header(fetcher, "s", "model.safetensors", url, 4096)
+            assert len(records) == 7
+            assert plain.authorization[0] == ("/acme/x/resolve/main/model.safetensors", "Bearer t")  # the 302
+            assert plain.authorization[-1] == ("model.safetensors", sent)  # the blob, after the redirect
+    finally:
+        plain.redirect, plain.redirect_base = False, ""
+        plain.repos.pop("acme/x")
+
+
+def test_check_url_normalises_and_refuses():
+    assert remote.check_url("HTTP://h:8080/m\u00f6del.safetensors?x=\u00e9#frag") == \
+        "http://h:8080/m%C3%B6del.safetensors?x=%C3%A9"
+    for bad in ("http://[::1/", "http://h:abc/", "http://h:99999/", "http:///x", "http://h/a b", "http://h/\r\n",
+                "ftp://h/x", "http://u:p@h/x", "http://h\u00f4/x", "http://h:0/x"):
+        with pytest.raises(ValueError):
+            remote.check_url(bad)
+
+
+@pytest.mark.parametrize(("headers", "message"), [
+    ({"content-range": "bytes 0-9/" + "9" * 5000}, "without a valid Content-Range"),
+    ({"content-range": "bytes \u0660-9/100"}, "without a valid Content-Range"),  # an Arabic-Indic zero
+    ({"content-range": "bytes 0-9/100", "content-length": "\u00b2"}, None),  # not a length: ignored
+])
+def test_numbers_in_headers_are_ascii_and_bounded(headers, message):
+    fetcher = remote.Fetcher(Stub(206, headers, b"x" * 10))
+    if message is None:
+        assert fetcher.range("s", "f", "u", 0, 10) == (b"x" * 10, 100)
+    else:
+        with pytest.raises(ParamscopeError, match=message):
+            fetcher.range("s", "f", "u", 0, 10)
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_the_body(monkeypatch):
+    stub = Stub(206, {"content-range": "bytes 0-16/2147483648"}, b"x" * 17)
+    fetcher = remote.Fetcher(stub)
+    with pytest.raises(ParamscopeError, match="the file is 2,147,483,648 bytes, more than the 16 allowed"):
+        remote.fetch_file(fetcher, "s", "config.json", "u", 16)
+    assert fetcher.fetched_bytes == 0 and stub.asked == ["bytes=0-16"]
+
+
+def test_a_trickling_body_is_cut_at_the_deadline(plain, tmp_path, monkeypatch):
+    """A byte every 0.2 s never trips a per-read timeout of 1 s; the request's 1 s deadline ends it."""
+    import time
+
+    small_file(tmp_path / "model.safetensors")
+    plain.trickle["model.safetensors"] = 3
+    monkeypatch.setenv("PARAMSCOPE_HTTP_TIMEOUT", "1")
+    start = time.monotonic()
+    with pytest.raises(ParamscopeError, match=r"timed out: no complete response within 1 s \(after 3 attempts\)"):
+        open_source(url(plain, "model.safetensors"))
+    assert 3.0 <= time.monotonic() - start < 5.0

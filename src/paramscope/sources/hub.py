@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 from paramscope.errors import ParamscopeError, require
@@ -45,6 +46,9 @@ _BARE = re.compile(rf"^{_NAME}/{_NAME}(?:@[^\s@]+)?$")
 _FILE_SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".npz", ".npy",
                   ".h5", ".keras", ".py", ".pkl", ".msgpack", ".txt")
 _TRUE = frozenset({"1", "on", "yes", "true"})
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_DIGEST = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a git blob id or a sha256: the Hub's ETags
+_REF = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 
 
 def looks_like_repo(text: str) -> bool:
@@ -82,6 +86,37 @@ class _Env:
             self.cache_dir = constants.HF_HUB_CACHE
 
 
+def _small_limits() -> dict[str, int]:
+    from paramscope.sources.config import MAX_CONFIG_BYTES
+
+    return {CONFIG_FILE: MAX_CONFIG_BYTES, INDEX_FILE: remote.MAX_INDEX_SIZE}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _link(blob: Path, pointer: Path) -> None:
+    """``pointer`` -> ``blob`` as a relative symlink, as huggingface_hub makes them; a copy where symlinks
+    are not allowed."""
+    if pointer.is_file():
+        return
+    temporary = pointer.with_name(f"{pointer.name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+    try:
+        try:
+            temporary.symlink_to(os.path.relpath(blob, pointer.parent))
+        except OSError:
+            temporary.write_bytes(blob.read_bytes())
+        os.replace(temporary, pointer)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 class _Missing:
     """Marks a small file that offline mode could not find in the cache."""
 
@@ -93,14 +128,19 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
     """The Inventory of a Hub repository, from config.json and the safetensors headers only."""
     repo_id, revision = parse(text)
     source = PREFIX + repo_id + (f"@{revision}" if revision else "")
+    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
+        try:
+            remote.check_url(os.environ["HF_ENDPOINT"])
+        except ValueError as exc:
+            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
     require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
     from concurrent.futures import ThreadPoolExecutor
 
     from huggingface_hub import constants
-    from huggingface_hub.utils import build_hf_headers, get_session
+    from huggingface_hub.utils import get_session
 
     env = _Env(constants)
-    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), build_hf_headers())
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers())
     hub = _Hub(source, repo_id, revision, env, fetcher)
     # One pool for the whole call: config.json downloads on it while the index is fetched here and its
     # shards are read; the config is needed only at the end.
@@ -154,6 +194,20 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
     return inventory, 1 if inventory.format == FORMAT else 0
 
 
+def _headers() -> dict[str, str]:
+    """The token (``HF_TOKEN`` or the saved one) and a user agent. Not ``build_hf_headers``: to name the
+    agent it may fetch a registry from the Hub, a request outside our deadlines."""
+    from huggingface_hub import get_token
+
+    from paramscope import __version__
+
+    headers = {"User-Agent": f"paramscope/{__version__}"}
+    token = get_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _commit_of(path: Any) -> str | None:
     """The commit a cached file belongs to: ``.../snapshots/<commit>/<file>``."""
     if isinstance(path, Path) and path.parent.parent.name == "snapshots":
@@ -182,65 +236,112 @@ class _Hub:
         self.fetcher = fetcher
 
     def download(self, filename: str) -> Path | _Missing | None:
-        """``hf_hub_download`` of a small file, with retries on 5xx and network failures."""
-        import time
+        """A small file of the repository (config.json, the index) into the Hugging Face cache, or None where
+        the repository has none; offline, the cached copy (:data:`OFFLINE_MISSING` when there is none).
 
-        from huggingface_hub import errors, hf_hub_download, try_to_load_from_cache
+        Fetched here, not by ``hf_hub_download``: one request through :func:`remote.fetch_file`, refused
+        from its declared size past :func:`_small_limits` before any of it is downloaded, under the
+        fetcher's deadlines and retries (huggingface_hub's own would wait a minute and more, retry five
+        times and log each retry on stderr). The cache is written in huggingface_hub's layout (blob,
+        snapshot link, ref), so that it and offline runs find the file."""
+        from huggingface_hub import hf_hub_url, try_to_load_from_cache
 
         cached = try_to_load_from_cache(self.repo_id, filename, cache_dir=self.env.cache_dir, revision=self.revision)
         if self.env.offline:
             if isinstance(cached, str):
                 return Path(cached)
             return None if cached is not None else OFFLINE_MISSING  # a cached "does not exist" is an answer
-        delay = self.fetcher.backoff
-        for attempt in range(1, remote.ATTEMPTS + 1):
-            try:
-                path = hf_hub_download(
-                    self.repo_id,
-                    filename,
-                    revision=self.revision,
-                    cache_dir=self.env.cache_dir,
-                    endpoint=self.env.endpoint,
-                    etag_timeout=self.fetcher.timeout,
-                )
-            except errors.RemoteEntryNotFoundError:
-                self.fetcher._count(0, 1)
-                return None
-            except errors.GatedRepoError:
-                raise ParamscopeError(
-                    self.source, "authentication required (set HF_TOKEN): the repository is gated"
-                ) from None
-            except errors.RepositoryNotFoundError:
-                raise ParamscopeError(
-                    self.source, "repository not found (if it is private or gated, set HF_TOKEN)"
-                ) from None
-            except errors.RevisionNotFoundError:
-                raise ParamscopeError(self.source, f"revision {self.revision!r} not found") from None
-            except errors.HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else None
-                if status in (401, 403):
-                    raise ParamscopeError(self.source, f"{filename}: authentication required (set HF_TOKEN)") from None
-                if status == 404:
-                    return None
-                if status not in remote._RETRYABLE_STATUS or attempt == remote.ATTEMPTS:
-                    raise ParamscopeError(self.source, f"{filename}: server answered HTTP {status}") from None
-            except errors.HFValidationError as exc:
-                raise ParamscopeError(self.source, f"not a valid repository or revision: {exc}") from None
-            except Exception as exc:  # network failures: httpx2 errors, LocalEntryNotFoundError (connection down)
-                if not remote._is_http_failure(exc) or attempt == remote.ATTEMPTS:
-                    if remote._is_http_failure(exc):
-                        raise ParamscopeError(
-                            self.source, f"{filename}: cannot reach {self.env.endpoint} ({type(exc).__name__})"
-                        ) from None
-                    raise
-            else:
-                fresh = not (isinstance(cached, str) and os.path.realpath(cached) == os.path.realpath(path))
-                self.fetcher._count(os.path.getsize(path) if fresh else 0, 2 if fresh else 1)
-                return Path(path)
-            self.fetcher.note_retry()
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+        if isinstance(cached, str) and self.revision is not None and _COMMIT.fullmatch(self.revision):
+            return Path(cached)  # a commit never changes: no request
+        url = hf_hub_url(self.repo_id, filename, revision=self.revision, endpoint=self.env.endpoint)
+        try:
+            got = remote.fetch_file(self.fetcher, self.source, filename, url, _small_limits()[filename])
+        except remote.HTTPStatusError as exc:
+            return self._refused(filename, exc)
+        except ParamscopeError:
+            if isinstance(cached, str):  # the Hub cannot be reached: the cached copy, as huggingface_hub does
+                return Path(cached)
+            raise
+        return self._store(filename, got)
+
+    def _refused(self, filename: str, exc: remote.HTTPStatusError) -> None:
+        """None for a file the repository does not have; the Hub's other refusals as one line."""
+        code = exc.headers.get("x-error-code", "")
+        if code == "EntryNotFound" or (exc.status == 404 and not code):
+            self._remember_missing(filename, exc.headers)
+            return None
+        if code == "RevisionNotFound":
+            raise ParamscopeError(self.source, f"revision {self.revision!r} not found")
+        if code == "GatedRepo":
+            raise ParamscopeError(self.source, "authentication required (set HF_TOKEN): the repository is gated")
+        if code == "RepoNotFound" or (exc.status == 404 and code != "EntryNotFound"):
+            raise ParamscopeError(self.source, "repository not found (if it is private or gated, set HF_TOKEN)")
+        if exc.status in (401, 403):
+            raise ParamscopeError(self.source, f"{filename}: authentication required (set HF_TOKEN)")
+        raise exc
+
+    def _storage(self) -> Path:
+        return Path(self.env.cache_dir) / ("models--" + self.repo_id.replace("/", "--"))
+
+    def _commit(self, filename: str, headers: dict[str, str]) -> str | None:
+        commit = headers.get("x-repo-commit", "").strip()
+        if _COMMIT.fullmatch(commit):
+            return commit
+        if self.revision is not None and _COMMIT.fullmatch(self.revision):
+            return self.revision
+        return None
+
+    def _store(self, filename: str, got: remote.Fetched) -> Path:
+        """Write a fetched file into the cache: ``blobs/<etag>``, ``snapshots/<commit>/<file>`` linking to
+        it, ``refs/<revision>`` naming the commit. Names from the response are used only when they are the
+        hex digests the Hub sends (a hostile server cannot write outside the cache)."""
+        import hashlib
+
+        commit = self._commit(filename, got.first_headers)
+        if commit is None:
+            raise ParamscopeError(
+                self.source, f"{filename}: the server did not say which commit it served (no X-Repo-Commit): "
+                f"{self.env.endpoint} does not look like a Hugging Face Hub"
+            )
+        first = got.first_headers
+        etag = (first.get("x-linked-etag") or first.get("etag") or "").strip().removeprefix("W/").strip('"')
+        if not _DIGEST.fullmatch(etag):
+            etag = hashlib.sha256(got.body).hexdigest()
+        storage = self._storage()
+        blob = storage / "blobs" / etag
+        pointer = storage / "snapshots" / commit / filename
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(blob, got.body)
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            _link(blob, pointer)
+            self._remember_ref(storage, commit)
+        except OSError as exc:
+            raise ParamscopeError(
+                self.source, f"cannot write the Hugging Face cache {self.env.cache_dir}: {exc.strerror or exc}"
+            ) from None
+        return pointer
+
+    def _remember_ref(self, storage: Path, commit: str) -> None:
+        revision = self.revision or "main"
+        if revision != commit and _REF.fullmatch(revision):  # a ref name that stays a path below refs/
+            ref = storage / "refs" / revision
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(ref, commit.encode())
+
+    def _remember_missing(self, filename: str, headers: dict[str, str]) -> None:
+        """``.no_exist/<commit>/<file>``: what huggingface_hub writes so that offline runs know."""
+        commit = self._commit(filename, headers)
+        if commit is None:
+            return
+        storage = self._storage()
+        try:
+            marker = storage / ".no_exist" / commit / filename
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            self._remember_ref(storage, commit)
+        except OSError:
+            pass  # only a cache hint
 
     def load_config(self, path: Path | _Missing | None) -> dict[str, Any] | None:
         if not isinstance(path, Path):

@@ -17,8 +17,22 @@ How a header is read, per file:
 
 Every response is checked: ``206`` with a ``Content-Range`` that matches what was asked, or ``200`` (the
 server ignored ``Range``), in which case only the bytes needed are read and the connection is closed: the
-body is never downloaded. A short body is retried. 5xx, 429, timeouts and connection errors are retried
-(:data:`ATTEMPTS` tries in all, short backoff); 401/403 and 404 are one-line errors at once.
+body is never downloaded. A short body is retried. 5xx, 429, timeouts, connection errors and replies that
+are not HTTP are retried (:data:`ATTEMPTS` tries in all, short backoff); 401/403 and 404 are one-line
+errors at once. A small whole file (an index, the Hub's config.json) is fetched by :func:`fetch_file`:
+refused from the size its response declares before any of its body is read, and never read past its cap.
+
+Time is bounded twice, however slowly a server trickles bytes (each read's timeout alone would not end a
+server sending a byte a second): every request -- connecting, its headers and the body read together --
+ends within :data:`TIMEOUT_ENV` seconds, and all the requests of one source, retries and their waits
+included, within :data:`BUDGET_ENV` seconds. A request past its deadline is cut off by shutting its socket
+down from outside (:class:`_Watch`).
+
+Redirects are followed here, not by the HTTP client, by one rule for both clients: at most
+:data:`MAX_REDIRECTS`, only to ``http``/``https`` URLs, never from ``https`` down to ``http``, and an
+``Authorization`` header is dropped for good once a redirect leaves the original host (a signed CDN URL
+must not receive the token). The standard library's client is built with only the HTTP(S) handlers: no
+FTP, ``file:`` or ``data:`` handler exists to be reached.
 
 Plain URLs use only the standard library (``urllib``); the Hub passes huggingface_hub's own HTTP client
 (:class:`HttpxTransport`) so that its proxy settings and client factory apply.
@@ -45,13 +59,20 @@ if TYPE_CHECKING:
 FORMAT = "safetensors"
 
 TIMEOUT_ENV = "PARAMSCOPE_HTTP_TIMEOUT"
-"""Seconds for connecting and for each read (default :data:`DEFAULT_TIMEOUT`)."""
+"""Seconds one request may take in all: connecting, its headers and its body (default :data:`DEFAULT_TIMEOUT`)."""
 DEFAULT_TIMEOUT = 10.0
+BUDGET_ENV = "PARAMSCOPE_HTTP_BUDGET"
+"""Seconds all the requests of one source may take, retries and their waits included (default
+:data:`DEFAULT_BUDGET`): with the defaults, three tries of one request (3 x 10 s and 1.5 s of backoff) fit,
+and a source never holds the tool longer than a minute."""
+DEFAULT_BUDGET = 60.0
 BACKOFF_ENV = "PARAMSCOPE_HTTP_BACKOFF"
 """Seconds before the first retry (doubled before the next; default :data:`DEFAULT_BACKOFF`)."""
 DEFAULT_BACKOFF = 0.5
 ATTEMPTS = 3
 WORKERS = 8
+MAX_REDIRECTS = 5
+"""Redirects followed per request (the Hub needs one, to its CDN)."""
 
 UNKNOWN_FIRST_READ = 32 * 1024
 """First read when nothing says how long the header is: most single-file headers fit."""
@@ -65,6 +86,7 @@ _ESTIMATE_MARGIN = 1.02
 _READ_CHUNK = 64 * 1024
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _STATUS_REASON = {
     401: "authentication required (set HF_TOKEN)",
     403: "access denied (set HF_TOKEN to a token with access)",
@@ -72,11 +94,90 @@ _STATUS_REASON = {
     410: "gone (410)",
     416: "range not satisfiable (416): the file is shorter than its header",
 }
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+# ASCII digits only, at most 19 (int64): a header of a million digits, or of Unicode digits, is no size.
+_CONTENT_RANGE = re.compile(r"bytes[ \t]+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)[ \t]*$")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_SCHEMES = ("http", "https")
+_URL_PRINTABLE = "".join(chr(c) for c in range(33, 127))  # what check_url leaves as it is: all but non-ASCII
 
 
 class _Retry(Exception):
     """A transient failure: worth another attempt."""
+
+
+class _Fatal(Exception):
+    """A failure that another attempt will not fix."""
+
+    def __init__(self, reason: str, status: int | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.headers = headers or {}
+
+
+class HTTPStatusError(ParamscopeError):
+    """A server's refusal (404, 401, ...): ``status`` and the response's lower-cased ``headers`` let the Hub
+    source tell a missing file from a missing repository."""
+
+    def __init__(self, source: object, reason: str, status: int | None, headers: dict[str, str] | None = None):
+        super().__init__(source, reason)
+        self.status = status
+        self.headers = headers or {}
+
+
+def _said(value: object, limit: int = 120) -> str:
+    """Text a server (or its client library) produced, as one bounded, printable line."""
+    from paramscope.text import one_line
+
+    return one_line(str(value), limit)
+
+
+def check_url(url: str) -> str:
+    """``url`` as it will be requested, or ValueError saying what is wrong with it: http(s) only, a host,
+    a numeric port, no spaces or control characters, no credentials; non-ASCII in the path or query is
+    percent-encoded (the request line is ASCII)."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise ValueError("the URL holds spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "[::1", port "abc", port 99999
+        raise ValueError(f"malformed URL ({_said(exc, 80)})") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ValueError("only http:// and https:// URLs are read")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if not parts.netloc.isascii():
+        raise ValueError("the host name is not ASCII (give its xn-- form)")
+    if "@" in parts.netloc:
+        raise ValueError("user names and passwords in URLs are not supported")
+    if port == 0:
+        raise ValueError("port 0 is not a port")
+    path, query = (quote(p, safe=_URL_PRINTABLE) for p in (parts.path, parts.query))
+    return urlunsplit((parts.scheme.lower(), parts.netloc, path, query, ""))
+
+
+def _redirected(url: str, status: int, location: str | None, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Where a redirect of ``url`` leads and the headers to send there, or _Fatal where it may not lead."""
+    from urllib.parse import urljoin, urlsplit
+
+    if not location:
+        raise _Fatal(f"redirect (HTTP {status}) without a Location")
+    try:
+        try:
+            joined = urljoin(url, location.strip())
+        except ValueError as exc:
+            raise ValueError(f"malformed URL ({_said(exc, 80)})") from None
+        target = check_url(joined)
+    except ValueError as exc:
+        raise _Fatal(f"redirected to {_said(location, 80)!r}: {exc}") from None
+    before, after = urlsplit(url), urlsplit(target)
+    if before.scheme == "https" and after.scheme == "http":
+        raise _Fatal(f"redirected from https to http ({_said(target, 80)}): refused")
+    if (before.hostname, before.port) != (after.hostname, after.port):
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return target, headers
 
 
 class Response:
@@ -89,45 +190,104 @@ class Response:
         self.close = close
 
 
-class UrllibTransport:
-    """The standard library's HTTP client: no dependency. Redirects are followed; an Authorization header
-    is dropped when a redirect leaves the original host (a signed CDN URL must not receive the token)."""
+class _Watch:
+    """The sockets one request opened, so that it can be cut off from outside once past its deadline:
+    shutting a socket down wakes the thread blocked reading it, however the server trickles."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self.abandoned = False
+
+    def add(self, sock: Any) -> None:
+        with self._lock:
+            if not self.abandoned:
+                self._sockets.append(sock)
+                return
+        _shut(sock)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: Any) -> None:
+    import contextlib
+    import socket
+
+    # the plain socket's shutdown even on an SSLSocket: its TLS state belongs to the reading thread
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class UrllibTransport:
+    """The standard library's HTTP client: no dependency. Its opener holds the HTTP and HTTPS handlers and
+    the proxy settings only: no redirect handler (:class:`Fetcher` follows redirects by its own rules), no
+    error processor (every status comes back as a response), no FTP, ``file:`` or ``data:`` handler."""
+
+    def __init__(self) -> None:
+        import functools
+        import http.client
         import urllib.request
 
-        class _Redirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, req, fp, code, msg, headers, newurl):
-                new = super().redirect_request(req, fp, code, msg, headers, newurl)
-                if new is not None and urllib.request.urlparse(newurl).netloc != urllib.request.urlparse(
-                    req.full_url
-                ).netloc:
-                    new.remove_header("Authorization")
-                return new
+        def watched(base: type) -> type:
+            class Connection(base):  # type: ignore[misc, valid-type]
+                """Registers each socket it opens with the request's watch."""
 
-        self._opener = urllib.request.build_opener(_Redirect)
+                def __init__(self, *args: Any, watch: _Watch | None = None, **kwargs: Any) -> None:
+                    super().__init__(*args, **kwargs)
+                    if watch is not None:
+                        create = self._create_connection
 
-    def open(self, url: str, headers: dict[str, str], timeout: float) -> Response:
-        import urllib.error
+                        def connect(*a: Any, **k: Any) -> Any:
+                            sock = create(*a, **k)
+                            watch.add(sock)
+                            return sock
+
+                        self._create_connection = connect
+
+            return Connection
+
+        plain, secure = watched(http.client.HTTPConnection), watched(http.client.HTTPSConnection)
+
+        class HTTPHandler(urllib.request.HTTPHandler):
+            def http_open(self, req: Any) -> Any:
+                return self.do_open(functools.partial(plain, watch=getattr(req, "watch", None)), req)
+
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req: Any) -> Any:
+                connection = functools.partial(secure, watch=getattr(req, "watch", None))
+                return self.do_open(connection, req, context=self._context)
+
+        self._opener = urllib.request.OpenerDirector()
+        for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), HTTPHandler(), HTTPSHandler()):
+            self._opener.add_handler(handler)
+
+    def open(self, url: str, headers: dict[str, str], timeout: float, watch: _Watch | None = None) -> Response:
+        import http.client
         import urllib.request
 
         request = urllib.request.Request(url, headers=headers)
+        request.watch = watch  # type: ignore[attr-defined]
         try:
             handle = self._opener.open(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return Response(exc.code, {}, lambda n: b"", lambda: None)
-        except OSError as exc:  # URLError, timeouts, refused connections
-            reason = getattr(exc, "reason", exc)
-            raise _Retry(f"cannot connect: {reason}") from None
+        except OSError as exc:  # URLError, timeouts, refused connections, a server hanging up (RemoteDisconnected)
+            raise _Retry(f"cannot connect: {_said(getattr(exc, 'reason', exc))}") from None
+        except http.client.HTTPException as exc:  # a status line that is not HTTP, 100+ headers, a 64 KB line
+            raise _Retry(f"invalid HTTP response ({type(exc).__name__}: {_said(exc, 80)})") from None
+        except ValueError as exc:  # a header value the client refuses to send
+            raise _Fatal(f"cannot send the request ({_said(exc)})") from None
         hdrs = {k.lower(): v for k, v in handle.headers.items()}
 
         def read(n: int) -> bytes:
             try:
                 return handle.read(n)
             except OSError as exc:
-                raise _Retry(f"truncated response (read failed: {exc})") from None
-            except Exception as exc:  # http.client.IncompleteRead and the like
+                raise _Retry(f"truncated response (read failed: {_said(exc)})") from None
+            except Exception as exc:  # http.client.IncompleteRead, a bad chunk size line and the like
                 raise _Retry(f"truncated response (read failed: {type(exc).__name__})") from None
 
         return Response(handle.status, hdrs, read, handle.close)
@@ -135,20 +295,30 @@ class UrllibTransport:
 
 class HttpxTransport:
     """An httpx-style client (huggingface_hub's ``get_session()``: httpx2 in huggingface_hub 2.x), streamed
-    so that a server ignoring ``Range`` cannot make us download a body. Its exceptions are matched by
-    name, so that neither httpx nor httpx2 has to be imported here."""
+    so that a server ignoring ``Range`` cannot make us download a body, with redirects left to
+    :class:`Fetcher`. Its exceptions are matched by name, so that neither httpx nor httpx2 has to be
+    imported here; the sockets it opens are reported to the request's watch through httpcore's ``trace``
+    extension."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def open(self, url: str, headers: dict[str, str], timeout: float) -> Response:
+    def open(self, url: str, headers: dict[str, str], timeout: float, watch: _Watch | None = None) -> Response:
+        extensions: dict[str, Any] = {}
+        if watch is not None:
+
+            def trace(event: str, info: dict[str, Any]) -> None:
+                if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+                    _watch_stream(watch, info.get("return_value"))
+
+            extensions["trace"] = trace
         try:
-            request = self._client.build_request("GET", url, headers=headers, timeout=timeout)
-            response = self._client.send(request, stream=True, follow_redirects=True)
+            request = self._client.build_request("GET", url, headers=headers, timeout=timeout, extensions=extensions)
+            response = self._client.send(request, stream=True, follow_redirects=False)
         except Exception as exc:
-            if _is_http_failure(exc):
-                raise _Retry(f"cannot connect: {type(exc).__name__}: {exc}") from None
-            raise
+            raise _httpx_failure(exc, "cannot connect", "invalid HTTP response") from None
+        if watch is not None:  # a pooled connection reports no connect event: its socket, now
+            _watch_stream(watch, response.extensions.get("network_stream"))
         chunks = response.iter_raw(_READ_CHUNK)
         pending = bytearray()
 
@@ -160,9 +330,7 @@ class HttpxTransport:
                         break
                     pending.extend(chunk)
             except Exception as exc:
-                if _is_http_failure(exc):
-                    raise _Retry(f"truncated response (read failed: {type(exc).__name__})") from None
-                raise
+                raise _httpx_failure(exc, "truncated response (read failed)", "truncated response") from None
             out = bytes(pending[:n])
             del pending[:n]
             return out
@@ -170,12 +338,27 @@ class HttpxTransport:
         return Response(response.status_code, {k.lower(): v for k, v in response.headers.items()}, read, response.close)
 
 
-def _is_http_failure(exc: BaseException) -> bool:
-    """A transport or timeout error of httpx/httpx2 (or an OSError beneath them)."""
-    if isinstance(exc, OSError):
-        return True
+def _watch_stream(watch: _Watch, stream: Any) -> None:
+    try:
+        sock = stream.get_extra_info("socket") if stream is not None else None
+    except Exception:  # a stream of another kind: nothing to watch, the deadline still holds
+        sock = None
+    if sock is not None:
+        watch.add(sock)
+
+
+def _httpx_failure(exc: BaseException, doing: str, garbled: str) -> BaseException:
+    """The _Retry or _Fatal an httpx/httpx2 exception means (``doing``: what failed; ``garbled``: what a
+    protocol error means at this point); anything else is returned as it is (a bug)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"TransportError", "TimeoutException", "StreamError", "HTTPError"})
+    detail = f"{type(exc).__name__}: {_said(exc, 80)}"
+    if names & {"LocalProtocolError", "UnsupportedProtocol", "InvalidURL"}:
+        return _Fatal(f"cannot send the request ({detail})")
+    if "RemoteProtocolError" in names:
+        return _Retry(f"{garbled} ({detail})")
+    if isinstance(exc, OSError) or names & {"TransportError", "TimeoutException", "StreamError", "HTTPError"}:
+        return _Retry(f"{doing}: {detail}")
+    return exc
 
 
 def _env_float(name: str, default: float) -> float:
@@ -183,17 +366,33 @@ def _env_float(name: str, default: float) -> float:
         value = float(os.environ.get(name, ""))
     except ValueError:
         return default
-    return value if value >= 0 else default
+    return value if value >= 0 and value != float("inf") else default
+
+
+class Fetched:
+    """One ranged read: the bytes, the file's size where the server said it, the final response's headers
+    and the first response's (before any redirect: where the Hub puts ``X-Repo-Commit``)."""
+
+    __slots__ = ("body", "first_headers", "headers", "total")
+
+    def __init__(self, body: bytes, total: int | None, headers: dict[str, str], first_headers: dict[str, str]):
+        self.body = body
+        self.total = total
+        self.headers = headers
+        self.first_headers = first_headers
 
 
 class Fetcher:
-    """Ranged GETs through one transport, with retries, and a thread-safe count of requests and bytes."""
+    """Ranged GETs through one transport, with retries, deadlines, redirects, and a thread-safe count of
+    requests and bytes. One per source: its budget (:data:`BUDGET_ENV`) starts when it is made."""
 
     def __init__(self, transport: Any = None, headers: dict[str, str] | None = None) -> None:
         self.transport = transport if transport is not None else UrllibTransport()
         self.headers = dict(headers or {})
         self.timeout = _env_float(TIMEOUT_ENV, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
         self.backoff = _env_float(BACKOFF_ENV, DEFAULT_BACKOFF)
+        self.budget = _env_float(BUDGET_ENV, DEFAULT_BUDGET) or DEFAULT_BUDGET
+        self.deadline = time.monotonic() + self.budget
         self.fetched_bytes = 0
         self.requests = 0
         self.retries = 0
@@ -211,61 +410,113 @@ class Fetcher:
     def range(self, source: str, what: str, url: str, start: int, stop: int) -> tuple[bytes, int | None]:
         """Bytes ``[start, stop)`` of ``url`` (fewer only where the file ends first) and the file's total size
         when the server said it. ``what`` names the file in errors (which are about ``source``)."""
+        got = self.get(source, what, url, start, stop)
+        return got.body, got.total
+
+    def get(self, source: str, what: str, url: str, start: int, stop: int, limit: int | None = None) -> Fetched:
+        """:meth:`range` with the response's headers; a file whose declared size is over ``limit`` is refused
+        before any of its body is read."""
         delay = self.backoff
         for attempt in range(1, ATTEMPTS + 1):
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise ParamscopeError(source, f"{what}: {self._spent()}")
             try:
-                return self._range_once(url, start, stop)
+                return self._attempt(url, start, stop, limit, min(self.timeout, left))
             except _Retry as exc:
                 if attempt == ATTEMPTS:
                     raise ParamscopeError(source, f"{what}: {exc} (after {ATTEMPTS} attempts)") from None
+                if time.monotonic() + delay >= self.deadline:
+                    raise ParamscopeError(source, f"{what}: {exc}; {self._spent()}") from None
                 self.note_retry()
                 time.sleep(delay)
                 delay *= 2
             except _Fatal as exc:
-                raise HTTPStatusError(source, f"{what}: {exc}", exc.status) from None
+                raise HTTPStatusError(source, f"{what}: {exc}", exc.status, exc.headers) from None
         raise AssertionError("unreachable")
 
-    def _range_once(self, url: str, start: int, stop: int) -> tuple[bytes, int | None]:
+    def _spent(self) -> str:
+        return f"gave up: the {self.budget:g} s that {BUDGET_ENV} allows one source are spent"
+
+    def _attempt(self, url: str, start: int, stop: int, limit: int | None, seconds: float) -> Fetched:
+        """One request (and its redirects) on a thread of its own, waited for ``seconds`` at most: past that
+        it is cut off, however its server trickles. A daemon thread: it never holds the process open."""
+        watch = _Watch()
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._exchange(url, start, stop, limit, seconds, watch))
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, daemon=True, name="paramscope-http").start()
+        if not done.wait(seconds):
+            watch.abandon()
+            raise _Retry(f"timed out: no complete response within {seconds:.3g} s")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _exchange(self, url: str, start: int, stop: int, limit: int | None, seconds: float, watch: _Watch) -> Fetched:
         headers = {**self.headers, "Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
-        response = self.transport.open(url, headers, self.timeout)
-        self._count(0, 1)
+        first: dict[str, str] | None = None
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.transport.open(url, headers, seconds, watch)
+            self._count(0, 1)
+            first = response.headers if first is None else first
+            if response.status not in _REDIRECT_STATUS:
+                break
+            response.close()
+            url, headers = _redirected(url, response.status, response.headers.get("location"), headers)
+        else:
+            raise _Fatal(f"more than {MAX_REDIRECTS} redirects")
         try:
             status = response.status
             if status == 206:
-                return self._partial(response, start, stop)
-            if status == 200:
-                return self._whole(response, start, stop)
-            if status in _RETRYABLE_STATUS:
+                body, total = self._partial(response, start, stop, limit)
+            elif status == 200:
+                body, total = self._whole(response, start, stop, limit)
+            elif status in _RETRYABLE_STATUS:
                 raise _Retry(f"server answered HTTP {status}")
-            raise _Fatal(_STATUS_REASON.get(status, f"server answered HTTP {status}"), status)
+            else:
+                reason = _STATUS_REASON.get(status, f"server answered HTTP {status}")
+                raise _Fatal(reason, status, {**response.headers, **_hub_fields(first)})
         finally:
             response.close()
+        return Fetched(body, total, response.headers, first)
 
-    def _partial(self, response: Response, start: int, stop: int) -> tuple[bytes, int | None]:
+    def _partial(self, response: Response, start: int, stop: int, limit: int | None) -> tuple[bytes, int | None]:
         """206: the Content-Range must be the range asked for (or end where the file ends)."""
         match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
         if match is None:
-            raise _Fatal(f"206 response without a valid Content-Range ({response.headers.get('content-range')!r})")
+            said = _said(response.headers.get("content-range"), 60)
+            raise _Fatal(f"206 response without a valid Content-Range ({said!r})")
         first, last = int(match[1]), int(match[2])
         total = None if match[3] == "*" else int(match[3])
+        _check_limit(total, limit)
         ends_file = total is not None and last == total - 1
         if first != start or last < first or last > stop - 1 or (last != stop - 1 and not ends_file):
             raise _Fatal(f"server sent bytes {first}-{last} for a request of bytes {start}-{stop - 1}")
         if total is not None and last >= total:
             raise _Fatal(f"Content-Range {first}-{last}/{total} is not inside the file")
         want = last - first + 1
-        length = response.headers.get("content-length")
-        if length is not None and length.strip().isdigit() and int(length) != want:
+        length = _length(response)
+        if length is not None and length != want:
             raise _Fatal(f"Content-Length {length} does not match Content-Range {first}-{last}")
         body = self._read(response, want)
         if len(body) != want:
             raise _Retry(f"truncated response: {len(body)} of {want} bytes")
         return body, total
 
-    def _whole(self, response: Response, start: int, stop: int) -> tuple[bytes, int | None]:
+    def _whole(self, response: Response, start: int, stop: int, limit: int | None) -> tuple[bytes, int | None]:
         """200: the server ignored Range. Read only up to ``stop`` and close: never the whole body."""
-        length = response.headers.get("content-length", "").strip()
-        total = int(length) if length.isdigit() else None
+        total = _length(response)
+        _check_limit(total, limit)
         want = stop if total is None else min(stop, total)
         body = self._read(response, want)
         if len(body) < want:
@@ -281,26 +532,36 @@ class Fetcher:
             chunk = response.read(min(_READ_CHUNK, want - got))
             if not chunk:
                 break
+            chunk = chunk[: want - got]  # a transport handing back more than asked is not trusted with memory
             parts.append(chunk)
             got += len(chunk)
             self._count(len(chunk))
         return b"".join(parts)
 
 
-class _Fatal(Exception):
-    """A failure that another attempt will not fix."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
+def _length(response: Response) -> int | None:
+    value = response.headers.get("content-length", "").strip()
+    return int(value) if _DIGITS.fullmatch(value) else None
 
 
-class HTTPStatusError(ParamscopeError):
-    """A server's refusal (404, 401, ...): ``status`` lets the Hub source tell a missing file apart."""
+def _check_limit(total: int | None, limit: int | None) -> None:
+    if limit is not None and total is not None and total > limit:
+        raise _Fatal(f"the file is {total:,} bytes, more than the {limit:,} allowed (none of it was downloaded)")
 
-    def __init__(self, source: object, reason: str, status: int | None) -> None:
-        super().__init__(source, reason)
-        self.status = status
+
+def _hub_fields(headers: dict[str, str] | None) -> dict[str, str]:
+    """The Hub's own headers of the first response of a redirect chain (error code, commit)."""
+    return {k: v for k, v in (headers or {}).items() if k.startswith("x-")}
+
+
+def fetch_file(fetcher: Fetcher, source: str, what: str, url: str, limit: int) -> Fetched:
+    """A whole small file (an index, a config.json) of at most ``limit`` bytes, in one request: refused from
+    the size its response declares before its body is read, and never read past ``limit + 1`` bytes when
+    the response declares none."""
+    got = fetcher.get(source, what, url, 0, limit + 1, limit=limit)
+    if len(got.body) > limit:
+        raise ParamscopeError(source, f"{what}: more than the {limit:,} bytes allowed")
+    return got
 
 
 # --------------------------------------------------------------------------------------------- headers
@@ -515,13 +776,15 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     from paramscope.sources import safetensors
 
     source = url
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise ParamscopeError(source, str(exc)) from None
     fetcher = Fetcher()
     path = urlparse(url).path
     name = path.rsplit("/", 1)[-1] or url
     if path.endswith(safetensors.INDEX_SUFFIX):
-        raw, total = fetcher.range(source, name, url, 0, MAX_INDEX_SIZE + 1)
-        if total is not None:
-            safetensors.check_index_size(source, total)
+        raw = fetch_file(fetcher, source, name, url, MAX_INDEX_SIZE).body
         weight_map, estimates, data_size = plan_index(source, raw)
         jobs = [ShardJob(shard, url=urljoin(url, quote(shard)), estimate=first) for shard, first in estimates.items()]
         records, metadata, notes = read_index_shards(fetcher, source, weight_map, jobs, data_size, progress)
