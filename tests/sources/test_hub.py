@@ -458,3 +458,13 @@ def test_an_unreachable_hub_is_one_line_within_the_budget(monkeypatch, tmp_path)
         open_source(f"hf:{REPO}")
     assert "\n" not in str(info.value)
     assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(("revision", "kept"), [
+    ("main", True), ("refs/pr/1", True), ("v1.0", True), ("a..b", True),
+    ("..", False), ("../../outside", False), ("a/../b", False), ("a/..", False), (".", False), ("a/./b", False),
+])
+def test_only_ref_names_below_refs_are_written(revision, kept):
+    from paramscope.sources.hub import _REF
+
+    assert bool(_REF.fullmatch(revision)) is kept

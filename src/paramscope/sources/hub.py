@@ -48,7 +48,8 @@ _FILE_SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".ggu
 _TRUE = frozenset({"1", "on", "yes", "true"})
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _DIGEST = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a git blob id or a sha256: the Hub's ETags
-_REF = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+# A ref name that stays a path below refs/: parts of letters, digits, "_", "-" and ".", none of them "." or "..".
+_REF = re.compile(r"(?!\.\.?(?:/|$))[A-Za-z0-9_.-]+(?:/(?!\.\.?(?:/|$))[A-Za-z0-9_.-]+)*")
 
 
 def looks_like_repo(text: str) -> bool:
