@@ -322,7 +322,7 @@ def _say_last_words(stderr: TextIO, message: str) -> None:
         try:
             os.write(2, message.encode("utf-8", "backslashreplace"))
         except OSError:
-            pass
+            return  # standard error is gone: nowhere is left to say it
 
 
 def _run_reporting(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

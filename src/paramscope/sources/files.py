@@ -116,7 +116,7 @@ def open_regular(path: Path | str, buffering: int = -1) -> BinaryIO:
         if kind is not None:
             raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
         os.set_blocking(fd, True)
-        return open(fd, "rb", buffering=buffering)  # noqa: SIM115 - the caller closes it
+        return open(fd, "rb", buffering=buffering)  # the caller closes it
     except BaseException:
         os.close(fd)
         raise
