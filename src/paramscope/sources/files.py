@@ -208,6 +208,35 @@ def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
     return apply_config(inventory, config if is_transformers_config(config) else None)
 
 
+# ---- names built by joining a path: bounded per name and in total
+
+MAX_NAME = 4096
+"""Characters in one tensor name, path included (an ONNX subgraph's ``<node>.<attribute>.`` prefixes, HDF5
+groups): no real model comes near; a longer one is a file repeating a long prefix to blow up memory."""
+NAME_ALLOWANCE = 32 << 20
+"""Characters all joined names may add to what the file itself spells out: their total is bounded by the
+file's size plus this, so output and memory grow with the input, never with a prefix times its uses."""
+
+
+class NameBudget:
+    """The two bounds above, for one file of ``size`` bytes: :meth:`spend` each name's length before it is
+    built (so no over-long string is ever made)."""
+
+    def __init__(self, source: object, size: int) -> None:
+        self.source = source
+        self.left = size + NAME_ALLOWANCE
+
+    def spend(self, length: int) -> None:
+        if length > MAX_NAME:
+            raise ParamscopeError(self.source, f"a tensor name of {length:,} characters (its path included), "
+                                               f"longer than the {MAX_NAME:,} paramscope reads")
+        self.left -= length
+        if self.left < 0:
+            raise ParamscopeError(self.source, "tensor names (paths included) total more characters than the file "
+                                               f"has bytes plus {NAME_ALLOWANCE >> 20} MiB: a prefix repeated "
+                                               "past any real model")
+
+
 # ---- zip containers (.npz, .keras): shared by the readers that sniff and open them
 
 
