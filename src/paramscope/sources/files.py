@@ -104,9 +104,10 @@ def check_regular(path: Path | str) -> None:
 
 
 def open_regular(path: Path | str, buffering: int = -1) -> BinaryIO:
-    """``path`` opened read-only, refused unless it is a regular file. The open itself cannot block: it is
-    non-blocking (a FIFO swapped in after :func:`check_regular` opens at once) and the check is made on the
-    opened descriptor, so what is read is what was checked."""
+    """``path`` opened read-only, refused unless it is a regular file: checked by name, then opened without
+    blocking (a FIFO swapped in meanwhile opens at once) and checked again on the descriptor, so what is read
+    is what was checked."""
+    check_regular(path)  # first by name: a socket cannot even be opened, and its error would say less
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
