@@ -456,3 +456,11 @@ def test_mutated_onnx_h5_keras_npy_files_stay_clean(tmp_path):
     assert report["bad"] == []
     # the valid files are read (exit 0) and most mutations refused (exit 1): the runner really ran them
     assert report["codes"].get("0", 0) >= len(files) and report["codes"].get("1", 0) >= 20, report["codes"]
+
+
+def test_a_bytes_path_that_is_not_utf8_is_read_in_process(tmp_path):
+    import paramscope
+
+    source = _safetensors(tmp_path / os.fsdecode(b"\xff.safetensors"), {"w": (5,)})
+    report = paramscope.inspect(os.fsencode(source))
+    assert (report.total, report.source) == (5, str(source))
