@@ -310,9 +310,10 @@ def test_hdf5_groups_thousands_deep_are_one_line(tmp_path):
 
 
 def test_hdf5_groups_at_the_depth_limit_are_read(tmp_path):
-    path = _deep_h5(tmp_path / "ok.h5", 63)
+    path = _deep_h5(tmp_path / "ok.h5", 64)
     result = assert_clean(run_cli(path, "-f", "csv", "--by", "tensor"), expect=0)
-    assert result.stdout.splitlines()[1] == "g." * 63 + "w,2x3,float32,parameter,,6,24,"
+    assert result.stdout.splitlines()[1] == "g." * 64 + "w,2x3,float32,parameter,,6,24,"
+    assert_refused(run_cli(_deep_h5(tmp_path / "over.h5", 65)), "over.h5", "nested deeper than 64 levels")
 
 
 def test_hdf5_names_past_the_cap_are_refused(tmp_path):

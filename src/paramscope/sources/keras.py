@@ -139,7 +139,7 @@ def _walk(where: Path | str, h5: Any, origin: str, size: int) -> tuple[list[Tens
     stack: list[tuple[str, Any, frozenset[Any], str]] = [("", h5, frozenset({h5.id}), "")]
     while stack:
         prefix, group, ancestors, top_group = stack.pop()
-        if len(ancestors) > MAX_DEPTH:
+        if len(ancestors) > MAX_DEPTH + 1:  # ancestors hold the root too
             raise ParamscopeError(where, f"HDF5 groups nested deeper than {MAX_DEPTH} levels")
         children = []
         for key in group:
