@@ -194,3 +194,72 @@ def test_memory_choices_match_the_estimator():
     actions = {a.dest: a for a in build_parser()._actions}
     assert tuple(actions["optimizer"].choices) == tuple(memory.OPTIMIZERS)
     assert tuple(actions["precision"].choices) == tuple(memory.PRECISIONS)
+
+
+# ---- the last line of defence (issue 11): running out of memory or stack is one line, exit 1
+
+
+def _failing_run(exc: BaseException):
+    def run_that_fails(*_args, **_kwargs):
+        raise exc
+
+    return run_that_fails
+
+
+@pytest.mark.parametrize(("exc", "line"), [
+    (MemoryError(), "paramscope: out of memory reading model.onnx\n"),
+    (RecursionError("maximum recursion depth exceeded"),
+     "paramscope: model.onnx: nested too deeply to read (recursion limit)\n"),
+])
+def test_memory_and_recursion_errors_are_one_line(monkeypatch, exc, line):
+    import paramscope.cli as cli
+
+    monkeypatch.setattr(cli, "run", _failing_run(exc))
+    assert run("model.onnx") == (1, "", line)
+
+
+def test_out_of_memory_while_printing_falls_back_to_the_raw_descriptor(monkeypatch, capfd):
+    import paramscope.cli as cli
+
+    class NoMemoryStream(io.StringIO):
+        def write(self, text):
+            raise MemoryError
+
+    monkeypatch.setattr(cli, "run", _failing_run(MemoryError()))
+    assert main(["big.gguf"], stdout=io.StringIO(), stderr=NoMemoryStream()) == 1
+    assert capfd.readouterr().err == "paramscope: out of memory reading big.gguf\n"
+
+
+def test_memory_error_while_reporting_another_error_is_still_one_line(monkeypatch):
+    import paramscope.cli as cli
+    from paramscope.errors import ParamscopeError
+
+    class FailsOnce(io.StringIO):
+        failed = False
+
+        def write(self, text):
+            if not self.failed:  # printing the first error runs out of memory
+                self.failed = True
+                raise MemoryError
+            return super().write(text)
+
+    monkeypatch.setattr(cli, "run", _failing_run(ParamscopeError("x.bin", "bad")))
+    err = FailsOnce()
+    assert main(["x.bin"], stdout=io.StringIO(), stderr=err) == 1
+    assert err.getvalue() == "paramscope: out of memory reading x.bin\n"
+
+
+def test_debug_shows_the_memory_error(monkeypatch):
+    import paramscope.cli as cli
+
+    monkeypatch.setattr(cli, "run", _failing_run(MemoryError()))
+    with pytest.raises(MemoryError):
+        run("x.bin", "--debug")
+
+
+def test_a_character_the_terminal_cannot_encode_is_escaped_not_fatal():
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert main([], stdout=out, stderr=io.StringIO()) == 0
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")
+    assert "87,018" in text and "\\u2514" in text  # the tree's "└" shown as its escape

@@ -46,3 +46,54 @@ def test_one_line_joins_escapes_and_cuts():
     assert text.one_line("bad\n  header:\tx\x1b[31m") == "bad header: x\\x1b[31m"
     assert text.one_line("a" * 10, limit=8) == "aaaaa..."
     assert text.one_line("a" * 8, limit=8) == "a" * 8
+
+
+def test_lone_surrogates_are_escaped():
+    # a name decoded with surrogateescape (bytes that were not UTF-8): no UTF-8 writer could encode it
+    assert text.safe("a\udcffb.\ud800") == "a\\udcffb.\\ud800"
+    assert text.safe("a\udcffb").encode("utf-8") == b"a\\udcffb"
+    assert text.one_line("x\udc80\ny") == "x\\udc80 y"
+
+
+def _reference(n: int) -> str:
+    import sys
+
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # the test alone lifts the limit, for the reference, and restores it
+    try:
+        return f"{n:,}"
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+@pytest.mark.parametrize("n", [2**20000, -(2**20000), 10**5000 - 1, 10**600, 2 ** (62 * 400), 2**1900, 2**1901],
+                         ids=["2^20000", "-2^20000", "10^5000-1", "10^600", "2^24800", "2^1900", "2^1901"])
+def test_integers_past_the_digit_limit_are_exact(n):
+    shown = text.exact(n)
+    assert shown == _reference(n)
+    assert text.digits(n) == shown.replace(",", "")
+    assert text.shape((n, 3)) == f"[{shown.replace(',', '')}, 3]"
+
+
+def test_integers_past_the_digit_limit_in_human_form():
+    n = 2**20000  # 3.98e+6020
+    assert text.human(n) == "4.0e+6020"
+    assert text.human_bytes(n) == "4.0e+6020 B"
+    assert text.both(n) == f"{_reference(n)} · 4.0e+6020"
+    assert text.human(-(10**700)) == "-1.0e+700"
+    assert text.percent(2**3000, 7) == "-"  # no share to show, and no OverflowError
+    assert text.percent(2**3000, 2**3001) == "50.0%"
+
+
+def test_integers_too_long_to_spell_are_approximate():
+    n = 2 ** (1 << 18)  # 78,914 digits
+    assert text.exact(n) == text.digits(n) == "≈1.611e+78913"
+    assert text.exact(-n) == "≈-1.611e+78913"
+    assert text.exact(10 ** 200_000) == "≈1.000e+200000"
+
+
+def test_the_digit_limit_is_never_touched(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "set_int_max_str_digits", None)  # calling it would raise
+    assert text.exact(2**20000).startswith("398,027,684,033")

@@ -163,10 +163,10 @@ def _wants_color(stream: TextIO, args: argparse.Namespace) -> bool:
     return _isatty(stream)
 
 
-def _one_line(message: str) -> str:
-    from paramscope.text import one_line  # imported when an error is printed, not at start-up
+def _one_line(message: str, limit: int | None = None) -> str:
+    from paramscope.text import one_line  # imported once arguments are parsed, not for --help
 
-    return one_line(message)
+    return one_line(message, limit)
 
 
 class ProgressBar:
@@ -265,18 +265,22 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) 
 
 
 def _write(output: str, args: argparse.Namespace, stdout: TextIO) -> None:
+    # Names reach the output through text.safe; a character that slipped past it (a lone surrogate, or
+    # "·" on a terminal whose encoding lacks it) is shown as a backslash escape instead of failing the run.
     if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+        with open(args.output, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
             handle.write(output)
-    else:
+        return
+    try:
         stdout.write(output)
-        stdout.flush()
+    except UnicodeEncodeError:
+        encoding = getattr(stdout, "encoding", None) or "utf-8"
+        stdout.write(output.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+    stdout.flush()
 
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the CLI on ``argv``; return the exit code."""
-    from paramscope.errors import ParamscopeError
-
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     argv = sys.argv[1:] if argv is None else argv
@@ -289,6 +293,42 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version (0) or bad usage (2)
         return int(exc.code or 0)
+    # The last words, written before any work: once memory has run out, building a message may fail too.
+    source = _one_line(os.fsdecode(args.source) if args.source is not None else "example", limit=300)
+    last_words = {
+        MemoryError: f"paramscope: out of memory reading {source}\n",
+        RecursionError: f"paramscope: {source}: nested too deeply to read (recursion limit)\n",
+    }
+    try:
+        return _run_reporting(args, stdout, stderr)
+    except (MemoryError, RecursionError) as exc:
+        if args.debug:
+            raise
+        message = last_words[RecursionError if isinstance(exc, RecursionError) else MemoryError]
+    # Here, outside the handler, the exception and the frames its traceback held are gone: memory is back.
+    _say_last_words(stderr, message)
+    return EXIT_BAD_INPUT
+
+
+def _say_last_words(stderr: TextIO, message: str) -> None:
+    """Write a preformatted line; if even that fails, write its bytes straight to file descriptor 2."""
+    import gc
+
+    gc.collect()
+    try:
+        stderr.write(message)
+        stderr.flush()
+    except Exception:
+        try:
+            os.write(2, message.encode("utf-8", "backslashreplace"))
+        except OSError:
+            return  # standard error is gone: nowhere is left to say it
+
+
+def _run_reporting(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """:func:`run`, with every failure turned into its one line and exit code."""
+    from paramscope.errors import ParamscopeError
+
     try:
         return run(args, stdout, stderr)
     except UsageError as exc:
@@ -305,10 +345,13 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if isinstance(exc, BrokenPipeError):
             return EXIT_OK
         where = exc.filename if exc.filename is not None else (args.output or args.source)
-        print(f"paramscope: {_one_line(f'{where}: {exc.strerror or exc}')}", file=stderr)
+        shown = os.fsdecode(where) if isinstance(where, bytes) else str(where)  # a bytes path is not UTF-8
+        print(f"paramscope: {_one_line(f'{shown}: {exc.strerror or exc}')}", file=stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except (MemoryError, RecursionError):
+        raise  # main's last words
     except Exception as exc:
         if args.debug:
             raise

@@ -1,15 +1,20 @@
 """Text helpers shared by every renderer: exact and human numbers, and safe display of names.
 
 Names come from files and models we do not control. A name may hold terminal escape sequences,
-newlines or bidirectional overrides; :func:`safe` makes every such character visible instead.
+newlines, bidirectional overrides or lone surrogates (bytes that were not UTF-8, decoded with
+``surrogateescape``: no UTF-8 writer can encode them); :func:`safe` makes every such character visible instead.
+
+Numbers may be any int, also ones no tensor could hold (a hostile shape of 400 dimensions): they are written
+without ``str(int)``, whose digit limit (``sys.set_int_max_str_digits``, process-wide) would raise.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -36,9 +41,56 @@ def one_line(message: str, limit: int | None = None) -> str:
     return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
 
 
+# ---- integers of any size
+
+_DIRECT_BITS = 1900
+"""Ints up to this many bits (572 digits) are formatted directly: under the lowest digit limit Python
+accepts (640), so ``format`` cannot raise whatever the process set."""
+_CHUNK_DIGITS = 600
+_CHUNK = 10**_CHUNK_DIGITS
+EXACT_BITS = 1 << 17
+"""Past this many bits (39,457 digits) a number is shown approximately (``≈1.234e+40000``): its digits
+would only be noise, and converting them costs time quadratic in their count."""
+
+
+def digits(n: int) -> str:
+    """The decimal digits of ``n`` (``-1234`` -> ``'-1234'``) without the int-to-string digit limit;
+    approximate (``'≈1.234e+40000'``) past :data:`EXACT_BITS`."""
+    if n.bit_length() <= _DIRECT_BITS:
+        return f"{n:d}"
+    if n.bit_length() > EXACT_BITS:
+        return "≈" + _scientific(n, 3)
+    sign, n = ("-", -n) if n < 0 else ("", n)
+    parts: list[int] = []
+    while n:  # 600 digits at a time, each one formatted under the limit
+        n, low = divmod(n, _CHUNK)
+        parts.append(low)
+    return sign + f"{parts[-1]:d}" + "".join(f"{p:0{_CHUNK_DIGITS}d}" for p in reversed(parts[:-1]))
+
+
+def _scientific(n: int, places: int) -> str:
+    """``n`` as ``'1.2e+400'`` from its logarithm (math.log10 takes ints of any size)."""
+    sign = "-" if n < 0 else ""
+    log = math.log10(abs(n))
+    exponent = math.floor(log)
+    mantissa = 10 ** (log - exponent)
+    if round(mantissa, places) >= 10:  # 9.9996 rounds up to the next power of ten
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{sign}{mantissa:.{places}f}e+{exponent}"
+
+
 def exact(n: int | None) -> str:
-    """``124439808`` -> ``'124,439,808'``; None -> ``'?'``."""
-    return "?" if n is None else f"{n:,}"
+    """``124439808`` -> ``'124,439,808'``; None -> ``'?'``; any int (see :func:`digits`)."""
+    if n is None:
+        return "?"
+    if n.bit_length() <= _DIRECT_BITS:
+        return f"{n:,}"
+    text = digits(n)
+    if text.startswith("≈"):
+        return text
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    head = len(text) % 3 or 3
+    return sign + ",".join([text[:head]] + [text[i : i + 3] for i in range(head, len(text), 3)])
 
 
 _UNITS = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
@@ -48,6 +100,8 @@ def human(n: int | None) -> str:
     """``124439808`` -> ``'124.4M'``, ``6738415616`` -> ``'6.7B'``; below 1,000 the number itself."""
     if n is None:
         return "?"
+    if n.bit_length() > _DIRECT_BITS:  # n / scale would overflow a float
+        return _scientific(n, 1)
     for suffix, scale in _UNITS:
         if abs(n) >= scale:
             return f"{n / scale:.1f}{suffix}"
@@ -61,6 +115,8 @@ def human_bytes(n: int | None) -> str:
     """``497759232`` -> ``'474.7 MiB'``; below 1 KiB, ``'512 B'``."""
     if n is None:
         return "?"
+    if n.bit_length() > _DIRECT_BITS:
+        return _scientific(n, 1) + " B"
     for suffix, scale in _BYTE_UNITS:
         if abs(n) >= scale:
             return f"{n / scale:.1f} {suffix}"
@@ -77,11 +133,16 @@ def both(n: int | None) -> str:
 
 
 def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+    if not whole:
+        return "-"
+    try:
+        return f"{100 * part / whole:.1f}%"
+    except OverflowError:  # a part astronomically larger than the whole: no meaningful share
+        return "-"
 
 
 def shape(dims: tuple[int, ...] | None) -> str:
     """``(16, 3, 3, 3)`` -> ``'[16, 3, 3, 3]'``; None -> ``'uninitialized'``."""
     if dims is None:
         return "uninitialized"
-    return "[" + ", ".join(str(d) for d in dims) + "]"
+    return "[" + ", ".join(digits(d) for d in dims) + "]"

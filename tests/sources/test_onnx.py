@@ -416,3 +416,20 @@ def test_fuzz(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> 
     path.write_bytes(mutated(data, _FUZZ_BASE))
     with contextlib.suppress(ParamscopeError):
         reader.read(path)
+
+
+def test_name_cap_is_exact(tmp_path: Path) -> None:
+    from paramscope.sources.files import MAX_NAME
+
+    # "<node>.<attr>." + leaf: 4,096 characters in all is read, one more is refused
+    for leaf_len, ok in ((MAX_NAME - 4, True), (MAX_NAME - 3, False)):
+        attr = _len(1, b"g") + _len(6, _len(5, _tensor("w" * leaf_len)))
+        node = _len(1, _len(3, b"n") + _len(4, b"If") + _len(5, attr))
+        path = tmp_path / f"cap{leaf_len}.onnx"
+        path.write_bytes(_model_bytes(node))
+        if ok:
+            [record] = reader.read(path).tensors
+            assert record.name == "n.g." + "w" * leaf_len and len(record.name) == MAX_NAME
+        else:
+            with pytest.raises(ParamscopeError, match="a tensor name of 4,097 characters"):
+                reader.read(path)

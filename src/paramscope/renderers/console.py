@@ -74,7 +74,7 @@ def footer(report: Report, options: RenderOptions) -> list[Any]:
         block = Text(f"Largest {options.top} tensors:", style="bold")
         for r in report.top(options.top):
             block.append(
-                f"\n  {text.safe(r.name)}  {text.shape(r.shape)}  {r.dtype}  {text.both(r.numel)}"
+                f"\n  {text.safe(r.name)}  {text.shape(r.shape)}  {text.safe(r.dtype)}  {text.both(r.numel)}"
             )
         parts.append(block)
     if report.uninitialized:

@@ -6,6 +6,7 @@ module per checkpoint format. :func:`open_source` decides which one applies; rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from paramscope.errors import ParamscopeError
@@ -36,6 +37,8 @@ def open_source(
     ``progress``, when given, is called as ``progress(done, total, fetched_bytes)`` after each remote
     file (shard header) is read; it lets the CLI draw a bar without sources printing anything.
     """
+    if isinstance(source, bytes):  # a file name that need not be UTF-8 (b"\xff.safetensors")
+        source = Path(os.fsdecode(source))
     if isinstance(source, str) and source.startswith("hf:"):
         from paramscope.sources import hub
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,11 +59,11 @@ def read_path(path: Path) -> Inventory:
     """The Inventory of a checkpoint file or directory (see the module docstring for configs)."""
     if path.is_dir():
         return _read_directory(path)
-    try:
-        with open(path, "rb") as handle:
+    with open_regular(path) as handle:
+        try:
             head = handle.read(HEAD_BYTES)
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head:
         raise ParamscopeError(path, "empty file")
     for name in READERS:
@@ -73,6 +74,53 @@ def read_path(path: Path) -> Inventory:
                 inventory = _with_config(inventory, path.parent / CONFIG_NAME)
             return inventory
     raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
+
+
+# ---- regular files only: a FIFO or /dev/stdin blocks the open or the read, /dev/zero never ends
+
+FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file (``'a named pipe (FIFO)'``), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in FILE_KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(path: Path | str) -> None:
+    """Refuse ``path`` unless it is a regular file (symlinks followed), before anything opens it: the one
+    rule for every local file a reader opens by name (a source, a config.json beside it, an index's shard)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    kind = _not_regular(mode)
+    if kind is not None:
+        raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
+
+
+def open_regular(path: Path | str, buffering: int = -1) -> BinaryIO:
+    """``path`` opened read-only, refused unless it is a regular file: checked by name, then opened without
+    blocking (a FIFO swapped in meanwhile opens at once) and checked again on the descriptor, so what is read
+    is what was checked."""
+    check_regular(path)  # first by name: a socket cannot even be opened, and its error would say less
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        kind = _not_regular(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=buffering)  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _available_reader(name: str):
@@ -116,9 +164,10 @@ def _read_directory(path: Path) -> Inventory:
     module = _weights_reader(path)
     if module is not None:
         return _with_config(module.read(path), config_path)
-    if config_path.is_file():
+    if os.path.lexists(config_path):
         from paramscope.sources.config import read_config_path
 
+        check_regular(config_path)
         inventory = read_config_path(config_path)
         unread = _unread_weight_files(path)
         if unread:
@@ -145,16 +194,48 @@ def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
     (packed quantization, GGUF expert counts) when there is none."""
     from paramscope.hf_config import apply_config
 
-    if not config_path.is_file():
+    if not config_path.is_file():  # none, or not a regular file: is_file() is S_ISREG, symlinks followed
+        if os.path.lexists(config_path):
+            inventory.notes.append(f"{CONFIG_NAME} beside the weights not used: not a regular file")
         return apply_config(inventory, None)
     from paramscope.sources.config import is_transformers_config, load_json
 
     try:
+        check_regular(config_path)  # is_file() above was a moment ago: a FIFO may have been swapped in
         config = load_json(config_path)
     except ParamscopeError as exc:
         inventory.notes.append(f"{CONFIG_NAME} beside the weights not used: {exc.reason}")
         return apply_config(inventory, None)
     return apply_config(inventory, config if is_transformers_config(config) else None)
+
+
+# ---- names built by joining a path: bounded per name and in total
+
+MAX_NAME = 4096
+"""Characters in one tensor name, path included (an ONNX subgraph's ``<node>.<attribute>.`` prefixes, HDF5
+groups): no real model comes near; a longer one is a file repeating a long prefix to blow up memory."""
+NAME_ALLOWANCE = 32 << 20
+"""Characters all joined names may add to what the file itself spells out: their total is bounded by the
+file's size plus this, so output and memory grow with the input, never with a prefix times its uses."""
+
+
+class NameBudget:
+    """The two bounds above, for one file of ``size`` bytes: :meth:`spend` each name's length before it is
+    built (so no over-long string is ever made)."""
+
+    def __init__(self, source: object, size: int) -> None:
+        self.source = source
+        self.left = size + NAME_ALLOWANCE
+
+    def spend(self, length: int) -> None:
+        if length > MAX_NAME:
+            raise ParamscopeError(self.source, f"a tensor name of {length:,} characters (its path included), "
+                                               f"longer than the {MAX_NAME:,} paramscope reads")
+        self.left -= length
+        if self.left < 0:
+            raise ParamscopeError(self.source, "tensor names (paths included) total more characters than the file "
+                                               f"has bytes plus {NAME_ALLOWANCE >> 20} MiB: a prefix repeated "
+                                               "past any real model")
 
 
 # ---- zip containers (.npz, .keras): shared by the readers that sniff and open them
@@ -188,10 +269,7 @@ def unbuffered_reader(path: Path) -> Iterator[BinaryIO]:
     """``path`` opened read-only and unbuffered (the reader's own cursor buffers), with the cyclic
     collector paused (header readers build many small objects and no cycles) and OS errors turned
     into one-line ParamscopeErrors."""
-    try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
+    handle = open_regular(path, buffering=0)
     with paused_gc(), handle:
         try:
             yield handle

@@ -23,7 +23,7 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError, require
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import open_zip, zip_member_names
+from paramscope.sources.files import NameBudget, open_regular, open_zip, zip_member_names
 from paramscope.sources.numpy_files import NUMERIC
 
 FORMAT = "keras"
@@ -32,6 +32,8 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 WEIGHTS_MEMBER = "model.weights.h5"
 MAX_JSON_MEMBER = 64 * 1024 * 1024
 MAX_OBJECTS = 200_000
+MAX_DEPTH = 64
+"""Group nesting paramscope follows: Keras nests a few levels (layers/<name>/vars); thousands is hostile."""
 MAX_RATIO = 200
 """Weights compress by a few percent at best; a member inflating more than this is a bomb."""
 OPTIMIZER_GROUPS = frozenset({"optimizer", "optimizer_weights"})
@@ -69,7 +71,7 @@ def _weights_member(names: list[str]) -> str | None:
 
 def read(path: Path) -> Inventory:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(8)
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
@@ -80,7 +82,7 @@ def read(path: Path) -> Inventory:
     h5py = _h5py(path)
     try:
         with h5py.File(path, "r", **_no_locking(h5py)) as h5:
-            records, notes = _walk(path, h5, path.name)
+            records, notes = _walk(path, h5, path.name, os.stat(path).st_size)
             metadata = _root_attributes(h5)
     except ParamscopeError:
         raise
@@ -121,11 +123,14 @@ def _dtype_name(dtype: Any) -> str:
     return f"numpy:{dtype.str}"
 
 
-def _walk(where: Path | str, h5: Any, origin: str) -> tuple[list[TensorRecord], list[str]]:
+def _walk(where: Path | str, h5: Any, origin: str, size: int) -> tuple[list[TensorRecord], list[str]]:
     """Every dataset's record, depth-first in name order; hard links only, each object visited once
-    per name, cycles cut by object identity."""
+    per name, cycles cut by object identity. The walk keeps its own stack (no recursion), groups nested
+    deeper than :data:`MAX_DEPTH` are refused, and names, joined from group paths, are bounded by a
+    :class:`~paramscope.sources.files.NameBudget` for the ``size`` bytes of HDF5."""
     import h5py
 
+    budget = NameBudget(where, size)
     found: list[tuple[str, Any, tuple[int, ...], str, Role]] = []
     visits: dict[Any, int] = {}
     skipped_links = 0
@@ -134,6 +139,8 @@ def _walk(where: Path | str, h5: Any, origin: str) -> tuple[list[TensorRecord], 
     stack: list[tuple[str, Any, frozenset[Any], str]] = [("", h5, frozenset({h5.id}), "")]
     while stack:
         prefix, group, ancestors, top_group = stack.pop()
+        if len(ancestors) > MAX_DEPTH + 1:  # ancestors hold the root too
+            raise ParamscopeError(where, f"HDF5 groups nested deeper than {MAX_DEPTH} levels")
         children = []
         for key in group:
             objects += 1
@@ -145,6 +152,7 @@ def _walk(where: Path | str, h5: Any, origin: str) -> tuple[list[TensorRecord], 
                 continue
             children.append((key, group.get(key)))
         for key, obj in reversed(children):
+            budget.spend(len(prefix) + 1 + len(key))
             name = f"{prefix}.{key}" if prefix else key
             top = top_group or key
             if isinstance(obj, h5py.Group):
@@ -233,11 +241,11 @@ def _read_archive(path: Path) -> Inventory:
             raise ParamscopeError(where, "member is encrypted")
         h5py = _h5py(path)
         try:
-            with open(path, "rb") as handle:
+            with open_regular(path) as handle:
                 stream = _member_stream(where, archive, info, handle)
                 try:
                     with h5py.File(stream, "r") as h5:
-                        records, notes = _walk(where, h5, member)
+                        records, notes = _walk(where, h5, member, info.file_size)
                 finally:
                     stream.close()
         except ParamscopeError:

@@ -101,6 +101,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
     with paused_gc():
         found = _Found()
         records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found)
+    _check_sizes(name, records)
     notes = []
     if lazy:
         notes.append(
@@ -126,6 +127,23 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
         if summary is not None:
             metadata["quantization"] = {**summary, "from": "module"}
     return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes)
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+def _check_sizes(source: str, records: list[TensorRecord]) -> None:
+    """Refuse a shape no tensor can have: torch counts elements in int64, so a larger or negative count
+    comes from metadata a framework (or a hostile module) set by hand, such as ZeRO-3's ``ds_shape``."""
+    for r in records:
+        if r.shape is None:
+            continue
+        if any(d < 0 for d in r.shape):
+            raise ParamscopeError(source, f"tensor {r.name!r} has a negative dimension in its shape")
+        for numel in (r.stored_numel, r.numel):
+            if numel > INT64_MAX:
+                raise ParamscopeError(source, f"tensor {r.name!r} declares a shape of {len(r.shape)} dimensions "
+                                              "holding more elements than int64 can count")
 
 
 def local_numel(records: list[TensorRecord]) -> int:

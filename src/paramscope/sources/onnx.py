@@ -11,7 +11,11 @@ its location (untrusted text) is only recorded.
 
 Names: main-graph tensors keep their names; a subgraph's tensors are prefixed by the path to it,
 ``<node>.<attribute>.`` (``<node>`` is the node's name or ``<op_type>_<index>``), so equal names in sibling
-subgraphs stay distinct and the module tree shows where they live.
+subgraphs stay distinct and the module tree shows where they live. Each prefix is one string shared by every
+tensor under it (a linked chain of scopes, joined once at the end), and joined names are bounded by
+:class:`~paramscope.sources.files.NameBudget`: at most ``MAX_NAME`` (4,096) characters each, and in all at
+most the file's size plus ``NAME_ALLOWANCE`` (32 MiB). A small file repeating a 128 KB node name over many
+subgraph tensors is refused with one line instead of building gigabytes of names.
 
 Decisions: STRING tensors have no fixed size: they are counted as buffers of their element count with an
 unknown byte size (dtype ``string``). 2- and 4-bit integer tensors (INT4, UINT4, INT2, UINT2), which ONNX
@@ -30,7 +34,7 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import FileWindow, unbuffered_reader
+from paramscope.sources.files import FileWindow, NameBudget, unbuffered_reader
 
 FORMAT = "onnx"
 MAX_SUBGRAPH_DEPTH = 32  # If/Loop nesting deeper than this is hostile, not a model
@@ -211,8 +215,9 @@ def _signed(value: int) -> int:
 def read(path: Path) -> Inventory:
     """The weights of an ONNX model, from the structure of its protobuf alone."""
     with unbuffered_reader(path) as handle:
-        model = _walk(_Cursor(handle, os.fstat(handle.fileno()).st_size, path))
-        return _inventory(path, model)
+        size = os.fstat(handle.fileno()).st_size
+        model = _walk(_Cursor(handle, size, path))
+        return _inventory(path, model, NameBudget(path, size))
 
 
 def _walk(cursor: _Cursor) -> dict[str, Any]:
@@ -555,8 +560,12 @@ def _finish_node(cursor: _Cursor, data: dict[str, Any]) -> list[dict[str, Any]]:
         attr_name = attr.get("name", "")
         graphs = attr.get("m6", []) + attr.get("m11", [])
         for k, graph in enumerate(graphs):
+            # one prefix string for the whole subgraph, linked in front of each tensor's scope (not copied into
+            # its name): names are joined once, bounded, in _inventory
             prefix = f"{label}.{attr_name}." + (f"{k}." if len(graphs) > 1 else "")
-            out.extend({**t, "name": prefix + t["name"], "origin_graph": graph["name"]} for t in graph["tensors"])
+            for t in graph["tensors"]:
+                t["scope"] = (prefix, t.get("scope"))
+            out.extend(graph["tensors"])
         if not is_constant:
             continue
         outputs = data.get("output") or [""]
@@ -572,7 +581,19 @@ def _finish_node(cursor: _Cursor, data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _inventory(path: Path, model: dict[str, Any]) -> Inventory:
+def _full_name(t: dict[str, Any], budget: NameBudget) -> str:
+    """A tensor's name behind its chain of subgraph prefixes (outermost first), checked before it is joined."""
+    parts = []
+    scope = t.get("scope")
+    while scope is not None:
+        parts.append(scope[0])
+        scope = scope[1]
+    parts.append(t["name"])
+    budget.spend(sum(map(len, parts)))
+    return "".join(parts)
+
+
+def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Inventory:
     graphs = model.get("m7", [])
     if not graphs:
         if "ir_version" not in model:
@@ -585,7 +606,7 @@ def _inventory(path: Path, model: dict[str, Any]) -> Inventory:
     external_files: set[str] = set()
     sparse = 0
     for index, t in enumerate(graph["tensors"]):
-        name = t["name"] or f"(unnamed tensor {index})"
+        name = _full_name(t, budget) or f"(unnamed tensor {index})"
         if name in seen:
             raise ParamscopeError(path, f"tensor name {name!r} appears twice")
         seen.add(name)
