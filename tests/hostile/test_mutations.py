@@ -90,8 +90,26 @@ def _h5(folder: Path) -> Path:
     return path
 
 
+def _keras(folder: Path) -> Path:
+    """A Keras 3 archive: metadata, model config and the weights as HDF5 in the layout Keras 3 writes."""
+    import zipfile
+
+    h5py = pytest.importorskip("h5py")
+    weights = folder / "model.weights.h5"
+    with h5py.File(weights, "w") as handle:
+        handle.create_dataset("layers/dense/vars/0", data=np.zeros((4, 3), np.float32))
+        handle.create_dataset("layers/dense/vars/1", data=np.zeros(3, np.float32))
+    path = folder / "base.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3.0"}')
+        archive.writestr("config.json", '{"class_name": "Sequential", "config": {"name": "s"}}')
+        archive.write(weights, "model.weights.h5")
+    return path
+
+
 BASES = {"safetensors": _safetensors, "gguf": _gguf, "npy": _npy, "npz": _npz, "torch-zip": _torch_zip,
-         "torch-legacy": _torch_legacy, "onnx": _onnx, "h5": _h5}
+         "torch-legacy": _torch_legacy, "onnx": _onnx, "h5": _h5,
+         "keras": _keras}
 
 
 @pytest.mark.slow
