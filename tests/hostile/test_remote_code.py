@@ -187,6 +187,7 @@ UNBOUNDED = {
     "heads": ({"model_type": "llama", "num_attention_heads": 10**7}, "'num_attention_heads'"),
     "heads-per-stage": ({"model_type": "swin", "num_heads": [3, 6, 12, 10**6]}, "'num_heads'"),
     "albert-groups": ({"model_type": "albert", "inner_group_num": 100_000}, "'inner_group_num'"),
+    "num-labels": ({"model_type": "vit", "num_labels": 10**6}, "'num_labels' = 1,000,000"),
     "layer-index-list": ({"model_type": "mllama", "text_config": {"cross_attention_layers": [0] * 20_000}},
                          "a list of 20,000 entries"),
 }

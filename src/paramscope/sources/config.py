@@ -21,10 +21,11 @@ Rules
   refused before anything is built; for a type transformers builds itself, ``auto_map`` is ignored.
 * Bounded work, before anything is built: the counts of repeated modules a config declares are bounded
   by the rule table :data:`COUNT_RULES` (building costs time per module, not per parameter: 10^15
-  parameters on meta are fine, 10^6 layers are not); widths (``hidden_size``, ``vocab_size``) are not
-  bounded, they cost nothing on meta. Count keys the table does not know are caught while building:
-  more than :data:`MAX_MODULES` modules stop the build. The JSON is capped at :data:`MAX_CONFIG_BYTES`
-  and its nesting depth at :data:`MAX_DEPTH`.
+  parameters on meta are fine, 10^6 layers are not), and so is the number of labels (transformers
+  keeps a dict entry per label); widths (``hidden_size``, ``vocab_size``, positions) are not bounded:
+  on meta they cost nothing, and a tensor past what torch can size is a one-line error. Count keys the
+  table does not know are caught while building: more than :data:`MAX_MODULES` modules stop the build.
+  The JSON is capped at :data:`MAX_CONFIG_BYTES` and its nesting depth at :data:`MAX_DEPTH`.
 * The records are those of :func:`paramscope.sources.live.from_module` on the built model, re-labelled
   with format ``"config"``; the dtype is the one the config declares (``dtype``/``torch_dtype``), as
   ``from_config`` applies it.
@@ -57,6 +58,9 @@ MAX_DEPTH = 64
 """Nesting of dicts and lists in the JSON (json's own parser recurses; composite configs nest 2-3 deep)."""
 MAX_BLOCKS = 10_000
 """Most repeated modules one count may declare: building costs about a millisecond per layer."""
+MAX_LABELS = 250_000
+"""Most classification labels: transformers keeps a dict entry per label and copies it several times
+while building (1,000,000 labels: 14 s and 1 GiB; 250,000: about 2 s). ImageNet-21k has 21,843."""
 MAX_LAYER_EXPERT_BLOCKS = 1_000_000
 """Most layers x experts: each expert is a module (or a slice of a fused one) of its own."""
 MAX_MODULES = 250_000
@@ -69,14 +73,16 @@ switch-c-2048 (2,048 unfused experts x 30 layers: ~310,000 modules, 25 s, 1.2 Gi
 NOTE_NAMES = 3
 """Names of missing/unexpected/mismatched tensors quoted in the fit note (all are in metadata["fit"])."""
 
-# The bound on repeated modules, one rule per row. A key matches a row when it is the row's word or ends
-# with "_" + the word, in the config and in every sub-config (text_config, vision_config, ...):
-# num_hidden_layers, decoder_layers, n_layer, depth, vision_config.depth, depths, num_blocks, num_experts...
-#   word     -> (what it counts, how a list value is read)
-# An int must be at most MAX_BLOCKS. A list of ints is read as "sum" (per-stage counts: ConvNeXt/Swin
-# depths [3, 3, 27, 3]: the sum is the number of blocks) or "each" (the entries are layer indices, as in
-# moe_layers or cross_attention_layers, or per-stage widths: each entry and the list's length are
-# bounded). Across the whole config, the most layers x the most experts is at most MAX_LAYER_EXPERT_BLOCKS.
+# The bound on what a config makes transformers repeat, one rule per row. A key matches a row when it is
+# the row's word or ends with "_" + the word, in the config and in every sub-config (text_config,
+# vision_config, ...): num_hidden_layers, decoder_layers, n_layer, depth, vision_config.depth, depths,
+# num_blocks, num_experts, num_labels...
+#   word -> (what it counts, how a value is read)
+# An int is the count. A list of ints is read as "sum" (per-stage counts: ConvNeXt/Swin depths
+# [3, 3, 27, 3]: the sum is the number of blocks) or "each" (layer indices, as in moe_layers or
+# cross_attention_layers, or per-stage widths: its largest entry and its length are the count). A dict
+# ("size": id2label) counts its entries. The count must be at most BOUNDS[what it counts]; across the
+# whole config, the most layers x the most experts is at most MAX_LAYER_EXPERT_BLOCKS.
 COUNT_RULES: dict[str, tuple[str, str]] = {
     "layers": ("layers", "each"),
     "layer": ("layers", "each"),  # n_layer (GPT-2)
@@ -96,7 +102,11 @@ COUNT_RULES: dict[str, tuple[str, str]] = {
     "networks": ("layers", "sum"),  # MobileBERT's num_feedforward_networks (per layer)
     "heads": ("heads", "each"),
     "experts": ("experts", "sum"),
+    "labels": ("labels", "each"),
+    "id2label": ("labels", "size"),
+    "label2id": ("labels", "size"),
 }
+BOUNDS = {"layers": MAX_BLOCKS, "experts": MAX_BLOCKS, "heads": MAX_BLOCKS, "labels": MAX_LABELS}
 # Keys that name code transformers would fetch or run (custom classes, pipelines, Hub kernels): removed at
 # every level of the config before transformers sees it.
 CODE_KEYS = frozenset({
@@ -414,7 +424,7 @@ def _count_rule(key: object) -> tuple[str, str, str] | None:
 def _check_blocks(config: dict[str, Any], source: str) -> None:
     """Refuse configs whose counts of repeated modules would make the build take unbounded time
     (:data:`COUNT_RULES`); the message names the field, with its path inside sub-configs."""
-    most = {"layers": 0, "experts": 0, "heads": 0}
+    most = {"layers": 0, "experts": 0}
     stack: list[tuple[Any, str, int]] = [(config, "", 0)]
     while stack:
         value, where, depth = stack.pop()
@@ -424,7 +434,9 @@ def _check_blocks(config: dict[str, Any], source: str) -> None:
         for key, item in items:
             path = where + (f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key))
             rule = _count_rule(key)
-            if rule is not None and isinstance(item, list) and all(_is_int(i) for i in item):
+            if rule is not None and rule[2] == "size" and isinstance(item, dict):
+                count = len(item)
+            elif rule is not None and isinstance(item, list) and all(_is_int(i) for i in item):
                 count = _list_count(item, rule[2])
             elif rule is not None and _is_int(item):
                 count = item
@@ -432,10 +444,12 @@ def _check_blocks(config: dict[str, Any], source: str) -> None:
                 if isinstance(item, (dict, list)):
                     stack.append((item, path, depth + 1))
                 continue
-            if count > MAX_BLOCKS:
-                raise ParamscopeError(source, f"{_quote(path)} = {_shown(item, rule[2])}: more than {MAX_BLOCKS:,} "
+            bound = BOUNDS[rule[1]]
+            if count > bound:
+                raise ParamscopeError(source, f"{_quote(path)} = {_shown(item, rule[2])}: more than {bound:,} "
                                       f"{rule[1]} is not a real model, and building it would take unbounded time")
-            most[rule[1]] = max(most[rule[1]], count if rule[2] == "sum" or not isinstance(item, list) else 0)
+            if rule[1] in most and (rule[2] == "sum" or not isinstance(item, list)):
+                most[rule[1]] = max(most[rule[1]], count)
     if most["layers"] * most["experts"] > MAX_LAYER_EXPERT_BLOCKS:
         raise ParamscopeError(source, f"{most['layers']:,} layers x {most['experts']:,} experts is more than "
                               f"{MAX_LAYER_EXPERT_BLOCKS:,} blocks: refused, building it would take unbounded time")
@@ -452,7 +466,9 @@ def _list_count(values: list[int], reading: str) -> int:
     return max([len(values), *values])
 
 
-def _shown(value: int | list[int], reading: str) -> str:
+def _shown(value: int | list[int] | dict[Any, Any], reading: str) -> str:
+    if isinstance(value, dict):
+        return f"a mapping of {len(value):,} entries"
     if not isinstance(value, list):
         return f"{value:,}"
     if len(value) <= 4:
