@@ -7,6 +7,7 @@ and paramscope's code), and the fit against state dicts that transformers itself
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -424,3 +425,100 @@ def test_fuzz_config_values_only_paramscope_errors(model_type, layers, fields):
         config_source.from_config(cfg, source="fuzz")
     except ParamscopeError as exc:
         assert "\n" not in str(exc)
+
+
+# ---- never code, always bounded ------------------------------------------------------------------
+
+
+def test_code_keys_are_stripped_at_every_level_without_touching_the_input():
+    cfg = {"model_type": "llava", "auto_map": {"AutoModel": "m.E"}, "custom_pipelines": {"x": {}},
+           "text_config": {"auto_map": {"AutoModel": "m.E"}, "attn_implementation": "org/kernel", "n": 1},
+           "list": [{"trust_remote_code": True, "_attn_implementation_internal": "a/b", "keep": 2}]}
+    before = json.dumps(cfg)
+    assert config_source._without_code(cfg) == {"model_type": "llava", "text_config": {"n": 1},
+                                                "list": [{"keep": 2}]}
+    assert json.dumps(cfg) == before
+
+
+def test_sealed_build_cannot_prompt_or_load_code():
+    import builtins
+
+    from transformers import dynamic_module_utils
+    from transformers.models.auto import auto_factory
+
+    originals = (builtins.input, auto_factory.resolve_trust_remote_code,
+                 dynamic_module_utils.get_class_from_dynamic_module)
+    for call in (lambda: input("run? [y/N] "),
+                 lambda: auto_factory.resolve_trust_remote_code(None, "org/x", False, True),
+                 lambda: dynamic_module_utils.get_class_from_dynamic_module("m.E", "org/x")):
+        with pytest.raises(ParamscopeError, match=r"^src: transformers asked to run the model repository's own code"), \
+                config_source._sealed("src"):
+            call()
+    assert (builtins.input, auto_factory.resolve_trust_remote_code,
+            dynamic_module_utils.get_class_from_dynamic_module) == originals
+
+
+def test_too_many_modules_stop_the_build(monkeypatch):
+    # TINY_LLAMA registers 2 x 13 layer modules + 4 others: past a limit of 20 the build stops, whatever
+    # the count keys are called; the hook is removed afterwards (the next build is not counted).
+    monkeypatch.setattr(config_source, "MAX_MODULES", 20)
+    with pytest.raises(ParamscopeError, match=r"^tiny: the architecture has more than 20 modules"):
+        config_source.from_config(dict(TINY_LLAMA), source="tiny")
+    monkeypatch.setattr(config_source, "MAX_MODULES", 1_000)
+    assert config_source.from_config(dict(TINY_LLAMA), source="tiny").metadata["class"] == "LlamaForCausalLM"
+
+
+# Real configs (their published count fields) that the count bound must let through.
+REAL_COUNTS = {
+    "swin-large": {"model_type": "swin", "depths": [2, 2, 18, 2], "num_heads": [6, 12, 24, 48]},
+    "llama-3.1-405b": {"model_type": "llama", "num_hidden_layers": 126, "num_attention_heads": 128,
+                       "num_key_value_heads": 8},
+    # layer indices: summed they would be 8,001 (0 + ... + 126)
+    "indices": {"model_type": "qwen2_moe", "num_hidden_layers": 127, "mlp_only_layers": list(range(127)),
+                "num_experts": 60},
+    "mllama-90b": {"model_type": "mllama", "text_config": {"num_hidden_layers": 100, "cross_attention_layers":
+                   [3, 8, 13, 18, 23, 28, 33, 38, 43, 48, 53, 58, 63, 68, 73, 78, 83, 88, 93, 98]},
+                   "vision_config": {"num_hidden_layers": 32, "num_global_layers": 8}},
+    "deepseek-v3": {"model_type": "deepseek_v3", "num_hidden_layers": 61, "n_routed_experts": 256,
+                    "n_shared_experts": 1, "first_k_dense_replace": 3},
+    "switch-c-2048": {"model_type": "switch_transformers", "num_experts": 2048, "num_layers": 15,
+                      "num_decoder_layers": 15, "num_heads": 30},
+    "vision-feature-layer": {"model_type": "llava", "vision_feature_layer": [-2, -5, -8, -11, -24]},
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_COUNTS))
+def test_real_counts_pass_the_bound(name):
+    config_source._check_blocks(REAL_COUNTS[name], "real")
+
+
+@pytest.mark.parametrize(("key", "at_bound", "past", "message"), [
+    ("depths", [1, 9_999], [1, 10_000], "'depths' = [1, 10,000]: more than 10,000 layers"),
+    ("depths", [1] * 10_000, [1] * 10_001,
+     "'depths' = a list of 10,001 entries, summing to 10,001: more than 10,000 layers"),
+    ("moe_layers", [0] * 10_000, [0] * 10_001,
+     "'moe_layers' = a list of 10,001 entries, largest 0: more than 10,000 layers"),
+    ("moe_layers", [10_000], [10_001], "'moe_layers' = [10,001]"),
+    ("num_experts", 10_000, 10_001, "'num_experts' = 10,001: more than 10,000 experts"),
+    ("num_key_value_heads", 10_000, 10_001, "'num_key_value_heads' = 10,001: more than 10,000 heads"),
+    ("n_layer", 10_000, 10_001, "'n_layer' = 10,001: more than 10,000 layers"),
+])
+def test_count_bound_is_at_max_blocks_and_names_the_field(key, at_bound, past, message):
+    config_source._check_blocks({"model_type": "x", key: at_bound}, "ok")
+    with pytest.raises(ParamscopeError, match="^src: " + re.escape(message)):
+        config_source._check_blocks({"model_type": "x", key: past}, "src")
+
+
+def test_count_bound_path_names_the_sub_config():
+    cfg = {"model_type": "x", "vision_config": {"blocks": [{"depth": 3}, {"depth": 10_001}]}}
+    with pytest.raises(ParamscopeError, match=r"'vision_config\.blocks\[1\]\.depth' = 10,001"):
+        config_source._check_blocks(cfg, "src")
+
+
+def test_labels_are_bounded():
+    config_source._check_blocks({"model_type": "vit", "num_labels": 21_843}, "imagenet-21k")
+    with pytest.raises(ParamscopeError, match=r"^src: 'num_labels' = 250,001: more than 250,000 labels"):
+        config_source._check_blocks({"model_type": "vit", "num_labels": 250_001}, "src")
+    labels = {str(i): f"L{i}" for i in range(250_001)}
+    with pytest.raises(ParamscopeError, match=r"^src: 'id2label' = a mapping of 250,001 entries"):
+        config_source._check_blocks({"model_type": "vit", "id2label": labels}, "src")

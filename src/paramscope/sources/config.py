@@ -12,12 +12,20 @@ Rules
   ``AutoConfig.from_pretrained`` does after reading the file).
 * The model class is ``architectures[0]`` when transformers has that class and it takes this config
   (so ``GPT2LMHeadModel`` brings its tied ``lm_head``); otherwise the ``AutoModel`` of the model type.
-* Code from a config is never run: a ``model_type`` transformers does not know (custom code via
-  ``auto_map``) is refused; for a known type, ``auto_map`` is ignored and the built-in class used.
-* Bounded work: a config declaring more than :data:`MAX_BLOCKS` layers or experts is refused before
-  anything is built (building costs time per module, not per parameter: 10^15 parameters on meta
-  are fine, 10^6 layers are not). The JSON is capped at :data:`MAX_CONFIG_BYTES` and its nesting
-  depth at :data:`MAX_DEPTH`.
+* Code from a config is never run, fetched or asked about: every key that names code (:data:`CODE_KEYS`:
+  ``auto_map``, ``custom_pipelines``, a Hub attention/experts kernel) is removed at every level before
+  transformers sees the config, ``AutoModel.from_config`` gets ``trust_remote_code=False``, and while
+  building, transformers' remote-code entry points and ``input()`` raise (a guard: with the keys gone they
+  are not reached). A model that only ``auto_map`` could supply (a ``model_type`` transformers does not
+  know, none and ``architectures`` naming no transformers class, or a type ``AutoModel`` does not map) is
+  refused before anything is built; for a type transformers builds itself, ``auto_map`` is ignored.
+* Bounded work, before anything is built: the counts of repeated modules a config declares are bounded
+  by the rule table :data:`COUNT_RULES` (building costs time per module, not per parameter: 10^15
+  parameters on meta are fine, 10^6 layers are not), and so is the number of labels (transformers
+  keeps a dict entry per label); widths (``hidden_size``, ``vocab_size``, positions) are not bounded:
+  on meta they cost nothing, and a tensor past what torch can size is a one-line error. Count keys the
+  table does not know are caught while building: more than :data:`MAX_MODULES` modules stop the build.
+  The JSON is capped at :data:`MAX_CONFIG_BYTES` and its nesting depth at :data:`MAX_DEPTH`.
 * The records are those of :func:`paramscope.sources.live.from_module` on the built model, re-labelled
   with format ``"config"``; the dtype is the one the config declares (``dtype``/``torch_dtype``), as
   ``from_config`` applies it.
@@ -49,30 +57,67 @@ MAX_CONFIG_BYTES = 16 << 20
 MAX_DEPTH = 64
 """Nesting of dicts and lists in the JSON (json's own parser recurses; composite configs nest 2-3 deep)."""
 MAX_BLOCKS = 10_000
-"""Most layers (or experts) one config may declare: building costs about a millisecond per block."""
+"""Most repeated modules one count may declare: building costs about a millisecond per layer."""
+MAX_LABELS = 250_000
+"""Most classification labels: transformers keeps a dict entry per label and copies it several times
+while building (1,000,000 labels: 14 s and 1 GiB; 250,000: about 2 s). ImageNet-21k has 21,843."""
 MAX_LAYER_EXPERT_BLOCKS = 1_000_000
 """Most layers x experts: each expert is a module (or a slice of a fused one) of its own."""
+MAX_MODULES = 250_000
+"""Most modules one build may create: a backstop for counts under names :data:`COUNT_RULES` does not
+know, and for many counts each under the bound. A module costs about 60 us and 4 KiB to build on meta,
+so a build stopped here has taken ~15 s and ~1 GiB. Real models build a few thousand (Llama-2-70B
+1,300, DeepSeek-V3 1,200 with transformers 5's fused experts); the one known real model past it is
+switch-c-2048 (2,048 unfused experts x 30 layers: ~310,000 modules, 25 s, 1.2 GiB resident)."""
 
 NOTE_NAMES = 3
 """Names of missing/unexpected/mismatched tensors quoted in the fit note (all are in metadata["fit"])."""
 
-# Keys that count repeated modules, by what they count. Matched exactly, in the config and in every
-# sub-config dict (text_config, vision_config, ...).
-BLOCK_COUNT_KEYS = {
-    "num_hidden_layers": "layers",
-    "num_layers": "layers",
-    "n_layer": "layers",
-    "n_layers": "layers",
-    "encoder_layers": "layers",
-    "decoder_layers": "layers",
-    "num_encoder_layers": "layers",
-    "num_decoder_layers": "layers",
-    "num_local_experts": "experts",
-    "num_experts": "experts",
-    "n_routed_experts": "experts",
-    "moe_num_experts": "experts",
-    "n_shared_experts": "experts",
+# The bound on what a config makes transformers repeat, one rule per row. A key matches a row when it is
+# the row's word or ends with "_" + the word, in the config and in every sub-config (text_config,
+# vision_config, ...): num_hidden_layers, decoder_layers, n_layer, depth, vision_config.depth, depths,
+# num_blocks, num_experts, num_labels...
+#   word -> (what it counts, how a value is read)
+# An int is the count. A list of ints is read as "sum" (per-stage counts: ConvNeXt/Swin depths
+# [3, 3, 27, 3]: the sum is the number of blocks) or "each" (layer indices, as in moe_layers or
+# cross_attention_layers, or per-stage widths: its largest entry and its length are the count). A dict
+# ("size": id2label) counts its entries. The count must be at most BOUNDS[what it counts]; across the
+# whole config, the most layers x the most experts is at most MAX_LAYER_EXPERT_BLOCKS.
+COUNT_RULES: dict[str, tuple[str, str]] = {
+    "layers": ("layers", "each"),
+    "layer": ("layers", "each"),  # n_layer (GPT-2)
+    "depth": ("layers", "sum"),
+    "depths": ("layers", "sum"),
+    "blocks": ("layers", "sum"),
+    "blocks_per_stage": ("layers", "sum"),
+    "block_repeats": ("layers", "sum"),
+    "stage_numb_of_layers": ("layers", "sum"),
+    "repeats": ("layers", "sum"),
+    "stages": ("layers", "sum"),
+    "loops": ("layers", "sum"),
+    "flows": ("layers", "sum"),
+    "groups": ("layers", "each"),  # ALBERT's num_hidden_groups; GroupNorm's num_groups is small anyway
+    "group_num": ("layers", "sum"),  # ALBERT's inner_group_num
+    "per_block": ("layers", "sum"),  # Perceiver's num_self_attends_per_block
+    "networks": ("layers", "sum"),  # MobileBERT's num_feedforward_networks (per layer)
+    "heads": ("heads", "each"),
+    "experts": ("experts", "sum"),
+    "labels": ("labels", "each"),
+    "id2label": ("labels", "size"),
+    "label2id": ("labels", "size"),
 }
+BOUNDS = {"layers": MAX_BLOCKS, "experts": MAX_BLOCKS, "heads": MAX_BLOCKS, "labels": MAX_LABELS}
+# Keys that name code transformers would fetch or run (custom classes, pipelines, Hub kernels): removed at
+# every level of the config before transformers sees it.
+CODE_KEYS = frozenset({
+    "auto_map", "custom_pipelines", "trust_remote_code",
+    "attn_implementation", "_attn_implementation", "_attn_implementation_internal",
+    "experts_implementation", "_experts_implementation", "_experts_implementation_internal",
+})
+# transformers modules whose remote-code entry points are disabled while building (where imported).
+REMOTE_CODE_MODULES = ("transformers.dynamic_module_utils", "transformers.models.auto.auto_factory",
+                       "transformers.models.auto.configuration_auto")
+REMOTE_CODE_FUNCTIONS = ("resolve_trust_remote_code", "get_class_from_dynamic_module")
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -202,15 +247,16 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
                            purpose="building a model from its config")
     from paramscope.sources.live import from_module
 
-    with _quiet(transformers):
-        hf_config, model_type = _make_config(transformers, config, source, trust_remote_code)
-        model_class, note = _model_class(transformers, config, hf_config, model_type, source)
+    clean = _without_code(config)
+    with _quiet(transformers), _sealed(source):
+        hf_config, model_type = _make_config(transformers, clean, source, trust_remote_code, config)
+        model_class, note = _model_class(transformers, clean, hf_config, model_type, source, config)
         try:
             # Weight initialisation fills values the meta device does not hold: skipping it builds 2-4x
             # faster. It is also where transformers ties the head to the embedding, so that is done after.
             with torch.device("meta"), _no_init_weights(transformers):
                 if model_class is None:
-                    model = transformers.AutoModel.from_config(hf_config)
+                    model = transformers.AutoModel.from_config(hf_config, trust_remote_code=False)
                 else:
                     model = model_class._from_config(hf_config)
             tie = getattr(model, "tie_weights", None)
@@ -240,6 +286,9 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
              "the counts are the architecture's, not those of any weights"]
     if note:
         notes.append(note)
+    if "auto_map" in config:
+        notes.append("the config's auto_map (the repository's own code) was not run: transformers' built-in "
+                     f"{model_type!r} architecture was built")
     quant = config.get("quantization_config")
     if isinstance(quant, dict):
         method = quant.get("quant_method")
@@ -248,8 +297,22 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
     return inventory.replace(format=FORMAT, metadata=metadata, notes=[*notes, *inventory.notes])
 
 
-def _make_config(transformers: Any, config: dict[str, Any], source: str, trust_remote_code: bool) -> tuple[Any, str]:
-    """The transformers config object and its model type; refuses types that need custom code."""
+def _without_code(value: Any) -> Any:
+    """A copy of the config without :data:`CODE_KEYS`, at every level (sub-configs are built by
+    transformers' own ``AutoModel.from_config`` calls, which we cannot pass ``trust_remote_code`` to)."""
+    if isinstance(value, dict):
+        return {k: _without_code(v) for k, v in value.items() if k not in CODE_KEYS}
+    if isinstance(value, list):
+        return [_without_code(v) for v in value]
+    return value
+
+
+def _make_config(
+    transformers: Any, config: dict[str, Any], source: str, trust_remote_code: bool, original: dict[str, Any]
+) -> tuple[Any, str]:
+    """The transformers config object and its model type; refuses types that need custom code.
+
+    ``config`` is the one without code keys; ``original`` only says whether ``auto_map`` was there."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     model_type = config.get("model_type")
@@ -259,12 +322,12 @@ def _make_config(transformers: Any, config: dict[str, Any], source: str, trust_r
         model_type = getattr(config_class, "model_type", None)
         if not isinstance(model_type, str) or not model_type:
             raise ParamscopeError(source, "config has no 'model_type', and its 'architectures' name no transformers "
-                                  "model" + _custom_code_hint(config))
+                                  "model" + _custom_code_hint(original, trust_remote_code))
     if not isinstance(model_type, str):
         raise ParamscopeError(source, f"'model_type' must be a string, got {type(model_type).__name__}")
     if model_type not in CONFIG_MAPPING:
         reason = f"model_type {_quote(model_type)} is not known to transformers {transformers.__version__}"
-        raise ParamscopeError(source, reason + _custom_code_hint(config, trust_remote_code))
+        raise ParamscopeError(source, reason + _custom_code_hint(original, trust_remote_code))
     fields = {k: v for k, v in config.items() if k != "model_type"}
     try:
         return CONFIG_MAPPING[model_type].from_dict(fields), model_type
@@ -319,15 +382,25 @@ def _architecture_class(transformers: Any, config: dict[str, Any]) -> Any:
 
 
 def _model_class(
-    transformers: Any, config: dict[str, Any], hf_config: Any, model_type: str, source: str
+    transformers: Any, config: dict[str, Any], hf_config: Any, model_type: str, source: str,
+    original: dict[str, Any],
 ) -> tuple[Any, str | None]:
-    """(class to build, or None for AutoModel; a note when ``architectures[0]`` could not be used)."""
+    """(class to build, or None for AutoModel; a note when ``architectures[0]`` could not be used).
+
+    Refuses, before anything is built, a type that neither ``architectures[0]`` nor ``AutoModel`` gives a
+    transformers class for: only the repository's own code (``auto_map``) could build it."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
     archs = config.get("architectures")
     cls = _architecture_class(transformers, config)
     if cls is not None:
         config_class = getattr(cls, "config_class", None)
         if isinstance(config_class, type) and isinstance(hf_config, config_class):
             return cls, None
+    if model_type not in MODEL_MAPPING_NAMES:
+        raise ParamscopeError(source, f"transformers {transformers.__version__} has no model class for model_type "
+                              f"{_quote(model_type)} (AutoModel does not map it, and 'architectures' names none)"
+                              + _custom_code_hint(original))
     if isinstance(archs, list) and archs:
         named = archs[0] if isinstance(archs[0], str) else repr(archs[0])
         return None, (f"architectures[0] {_quote(named)} is not a transformers class for {model_type!r}; "
@@ -338,29 +411,125 @@ def _model_class(
 # ---- bounds -------------------------------------------------------------------------------------
 
 
+def _count_rule(key: object) -> tuple[str, str, str] | None:
+    """(word, what it counts, list reading) of the :data:`COUNT_RULES` row ``key`` matches, or None."""
+    if not isinstance(key, str):
+        return None
+    for word, (kind, reading) in COUNT_RULES.items():
+        if key == word or key.endswith("_" + word):
+            return word, kind, reading
+    return None
+
+
 def _check_blocks(config: dict[str, Any], source: str) -> None:
-    """Refuse configs whose layer or expert counts would make the build take unbounded time."""
+    """Refuse configs whose counts of repeated modules would make the build take unbounded time
+    (:data:`COUNT_RULES`); the message names the field, with its path inside sub-configs."""
     most = {"layers": 0, "experts": 0}
-    stack: list[tuple[Any, int]] = [(config, 0)]
+    stack: list[tuple[Any, str, int]] = [(config, "", 0)]
     while stack:
-        value, depth = stack.pop()
+        value, where, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ParamscopeError(source, f"config nested deeper than {MAX_DEPTH} levels")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            if isinstance(item, (dict, list)):
-                stack.append((item, depth + 1))
+            path = where + (f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key))
+            rule = _count_rule(key)
+            if rule is not None and rule[2] == "size" and isinstance(item, dict):
+                count = len(item)
+            elif rule is not None and isinstance(item, list) and all(_is_int(i) for i in item):
+                count = _list_count(item, rule[2])
+            elif rule is not None and _is_int(item):
+                count = item
+            else:
+                if isinstance(item, (dict, list)):
+                    stack.append((item, path, depth + 1))
                 continue
-            kind = BLOCK_COUNT_KEYS.get(key) if isinstance(key, str) else None
-            if kind is None or not isinstance(item, int) or isinstance(item, bool):
-                continue
-            if item > MAX_BLOCKS:
-                raise ParamscopeError(source, f"{key} = {item:,}: more than {MAX_BLOCKS:,} {kind} is not a real "
-                                      "model, and building it would take unbounded time")
-            most[kind] = max(most[kind], item)
+            bound = BOUNDS[rule[1]]
+            if count > bound:
+                raise ParamscopeError(source, f"{_quote(path)} = {_shown(item, rule[2])}: more than {bound:,} "
+                                      f"{rule[1]} is not a real model, and building it would take unbounded time")
+            if rule[1] in most and (rule[2] == "sum" or not isinstance(item, list)):
+                most[rule[1]] = max(most[rule[1]], count)
     if most["layers"] * most["experts"] > MAX_LAYER_EXPERT_BLOCKS:
         raise ParamscopeError(source, f"{most['layers']:,} layers x {most['experts']:,} experts is more than "
                               f"{MAX_LAYER_EXPERT_BLOCKS:,} blocks: refused, building it would take unbounded time")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _list_count(values: list[int], reading: str) -> int:
+    """What a list under a count key amounts to: its sum, or (indices, widths) its largest entry or length."""
+    if reading == "sum":
+        return sum(v for v in values if v > 0)
+    return max([len(values), *values])
+
+
+def _shown(value: int | list[int] | dict[Any, Any], reading: str) -> str:
+    if isinstance(value, dict):
+        return f"a mapping of {len(value):,} entries"
+    if not isinstance(value, list):
+        return f"{value:,}"
+    if len(value) <= 4:
+        return "[" + ", ".join(f"{v:,}" for v in value) + "]"
+    what = f"summing to {_list_count(value, reading):,}" if reading == "sum" else f"largest {max(value):,}"
+    return f"a list of {len(value):,} entries, {what}"
+
+
+class _CodeRequested(BaseException):
+    """Raised by the guards of :class:`_sealed`. A BaseException, so that transformers' own ``except
+    Exception`` (around its prompt) cannot turn it into a question or a retry."""
+
+
+class _TooManyModules(BaseException):
+    """Raised by :class:`_sealed`'s module counter past :data:`MAX_MODULES`."""
+
+
+class _sealed:
+    """While building: transformers' remote-code entry points (:data:`REMOTE_CODE_FUNCTIONS` in
+    :data:`REMOTE_CODE_MODULES`, where imported) and ``input()`` raise instead of fetching or prompting,
+    and more than :data:`MAX_MODULES` module registrations stop the build. Either ends as one
+    ParamscopeError naming ``source``; everything is restored on exit."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.saved: list[tuple[Any, str, Any]] = []
+        self.handle: Any = None
+        self.modules = 0
+
+    def __enter__(self) -> None:
+        import builtins
+        import sys
+
+        import torch
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise _CodeRequested
+
+        targets = [(sys.modules.get(name), attr) for name in REMOTE_CODE_MODULES for attr in REMOTE_CODE_FUNCTIONS]
+        for owner, attr in [*targets, (builtins, "input")]:
+            if owner is not None and hasattr(owner, attr):
+                self.saved.append((owner, attr, getattr(owner, attr)))
+                setattr(owner, attr, refuse)
+        self.handle = torch.nn.modules.module.register_module_module_registration_hook(self._count)
+
+    def _count(self, module: Any, name: str, submodule: Any) -> None:
+        self.modules += 1
+        if self.modules > MAX_MODULES:
+            raise _TooManyModules
+
+    def __exit__(self, kind: object, exc: object, trace: object) -> bool:
+        self.handle.remove()
+        for owner, attr, original in reversed(self.saved):
+            setattr(owner, attr, original)
+        if isinstance(exc, _CodeRequested):
+            raise ParamscopeError(self.source, "transformers asked to run the model repository's own code, "
+                                  "which paramscope never does: refused") from None
+        if isinstance(exc, _TooManyModules):
+            raise ParamscopeError(self.source, f"the architecture has more than {MAX_MODULES:,} modules: not a real "
+                                  "model, the build was stopped") from None
+        return False
 
 
 class _quiet:
