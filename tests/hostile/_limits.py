@@ -38,8 +38,9 @@ def _limit() -> None:  # runs in the child, before exec
 
 
 def run_cli(*args: str | os.PathLike[str], timeout: float = TIMEOUT, env: dict[str, str] | None = None,
-            cwd: str | os.PathLike[str] | None = None) -> Result:
-    """``python -m paramscope ARGS`` under the limits; a timeout fails the calling test."""
+            cwd: str | os.PathLike[str] | None = None, stdin: bytes | None = None) -> Result:
+    """``python -m paramscope ARGS`` under the limits; a timeout fails the calling test. Standard input is
+    closed, or holds ``stdin`` (what a user might type at a prompt: paramscope must never read it)."""
     import time
 
     import pytest
@@ -50,7 +51,8 @@ def run_cli(*args: str | os.PathLike[str], timeout: float = TIMEOUT, env: dict[s
     try:
         done = subprocess.run(
             [sys.executable, "-m", "paramscope", *map(os.fsdecode, args)],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=environment, cwd=cwd,
+            stdin=subprocess.DEVNULL if stdin is None else None, input=stdin, capture_output=True,
+            timeout=timeout, env=environment, cwd=cwd,
             preexec_fn=_limit,
         )
     except subprocess.TimeoutExpired:

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.hostile._limits import TIMEOUT, Result, _limit, assert_clean, assert_refused, run_cli
+from tests.hostile._limits import Result, assert_clean, assert_refused, run_cli
 from tests.sources._fake_hub import FakeHub, write_repo
 
 pytest.importorskip("transformers")
@@ -44,17 +41,8 @@ def _auto_map(prefix: str = "") -> dict[str, str]:
 
 
 def run_with_stdin(*args: str | os.PathLike[str], data: bytes, env: dict[str, str] | None = None) -> Result:
-    """As :func:`run_cli` (the same address-space and time limits), but with ``data`` on standard input:
-    a prompt would read it."""
-    environment = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    start = time.monotonic()
-    try:
-        done = subprocess.run([sys.executable, "-m", "paramscope", *map(os.fsdecode, args)], input=data,
-                              capture_output=True, timeout=TIMEOUT, env=environment, preexec_fn=_limit)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"paramscope with {data!r} on stdin ran past {TIMEOUT:.0f} s")
-    return Result(done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace"),
-                  time.monotonic() - start)
+    """As :func:`run_cli`, with ``data`` on standard input: a prompt would read it."""
+    return run_cli(*args, env=env, stdin=data)
 
 
 # Every way an auto_map config could reach transformers' remote-code path, each refused (exit 1).
