@@ -30,7 +30,6 @@ archives are recognised and refused with an explanation.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -43,6 +42,8 @@ from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
+from paramscope.sources.files import check_zip_entries
+from paramscope.text import safe
 
 FORMAT = "pytorch"
 
@@ -59,9 +60,28 @@ LEGACY_PROTOCOL = 1001
 _MAGIC_LE = MAGIC_NUMBER.to_bytes(10, "little")
 _MAGIC_TEXT = b"L%d" % MAGIC_NUMBER
 
-MAX_PICKLE_BYTES = 256 << 20
-"""Largest data.pkl accepted (a 100k-tensor state_dict pickles to about 10 MB)."""
+MAX_PICKLE_BYTES = 128 << 20
+"""Largest data.pkl (or legacy pickle run) read: 128 MiB uncompressed. A 100k-tensor state_dict
+pickles to 11 MB; the pickle machine's step budget ends far sooner than this many bytes of opcodes."""
 MAX_DIRECTORY_BYTES = 64 << 20
+MAX_TENSORS = 300_000
+"""Tensor names recorded from one checkpoint (each costs ~2 KB through the report: 600 MB here). A
+100k-tensor state_dict needs 100,000; a small pickle can name far more through shared references."""
+MAX_ALIASES = 16
+"""Names recorded for one tensor (one storage, offset, shape, stride and dtype): a tied embedding has
+two. Further references to it are counted in a note, not listed (a list of 5 million DUPs of one
+tensor reference is 5 MB of pickle)."""
+MAX_NAME_CHARS = 32 << 20
+"""Characters of all recorded names together (a name is its path of keys: 900 nested dicts reached
+20,000 times would be 18 million parts). A 100k-tensor state_dict's names take 2.5 million."""
+LEGACY_FIRST_READ = 1 << 20
+"""A legacy file's pickles are read with plain reads (no mmap: a file cut while mapped kills the process
+with SIGBUS), this many bytes first, four times more on each retry up to :data:`MAX_PICKLE_BYTES`."""
+FORMAT_VERSIONS = range(1, 11)
+"""Archive format versions torch reads (caffe2/serialize/versions.h: kMinSupportedFileFormatVersion 1 to
+kMaxSupportedFileFormatVersion 10); torch.save writes 3."""
+BYTEORDERS = (b"little", b"big")
+"""The only contents torch accepts in a ``byteorder`` record (torch/serialization.py)."""
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 # PyTorch element sizes where they differ from the dtype table (which counts packed sub-elements):
@@ -116,6 +136,7 @@ class Member:
     compressed: int
     size: int
     offset: int
+    name_len: int
 
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -173,12 +194,13 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
         name = directory[pos + _CENTRAL.size : name_end].decode("utf-8", "replace")
         if 0xFFFFFFFF in (usize, csize, offset):
             usize, csize, offset = _zip64_extra(directory[name_end:extra_end], usize, csize, offset, source)
-        if offset + csize > cd_offset:
-            raise ParamscopeError(source, f"zip member {name!r} lies past the start of the directory")
         if name in members:
             raise ParamscopeError(source, f"zip member {name!r} appears twice")
-        members[name] = Member(name, method, csize, usize, offset)
+        members[name] = Member(name, method, csize, usize, offset, name_len)
         pos = extra_end + comment_len
+    check_zip_entries(
+        source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()], cd_offset
+    )
     return members
 
 
@@ -208,7 +230,10 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int, source: obje
 def _read_member(handle: Any, member: Member, source: object, cap: int) -> bytes:
     """The bytes of a small member (data.pkl, version): stored, or deflated with a cap on the output."""
     if member.size > cap:
-        raise ParamscopeError(source, f"zip member {member.name!r} is {member.size} bytes (limit {cap})")
+        raise ParamscopeError(
+            source, f"zip member {member.name!r} is {member.size:,} bytes uncompressed; paramscope reads at most "
+                    f"{cap:,} ({cap >> 20} MiB)"
+        )
     handle.seek(member.offset)
     header = handle.read(_LOCAL.size)
     if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
@@ -323,16 +348,13 @@ def _read_zip(handle: Any, path: Path) -> Inventory:
         if member is None:
             raise ParamscopeError(path, f"storage {key!r} has no zip member {prefix}/data/{key}")
         need = ref.numel * _itemsize(ref.dtype)
-        if member.size < need:
+        if member.size != need:  # torch: "record size (...) does not match expected size (...)"
             raise ParamscopeError(
-                path, f"storage {key!r} declares {need} bytes but its zip member holds {member.size}"
+                path, f"storage {key!r} declares {need:,} bytes but its zip member holds {member.size:,}"
             )
-        sizes[key] = need  # the tensor must fit the storage as declared (the member may be padded)
+        sizes[key] = need
     metadata: dict[str, Any] = {"container": "zip", "zip_prefix": prefix, "pickle_protocol": result.protocol}
-    for name, key in (("version", "serialization_version"), ("byteorder", "byteorder")):
-        member = members.get(f"{prefix}/{name}")
-        if member is not None and member.size <= 64:
-            metadata[key] = _read_member(handle, member, path, 64).decode("ascii", "replace").strip()
+    metadata.update(_records(handle, members, prefix, path))
     notes: list[str] = []
     if script:
         metadata["torchscript"] = True
@@ -340,48 +362,111 @@ def _read_zip(handle: Any, path: Path) -> Inventory:
     return _inventory(path, result.value, sizes, metadata, notes)
 
 
+_RECORD_CAP = 64
+"""Bytes read of a ``version``, ``byteorder`` or ``.storage_alignment`` record (each holds a few)."""
+_LEADING_UINT = re.compile(rb"[ \t\n\v\f\r]*\+?([0-9]{1,20})")
+
+
+def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -> dict[str, Any]:
+    """The archive's small records, checked as torch checks them before it reads anything else."""
+    def record(name: str) -> bytes | None:
+        member = members.get(f"{prefix}/{name}")
+        return None if member is None else _read_member(handle, member, path, _RECORD_CAP)
+
+    found: dict[str, Any] = {}
+    # caffe2 inline_container: ".data/version" first, else "version" (required); std::stoull, then the range.
+    version = record(".data/version")
+    if version is None:
+        version = record("version")
+    if version is None:
+        raise ParamscopeError(path, "torch archive without a version record (torch refuses to load it)")
+    match = _LEADING_UINT.match(version)
+    if match is None or int(match.group(1)) not in FORMAT_VERSIONS:
+        raise ParamscopeError(
+            path, f"torch archive version {safe(version.decode('latin-1'))!r} is not one torch reads "
+                  f"({FORMAT_VERSIONS.start}..{FORMAT_VERSIONS.stop - 1})"
+        )
+    found["serialization_version"] = int(match.group(1))
+    byteorder = record("byteorder")
+    if byteorder is not None:
+        if byteorder not in BYTEORDERS:
+            raise ParamscopeError(path, f"byteorder record {safe(byteorder.decode('latin-1'))!r} is not "
+                                        "'little' or 'big'")
+        found["byteorder"] = byteorder.decode()
+    alignment = record(".storage_alignment")
+    if alignment is not None:  # torch: int(record)
+        try:
+            value = int(alignment)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ParamscopeError(path, f".storage_alignment record {safe(alignment.decode('latin-1'))!r} is not a "
+                                        "positive integer")
+    return found
+
+
 def _read_legacy(handle: Any, path: Path) -> Inventory:
+    """Five pickles (magic, protocol, sys_info, object, storage keys), then the storages. The pickles'
+    length is known only once they are run: run them over the first bytes, and again over four times
+    as many while they run past the end of what was read (at most :data:`MAX_PICKLE_BYTES`)."""
     size = handle.seek(0, 2)
     if size == 0:
         raise ParamscopeError(path, "empty file")
-    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        magic = pr.load(view, path, what="legacy magic number")
-        if magic.value != MAGIC_NUMBER:
-            raise ParamscopeError(path, "not a legacy torch.save file (wrong magic number)")
-        version = pr.load(view, path, start=magic.end, what="legacy protocol version")
-        if version.value != LEGACY_PROTOCOL:
-            shown = version.value if type(version.value) is int else type(version.value).__name__
-            raise ParamscopeError(path, f"legacy torch.save protocol {shown} (expected 1001)")
-        info = pr.load(view, path, start=version.end, what="legacy sys_info")
-        little = not (isinstance(info.value, dict) and info.value.get("little_endian") is False)
-        storages = _Storages(legacy=True)
-        result = pr.load(view, path, start=info.end, persistent_load=storages, what="legacy object pickle")
-        keys = pr.load(view, path, start=result.end, what="legacy storage keys")
-        if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
-            raise ParamscopeError(path, "legacy storage key list is not a list of names")
-        if set(keys.value) != set(storages.refs) or len(keys.value) != len(storages.refs):
-            raise ParamscopeError(path, "legacy storage key list does not match the storages the object uses")
-        pos = keys.end
-        sizes: dict[str, int] = {}
-        order = "<q" if little else ">q"
-        for key in keys.value:
-            ref = storages.refs[key]
-            if pos + 8 > size:
-                raise ParamscopeError(path, f"legacy storage {key!r}: file ends before its element count")
-            handle.seek(pos)
-            count = struct.unpack(order, handle.read(8))[0]
-            if count != ref.numel:
+    want = min(size, LEGACY_FIRST_READ)
+    while True:
+        handle.seek(0)
+        data = handle.read(want)
+        try:
+            return _read_legacy_pickles(handle, path, data, size)
+        except pr.TruncatedPickle as exc:
+            if len(data) < want or want >= size:  # the file is cut short (or shrank while read)
+                raise ParamscopeError(path, exc.reason) from None
+            if want >= MAX_PICKLE_BYTES:
                 raise ParamscopeError(
-                    path, f"legacy storage {key!r} holds {count} elements, the pickle says {ref.numel}"
-                )
-            nbytes = count * _itemsize(ref.dtype)
-            pos += 8 + nbytes
-            if pos > size:
-                raise ParamscopeError(path, f"legacy storage {key!r} runs past the end of the file")
-            sizes[key] = nbytes
-        value = result.value
+                    path, f"legacy pickles run past the first {MAX_PICKLE_BYTES:,} bytes "
+                          f"({MAX_PICKLE_BYTES >> 20} MiB; paramscope's limit)"
+                ) from None
+            want = min(size, MAX_PICKLE_BYTES, want * 4)
+
+
+def _read_legacy_pickles(handle: Any, path: Path, view: bytes, size: int) -> Inventory:
+    magic = pr.load(view, path, what="legacy magic number")
+    if magic.value != MAGIC_NUMBER:
+        raise ParamscopeError(path, "not a legacy torch.save file (wrong magic number)")
+    version = pr.load(view, path, start=magic.end, what="legacy protocol version")
+    if version.value != LEGACY_PROTOCOL:
+        shown = version.value if type(version.value) is int else type(version.value).__name__
+        raise ParamscopeError(path, f"legacy torch.save protocol {shown} (expected 1001)")
+    info = pr.load(view, path, start=version.end, what="legacy sys_info")
+    little = not (isinstance(info.value, dict) and info.value.get("little_endian") is False)
+    storages = _Storages(legacy=True)
+    result = pr.load(view, path, start=info.end, persistent_load=storages, what="legacy object pickle")
+    keys = pr.load(view, path, start=result.end, what="legacy storage keys")
+    if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
+        raise ParamscopeError(path, "legacy storage key list is not a list of names")
+    if set(keys.value) != set(storages.refs) or len(keys.value) != len(storages.refs):
+        raise ParamscopeError(path, "legacy storage key list does not match the storages the object uses")
+    pos = keys.end
+    sizes: dict[str, int] = {}
+    order = "<q" if little else ">q"
+    for key in keys.value:
+        ref = storages.refs[key]
+        handle.seek(pos)
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise ParamscopeError(path, f"legacy storage {key!r}: file ends before its element count")
+        count = struct.unpack(order, raw)[0]
+        if count != ref.numel:
+            raise ParamscopeError(
+                path, f"legacy storage {key!r} holds {count} elements, the pickle says {ref.numel}"
+            )
+        nbytes = count * _itemsize(ref.dtype)
+        pos += 8 + nbytes
+        if pos > size:
+            raise ParamscopeError(path, f"legacy storage {key!r} runs past the end of the file")
+        sizes[key] = nbytes
     metadata: dict[str, Any] = {"container": "legacy", "pickle_protocol": result.protocol, "little_endian": little}
-    return _inventory(path, value, sizes, metadata, [])
+    return _inventory(path, result.value, sizes, metadata, [])
 
 
 # ---- walking the object -------------------------------------------------------------------------
@@ -414,22 +499,42 @@ def _children(obj: Any) -> list[tuple[Any, Any]] | None:
     return [(k, v) for k, v in items if not isinstance(v, _LEAVES)]
 
 
-# A path is a linked list (parent, key, depth): no per-level copies however deep or wide the object is.
-_Path = tuple[Any, Any, int] | None
+# A path is a linked list (parent, key text, depth, length of the dotted name so far): no per-level
+# copies however deep or wide the object is, and a name's length is known before it is built.
+_Path = tuple[Any, str, int, int] | None
 
 
 def _parts(path: _Path) -> tuple[str, ...]:
     parts: list[str] = []
     while path is not None:
-        parts.append(_key_text(path[1]))
+        parts.append(path[1])
         path = path[0]
     return tuple(reversed(parts))
 
 
-def _walk(obj: Any, source: object) -> list[tuple[tuple[str, ...], pr.TensorRef]]:
+def _identity(tensor: pr.TensorRef) -> Any:
+    """What makes two tensor references one tensor: storage, offset, shape, stride and dtype, as text (a
+    str's hash is salted: tuples of ints could be made to collide in the dicts keyed by it), or the
+    object itself for a meta tensor."""
+    if tensor.storage is None:
+        return id(tensor)
+    return f"{tensor.storage.key}\0{tensor.offset}\0{tensor.shape}\0{tensor.stride}\0{tensor.dtype}"
+
+
+@dataclass
+class _Found:
+    tensors: list[tuple[tuple[str, ...], pr.TensorRef, Any]]
+    names: dict[Any, int]  # identity -> names recorded
+    left_out: int = 0
+
+
+def _walk(obj: Any, source: object) -> _Found:
     """Every tensor with its path, depth first in pickle order. Iterative; a cycle or nesting deeper
-    than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once."""
-    found: list[tuple[tuple[str, ...], pr.TensorRef]] = []
+    than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once.
+    Bounded by what is recorded: :data:`MAX_ALIASES` names per tensor (more are counted, not listed),
+    :data:`MAX_TENSORS` names and :data:`MAX_NAME_CHARS` characters of names in all."""
+    found = _Found([], {})
+    chars = 0
     on_path: set[int] = set()
     done: set[int] = set()
     stack: list[tuple[Any, _Path, bool]] = [(obj, None, False)]
@@ -440,7 +545,20 @@ def _walk(obj: Any, source: object) -> list[tuple[tuple[str, ...], pr.TensorRef]
             done.add(id(item))
             continue
         if isinstance(item, pr.TensorRef):
-            found.append((_parts(path), item))
+            ident = _identity(item)
+            seen = found.names.get(ident, 0)
+            if seen >= MAX_ALIASES:
+                found.left_out += 1
+                continue
+            if len(found.tensors) >= MAX_TENSORS:
+                raise ParamscopeError(source, f"more than {MAX_TENSORS:,} tensor names (paramscope's limit)")
+            chars += 0 if path is None else path[3]
+            if chars > MAX_NAME_CHARS:
+                raise ParamscopeError(
+                    source, f"tensor names longer than {MAX_NAME_CHARS:,} characters in all (paramscope's limit)"
+                )
+            found.names[ident] = seen + 1
+            found.tensors.append((_parts(path), item, ident))
             continue
         children = _children(item)
         if children is None:
@@ -455,7 +573,10 @@ def _walk(obj: Any, source: object) -> list[tuple[tuple[str, ...], pr.TensorRef]
             raise ParamscopeError(source, f"objects nested deeper than {MAX_WALK_DEPTH} levels")
         on_path.add(ident)
         stack.append((item, path, True))
-        stack.extend((child, (path, key, depth), False) for key, child in reversed(children))
+        length = 0 if path is None else path[3] + 1
+        for key, child in reversed(children):
+            text = _key_text(key)
+            stack.append((child, (path, text, depth, length + len(text)), False))
     return found
 
 
@@ -497,22 +618,18 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
                 metadata[key] = value[key]
     else:
         metadata["top_level_type"] = type(value).__name__
-    tensors = _walk(value, path)
-    groups: dict[tuple[Any, ...], int] = {}
+    found = _walk(value, path)
     itemsizes: dict[str, int] = {}
-    for _, t in tensors:
+    for _, t, _ in found.tensors:
         if t.dtype not in itemsizes:
             if t.dtype not in dtypes.DTYPES:
                 raise ParamscopeError(path, f"tensor dtype {t.dtype!r} is not one paramscope knows")
             itemsizes[t.dtype] = _itemsize(t.dtype)
-        if t.storage is not None:
-            key = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
-            groups[key] = groups.get(key, 0) + 1
     roles = {dtype: role_for_file_tensor(dtype) for dtype in itemsizes}
     records: list[TensorRecord] = []
     origin = path.name
     meta_tensors = 0
-    for parts, t in tensors:
+    for parts, t, ident in found.tensors:
         head = parts[0] if parts else ""
         if model_key is not None and head == model_key:
             name = ".".join(parts[1:])
@@ -527,12 +644,14 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
             extra = {"device": "meta"}
         else:
             _check_bounds(t, sizes, itemsizes[t.dtype], name, path)
-            group = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
-            if groups[group] > 1:
-                tie = ("torch", *group)
+            if found.names[ident] > 1:
+                tie = ("torch", ident)
         records.append(
             TensorRecord(name=name, shape=t.shape, dtype=t.dtype, role=role, tie=tie, origin=origin, extra=extra)
         )
     if meta_tensors:
         notes.append(f"{meta_tensors} tensors were saved from the meta device (shapes only, no data)")
+    if found.left_out:
+        notes.append(f"{found.left_out:,} more references to tensors already listed under {MAX_ALIASES} names "
+                     "each are not listed")
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
