@@ -43,7 +43,6 @@ from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
 from paramscope.sources.files import check_zip_entries
-from paramscope.text import safe
 
 FORMAT = "pytorch"
 
@@ -198,8 +197,20 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
             raise ParamscopeError(source, f"zip member {name!r} appears twice")
         members[name] = Member(name, method, csize, usize, offset, name_len)
         pos = extra_end + comment_len
+    members[_DATA_END] = Member(_DATA_END, 0, 0, 0, cd_offset, 0)  # where member data must end, for _check
+    return members
+
+
+_DATA_END = "\0data end"  # not a name a zip member can have (it would fail _KEY and every prefix test)
+
+
+def _check(members: dict[str, Member], source: object) -> dict[str, Member]:
+    """The members once :func:`files.check_zip_entries` accepts them (sniff claims a torch zip whose
+    directory lies, so that read() says what the lie is)."""
+    members = dict(members)
+    data_end = members.pop(_DATA_END).offset
     check_zip_entries(
-        source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()], cd_offset
+        source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()], data_end
     )
     return members
 
@@ -322,7 +333,7 @@ def read(path: Path) -> Inventory:
 
 def _read_zip(handle: Any, path: Path) -> Inventory:
     global _last_directory
-    members = _cached_directory(handle, path)
+    members = _check(_cached_directory(handle, path), path)
     _last_directory = None  # the cache only bridges sniff() and read(); do not keep a big directory alive
     prefix = _find_prefix(members)
     if prefix is None:
@@ -382,15 +393,15 @@ def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -
         raise ParamscopeError(path, "torch archive without a version record (torch refuses to load it)")
     match = _LEADING_UINT.match(version)
     if match is None or int(match.group(1)) not in FORMAT_VERSIONS:
-        raise ParamscopeError(
-            path, f"torch archive version {safe(version.decode('latin-1'))!r} is not one torch reads "
+        raise ParamscopeError(  # repr() escapes every control character latin-1 can hold
+            path, f"torch archive version {version.decode('latin-1')!r} is not one torch reads "
                   f"({FORMAT_VERSIONS.start}..{FORMAT_VERSIONS.stop - 1})"
         )
     found["serialization_version"] = int(match.group(1))
     byteorder = record("byteorder")
     if byteorder is not None:
         if byteorder not in BYTEORDERS:
-            raise ParamscopeError(path, f"byteorder record {safe(byteorder.decode('latin-1'))!r} is not "
+            raise ParamscopeError(path, f"byteorder record {byteorder.decode('latin-1')!r} is not "
                                         "'little' or 'big'")
         found["byteorder"] = byteorder.decode()
     alignment = record(".storage_alignment")
@@ -400,7 +411,7 @@ def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -
         except ValueError:
             value = 0
         if value <= 0:
-            raise ParamscopeError(path, f".storage_alignment record {safe(alignment.decode('latin-1'))!r} is not a "
+            raise ParamscopeError(path, f".storage_alignment record {alignment.decode('latin-1')!r} is not a "
                                         "positive integer")
     return found
 
@@ -485,18 +496,16 @@ MAX_WALK_DEPTH = 1_000
 """Containers nested deeper than this are refused (a real checkpoint nests a few levels)."""
 
 
-def _children(obj: Any) -> list[tuple[Any, Any]] | None:
-    """(key, child) pairs of a container worth walking into (leaves left out); None for a leaf."""
+def _items(obj: Any) -> Any:
+    """(key, child) pairs of a container worth walking into; None for a leaf."""
     if isinstance(obj, dict):
-        items: Any = obj.items()
-    elif isinstance(obj, (list, tuple)):
-        items = enumerate(obj)
-    elif isinstance(obj, pr.ScriptObject):
+        return obj.items()
+    if isinstance(obj, (list, tuple)):
+        return enumerate(obj)
+    if isinstance(obj, pr.ScriptObject):
         state = obj.state
-        return _children(state) if isinstance(state, (dict, list, tuple)) else []
-    else:
-        return None
-    return [(k, v) for k, v in items if not isinstance(v, _LEAVES)]
+        return _items(state) if isinstance(state, (dict, list, tuple)) else ()
+    return None
 
 
 # A path is a linked list (parent, key text, depth, length of the dotted name so far): no per-level
@@ -531,21 +540,35 @@ class _Found:
 def _walk(obj: Any, source: object) -> _Found:
     """Every tensor with its path, depth first in pickle order. Iterative; a cycle or nesting deeper
     than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once.
-    Bounded by what is recorded: :data:`MAX_ALIASES` names per tensor (more are counted, not listed),
-    :data:`MAX_TENSORS` names and :data:`MAX_NAME_CHARS` characters of names in all."""
+    Bounded by what is recorded: :data:`MAX_ALIASES` names per tensor (more are counted, not listed:
+    a reference to one already named that often costs a dict lookup), :data:`MAX_TENSORS` names and
+    :data:`MAX_NAME_CHARS` characters of names in all."""
     found = _Found([], {})
     chars = 0
     on_path: set[int] = set()
     done: set[int] = set()
-    stack: list[tuple[Any, _Path, bool]] = [(obj, None, False)]
+    pushed: dict[int, int] = {}  # id(TensorRef) -> references queued
+    idents: dict[int, Any] = {}  # id(TensorRef) -> _identity (computed once per object)
+    # Entries: (item, parent path, key, leaving); a path node is built when its entry is taken.
+    stack: list[tuple[Any, _Path, Any, bool]] = [(obj, None, None, False)]
+    root = True
     while stack:
-        item, path, leaving = stack.pop()
+        item, parent, key, leaving = stack.pop()
         if leaving:
             on_path.discard(id(item))
             done.add(id(item))
             continue
+        if root:
+            path: _Path = None
+            root = False
+        else:
+            text = _key_text(key)
+            path = (parent, text, 0 if parent is None else parent[2] + 1,
+                    len(text) if parent is None else parent[3] + 1 + len(text))
         if isinstance(item, pr.TensorRef):
-            ident = _identity(item)
+            ident = idents.get(id(item))
+            if ident is None:
+                ident = idents[id(item)] = _identity(item)
             seen = found.names.get(ident, 0)
             if seen >= MAX_ALIASES:
                 found.left_out += 1
@@ -560,23 +583,30 @@ def _walk(obj: Any, source: object) -> _Found:
             found.names[ident] = seen + 1
             found.tensors.append((_parts(path), item, ident))
             continue
-        children = _children(item)
-        if children is None:
+        items = _items(item)
+        if items is None:
             continue
         ident = id(item)
         if ident in on_path:
             raise ParamscopeError(source, f"self-referencing structure at {'.'.join(_parts(path)) or '<root>'!r}")
         if ident in done:
             continue
-        depth = 0 if path is None else path[2] + 1
-        if depth >= MAX_WALK_DEPTH:
+        if path is not None and path[2] + 1 >= MAX_WALK_DEPTH:
             raise ParamscopeError(source, f"objects nested deeper than {MAX_WALK_DEPTH} levels")
         on_path.add(ident)
-        stack.append((item, path, True))
-        length = 0 if path is None else path[3] + 1
-        for key, child in reversed(children):
-            text = _key_text(key)
-            stack.append((child, (path, text, depth, length + len(text)), False))
+        stack.append((item, path, None, True))
+        mark = len(stack)
+        for child_key, child in items:
+            if isinstance(child, _LEAVES):
+                continue
+            if type(child) is pr.TensorRef:
+                queued = pushed.get(id(child), 0)
+                if queued >= MAX_ALIASES:  # named often enough already: counted, not walked
+                    found.left_out += 1
+                    continue
+                pushed[id(child)] = queued + 1
+            stack.append((child, path, child_key, False))
+        stack[mark:] = stack[:mark - 1:-1]  # children are taken in order
     return found
 
 
