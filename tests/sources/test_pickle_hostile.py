@@ -99,6 +99,16 @@ PICKLE_CASES = [
     ("wide_shared_tuple_key", lambda m: b"\x80\x02}" + b")" + b"2\x86" * 80 + b"Ns.",
      "hashing dict keys and set items reaches more than 16,000,000 elements"),
     ("deep_tuple_set", lambda m: b"\x80\x04(" + b")" + b"\x85" * 100_000 + b"\x91.", "nested deeper than 100 levels"),
+    ("ordered_dict_rebuilt", lambda m: b"\x80\x02](" + b"K\x01K\x02\x86" * 100_000 + b"eq\x00\x85q\x01"
+     + b"ccollections\nOrderedDict\nq\x02" + b"h\x02h\x01R0" * 50 + b"N.", "OrderedDict reaches more than 16,000,000"),
+    ("size_tuple_reused", lambda m: b"\x80\x02(" + b"K\x01" * 1_000_000 + b"t\x85q\x01ctorch\nSize\nq\x02"
+     + b"h\x02h\x01R0" * 20 + b"N.", "torch.Size reaches more than 16,000,000"),
+    ("bytes_copied_again", lambda m: b"\x80\x04\x8e" + struct.pack("<Q", 1 << 20) + b"\0" * (1 << 20)
+     + b"\x85q\x01cbuiltins\nbytearray\nq\x02" + b"h\x02h\x01R0" * 600 + b"N.", "bytearray reaches more than"),
+    ("int_keys_one_hash", lambda m: b"\x80\x02}(" + b"".join(b"\x8a\x09" + (5 + k * (2**61 - 1)).to_bytes(9, "little")
+     + b"N" for k in range(100)) + b"u.", "more than 64 dict keys or set items share one hash"),
+    ("complex_of_huge_int", lambda m: _dict_of(b"cbuiltins\ncomplex\n(\x8a\xff" + b"\x01" * 255 + b"tR"),
+     "complex of an integer too large for a float"),
     ("huge_binunicode", lambda m: b"\x80\x02X\xff\xff\xff\x7fabc.", "needs 2147483647 bytes"),
     ("huge_binbytes8", lambda m: b"\x80\x04\x8e" + struct.pack("<Q", 2**63) + b".", "bytes"),
     ("huge_long4", lambda m: b"\x80\x02\x8b\xff\xff\xff\x00.", "integer of 16777215 bytes"),

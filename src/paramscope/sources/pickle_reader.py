@@ -1208,9 +1208,9 @@ def _step_costs() -> bytes:
     at most: EMPTY_SET makes a 216-byte set, a new memo entry takes ~100 bytes, a tuple 48 and up)."""
     table = bytearray([1]) * 256
     heavier = {
-        0x8F: 4,  # EMPTY_SET
+        0x8F: 8,  # EMPTY_SET
         ord("}"): 2, ord("]"): 2,  # EMPTY_DICT, EMPTY_LIST
-        ord("d"): 2, ord("l"): 2, ord("t"): 2, 0x85: 2, 0x86: 2, 0x87: 2, 0x91: 4,  # DICT, LIST, TUPLE*, FROZENSET
+        ord("d"): 2, ord("l"): 2, ord("t"): 2, 0x85: 2, 0x86: 2, 0x87: 2, 0x91: 8,  # DICT, LIST, TUPLE*, FROZENSET
         0x94: 2, ord("r"): 2, ord("p"): 2,  # MEMOIZE, LONG_BINPUT, PUT: a memo entry
         ord("R"): 2, 0x81: 2, 0x92: 2, ord("Q"): 2, ord("P"): 2,  # REDUCE, NEWOBJ(_EX), (BIN)PERSID: an object
     }  # fmt: skip
