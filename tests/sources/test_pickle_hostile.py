@@ -109,6 +109,9 @@ PICKLE_CASES = [
      + b"N" for k in range(100)) + b"u.", "more than 64 dict keys or set items share one hash"),
     ("complex_of_huge_int", lambda m: _dict_of(b"cbuiltins\ncomplex\n(\x8a\xff" + b"\x01" * 255 + b"tR"),
      "complex of an integer too large for a float"),
+    ("tensor_of_65_dims", lambda m: _dict_of(tensor_v2(size=b"(" + b"K\x01" * 65 + b"t", stride=b"(" + b"K\x01" * 65
+                                                                                               + b"t")),
+     "tensor of 65 dimensions (limit 64)"),
     ("huge_binunicode", lambda m: b"\x80\x02X\xff\xff\xff\x7fabc.", "needs 2147483647 bytes"),
     ("huge_binbytes8", lambda m: b"\x80\x04\x8e" + struct.pack("<Q", 2**63) + b".", "bytes"),
     ("huge_long4", lambda m: b"\x80\x02\x8b\xff\xff\xff\x00.", "integer of 16777215 bytes"),

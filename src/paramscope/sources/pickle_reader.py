@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +45,12 @@ MAX_COLLISIONS = 64
 purpose: str and bytes hashes are salted). Real checkpoints have none; CPython's cost is quadratic."""
 DICT_ENTRY_COST = 4
 SET_ENTRY_COST = 8
-"""Elements charged per OrderedDict pair or set item built by a rebuild function (a dict entry takes
-about four times a list slot's memory, a set entry about eight)."""
+SLOT_COST = 4
+"""Elements charged per OrderedDict pair or set item built by a rebuild function, and per key counted
+for :data:`MAX_COLLISIONS` (a dict entry takes about four times a list slot's memory, a set entry
+about eight)."""
+MAX_DIMS = 64
+"""Dimensions of one tensor (ONNX and NumPy readers allow as many; real tensors have a handful)."""
 MAX_LINE = 4_096
 """Longest text argument (protocol 0 INT/LONG/FLOAT/STRING/GLOBAL lines)."""
 MAX_LONG_BYTES = 1_024
@@ -178,9 +183,15 @@ def _tensor(
         raise PickleRefused(f"tensor storage offset {shown} is not a non-negative int")
     shape = _ints(m, size, "tensor size")
     strides = _ints(m, stride, "tensor stride")
+    _check_dims(shape)
     if len(shape) != len(strides):
         raise PickleRefused(f"tensor size has {len(shape)} dims but stride {len(strides)}")
     return TensorRef(storage, offset, shape, strides, dtype or storage.dtype, requires_grad is True)
+
+
+def _check_dims(shape: tuple[int, ...]) -> None:
+    if len(shape) > MAX_DIMS:
+        raise PickleRefused(f"tensor of {len(shape)} dimensions (limit {MAX_DIMS})")
 
 
 def _args(args: tuple[Any, ...], low: int, high: int, what: str) -> tuple[Any, ...]:
@@ -211,6 +222,9 @@ def _rebuild_meta(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     if not isinstance(dtype, DTypeRef):
         raise PickleRefused(f"meta tensor dtype is a {type(dtype).__name__}, not a torch dtype")
     shape, strides = _ints(m, size, "tensor size"), _ints(m, stride, "tensor stride")
+    _check_dims(shape)
+    if len(shape) != len(strides):
+        raise PickleRefused(f"tensor size has {len(shape)} dims but stride {len(strides)}")
     return TensorRef(None, 0, shape, strides, dtype.name, requires_grad is True)
 
 
@@ -452,8 +466,10 @@ def _hash_cost(m: _Machine, value: Any) -> int:
     return visited
 
 
-_SALTED = (str, bytes)
-"""Key types whose hash is salted per process (PYTHONHASHSEED): a file cannot choose colliding ones."""
+_UNCOUNTED = frozenset({str, bytes, bool, float, type(None)})
+"""Key types a file cannot flood one hash with: str and bytes hashes are salted per process; a float's
+hash is its value modulo 2**61 - 1, which a few dozen floats share at most."""
+_MODULUS = sys.hash_info.modulus
 
 
 def _admit(m: _Machine, container: Any, key: Any) -> tuple[Any, int] | None:
@@ -464,7 +480,8 @@ def _admit(m: _Machine, container: Any, key: Any) -> tuple[Any, int] | None:
     any number of distinct keys with one hash (``-1`` and ``-2``, ``n`` and ``n + 2**61 - 1``, tuples
     of those); CPython then compares each new key with every earlier one: quadratic. A slot is
     (container, hash): more than :data:`MAX_COLLISIONS` distinct keys in one slot are refused."""
-    if type(key) in _SALTED:
+    kind = type(key)
+    if kind in _UNCOUNTED or (kind is int and -_MODULUS < key < _MODULUS):  # such an int is its own hash
         return None
     cost = _hash_cost(m, key)
     try:
@@ -477,6 +494,7 @@ def _admit(m: _Machine, container: Any, key: Any) -> tuple[Any, int] | None:
     if seen:
         m.charge(seen * cost, "comparing dict keys and set items")
     m.keep.setdefault(id(container), container)  # the id stays this container's for the whole run
+    m.charge(SLOT_COST, "dict keys and set items")
     return slot
 
 

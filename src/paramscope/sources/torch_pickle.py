@@ -75,7 +75,8 @@ MAX_NAME_CHARS = 32 << 20
 20,000 times would be 18 million parts). A 100k-tensor state_dict's names take 2.5 million."""
 LEGACY_FIRST_READ = 1 << 20
 """A legacy file's pickles are read with plain reads (no mmap: a file cut while mapped kills the process
-with SIGBUS), this many bytes first, four times more on each retry up to :data:`MAX_PICKLE_BYTES`."""
+with SIGBUS): this many bytes first, and if they run past them, up to :data:`MAX_PICKLE_BYTES` (two
+runs at most, so the step budget is spent once: a 10,000-tensor legacy state_dict fits the first)."""
 FORMAT_VERSIONS = range(1, 11)
 """Archive format versions torch reads (caffe2/serialize/versions.h: kMinSupportedFileFormatVersion 1 to
 kMaxSupportedFileFormatVersion 10); torch.save writes 3."""
@@ -243,8 +244,11 @@ def _read_member(handle: Any, member: Member, source: object, cap: int) -> bytes
     if member.size > cap:
         raise ParamscopeError(
             source, f"zip member {member.name!r} is {member.size:,} bytes uncompressed; paramscope reads at most "
-                    f"{cap:,} ({cap >> 20} MiB)"
+                    f"{cap:,} bytes"
         )
+    if member.compressed > cap + (cap >> 10) + 1_024:  # deflate's stored blocks add 5 bytes per 64 KiB
+        raise ParamscopeError(source, f"zip member {member.name!r} is {member.compressed:,} bytes compressed, "
+                                      f"more than its {member.size:,} bytes can take")
     handle.seek(member.offset)
     header = handle.read(_LOCAL.size)
     if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
@@ -419,7 +423,7 @@ def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -
 def _read_legacy(handle: Any, path: Path) -> Inventory:
     """Five pickles (magic, protocol, sys_info, object, storage keys), then the storages. The pickles'
     length is known only once they are run: run them over the first bytes, and again over four times
-    as many while they run past the end of what was read (at most :data:`MAX_PICKLE_BYTES`)."""
+    again over up to :data:`MAX_PICKLE_BYTES` if they run past the end of what was read."""
     size = handle.seek(0, 2)
     if size == 0:
         raise ParamscopeError(path, "empty file")
@@ -437,7 +441,7 @@ def _read_legacy(handle: Any, path: Path) -> Inventory:
                     path, f"legacy pickles run past the first {MAX_PICKLE_BYTES:,} bytes "
                           f"({MAX_PICKLE_BYTES >> 20} MiB; paramscope's limit)"
                 ) from None
-            want = min(size, MAX_PICKLE_BYTES, want * 4)
+            want = min(size, MAX_PICKLE_BYTES)
 
 
 def _read_legacy_pickles(handle: Any, path: Path, view: bytes, size: int) -> Inventory:
