@@ -401,7 +401,7 @@ def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -
             path, f"torch archive version {version.decode('latin-1')!r} is not one torch reads "
                   f"({FORMAT_VERSIONS.start}..{FORMAT_VERSIONS.stop - 1})"
         )
-    found["serialization_version"] = int(match.group(1))
+    found["serialization_version"] = str(int(match.group(1)))
     byteorder = record("byteorder")
     if byteorder is not None:
         if byteorder not in BYTEORDERS:
