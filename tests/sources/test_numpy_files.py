@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import subprocess
 import sys
@@ -278,3 +279,20 @@ def test_fuzz_only_paramscope_errors(tmp_path_factory, data):
     else:
         if inv is not None:
             assert all(math.prod(r.shape) >= 0 for r in inv.tensors)
+
+
+def test_zip_entries_checked(tmp_path):
+    """files.check_zip_entries: the shared directory checks of .npz, .keras and torch zips."""
+    from paramscope.sources.files import check_zip_entries
+
+    ok = [("a", 0, 1, 10, 10, 0), ("b", 41, 1, 5, 5000, 8)]
+    check_zip_entries("z", ok, 100)
+    cases = [
+        ([("a", 0, 1, 100, 100, 0)], "past the end of the member data (100 bytes)"),
+        ([("a", 0, 1, 10, 10, 0), ("b", 40, 1, 5, 5, 0)], "overlaps the next member (at offset 40)"),
+        ([("a", 0, 1, 10, 11, 0)], "is stored but claims 11 bytes in 10"),
+        ([("a", 0, 1, 10, 10 * 1_032 + 1_025, 8)], "claims to inflate 10 bytes to 11,345, more than deflate can"),
+    ]
+    for entries, message in cases:
+        with pytest.raises(ParamscopeError, match=re.escape(message)):
+            check_zip_entries("z", entries, 100)

@@ -95,9 +95,23 @@ PICKLE_CASES = [
     ("self_dict", lambda m: b"\x80\x02}q\x00" + _s("me") + b"h\x00s.", "self-referencing structure at 'me'"),
     ("deep_marks", lambda m: b"\x80\x02" + b"(" * 100_000 + b"].", "MARKs nested deeper than 1000"),
     ("deep_lists", lambda m: b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".", "nested deeper than 1000 levels"),
-    ("deep_tuple_keys", lambda m: b"\x80\x02}" + b")" + b"\x85" * 100_000 + b"Ns.", "nested too deeply"),
-    ("wide_shared_tuple_key", lambda m: b"\x80\x02}" + b")" + b"2\x86" * 80 + b"Ns.", "nested too deeply"),
-    ("deep_tuple_set", lambda m: b"\x80\x04(" + b")" + b"\x85" * 100_000 + b"\x91.", "nested too deeply"),
+    ("deep_tuple_keys", lambda m: b"\x80\x02}" + b")" + b"\x85" * 100_000 + b"Ns.", "nested deeper than 100 levels"),
+    ("wide_shared_tuple_key", lambda m: b"\x80\x02}" + b")" + b"2\x86" * 80 + b"Ns.",
+     "hashing dict keys and set items reaches more than 16,000,000 elements"),
+    ("deep_tuple_set", lambda m: b"\x80\x04(" + b")" + b"\x85" * 100_000 + b"\x91.", "nested deeper than 100 levels"),
+    ("ordered_dict_rebuilt", lambda m: b"\x80\x02](" + b"K\x01K\x02\x86" * 100_000 + b"eq\x00\x85q\x01"
+     + b"ccollections\nOrderedDict\nq\x02" + b"h\x02h\x01R0" * 50 + b"N.", "OrderedDict reaches more than 16,000,000"),
+    ("size_tuple_reused", lambda m: b"\x80\x02(" + b"K\x01" * 1_000_000 + b"t\x85q\x01ctorch\nSize\nq\x02"
+     + b"h\x02h\x01R0" * 20 + b"N.", "torch.Size reaches more than 16,000,000"),
+    ("bytes_copied_again", lambda m: b"\x80\x04\x8e" + struct.pack("<Q", 1 << 20) + b"\0" * (1 << 20)
+     + b"\x85q\x01cbuiltins\nbytearray\nq\x02" + b"h\x02h\x01R0" * 600 + b"N.", "bytearray reaches more than"),
+    ("int_keys_one_hash", lambda m: b"\x80\x02}(" + b"".join(b"\x8a\x09" + (5 + k * (2**61 - 1)).to_bytes(9, "little")
+     + b"N" for k in range(100)) + b"u.", "more than 64 dict keys or set items share one hash"),
+    ("complex_of_huge_int", lambda m: _dict_of(b"cbuiltins\ncomplex\n(\x8a\xff" + b"\x01" * 255 + b"tR"),
+     "complex of an integer too large for a float"),
+    ("tensor_of_65_dims", lambda m: _dict_of(tensor_v2(size=b"(" + b"K\x01" * 65 + b"t", stride=b"(" + b"K\x01" * 65
+                                                                                               + b"t")),
+     "tensor of 65 dimensions (limit 64)"),
     ("huge_binunicode", lambda m: b"\x80\x02X\xff\xff\xff\x7fabc.", "needs 2147483647 bytes"),
     ("huge_binbytes8", lambda m: b"\x80\x04\x8e" + struct.pack("<Q", 2**63) + b".", "bytes"),
     ("huge_long4", lambda m: b"\x80\x02\x8b\xff\xff\xff\x00.", "integer of 16777215 bytes"),
@@ -109,7 +123,7 @@ PICKLE_CASES = [
     ("protocol_6", lambda m: b"\x80\x06N.", "pickle protocol 6"),
     ("numel_over_storage", lambda m: _dict_of(tensor_v2(size=b"M\xe8\x03\x85")), "needs 4000 bytes of storage '0'"),
     ("storage_lies_about_numel", lambda m: _dict_of(tensor_v2(numel=1000, size=b"M\xe8\x03\x85")),
-     "declares 4000 bytes but its zip member holds 16"),
+     "declares 4,000 bytes but its zip member holds 16"),
     ("negative_size", lambda m: _dict_of(tensor_v2(size=b"J\xff\xff\xff\xff\x85")), "outside 0..2**62"),
     ("overflowing_size", lambda m: _dict_of(tensor_v2(size=b"\x8a\x09" + (2**70).to_bytes(9, "little") + b"\x85")),
      "outside 0..2**62"),
@@ -173,7 +187,7 @@ def test_deflate_bomb_over_cap(base, tmp_path, monkeypatch):
     path = with_pickle(base, tmp_path / "bomb.pt", bomb)
     rezip(path, tmp_path / "bomb2.pt", compress={"data.pkl": zipfile.ZIP_DEFLATED})
     monkeypatch.setattr(torch_pickle, "MAX_PICKLE_BYTES", 1 << 20)
-    with pytest.raises(ParamscopeError, match="limit 1048576"):
+    with pytest.raises(ParamscopeError, match="paramscope reads at most 1,048,576"):
         files.read_path(tmp_path / "bomb2.pt")
 
 

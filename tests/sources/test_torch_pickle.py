@@ -260,3 +260,39 @@ def test_cli_json(tmp_path):
     doc = json.loads(out.stdout)
     assert doc["format"] == "pytorch"
     assert doc["total"] == sum(p.numel() for p in model.parameters()) + 12  # + BatchNorm running stats
+
+
+def test_legacy_read_without_mmap(tmp_path, monkeypatch):
+    """Legacy pickles are read with plain reads (a file cut while mapped is a SIGBUS), from a short first
+    read grown until they fit; the result matches torch, and every cut is a one-line error."""
+    import mmap
+
+    sd = {f"layer{i}.weight": torch.zeros(i % 5 + 1, 2) for i in range(3_000)}
+    path = _save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(mmap, "mmap", None)
+    monkeypatch.setattr(torch_pickle, "LEGACY_FIRST_READ", 4_096)  # several retries
+    assert ours(path) == torch_reference(path)
+    whole = path.read_bytes()
+    for cut in (10, 100, 5_000, 50_000, len(whole) // 2, len(whole) - 1):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ParamscopeError) as info:
+            torch_pickle.read(path)
+        assert "\n" not in str(info.value)
+
+
+def test_legacy_pickles_over_the_cap(tmp_path, monkeypatch):
+    path = _save({"w": torch.zeros(4), "pad": "x" * 20_000}, tmp_path / "l.pt", _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(torch_pickle, "LEGACY_FIRST_READ", 1_024)
+    monkeypatch.setattr(torch_pickle, "MAX_PICKLE_BYTES", 8_192)
+    with pytest.raises(ParamscopeError, match="legacy pickles run past the first 8,192 bytes"):
+        torch_pickle.read(path)
+
+
+def test_storage_member_must_match_exactly(tmp_path):
+    """torch refuses a storage record whose size is not numel x element size; so do we (padded here)."""
+    from ._pickle_helpers import rezip
+
+    path = _save({"w": torch.zeros(4)}, tmp_path / "w.pt")
+    rezip(path, tmp_path / "pad.pt", lambda name, data: (name, data + b"\0" * 4 if "/data/" in name else data))
+    with pytest.raises(ParamscopeError, match="storage '0' declares 16 bytes but its zip member holds 20"):
+        torch_pickle.read(tmp_path / "pad.pt")

@@ -238,30 +238,90 @@ class NameBudget:
                                                "past any real model")
 
 
-# ---- zip containers (.npz, .keras): shared by the readers that sniff and open them
+# ---- zip containers (.npz, .keras, torch.save): shared by the readers that sniff and open them
+
+DEFLATE_MAX_RATIO = 1_032
+"""Deflate can shrink data at most ~1032:1 (a 258-byte match per two bits): a member that claims to
+inflate further is lying about its size."""
+ZIP_LOCAL_HEADER = 30
+"""Bytes of a local file header before its name and extra field."""
+
+
+def check_zip_entries(source: object, entries: list[tuple[str, int, int, int, int, int]], data_end: int) -> None:
+    """Refuse a zip whose directory lies about where its members are or how big they are.
+
+    ``entries`` are ``(name, header offset, name length, compressed size, uncompressed size, method)``;
+    ``data_end`` is where member data must end (the start of the central directory). Each member's local
+    header, name and data must lie before ``data_end`` and before the next member (no overlaps: the
+    overlapping-member zip bomb), a stored member's two sizes must agree and a deflated one may not claim
+    to inflate more than :data:`DEFLATE_MAX_RATIO` times. Sizes are what readers count; they are
+    trusted only once these hold."""
+    ordered = sorted(entries, key=lambda e: e[1])
+    for i, (name, offset, name_len, compressed, size, method) in enumerate(ordered):
+        end = offset + ZIP_LOCAL_HEADER + name_len + compressed
+        limit = ordered[i + 1][1] if i + 1 < len(ordered) else data_end
+        shown = name[:200]
+        if end > data_end:
+            raise ParamscopeError(source, f"zip member {shown!r} claims {compressed:,} bytes at offset {offset:,}, "
+                                          f"past the end of the member data ({data_end:,} bytes)")
+        if end > limit:
+            raise ParamscopeError(source, f"zip member {shown!r} overlaps the next member (at offset {limit:,})")
+        if method == 0 and compressed != size:
+            raise ParamscopeError(source, f"zip member {shown!r} is stored but claims {size:,} bytes "
+                                          f"in {compressed:,}")
+        if method == 8 and size > DEFLATE_MAX_RATIO * compressed + 1_024:
+            raise ParamscopeError(source, f"zip member {shown!r} claims to inflate {compressed:,} bytes to "
+                                          f"{size:,}, more than deflate can")
+
+
+def _zipfile_entries(archive: zipfile.ZipFile) -> list[tuple[str, int, int, int, int, int]]:
+    entries = []
+    for info in archive.infolist():
+        encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"  # how zipfile decoded the name
+        try:
+            name_len = len(info.orig_filename.encode(encoding))
+        except UnicodeEncodeError:
+            name_len = len(info.orig_filename.encode("utf-8", "surrogatepass"))
+        entries.append((info.filename, info.header_offset, name_len, info.compress_size, info.file_size,
+                        info.compress_type))
+    return entries
+
+
+def _checked(archive: zipfile.ZipFile, source: object) -> zipfile.ZipFile:
+    """``archive`` once :func:`check_zip_entries` accepts its directory (it is closed otherwise)."""
+    try:
+        data_end = archive.start_dir  # type: ignore[attr-defined]  # where zipfile found the directory
+        check_zip_entries(source, _zipfile_entries(archive), data_end)
+    except BaseException:
+        archive.close()
+        raise
+    return archive
 
 
 def zip_member_names(path: Path) -> list[str] | None:
-    """The member names of a zip's central directory, or None when it is not a readable zip."""
+    """The member names of a zip's central directory, or None when it is not a readable zip (or one whose
+    directory :func:`check_zip_entries` refuses)."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _checked(zipfile.ZipFile(path), path) as archive:
             return archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, ParamscopeError):
         return None
 
 
 def open_zip(path: Path, kind: str) -> zipfile.ZipFile:
-    """``zipfile.ZipFile(path)``, or a ParamscopeError saying the ``kind`` archive is not valid."""
+    """``zipfile.ZipFile(path)`` whose directory :func:`check_zip_entries` accepts, or a ParamscopeError
+    saying the ``kind`` archive is not valid."""
     import zipfile
 
     try:
-        return zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
         raise ParamscopeError(path, f"not a valid {kind} (zip) archive: {exc}") from None
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    return _checked(archive, path)
 
 
 @contextmanager

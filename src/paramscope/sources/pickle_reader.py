@@ -9,14 +9,18 @@ act only on those stand-ins. Anything else (another global, an opcode outside th
 about a length, a memo key that is not there) raises :class:`~paramscope.errors.ParamscopeError`
 naming what the stream asked for.
 
-Bounds: the machine never recurses; the mark stack, memo and object count are capped; every declared
-length is checked against the bytes that remain before anything is allocated.
+Bounds: the machine never recurses; the mark stack is capped; every declared length is checked against
+the bytes that remain before anything is allocated; and the work is bounded by what the stream
+reaches, not by its size: :data:`MAX_STEPS` (opcodes, weighted by what they allocate),
+:data:`MAX_ELEMENTS` (elements hashed, compared, or touched by a rebuild function) and
+:data:`MAX_COLLISIONS` (hash flooding of a dict or set).
 """
 
 from __future__ import annotations
 
 import codecs
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +29,28 @@ from paramscope.errors import ParamscopeError
 
 MAX_MARK_DEPTH = 1_000
 """Nesting of MARK-delimited containers; real checkpoints nest a few dozen levels at most."""
-MAX_STEPS = 256 << 20
-"""Bytes of one pickle run (each opcode takes one byte or more and pushes one object at most: this caps
-time and memory; a 100k-tensor state_dict pickles to about 10 MB)."""
+MAX_STEPS = 16_000_000
+"""Steps of one pickle run: an opcode is one step, or a few where it makes a container or a memo entry
+(:data:`_STEP_COST`). A step takes well under a microsecond and keeps at most ~64 bytes alive, so the
+budget ends any pickle within seconds and a few hundred MB. A 100k-tensor state_dict (11 MB,
+3.2 million opcodes) takes 4.7 million steps."""
+MAX_ELEMENTS = 16_000_000
+"""Elements one pickle run may visit beyond its opcodes: elements hashed as dict keys and set items
+(every element of every tuple reached), compared on hash collisions, and read or built by the rebuild
+functions (sizes and strides, OrderedDict pairs, set() items, bytes copied per 32). Each costs one
+opcode's work or less, so this bounds a few opcodes that reach much: a memoized 100k-element tuple
+named 10,000 times in one dict key, an OrderedDict rebuilt again and again from one memoized list."""
+MAX_COLLISIONS = 64
+"""Distinct keys of one dict or set that may share one hash (only numbers and tuples can collide on
+purpose: str and bytes hashes are salted). Real checkpoints have none; CPython's cost is quadratic."""
+DICT_ENTRY_COST = 4
+SET_ENTRY_COST = 8
+SLOT_COST = 4
+"""Elements charged per OrderedDict pair or set item built by a rebuild function, and per key counted
+for :data:`MAX_COLLISIONS` (a dict entry takes about four times a list slot's memory, a set entry
+about eight)."""
+MAX_DIMS = 64
+"""Dimensions of one tensor (ONNX and NumPy readers allow as many; real tensors have a handful)."""
 MAX_LINE = 4_096
 """Longest text argument (protocol 0 INT/LONG/FLOAT/STRING/GLOBAL lines)."""
 MAX_LONG_BYTES = 1_024
@@ -88,7 +111,7 @@ class Builder:
     """An allowed callable: ``REDUCE`` runs ``build`` (a function of this module) on the arguments."""
 
     qualname: str
-    build: Callable[[tuple[Any, ...]], Any]
+    build: Callable[[_Machine, tuple[Any, ...]], Any]
     newobj: bool = False
 
 
@@ -123,15 +146,25 @@ class PickleRefused(Exception):
     """Internal: raised by builders; turned into a ParamscopeError with the source attached."""
 
 
+class PickleTruncated(PickleRefused):
+    """Internal: the stream needs bytes past the end of the data (a caller may retry with more)."""
+
+
+class TruncatedPickle(ParamscopeError):
+    """The pickle runs past the end of the data given to :func:`load` (the file is cut, or the caller
+    read too little of it)."""
+
+
 # ---- builders: pure functions over already-decoded data -----------------------------------------
 
 
 _LIMIT = 1 << 62
 
 
-def _ints(value: Any, what: str) -> tuple[int, ...]:
+def _ints(m: _Machine, value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)):
         raise PickleRefused(f"{what} is a {type(value).__name__}, not a tuple of ints")
+    m.charge(len(value), what)  # one memoized size tuple may be named by any number of rebuild calls
     for item in value:
         if type(item) is not int:
             raise PickleRefused(f"{what} holds a {type(item).__name__}, not an int")
@@ -140,17 +173,25 @@ def _ints(value: Any, what: str) -> tuple[int, ...]:
     return value if type(value) is tuple else tuple(value)
 
 
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, dtype: str | None) -> TensorRef:
+def _tensor(
+    m: _Machine, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, dtype: str | None
+) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise PickleRefused(f"tensor storage is a {type(storage).__name__}, not a storage reference")
     if type(offset) is not int or offset < 0 or offset >= 1 << 62:
         shown = offset if type(offset) is int else type(offset).__name__
         raise PickleRefused(f"tensor storage offset {shown} is not a non-negative int")
-    shape = _ints(size, "tensor size")
-    strides = _ints(stride, "tensor stride")
+    shape = _ints(m, size, "tensor size")
+    strides = _ints(m, stride, "tensor stride")
+    _check_dims(shape)
     if len(shape) != len(strides):
         raise PickleRefused(f"tensor size has {len(shape)} dims but stride {len(strides)}")
     return TensorRef(storage, offset, shape, strides, dtype or storage.dtype, requires_grad is True)
+
+
+def _check_dims(shape: tuple[int, ...]) -> None:
+    if len(shape) > MAX_DIMS:
+        raise PickleRefused(f"tensor of {len(shape)} dimensions (limit {MAX_DIMS})")
 
 
 def _args(args: tuple[Any, ...], low: int, high: int, what: str) -> tuple[Any, ...]:
@@ -159,28 +200,31 @@ def _args(args: tuple[Any, ...], low: int, high: int, what: str) -> tuple[Any, .
     return args
 
 
-def _rebuild_tensor(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_tensor(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     storage, offset, size, stride = _args(args, 4, 4, "_rebuild_tensor")
-    return _tensor(storage, offset, size, stride, False, None)
+    return _tensor(m, storage, offset, size, stride, False, None)
 
 
-def _rebuild_tensor_v2(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_tensor_v2(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     a = _args(args, 6, 7, "_rebuild_tensor_v2")
-    return _tensor(a[0], a[1], a[2], a[3], a[4], None)
+    return _tensor(m, a[0], a[1], a[2], a[3], a[4], None)
 
 
-def _rebuild_tensor_v3(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_tensor_v3(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     a = _args(args, 7, 8, "_rebuild_tensor_v3")
     if not isinstance(a[6], DTypeRef):
         raise PickleRefused(f"_rebuild_tensor_v3 dtype is a {type(a[6]).__name__}, not a torch dtype")
-    return _tensor(a[0], a[1], a[2], a[3], a[4], a[6].name)
+    return _tensor(m, a[0], a[1], a[2], a[3], a[4], a[6].name)
 
 
-def _rebuild_meta(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_meta(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     dtype, size, stride, requires_grad = _args(args, 4, 4, "_rebuild_meta_tensor_no_storage")
     if not isinstance(dtype, DTypeRef):
         raise PickleRefused(f"meta tensor dtype is a {type(dtype).__name__}, not a torch dtype")
-    shape, strides = _ints(size, "tensor size"), _ints(stride, "tensor stride")
+    shape, strides = _ints(m, size, "tensor size"), _ints(m, stride, "tensor stride")
+    _check_dims(shape)
+    if len(shape) != len(strides):
+        raise PickleRefused(f"tensor size has {len(shape)} dims but stride {len(strides)}")
     return TensorRef(None, 0, shape, strides, dtype.name, requires_grad is True)
 
 
@@ -192,17 +236,17 @@ def _as_parameter(data: Any, requires_grad: Any) -> TensorRef:
     return data
 
 
-def _rebuild_parameter(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_parameter(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     a = _args(args, 3, 3, "_rebuild_parameter")
     return _as_parameter(a[0], a[1])
 
 
-def _rebuild_parameter_with_state(args: tuple[Any, ...]) -> TensorRef:
+def _rebuild_parameter_with_state(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     a = _args(args, 4, 4, "_rebuild_parameter_with_state")
     return _as_parameter(a[0], a[1])  # the state is Python attributes on the Parameter: not needed
 
 
-def _parameter(args: tuple[Any, ...]) -> TensorRef:
+def _parameter(m: _Machine, args: tuple[Any, ...]) -> TensorRef:
     a = _args(args, 1, 2, "torch.nn.Parameter")
     return _as_parameter(a[0], a[1] if len(a) > 1 else True)
 
@@ -210,7 +254,7 @@ def _parameter(args: tuple[Any, ...]) -> TensorRef:
 _TENSOR_TYPES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter"})
 
 
-def _rebuild_from_type_v2(args: tuple[Any, ...]) -> Any:
+def _rebuild_from_type_v2(m: _Machine, args: tuple[Any, ...]) -> Any:
     func, new_type, fargs, _state = _args(args, 4, 4, "_rebuild_from_type_v2")
     if not isinstance(func, Builder):
         raise PickleRefused(f"_rebuild_from_type_v2 of a {type(func).__name__}, not an allowed rebuild function")
@@ -219,85 +263,101 @@ def _rebuild_from_type_v2(args: tuple[Any, ...]) -> Any:
         raise PickleRefused(f"_rebuild_from_type_v2 to type {qualname or type(new_type).__name__!r}, not a tensor")
     if not isinstance(fargs, tuple):
         raise PickleRefused("_rebuild_from_type_v2 arguments are not a tuple")
-    result = func.build(fargs)
+    result = func.build(m, fargs)
     if qualname == "torch.nn.parameter.Parameter" and isinstance(result, TensorRef):
         result.parameter = True
     return result
 
 
-def _ordered_dict(args: tuple[Any, ...]) -> ODict:
+def _ordered_dict(m: _Machine, args: tuple[Any, ...]) -> ODict:
     a = _args(args, 0, 1, "OrderedDict")
     result = ODict()
     if a:
         if not isinstance(a[0], (list, tuple)):
             raise PickleRefused("OrderedDict argument is not a list of pairs")
+        m.charge(len(a[0]) * DICT_ENTRY_COST, "OrderedDict")
         for pair in a[0]:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise PickleRefused("OrderedDict argument is not a list of pairs")
-            _setitem(result, pair[0], pair[1])
+            _setitem(m, result, pair[0], pair[1])
     return result
 
 
-def _iterable(args: tuple[Any, ...], what: str) -> list[Any] | tuple[Any, ...]:
+def _iterable(m: _Machine, args: tuple[Any, ...], what: str) -> list[Any] | tuple[Any, ...]:
     a = _args(args, 0, 1, what)
     if not a:
         return ()
     if not isinstance(a[0], (list, tuple, set, frozenset)):
         raise PickleRefused(f"{what} of a {type(a[0]).__name__}")
+    m.charge(len(a[0]), what)
     return list(a[0])
 
 
-def _set(args: tuple[Any, ...]) -> set[Any]:
-    return _hashable_set(_iterable(args, "set"))
+def _set(m: _Machine, args: tuple[Any, ...]) -> set[Any]:
+    return _hashable_set(m, _iterable(m, args, "set"))
 
 
-def _frozenset(args: tuple[Any, ...]) -> frozenset[Any]:
-    return frozenset(_hashable_set(_iterable(args, "frozenset")))
+def _frozenset(m: _Machine, args: tuple[Any, ...]) -> frozenset[Any]:
+    return frozenset(_hashable_set(m, _iterable(m, args, "frozenset")))
 
 
-def _codecs_encode(args: tuple[Any, ...]) -> bytes:
+def _codecs_encode(m: _Machine, args: tuple[Any, ...]) -> bytes:
     """Protocol 2 pickles write bytes as ``_codecs.encode(text, 'latin1')``: pure data."""
     a = _args(args, 1, 2, "_codecs.encode")
     encoding = a[1] if len(a) > 1 else "utf-8"
     if not isinstance(a[0], str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
         raise PickleRefused(f"_codecs.encode with encoding {encoding!r:.40}")
-    return a[0].encode(encoding)
+    m.charge_bytes(len(a[0]), "_codecs.encode")
+    try:
+        return a[0].encode(encoding)
+    except UnicodeEncodeError:
+        raise PickleRefused(f"_codecs.encode of text that {encoding} cannot encode") from None
 
 
-def _bytearray(args: tuple[Any, ...]) -> bytes:
+def _bytearray(m: _Machine, args: tuple[Any, ...]) -> bytes:
     a = _args(args, 0, 1, "bytearray")
     if a and not isinstance(a[0], (bytes, bytearray)):
         raise PickleRefused("bytearray of something other than bytes")
-    return bytes(a[0]) if a else b""
+    if not a:
+        return b""
+    m.charge_bytes(len(a[0]), "bytearray")
+    return bytes(a[0])
 
 
-def _bytes(args: tuple[Any, ...]) -> bytes:
+def _bytes(m: _Machine, args: tuple[Any, ...]) -> bytes:
     """``bytes()``: protocols 0-2 write an empty bytes object as a call with no arguments."""
     if args and not (len(args) == 1 and isinstance(args[0], (bytes, bytearray))):
         raise PickleRefused("bytes of something other than bytes")
-    return bytes(args[0]) if args else b""
+    if not args:
+        return b""
+    m.charge_bytes(len(args[0]), "bytes")
+    return bytes(args[0])
 
 
-def _complex(args: tuple[Any, ...]) -> complex:
+def _complex(m: _Machine, args: tuple[Any, ...]) -> complex:
     a = _args(args, 0, 2, "complex")
     if not all(type(x) in (int, float) for x in a):
         raise PickleRefused("complex of something other than numbers")
-    return complex(*a)
+    try:
+        return complex(*a)
+    except OverflowError:
+        raise PickleRefused("complex of an integer too large for a float") from None
 
 
-def _size(args: tuple[Any, ...]) -> tuple[int, ...]:
+def _size(m: _Machine, args: tuple[Any, ...]) -> tuple[int, ...]:
     a = _args(args, 0, 1, "torch.Size")
-    return _ints(a[0], "torch.Size") if a else ()
+    return _ints(m, a[0], "torch.Size") if a else ()
 
 
-def _device(args: tuple[Any, ...]) -> str:
+def _device(m: _Machine, args: tuple[Any, ...]) -> str:
     a = _args(args, 1, 2, "torch.device")
     if not all(type(x) in (str, int) for x in a):
         raise PickleRefused("torch.device of something other than a name")
+    m.charge_bytes(sum(len(x) for x in a if type(x) is str), "torch.device")
     return ":".join(str(x) for x in a)
 
 
-def _layout(args: tuple[Any, ...]) -> str:
+def _layout(m: _Machine, args: tuple[Any, ...]) -> str:
     a = _args(args, 1, 1, "torch.serialization._get_layout")
     if not isinstance(a[0], str):
         raise PickleRefused("_get_layout of something other than a name")
@@ -385,39 +445,84 @@ TORCH_GLOBALS: dict[tuple[str, str], Any] = _builders()
 
 
 MAX_KEY_DEPTH = 100
-MAX_KEY_NODES = 10_000
+"""Nesting of a tuple used as a dict key or set item (CPython hashes it recursively in C, unchecked)."""
 
 
-def _check_hashable(value: Any) -> None:
-    """CPython hashes nested tuples recursively in C without a depth check (a deep one crashes the
-    interpreter) and without caching (a shared one takes exponential time): bound both before hashing."""
+def _hash_cost(m: _Machine, value: Any) -> int:
+    """Charge the elements CPython's ``hash(value)`` visits, before it runs: every element of every tuple
+    reached, a shared tuple once per reference (tuple hashes are not cached, so a key holding 10,000
+    references to one 100k-element tuple costs 10^9). Returns the count (the cost of one comparison too)."""
     if type(value) is not tuple:
-        return
+        return 1
     stack = [(value, 0)]
-    nodes = 0
+    visited = 0
     while stack:
         item, depth = stack.pop()
-        nodes += 1
-        if depth > MAX_KEY_DEPTH or nodes > MAX_KEY_NODES:
-            raise PickleRefused("dict key or set item nested too deeply")
+        if depth > MAX_KEY_DEPTH:
+            raise PickleRefused(f"dict key or set item nested deeper than {MAX_KEY_DEPTH} levels")
+        visited += len(item)
+        m.charge(len(item), "hashing dict keys and set items")
         stack.extend((child, depth + 1) for child in item if type(child) is tuple)
+    return visited
 
 
-def _setitem(target: dict[Any, Any], key: Any, value: Any) -> None:
-    _check_hashable(key)
+_UNCOUNTED = frozenset({str, bytes, bool, float, type(None)})
+"""Key types a file cannot flood one hash with: str and bytes hashes are salted per process; a float's
+hash is its value modulo 2**61 - 1, which a few dozen floats share at most."""
+_MODULUS = sys.hash_info.modulus
+
+
+def _admit(m: _Machine, container: Any, key: Any) -> tuple[Any, int] | None:
+    """Check that ``key`` may go into ``container`` (a dict or set), charging its hash. Returns the
+    collision slot to count once the key is in (None for salted keys, which need no count).
+
+    Ints, floats, complex numbers and tuples of them hash the same in every process, so a file can hold
+    any number of distinct keys with one hash (``-1`` and ``-2``, ``n`` and ``n + 2**61 - 1``, tuples
+    of those); CPython then compares each new key with every earlier one: quadratic. A slot is
+    (container, hash): more than :data:`MAX_COLLISIONS` distinct keys in one slot are refused."""
+    kind = type(key)
+    if kind in _UNCOUNTED or (kind is int and -_MODULUS < key < _MODULUS):  # such an int is its own hash
+        return None
+    cost = _hash_cost(m, key)
     try:
-        target[key] = value
+        slot = (id(container), hash(key))
     except TypeError:
-        raise PickleRefused(f"dict key of unhashable type {type(key).__name__}") from None
+        raise PickleRefused(f"dict key or set item of unhashable type {type(key).__name__}") from None
+    seen = m.collisions.get(slot, 0)
+    if seen >= MAX_COLLISIONS:
+        raise PickleRefused(f"more than {MAX_COLLISIONS} dict keys or set items share one hash (hash flooding)")
+    if seen:
+        m.charge(seen * cost, "comparing dict keys and set items")
+    m.keep.setdefault(id(container), container)  # the id stays this container's for the whole run
+    m.charge(SLOT_COST, "dict keys and set items")
+    return slot
 
 
-def _hashable_set(items: Any) -> set[Any]:
+def _counted(m: _Machine, slot: tuple[Any, int] | None, before: int, after: int) -> None:
+    if slot is not None and after > before:
+        m.collisions[slot] = m.collisions.get(slot, 0) + 1
+
+
+def _setitem(m: _Machine, target: dict[Any, Any], key: Any, value: Any) -> None:
+    slot = _admit(m, target, key)
+    before = len(target)
+    target[key] = value
+    _counted(m, slot, before, len(target))
+
+
+def _hashable_set(m: _Machine, items: Any) -> set[Any]:
+    result: set[Any] = set()
+    _add_all(m, result, items)
+    return result
+
+
+def _add_all(m: _Machine, target: set[Any], items: Any) -> None:
+    m.charge(len(items) * SET_ENTRY_COST, "set items")
     for item in items:
-        _check_hashable(item)
-    try:
-        return set(items)
-    except TypeError:
-        raise PickleRefused("set item of an unhashable type") from None
+        slot = _admit(m, target, item)
+        before = len(target)
+        target.add(item)
+        _counted(m, slot, before, len(target))
 
 
 _MARK = object()
@@ -461,17 +566,32 @@ class _Machine:
         self.allowed = allowed
         self.script_classes = script_classes
         self.globals: set[str] = set()
+        self.elements = MAX_ELEMENTS
+        self.collisions: dict[tuple[int, int], int] = {}
+        self.keep: dict[int, Any] = {}
+
+    def charge(self, n: int, what: str) -> None:
+        """Spend ``n`` of the run's :data:`MAX_ELEMENTS` budget on ``what``, or refuse."""
+        self.elements -= n
+        if self.elements < 0:
+            raise PickleRefused(f"{what} reaches more than {MAX_ELEMENTS:,} elements (paramscope's limit)")
+
+    def charge_bytes(self, n: int, what: str) -> None:
+        self.charge(1 + n // 32, what)
 
     # -- reading arguments
     def take(self, pos: int, n: int, what: str) -> int:
-        if n < 0 or pos + n > self.size:
-            raise PickleRefused(f"{what} needs {n} bytes at offset {pos}, only {self.size - pos} remain (truncated?)")
+        if n < 0:
+            raise PickleRefused(f"{what} of negative length {n} at offset {pos}")
+        if pos + n > self.size:
+            raise PickleTruncated(f"{what} needs {n} bytes at offset {pos}, only {self.size - pos} remain (truncated?)")
         return pos + n
 
     def line(self, pos: int, what: str) -> tuple[bytes, int]:
         end = self.data.find(b"\n", pos, min(self.size, pos + MAX_LINE + 1))
         if end < 0:
-            raise PickleRefused(f"{what} at offset {pos} has no end of line within {MAX_LINE} bytes")
+            kind = PickleTruncated if self.size < pos + MAX_LINE + 1 else PickleRefused
+            raise kind(f"{what} at offset {pos} has no end of line within {MAX_LINE} bytes")
         return bytes(self.data[pos:end]), end + 1
 
     def push(self, value: Any) -> None:
@@ -509,27 +629,31 @@ class _Machine:
         push = stack.append
         persistent = self.persistent_load
         missing = _MARK
-        # Every opcode takes at least one byte and pushes at most one object: capping the bytes run caps
-        # both time and memory, at no cost per opcode.
-        size = min(size, pos + MAX_STEPS)
+        cost = _STEP_COST
+        steps = MAX_STEPS  # counts down: one compare per opcode is the whole price of the budget
         try:
             while pos < size:
                 code = data[pos]
+                steps -= cost[code]
+                if steps < 0:
+                    raise PickleRefused(f"more than {MAX_STEPS:,} steps without a STOP (paramscope's limit)")
                 at = pos
                 pos += 1
                 if code == 0x72:  # LONG_BINPUT
-                    if pos + 4 > size or len(stack) <= (marks[-1] if marks else 0):
-                        raise PickleRefused(f"LONG_BINPUT at offset {at} with nothing to store or no index")
+                    if pos + 4 > size:
+                        raise PickleTruncated(f"LONG_BINPUT at offset {at} is truncated")
+                    if len(stack) <= (marks[-1] if marks else 0):
+                        raise PickleRefused(f"LONG_BINPUT at offset {at} with nothing to store")
                     memo[u32(data, pos)[0]] = stack[-1]
                     pos += 4
                 elif code == 0x4B:  # BININT1
                     if pos >= size:
-                        raise PickleRefused(f"BININT1 at offset {at} is truncated")
+                        raise PickleTruncated(f"BININT1 at offset {at} is truncated")
                     push(data[pos])
                     pos += 1
                 elif code == 0x68:  # BINGET
                     if pos >= size:
-                        raise PickleRefused(f"BINGET at offset {at} is truncated")
+                        raise PickleTruncated(f"BINGET at offset {at} is truncated")
                     value = memo.get(data[pos], missing)
                     if value is missing:
                         raise PickleRefused(f"memo key {data[pos]} at offset {at} was never stored")
@@ -541,11 +665,11 @@ class _Machine:
                     marks.append(len(stack))
                 elif code == 0x58:  # BINUNICODE
                     if pos + 4 > size:
-                        raise PickleRefused(f"BINUNICODE at offset {at} is truncated")
+                        raise PickleTruncated(f"BINUNICODE at offset {at} is truncated")
                     n = u32(data, pos)[0]
                     pos += 4
                     if pos + n > size:
-                        raise PickleRefused(
+                        raise PickleTruncated(
                             f"unicode needs {n} bytes at offset {pos}, only {size - pos} remain (truncated?)"
                         )
                     push(str(data[pos : pos + n], "utf-8", "surrogatepass"))
@@ -570,7 +694,7 @@ class _Machine:
                     args = stack.pop()
                     func = stack.pop()
                     if type(func) is Builder and type(args) is tuple:
-                        push(func.build(args))
+                        push(func.build(self, args))
                     else:
                         push(_call(self, func, args, "REDUCE"))
                 elif code == 0x51 and persistent is not None:  # BINPERSID
@@ -582,13 +706,15 @@ class _Machine:
                 elif code == 0x29:  # EMPTY_TUPLE
                     push(())
                 elif code == 0x71:  # BINPUT
-                    if pos >= size or len(stack) <= (marks[-1] if marks else 0):
-                        raise PickleRefused(f"BINPUT at offset {at} with nothing to store or no index")
+                    if pos >= size:
+                        raise PickleTruncated(f"BINPUT at offset {at} is truncated")
+                    if len(stack) <= (marks[-1] if marks else 0):
+                        raise PickleRefused(f"BINPUT at offset {at} with nothing to store")
                     memo[data[pos]] = stack[-1]
                     pos += 1
                 elif code == 0x6A:  # LONG_BINGET
                     if pos + 4 > size:
-                        raise PickleRefused(f"LONG_BINGET at offset {at} is truncated")
+                        raise PickleTruncated(f"LONG_BINGET at offset {at} is truncated")
                     key = u32(data, pos)[0]
                     value = memo.get(key, missing)
                     if value is missing:
@@ -612,9 +738,7 @@ class _Machine:
                     pos = handler(self, pos)
         except UnicodeDecodeError:
             raise PickleRefused(f"invalid UTF-8 string at offset {at}") from None
-        if size < self.size:
-            raise PickleRefused(f"no STOP within {MAX_STEPS} bytes")
-        raise PickleRefused("pickle ends without STOP (truncated?)")
+        raise PickleTruncated("pickle ends without STOP (truncated?)")
 
 
 _U32 = struct.Struct("<I")
@@ -818,13 +942,13 @@ def _dict(m: _Machine, pos: int) -> int:
         raise PickleRefused("DICT with an odd number of items")
     result: dict[Any, Any] = {}
     for i in range(0, len(items), 2):
-        _setitem(result, items[i], items[i + 1])
+        _setitem(m, result, items[i], items[i + 1])
     m.push(result)
     return pos
 
 
 def _frozenset_op(m: _Machine, pos: int) -> int:
-    m.push(frozenset(_hashable_set(m.pop_mark())))
+    m.push(frozenset(_hashable_set(m, m.pop_mark())))
     return pos
 
 
@@ -852,7 +976,7 @@ def _setitem_op(m: _Machine, pos: int) -> int:
     target = m.top()
     if not isinstance(target, dict):
         raise PickleRefused(f"SETITEM on a {type(target).__name__}")
-    _setitem(target, key, value)
+    _setitem(m, target, key, value)
     return pos
 
 
@@ -862,7 +986,7 @@ def _setitems(m: _Machine, pos: int) -> int:
     if not isinstance(target, dict) or len(items) % 2:
         raise PickleRefused(f"SETITEMS on a {type(target).__name__} with {len(items)} items")
     for i in range(0, len(items), 2):
-        _setitem(target, items[i], items[i + 1])
+        _setitem(m, target, items[i], items[i + 1])
     return pos
 
 
@@ -871,7 +995,7 @@ def _additems(m: _Machine, pos: int) -> int:
     target = m.top()
     if not isinstance(target, set):
         raise PickleRefused(f"ADDITEMS on a {type(target).__name__}")
-    target.update(_hashable_set(items))
+    _add_all(m, target, items)
     return pos
 
 
@@ -962,7 +1086,7 @@ def _call(m: _Machine, func: Any, args: Any, opcode: str) -> Any:
     if isinstance(func, Builder):
         if opcode != "REDUCE" and not func.newobj:
             raise PickleRefused(f"{opcode} of {func.qualname!r} refused")
-        return func.build(args)
+        return func.build(m, args)
     if isinstance(func, ScriptClass) and opcode != "REDUCE" and not args:
         return ScriptObject(func.qualname)
     what = getattr(func, "qualname", None) or getattr(func, "name", None) or type(func).__name__
@@ -1097,6 +1221,25 @@ _REFUSED: dict[int, str] = {
 """Opcodes that import or call by themselves, or need out-of-band data: never needed by a checkpoint."""
 
 
+def _step_costs() -> bytes:
+    """Steps per opcode: 1, more for the one-byte opcodes that allocate (a step keeps ~64 bytes alive
+    at most: EMPTY_SET makes a 216-byte set, a new memo entry takes ~100 bytes, a tuple 48 and up)."""
+    table = bytearray([1]) * 256
+    heavier = {
+        0x8F: 8,  # EMPTY_SET
+        ord("}"): 2, ord("]"): 2,  # EMPTY_DICT, EMPTY_LIST
+        ord("d"): 2, ord("l"): 2, ord("t"): 2, 0x85: 2, 0x86: 2, 0x87: 2, 0x91: 8,  # DICT, LIST, TUPLE*, FROZENSET
+        0x94: 2, ord("r"): 2, ord("p"): 2,  # MEMOIZE, LONG_BINPUT, PUT: a memo entry
+        ord("R"): 2, 0x81: 2, 0x92: 2, ord("Q"): 2, ord("P"): 2,  # REDUCE, NEWOBJ(_EX), (BIN)PERSID: an object
+    }  # fmt: skip
+    for code, steps in heavier.items():
+        table[code] = steps
+    return bytes(table)
+
+
+_STEP_COST = _step_costs()
+
+
 def load(
     data: Any,
     source: object,
@@ -1116,6 +1259,8 @@ def load(
     machine = _Machine(data, start, persistent_load, TORCH_GLOBALS if allowed is None else allowed, script_classes)
     try:
         value = machine.run()
+    except PickleTruncated as exc:
+        raise TruncatedPickle(source, f"{what}: {exc}") from None
     except PickleRefused as exc:
         raise ParamscopeError(source, f"{what}: {exc}") from None
     except RecursionError:

@@ -30,7 +30,6 @@ archives are recognised and refused with an explanation.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -43,6 +42,7 @@ from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
+from paramscope.sources.files import NameBudget, check_zip_entries
 
 FORMAT = "pytorch"
 
@@ -59,9 +59,26 @@ LEGACY_PROTOCOL = 1001
 _MAGIC_LE = MAGIC_NUMBER.to_bytes(10, "little")
 _MAGIC_TEXT = b"L%d" % MAGIC_NUMBER
 
-MAX_PICKLE_BYTES = 256 << 20
-"""Largest data.pkl accepted (a 100k-tensor state_dict pickles to about 10 MB)."""
+MAX_PICKLE_BYTES = 128 << 20
+"""Largest data.pkl (or legacy pickle run) read: 128 MiB uncompressed. A 100k-tensor state_dict
+pickles to 11 MB; the pickle machine's step budget ends far sooner than this many bytes of opcodes."""
 MAX_DIRECTORY_BYTES = 64 << 20
+MAX_TENSORS = 300_000
+"""Tensor names recorded from one checkpoint (each costs ~2 KB through the report: 600 MB here). A
+100k-tensor state_dict needs 100,000; a small pickle can name far more through shared references."""
+MAX_ALIASES = 16
+"""Names recorded for one tensor (one storage, offset, shape, stride and dtype): a tied embedding has
+two. Further references to it are counted in a note, not listed (a list of 5 million DUPs of one
+tensor reference is 5 MB of pickle)."""
+LEGACY_FIRST_READ = 1 << 20
+"""A legacy file's pickles are read with plain reads (no mmap: a file cut while mapped kills the process
+with SIGBUS): this many bytes first, and if they run past them, up to :data:`MAX_PICKLE_BYTES` (two
+runs at most, so the step budget is spent once: a 10,000-tensor legacy state_dict fits the first)."""
+FORMAT_VERSIONS = range(1, 11)
+"""Archive format versions torch reads (caffe2/serialize/versions.h: kMinSupportedFileFormatVersion 1 to
+kMaxSupportedFileFormatVersion 10); torch.save writes 3."""
+BYTEORDERS = (b"little", b"big")
+"""The only contents torch accepts in a ``byteorder`` record (torch/serialization.py)."""
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 # PyTorch element sizes where they differ from the dtype table (which counts packed sub-elements):
@@ -116,6 +133,7 @@ class Member:
     compressed: int
     size: int
     offset: int
+    name_len: int
 
 
 _EOCD = struct.Struct("<4sHHHHIIH")
@@ -173,12 +191,25 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
         name = directory[pos + _CENTRAL.size : name_end].decode("utf-8", "replace")
         if 0xFFFFFFFF in (usize, csize, offset):
             usize, csize, offset = _zip64_extra(directory[name_end:extra_end], usize, csize, offset, source)
-        if offset + csize > cd_offset:
-            raise ParamscopeError(source, f"zip member {name!r} lies past the start of the directory")
         if name in members:
             raise ParamscopeError(source, f"zip member {name!r} appears twice")
-        members[name] = Member(name, method, csize, usize, offset)
+        members[name] = Member(name, method, csize, usize, offset, name_len)
         pos = extra_end + comment_len
+    members[_DATA_END] = Member(_DATA_END, 0, 0, 0, cd_offset, 0)  # where member data must end, for _check
+    return members
+
+
+_DATA_END = "\0data end"  # not a name a zip member can have (it would fail _KEY and every prefix test)
+
+
+def _check(members: dict[str, Member], source: object) -> dict[str, Member]:
+    """The members once :func:`files.check_zip_entries` accepts them (sniff claims a torch zip whose
+    directory lies, so that read() says what the lie is)."""
+    members = dict(members)
+    data_end = members.pop(_DATA_END).offset
+    check_zip_entries(
+        source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()], data_end
+    )
     return members
 
 
@@ -208,7 +239,13 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int, source: obje
 def _read_member(handle: Any, member: Member, source: object, cap: int) -> bytes:
     """The bytes of a small member (data.pkl, version): stored, or deflated with a cap on the output."""
     if member.size > cap:
-        raise ParamscopeError(source, f"zip member {member.name!r} is {member.size} bytes (limit {cap})")
+        raise ParamscopeError(
+            source, f"zip member {member.name!r} is {member.size:,} bytes uncompressed; paramscope reads at most "
+                    f"{cap:,} bytes"
+        )
+    if member.compressed > cap + (cap >> 10) + 1_024:  # deflate's stored blocks add 5 bytes per 64 KiB
+        raise ParamscopeError(source, f"zip member {member.name!r} is {member.compressed:,} bytes compressed, "
+                                      f"more than its {member.size:,} bytes can take")
     handle.seek(member.offset)
     header = handle.read(_LOCAL.size)
     if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
@@ -297,7 +334,7 @@ def read(path: Path) -> Inventory:
 
 def _read_zip(handle: Any, path: Path) -> Inventory:
     global _last_directory
-    members = _cached_directory(handle, path)
+    members = _check(_cached_directory(handle, path), path)
     _last_directory = None  # the cache only bridges sniff() and read(); do not keep a big directory alive
     prefix = _find_prefix(members)
     if prefix is None:
@@ -323,16 +360,13 @@ def _read_zip(handle: Any, path: Path) -> Inventory:
         if member is None:
             raise ParamscopeError(path, f"storage {key!r} has no zip member {prefix}/data/{key}")
         need = ref.numel * _itemsize(ref.dtype)
-        if member.size < need:
+        if member.size != need:  # torch: "record size (...) does not match expected size (...)"
             raise ParamscopeError(
-                path, f"storage {key!r} declares {need} bytes but its zip member holds {member.size}"
+                path, f"storage {key!r} declares {need:,} bytes but its zip member holds {member.size:,}"
             )
-        sizes[key] = need  # the tensor must fit the storage as declared (the member may be padded)
+        sizes[key] = need
     metadata: dict[str, Any] = {"container": "zip", "zip_prefix": prefix, "pickle_protocol": result.protocol}
-    for name, key in (("version", "serialization_version"), ("byteorder", "byteorder")):
-        member = members.get(f"{prefix}/{name}")
-        if member is not None and member.size <= 64:
-            metadata[key] = _read_member(handle, member, path, 64).decode("ascii", "replace").strip()
+    metadata.update(_records(handle, members, prefix, path))
     notes: list[str] = []
     if script:
         metadata["torchscript"] = True
@@ -340,48 +374,111 @@ def _read_zip(handle: Any, path: Path) -> Inventory:
     return _inventory(path, result.value, sizes, metadata, notes)
 
 
+_RECORD_CAP = 64
+"""Bytes read of a ``version``, ``byteorder`` or ``.storage_alignment`` record (each holds a few)."""
+_LEADING_UINT = re.compile(rb"[ \t\n\v\f\r]*\+?([0-9]{1,20})")
+
+
+def _records(handle: Any, members: dict[str, Member], prefix: str, path: Path) -> dict[str, Any]:
+    """The archive's small records, checked as torch checks them before it reads anything else."""
+    def record(name: str) -> bytes | None:
+        member = members.get(f"{prefix}/{name}")
+        return None if member is None else _read_member(handle, member, path, _RECORD_CAP)
+
+    found: dict[str, Any] = {}
+    # caffe2 inline_container: ".data/version" first, else "version" (required); std::stoull, then the range.
+    version = record(".data/version")
+    if version is None:
+        version = record("version")
+    if version is None:
+        raise ParamscopeError(path, "torch archive without a version record (torch refuses to load it)")
+    match = _LEADING_UINT.match(version)
+    if match is None or int(match.group(1)) not in FORMAT_VERSIONS:
+        raise ParamscopeError(  # repr() escapes every control character latin-1 can hold
+            path, f"torch archive version {version.decode('latin-1')!r} is not one torch reads "
+                  f"({FORMAT_VERSIONS.start}..{FORMAT_VERSIONS.stop - 1})"
+        )
+    found["serialization_version"] = str(int(match.group(1)))
+    byteorder = record("byteorder")
+    if byteorder is not None:
+        if byteorder not in BYTEORDERS:
+            raise ParamscopeError(path, f"byteorder record {byteorder.decode('latin-1')!r} is not "
+                                        "'little' or 'big'")
+        found["byteorder"] = byteorder.decode()
+    alignment = record(".storage_alignment")
+    if alignment is not None:  # torch: int(record)
+        try:
+            value = int(alignment)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ParamscopeError(path, f".storage_alignment record {alignment.decode('latin-1')!r} is not a "
+                                        "positive integer")
+    return found
+
+
 def _read_legacy(handle: Any, path: Path) -> Inventory:
+    """Five pickles (magic, protocol, sys_info, object, storage keys), then the storages. The pickles'
+    length is known only once they are run: run them over the first bytes, and again over four times
+    again over up to :data:`MAX_PICKLE_BYTES` if they run past the end of what was read."""
     size = handle.seek(0, 2)
     if size == 0:
         raise ParamscopeError(path, "empty file")
-    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        magic = pr.load(view, path, what="legacy magic number")
-        if magic.value != MAGIC_NUMBER:
-            raise ParamscopeError(path, "not a legacy torch.save file (wrong magic number)")
-        version = pr.load(view, path, start=magic.end, what="legacy protocol version")
-        if version.value != LEGACY_PROTOCOL:
-            shown = version.value if type(version.value) is int else type(version.value).__name__
-            raise ParamscopeError(path, f"legacy torch.save protocol {shown} (expected 1001)")
-        info = pr.load(view, path, start=version.end, what="legacy sys_info")
-        little = not (isinstance(info.value, dict) and info.value.get("little_endian") is False)
-        storages = _Storages(legacy=True)
-        result = pr.load(view, path, start=info.end, persistent_load=storages, what="legacy object pickle")
-        keys = pr.load(view, path, start=result.end, what="legacy storage keys")
-        if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
-            raise ParamscopeError(path, "legacy storage key list is not a list of names")
-        if set(keys.value) != set(storages.refs) or len(keys.value) != len(storages.refs):
-            raise ParamscopeError(path, "legacy storage key list does not match the storages the object uses")
-        pos = keys.end
-        sizes: dict[str, int] = {}
-        order = "<q" if little else ">q"
-        for key in keys.value:
-            ref = storages.refs[key]
-            if pos + 8 > size:
-                raise ParamscopeError(path, f"legacy storage {key!r}: file ends before its element count")
-            handle.seek(pos)
-            count = struct.unpack(order, handle.read(8))[0]
-            if count != ref.numel:
+    want = min(size, LEGACY_FIRST_READ)
+    while True:
+        handle.seek(0)
+        data = handle.read(want)
+        try:
+            return _read_legacy_pickles(handle, path, data, size)
+        except pr.TruncatedPickle as exc:
+            if len(data) < want or want >= size:  # the file is cut short (or shrank while read)
+                raise ParamscopeError(path, exc.reason) from None
+            if want >= MAX_PICKLE_BYTES:
                 raise ParamscopeError(
-                    path, f"legacy storage {key!r} holds {count} elements, the pickle says {ref.numel}"
-                )
-            nbytes = count * _itemsize(ref.dtype)
-            pos += 8 + nbytes
-            if pos > size:
-                raise ParamscopeError(path, f"legacy storage {key!r} runs past the end of the file")
-            sizes[key] = nbytes
-        value = result.value
+                    path, f"legacy pickles run past the first {MAX_PICKLE_BYTES:,} bytes "
+                          f"({MAX_PICKLE_BYTES >> 20} MiB; paramscope's limit)"
+                ) from None
+            want = min(size, MAX_PICKLE_BYTES)
+
+
+def _read_legacy_pickles(handle: Any, path: Path, view: bytes, size: int) -> Inventory:
+    magic = pr.load(view, path, what="legacy magic number")
+    if magic.value != MAGIC_NUMBER:
+        raise ParamscopeError(path, "not a legacy torch.save file (wrong magic number)")
+    version = pr.load(view, path, start=magic.end, what="legacy protocol version")
+    if version.value != LEGACY_PROTOCOL:
+        shown = version.value if type(version.value) is int else type(version.value).__name__
+        raise ParamscopeError(path, f"legacy torch.save protocol {shown} (expected 1001)")
+    info = pr.load(view, path, start=version.end, what="legacy sys_info")
+    little = not (isinstance(info.value, dict) and info.value.get("little_endian") is False)
+    storages = _Storages(legacy=True)
+    result = pr.load(view, path, start=info.end, persistent_load=storages, what="legacy object pickle")
+    keys = pr.load(view, path, start=result.end, what="legacy storage keys")
+    if not isinstance(keys.value, list) or not all(isinstance(k, str) for k in keys.value):
+        raise ParamscopeError(path, "legacy storage key list is not a list of names")
+    if set(keys.value) != set(storages.refs) or len(keys.value) != len(storages.refs):
+        raise ParamscopeError(path, "legacy storage key list does not match the storages the object uses")
+    pos = keys.end
+    sizes: dict[str, int] = {}
+    order = "<q" if little else ">q"
+    for key in keys.value:
+        ref = storages.refs[key]
+        handle.seek(pos)
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise ParamscopeError(path, f"legacy storage {key!r}: file ends before its element count")
+        count = struct.unpack(order, raw)[0]
+        if count != ref.numel:
+            raise ParamscopeError(
+                path, f"legacy storage {key!r} holds {count} elements, the pickle says {ref.numel}"
+            )
+        nbytes = count * _itemsize(ref.dtype)
+        pos += 8 + nbytes
+        if pos > size:
+            raise ParamscopeError(path, f"legacy storage {key!r} runs past the end of the file")
+        sizes[key] = nbytes
     metadata: dict[str, Any] = {"container": "legacy", "pickle_protocol": result.protocol, "little_endian": little}
-    return _inventory(path, value, sizes, metadata, [])
+    return _inventory(path, result.value, sizes, metadata, [])
 
 
 # ---- walking the object -------------------------------------------------------------------------
@@ -400,62 +497,123 @@ MAX_WALK_DEPTH = 1_000
 """Containers nested deeper than this are refused (a real checkpoint nests a few levels)."""
 
 
-def _children(obj: Any) -> list[tuple[Any, Any]] | None:
-    """(key, child) pairs of a container worth walking into (leaves left out); None for a leaf."""
+def _items(obj: Any) -> Any:
+    """(key, child) pairs of a container worth walking into; None for a leaf."""
     if isinstance(obj, dict):
-        items: Any = obj.items()
-    elif isinstance(obj, (list, tuple)):
-        items = enumerate(obj)
-    elif isinstance(obj, pr.ScriptObject):
+        return obj.items()
+    if isinstance(obj, (list, tuple)):
+        return enumerate(obj)
+    if isinstance(obj, pr.ScriptObject):
         state = obj.state
-        return _children(state) if isinstance(state, (dict, list, tuple)) else []
-    else:
-        return None
-    return [(k, v) for k, v in items if not isinstance(v, _LEAVES)]
+        return _items(state) if isinstance(state, (dict, list, tuple)) else ()
+    return None
 
 
-# A path is a linked list (parent, key, depth): no per-level copies however deep or wide the object is.
-_Path = tuple[Any, Any, int] | None
+# A path is a linked list (parent, key text, depth, length of the dotted name so far): no per-level
+# copies however deep or wide the object is, and a name's length is known before it is built.
+_Path = tuple[Any, str, int, int] | None
 
 
 def _parts(path: _Path) -> tuple[str, ...]:
     parts: list[str] = []
     while path is not None:
-        parts.append(_key_text(path[1]))
+        parts.append(path[1])
         path = path[0]
     return tuple(reversed(parts))
 
 
-def _walk(obj: Any, source: object) -> list[tuple[tuple[str, ...], pr.TensorRef]]:
+def _identity(tensor: pr.TensorRef) -> Any:
+    """What makes two tensor references one tensor: storage, offset, shape, stride and dtype, as text (a
+    str's hash is salted: tuples of ints could be made to collide in the dicts keyed by it), or the
+    object itself for a meta tensor."""
+    if tensor.storage is None:
+        return id(tensor)
+    return f"{tensor.storage.key}\0{tensor.offset}\0{tensor.shape}\0{tensor.stride}\0{tensor.dtype}"
+
+
+@dataclass
+class _Found:
+    tensors: list[tuple[tuple[str, ...], pr.TensorRef, Any]]
+    names: dict[Any, int]  # identity -> names recorded
+    left_out: int = 0
+
+
+def _size_of(source: object) -> int:
+    """The checkpoint's size in bytes (0 where it cannot be had): what its names' budget grows with."""
+    try:
+        return os.path.getsize(source) if isinstance(source, (str, Path)) else 0
+    except OSError:
+        return 0
+
+
+def _walk(obj: Any, source: object) -> _Found:
     """Every tensor with its path, depth first in pickle order. Iterative; a cycle or nesting deeper
-    than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once."""
-    found: list[tuple[tuple[str, ...], pr.TensorRef]] = []
+    than MAX_WALK_DEPTH is an error, and a container reached twice (shared, not cyclic) is walked once.
+    Bounded by what is recorded: :data:`MAX_ALIASES` names per tensor (more are counted, not listed:
+    a reference to one already named that often costs a dict lookup), :data:`MAX_TENSORS` names, and
+    names within :class:`~paramscope.sources.files.NameBudget` (each name's length is known before it is
+    joined: 900 nested dicts reached 20,000 times would be 18 million parts; a 100k-tensor state_dict's
+    names take 2.5 million characters)."""
+    found = _Found([], {})
+    budget = NameBudget(source, _size_of(source))
     on_path: set[int] = set()
     done: set[int] = set()
-    stack: list[tuple[Any, _Path, bool]] = [(obj, None, False)]
+    pushed: dict[int, int] = {}  # id(TensorRef) -> references queued
+    idents: dict[int, Any] = {}  # id(TensorRef) -> _identity (computed once per object)
+    # Entries: (item, parent path, key, leaving); a path node is built when its entry is taken.
+    stack: list[tuple[Any, _Path, Any, bool]] = [(obj, None, None, False)]
+    root = True
     while stack:
-        item, path, leaving = stack.pop()
+        item, parent, key, leaving = stack.pop()
         if leaving:
             on_path.discard(id(item))
             done.add(id(item))
             continue
+        if root:
+            path: _Path = None
+            root = False
+        else:
+            text = _key_text(key)
+            path = (parent, text, 0 if parent is None else parent[2] + 1,
+                    len(text) if parent is None else parent[3] + 1 + len(text))
         if isinstance(item, pr.TensorRef):
-            found.append((_parts(path), item))
+            ident = idents.get(id(item))
+            if ident is None:
+                ident = idents[id(item)] = _identity(item)
+            seen = found.names.get(ident, 0)
+            if seen >= MAX_ALIASES:
+                found.left_out += 1
+                continue
+            if len(found.tensors) >= MAX_TENSORS:
+                raise ParamscopeError(source, f"more than {MAX_TENSORS:,} tensor names (paramscope's limit)")
+            budget.spend(0 if path is None else path[3])
+            found.names[ident] = seen + 1
+            found.tensors.append((_parts(path), item, ident))
             continue
-        children = _children(item)
-        if children is None:
+        items = _items(item)
+        if items is None:
             continue
         ident = id(item)
         if ident in on_path:
             raise ParamscopeError(source, f"self-referencing structure at {'.'.join(_parts(path)) or '<root>'!r}")
         if ident in done:
             continue
-        depth = 0 if path is None else path[2] + 1
-        if depth >= MAX_WALK_DEPTH:
+        if path is not None and path[2] + 1 >= MAX_WALK_DEPTH:
             raise ParamscopeError(source, f"objects nested deeper than {MAX_WALK_DEPTH} levels")
         on_path.add(ident)
-        stack.append((item, path, True))
-        stack.extend((child, (path, key, depth), False) for key, child in reversed(children))
+        stack.append((item, path, None, True))
+        mark = len(stack)
+        for child_key, child in items:
+            if isinstance(child, _LEAVES):
+                continue
+            if type(child) is pr.TensorRef:
+                queued = pushed.get(id(child), 0)
+                if queued >= MAX_ALIASES:  # named often enough already: counted, not walked
+                    found.left_out += 1
+                    continue
+                pushed[id(child)] = queued + 1
+            stack.append((child, path, child_key, False))
+        stack[mark:] = stack[:mark - 1:-1]  # children are taken in order
     return found
 
 
@@ -497,22 +655,18 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
                 metadata[key] = value[key]
     else:
         metadata["top_level_type"] = type(value).__name__
-    tensors = _walk(value, path)
-    groups: dict[tuple[Any, ...], int] = {}
+    found = _walk(value, path)
     itemsizes: dict[str, int] = {}
-    for _, t in tensors:
+    for _, t, _ in found.tensors:
         if t.dtype not in itemsizes:
             if t.dtype not in dtypes.DTYPES:
                 raise ParamscopeError(path, f"tensor dtype {t.dtype!r} is not one paramscope knows")
             itemsizes[t.dtype] = _itemsize(t.dtype)
-        if t.storage is not None:
-            key = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
-            groups[key] = groups.get(key, 0) + 1
     roles = {dtype: role_for_file_tensor(dtype) for dtype in itemsizes}
     records: list[TensorRecord] = []
     origin = path.name
     meta_tensors = 0
-    for parts, t in tensors:
+    for parts, t, ident in found.tensors:
         head = parts[0] if parts else ""
         if model_key is not None and head == model_key:
             name = ".".join(parts[1:])
@@ -527,12 +681,14 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
             extra = {"device": "meta"}
         else:
             _check_bounds(t, sizes, itemsizes[t.dtype], name, path)
-            group = (t.storage.key, t.offset, t.shape, t.stride, t.dtype)
-            if groups[group] > 1:
-                tie = ("torch", *group)
+            if found.names[ident] > 1:
+                tie = ("torch", ident)
         records.append(
             TensorRecord(name=name, shape=t.shape, dtype=t.dtype, role=role, tie=tie, origin=origin, extra=extra)
         )
     if meta_tensors:
         notes.append(f"{meta_tensors} tensors were saved from the meta device (shapes only, no data)")
+    if found.left_out:
+        notes.append(f"{found.left_out:,} more references to tensors already listed under {MAX_ALIASES} names "
+                     "each are not listed")
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
