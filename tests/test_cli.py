@@ -286,3 +286,16 @@ def test_a_reader_gone_before_the_output_is_exit_0_quietly(tmp_path, command):
     os.close(read)  # no reader left: the first write fails with EPIPE
     _, err = child.communicate(timeout=120)
     assert (child.returncode, err) == (0, b"")
+
+
+@pytest.mark.parametrize(("argv", "code"), [([], 1), (["memory"], 1), (["diff", "example", "example"], 2)])
+def test_a_full_standard_output_is_named_as_such(argv, code):
+    import errno
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    err = io.StringIO()
+    assert main(argv, stdout=Full(), stderr=err) == code
+    assert err.getvalue() == "paramscope: standard output: No space left on device\n"

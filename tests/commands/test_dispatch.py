@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from paramscope.commands import COMMANDS, build_parser, with_command
+from paramscope.commands import COMMANDS, USAGE_LIMIT, build_parser, with_command
 
 from ._run import run, safetensors
 
@@ -83,3 +83,33 @@ def test_help_and_version_go_to_the_given_stdout(argv, capsys):
 def test_usage_errors_are_one_line_on_the_given_stderr(argv, line, capsys):
     assert run(*argv) == (2, "", f"paramscope: error: {line}\n")
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize(("argv", "name", "prog"), [
+    ([""], "SOURCE", "inspect"), (["memory", ""], "SOURCE", "memory"), (["diff", "", "b"], "A", "diff"),
+    (["diff", "a", ""], "B", "diff"),
+])
+def test_an_empty_source_is_bad_usage_not_the_current_directory(argv, name, prog, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    safetensors(tmp_path / "model.safetensors", {"w": (2,)})  # what '' used to read: the current directory
+    assert run(*argv) == (2, "", f"paramscope: error: argument {name}: empty; give a path, a spec or a repository "
+                                 f"(see 'paramscope {prog} --help')\n")
+
+
+def test_a_huge_argument_makes_a_bounded_usage_line():
+    code, out, err = run("--format", "x" * 100_000)
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert err.startswith("paramscope: error: argument -f/--format: invalid choice: 'xxx")
+    assert err.endswith("... (see 'paramscope inspect --help')\n")
+    assert len(err) == len("paramscope: error: ") + USAGE_LIMIT + len(" (see 'paramscope inspect --help')\n")
+
+
+def test_a_hostile_command_line_is_clean_under_the_limits(tmp_path):
+    from ..hostile._limits import assert_clean, run_cli
+
+    safetensors(tmp_path / "diff", {"w": (4, 4)})
+    assert "16" in assert_clean(run_cli("./diff", "-f", "csv", cwd=tmp_path), expect=0).stdout
+    for argv in (["--args", "[" * 100_000], ["--kwargs", "{\"a\": " * 20_000], ["--args", "[1" + "0" * 5000 + "]"],
+                 ["diff"], ["memory", "--zero", "3", "--fsdp"], ["--zero", "3"], ["--memory", "--by", "type"]):
+        result = assert_clean(run_cli(*argv), expect=2)
+        assert result.stderr.startswith("paramscope: error: ") and len(result.stderr) < 1200

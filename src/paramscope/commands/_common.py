@@ -45,6 +45,10 @@ def epilog() -> str:
     return EPILOG.format(non_embedding=NON_EMBEDDING_RULE[0].upper() + NON_EMBEDDING_RULE[1:])
 
 
+STDOUT = "standard output"
+"""The name an error writing to standard output is reported under."""
+
+
 class UsageError(Exception):
     """A combination of options that argparse alone cannot check: exit 2, one line."""
 
@@ -106,8 +110,17 @@ def shape(text: str) -> tuple[int, ...]:
 # ---- the options of every command that reads one SOURCE (inspect, memory) ---------------------------
 
 
+def source(text: str) -> str:
+    """A SOURCE as given; an empty one (an unset variable in 'paramscope "$MODEL"') would be the current
+    directory, so it is bad usage instead."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty; give a path, a spec or a repository")
+    return text
+
+
 def add_source_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", nargs="?", metavar="SOURCE", help="what to read (default: built-in example)")
+    parser.add_argument("source", nargs="?", type=source, metavar="SOURCE",
+                        help="what to read (default: built-in example)")
 
 
 def add_reading_options(parser: argparse.ArgumentParser) -> None:
@@ -223,11 +236,16 @@ def write(output: str, args: argparse.Namespace, out: TextIO) -> None:
             handle.write(output)
         return
     try:
-        out.write(output)
-    except UnicodeEncodeError:
-        encoding = getattr(out, "encoding", None) or "utf-8"
-        out.write(output.encode(encoding, "backslashreplace").decode(encoding, "replace"))
-    out.flush()
+        try:
+            out.write(output)
+        except UnicodeEncodeError:
+            encoding = getattr(out, "encoding", None) or "utf-8"
+            out.write(output.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+        out.flush()
+    except BrokenPipeError:
+        raise  # not an error: the CLI exits 0
+    except OSError as exc:  # a full disk, a closed descriptor: say where, not which source was read
+        raise OSError(exc.errno, exc.strerror, STDOUT) from exc
 
 
 def wants_color(out: TextIO, args: argparse.Namespace) -> bool:

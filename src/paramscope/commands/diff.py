@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from paramscope.commands._common import source
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
@@ -26,8 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog="exit codes: 0 equivalent (same names and shapes; dtypes may differ unless --strict), "
                "1 different, 2 trouble (3 internal error).",
     )
-    parser.add_argument("a", metavar="A", help="the model (a checkpoint, 'file.py:Name' or 'package.module:Name')")
-    parser.add_argument("b", metavar="B", help="the checkpoint (or another model)")
+    parser.add_argument("a", type=source, metavar="A",
+                        help="the model (a checkpoint, 'file.py:Name' or 'package.module:Name')")
+    parser.add_argument("b", type=source, metavar="B", help="the checkpoint (or another model)")
     parser.add_argument("-f", "--format", choices=FORMATS, default="text", help="output format (default: text)")
     parser.add_argument("--no-normalize", action="store_true",
                         help="compare names as stored (no wrapper-prefix stripping, no GGUF name mapping)")
