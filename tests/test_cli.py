@@ -299,3 +299,12 @@ def test_a_full_standard_output_is_named_as_such(argv, code):
     err = io.StringIO()
     assert main(argv, stdout=Full(), stderr=err) == code
     assert err.getvalue() == "paramscope: standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("where", ["parse", "run"])
+def test_an_interrupt_is_130_without_a_traceback(monkeypatch, where):
+    import paramscope.cli as cli
+    import paramscope.commands as commands
+
+    monkeypatch.setattr(*((commands, "parse") if where == "parse" else (cli, "run")), _failing_run(KeyboardInterrupt()))
+    assert run("x.bin") == (130, "", "")

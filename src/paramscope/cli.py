@@ -5,7 +5,8 @@ what they share: the streams, exit codes, ``--debug``, broken pipes and the last
 memory or stack.
 
 Exit codes: 0 success; 1 bad input (the source could not be read; 2 for ``diff``, as diff(1)); 2 bad
-usage; 3 an internal error. A broken pipe (``paramscope ... | head``) is no error: exit 0, quietly.
+usage; 3 an internal error; 130 interrupted. A broken pipe (``paramscope ... | head``) is no error:
+exit 0, quietly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from paramscope.commands._common import (
     ProgressBar,
     UsageError,
 )
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     except BrokenPipeError:
         # The reader went away (``| head``): nothing is wrong, and nothing more can be said to it.
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C, while parsing as while reading: the shell's code, no traceback
+        return EXIT_INTERRUPTED
 
 
 def _main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
@@ -128,8 +134,6 @@ def _run_reporting(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         shown = os.fsdecode(where) if isinstance(where, bytes) else str(where)  # a bytes path is not UTF-8
         print(f"paramscope: {_one_line(f'{shown}: {exc.strerror or exc}')}", file=stderr)
         return bad_input
-    except KeyboardInterrupt:
-        return 130
     except (MemoryError, RecursionError):
         raise  # main's last words
     except Exception as exc:
