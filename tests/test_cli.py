@@ -143,12 +143,10 @@ def test_colour_follows_terminal_and_no_color(monkeypatch):
 
 
 def test_help_states_the_non_embedding_rule():
-    code, _out, _ = run("--help")
-    assert code == 0
-    # argparse prints --help to sys.stdout, not to our stream; check the parser text instead
-    from paramscope.cli import build_parser
-
-    assert "nn.Embedding" in build_parser().format_help()
+    for argv in (["--help"], ["inspect", "--help"]):
+        code, out, err = run(*argv)
+        assert (code, err) == (0, "")
+        assert "Non-embedding = all parameters except the weights of nn.Embedding" in out
 
 
 def test_console_script_and_module_entry_points_exist():
@@ -184,16 +182,6 @@ def test_diff_subcommand_exit_codes(tmp_path):
     assert run("diff", a, str(tmp_path / "wide.safetensors"))[0] == 1
     code, out, err = run("diff", a, str(tmp_path / "missing.safetensors"))
     assert (code, out) == (2, "") and err.count("\n") == 1 and "missing.safetensors" in err
-
-
-def test_memory_choices_match_the_estimator():
-    # the parser lists them itself so that start-up need not import paramscope.memory
-    from paramscope import memory
-    from paramscope.cli import build_parser
-
-    actions = {a.dest: a for a in build_parser()._actions}
-    assert tuple(actions["optimizer"].choices) == tuple(memory.OPTIMIZERS)
-    assert tuple(actions["precision"].choices) == tuple(memory.PRECISIONS)
 
 
 # ---- the last line of defence (issue 11): running out of memory or stack is one line, exit 1
@@ -263,3 +251,60 @@ def test_a_character_the_terminal_cannot_encode_is_escaped_not_fatal():
     out.flush()
     text = out.buffer.getvalue().decode("ascii")
     assert "87,018" in text and "\\u2514" in text  # the tree's "└" shown as its escape
+
+
+# ---- broken pipes (issue 12): one rule for every command, exit 0 and nothing said
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [[], ["--format", "json"], ["memory"], ["--memory"], ["diff", "example", "example"],
+                                  ["--help"], ["diff", "--help"], ["--version"]])
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_a_broken_pipe_is_exit_0_quietly(argv, debug):
+    err = io.StringIO()
+    assert main([*argv, *debug], stdout=_ClosedPipe(), stderr=err) == 0
+    assert err.getvalue() == ""
+
+
+@pytest.mark.parametrize("command", [[], ["diff", "example"]])
+def test_a_reader_gone_before_the_output_is_exit_0_quietly(tmp_path, command):
+    import os
+
+    from tests.sources._st_helpers import write_sparse
+
+    source = tmp_path / "many.safetensors"
+    write_sparse(source, [(f"layer.{i}.weight", "F32", (1,)) for i in range(5000)])  # 200 KB of csv/json
+    argv = [*command, str(source), *(["--by", "tensor", "-f", "csv"] if not command else ["-f", "json"])]
+    read, write = os.pipe()
+    child = subprocess.Popen([sys.executable, "-m", "paramscope", *argv], stdout=write, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+    os.close(write)
+    os.close(read)  # no reader left: the first write fails with EPIPE
+    _, err = child.communicate(timeout=120)
+    assert (child.returncode, err) == (0, b"")
+
+
+@pytest.mark.parametrize(("argv", "code"), [([], 1), (["memory"], 1), (["diff", "example", "example"], 2)])
+def test_a_full_standard_output_is_named_as_such(argv, code):
+    import errno
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    err = io.StringIO()
+    assert main(argv, stdout=Full(), stderr=err) == code
+    assert err.getvalue() == "paramscope: standard output: No space left on device\n"
+
+
+@pytest.mark.parametrize("where", ["parse", "run"])
+def test_an_interrupt_is_130_without_a_traceback(monkeypatch, where):
+    import paramscope.cli as cli
+    import paramscope.commands as commands
+
+    monkeypatch.setattr(*((commands, "parse") if where == "parse" else (cli, "run")), _failing_run(KeyboardInterrupt()))
+    assert run("x.bin") == (130, "", "")

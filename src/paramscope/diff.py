@@ -34,8 +34,6 @@ bad usage; one line on stderr).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Hashable
@@ -456,51 +454,9 @@ def render(diff: Diff, fmt: str, strict: bool = False) -> str:
 # ---- command line -------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="paramscope diff",
-        description="Compare two models or checkpoints by tensor name and shape: will B load into A?",
-        epilog="exit codes: 0 equivalent (same names and shapes; dtypes may differ unless --strict), "
-               "1 different, 2 trouble.",
-    )
-    parser.add_argument("a", metavar="A", help="the model (a checkpoint, 'file.py:Name' or 'package.module:Name')")
-    parser.add_argument("b", metavar="B", help="the checkpoint (or another model)")
-    parser.add_argument("-f", "--format", choices=("text", "json", "markdown"), default="text",
-                        help="output format (default: text)")
-    parser.add_argument("--no-normalize", action="store_true",
-                        help="compare names as stored (no wrapper-prefix stripping, no GGUF name mapping)")
-    parser.add_argument("--strict", action="store_true", help="dtype and tie differences also make exit 1")
-    return parser
-
-
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run ``paramscope diff`` on ``argv`` (without the word ``diff``); return the exit code."""
-    from paramscope import inspect
-    from paramscope.errors import ParamscopeError
+    """``paramscope diff`` on ``argv`` (without the word ``diff``); return the exit code. The command
+    itself is :mod:`paramscope.commands.diff`."""
+    from paramscope.cli import main as cli_main
 
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    parser = build_parser()
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or bad usage (2)
-        return EXIT_TROUBLE if exc.code else EXIT_SAME
-    try:
-        reports = [inspect(source) for source in (args.a, args.b)]
-        diff = compare(reports[0], reports[1], normalize=not args.no_normalize)
-        stdout.write(render(diff, args.format, args.strict))
-        stdout.flush()
-    except ParamscopeError as exc:
-        print(f"paramscope: {text.one_line(str(exc))}", file=stderr)
-        return EXIT_TROUBLE
-    except OSError as exc:
-        if isinstance(exc, BrokenPipeError):
-            return EXIT_TROUBLE
-        print(f"paramscope: {text.one_line(f'{exc.filename or args.a}: {exc.strerror or exc}')}", file=stderr)
-        return EXIT_TROUBLE
-    except Exception as exc:  # a bug: still one line, still "trouble"
-        print(f"paramscope: internal error: {text.one_line(f'{type(exc).__name__}: {exc}')}", file=stderr)
-        return EXIT_TROUBLE
-    return diff.exit_code(args.strict)
-
+    return cli_main(["diff", *(sys.argv[1:] if argv is None else argv)], stdout, stderr)

@@ -19,7 +19,7 @@ import paramscope
 from paramscope import text
 from paramscope.errors import MissingExtraError
 from paramscope.records import Inventory, TensorRecord
-from paramscope.renderers import FORMATS, RenderOptions, render
+from paramscope.renderers import RenderOptions, render
 from paramscope.renderers import html as html_renderer
 from tests.conftest import FrozenBackbone, TiedLM
 
@@ -85,8 +85,15 @@ def _leaf_sum(tree: dict) -> int:
     return sum(int(v) for i, v in enumerate(tree["value"]) if i not in parents)
 
 
-def test_html_is_a_format():
-    assert "html" in FORMATS
+def test_html_is_a_cli_format_and_a_redirected_stdout_gets_the_page():
+    import io
+
+    from paramscope.cli import main
+
+    out, err = io.StringIO(), io.StringIO()  # not a terminal: no -o needed
+    assert main(["--format", "html", "--depth", "1"], stdout=out, stderr=err) == 0, err.getvalue()
+    assert out.getvalue().startswith("<!DOCTYPE html>") and err.getvalue() == ""
+    assert _value(_parse(out.getvalue()), "total") == 87_018
 
 
 def test_article_page(article_model):

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -368,24 +366,6 @@ def test_header_that_lies_about_the_file_size(tmp_path, hub, env):
 def test_bad_specs(spec):
     with pytest.raises(ParamscopeError):
         open_source(spec)
-
-
-def test_reading_a_repo_never_imports_torch(tmp_path, hub, env):
-    sharded_repo(tmp_path / "repo")
-    hub.add_repo(REPO, tmp_path / "repo")
-    code = textwrap.dedent(
-        f"""
-        import sys
-        from paramscope.sources import open_source
-        inventory = open_source("hf:{REPO}")
-        assert len(inventory.tensors) == 18, inventory
-        assert "torch" not in sys.modules
-        print("ok")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
 
 
 def test_a_malformed_config_json_is_one_line_naming_the_repository(tmp_path, hub, env):

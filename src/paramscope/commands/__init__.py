@@ -1,0 +1,95 @@
+"""The commands of ``paramscope``, one module each, listed in :data:`COMMANDS`.
+
+A command module has ``add_parser(subparsers)``, which registers its subparser with
+``set_defaults(func=run, reads=(...))`` (``reads``: the argument names of the sources it reads, for
+error messages) and optionally ``bad_input_exit``, and ``run(args, out, err) -> int``. Exit codes,
+``--debug``, broken pipes and the last words on MemoryError/RecursionError are handled once for all,
+by :func:`paramscope.cli.main`.
+
+The command is the first word only: ``paramscope SOURCE`` (anything that is not a command name) is
+``paramscope inspect SOURCE``, so a local file named like a command is read as ``./diff`` or
+``paramscope inspect diff``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from paramscope.commands._common import SOURCES_HELP, epilog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+COMMANDS = ("inspect", "diff", "memory")
+"""Command names, each a module of this package, in the order --help lists them. A new command (a
+future ``scan``) is a module here and a name in this tuple."""
+DEFAULT = "inspect"
+USAGE_LIMIT = 1000
+"""Characters of a usage error's message, at most."""
+TOP_LEVEL = ("-h", "--help", "--version")
+"""First words the top-level parser answers itself; anything else that is not a command is a SOURCE."""
+
+TOP_DESCRIPTION = """\
+Count exactly how many parameters a model has, where they sit and what they cost.
+
+'paramscope SOURCE [options]' runs the default command, inspect; 'paramscope' alone inspects the
+built-in example. A command is recognised as the first word only: to read a local file named like
+a command, write it as a path ('paramscope ./diff') or name the command ('paramscope inspect diff').
+'paramscope COMMAND --help' lists a command's options.
+
+""" + SOURCES_HELP
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line on standard error (the rule of every error here).
+    ``commands``: the top-level parser's command parsers, by name."""
+
+    commands: dict[str, Parser]
+
+    def error(self, message: str) -> NoReturn:
+        from paramscope.text import one_line
+
+        # A usage line quotes what it refuses: cut, so that a megabyte argument is not a megabyte line.
+        self.exit(2, f"paramscope: error: {one_line(message, USAGE_LIMIT)} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> Parser:
+    """The top-level parser and a subparser per command (each with ``--debug`` and ``--version``)."""
+    from paramscope import __version__
+
+    parser = Parser(
+        prog="paramscope",
+        usage="paramscope [COMMAND] [SOURCE ...] [options]",
+        description=TOP_DESCRIPTION,
+        epilog=epilog() + "paramscope diff exits as diff(1): 0 equivalent, 1 different, 2 trouble.\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    version = f"paramscope {__version__}"
+    parser.add_argument("--version", action="version", version=version)
+    parser.commands = {}
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", prog="paramscope")
+    for name in COMMANDS:
+        module = importlib.import_module(f"paramscope.commands.{name}")
+        command = parser.commands[name] = module.add_parser(subparsers)
+        command.add_argument("--debug", action="store_true", help="show a traceback on errors")
+        command.add_argument("--version", action="version", version=version)
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed, the default command put first where it names none (:func:`with_command`).
+    argparse exits (SystemExit) on --help, --version and bad usage."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(with_command(argv))
+    if extra:  # refused by the command's parser, so that its line points at the command's --help
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def with_command(argv: list[str]) -> list[str]:
+    """``argv`` with the default command put first where it names none."""
+    if argv and (argv[0] in COMMANDS or argv[0] in TOP_LEVEL):
+        return argv
+    return [DEFAULT, *argv]

@@ -1,0 +1,113 @@
+"""``paramscope [inspect] [SOURCE] [options]``: count, group and render a model's parameters.
+
+The default command: ``paramscope SOURCE`` is ``paramscope inspect SOURCE``, and no SOURCE reads the
+built-in example. ``--memory`` turns it into ``paramscope memory`` (same options, same output).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from paramscope.commands import memory
+from paramscope.commands._common import (
+    EXIT_OK,
+    SOURCES_HELP,
+    UsageError,
+    add_output_argument,
+    add_reading_options,
+    add_source_argument,
+    epilog,
+    isatty,
+    load_report,
+    non_negative,
+    positive,
+    wants_color,
+    write,
+)
+from paramscope.renderers import FORMATS, GROUPINGS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+HELP = "count, group and render a model's parameters (the default command)"
+
+RENDER_OPTIONS = {"depth": "--depth", "by": "--by", "top": "--top"}
+"""dest -> flag of the options that lay out the parameter report: they have no meaning with --memory."""
+RENDER_DEFAULTS = {"depth": None, "by": "module", "top": None}
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "inspect", help=HELP, description=description(), epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run, reads=("source",))
+    return parser
+
+
+def description() -> str:
+    return ("Count exactly how many parameters a model has, where they sit and what they cost.\n"
+            "'paramscope SOURCE [options]' is 'paramscope inspect SOURCE [options]'.\n\n" + SOURCES_HELP)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_argument(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument("-f", "--format", choices=FORMATS, default="tree", help="output format (default: tree)")
+    # --depth, --by and --top parse to None when not given (defaults: RENDER_DEFAULTS), so that --memory
+    # can refuse them.
+    out.add_argument("--depth", type=non_negative, metavar="N",
+                     help="module levels to show (default: 3 for tree/table, all for json/csv/markdown)")
+    out.add_argument("--by", choices=GROUPINGS, help="group rows by (default: module)")
+    out.add_argument("--top", type=positive, metavar="K", help="also list the K largest tensors")
+    add_output_argument(out)
+    out.add_argument("--no-color", action="store_true", help="no colour (also: the NO_COLOR variable)")
+    add_reading_options(parser)
+    alias = parser.add_argument_group("memory (--memory is 'paramscope memory SOURCE'; its options need it)")
+    alias.add_argument("--memory", action="store_true", help="estimate memory for inference and training instead")
+    memory.add_estimate_options(alias)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
+    check_options(args)
+    if args.memory:
+        return memory.run(args, out, err)
+    if args.format == "html" and not args.output and isatty(out):
+        raise UsageError("--format html writes a whole page: give -o FILE.html (or redirect the output)")
+    from paramscope.renderers import RenderOptions, render
+
+    report = load_report(args, err)
+    color = wants_color(out, args)
+    width = None
+    if color:
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    layout = {dest: RENDER_DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
+              for dest in RENDER_OPTIONS}
+    options = RenderOptions(color=color, width=width, **layout)
+    write(render(report, args.format, options), args, out)
+    return EXIT_OK
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Options that apply only with --memory, or only without it, are bad usage when they would do nothing."""
+    if args.memory:
+        stray = [flag for dest, flag in RENDER_OPTIONS.items() if getattr(args, dest) is not None]
+        if stray:
+            raise UsageError(f"{_listed(stray)} {_verb(stray)} no meaning with --memory")
+        return
+    stray = memory.given(args)
+    if stray:
+        raise UsageError(f"{_listed(stray)} {_verb(stray, 'applies', 'apply')} only with --memory "
+                         "(or use 'paramscope memory SOURCE')")
+
+
+def _listed(flags: list[str]) -> str:
+    return ", ".join(flags)
+
+
+def _verb(flags: list[str], one: str = "has", many: str = "have") -> str:
+    return one if len(flags) == 1 else many
