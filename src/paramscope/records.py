@@ -155,6 +155,31 @@ class TensorRecord:
         return self.name.rpartition(".")[0]
 
 
+def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | None]]:
+    """(record, logical elements, stored bytes) of each initialized record, its sizes kept on it.
+
+    A model repeats a few (dtype, shape) pairs, so each pair is sized once: a million records cost a million
+    dictionary look-ups rather than a million products and dtype look-ups."""
+    known: dict[tuple[str, tuple[int, ...]], tuple[int, int | None]] = {}
+    out = []
+    append = out.append
+    for r in records:
+        shape = r.shape
+        if shape is None:
+            continue
+        if r.quant is not None or r._numel is not None:
+            append((r, r.numel, r.nbytes))
+            continue
+        key = (r.dtype, shape)
+        found = known.get(key)
+        if found is None:
+            found = known[key] = (r.numel, r.nbytes)
+        else:
+            r._numel, r._nbytes = found
+        append((r, *found))
+    return out
+
+
 def role_for_file_tensor(dtype: str) -> Role:
     """Role of a tensor read from a file: PyTorch cannot train integer or bool tensors.
 

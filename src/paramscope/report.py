@@ -51,7 +51,7 @@ from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, Role, TensorRecord
+from paramscope.records import Inventory, Role, TensorRecord, sized
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ class Report:
     def _sizes(self) -> list[tuple[TensorRecord, int, int | None]]:
         """(record, logical elements, stored bytes) for each unique record, computed once."""
         with paused_gc():
-            return [(r, r.numel, r.nbytes) for r in self._heads if r.shape is not None]
+            return sized(self._heads)
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
