@@ -5,7 +5,10 @@ Files (written once into a temp dir; tensor data left sparse, so nothing but the
 a Llama-2-7B-shaped Q4_K_M file with a realistic key/value section (32,000-token vocabulary, scores and
 token types), and synthetic files of 1k / 10k / 100k small tensors.
 
-    .venv/bin/python bench/bench_gguf.py [--repeat 5]
+Scale (issue 11): 200,000 tensors (``blk.<n>.t<k>.weight``) drawn as the default tree, against a bare script in
+its own process that walks the tensor infos with ``struct`` and sums the element counts. Target: seconds.
+
+    .venv/bin/python bench/bench_gguf.py [--repeat 5] [--scale-only]
 """
 
 from __future__ import annotations
@@ -30,6 +33,24 @@ from pathlib import Path
 from paramscope.sources import gguf
 print(len(gguf.read(Path(sys.argv[1])).tensors))
 """
+
+BARE = """
+import math, struct, sys
+with open(sys.argv[1], "rb") as f:
+    data = f.read(1 << 26)
+count, kv = struct.unpack_from("<QQ", data, 8)
+assert kv == 0
+pos, total = 24, 0
+for _ in range(count):
+    n = struct.unpack_from("<Q", data, pos)[0]
+    pos += 8 + n
+    dims = struct.unpack_from("<I", data, pos)[0]
+    total += math.prod(struct.unpack_from(f"<{dims}Q", data, pos + 4))
+    pos += 4 + 8 * dims + 12
+print(count, total)
+"""
+
+SCALE_TENSORS = 200_000
 
 PEER = """
 import sys, gguf
@@ -99,11 +120,30 @@ def many_tensors(path: Path, n: int) -> None:
     _finish(w, path, data)
 
 
+def scale(repeat: int) -> None:
+    """200,000 tensors: paramscope's default tree against the bare script, time and peak RSS."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.hostile.test_names_and_scale import write_gguf
+
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        names = [f"blk.{i // 10}.t{i % 10}.weight" for i in range(SCALE_TENSORS)]
+        path = write_gguf(Path(tmp) / "many.gguf", names)
+        bare_t, bare_m = measure([py, "-c", BARE, str(path)], repeat)
+        t, m = measure([py, "-m", "paramscope", str(path)], repeat)
+        print(f"\n{SCALE_TENSORS:,} tensors, median of {repeat}: bare script {bare_t:.2f} s {bare_m:.0f} MiB; "
+              f"paramscope tree {t:.2f} s ({t / bare_t:.1f}x) {m:.0f} MiB ({m / bare_m:.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--scale-only", action="store_true", help="only the 200,000-tensor comparison")
     args = parser.parse_args()
     py = sys.executable
+    if args.scale_only:
+        scale(args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         files: list[tuple[str, Path]] = []
         path = Path(tmp) / "llama-2-7b.Q4_K_M.gguf"
@@ -132,6 +172,7 @@ def main() -> None:
     print("\nreader = a process that only runs paramscope.sources.gguf.read (no report, no rendering);"
           " paramscope = 'python -m paramscope FILE --format json';\nratio = GGUFReader / paramscope"
           " (above 1: paramscope faster or smaller).")
+    scale(args.repeat)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,42 @@ def test_stored_elements_equals_total_without_quantization():
 )
 def test_size_label_rule(n, label):
     assert size_label(n) == label
+
+
+def _shape_of(node):
+    """A tree as nested tuples, iteratively comparable: (path, figures, own tensors, aliases, children)."""
+    return (node.path, node.type, node.parameters, node.trainable, node.buffers, node.bytes,
+            [r.name for r in node.tensors], list(node.aliases), [_shape_of(c) for c in node.children])
+
+
+def test_a_tree_built_to_a_depth_is_the_full_tree_pruned_there():
+    records = [
+        TensorRecord("a.b.c.w", (2, 3), "float32", trainable=True, tie="T"),
+        TensorRecord("a.x", (4,), "float32", role=Role.BUFFER, trainable=False),
+        TensorRecord("d.e.f.g.w", (5,), "float16", trainable=False),
+        TensorRecord("a.b.tied", (2, 3), "float32", trainable=True, tie="T"),
+        TensorRecord("a.b.c.d.lazy", None, "float32", trainable=True),
+        TensorRecord("top", (7,), "int8", role=Role.BUFFER, trainable=False),
+    ]
+    for depth in range(6):
+        full = Report(Inventory("m", "torch.nn.Module", records, module_types={"a.b": "Block"})).tree()
+        direct = Report(Inventory("m", "torch.nn.Module", records, module_types={"a.b": "Block"})).tree(depth)
+        assert _shape_of(direct) == _shape_of(full.pruned(depth)), depth
+    assert _shape_of(full)[2] == 6 + 5
+
+
+def test_names_past_the_caps_are_refused_for_any_source():
+    from paramscope.errors import ParamscopeError
+    from paramscope.report import MAX_NAME_LENGTH, MAX_NAME_PARTS
+
+    def report(name: str) -> Report:
+        return Report(Inventory("src", "torch.nn.Module", [TensorRecord("ok", (1,), "float32"),
+                                                            TensorRecord(name, (1,), "float32")]))
+
+    deep = ".".join(["m"] * MAX_NAME_PARTS)
+    assert len(report(deep).modules()) == MAX_NAME_PARTS  # at the cap: root and 999 modules, no recursion
+    with pytest.raises(ParamscopeError, match=f"src: tensor name .* has {MAX_NAME_PARTS + 1:,} dotted parts"):
+        report(deep + ".w")
+    assert report("x" * MAX_NAME_LENGTH).total == 2
+    with pytest.raises(ParamscopeError, match=f"is {MAX_NAME_LENGTH + 1:,} characters long"):
+        report("x" * (MAX_NAME_LENGTH + 1))

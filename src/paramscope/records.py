@@ -71,8 +71,8 @@ class TensorRecord:
     ``dataclasses`` are measurable in a CLI run that is benchmarked against ``python -c pass``.)
     """
 
-    __slots__ = ("dtype", "extra", "name", "origin", "owner_type", "persistent", "quant", "role", "shape",
-                 "tie", "trainable")
+    __slots__ = ("_nbytes", "_numel", "dtype", "extra", "name", "origin", "owner_type", "persistent", "quant", "role",
+                 "shape", "tie", "trainable")
 
     def __init__(
         self,
@@ -99,6 +99,10 @@ class TensorRecord:
         self.quant = quant
         self.origin = origin
         self.extra = extra
+        # Sizes are derived on first use and kept: a report reads them several times per record, and a
+        # 1,000,000-tensor checkpoint made recomputing them a measurable part of a run.
+        self._numel: int | None = None
+        self._nbytes: int | bool | None = False  # False: not computed yet (None is an answer: unknown dtype)
 
     _COMPARED = ("name", "shape", "dtype", "role", "trainable", "tie", "owner_type", "persistent", "quant", "origin")
 
@@ -127,12 +131,18 @@ class TensorRecord:
     @property
     def numel(self) -> int:
         """Logical elements: what the tensor counts as, packed quantization unpacked."""
-        return self.quant.logical_numel if self.quant is not None else self.stored_numel
+        numel = self._numel
+        if numel is None:
+            numel = self._numel = self.quant.logical_numel if self.quant is not None else self.stored_numel
+        return numel
 
     @property
     def nbytes(self) -> int | None:
         """Bytes the stored tensor takes, or None for an unknown dtype."""
-        return dtypes.nbytes(self.dtype, self.stored_numel)
+        size = self._nbytes
+        if size is False:
+            size = self._nbytes = dtypes.nbytes(self.dtype, self.stored_numel)
+        return size  # type: ignore[return-value]
 
     @property
     def tie_key(self) -> Hashable:
@@ -143,6 +153,31 @@ class TensorRecord:
     def module(self) -> str:
         """Path of the module holding the tensor ('' for the root)."""
         return self.name.rpartition(".")[0]
+
+
+def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | None]]:
+    """(record, logical elements, stored bytes) of each initialized record, its sizes kept on it.
+
+    A model repeats a few (dtype, shape) pairs, so each pair is sized once: a million records cost a million
+    dictionary look-ups rather than a million products and dtype look-ups."""
+    known: dict[tuple[str, tuple[int, ...]], tuple[int, int | None]] = {}
+    out = []
+    append = out.append
+    for r in records:
+        shape = r.shape
+        if shape is None:
+            continue
+        if r.quant is not None or r._numel is not None:
+            append((r, r.numel, r.nbytes))
+            continue
+        key = (r.dtype, shape)
+        found = known.get(key)
+        if found is None:
+            found = known[key] = (r.numel, r.nbytes)
+        else:
+            r._numel, r._nbytes = found
+        append((r, *found))
+    return out
 
 
 def role_for_file_tensor(dtype: str) -> Role:

@@ -47,20 +47,36 @@ import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
+from operator import attrgetter
 
+from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, Role, TensorRecord
+from paramscope.records import Inventory, Role, TensorRecord, sized
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA = "paramscope.report/1"
+
+# Limits on the names every source hands over, checked once, here. Real checkpoints stay far below them (the
+# longest names seen are a few hundred characters and about 20 dotted parts); past them a name is an attack,
+# and each dotted part is a module the tree would build.
+MAX_NAME_LENGTH = 65_536
+"""Characters in one tensor name."""
+MAX_NAME_PARTS = 1_000
+"""Dotted parts in one tensor name (``a.b.c`` has 3): module nesting deeper than this is refused."""
+MAX_TREE_TEXT = 128 * 1024 * 1024
+"""Characters of module paths in one module tree. Each module's path repeats its parent's, so names near
+both limits above would make a tree quadratic in the input (a 64 KiB name of 1,000 parts alone would spell
+out 32 MiB of paths); an honest 1,000,000-tensor checkpoint needs about a tenth of this."""
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 
 # Files do not record module classes; there the module's own name decides (GPT-2's wte/wpe, Llama's
 # embed_tokens, BERT's word/position/token_type embeddings, GGUF's token_embd).
-EMBEDDING_NAME = r"(?:^|[._])(?:embed|embeds|embedding|embeddings|embed_tokens|tok_embeddings|token_embd|wte|wpe)$"
+EMBEDDING_WORDS = ("embed", "embeds", "embedding", "embeddings", "embed_tokens", "tok_embeddings", "token_embd",
+                   "wte", "wpe")
+EMBEDDING_NAME = rf"(?:^|[._])(?:{'|'.join(EMBEDDING_WORDS)})$"
 
 
 @functools.cache
@@ -92,6 +108,32 @@ def size_label(n: int) -> str:
     return str(n)
 
 
+def check_names(source: str, records: list[TensorRecord]) -> None:
+    """Refuse a tensor name longer than :data:`MAX_NAME_LENGTH` or of more than :data:`MAX_NAME_PARTS` parts.
+
+    Every source's records reach a report through here, so the limits hold for all formats at once."""
+    if not records:
+        return
+    lengths = list(map(len, map(attrgetter("name"), records)))
+    # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting
+    if max(lengths) < MAX_NAME_PARTS - 1:
+        return
+    for record, length in zip(records, lengths, strict=True):
+        name = record.name
+        if length > MAX_NAME_LENGTH:
+            problem = f"is {length:,} characters long (at most {MAX_NAME_LENGTH:,} are read)"
+        elif length >= MAX_NAME_PARTS - 1 and name.count(".") >= MAX_NAME_PARTS:
+            problem = f"has {name.count('.') + 1:,} dotted parts (modules nest at most {MAX_NAME_PARTS:,} deep)"
+        else:
+            continue
+        from paramscope.text import safe
+
+        raise ParamscopeError(source, f'tensor name "{safe(name[:40])}…" {problem}')
+
+
+_NONE: Any = ()
+
+
 class ModuleNode:
     """A module and the figures of its subtree. Each tie group counts under its canonical name only.
 
@@ -108,9 +150,11 @@ class ModuleNode:
         self.trainable: int | None = 0
         self.buffers = 0
         self.bytes = 0
-        self.tensors: list[TensorRecord] = []
-        self.aliases: list[tuple[str, str]] = []
-        self.children: list[ModuleNode] = []
+        # Empty until something is added: a shared empty tuple, not three new lists for each of a million
+        # leaf modules. A report's tree is read-only; the build replaces them with lists.
+        self.tensors: list[TensorRecord] = _NONE
+        self.aliases: list[tuple[str, str]] = _NONE
+        self.children: list[ModuleNode] = _NONE
 
     @property
     def name(self) -> str:
@@ -130,11 +174,24 @@ class ModuleNode:
                 stack.extend(reversed(node.children))
 
     def pruned(self, depth: int) -> ModuleNode:
-        """A copy whose descendants below ``depth`` levels are dropped (their figures stay in the totals)."""
+        """A copy whose descendants below ``depth`` levels are dropped (their figures stay in the totals).
+
+        Iterative: a name may nest a thousand modules deep (:data:`MAX_NAME_PARTS`)."""
+        top = self._copy()
+        stack = [(self, top)]
+        while stack:
+            node, copy = stack.pop()
+            if node.depth < depth:
+                copy.children = [child._copy() for child in node.children]
+                stack.extend(zip(node.children, copy.children, strict=True))
+        return top
+
+    def _copy(self) -> ModuleNode:
+        """The node without its children (figures, tensors and aliases shared)."""
         copy = ModuleNode(self.path, self.type)
-        for slot in ("parameters", "trainable", "buffers", "bytes", "tensors", "aliases"):
-            setattr(copy, slot, getattr(self, slot))
-        copy.children = [] if self.depth >= depth else [c.pruned(depth) for c in self.children]
+        copy.parameters, copy.trainable = self.parameters, self.trainable
+        copy.buffers, copy.bytes = self.buffers, self.bytes
+        copy.tensors, copy.aliases = self.tensors, self.aliases
         return copy
 
     def __repr__(self) -> str:
@@ -152,17 +209,28 @@ class Report:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        heads: dict[Hashable, TensorRecord] = {}
-        aliases: dict[Hashable, list[TensorRecord]] = {}
+        tensors = inventory.tensors
+        check_names(inventory.source, tensors)
+        self._trees: dict[int | None, ModuleNode] = {}
         with paused_gc():
-            for record in inventory.tensors:
+            names = {r.name for r in tensors}
+            if len(names) == len(tensors) and all(r.tie is None for r in tensors):
+                # No tie and no name twice: every record is its own group (the common case for files, and
+                # cheaper than a dict of a million tie keys)
+                self._heads: list[TensorRecord] = tensors
+                self._aliased: dict[Hashable, list[TensorRecord]] = {}
+                return
+            del names
+            heads: dict[Hashable, TensorRecord] = {}
+            aliases: dict[Hashable, list[TensorRecord]] = {}
+            for record in tensors:
                 key = record.tie_key
                 if key in heads:
                     aliases.setdefault(key, [heads[key]]).append(record)
                 else:
                     heads[key] = record
-        self._heads = heads
-        self._aliased = aliases
+            self._heads = list(heads.values())
+            self._aliased = aliases
 
     # ---- what the source said -------------------------------------------------------------
     @property
@@ -190,7 +258,7 @@ class Report:
     @cached_property
     def unique(self) -> list[TensorRecord]:
         """One record per tie group (its canonical, first-seen name), uninitialized ones left out."""
-        return [r for r in self._heads.values() if r.initialized]
+        return [r for r in self._heads if r.shape is not None]
 
     @cached_property
     def canonical_name(self) -> dict[str, str]:
@@ -201,7 +269,7 @@ class Report:
     def _sizes(self) -> list[tuple[TensorRecord, int, int | None]]:
         """(record, logical elements, stored bytes) for each unique record, computed once."""
         with paused_gc():
-            return [(r, r.numel, r.nbytes) for r in self.unique]
+            return sized(self._heads)
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
@@ -315,7 +383,13 @@ class Report:
                 return r.owner_type in EMBEDDING_TYPES
             return _embedding_name().search(module) is not None
 
-        keys = {key for key, head in self._heads.items() if is_embedding(head)}
+        # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
+        # those alone, not on every weight of a million-tensor checkpoint.
+        weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
+        keys = {
+            head.tie_key for head in self._heads
+            if (head.owner_type is not None or head.name.endswith(weights)) and is_embedding(head)
+        }
         keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
         return keys
 
@@ -375,13 +449,18 @@ class Report:
         sizes: dict[str, int] = {}
         modules: dict[str, set[str]] = {}
         types = self.inventory.module_types
+        parameter = Role.PARAMETER
         for r, numel, size in self._sizes:
-            if r.role is not Role.PARAMETER:
+            if r.role is not parameter:
                 continue
-            kind = r.owner_type or types.get(r.module) or "(unknown)"
+            module = r.name.rpartition(".")[0]
+            kind = r.owner_type or types.get(module) or "(unknown)"
             params[kind] = params.get(kind, 0) + numel
             sizes[kind] = sizes.get(kind, 0) + (size or 0)
-            modules.setdefault(kind, set()).add(r.module)
+            seen = modules.get(kind)
+            if seen is None:
+                seen = modules[kind] = set()
+            seen.add(module)
         rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
@@ -402,63 +481,123 @@ class Report:
         """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order."""
         return [r for r, _, _ in sorted(self._sizes, key=lambda item: -item[1])[:k]]
 
-    @cached_property
-    def _root(self) -> ModuleNode:
-        with paused_gc():
-            return self._build_tree()
+    def _build_tree(self, depth: int | None) -> ModuleNode:
+        """The module tree down to ``depth`` levels (all of it for None), built in one pass over the records.
 
-    def _build_tree(self) -> ModuleNode:
+        A module below ``depth`` gets no node: its tensors count in its ancestor at ``depth``, which keeps
+        only the tensors and aliases it holds itself (what :meth:`ModuleNode.pruned` leaves). So the default
+        three-level view of a million-tensor checkpoint builds only the modules it shows.
+        """
+        source = self.inventory.source
         types = self.inventory.module_types
-        nodes: dict[str, ModuleNode] = {"": ModuleNode("", types.get(""))}
+        if depth is not None:
+            depth = max(depth, 0)
+        root = ModuleNode("", types.get(""))
+        nodes: dict[str, ModuleNode] = {"": root}  # path -> its node
+        below: dict[str, ModuleNode] = {}  # path of a module under the cut -> the node that counts it
+        created = [root]  # parents before their children
+        text = 0  # characters of the paths built, against MAX_TREE_TEXT
 
-        def node_for(path: str) -> ModuleNode:
-            node = nodes.get(path)
-            if node is None:
-                parent = node_for(path.rpartition(".")[0])  # parents are created before their children
+        def place(module: str) -> ModuleNode:
+            """The node counting ``module``'s tensors, made with any missing ancestors (a loop: names nest
+            up to MAX_NAME_PARTS deep)."""
+            nonlocal text
+            path = module
+            if depth is not None and module.count(".") >= depth:
+                path = ".".join(module.split(".", depth)[:depth])
+            missing = []
+            while path not in nodes:
+                missing.append(path)
+                path = path.rpartition(".")[0]
+            parent = nodes[path]
+            for path in reversed(missing):
+                text += len(path)
+                if text > MAX_TREE_TEXT:
+                    raise ParamscopeError(
+                        source, f"the module paths of its tensor names add up to more than {MAX_TREE_TEXT:,} "
+                        "characters (names nest too deeply to list; try a smaller --depth)"
+                    )
                 node = nodes[path] = ModuleNode(path, types.get(path))
-                parent.children.append(node)
-            return node
+                if parent.children:
+                    parent.children.append(node)
+                else:
+                    parent.children = [node]
+                created.append(node)
+                parent = node
+            if parent.path != module:
+                below[module] = parent
+            return parent
 
-        for record in self.inventory.tensors:  # create nodes in the order the source listed tensors
-            node_for(record.module)
-        sizes = {id(r): (n, b) for r, n, b in self._sizes}
-        for key, head in self._heads.items():
-            for alias in self._aliased.get(key, ())[1:]:
-                nodes[alias.module].aliases.append((alias.name, head.name))
-            node = nodes[head.module]
-            node.tensors.append(head)
-            if not head.initialized:
+        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
+        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
+        for record in self.inventory.tensors:
+            module = record.name.rpartition(".")[0]
+            node = nodes.get(module) or below.get(module) or place(module)
+            if aliases and id(record) in aliases:
                 continue
-            numel, size = sizes[id(head)]
-            if head.role is Role.PARAMETER:
+            if node.path == module:
+                if node.tensors:
+                    node.tensors.append(record)
+                else:
+                    node.tensors = [record]
+            if record.shape is None:
+                continue
+            role = record.role
+            if role is parameter:
+                numel = record.numel
                 node.parameters += numel
-                node.bytes += size or 0
-                if head.trainable is True:
+                node.bytes += record.nbytes or 0
+                if record.trainable is True:
                     node.trainable += numel  # type: ignore[operator]
-            elif head.role is Role.BUFFER:
-                node.buffers += numel
-                node.bytes += size or 0
-            elif head.role is Role.QUANT_AUX:
-                node.bytes += size or 0
+            elif role is buffer:
+                node.buffers += record.numel
+                node.bytes += record.nbytes or 0
+            elif role is quant_aux:
+                node.bytes += record.nbytes or 0
+        # Aliases, grouped by their canonical tensor in the order those were first listed.
+        if aliases:
+            first = {id(group[0]): group for group in self._aliased.values()}
+            for head in self._heads:
+                group = first.get(id(head))
+                if group is None:
+                    continue
+                for alias in group[1:]:
+                    module = alias.name.rpartition(".")[0]
+                    node = nodes.get(module)
+                    if node is None:  # an alias below the cut is not shown
+                        continue
+                    if node.aliases:
+                        node.aliases.append((alias.name, head.name))
+                    else:
+                        node.aliases = [(alias.name, head.name)]
         # Children were created after their parents, so reverse creation order is bottom-up.
-        for node in reversed(list(nodes.values())):
+        for node in reversed(created):
             for child in node.children:
                 node.parameters += child.parameters
                 node.trainable += child.trainable  # type: ignore[operator]
                 node.buffers += child.buffers
                 node.bytes += child.bytes
         if not self._trainability_known:
-            for node in nodes.values():
+            for node in created:
                 node.trainable = None
-        return nodes[""]
+        return root
 
     def tree(self, depth: int | None = None) -> ModuleNode:
-        """The module tree; below ``depth`` levels, nodes keep their totals but lose their children."""
-        return self._root if depth is None else self._root.pruned(depth)
+        """The module tree; below ``depth`` levels, nodes keep their totals but lose their children.
+
+        Built once per depth and kept (treat it as read-only); only the levels asked for are built."""
+        root = self._trees.get(depth)
+        if root is None:
+            full = self._trees.get(None)
+            with paused_gc():
+                root = full.pruned(depth) if full is not None and depth is not None else self._build_tree(depth)
+            self._trees[depth] = root
+        return root
 
     def modules(self, depth: int | None = None) -> list[ModuleNode]:
         """The tree flattened depth first (root first), down to ``depth``."""
-        return list(self._root.walk(depth))
+        return list(self.tree(depth).walk())
 
     # ---- derived reports ------------------------------------------------------------------
     def filter(

@@ -51,3 +51,28 @@ def test_summary_lines_for_text_renderers():
     dense = render(Report(Inventory("d", "test", [TensorRecord("a.weight", (2, 2), "float32")])), "tree",
                    RenderOptions(color=False))
     assert "stored elements" not in dense and "active per token" not in dense and "(test)" in dense
+
+
+def test_each_module_and_tensor_line_is_the_encoders_text_of_its_dict():
+    # The renderer writes plain rows straight from their values; each line must be exactly what the JSON
+    # encoder makes of the dict that Report.to_dict holds (ties, frozen, buffers, unknown dtypes, quant,
+    # uninitialized tensors, names that need escaping, a module type, None and float percents).
+    records = [
+        TensorRecord("emb.weight", (10, 8), "float16", trainable=True, tie="E", owner_type="Embedding"),
+        TensorRecord("head.weight", (10, 8), "float16", trainable=True, tie="E"),
+        TensorRecord("blk.0.w\u00e9\"\n", (3,), "bfloat16", trainable=False),
+        TensorRecord("blk.0.running_mean", (3,), "float32", role=Role.BUFFER, trainable=False, persistent=False),
+        TensorRecord("blk.1.q", (1, 8), "int32", quant=QuantInfo("gptq", 64, 4), trainable=True),
+        TensorRecord("blk.1.odd", (2, 2), "mystery", trainable=True),
+        TensorRecord("lazy.weight", None, "float32", trainable=True),
+        TensorRecord("opt.m", (4,), "float32", role=Role.OPTIMIZER_STATE),
+    ]
+    report = Report(Inventory("toy", "torch.nn.Module", records, module_types={"blk.0": "Block", "": "Net"}))
+    encode = json.JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": ")).encode
+    doc = report.to_dict()
+    text = render(report, "json", RenderOptions())
+    lines = [line.strip().rstrip(",") for line in text.splitlines()]
+    for key in ("modules", "tensors"):
+        start = lines.index(f'"{key}": [') + 1
+        assert lines[start : start + len(doc[key])] == [encode(row) for row in doc[key]], key
+    assert json.loads(text) == json.loads(json.dumps(doc, default=str))

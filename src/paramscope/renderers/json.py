@@ -5,8 +5,10 @@ Names are written as they are (JSON escapes control characters itself); numbers 
 
 from __future__ import annotations
 
+import itertools
 import json
 
+from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import percent
@@ -14,10 +16,11 @@ from paramscope.report import SCHEMA
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any
 
     from paramscope.records import TensorRecord
-    from paramscope.report import Report
+    from paramscope.report import ModuleNode, Report
 
 
 def _tensor(record: TensorRecord, tied_to: str | None) -> dict[str, Any]:
@@ -43,8 +46,42 @@ def _tensor(record: TensorRecord, tied_to: str | None) -> dict[str, Any]:
     return entry
 
 
+def _module(node: ModuleNode, total: int) -> dict[str, Any]:
+    return {
+        "path": node.path,
+        "type": node.type,
+        "depth": node.depth,
+        "parameters": node.parameters,
+        "percent": percent(node.parameters, total),
+        "trainable": node.trainable,
+        "buffers": node.buffers,
+        "bytes": node.bytes,
+    }
+
+
+def _rows(report: Report, key: str, depth: int | None) -> Iterator[dict[str, Any]]:
+    """The entries of one of the long lists, made one at a time (a million-tensor report is never a million
+    dicts at once when rendered)."""
+    if key == "modules":
+        total = report.total
+        for node in report.tree(depth).walk():
+            yield _module(node, total)
+    else:  # "tensors"
+        canonical = report.canonical_name
+        for r in report.tensors:
+            tied = canonical.get(r.name) if canonical else None
+            yield _tensor(r, tied if tied != r.name else None)
+
+
+_STREAMED = ("modules", "tensors")
+
+
 def report_to_dict(report: Report, *, depth: int | None = None, top: int | None = None) -> dict[str, Any]:
-    canonical = report.canonical_name
+    return _document(report, top, lambda key: list(_rows(report, key, depth)))
+
+
+def _document(report: Report, top: int | None, rows: Callable[[str], Any]) -> dict[str, Any]:
+    """The document, with ``rows(key)`` as the value of each of the long lists (:data:`_STREAMED`)."""
     total = report.total
     doc: dict[str, Any] = {
         "schema": SCHEMA,
@@ -72,22 +109,8 @@ def report_to_dict(report: Report, *, depth: int | None = None, top: int | None 
             {"dtype": d.dtype, "parameters": d.parameters, "buffers": d.buffers, "bytes": d.bytes}
             for d in report.by_dtype
         ],
-        "modules": [
-            {
-                "path": node.path,
-                "type": node.type,
-                "depth": node.depth,
-                "parameters": node.parameters,
-                "percent": percent(node.parameters, total),
-                "trainable": node.trainable,
-                "buffers": node.buffers,
-                "bytes": node.bytes,
-            }
-            for node in report.modules(depth)
-        ],
-        "tensors": [
-            _tensor(r, tied if (tied := canonical.get(r.name)) != r.name else None) for r in report.tensors
-        ],
+        "modules": rows("modules"),
+        "tensors": rows("tensors"),
         "metadata": report.metadata,
         "notes": report.notes,
     }
@@ -97,21 +120,99 @@ def report_to_dict(report: Report, *, depth: int | None = None, top: int | None 
 
 
 _ROW_LISTS = frozenset({"by_type", "by_dtype", "modules", "tensors"})
+_CHUNK = 4096  # rows joined at a time: a few thousand short strings alive, not millions
 
 
 def render(report: Report, options: RenderOptions) -> str:
     """Two-space indented, one module or tensor per line.
 
     ``json.dumps(indent=...)`` falls back to the pure-Python encoder, which took most of the time on a
-    100,000-tensor checkpoint; each line here is written by the C encoder instead.
+    100,000-tensor checkpoint; each line here is written by the C encoder instead, and the module and
+    tensor lines are made as they are written.
     """
-    doc = report_to_dict(report, depth=options.depth, top=options.top)
-    encode = json.JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": ")).encode
-    parts = []
+    with paused_gc():  # millions of short-lived rows: collections would walk the whole report each time
+        return _render(report, options)
+
+
+def _line_encoder() -> Callable[[Any], str]:
+    """``JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": ")).encode``, its C encoder made
+    once rather than once per line (which took most of the time of a million lines)."""
+    encoder = json.JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": "))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain encoder, slower, same text
+        return encoder.encode
+    iterencode = make(None, encoder.default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False,
+                      True)
+    join = "".join
+    return lambda value: join(iterencode(value, 0))
+
+
+def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[Any], str]) -> Iterator[str]:
+    """The lines of ``modules`` or ``tensors``, each the text ``encode`` would give its dict (:func:`_module`,
+    :func:`_tensor`), written straight from the values where they are plain ints, floats, None and str: a
+    million dicts took longer to make than to encode. Anything else takes the dict and the encoder."""
+    string = json.encoder.encode_basestring_ascii
+    if key == "modules":
+        total = report.total
+        for node in report.tree(depth).walk():
+            kind, trainable = node.type, node.trainable
+            if (kind is None or type(kind) is str) and (trainable is None or type(trainable) is int):
+                share = percent(node.parameters, total)
+                yield (f'{{"path": {string(node.path)}, "type": {"null" if kind is None else string(kind)}, '
+                       f'"depth": {node.depth}, "parameters": {node.parameters}, '
+                       f'"percent": {"null" if share is None else repr(share)}, '
+                       f'"trainable": {"null" if trainable is None else trainable}, "buffers": {node.buffers}, '
+                       f'"bytes": {node.bytes}}}')
+            else:
+                yield encode(_module(node, total))
+        return
+    canonical = report.canonical_name
+    shapes: dict[tuple[int, ...], str] = {}
+    roles = {role: (string(role.value), role is Role.PARAMETER) for role in Role}
+    for r in report.tensors:
+        tied = canonical.get(r.name) if canonical else None
+        tied = tied if tied != r.name else None
+        shape, dtype, name, trainable = r.shape, r.dtype, r.name, r.trainable
+        if (shape is None or r.persistent is not None or r.quant is not None or type(name) is not str
+                or type(dtype) is not str or type(r.numel) is not int or type(r.nbytes) is not int):
+            yield encode(_tensor(r, tied))
+            continue
+        dims = shapes.get(shape)
+        if dims is None:
+            dims = encode(list(shape))
+            if all(type(d) is int for d in shape):  # (True,) == (1,): only true ints are shared
+                shapes[shape] = dims
+        role, is_parameter = roles[r.role]
+        flag = "null" if not is_parameter or trainable is None else ("true" if trainable is True else "false")
+        if is_parameter and trainable is not None and type(trainable) is not bool:
+            yield encode(_tensor(r, tied))
+            continue
+        yield (f'{{"name": {string(name)}, "shape": {dims}, "dtype": {string(dtype)}, "role": {role}, '
+               f'"trainable": {flag}, "numel": {r.numel}, "bytes": {r.nbytes}, '
+               f'"tied_to": {"null" if tied is None else string(tied)}}}')
+
+
+def _render(report: Report, options: RenderOptions) -> str:
+    doc = _document(report, options.top, lambda key: None)  # the long lists are written row by row below
+    encode = _line_encoder()
+    # Every piece goes into one list joined once: the output of a million tensors is hundreds of megabytes,
+    # and each concatenation of the whole would copy it again.
+    pieces = ["{\n"]
     for key, value in doc.items():
-        if key in _ROW_LISTS and value:
+        if len(pieces) > 1:
+            pieces.append(",\n")
+        pieces.append(f"  {encode(key)}: ")
+        if key in _STREAMED:
+            rows = _fast_lines(report, key, options.depth, encode)
+            first = len(pieces)
+            while block := ",\n    ".join(itertools.islice(rows, _CHUNK)):
+                pieces.append(",\n    " if len(pieces) > first else "[\n    ")
+                pieces.append(block)
+            pieces.append("\n  ]" if len(pieces) > first else "[]")
+        elif key in _ROW_LISTS and value:
             rows = ",\n    ".join(encode(item) for item in value)
-            parts.append(f"  {encode(key)}: [\n    {rows}\n  ]")
+            pieces.append(f"[\n    {rows}\n  ]")
         else:
-            parts.append(f"  {encode(key)}: {encode(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            pieces.append(encode(value))
+    pieces.append("\n}\n")
+    return "".join(pieces)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from paramscope import text
+from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.console import draw, footer, header
@@ -21,19 +22,38 @@ if TYPE_CHECKING:
 DEFAULT_DEPTH = 3
 
 
-def _signature(node: ModuleNode, memo: dict[int, tuple]) -> tuple:
-    """What makes two modules look the same in the tree: class, sizes, tensors and children, not the name."""
-    key = id(node)
-    if key not in memo:
-        memo[key] = (
-            node.type, node.parameters, node.trainable, node.buffers, node.bytes, len(node.aliases),
-            tuple((r.name.rpartition(".")[2], r.shape, dtype_label(r), r.role, r.trainable) for r in node.tensors),
-            tuple((c.name, _signature(c, memo)) for c in node.children),
-        )
-    return memo[key]
+class _Signatures:
+    """What makes two modules look the same in the tree: class, sizes, tensors and children, not the name.
+
+    Each distinct signature is numbered once, so comparing two modules compares two integers, and a parent's
+    signature holds its children's numbers rather than their whole subtrees. All are computed on first use
+    in one pass, children before parents (reversed preorder: a loop, for a tree may be a thousand deep)."""
+
+    def __init__(self, root: ModuleNode) -> None:
+        self.root = root
+        self.number: dict[int, int] | None = None  # id(node) -> the number of its signature
+
+    def __call__(self, node: ModuleNode) -> int:
+        if self.number is None:
+            self.number = self._number_all()
+        return self.number[id(node)]
+
+    def _number_all(self) -> dict[int, int]:
+        number: dict[int, int] = {}
+        known: dict[tuple, int] = {}
+        for node in reversed(list(self.root.walk())):
+            children = node.children
+            signature = (
+                node.type, node.parameters, node.trainable, node.buffers, node.bytes, len(node.aliases),
+                tuple([(r.name.rpartition(".")[2], r.shape, r.dtype if r.quant is None else dtype_label(r), r.role,
+                        r.trainable) for r in node.tensors]),
+                tuple([(c.name, number[id(c)]) for c in children]) if children else (),
+            )
+            number[id(node)] = known.setdefault(signature, len(known))
+        return number
 
 
-def _runs(children: list[ModuleNode], memo: dict[int, tuple]) -> list[list[ModuleNode]]:
+def _runs(children: list[ModuleNode], signature: _Signatures) -> list[list[ModuleNode]]:
     """Children grouped into runs of identical modules with consecutive numeric names (layers 0, 1, 2 ...)."""
     runs: list[list[ModuleNode]] = []
     for child in children:
@@ -43,7 +63,7 @@ def _runs(children: list[ModuleNode], memo: dict[int, tuple]) -> list[list[Modul
             and child.name.isdigit()
             and last[-1].name.isdigit()
             and int(child.name) == int(last[-1].name) + 1
-            and _signature(child, memo) == _signature(last[0], memo)
+            and signature(child) == signature(last[0])
         ):
             last.append(child)
         else:
@@ -51,23 +71,36 @@ def _runs(children: list[ModuleNode], memo: dict[int, tuple]) -> list[list[Modul
     return runs
 
 
-def _lines(node: ModuleNode, depth: int, memo: dict[int, tuple], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+def _lines(root: ModuleNode, depth: int) -> Iterator[tuple[str, str, Any]]:
     """(guide, kind, item) in display order: a module's own tensors, its aliases, then its children.
 
     Runs of identical numbered siblings (the 80 decoder layers of a 70B model) are one "run" entry whose
-    item is the list of modules; the first one's contents are shown for all.
+    item is the list of modules; the first one's contents are shown for all. ``root`` is the tree cut at
+    ``depth``, so two modules are compared as far down as they are shown. A stack, not recursion.
     """
-    entries: list[tuple[str, Any]] = []
-    if node.depth < depth:
-        entries += [("tensor", r) for r in node.tensors]
-        entries += [("alias", a) for a in node.aliases]
-        entries += [("module", run[0]) if len(run) == 1 else ("run", run) for run in _runs(node.children, memo)]
-    for i, (kind, item) in enumerate(entries):
-        last = i == len(entries) - 1
+    signature = _Signatures(root)
+
+    def entries(node: ModuleNode) -> list[tuple[str, Any]]:
+        if node.depth >= depth:
+            return []
+        found: list[tuple[str, Any]] = [("tensor", r) for r in node.tensors]
+        found += [("alias", a) for a in node.aliases]
+        found += [("module", run[0]) if len(run) == 1 else ("run", run) for run in _runs(node.children, signature)]
+        return found
+
+    # each frame: (entries of a module, index of the next one, guide prefix of its rows)
+    stack = [(entries(root), 0, "")]
+    while stack:
+        items, i, prefix = stack.pop()
+        if i == len(items):
+            continue
+        kind, item = items[i]
+        last = i == len(items) - 1
+        stack.append((items, i + 1, prefix))
         yield prefix + ("└── " if last else "├── "), kind, item
         if kind in ("module", "run"):
             first = item if kind == "module" else item[0]
-            yield from _lines(first, depth, memo, prefix + ("    " if last else "│   "))
+            stack.append((entries(first), 0, prefix + ("    " if last else "│   ")))
 
 
 def render(report: Report, options: RenderOptions) -> str:
@@ -75,6 +108,11 @@ def render(report: Report, options: RenderOptions) -> str:
         from paramscope.renderers import table
 
         return table.render(report, options)
+    with paused_gc():  # a million-module tree makes as many signatures: collections would walk them all, for nothing
+        return _render(report, options)
+
+
+def _render(report: Report, options: RenderOptions) -> str:
     from rich.table import Table
     from rich.text import Text
 
@@ -107,10 +145,10 @@ def render(report: Report, options: RenderOptions) -> str:
         add(label, text.safe(node.type or ""), text.exact(node.parameters), text.percent(node.parameters, total),
             text.exact(node.trainable), text.exact(node.buffers), text.human_bytes(node.bytes))
 
-    root = report.tree()
+    root = report.tree(depth)
     add_module(Text(text.safe(root.type or report.source), style="bold"), root)
     collapsed = False
-    for guide, kind, item in _lines(root, depth, {}):
+    for guide, kind, item in _lines(root, depth):
         label = Text(guide, style="dim")
         if kind == "module":
             label.append(text.safe(item.name))

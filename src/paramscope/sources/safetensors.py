@@ -23,6 +23,7 @@ import struct
 from pathlib import Path
 
 from paramscope.errors import ParamscopeError
+from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
 
 TYPE_CHECKING = False
@@ -115,8 +116,10 @@ def read(path: Path) -> Inventory:
 def read_file(path: Path, origin: str | None = None) -> tuple[list[TensorRecord], dict[str, str]]:
     """The records and ``__metadata__`` of one safetensors file, validated as the crate validates it."""
     header, file_size = _read_header_bytes(path)
-    parsed = _parse_json(path, header, pairs=True)
-    return _validate(path, parsed, len(header), file_size, origin if origin is not None else path.name)
+    with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
+        # the parsed header is passed, not kept, so that it is gone before the collector runs again
+        return _validate(path, _parse_json(path, header, pairs=True), len(header), file_size,
+                         origin if origin is not None else path.name)
 
 
 def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
@@ -144,8 +147,8 @@ def records_from_header(
     offsets, so a remote header that lies about its tensors is refused exactly as a local one would be.
     Errors name ``source``.
     """
-    parsed = _parse_json(source, header, pairs=True)
-    return _validate(source, parsed, len(header), file_size, origin)
+    with paused_gc():
+        return _validate(source, _parse_json(source, header, pairs=True), len(header), file_size, origin)
 
 
 def read_small_tensors(path: Path, names: list[str], limit: int, max_header: int) -> dict[str, bytes]:
@@ -281,6 +284,7 @@ def _validate(
     append_span = spans.append
     append_record = records.append
     dtypes_get = DTYPES.get
+    checked: dict[tuple, tuple[str, Any, int, tuple[int, ...]]] = {}  # (dtype, *shape) -> what it was found to be
     for name, pairs in header:
         if name == "__metadata__":
             if pairs is None:
@@ -306,23 +310,30 @@ def _validate(
         begin, end = offsets
         if type(begin) is not int or type(end) is not int or not 0 <= begin < _U64_LIMIT or not 0 <= end < _U64_LIMIT:
             raise ParamscopeError(path, f"tensor {name!r}: data_offsets {_short(offsets)} is not [begin, end]")
-        numel = _numel(path, name, shape)
-        canonical, bits = known
-        nbits = numel * bits
-        if nbits >= _U64_LIMIT:
-            raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
-        if nbits % 8:
-            raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
-        if end < begin or end - begin != nbits >> 3:
+        # A model repeats a few (dtype, shape) pairs: each is checked and sized once, and its records share one
+        # shape tuple. Only a list of true ints makes a key (True == 1 and 4.0 == 4 would hash alike).
+        key = (dtype, *shape) if type(shape) is list and (not shape or set(map(type, shape)) == _INT_ONLY) else None
+        sized = checked.get(key) if key is not None else None
+        if sized is None:
+            numel = _numel(path, name, shape)
+            canonical, bits = known
+            nbits = numel * bits
+            if nbits >= _U64_LIMIT:
+                raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
+            if nbits % 8:
+                raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
+            sized = (canonical, _ROLES[canonical], nbits >> 3, tuple(shape))
+            if key is not None:
+                checked[key] = sized
+        canonical, role, size, dims = sized
+        if end < begin or end - begin != size:
             raise ParamscopeError(
                 path,
                 f"tensor {name!r}: data_offsets [{begin}, {end}] hold {end - begin} bytes, "
-                f"but {dtype} {shape} needs {nbits >> 3}",
+                f"but {dtype} {shape} needs {size}",
             )
         append_span((begin, end, name))
-        append_record(
-            TensorRecord(name=name, shape=tuple(shape), dtype=canonical, role=_ROLES[canonical], origin=origin)
-        )
+        append_record(TensorRecord(name=name, shape=dims, dtype=canonical, role=role, origin=origin))
     spans.sort()
     cursor = 0
     for begin, end, name in spans:
