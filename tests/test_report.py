@@ -93,7 +93,7 @@ def test_a_tree_built_to_a_depth_is_the_full_tree_pruned_there():
 
 def test_names_past_the_caps_are_refused_for_any_source():
     from paramscope.errors import ParamscopeError
-    from paramscope.report import MAX_NAME_LENGTH, MAX_NAME_PARTS
+    from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS
 
     def report(name: str) -> Report:
         return Report(Inventory("src", "torch.nn.Module", [TensorRecord("ok", (1,), "float32"),

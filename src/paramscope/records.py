@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+# Limits on names, the same for every source (report.check_names applies them once to every inventory; a
+# reader that joins names from parts applies the first before it joins, files.NameBudget). Real checkpoints
+# stay far below them (the longest names seen are a few hundred characters and about 20 dotted parts);
+# past them a name is an attack.
+MAX_NAME_LENGTH = 65_536
+"""Characters in one tensor name, its path included."""
+MAX_NAME_PARTS = 1_000
+"""Dotted parts in one tensor name (``a.b.c`` has 3): module nesting deeper than this is refused."""
+
+
 class Role(str, enum.Enum):
     """What a tensor is to the model."""
 

@@ -51,7 +51,7 @@ from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, Role, TensorRecord, sized
+from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, TensorRecord, sized
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,13 +59,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "paramscope.report/1"
 
-# Limits on the names every source hands over, checked once, here. Real checkpoints stay far below them (the
-# longest names seen are a few hundred characters and about 20 dotted parts); past them a name is an attack,
-# and each dotted part is a module the tree would build.
-MAX_NAME_LENGTH = 65_536
-"""Characters in one tensor name."""
-MAX_NAME_PARTS = 1_000
-"""Dotted parts in one tensor name (``a.b.c`` has 3): module nesting deeper than this is refused."""
+# Limits on the names every source hands over (MAX_NAME_LENGTH, MAX_NAME_PARTS: records.py) are checked once,
+# here; each dotted part is a module the tree would build.
 MAX_TREE_TEXT = 128 * 1024 * 1024
 """Characters of module paths in one module tree. Each module's path repeats its parent's, so names near
 both limits above would make a tree quadratic in the input (a 64 KiB name of 1,000 parts alone would spell

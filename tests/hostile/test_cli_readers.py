@@ -315,8 +315,8 @@ def test_hdf5_groups_at_the_depth_limit_are_read(tmp_path):
 
 
 def test_hdf5_names_past_the_cap_are_refused(tmp_path):
-    path = _deep_h5(tmp_path / "long.h5", 3, key="k" * 2000)  # 3 x 2,000 characters, joined: over 4,096
-    assert_refused(run_cli(path), path, "longer than the 4,096 paramscope reads")
+    path = _deep_h5(tmp_path / "long.h5", 3, key="k" * 30_000)  # 3 x 30,000 characters, joined: over 65,536
+    assert_refused(run_cli(path), path, "longer than the 65,536 paramscope reads")
 
 
 def test_a_deep_keras_archive_is_one_line(tmp_path):

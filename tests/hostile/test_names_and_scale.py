@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from paramscope.report import MAX_NAME_LENGTH, MAX_NAME_PARTS, MAX_TREE_TEXT
+from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS
+from paramscope.report import MAX_TREE_TEXT
 
 from ._limits import assert_clean, assert_refused, run_cli
 

@@ -408,9 +408,9 @@ def test_fuzz(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> 
 
 
 def test_name_cap_is_exact(tmp_path: Path) -> None:
-    from paramscope.sources.files import MAX_NAME
+    from paramscope.records import MAX_NAME_LENGTH as MAX_NAME
 
-    # "<node>.<attr>." + leaf: 4,096 characters in all is read, one more is refused
+    # "<node>.<attr>." + leaf: 65,536 characters in all is read, one more is refused
     for leaf_len, ok in ((MAX_NAME - 4, True), (MAX_NAME - 3, False)):
         attr = _len(1, b"g") + _len(6, _len(5, _tensor("w" * leaf_len)))
         node = _len(1, _len(3, b"n") + _len(4, b"If") + _len(5, attr))
@@ -420,5 +420,5 @@ def test_name_cap_is_exact(tmp_path: Path) -> None:
             [record] = reader.read(path).tensors
             assert record.name == "n.g." + "w" * leaf_len and len(record.name) == MAX_NAME
         else:
-            with pytest.raises(ParamscopeError, match="a tensor name of 4,097 characters"):
+            with pytest.raises(ParamscopeError, match=f"a tensor name of {MAX_NAME + 1:,} characters"):
                 reader.read(path)

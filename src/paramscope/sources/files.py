@@ -35,7 +35,7 @@ from pathlib import Path
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory
+from paramscope.records import MAX_NAME_LENGTH, Inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,26 +211,24 @@ def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
 
 # ---- names built by joining a path: bounded per name and in total
 
-MAX_NAME = 4096
-"""Characters in one tensor name, path included (an ONNX subgraph's ``<node>.<attribute>.`` prefixes, HDF5
-groups): no real model comes near; a longer one is a file repeating a long prefix to blow up memory."""
 NAME_ALLOWANCE = 32 << 20
 """Characters all joined names may add to what the file itself spells out: their total is bounded by the
 file's size plus this, so output and memory grow with the input, never with a prefix times its uses."""
 
 
 class NameBudget:
-    """The two bounds above, for one file of ``size`` bytes: :meth:`spend` each name's length before it is
-    built (so no over-long string is ever made)."""
+    """Names joined from parts (an ONNX subgraph's ``<node>.<attribute>.`` prefixes, HDF5 groups, a pickle's
+    keys), for one file of ``size`` bytes: :meth:`spend` each name's length before it is built, so no name
+    past :data:`~paramscope.records.MAX_NAME_LENGTH` and no total past :data:`NAME_ALLOWANCE` is ever made."""
 
     def __init__(self, source: object, size: int) -> None:
         self.source = source
         self.left = size + NAME_ALLOWANCE
 
     def spend(self, length: int) -> None:
-        if length > MAX_NAME:
+        if length > MAX_NAME_LENGTH:
             raise ParamscopeError(self.source, f"a tensor name of {length:,} characters (its path included), "
-                                               f"longer than the {MAX_NAME:,} paramscope reads")
+                                               f"longer than the {MAX_NAME_LENGTH:,} paramscope reads")
         self.left -= length
         if self.left < 0:
             raise ParamscopeError(self.source, "tensor names (paths included) total more characters than the file "

@@ -13,9 +13,9 @@ Names: main-graph tensors keep their names; a subgraph's tensors are prefixed by
 ``<node>.<attribute>.`` (``<node>`` is the node's name or ``<op_type>_<index>``), so equal names in sibling
 subgraphs stay distinct and the module tree shows where they live. Each prefix is one string shared by every
 tensor under it (a linked chain of scopes, joined once at the end), and joined names are bounded by
-:class:`~paramscope.sources.files.NameBudget`: at most ``MAX_NAME`` (4,096) characters each, and in all at
-most the file's size plus ``NAME_ALLOWANCE`` (32 MiB). A small file repeating a 128 KB node name over many
-subgraph tensors is refused with one line instead of building gigabytes of names.
+:class:`~paramscope.sources.files.NameBudget`: at most ``records.MAX_NAME_LENGTH`` (65,536) characters each, and
+in all at most the file's size plus ``NAME_ALLOWANCE`` (32 MiB). A small file repeating a 128 KB node name over
+many subgraph tensors is refused with one line instead of building gigabytes of names.
 
 Decisions: STRING tensors have no fixed size: they are counted as buffers of their element count with an
 unknown byte size (dtype ``string``). 2- and 4-bit integer tensors (INT4, UINT4, INT2, UINT2), which ONNX
