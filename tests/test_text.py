@@ -44,7 +44,7 @@ def test_safe_escapes_control_and_bidi_characters(raw, shown):
 
 def test_one_line_joins_escapes_and_cuts():
     assert text.one_line("bad\n  header:\tx\x1b[31m") == "bad header: x\\x1b[31m"
-    assert text.one_line("a" * 10, limit=8) == "aaaaa..."
+    assert text.one_line("a" * 9 + "b", limit=8) == "aaa...ab"  # the middle goes: the end says what is wrong
     assert text.one_line("a" * 8, limit=8) == "a" * 8
 
 
@@ -97,3 +97,14 @@ def test_the_digit_limit_is_never_touched(monkeypatch):
 
     monkeypatch.setattr(sys, "set_int_max_str_digits", None)  # calling it would raise
     assert text.exact(2**20000).startswith("398,027,684,033")
+
+
+def test_one_line_cuts_the_middle_keeping_source_and_reason():
+    from paramscope.text import LINE_LIMIT, one_line
+
+    message = "/tmp/idx.json: shard '" + "x" * 70_000 + "' is outside the index's directory"
+    line = one_line(message)
+    assert len(line) == LINE_LIMIT
+    assert line.startswith("/tmp/idx.json: shard 'xxx") and line.endswith("xxx' is outside the index's directory")
+    assert "x...x" in line
+    assert one_line("a\nb", limit=None) == "a b"

@@ -37,9 +37,10 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "Progress
 
 
 def _one_line(message: str, limit: int | None = None) -> str:
-    from paramscope.text import one_line  # imported once arguments are parsed, not for --help
+    """One error line, cut to ``limit`` (default: text.LINE_LIMIT)."""
+    from paramscope.text import LINE_LIMIT, one_line  # imported once arguments are parsed, not for --help
 
-    return one_line(message, limit)
+    return one_line(message, LINE_LIMIT if limit is None else limit)
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO | None = None) -> int:

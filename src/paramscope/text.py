@@ -33,12 +33,20 @@ def safe(name: str) -> str:
     )
 
 
-def one_line(message: str, limit: int | None = None) -> str:
+LINE_LIMIT = 1_000
+"""Characters of one error line, at most: a message quotes names from the input, and a 64 KiB name must not
+make a 64 KiB line."""
+
+
+def one_line(message: str, limit: int | None = LINE_LIMIT) -> str:
     """``message`` safe to print as one line of an error: whitespace runs (newlines too) become one
-    space, control characters are escaped (:func:`safe`), and past ``limit`` characters it is cut
-    with ``...``."""
+    space, control characters are escaped (:func:`safe`), and past ``limit`` characters its middle is
+    cut to ``...`` — the start names the source, the end says what is wrong with it."""
     line = safe(" ".join(message.split()))
-    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
+    if limit is None or len(line) <= limit:
+        return line
+    tail = limit // 3
+    return line[: limit - tail - 3] + "..." + line[len(line) - tail:]
 
 
 # ---- integers of any size

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from paramscope.text import LINE_LIMIT
+
 ADDRESS_SPACE = 2 << 30
 """The address-space limit (RLIMIT_AS) of each run: an input that needs more is a memory bug."""
 
@@ -73,6 +75,7 @@ def assert_clean(result: Result, source: str | os.PathLike[str] | None = None, *
     if result.returncode != 0:
         lines = result.stderr.splitlines()
         assert len(lines) == 1, detail
+        assert len(lines[0]) <= LINE_LIMIT + 100, f"a {len(lines[0]):,}-character error line: {detail}"
         if source is not None:
             name = Path(os.fsdecode(source)).name if not str(source).startswith(("http", "hf:", "s3:")) \
                 else str(source)

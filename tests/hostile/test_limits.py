@@ -43,3 +43,12 @@ def test_the_mutation_verdicts(code, stderr, clean):
     from ._mutate import is_clean
 
     assert is_clean({"path": "/t/x.gguf", "code": code, "stderr": stderr}) is clean
+
+
+def test_a_shard_name_of_64_kib_makes_a_bounded_line(tmp_path):
+    import json
+
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "x" * 65_000 + ".safetensors"}}))
+    result = assert_refused(run_cli(index), index, "cannot be read: File name too long")
+    assert "x...x" in result.stderr

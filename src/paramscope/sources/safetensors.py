@@ -388,7 +388,11 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
         raise ParamscopeError(index, f"shard {name!r} cannot be resolved: {exc}") from None
     if not any(real == root or root in real.parents for root in roots):
         raise ParamscopeError(index, f"shard {name!r} is a link to {real}, outside the index's directory")
-    if not real.is_file():
+    try:
+        present = real.is_file()
+    except OSError as exc:  # a name too long for the file system, a denied directory
+        raise ParamscopeError(index, f"shard {name!r} cannot be read: {exc.strerror or exc}") from None
+    if not present:
         raise ParamscopeError(index, f"shard {name!r} is missing")
     return candidate
 
