@@ -36,6 +36,7 @@ test: $(VENV)/.installed chromium
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done

@@ -347,14 +347,19 @@ def test_fuzz_any_names_shapes_and_configs(tmp_path, tensors, config):
     assert report.size_label
 
 
-def test_config_json_beside_the_weights_is_applied_by_read_path(tmp_path):
+def test_config_json_beside_the_weights_is_handed_on_by_read_path_and_applied_by_the_rules_stage(tmp_path):
+    from paramscope.pipeline import settle
+
     save_file(_awq(4), tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps({
+    config = {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "tie_word_embeddings": False,
         "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"},
-    }))
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
     for path in (tmp_path, tmp_path / "model.safetensors"):
-        report = Report(read_path(path))
+        read = read_path(path)  # the reader reads: the config is handed on, not applied
+        assert read.pending["config"] == config and "quantization" not in read.metadata
+        report = Report(settle(read))
         assert report.total == TOY_PARAMS
         assert report.metadata["quantization"]["scheme"] == "awq"
         assert report.metadata["quantization"]["from"] == "config.json"
@@ -516,7 +521,7 @@ def test_bnb_float_storage_from_the_shapes_when_no_blob_is_readable(tmp_path):
                   np.uint8).copy()}
     save_file(arrays, tmp_path / "model.safetensors")
     inventory = read_path(tmp_path / "model.safetensors")
-    remote = Report(apply(inventory.replace(source="hf:someone/model"), None))
+    remote = Report(apply(inventory.replace(source="hf:someone/model", pending={}), None))  # no small tensors
     assert remote.total == OUT * IN
 
 
@@ -603,7 +608,7 @@ def test_mlx_bits_without_a_config(tmp_path, bits, group, expected, ambiguous):
 
 
 def test_blobs_are_read_only_from_local_files_inside_the_directory(tmp_path, monkeypatch):
-    from paramscope.quantization import safetensors_blobs
+    from paramscope.sources.safetensors import small_tensor_reader as safetensors_blobs
     from paramscope.records import TensorRecord
 
     sub = tmp_path / "model"
