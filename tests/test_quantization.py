@@ -608,8 +608,8 @@ def test_mlx_bits_without_a_config(tmp_path, bits, group, expected, ambiguous):
 
 
 def test_blobs_are_read_only_from_local_files_inside_the_directory(tmp_path, monkeypatch):
-    from paramscope.sources.safetensors import small_tensor_reader as safetensors_blobs
     from paramscope.records import TensorRecord
+    from paramscope.sources.safetensors import small_tensor_reader as safetensors_blobs
 
     sub = tmp_path / "model"
     sub.mkdir()

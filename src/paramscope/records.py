@@ -76,7 +76,8 @@ class TensorRecord:
     storage seen under several names, and are counted once. ``owner_type`` is the class name of the
     module that holds the tensor directly, when the source knows it (``Linear``, ``Embedding``).
 
-    Records are treated as immutable once a source has made them. (A plain slotted class rather than
+    Records are treated as immutable once a source has made them: a stage that changes one makes a new one
+    (:meth:`replace`). (A plain slotted class rather than
     a frozen dataclass: a model can have 100,000 tensors, and both building them and importing
     ``dataclasses`` are measurable in a CLI run that is benchmarked against ``python -c pass``.)
     """

@@ -10,8 +10,9 @@ What is fetched, in order, and nothing else:
 3. With neither, the architecture is built on the meta device from ``config.json``
    (``paramscope.sources.config``).
 
-The repository's ``config.json`` is applied to the headers (quantization, MoE, ties) by
-``paramscope.hf_config`` where that module is present. The environment is read at call time, not when
+The repository's ``config.json`` is handed on with the headers (``Inventory.pending["config"]``): the
+rules stage, :func:`paramscope.pipeline.settle`, applies it (quantization, MoE, ties); this reader never
+does. The environment is read at call time, not when
 huggingface_hub was imported: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_HOME`` /
 ``HF_HUB_CACHE``, so that a long-lived process (or a test) can change them.
 """
