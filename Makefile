@@ -36,9 +36,10 @@ test: $(VENV)/.installed chromium
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

@@ -18,7 +18,8 @@ transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("safetensors.torch")
 
 import paramscope  # noqa: E402
-from paramscope.diff import compare, gguf_to_hf, main  # noqa: E402
+from paramscope.cli import main  # noqa: E402
+from paramscope.diff import compare, gguf_to_hf  # noqa: E402
 from paramscope.records import Inventory, Role, TensorRecord  # noqa: E402
 from paramscope.report import Report  # noqa: E402
 
@@ -27,7 +28,7 @@ SMALL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 1000, "n_positio
 
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), stdout=out, stderr=err)
+    code = main(["diff", *argv], stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import paramscope  # noqa: E402
-from paramscope.memory import estimate, render_memory, weights_as  # noqa: E402
+from paramscope.memory import estimate, weights_as  # noqa: E402
+from paramscope.renderers.memory_text import render as render_memory  # noqa: E402
 
 # Llama-2-7B by hand: embed + head 2*32000*4096, per layer 4*4096^2 (q,k,v,o) + 3*4096*11008 (mlp)
 # + 2*4096 (norms), 32 layers, final norm 4096.

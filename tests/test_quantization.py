@@ -23,7 +23,7 @@ from safetensors.numpy import save_file
 from paramscope.errors import ParamscopeError
 from paramscope.hf_config import apply_config
 from paramscope.quantization import config_scheme
-from paramscope.records import Role
+from paramscope.records import QuantInfo, Role
 from paramscope.report import Report
 from paramscope.sources.files import read_path
 from tests.sources._st_helpers import llama_tensors, write_sparse
@@ -347,14 +347,19 @@ def test_fuzz_any_names_shapes_and_configs(tmp_path, tensors, config):
     assert report.size_label
 
 
-def test_config_json_beside_the_weights_is_applied_by_read_path(tmp_path):
+def test_config_json_beside_the_weights_is_handed_on_by_read_path_and_applied_by_the_rules_stage(tmp_path):
+    from paramscope.pipeline import settle
+
     save_file(_awq(4), tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps({
+    config = {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "tie_word_embeddings": False,
         "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"},
-    }))
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
     for path in (tmp_path, tmp_path / "model.safetensors"):
-        report = Report(read_path(path))
+        read = read_path(path)  # the reader reads: the config is handed on, not applied
+        assert read.pending["config"] == config and "quantization" not in read.metadata
+        report = Report(settle(read))
         assert report.total == TOY_PARAMS
         assert report.metadata["quantization"]["scheme"] == "awq"
         assert report.metadata["quantization"]["from"] == "config.json"
@@ -516,7 +521,7 @@ def test_bnb_float_storage_from_the_shapes_when_no_blob_is_readable(tmp_path):
                   np.uint8).copy()}
     save_file(arrays, tmp_path / "model.safetensors")
     inventory = read_path(tmp_path / "model.safetensors")
-    remote = Report(apply(inventory.replace(source="hf:someone/model"), None))
+    remote = Report(apply(inventory.replace(source="hf:someone/model", pending={}), None))  # no small tensors
     assert remote.total == OUT * IN
 
 
@@ -603,8 +608,8 @@ def test_mlx_bits_without_a_config(tmp_path, bits, group, expected, ambiguous):
 
 
 def test_blobs_are_read_only_from_local_files_inside_the_directory(tmp_path, monkeypatch):
-    from paramscope.quantization import safetensors_blobs
     from paramscope.records import TensorRecord
+    from paramscope.sources.safetensors import small_tensor_reader as safetensors_blobs
 
     sub = tmp_path / "model"
     sub.mkdir()
@@ -638,3 +643,37 @@ def test_kv_scales_alone_in_a_model_the_config_calls_quantized(tmp_path):
               "a.q_proj.weight": np.zeros((4, 4), np.float16)}
     report = _one(tmp_path, arrays, NVFP4)
     assert report.total == 16 and set(_aux(report)) == {"a.k_scale", "a.v_scale"}
+
+
+def test_the_rules_stage_replaces_records_and_inventories_never_changes_them(tmp_path):
+    """Records and inventories are immutable: settling a read returns new ones and leaves the read as it was."""
+    from paramscope.pipeline import settle
+
+    save_file(_awq(4), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "quantization_config": {"quant_method": "awq", "bits": 4, "version": "gemm"}}))
+    read = read_path(tmp_path)
+    before = ([(r.name, r.role, r.quant, r.tie, r.extra) for r in read.tensors], dict(read.metadata),
+              list(read.notes), list(read.tensors))
+    settled = settle(read)
+    assert settled is not read and settled.metadata["quantization"]["scheme"] == "awq"
+    after = ([(r.name, r.role, r.quant, r.tie, r.extra) for r in read.tensors], dict(read.metadata),
+             list(read.notes), list(read.tensors))
+    assert after[:3] == before[:3] and all(a is b for a, b in zip(after[3], before[3], strict=True))
+    packed = [r for r in settled.tensors if r.quant is not None]
+    assert len(packed) == 14 and not any(r.quant for r in read.tensors)  # 2 layers x 7 projections, all new records
+    assert not {id(r) for r in packed} & {id(r) for r in read.tensors}
+    assert Report(settled).total == TOY_PARAMS
+
+
+def test_record_replace_copies_with_the_changes():
+    from paramscope.records import TensorRecord
+
+    record = TensorRecord("a.qweight", (4, 8), "int32", Role.BUFFER, None, ("t", 1), "Linear", True, None, "f",
+                          {"k": 1})
+    quant = QuantInfo("gptq", 256, 4)
+    copy = record.replace(role=Role.PARAMETER, quant=quant, tie=None)
+    assert (copy.role, copy.quant, copy.tie, copy.numel) == (Role.PARAMETER, quant, None, 256)
+    assert (copy.name, copy.shape, copy.dtype, copy.owner_type, copy.persistent, copy.origin, copy.extra) == (
+        "a.qweight", (4, 8), "int32", "Linear", True, "f", {"k": 1})
+    assert (record.role, record.quant, record.tie, record.numel) == (Role.BUFFER, None, ("t", 1), 32)

@@ -26,7 +26,11 @@ Rules
   4. a leading ``model.`` is stripped from one side when only that side has names starting with it
      (``LlamaForCausalLM`` vs ``LlamaModel``).
 * Per-module deltas: parameters of every module path down to :data:`MODULE_DEPTH` levels, each tie
-  group counted once, under a name the other side also has where there is one.
+  group counted once, under a name the other side also has where there is one (the counting rule is
+  the report's: :func:`paramscope.report.module_parameters`).
+
+This module is the comparison model; :mod:`paramscope.renderers.diff_text` draws it (text, markdown,
+JSON) and :mod:`paramscope.commands.diff` is the command.
 
 Exit codes of ``paramscope diff`` (as diff(1)): 0 equivalent, 1 different, 2 trouble (bad input,
 bad usage; one line on stderr).
@@ -34,15 +38,12 @@ bad usage; one line on stderr).
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
-from paramscope import text
 from paramscope.records import Role, TensorRecord
-from paramscope.report import Report
+from paramscope.report import Report, module_parameters
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_TROUBLE = 0, 1, 2
 
@@ -74,8 +75,6 @@ GGUF_BLOCK = {
 
 MODULE_DEPTH = 3
 COMPARED_ROLES = (Role.PARAMETER, Role.BUFFER)
-TEXT_LIMIT = 50
-"""Rows per list in the text and markdown output (JSON lists everything)."""
 
 
 # ---- name normalisation -------------------------------------------------------------------------
@@ -339,124 +338,7 @@ def _module_deltas(
     map_a: dict[str, TensorRecord], group_a: dict[Hashable, list[str]],
     map_b: dict[str, TensorRecord], group_b: dict[Hashable, list[str]],
 ) -> list[ModuleDelta]:
-    counts_a = _per_module(map_a, group_a, map_b)
-    counts_b = _per_module(map_b, group_b, map_a)
+    counts_a = module_parameters(map_a, group_a.values(), map_b, MODULE_DEPTH)
+    counts_b = module_parameters(map_b, group_b.values(), map_a, MODULE_DEPTH)
     paths = list(dict.fromkeys([*counts_a, *counts_b]))
     return [ModuleDelta(p, counts_a.get(p, 0), counts_b.get(p, 0)) for p in paths]
-
-
-def _per_module(
-    mine: dict[str, TensorRecord], groups: dict[Hashable, list[str]], other: dict[str, TensorRecord]
-) -> dict[str, int]:
-    """Parameters per module path (root ''), each tie group once, under a name ``other`` has if any."""
-    counts: dict[str, int] = {"": 0}
-    for names in groups.values():
-        record = mine[names[0]]
-        if record.role is not Role.PARAMETER or not record.initialized:
-            continue
-        name = next((n for n in names if n in other), names[0])
-        parts = name.split(".")[:-1]
-        counts[""] += record.numel
-        for depth in range(1, min(len(parts), MODULE_DEPTH) + 1):
-            path = ".".join(parts[:depth])
-            counts[path] = counts.get(path, 0) + record.numel
-    return counts
-
-
-# ---- output -------------------------------------------------------------------------------------
-
-
-def _delta(a: int | None, b: int | None) -> str:
-    if a is None or b is None:
-        return f"{text.exact(a)} -> {text.exact(b)}"
-    if a == b:
-        return f"{text.exact(a)} (same)"
-    return f"{text.exact(a)} -> {text.exact(b)} ({b - a:+,})"
-
-
-def _limited(items: list[str], indent: str = "  ") -> list[str]:
-    lines = [indent + item for item in items[:TEXT_LIMIT]]
-    if len(items) > TEXT_LIMIT:
-        lines.append(f"{indent}... and {len(items) - TEXT_LIMIT} more (--format json lists all)")
-    return lines
-
-
-def _verdict(diff: Diff, strict: bool) -> str:
-    if diff.identical:
-        return "identical: same names, shapes, dtypes and ties"
-    if diff.equivalent:
-        extra = "dtypes" if diff.dtype_changes else "ties"
-        if diff.dtype_changes and diff.tie_changes:
-            extra = "dtypes and ties"
-        return f"equivalent: same names and shapes; {extra} differ" + (" (--strict: counts as different)"
-                                                                        if strict else "")
-    return "different: " + ", ".join(
-        f"{n} {what}" for n, what in ((len(diff.only_in_a), "only in A"), (len(diff.only_in_b), "only in B"),
-                                       (len(diff.shape_changes), "shape changes")) if n
-    )
-
-
-def render_text(diff: Diff, strict: bool = False, markdown: bool = False) -> str:
-    """The diff for a person: verdict, totals, then each list (at most :data:`TEXT_LIMIT` rows each)."""
-    code = "`" if markdown else ""
-    head = "## " if markdown else ""
-    bullet = "- " if markdown else "  "
-
-    def name(n: str) -> str:
-        safe = text.safe(n)
-        return f"`{safe.replace('`', '')}`" if markdown else safe
-
-    lines = [
-        f"{head}paramscope diff",
-        "",
-        f"{bullet}A: {code}{text.safe(diff.a.source)}{code} ({diff.a.format})",
-        f"{bullet}B: {code}{text.safe(diff.b.source)}{code} ({diff.b.format})",
-        f"{bullet}verdict: {_verdict(diff, strict)}",
-        f"{bullet}parameters: {_delta(diff.a.parameters, diff.b.parameters)}",
-        f"{bullet}buffers: {_delta(diff.a.buffers, diff.b.buffers)}",
-        f"{bullet}bytes: {_delta(diff.a.bytes, diff.b.bytes)}",
-    ]
-    if not diff.normalized:
-        lines.append(f"{bullet}names compared as stored (--no-normalize)")
-    lines += [f"{bullet}normalised: {d}" for d in diff.normalisation]
-
-    def section(title: str, items: list[str]) -> None:
-        if items:
-            lines.extend(["", f"{title} ({len(items)}):"])
-            lines.extend(_limited(items, bullet))
-
-    section("only in A (missing from B)", [name(n) for n in diff.only_in_a])
-    section("only in B (unexpected in A)", [name(n) for n in diff.only_in_b])
-    section("shape changes", [f"{name(c.name)}: {text.shape(c.a)} -> {text.shape(c.b)}" for c in diff.shape_changes])
-    section("dtype changes", [f"{name(c.name)}: {c.a} -> {c.b}" for c in diff.dtype_changes])
-    section("tied differently", [f"{name(c.name)}: A ties {', '.join(c.a)}; B ties {', '.join(c.b)}"
-                                 for c in diff.tie_changes])
-    section("stored under another name of its tie group (loads)", [name(n) for n in diff.tie_covered])
-    section("non-persistent buffers on one side only (not saved; ignored)",
-            [name(n) for n in diff.ignored_non_persistent])
-    changed = [m for m in diff.modules if m.a != m.b and m.path]
-    section("modules with different parameter counts",
-            [f"{name(m.path)}: {_delta(m.a, m.b)}" for m in changed])
-    lines += ["", *(f"note: {n}" for n in diff.notes)] if diff.notes else []
-    return "\n".join(lines) + "\n"
-
-
-def render(diff: Diff, fmt: str, strict: bool = False) -> str:
-    """``diff`` as ``text``, ``markdown`` or ``json`` (one document under key ``"diff"``)."""
-    if fmt == "json":
-        doc = {"diff": diff.to_dict(), "strict": strict, "exit_code": diff.exit_code(strict)}
-        return json.dumps(doc, indent=2, ensure_ascii=True, default=str) + "\n"
-    if fmt in ("text", "markdown"):
-        return render_text(diff, strict, markdown=fmt == "markdown")
-    raise ValueError(f"unknown format {fmt!r}; choose from text, markdown, json")
-
-
-# ---- command line -------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """``paramscope diff`` on ``argv`` (without the word ``diff``); return the exit code. The command
-    itself is :mod:`paramscope.commands.diff`."""
-    from paramscope.cli import main as cli_main
-
-    return cli_main(["diff", *(sys.argv[1:] if argv is None else argv)], stdout, stderr)

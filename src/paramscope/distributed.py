@@ -82,15 +82,16 @@ def report_all_ranks(model: Any, group: Any = None, *, source: str | None = None
     figures, so no rank is left waiting in the collective (until the process group's timeout) for one that
     gave up: every rank then raises the same :class:`ParamscopeError`, naming the ranks that failed.
     """
+    from paramscope.pipeline import settle
     from paramscope.sources.live import from_module
 
     dist = _dist()
     if dist is None:
-        return Report(from_module(model, source=source))
+        return Report(settle(from_module(model, source=source)))
     name = source or type(model).__name__
     failure: BaseException | None = None
     try:
-        inventory = from_module(model, source=source)
+        inventory = settle(from_module(model, source=source))
         report = Report(inventory)
         mine: dict[str, Any] = rank_figures(report)
     except Exception as exc:  # any failure: the others must hear of it, not wait for it

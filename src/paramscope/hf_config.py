@@ -10,15 +10,15 @@ of the tied input embedding. :func:`apply_config` adds those facts to an :class:
 * ties the config declares (``tie_word_embeddings``) between an output head and the input embedding a
   file stores twice: both names get one tie key, so the report counts them once.
 
-Without a config and with nothing recognisable the inventory comes back as it was, after one pass over
-the names with a C-level suffix test (a 100,000-tensor read is benchmarked).
+The rules stage (:func:`paramscope.pipeline.settle`) calls it on every inventory read from checkpoint
+headers; readers never do. Without a config and with nothing recognisable the inventory comes back as it
+was, after one pass over the names with a C-level suffix test (a 100,000-tensor read is benchmarked).
 """
 
 from __future__ import annotations
 
 from paramscope import moe, quantization
 from paramscope.gcpause import paused_gc
-from paramscope.quantization import replace_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,13 +45,17 @@ def _tensors(n: int, what: str = "tensor") -> str:
 
 
 def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
-    """The inventory with quantization, expert counts and config-declared ties applied (see module doc)."""
+    """The inventory with quantization, expert counts and config-declared ties applied (see module doc).
+
+    ``config`` is what a reader found beside the weights (``inventory.pending["config"]``, the pipeline
+    passes it) or None; the few small tensors packed quantization may need come from the reader too
+    (``inventory.pending["small_tensors"]``). A new inventory is returned; the given one is not changed."""
     tensors = inventory.tensors
     metadata = inventory.metadata
     notes = inventory.notes
     changed = False
 
-    blobs = quantization.safetensors_blobs(inventory.source, tensors) if inventory.format == "safetensors" else None
+    blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
     with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
         annotated = quantization.annotate(tensors, quantization.config_scheme(config), blobs)
     if annotated is not None:
@@ -126,8 +130,8 @@ def _tie(
                 return None  # the file already says so
             key = embedding.tie if embedding.tie is not None else ("tie_word_embeddings", embedding_name)
             out = list(tensors)
-            out[e] = replace_record(embedding, tie=key)
-            out[h] = replace_record(head, tie=key)
+            out[e] = embedding.replace(tie=key)
+            out[h] = head.replace(tie=key)
             if h < e:  # the first name seen is the group's canonical one: make it the embedding
                 out.insert(h, out.pop(e))
             return out, (head_name, embedding_name)

@@ -387,10 +387,3 @@ def estimate(
         formats=formats,
         notes=notes,
     )
-
-
-def render_memory(estimate: MemoryEstimate, fmt: str) -> str:
-    """``estimate`` as text: ``tree``, ``table``, ``markdown``, ``json`` (under key ``"memory"``) or ``csv``."""
-    from paramscope.renderers.memory_text import render
-
-    return render(estimate, fmt)

@@ -61,6 +61,7 @@ parameter, and the summary lists it under ``ambiguous`` so a note says so.
 
 from __future__ import annotations
 
+from paramscope import quant_names
 from paramscope.records import QuantInfo, Role, TensorRecord
 
 TYPE_CHECKING = False
@@ -70,40 +71,7 @@ if TYPE_CHECKING:
 
 # ---- the tables -------------------------------------------------------------------------------------
 
-# Name suffix -> what it marks at the module it ends. "packed": the tensor holding the weights;
-# anything else: bookkeeping (Role.QUANT_AUX) of the family named. Longest suffixes are tried first.
-SUFFIXES: dict[str, tuple[str, str]] = {
-    ".qweight": ("packed", "gptq/awq"),
-    ".qzeros": ("aux", "gptq/awq"),
-    ".g_idx": ("aux", "gptq/awq"),
-    ".scales": ("aux", "gptq/awq/mlx"),
-    ".biases": ("aux", "mlx"),
-    ".weight.absmax": ("aux", "bnb4"),
-    ".weight.quant_map": ("aux", "bnb4"),
-    ".weight.nested_absmax": ("aux", "bnb4"),
-    ".weight.nested_quant_map": ("aux", "bnb4"),
-    ".weight.quant_state.bitsandbytes__nf4": ("aux", "bnb4"),
-    ".weight.quant_state.bitsandbytes__fp4": ("aux", "bnb4"),
-    ".SCB": ("aux", "bnb8"),
-    ".weight_format": ("aux", "bnb8"),
-    ".weight_packed": ("packed", "compressed-tensors"),
-    ".weight_shape": ("aux", "compressed-tensors"),
-    ".weight_zero_point": ("aux", "compressed-tensors"),
-    ".weight_g_idx": ("aux", "compressed-tensors"),
-    ".weight_scale": ("aux", "scaled"),
-    ".weight_scale_inv": ("aux", "scaled"),
-    ".input_scale": ("aux", "scaled"),
-    ".input_zero_point": ("aux", "scaled"),
-    ".weight_global_scale": ("aux", "compressed-tensors"),
-    ".input_global_scale": ("aux", "compressed-tensors"),
-    ".weight_scale_2": ("aux", "scaled"),
-    ".k_scale": ("aux", "kv"),
-    ".v_scale": ("aux", "kv"),
-    ".q_scale": ("aux", "kv"),
-    ".output_scale": ("aux", "kv"),
-    "_blocks": ("packed", "mxfp4"),
-    "_scales": ("aux", "mxfp4"),
-}
+SUFFIXES = quant_names.SUFFIXES  # the table, shared with the live reader: paramscope.quant_names
 # Suffixes with no dot before them (gpt-oss ``gate_up_proj_blocks``): looked up by ending, not by leaf.
 UNDOTTED = tuple(s for s in SUFFIXES if not s.startswith("."))
 SUFFIX_TUPLE = tuple(SUFFIXES)
@@ -211,62 +179,8 @@ def config_scheme(config: dict[str, Any] | None) -> ConfigQuant | None:
 
 
 # ---- small data blobs: the few facts a packed layout keeps in the data, not the header ----------------
-
-MAX_HEADER = 16 * 1024 * 1024
-"""A header re-read for blobs is skipped past this (the blobs only refine an already exact-enough count)."""
-REMOTE_PREFIXES = ("hf:", "http:", "https:")
-MAX_BLOB = 64 * 1024
-"""A bitsandbytes quant_state JSON or a compressed-tensors weight_shape is tens of bytes; more is not one."""
-
-
-def safetensors_blobs(source: str, tensors: list[TensorRecord]) -> Any:
-    """A reader of small tensors' bytes from the safetensors files an inventory came from.
-
-    Returns ``read(names) -> {name: bytes}``; whatever cannot be read (not a local file, too big, odd
-    header) is simply absent, and the caller falls back to the count the shapes give. Read-only, bounded.
-
-    Only local files are ever opened: a source that names a hub repository or a URL (``hf:...``,
-    ``https://...``, anything with ``://``) reads nothing, and an origin is used only as a bare file name
-    inside the directory that was read (no separators, no ``..``), so neither a remote inventory nor a
-    hostile index can point this at another file.
-    """
-    import os
-    from pathlib import Path
-
-    from paramscope.errors import ParamscopeError
-    from paramscope.sources import safetensors
-
-    if not isinstance(source, str) or source.startswith(REMOTE_PREFIXES) or "://" in source:
-        return lambda names: {}
-    root = Path(source)
-
-    def locate(origin: str) -> Path | None:
-        if root.is_file() and root.name.endswith(".safetensors"):
-            return root if origin in ("", root.name) else None
-        base = root if root.is_dir() else root.parent
-        if not origin or origin in (".", "..") or "/" in origin or "\\" in origin or os.sep in origin:
-            return None
-        candidate = base / origin
-        return candidate if candidate.is_file() and candidate.parent == base else None
-
-    def read(names: list[str]) -> dict[str, bytes]:
-        wanted_names = set(names)
-        origins = {r.name: r.origin for r in tensors if r.name in wanted_names}
-        by_file: dict[str, list[str]] = {}
-        for name in names:
-            by_file.setdefault(origins.get(name, ""), []).append(name)
-        found: dict[str, bytes] = {}
-        for origin, wanted in by_file.items():
-            try:
-                path = locate(origin)
-                if path is None:
-                    continue
-                found.update(safetensors.read_small_tensors(path, wanted, MAX_BLOB, MAX_HEADER))
-            except (ParamscopeError, OSError):  # the count then comes from the shapes
-                continue
-        return found
-
-    return read
+# The bytes come from the reader (``Inventory.pending["small_tensors"]``, for safetensors
+# :func:`paramscope.sources.safetensors.small_tensor_reader`): this module never opens a file.
 
 
 def _bnb_logical(blob: bytes | None, stored: int, word_bytes: int = 1) -> int | None:
@@ -342,17 +256,7 @@ def _packed(record: TensorRecord, scheme: str, bits: int, any_word: bool = False
     if word is None or record.shape is None or bits <= 0 or (record.stored_numel * word) % bits:
         return None
     logical = record.stored_numel * word // bits
-    return replace_record(record, role=Role.PARAMETER, quant=QuantInfo(scheme, logical, bits))
-
-
-def replace_record(record: TensorRecord, **changes: Any) -> TensorRecord:
-    """A copy of an immutable record with ``role``, ``tie`` or ``quant`` changed (positional: it is hot)."""
-    get = changes.get
-    return TensorRecord(
-        record.name, record.shape, record.dtype, get("role", record.role), record.trainable,
-        get("tie", record.tie), record.owner_type, record.persistent, get("quant", record.quant), record.origin,
-        record.extra,
-    )
+    return record.replace(role=Role.PARAMETER, quant=QuantInfo(scheme, logical, bits))
 
 
 def _gptq_or_awq(base: str, get: Any, cq: ConfigQuant | None) -> tuple[str, int]:
@@ -428,7 +332,7 @@ def annotate(
     """Packed weights as logical parameters, bookkeeping as QUANT_AUX; None when nothing is quantized.
 
     One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
-    ``read_blobs(names) -> {name: bytes}`` (see :func:`safetensors_blobs`), when given, reads the
+    ``read_blobs(names) -> {name: bytes}`` (a reader's ``pending["small_tensors"]``), when given, reads the
     unpacked shapes bitsandbytes and compressed-tensors keep in the data, for exact odd-sized counts.
     """
     marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
@@ -474,7 +378,7 @@ def annotate(
             if new is not None:
                 exact = _ct_logical(blobs.get(base + ".weight_shape"), new, bits)
                 if exact is not None:
-                    new.quant = QuantInfo(scheme, exact, bits)
+                    new = new.replace(quant=QuantInfo(scheme, exact, bits))
                 change[found[".weight_packed"]] = new
         elif "_blocks" in found and found.get("_scales") is not None:
             blocks, scales = tensors[found["_blocks"]], tensors[found["_scales"]]
@@ -499,19 +403,19 @@ def annotate(
                 word = _word_bits(weight.dtype) or 8
                 exact = _bnb_logical(blob, weight.stored_numel, word // 8)
                 if exact is not None:
-                    new.quant = QuantInfo(scheme, exact, bits)
+                    new = new.replace(quant=QuantInfo(scheme, exact, bits))
                 change[weight_index] = new
         elif "bnb8" in families and weight is not None and weight.dtype == "int8":
             scheme, bits = "bitsandbytes-int8", 8
             quant = QuantInfo(scheme, weight.stored_numel, 8)
-            change[weight_index] = replace_record(weight, role=Role.PARAMETER, quant=quant)
+            change[weight_index] = weight.replace(role=Role.PARAMETER, quant=quant)
         elif (".scales" in found or ".biases" in found) and weight is not None and weight.dtype == "uint32":
             mlx_bits = _mlx_bits(weight, get(base + ".scales"), cq, base)
             scheme = "mlx"
             if mlx_bits is None:  # several (bits, group) fit: count what is stored, and say so
                 ambiguous.append(weight.name)
-                change[weight_index] = replace_record(
-                    weight, role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, None)
+                change[weight_index] = weight.replace(
+                    role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, None)
                 )
             else:
                 new = _packed(weight, scheme, mlx_bits)
@@ -526,8 +430,8 @@ def annotate(
             scheme, bits = _ONE_PER_ELEMENT[weight.dtype]
             if weight.dtype == "int8" and cq is not None and cq.method == "compressed-tensors":
                 scheme = "compressed-tensors"
-            change[weight_index] = replace_record(
-                weight, role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, bits)
+            change[weight_index] = weight.replace(
+                role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, bits)
             )
         else:
             continue  # a suffix alone (a float "scales" of some other model) proves nothing
@@ -535,14 +439,14 @@ def annotate(
             continue  # the would-be packed tensor is no packing word: leave the module as read
         for suffix, index in found.items():
             if SUFFIXES[suffix][0] == "aux" and index not in change:
-                change[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
+                change[index] = tensors[index].replace(role=Role.QUANT_AUX)
         for index, record in change.items():
             out[index] = record
             packed = packed or record.role is not Role.QUANT_AUX
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
-        out[index] = replace_record(tensors[index], role=Role.QUANT_AUX)
+        out[index] = tensors[index].replace(role=Role.QUANT_AUX)
     summary = summary_of(out)
     assert summary is not None  # something was packed, or kv scales became bookkeeping
     if summary["scheme"] is None:

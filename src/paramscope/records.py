@@ -76,7 +76,8 @@ class TensorRecord:
     storage seen under several names, and are counted once. ``owner_type`` is the class name of the
     module that holds the tensor directly, when the source knows it (``Linear``, ``Embedding``).
 
-    Records are treated as immutable once a source has made them. (A plain slotted class rather than
+    Records are treated as immutable once a source has made them: a stage that changes one makes a new one
+    (:meth:`replace`). (A plain slotted class rather than
     a frozen dataclass: a model can have 100,000 tensors, and both building them and importing
     ``dataclasses`` are measurable in a CLI run that is benchmarked against ``python -c pass``.)
     """
@@ -113,6 +114,16 @@ class TensorRecord:
         # 1,000,000-tensor checkpoint made recomputing them a measurable part of a run.
         self._numel: int | None = None
         self._nbytes: int | bool | None = False  # False: not computed yet (None is an answer: unknown dtype)
+
+    def replace(self, **changes: Any) -> TensorRecord:
+        """A copy with some fields changed: records are never mutated once made (positional: it is hot)."""
+        get = changes.get
+        return TensorRecord(
+            get("name", self.name), get("shape", self.shape), get("dtype", self.dtype), get("role", self.role),
+            get("trainable", self.trainable), get("tie", self.tie), get("owner_type", self.owner_type),
+            get("persistent", self.persistent), get("quant", self.quant), get("origin", self.origin),
+            get("extra", self.extra),
+        )
 
     _COMPARED = ("name", "shape", "dtype", "role", "trainable", "tie", "owner_type", "persistent", "quant", "origin")
 
@@ -202,15 +213,28 @@ def role_for_file_tensor(dtype: str) -> Role:
     return Role.BUFFER
 
 
+PENDING = {
+    "config": "a transformers config.json found beside the weights (a dict, as read): the rules apply it",
+    "small_tensors": "read(names) -> {name: bytes}: a few small tensors' bytes from the files read (quantization)",
+    "weights_beside": "the directory of an architecture's config.json: the fit stage compares weights there",
+}
+"""What ``Inventory.pending`` may hold, by key. Only a reader puts anything there."""
+
+
 class Inventory:
     """Everything one source observed: the tensors, and what it knows about the modules around them.
 
     ``module_types`` maps module paths ('' is the root) to class names where the source knows them.
     ``metadata`` carries format-specific facts shown to the user (a safetensors ``__metadata__``, GGUF
     key/values); ``notes`` are sentences worth telling the user (a lazy module that is not initialized).
+
+    ``pending`` is what a reader hands the stages above it and never shows (see :data:`PENDING`): the
+    reader reads, the rules stage (:func:`paramscope.pipeline.settle`) applies rules to what it was given.
+
+    An inventory is treated as immutable, like its records: a stage returns a new one (:meth:`replace`).
     """
 
-    __slots__ = ("format", "metadata", "module_types", "notes", "source", "tensors")
+    __slots__ = ("format", "metadata", "module_types", "notes", "pending", "source", "tensors")
 
     def __init__(
         self,
@@ -220,6 +244,7 @@ class Inventory:
         module_types: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
         notes: list[str] | None = None,
+        pending: dict[str, Any] | None = None,
     ) -> None:
         self.source = source
         self.format = format
@@ -227,6 +252,7 @@ class Inventory:
         self.module_types = module_types if module_types is not None else {}
         self.metadata = metadata if metadata is not None else {}
         self.notes = notes if notes is not None else []
+        self.pending = pending if pending is not None else {}
 
     def replace(self, **changes: Any) -> Inventory:
         """A copy with some fields changed (the tensor list, typically)."""

@@ -1,5 +1,10 @@
 """The aggregation: one pass over the records of an :class:`~paramscope.records.Inventory` gives every
-figure paramscope reports. The counting rules live here and nowhere else.
+figure paramscope reports. The counting rules live here and nowhere else (the per-module parameters
+``paramscope diff`` compares included: :func:`module_parameters`).
+
+A report is a plain model: it imports no renderer. ``str(report)``, :meth:`Report.to_dict`,
+:meth:`Report._repr_html_` and :meth:`Report.to_pandas` go through :data:`VIEWS`, which the renderers
+fill (:mod:`paramscope.renderers.views`, loaded by ``import paramscope``).
 
 Counting rules
 --------------
@@ -55,9 +60,20 @@ from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role,
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-SCHEMA = "paramscope.report/1"
+VIEWS: dict[str, Callable[..., Any]] = {}
+"""How a report is shown, by name: ``text`` (the tree ``str()`` gives), ``dict`` (the JSON document),
+``html`` (Jupyter's summary) and ``pandas`` (DataFrames). Filled from above by
+:mod:`paramscope.renderers.views`, so the report never imports the code that draws it."""
+
+
+def _view(name: str) -> Callable[..., Any]:
+    view = VIEWS.get(name)
+    if view is None:  # only when paramscope.report was loaded without its package, which Python never does
+        raise LookupError(f"no {name!r} view registered: import paramscope.renderers.views")
+    return view
 
 # Limits on the names every source hands over (MAX_NAME_LENGTH, MAX_NAME_PARTS: records.py) are checked once,
 # here; each dotted part is a module the tree would build.
@@ -197,6 +213,26 @@ TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
 TypeTotal.__doc__ = "Parameters held by modules of one class: how many modules, parameters and bytes."
 DTypeTotal = namedtuple("DTypeTotal", "dtype parameters buffers bytes")
 DTypeTotal.__doc__ = "Parameter and buffer elements stored in one dtype, and their bytes."
+
+
+def module_parameters(
+    records: dict[str, TensorRecord], groups: Iterable[list[str]], other: dict[str, TensorRecord], depth: int
+) -> dict[str, int]:
+    """Parameters per module path (root ''), down to ``depth`` levels: the per-module rule ``paramscope diff``
+    compares. ``records`` maps (normalised) names to records, ``groups`` lists the names of each tie group;
+    each group counts once, under a name ``other`` also has if there is one, else its first."""
+    counts: dict[str, int] = {"": 0}
+    for names in groups:
+        record = records[names[0]]
+        if record.role is not Role.PARAMETER or not record.initialized:
+            continue
+        name = next((n for n in names if n in other), names[0])
+        parts = name.split(".")[:-1]
+        counts[""] += record.numel
+        for level in range(1, min(len(parts), depth) + 1):
+            path = ".".join(parts[:level])
+            counts[path] = counts.get(path, 0) + record.numel
+    return counts
 
 
 class Report:
@@ -624,27 +660,20 @@ class Report:
         return Report(self.inventory.replace(tensors=kept))
 
     def to_dict(self, depth: int | None = None) -> dict[str, Any]:
-        """The JSON document of schema :data:`SCHEMA`, published in ``paramscope/schema/report-v1.json``."""
-        from paramscope.renderers.json import report_to_dict
-
-        return report_to_dict(self, depth=depth)
+        """The JSON document (schema ``paramscope.report/1``, published in ``paramscope/schema/report-v1.json``),
+        drawn by :mod:`paramscope.renderers.json`."""
+        return _view("dict")(self, depth=depth)
 
     def _repr_html_(self) -> str:
         """The summary Jupyter shows for a report (drawn by :mod:`paramscope.renderers.html`)."""
-        from paramscope.renderers.html import notebook_html
-
-        return notebook_html(self)
+        return _view("html")(self)
 
     def to_pandas(self) -> Any:
         """DataFrames of the tensors and of the modules (``pandas`` is an extra); see :mod:`paramscope.frames`."""
-        from paramscope.frames import to_pandas
-
-        return to_pandas(self)
+        return _view("pandas")(self)
 
     def __str__(self) -> str:
-        from paramscope.renderers import RenderOptions, render
-
-        return render(self, "tree", RenderOptions(color=False))
+        return _view("text")(self)
 
     def __repr__(self) -> str:
         return (

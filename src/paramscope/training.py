@@ -24,9 +24,10 @@ LINE = "trainable params: {trainable:,d} || all params: {total:,d} || trainable%
 def _report(model_or_report: Any) -> Report:
     if isinstance(model_or_report, Report):
         return model_or_report
+    from paramscope.pipeline import settle
     from paramscope.sources.live import from_module
 
-    return Report(from_module(model_or_report))
+    return Report(settle(from_module(model_or_report)))
 
 
 def trainable_counts(model_or_report: Any) -> tuple[int, int]:

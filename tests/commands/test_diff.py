@@ -7,7 +7,6 @@ import io
 import pytest
 
 import paramscope.commands.diff as command
-from paramscope import diff
 from paramscope.cli import main
 
 from ._run import run, safetensors
@@ -31,12 +30,6 @@ def test_exit_codes(files):
     assert (code, out) == (2, "")
     assert err == f"paramscope: {files['missing']}: no such file, and not a 'file.py:Name' or " \
                   "'package.module:Name' spec\n"
-
-
-def test_the_module_main_is_the_command(files):
-    out = io.StringIO()
-    assert diff.main([files["a"], files["wide"]], stdout=out, stderr=io.StringIO()) == 1
-    assert out.getvalue() == run("diff", files["a"], files["wide"])[1]
 
 
 def _raises(exc):

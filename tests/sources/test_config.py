@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import paramscope
-from paramscope import hf_config
+from paramscope import hf_config, pipeline
 from paramscope.errors import ParamscopeError
 from paramscope.report import Report
 from paramscope.sources import config as config_source
@@ -75,9 +75,9 @@ def _write(directory: Path, config: object) -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Report]:
-    """Every published config written as config.json and read through the file dispatch, once."""
+    """Every published config written as config.json, read through the file dispatch and settled, once."""
     root = tmp_path_factory.mktemp("configs")
-    return {name: Report(files.read_path(_write(root / name, cfg))) for name, (cfg, _) in CONFIGS.items()}
+    return {name: Report(pipeline.read(_write(root / name, cfg))) for name, (cfg, _) in CONFIGS.items()}
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -138,7 +138,7 @@ def test_directory_with_config_and_unread_weights_says_so(tmp_path):
 
 def test_unknown_architecture_falls_back_to_automodel(tmp_path):
     cfg = dict(TINY_GPT2, architectures=["NotAClass"])
-    inventory = config_source.read_config_path(_write(tmp_path, cfg))
+    inventory = pipeline.read(_write(tmp_path, cfg))
     assert inventory.metadata["class"] == "GPT2Model"
     assert any("NotAClass" in n and "AutoModel" in n for n in inventory.notes)
     # GPT2Model: wte 100x32 + wpe 16x32 + 2 blocks + ln_f
@@ -148,26 +148,26 @@ def test_unknown_architecture_falls_back_to_automodel(tmp_path):
 
 def test_architecture_of_another_model_type_is_not_used(tmp_path):
     cfg = dict(TINY_GPT2, architectures=["LlamaForCausalLM"])
-    inventory = config_source.read_config_path(_write(tmp_path, cfg))
+    inventory = pipeline.read(_write(tmp_path, cfg))
     assert inventory.metadata["class"] == "GPT2Model"
 
 
 def test_model_type_inferred_from_architecture(tmp_path):
     cfg = {k: v for k, v in TINY_GPT2.items() if k != "model_type"}
-    inventory = config_source.read_config_path(_write(tmp_path, cfg))
+    inventory = pipeline.read(_write(tmp_path, cfg))
     assert inventory.metadata["model_type"] == "gpt2"
     assert inventory.metadata["class"] == "GPT2LMHeadModel"
 
 
 def test_known_model_type_ignores_auto_map(tmp_path):
     cfg = dict(TINY_GPT2, auto_map={"AutoModel": "modeling_evil.Evil"})
-    inventory = config_source.read_config_path(_write(tmp_path, cfg))
+    inventory = pipeline.read(_write(tmp_path, cfg))
     assert inventory.metadata["class"] == "GPT2LMHeadModel"
 
 
 def test_quantization_config_is_noted_not_applied(tmp_path):
     cfg = dict(CONFIGS["llama-2-7b"][0], quantization_config={"quant_method": "gptq", "bits": 4})
-    report = Report(config_source.read_config_path(_write(tmp_path, cfg)))
+    report = Report(pipeline.read(_write(tmp_path, cfg)))
     assert report.total == 6_738_415_616
     assert any("quantization_config ('gptq') is not applied" in n for n in report.notes)
 
@@ -214,18 +214,18 @@ def test_weights_that_fit(tmp_path):
 def test_tied_head_absent_from_the_file_is_not_missing(tmp_path):
     saved = _state_dict_files(tmp_path, transformers.GPT2LMHeadModel, TINY_GPT2)
     assert "lm_head.weight" not in saved
-    inventory = config_source.read_config_path(_write(tmp_path, TINY_GPT2))
+    inventory = pipeline.read(_write(tmp_path, TINY_GPT2))
     assert inventory.metadata["fit"] == {"missing": [], "unexpected": [], "mismatched": []}
 
 
 def test_base_class_checkpoint_into_head_class(tmp_path):
     # GPT2Model's names have no "transformer." prefix; the tied head is covered by wte
     _state_dict_files(tmp_path / "gpt2", transformers.GPT2Model, TINY_GPT2)
-    inventory = config_source.read_config_path(_write(tmp_path / "gpt2", TINY_GPT2))
+    inventory = pipeline.read(_write(tmp_path / "gpt2", TINY_GPT2))
     assert inventory.metadata["fit"] == {"missing": [], "unexpected": [], "mismatched": []}
     # LlamaModel's names have no "model." prefix; the untied head really is missing
     _state_dict_files(tmp_path / "llama", transformers.LlamaModel, TINY_LLAMA)
-    inventory = config_source.read_config_path(_write(tmp_path / "llama", TINY_LLAMA))
+    inventory = pipeline.read(_write(tmp_path / "llama", TINY_LLAMA))
     assert inventory.metadata["fit"] == {"missing": ["lm_head.weight"], "unexpected": [], "mismatched": []}
     assert "1 missing" in inventory.notes[0]
 
@@ -237,7 +237,7 @@ def test_weights_that_do_not_fit(tmp_path):
         state["model.norm.weight"] = torch.zeros(31)
 
     _state_dict_files(tmp_path, transformers.LlamaForCausalLM, TINY_LLAMA, change)
-    inventory = config_source.read_config_path(_write(tmp_path, TINY_LLAMA))
+    inventory = pipeline.read(_write(tmp_path, TINY_LLAMA))
     assert inventory.metadata["fit"] == {
         "missing": ["model.layers.1.mlp.up_proj.weight"],
         "unexpected": ["model.layers.1.extra.weight"],
@@ -251,7 +251,7 @@ def test_weights_that_do_not_fit(tmp_path):
 
 def test_broken_weights_beside_the_config_are_a_note(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
-    inventory = config_source.read_config_path(_write(tmp_path, TINY_GPT2))
+    inventory = pipeline.read(_write(tmp_path, TINY_GPT2))
     assert "fit" not in inventory.metadata
     assert inventory.notes[0].startswith(f"weights beside the config not compared: {tmp_path / 'model.safetensors'}")
 
@@ -259,7 +259,7 @@ def test_broken_weights_beside_the_config_are_a_note(tmp_path):
 def test_sharded_7b_fits_its_config(tmp_path):
     tensors = [(n, "F16", s) for n, s in llama_tensors(**LLAMA2_7B)]
     write_sharded(tmp_path, tensors, shards=2)
-    inventory = config_source.read_config_path(_write(tmp_path, CONFIGS["llama-2-7b"][0]))
+    inventory = pipeline.read(_write(tmp_path, CONFIGS["llama-2-7b"][0]))
     assert inventory.metadata["fit"] == {"missing": [], "unexpected": [], "mismatched": []}
     assert inventory.notes[0] == f"weights in {tmp_path} fit the architecture: 291 tensors"
 
@@ -289,7 +289,9 @@ def _tiny_weights(directory: Path) -> Path:
 def test_directory_with_weights_reads_weights_and_applies_config(tmp_path, recorded_apply):
     _tiny_weights(tmp_path)
     _write(tmp_path, TINY_LLAMA)
-    inventory = files.read_path(tmp_path)
+    read = files.read_path(tmp_path)  # the reader hands the config on and applies nothing
+    assert (read.pending["config"], recorded_apply) == (TINY_LLAMA, [])
+    inventory = pipeline.settle(read)
     assert inventory.format == "safetensors"
     assert recorded_apply == [("safetensors", TINY_LLAMA)]
     assert inventory.notes[-1] == "applied"
@@ -299,19 +301,19 @@ def test_directory_with_weights_reads_weights_and_applies_config(tmp_path, recor
 def test_weights_file_beside_a_config_gets_it_applied(tmp_path, recorded_apply):
     path = _tiny_weights(tmp_path)
     _write(tmp_path, TINY_LLAMA)
-    files.read_path(path)
+    pipeline.read(path)
     assert recorded_apply == [("safetensors", TINY_LLAMA)]
 
 
 def test_weights_beside_a_broken_or_foreign_config(tmp_path, recorded_apply):
     path = _tiny_weights(tmp_path)
     (tmp_path / "config.json").write_text("{broken")
-    inventory = files.read_path(path)
+    inventory = pipeline.read(path)
     # what names alone tell is still applied: with no config
     assert recorded_apply == [("safetensors", None)]
     assert inventory.notes[-2].startswith("config.json beside the weights not used: malformed JSON")
     (tmp_path / "config.json").write_text('{"not": "a transformers config"}')
-    files.read_path(path)
+    pipeline.read(path)
     assert recorded_apply == [("safetensors", None)] * 2
 
 

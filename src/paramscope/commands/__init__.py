@@ -57,7 +57,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     """The top-level parser and a subparser per command (each with ``--debug`` and ``--version``)."""
-    from paramscope import __version__
+    from paramscope.version import __version__
 
     parser = Parser(
         prog="paramscope",

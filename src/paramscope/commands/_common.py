@@ -150,7 +150,7 @@ def add_output_argument(group: argparse._ArgumentGroup) -> None:
 
 def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
     """The report of ``args.source`` under the options of :func:`add_reading_options`."""
-    from paramscope import inspect
+    from paramscope.pipeline import inspect
     from paramscope.sources import EXAMPLE
 
     progress = progress_for(args, err)

@@ -40,9 +40,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
-    from paramscope import inspect
     from paramscope.commands._common import write
-    from paramscope.diff import compare, render
+    from paramscope.diff import compare
+    from paramscope.pipeline import inspect
+    from paramscope.renderers.diff_text import render
 
     reports = [inspect(source) for source in (args.a, args.b)]
     result = compare(reports[0], reports[1], normalize=not args.no_normalize)

@@ -86,7 +86,8 @@ def given(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
-    from paramscope.memory import estimate, render_memory
+    from paramscope.memory import estimate
+    from paramscope.renderers.memory_text import render as render_memory
 
     if args.format == "html":  # reachable through the alias only: this command's --format has no html
         raise UsageError("--memory has no html layout; use --format tree, table, markdown, json or csv")

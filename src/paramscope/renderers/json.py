@@ -12,7 +12,9 @@ from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import percent
-from paramscope.report import SCHEMA
+
+SCHEMA = "paramscope.report/1"
+"""The document's ``schema`` field: ``paramscope/schema/report-v1.json`` describes it."""
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -1,7 +1,9 @@
 """Sources turn what the user names into an :class:`~paramscope.records.Inventory`.
 
 One module per kind of source: ``live`` (an ``nn.Module``), ``spec`` (Python that builds one), and one
-module per checkpoint format. :func:`open_source` decides which one applies; readers never print.
+module per checkpoint format. :func:`open_source` decides which one applies; readers never print, and
+never apply a rule: what a rule needs they hand on in ``Inventory.pending`` (the rules stage is
+:func:`paramscope.pipeline.settle`; :func:`paramscope.pipeline.read` is read + settle).
 """
 
 from __future__ import annotations

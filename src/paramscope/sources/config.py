@@ -30,21 +30,17 @@ Rules
   with format ``"config"``; the dtype is the one the config declares (``dtype``/``torch_dtype``), as
   ``from_config`` applies it.
 
-Weights-vs-architecture fit (:func:`fit`) compares the architecture with the tensors of a checkpoint as
-``load_state_dict(strict=True)`` would, through :func:`paramscope.diff.compare` (ties, non-persistent
-buffers and the ``model.`` prefix handled there), after stripping the model's ``base_model_prefix``
-(``transformer.``, ``bert.``, ``model.``) from whichever side alone carries it, since a base-class
-checkpoint lacks it and a head-class one has it.
+The weights-vs-architecture fit is not read here: :mod:`paramscope.fit` compares the architecture with
+weights beside its config (this reader only hands the directory on).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
+from paramscope import jsonlimits
 from paramscope.errors import ParamscopeError, require
-from paramscope.records import Inventory, TensorRecord
+from paramscope.records import Inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,9 +48,9 @@ if TYPE_CHECKING:
 
 FORMAT = "config"
 CONFIG_NAME = "config.json"
-MAX_CONFIG_BYTES = 16 << 20
+MAX_CONFIG_BYTES = jsonlimits.MAX_BYTES
 """A transformers config is a few KiB; anything past this is not one (and would only cost memory)."""
-MAX_DEPTH = 64
+MAX_DEPTH = jsonlimits.MAX_DEPTH
 """Nesting of dicts and lists in the JSON (json's own parser recurses; composite configs nest 2-3 deep)."""
 MAX_BLOCKS = 10_000
 """Most repeated modules one count may declare: building costs about a millisecond per layer."""
@@ -69,9 +65,6 @@ know, and for many counts each under the bound. A module costs about 60 us and 4
 so a build stopped here has taken ~15 s and ~1 GiB. Real models build a few thousand (Llama-2-70B
 1,300, DeepSeek-V3 1,200 with transformers 5's fused experts); the one known real model past it is
 switch-c-2048 (2,048 unfused experts x 30 layers: ~310,000 modules, 25 s, 1.2 GiB resident)."""
-
-NOTE_NAMES = 3
-"""Names of missing/unexpected/mismatched tensors quoted in the fit note (all are in metadata["fit"])."""
 
 # The bound on what a config makes transformers repeat, one rule per row. A key matches a row when it is
 # the row's word or ends with "_" + the word, in the config and in every sub-config (text_config,
@@ -119,7 +112,7 @@ REMOTE_CODE_MODULES = ("transformers.dynamic_module_utils", "transformers.models
                        "transformers.models.auto.configuration_auto")
 REMOTE_CODE_FUNCTIONS = ("resolve_trust_remote_code", "get_class_from_dynamic_module")
 
-UTF8_BOM = b"\xef\xbb\xbf"
+UTF8_BOM = jsonlimits.UTF8_BOM
 
 
 # ---- reading the file ---------------------------------------------------------------------------
@@ -148,51 +141,12 @@ def is_transformers_config(value: object) -> bool:
 
 
 def load_json(path: Path) -> Any:
-    """The parsed JSON of ``path``, bounded in size and nesting; ParamscopeError on anything wrong."""
+    """The parsed JSON of ``path``, bounded in size and nesting (:mod:`paramscope.jsonlimits`);
+    ParamscopeError on anything wrong."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ParamscopeError(path, f"larger than {MAX_CONFIG_BYTES >> 20} MiB: not a transformers config")
-    _check_nesting(data, path)
-    try:
-        return json.loads(data.removeprefix(UTF8_BOM).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ParamscopeError(path, f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except ValueError as exc:  # json.JSONDecodeError, and int strings past the digit limit
-        raise ParamscopeError(path, f"malformed JSON: {_one_line(str(exc))}") from None
-    except RecursionError:
-        raise ParamscopeError(path, "malformed JSON: nested too deeply") from None
-
-
-def _check_nesting(data: bytes, path: Path) -> None:
-    """Refuse JSON nested deeper than :data:`MAX_DEPTH` before the (recursive) parser sees it.
-
-    Brackets inside strings are skipped; the scan is linear and only counts, so a hostile file costs
-    one pass over at most :data:`MAX_CONFIG_BYTES`.
-    """
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
-        return  # cannot be deeper than the number of openers: the common case, no scan
-    depth = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ParamscopeError(path, f"malformed JSON: nested deeper than {MAX_DEPTH} levels")
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+        return jsonlimits.load(path, MAX_CONFIG_BYTES, MAX_DEPTH)
+    except jsonlimits.JSONLimitError as exc:
+        raise ParamscopeError(path, _one_line(str(exc))) from None
 
 
 def read(path: Path) -> Inventory:
@@ -201,33 +155,17 @@ def read(path: Path) -> Inventory:
 
 
 def read_config_path(path: Path) -> Inventory:
-    """The architecture a ``config.json`` describes, built on meta; its fit with weights beside it.
+    """The architecture a ``config.json`` describes, built on meta.
 
-    When the config's directory also holds weights that paramscope reads as a directory (safetensors
-    shards or an index), they are compared with the architecture: ``metadata["fit"]`` and a note.
+    Its directory is handed on (``pending["weights_beside"]``): when it also holds weights that paramscope
+    reads as a directory, the fit stage (:mod:`paramscope.fit`, run by :mod:`paramscope.pipeline`) reads
+    them and compares them with the architecture.
     """
     config = load_json(path)
     if not isinstance(config, dict):
         raise ParamscopeError(path, f"a transformers config is a JSON object, got {type(config).__name__}")
     inventory = from_config(config, source=str(path))
-    try:
-        weights = _weights_beside(path)
-    except ParamscopeError as exc:  # the architecture was asked for: broken weights beside it are a note
-        inventory.notes.insert(0, f"weights beside the config not compared: {exc}")
-        return inventory
-    if weights is not None:
-        _add_fit(inventory, weights, path.parent)
-    return inventory
-
-
-def _weights_beside(path: Path) -> Inventory | None:
-    """The checkpoint in the config's directory, read torch-free, or None when there is none."""
-    from paramscope.sources import files
-
-    directory = path.parent
-    if not files.directory_has_weights(directory):
-        return None
-    return files.read_weights_directory(directory)
+    return inventory.replace(pending={**inventory.pending, "weights_beside": path.parent})
 
 
 # ---- building the model -------------------------------------------------------------------------
@@ -274,11 +212,6 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
         "dtype": str(getattr(hf_config, "dtype", None) or "float32").removeprefix("torch."),
         "transformers": transformers.__version__,
     }
-    from paramscope import moe
-
-    experts = moe.from_config(config)  # total vs active per token: the architecture is the whole story here
-    if experts is not None:
-        metadata["moe"] = experts
     declared = config.get("transformers_version")
     if isinstance(declared, str):
         metadata["config_transformers_version"] = declared
@@ -294,7 +227,9 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
         method = quant.get("quant_method")
         named = f" ({_quote(method)})" if isinstance(method, str) else ""
         notes.append(f"quantization_config{named} is not applied: the counts are of the unquantized architecture")
-    return inventory.replace(format=FORMAT, metadata=metadata, notes=[*notes, *inventory.notes])
+    # the config is handed on: the rules stage reads expert counts from it (paramscope.pipeline.settle)
+    return inventory.replace(format=FORMAT, metadata=metadata, notes=[*notes, *inventory.notes],
+                             pending={**inventory.pending, "config": config})
 
 
 def _without_code(value: Any) -> Any:
@@ -573,69 +508,3 @@ def _one_line(message: str) -> str:
     from paramscope.text import one_line
 
     return one_line(message, limit=300)  # transformers' messages can run to pages
-
-
-# ---- weights vs architecture --------------------------------------------------------------------
-
-
-def fit(architecture: Inventory, weights: Inventory) -> dict[str, list[Any]]:
-    """What ``load_state_dict(strict=True)`` of ``weights`` into ``architecture`` would report.
-
-    ``{"missing": [...], "unexpected": [...], "mismatched": [(name, arch_shape, file_shape), ...]}``;
-    names normalised as in the module docstring, tied heads absent from the file not missing.
-    """
-    from paramscope.diff import compare
-    from paramscope.report import Report
-
-    prefix = architecture.metadata.get("base_model_prefix") or ""
-    arch, file = _strip_one_sided_prefix(architecture, weights, prefix)
-    result = compare(Report(arch), Report(file))
-    return {
-        "missing": list(result.missing_keys),
-        "unexpected": list(result.unexpected_keys),
-        "mismatched": [(c.name, _tuple(c.a), _tuple(c.b)) for c in result.shape_mismatches],
-    }
-
-
-def _tuple(shape: list[int] | None) -> tuple[int, ...] | None:
-    return None if shape is None else tuple(shape)
-
-
-def _strip_one_sided_prefix(a: Inventory, b: Inventory, prefix: str) -> tuple[Inventory, Inventory]:
-    """Drop ``prefix.`` from the side that alone has it (a head class's checkpoint vs a base class's)."""
-    if not prefix or prefix == "model":  # "model." is paramscope.diff's own rule
-        return a, b
-    lead = prefix + "."
-    has = [any(r.name.startswith(lead) for r in inv.tensors) for inv in (a, b)]
-    if has[0] == has[1]:
-        return a, b
-    sides = [a, b]
-    i = 0 if has[0] else 1
-    sides[i] = sides[i].replace(tensors=[_renamed(r, r.name[len(lead):]) if r.name.startswith(lead) else r
-                                         for r in sides[i].tensors])
-    return sides[0], sides[1]
-
-
-def _renamed(record: TensorRecord, name: str) -> TensorRecord:
-    return TensorRecord(name, record.shape, record.dtype, record.role, record.trainable, record.tie,
-                        record.owner_type, record.persistent, record.quant, record.origin, record.extra)
-
-
-def _add_fit(inventory: Inventory, weights: Inventory, directory: Path) -> None:
-    """Put the fit of ``weights`` into ``inventory.metadata["fit"]`` and one sentence into its notes."""
-    result = fit(inventory, weights)
-    inventory.metadata["fit"] = result
-    inventory.metadata["weights"] = weights.source
-    where = os.fspath(directory)
-    if not any(result.values()):
-        count = sum(1 for r in weights.tensors if r.role.value in ("parameter", "buffer"))
-        inventory.notes.insert(0, f"weights in {where} fit the architecture: {count:,} tensors")
-        return
-    parts = []
-    for key, label in (("missing", "missing"), ("unexpected", "unexpected"), ("mismatched", "shape-mismatched")):
-        items = result[key]
-        if items:
-            names = [i[0] if isinstance(i, tuple) else i for i in items[:NOTE_NAMES]]
-            more = ", ..." if len(items) > NOTE_NAMES else ""
-            parts.append(f"{len(items):,} {label} ({', '.join(_quote(n) for n in names)}{more})")
-    inventory.notes.insert(0, f"weights in {where} do not fit the architecture: {'; '.join(parts)}")

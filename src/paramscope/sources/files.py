@@ -17,10 +17,10 @@ Transformers configs and directories
   built on meta. When weights sit beside it (a directory a weights reader claims), they are compared
   with the architecture: ``metadata["fit"]`` (missing / unexpected / shape-mismatched) and a note.
 * A directory holding weights (and maybe a ``config.json``): the weights are read, torch-free as always;
-  a ``config.json`` beside them is applied with ``paramscope.hf_config.apply_config`` (packed
-  quantization, MoE active counts, declared ties).
+  a ``config.json`` beside them is handed on (``Inventory.pending["config"]``) for the rules stage,
+  :func:`paramscope.pipeline.settle`, to apply (packed quantization, MoE active counts, declared ties).
 * A directory holding a ``config.json`` and no weights: the architecture from the config.
-* A single weights file whose directory has a ``config.json``: read, then the config applied as above.
+* A single weights file whose directory has a ``config.json``: read, the config handed on as above.
   A config that cannot be read is not an error there (the weights are what was asked for): a note says so.
 """
 
@@ -171,8 +171,9 @@ def _read_directory(path: Path) -> Inventory:
         inventory = read_config_path(config_path)
         unread = _unread_weight_files(path)
         if unread:
-            inventory.notes.append(f"not compared with the architecture: {', '.join(unread)} (only safetensors "
-                                   "directories are read as a whole; name a file to read it)")
+            inventory = inventory.replace(notes=[
+                *inventory.notes, f"not compared with the architecture: {', '.join(unread)} (only safetensors "
+                                  "directories are read as a whole; name a file to read it)"])
         return inventory
     raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
 
@@ -190,23 +191,30 @@ def _unread_weight_files(path: Path, limit: int = 3) -> list[str]:
 
 
 def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
-    """``inventory`` with the transformers config at ``config_path`` applied, or with what names alone tell
-    (packed quantization, GGUF expert counts) when there is none."""
-    from paramscope.hf_config import apply_config
+    """``inventory`` handed on with what the rules stage needs (``pending``): the transformers config at
+    ``config_path`` when there is one, and for safetensors a reader of a few small tensors' bytes. No rule
+    is applied here: :func:`paramscope.pipeline.settle` applies them (packed quantization, MoE, ties)."""
+    pending = dict(inventory.pending)
+    notes = list(inventory.notes)
+    if inventory.format == "safetensors":
+        from paramscope.sources.safetensors import small_tensor_reader
 
+        pending["small_tensors"] = small_tensor_reader(inventory.source, inventory.tensors)
     if not config_path.is_file():  # none, or not a regular file: is_file() is S_ISREG, symlinks followed
         if os.path.lexists(config_path):
-            inventory.notes.append(f"{CONFIG_NAME} beside the weights not used: not a regular file")
-        return apply_config(inventory, None)
+            notes.append(f"{CONFIG_NAME} beside the weights not used: not a regular file")
+        return inventory.replace(pending=pending, notes=notes)
     from paramscope.sources.config import is_transformers_config, load_json
 
     try:
         check_regular(config_path)  # is_file() above was a moment ago: a FIFO may have been swapped in
         config = load_json(config_path)
     except ParamscopeError as exc:
-        inventory.notes.append(f"{CONFIG_NAME} beside the weights not used: {exc.reason}")
-        return apply_config(inventory, None)
-    return apply_config(inventory, config if is_transformers_config(config) else None)
+        notes.append(f"{CONFIG_NAME} beside the weights not used: {exc.reason}")
+        return inventory.replace(pending=pending, notes=notes)
+    if is_transformers_config(config):
+        pending["config"] = config
+    return inventory.replace(pending=pending, notes=notes)
 
 
 # ---- names built by joining a path: bounded per name and in total

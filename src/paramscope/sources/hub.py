@@ -10,8 +10,9 @@ What is fetched, in order, and nothing else:
 3. With neither, the architecture is built on the meta device from ``config.json``
    (``paramscope.sources.config``).
 
-The repository's ``config.json`` is applied to the headers (quantization, MoE, ties) by
-``paramscope.hf_config`` where that module is present. The environment is read at call time, not when
+The repository's ``config.json`` is handed on with the headers (``Inventory.pending["config"]``): the
+rules stage, :func:`paramscope.pipeline.settle`, applies it (quantization, MoE, ties); this reader never
+does. The environment is read at call time, not when
 huggingface_hub was imported: ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_HOME`` /
 ``HF_HUB_CACHE``, so that a long-lived process (or a test) can change them.
 """
@@ -152,17 +153,16 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
             config = hub.load_config(config_future.result())
         finally:
             config_future.cancel()
-    inventory.metadata["fetched_bytes"] = fetcher.fetched_bytes
-    inventory.metadata["requests"] = fetcher.requests
+    metadata = {**inventory.metadata, "fetched_bytes": fetcher.fetched_bytes, "requests": fetcher.requests}
+    notes = list(inventory.notes)
     if env.offline:
-        inventory.notes.append("Offline (HF_HUB_OFFLINE): everything was read from the local Hugging Face cache.")
+        notes.append("Offline (HF_HUB_OFFLINE): everything was read from the local Hugging Face cache.")
     elif headers_read:
-        inventory.notes.append(remote.fetched_note(fetcher, headers_read))
-    if inventory.format == FORMAT:  # headers read: the config (or, without one, the names) says what they hold
-        from paramscope.hf_config import apply_config
-
-        inventory = apply_config(inventory, config)
-    return inventory
+        notes.append(remote.fetched_note(fetcher, headers_read))
+    pending = inventory.pending
+    if inventory.format == FORMAT and config is not None:  # headers read: the rules stage applies the config
+        pending = {**pending, "config": config}
+    return inventory.replace(metadata=metadata, notes=notes, pending=pending)
 
 
 def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future: Any) -> tuple[Inventory, int]:
@@ -200,7 +200,7 @@ def _headers() -> dict[str, str]:
     agent it may fetch a registry from the Hub, a request outside our deadlines."""
     from huggingface_hub import get_token
 
-    from paramscope import __version__
+    from paramscope.version import __version__
 
     headers = {"User-Agent": f"paramscope/{__version__}"}
     token = get_token()
@@ -406,9 +406,8 @@ class _Hub:
         from paramscope.sources.config import from_config
 
         inventory = from_config(config, source=self.source)
-        inventory.metadata.update(metadata)
-        inventory.notes.append(
-            "The repository has no safetensors weights: the architecture was built from config.json."
+        return inventory.replace(
+            metadata={**inventory.metadata, **metadata},
+            notes=[*inventory.notes,
+                   "The repository has no safetensors weights: the architecture was built from config.json.", *notes],
         )
-        inventory.notes.extend(notes)
-        return inventory

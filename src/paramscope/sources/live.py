@@ -120,13 +120,9 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             f"parameters are sharded ({'; '.join(labels)}): counts are of the whole, unsharded model; "
             f"this process holds {local:,} parameter elements of them"
         )
-    if found.schemes:
-        from paramscope.quantization import summary_of
-
-        summary = summary_of(records)  # the same shape as a file's summary
-        if summary is not None:
-            metadata["quantization"] = {**summary, "from": "module"}
-    return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes)
+    # quantized modules found: the rules stage summarises them as it does a file's (paramscope.pipeline.settle)
+    pending = {"module_quantization": sorted(found.schemes)} if found.schemes else None
+    return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes, pending=pending)
 
 
 INT64_MAX = (1 << 63) - 1
@@ -178,15 +174,13 @@ _AUX_PARAM_NAMES: list[frozenset[str]] = []  # built once, on first use
 
 
 def _aux_param_names() -> frozenset[str]:
-    """Attribute names that mark a quantization scheme's bookkeeping, from :data:`paramscope.quantization.SUFFIXES`
-    (the file path's table: one-segment ``aux`` suffixes such as ``weight_scale_inv``, ``input_scale``, ``SCB``),
-    so a live module and its checkpoint agree on what is a parameter."""
+    """Attribute names that mark a quantization scheme's bookkeeping (the file path's table,
+    :func:`paramscope.quant_names.aux_parameter_names`), so a live module and its checkpoint agree on what is
+    a parameter."""
     if not _AUX_PARAM_NAMES:
-        from paramscope.quantization import SUFFIXES
+        from paramscope.quant_names import aux_parameter_names
 
-        _AUX_PARAM_NAMES.append(frozenset(
-            suffix[1:] for suffix, (kind, _family) in SUFFIXES.items() if kind == "aux" and suffix.count(".") == 1
-        ))
+        _AUX_PARAM_NAMES.append(aux_parameter_names())
     return _AUX_PARAM_NAMES[0]
 
 
@@ -240,9 +234,10 @@ def _collect(
         params_end = len(records)
         if scales and _quantized(records[first:params_end]):
             # FP8Linear's weight_scale_inv, FbgemmFp8Linear's weight_scale are nn.Parameters: bookkeeping all the same
-            for r in records[first:params_end]:
+            for i in range(first, params_end):
+                r = records[i]
                 if r.role is Role.PARAMETER and r.quant is None and r.name.rpartition(".")[2] in aux_params:
-                    r.role = Role.QUANT_AUX
+                    records[i] = r.replace(role=Role.QUANT_AUX)
         non_persistent = sub._non_persistent_buffers_set
         for key, buf in sub._buffers.items():
             if buf is None:
@@ -261,7 +256,7 @@ def _collect(
                              persistent=key not in non_persistent, origin="live")
             )
         if scales:
-            _mark_scaled(records[first:params_end], found)
+            records[first:params_end] = _mark_scaled(records[first:params_end], found)
     return records, module_types, lazy
 
 
@@ -272,13 +267,17 @@ def _quantized(params: list[TensorRecord]) -> bool:
     )
 
 
-def _mark_scaled(params: list[TensorRecord], found: _Found) -> None:
-    """A float8/int8 weight beside its scales stands for one weight per element: say which scheme it is."""
+def _mark_scaled(params: list[TensorRecord], found: _Found) -> list[TensorRecord]:
+    """A float8/int8 weight beside its scales stands for one weight per element: ``params`` with each such
+    record replaced by one that says which scheme it is."""
+    out = []
     for r in params:
         scheme = sharding.SCALED_WEIGHT_SCHEMES.get(r.dtype)
         if scheme is not None and r.role is Role.PARAMETER and r.quant is None and r.shape is not None:
-            r.quant = QuantInfo(scheme, r.stored_numel, 8)
+            r = r.replace(quant=QuantInfo(scheme, r.stored_numel, 8))
             found.schemes.add(scheme)
+        out.append(r)
+    return out
 
 
 def _side_records(
@@ -295,19 +294,20 @@ def _side_records(
 
 def _restore_bnb4(record: TensorRecord, module: Any, key: str, found: _Found) -> list[TensorRecord]:
     """A sharded (FSDP1 view, FSDP2 DTensor) bitsandbytes 4-bit weight: the packed data lost its ``quant_state``,
-    the module kept it (:func:`~paramscope.sources.sharding.module_quant_state`). Sets the record's logical count
-    (this rank's share scaled the same way) and returns the side tables' records; [] for any other parameter."""
+    the module kept it (:func:`~paramscope.sources.sharding.module_quant_state`). Returns the record replaced by
+    one with its logical count (this rank's share scaled the same way), then the side tables' records; for any
+    other parameter, the record alone."""
     state = sharding.module_quant_state(module, key)
     if state is None or record.quant is not None:
-        return []
+        return [record]
     logical, scheme, state = sharding.bnb4_logical(state)
     stored = record.stored_numel
-    record.quant = QuantInfo(scheme, logical, sharding.BNB4_BITS)
     extra = record.extra
     if extra is not None and "local_numel" in extra and stored:
-        extra["local_numel"] = extra["local_numel"] * logical // stored  # stored elements -> weights they hold
+        extra = {**extra, "local_numel": extra["local_numel"] * logical // stored}  # stored -> weights they hold
+    record = record.replace(quant=QuantInfo(scheme, logical, sharding.BNB4_BITS), extra=extra)
     found.schemes.add(scheme)
-    return _side_records(record.name + ".", sharding.bnb4_side_tables(state), record.owner_type or "")
+    return [record, *_side_records(record.name + ".", sharding.bnb4_side_tables(state), record.owner_type or "")]
 
 
 def _special(
@@ -324,7 +324,6 @@ def _special(
         for name, original, owner_type, module, attr in sharding.flat_names(param):
             record = TensorRecord(prefix + name, original.shape, dtype, Role.PARAMETER, trainable, original.tie,
                                   owner_type, origin="live", extra={"local_numel": original.local_numel})
-            out.append(record)
             out.extend(_restore_bnb4(record, module, attr, found))
         return out
     original = flat.get((id(sub), key)) if flat else None
@@ -334,7 +333,7 @@ def _special(
         # unsharded (summon_full_params, SHARD_GRAD_OP after forward) the view is the whole tensor
         record = TensorRecord(full, original.shape, dtype, Role.PARAMETER, trainable, original.tie, owner,
                               origin="live", extra={"local_numel": original.local_numel})
-        return [record, *_restore_bnb4(record, sub, key, found)]
+        return _restore_bnb4(record, sub, key, found)
     if "ds_numel" in attrs and "ds_shape" in attrs:  # DeepSpeed ZeRO-3: param.data is empty
         found.sharding.add("zero3")
         shape, _local, extra = sharding.zero3_facts(param)
@@ -347,7 +346,7 @@ def _special(
         shape, _local, extra = sharding.dtensor_facts(param)
         record = TensorRecord(full, shape, dtype, Role.PARAMETER, trainable, ("object", id(param)), owner,
                               origin="live", extra=extra)
-        return [record, *_restore_bnb4(record, sub, key, found)]
+        return _restore_bnb4(record, sub, key, found)
     if kind == "bnb4":
         facts = sharding.bnb4_facts(param)
         if facts is None:

@@ -796,7 +796,5 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     metadata["fetched_bytes"] = fetcher.fetched_bytes
     metadata["requests"] = fetcher.requests
     notes.append(fetched_note(fetcher, len(jobs)))
-    from paramscope.hf_config import apply_config
-
-    # no config.json is fetched for a plain URL: packed quantization is recognised from the names alone
-    return apply_config(Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes), None)
+    # no config.json is fetched for a plain URL: the rules stage recognises packed quantization from the names
+    return Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)

@@ -491,3 +491,58 @@ def _read_directory(path: Path) -> Inventory:
     records, _, notes, metadata = _read_shards(shards)
     metadata = {"shards": len(shards), **metadata}
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+# ---- small tensors for the rules stage ----------------------------------------------------------
+
+SMALL_TENSORS_MAX_HEADER = 16 * 1024 * 1024
+"""A header re-read for blobs is skipped past this (the blobs only refine an already exact-enough count)."""
+REMOTE_PREFIXES = ("hf:", "http:", "https:")
+MAX_SMALL_TENSOR = 64 * 1024
+"""A bitsandbytes quant_state JSON or a compressed-tensors weight_shape is tens of bytes; more is not one."""
+
+
+def small_tensor_reader(source: str, tensors: list[TensorRecord]) -> Any:
+    """A reader of small tensors' bytes from the safetensors files an inventory came from: handed to
+    the rules stage (``Inventory.pending["small_tensors"]``), so :mod:`paramscope.quantization` reads the
+    few blobs it needs (a bitsandbytes quant_state, a compressed-tensors weight_shape) without opening files.
+
+    Returns ``read(names) -> {name: bytes}``; whatever cannot be read (not a local file, too big, odd
+    header) is simply absent, and the caller falls back to the count the shapes give. Read-only, bounded.
+
+    Only local files are ever opened: a source that names a hub repository or a URL (``hf:...``,
+    ``https://...``, anything with ``://``) reads nothing, and an origin is used only as a bare file name
+    inside the directory that was read (no separators, no ``..``), so neither a remote inventory nor a
+    hostile index can point this at another file.
+    """
+    if not isinstance(source, str) or source.startswith(REMOTE_PREFIXES) or "://" in source:
+        return lambda names: {}
+    root = Path(source)
+
+    def locate(origin: str) -> Path | None:
+        if root.is_file() and root.name.endswith(".safetensors"):
+            return root if origin in ("", root.name) else None
+        base = root if root.is_dir() else root.parent
+        if not origin or origin in (".", "..") or "/" in origin or "\\" in origin or os.sep in origin:
+            return None
+        candidate = base / origin
+        return candidate if candidate.is_file() and candidate.parent == base else None
+
+    def read(names: list[str]) -> dict[str, bytes]:
+        wanted_names = set(names)
+        origins = {r.name: r.origin for r in tensors if r.name in wanted_names}
+        by_file: dict[str, list[str]] = {}
+        for name in names:
+            by_file.setdefault(origins.get(name, ""), []).append(name)
+        found: dict[str, bytes] = {}
+        for origin, wanted in by_file.items():
+            try:
+                path = locate(origin)
+                if path is None:
+                    continue
+                found.update(read_small_tensors(path, wanted, MAX_SMALL_TENSOR, SMALL_TENSORS_MAX_HEADER))
+            except (ParamscopeError, OSError):  # the count then comes from the shapes
+                continue
+        return found
+
+    return read

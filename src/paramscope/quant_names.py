@@ -1,0 +1,50 @@
+"""The names packed quantization schemes give their tensors: one table, read by the live reader (which of a
+module's own parameters are bookkeeping) and by the rules (:mod:`paramscope.quantization`, which marks a
+checkpoint's tensors by it), so a live module and its checkpoint agree on what is a parameter. No project
+imports: it is vocabulary, not a rule.
+"""
+
+from __future__ import annotations
+
+# Name suffix -> what it marks at the module it ends. "packed": the tensor holding the weights;
+# anything else: bookkeeping (Role.QUANT_AUX) of the family named. Longest suffixes are tried first.
+SUFFIXES: dict[str, tuple[str, str]] = {
+    ".qweight": ("packed", "gptq/awq"),
+    ".qzeros": ("aux", "gptq/awq"),
+    ".g_idx": ("aux", "gptq/awq"),
+    ".scales": ("aux", "gptq/awq/mlx"),
+    ".biases": ("aux", "mlx"),
+    ".weight.absmax": ("aux", "bnb4"),
+    ".weight.quant_map": ("aux", "bnb4"),
+    ".weight.nested_absmax": ("aux", "bnb4"),
+    ".weight.nested_quant_map": ("aux", "bnb4"),
+    ".weight.quant_state.bitsandbytes__nf4": ("aux", "bnb4"),
+    ".weight.quant_state.bitsandbytes__fp4": ("aux", "bnb4"),
+    ".SCB": ("aux", "bnb8"),
+    ".weight_format": ("aux", "bnb8"),
+    ".weight_packed": ("packed", "compressed-tensors"),
+    ".weight_shape": ("aux", "compressed-tensors"),
+    ".weight_zero_point": ("aux", "compressed-tensors"),
+    ".weight_g_idx": ("aux", "compressed-tensors"),
+    ".weight_scale": ("aux", "scaled"),
+    ".weight_scale_inv": ("aux", "scaled"),
+    ".input_scale": ("aux", "scaled"),
+    ".input_zero_point": ("aux", "scaled"),
+    ".weight_global_scale": ("aux", "compressed-tensors"),
+    ".input_global_scale": ("aux", "compressed-tensors"),
+    ".weight_scale_2": ("aux", "scaled"),
+    ".k_scale": ("aux", "kv"),
+    ".v_scale": ("aux", "kv"),
+    ".q_scale": ("aux", "kv"),
+    ".output_scale": ("aux", "kv"),
+    "_blocks": ("packed", "mxfp4"),
+    "_scales": ("aux", "mxfp4"),
+}
+
+
+def aux_parameter_names() -> frozenset[str]:
+    """Attribute names that mark a scheme's bookkeeping on the module that holds it: the one-segment ``aux``
+    suffixes (``weight_scale_inv``, ``input_scale``, ``SCB``)."""
+    return frozenset(
+        suffix[1:] for suffix, (kind, _family) in SUFFIXES.items() if kind == "aux" and suffix.count(".") == 1
+    )
