@@ -5,8 +5,8 @@ is served by the loopback fake Hub of tests/sources/_fake_hub.py (Range support,
 process. Compared on
 the same server:
 
-* paramscope: ``paramscope.sources.open_source("hf:bench/llama-2-70b")`` (config.json + index through
-  hf_hub_download, then one ranged read per shard sized from the index, 8 in parallel);
+* paramscope: ``paramscope.pipeline.read("hf:bench/llama-2-70b")`` (config.json + index by one capped GET each
+  into the Hugging Face cache, then one ranged read per shard sized from the index, 8 in parallel);
 * peer: ``HfApi().get_safetensors_metadata("bench/llama-2-70b")`` (huggingface_hub's own header reader).
 
 In-process: both in this process (huggingface_hub imported once, the small JSON files cached after the
@@ -102,14 +102,14 @@ def main() -> None:
     # imported after the environment is set: huggingface_hub reads HF_ENDPOINT/HF_HOME at import time
     from huggingface_hub import HfApi
 
+    from paramscope.pipeline import read
     from paramscope.report import Report
-    from paramscope.sources import open_source
 
-    inventory = open_source(f"hf:{REPO}")  # the count is checked once, outside the timings
+    inventory = read(f"hf:{REPO}")  # the count is checked once, outside the timings
     assert Report(inventory).total == LLAMA2_70B_PARAMS, Report(inventory).total
 
     def ours() -> int:
-        return len(open_source(f"hf:{REPO}").tensors)
+        return len(read(f"hf:{REPO}").tensors)
 
     def peer() -> int:
         meta = HfApi().get_safetensors_metadata(REPO)
@@ -120,7 +120,7 @@ def main() -> None:
     print(f"in-process, median of {args.repeats} calls (after one warm-up that caches config.json and the index):")
     print(f"{'reader':<40} {'time ms':>9} {'shard bytes':>12} {'x headers':>10} {'all bytes':>10} {'requests':>9}")
     rows = {}
-    for label, fn in (("paramscope open_source('hf:...')", ours), ("huggingface_hub get_safetensors_metadata", peer)):
+    for label, fn in (("paramscope pipeline.read('hf:...')", ours), ("huggingface_hub get_safetensors_metadata", peer)):
         assert fn() == 723
         times, shard_sent, all_sent, requests = [], [], [], []
         for _ in range(args.repeats):
