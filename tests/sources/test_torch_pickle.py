@@ -217,16 +217,26 @@ def test_pt2_archive_is_explained(tmp_path):
         files.read_path(path)
 
 
-def test_sniff_and_dispatch(tmp_path, container):
+def test_probe_and_dispatch(tmp_path, container):
     path = _save({"w": torch.zeros(2)}, tmp_path / "weights.unknown_ext", **_kwargs(container))
     with open(path, "rb") as handle:
-        assert torch_pickle.sniff(handle.read(64), path)
+        probed = torch_pickle.probe(handle.read(64), path)
+    assert probed is not None and [(r.name, r.shape) for r in probed.read().tensors] == [("w", (2,))]
     assert files.read_path(path).format == "pytorch"
     npz = tmp_path / "a.npz"
     import numpy as np
 
     np.savez(npz, a=np.zeros(3))
-    assert not torch_pickle.sniff(npz.read_bytes()[:64], npz)
+    assert torch_pickle.probe(npz.read_bytes()[:64], npz) is None
+
+
+def test_the_zip_directory_is_parsed_once_and_kept_nowhere(tmp_path, monkeypatch):
+    path = _save({"w": torch.zeros(2)}, tmp_path / "w.pt")
+    parsed = []
+    real = torch_pickle._zip_directory
+    monkeypatch.setattr(torch_pickle, "_zip_directory", lambda *a: (parsed.append(a[1]), real(*a))[1])
+    assert files.read_path(path).format == "pytorch"
+    assert parsed == [path]  # by the probe; its Reader reads with that directory, no cache between them
 
 
 def test_big_state_dict_counts(tmp_path):
