@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import Reader, open_zip, probe_zip
+from paramscope.sources.files import Reader, open_regular, open_zip, probe_zip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def read(path: Path) -> Inventory:
 
 def _read_npy_file(path: Path) -> Inventory:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             record, version, fortran = _read_npy(path, handle, size, path.stem, path.name)
     except OSError as exc:

@@ -42,7 +42,7 @@ from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
-from paramscope.sources.files import NameBudget, Reader, check_zip_entries
+from paramscope.sources.files import NameBudget, Reader, check_zip_entries, open_regular
 
 FORMAT = "pytorch"
 
@@ -102,16 +102,19 @@ def probe(head: bytes, path: Path) -> Reader | None:
     A zip's directory is parsed here once (100k members: 0.3 s) and handed to the Reader with the open file,
     so that what is read is the file whose directory was parsed."""
     if head.startswith(b"PK\x03\x04"):
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 -- the Reader closes it, or the lines below
-        except OSError:
+        try:  # a regular file still (not a FIFO swapped in since the head was read: open() would block)
+            handle = open_regular(path)
+        except ParamscopeError:
             return None
         try:
             members = _zip_directory(handle, path)
-            if _find_prefix(members) is not None or _is_pt2(members):
-                return Reader(_read_open_zip, handle, path, members)
         except (ParamscopeError, OSError):
-            pass
+            members = None
+        except BaseException:
+            handle.close()
+            raise
+        if members is not None and (_find_prefix(members) is not None or _is_pt2(members)):
+            return Reader(_read_open_zip, handle, path, members)
         handle.close()
         return None
     if _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]:
@@ -319,7 +322,7 @@ class _Storages:
 def read(path: Path) -> Inventory:
     """The Inventory of a torch.save file (zip or legacy)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(64)
             if head.startswith(b"PK\x03\x04"):
                 return _read_zip(handle, path)
