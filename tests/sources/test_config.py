@@ -327,6 +327,18 @@ def test_other_json_is_not_claimed(tmp_path):
     assert files.read_path(named).format == "config"
 
 
+def test_a_config_found_by_its_content_is_parsed_once(tmp_path, monkeypatch):
+    # not named config.json: the probe parses it to see that it is a transformers config; its Reader builds
+    # from that parse
+    named = tmp_path / "my-model.json"
+    named.write_text(json.dumps(TINY_GPT2))
+    parsed = []
+    real = config_source.load_json
+    monkeypatch.setattr(config_source, "load_json", lambda path: (parsed.append(path), real(path))[1])
+    assert Report(files.read_path(named)).total == Report(config_source.read(named)).total
+    assert parsed == [named, named]  # one read_path, then the direct read
+
+
 def test_cli_reads_a_config(tmp_path):
     path = _write(tmp_path, CONFIGS["gpt2"][0])
     proc = subprocess.run([sys.executable, "-m", "paramscope", str(path), "--format", "json"],

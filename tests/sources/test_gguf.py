@@ -232,10 +232,11 @@ def test_sparse_llama2_7b(tmp_path: Path) -> None:
     assert inv.metadata["tokenizer.ggml.tokens"] == "<array of 32000 string>"
 
 
-def test_sniff_and_dispatch(fixture_path: Path) -> None:
+def test_probe_and_dispatch(fixture_path: Path) -> None:
     head = fixture_path.read_bytes()[:64]
-    assert reader.sniff(head, fixture_path)
-    assert not reader.sniff(b"GGML" + head[4:], fixture_path)
+    probed = reader.probe(head, fixture_path)
+    assert probed is not None and len(probed.read().tensors) == len(reader.read(fixture_path).tensors)
+    assert reader.probe(b"GGML" + head[4:], fixture_path) is None
     assert files.read_path(fixture_path).format == "gguf"
 
 

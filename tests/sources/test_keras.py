@@ -143,7 +143,7 @@ def test_hard_link_is_a_tie_and_cycles_are_cut(tmp_path):
     assert any("not followed" in n for n in inv.notes)
 
 
-def test_sniff_only_claims_keras_zips(tmp_path):
+def test_probe_only_claims_keras_zips(tmp_path):
     keras_zip = write_keras(tmp_path / "a.keras")
     npz = tmp_path / "b.npz"
     np.savez(npz, x=np.zeros(2))
@@ -151,7 +151,20 @@ def test_sniff_only_claims_keras_zips(tmp_path):
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("archive/data.pkl", b"x")
     for path, claimed in ((keras_zip, True), (npz, False), (other, False)):
-        assert reader.sniff(path.read_bytes()[:64], path) is claimed
+        probed = reader.probe(path.read_bytes()[:64], path)
+        assert (probed is not None) is claimed
+        if probed is not None:  # reads from the archive the probe opened
+            assert [r.name for r in probed.read().tensors] == [r.name for r in reader.read(path).tensors]
+
+
+def test_a_keras_zip_directory_is_parsed_once_for_numpy_and_once_for_keras(tmp_path, monkeypatch):
+    # numpy_files' probe opens the zip and lets it go; keras' probe opens it and its Reader reads that archive
+    path = write_keras(tmp_path / "a.keras")
+    parsed = []
+    real = zipfile.ZipFile._RealGetContents
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", lambda self: (parsed.append(1), real(self))[1])
+    assert read_path(path).format == "keras"
+    assert len(parsed) == 2
 
 
 # --------------------------------------------------------------------------------------------- bad input
@@ -243,7 +256,8 @@ def test_fuzz_only_paramscope_errors(tmp_path_factory, data):
     path.write_bytes(bytes(blob))
     head = bytes(blob[:64])
     try:
-        if reader.sniff(head, path):
-            reader.read(path)
+        probed = reader.probe(head, path)
+        if probed is not None:
+            probed.read()
     except ParamscopeError as exc:
         assert "\n" not in str(exc)

@@ -152,6 +152,16 @@ def write_zip(path: Path, members: list[tuple[str, bytes]], compression: int = z
 GOOD = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8)
 
 
+def test_an_npz_directory_is_parsed_once(tmp_path, monkeypatch):
+    # the probe opens the archive and its Reader reads that archive
+    path = write_zip(tmp_path / "a.npz", [("a.npy", GOOD), ("b.npy", GOOD)])
+    parsed = []
+    real = zipfile.ZipFile._RealGetContents
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", lambda self: (parsed.append(1), real(self))[1])
+    assert [(r.name, r.shape) for r in read_path(path).tensors] == [("a", (2,)), ("b", (2,))]
+    assert len(parsed) == 1
+
+
 def test_npz_parent_member(tmp_path):
     path = write_zip(tmp_path / "evil.npz", [("../evil.npy", GOOD)])
     with pytest.raises(ParamscopeError, match="escapes the archive"):
@@ -262,7 +272,8 @@ def test_fuzz_only_paramscope_errors(tmp_path_factory, data):
     path = tmp / name
     path.write_bytes(bytes(blob))
     try:
-        inv = reader.read(path) if reader.sniff(bytes(blob[:64]), path) else None
+        probed = reader.probe(bytes(blob[:64]), path)
+        inv = probed.read() if probed is not None else None
     except ParamscopeError as exc:
         assert "\n" not in str(exc)
     else:

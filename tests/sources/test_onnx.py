@@ -266,14 +266,41 @@ def test_big_sparse_file_not_read(tmp_path: Path) -> None:
     assert [(r.name, r.numel, r.nbytes) for r in inv.tensors] == [("huge", n, 4 * n)]
 
 
-def test_sniff(model_path: Path, tmp_path: Path) -> None:
+def test_probe(model_path: Path, tmp_path: Path) -> None:
     head = model_path.read_bytes()[:64]
-    assert reader.sniff(head, model_path)
-    assert reader.sniff(head, Path("MODEL.ONNX"))
-    assert not reader.sniff(head, Path("model.bin"))
-    assert not reader.sniff(b"\x00\x01", model_path)
-    assert not reader.sniff(b"PK\x03\x04", model_path)
+    probed = reader.probe(head, model_path)
+    assert probed is not None and len(probed.read().tensors) == len(reader.read(model_path).tensors)
+    assert reader.probe(head, Path("MODEL.ONNX")) is not None
+    assert reader.probe(head, Path("model.bin")) is None
+    assert reader.probe(b"\x00\x01", model_path) is None
+    assert reader.probe(b"PK\x03\x04", model_path) is None
     assert files.read_path(model_path).format == "onnx"
+
+
+def test_schema_names_and_kinds_are_onnx_protos() -> None:
+    # the independent reference: the onnx package's own descriptors of onnx.proto
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    wire_types = {
+        reader.INT: {F.TYPE_INT64, F.TYPE_INT32, F.TYPE_ENUM}, reader.STR: {F.TYPE_STRING, F.TYPE_BYTES},
+        reader.STRS: {F.TYPE_STRING}, reader.DIMS: {F.TYPE_INT64}, reader.N_FIXED32: {F.TYPE_FLOAT},
+        reader.N_VARINT: {F.TYPE_INT64}, reader.N_LEN: {F.TYPE_BYTES},
+        reader.DATA: {F.TYPE_FLOAT, F.TYPE_INT32, F.TYPE_BYTES, F.TYPE_INT64, F.TYPE_DOUBLE, F.TYPE_UINT64},
+    }
+    checked = 0
+    for kind, fields in reader.SCHEMA.items():
+        proto = getattr(onnx, reader.KIND_NAMES[kind]).DESCRIPTOR
+        for number, (name, field_kind) in fields.items():
+            field = proto.fields_by_number[number]
+            assert field.name == name, (reader.KIND_NAMES[kind], number)
+            if type(field_kind) is int:
+                assert field.message_type.name == reader.KIND_NAMES[field_kind]
+            elif field_kind != reader.UNREAD:
+                assert field.type in wire_types[field_kind], (reader.KIND_NAMES[kind], name)
+            checked += 1
+    assert checked == 53  # every field of the table
+    # a ModelProto may start with any of its fields: probe knows them all
+    assert {number for number, _ in reader.MODEL_FIRST_FIELDS} == set(onnx.ModelProto.DESCRIPTOR.fields_by_number)
 
 
 def test_cli(model_path: Path) -> None:
@@ -367,7 +394,7 @@ def test_bad_files(tmp_path: Path, case: str) -> None:
     with pytest.raises(ParamscopeError) as info:
         reader.read(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
-    if reader.sniff(BAD_FILES[case][:64], path):
+    if reader.probe(BAD_FILES[case][:64], path) is not None:
         err = io.StringIO()
         assert main([str(path)], stdout=io.StringIO(), stderr=err) == 1
         lines = err.getvalue().splitlines()

@@ -144,13 +144,57 @@ def test_codecs_encode_bytes_of_protocol_2():
     assert _decode(data) == b"\x00\xfe"
 
 
-def test_every_handled_opcode_is_a_real_opcode():
+def test_the_opcode_table_names_every_opcode_as_pickletools_does():
     names = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
-    assert set(pr._HANDLERS) <= set(names)
-    assert set(pr._REFUSED) <= set(names)
-    assert {names[c] for c in pr._REFUSED} == {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"}
-    # Every opcode of protocols 0-5 is either handled or refused by name.
-    assert set(names) == set(pr._HANDLERS) | set(pr._REFUSED)
+    assert {code: name for code, (name, _steps, _handler) in pr.OPCODES.items()} == names
+    refused = {name for code, (name, _steps, handler) in pr.OPCODES.items()
+               if handler is not None and handler.__qualname__.startswith("_refused.")}
+    assert refused == {"INST", "OBJ", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"}
+    # run() dispatches through the handlers of the table and nothing else
+    assert {code: h for code, (_n, _s, h) in pr.OPCODES.items() if h is not None} == pr._HANDLERS
+
+
+@pytest.mark.parametrize("code", [0x69, 0x6F, 0x82, 0x83, 0x84, 0x97, 0x98])
+def test_a_refused_opcode_is_named_with_its_offset(code):
+    name = pr.OPCODES[code][0]
+    with pytest.raises(ParamscopeError, match=rf"t: pickle: refuses opcode {name} at offset 3$"):
+        _decode(b"\x80\x02N" + bytes([code]) + b".")
+
+
+def test_the_step_costs_come_from_the_table():
+    # the heavier opcodes (they allocate a container, a memo entry or an object), as the budget was set
+    heavier = {"EMPTY_SET": 8, "FROZENSET": 8, "EMPTY_DICT": 2, "EMPTY_LIST": 2, "DICT": 2, "LIST": 2, "TUPLE": 2,
+               "TUPLE1": 2, "TUPLE2": 2, "TUPLE3": 2, "MEMOIZE": 2, "LONG_BINPUT": 2, "PUT": 2, "REDUCE": 2,
+               "NEWOBJ": 2, "NEWOBJ_EX": 2, "BINPERSID": 2, "PERSID": 2}
+    codes = {op.name: op.code.encode("latin-1")[0] for op in pickletools.opcodes}
+    expected = bytearray([1]) * 256
+    for name, steps in heavier.items():
+        expected[codes[name]] = steps
+    assert bytes(expected) == pr._STEP_COST
+
+
+def test_the_inlined_opcodes_need_no_handler(monkeypatch):
+    # Every opcode the table marks inlined runs with no handler at all: the loop in run() is all of it.
+    monkeypatch.setattr(pr, "_HANDLERS", {})
+    size = pr.TORCH_GLOBALS["torch", "Size"]
+    data = (
+        b"\x28"  # MARK: the outer tuple
+        b"\x28K\x02K\x03\x74"  # MARK BININT1 BININT1 TUPLE -> (2, 3)
+        b"q\x00r\x01\x00\x00\x00"  # BINPUT 0, LONG_BINPUT 1
+        b"\x85"  # TUPLE1 -> ((2, 3),)
+        b"X\x01\x00\x00\x00s"  # BINUNICODE 's': a persistent id
+        b"\x51"  # BINPERSID -> torch.Size
+        b"h\x00\x85R"  # BINGET 0, TUPLE1, REDUCE -> torch.Size((2, 3))
+        b"j\x01\x00\x00\x00\x88\x89)\x87"  # LONG_BINGET 1, NEWTRUE, NEWFALSE, EMPTY_TUPLE, TUPLE3
+        b"\x86t."  # TUPLE2, TUPLE (the outer one), STOP
+    )
+    inlined = {pr.OPCODES[code][0] for code in data if code in pr.OPCODES and pr.OPCODES[code][2] is None}
+    assert inlined == {name for name, _steps, handler in pr.OPCODES.values() if handler is None}
+    result = pr.load(data, "t", persistent_load=lambda pid: size if pid == "s" else None)
+    assert result.value == (((2, 3),), (2, 3), ((2, 3), (True, False, ())))
+    assert type(result.value[1]) is tuple and result.end == len(data)
+    with pytest.raises(ParamscopeError, match="unknown opcode 0x4e"):  # NONE has a handler, taken away here
+        pr.load(b"N.", "t")
 
 
 def test_refusal_message_names_the_global():

@@ -217,16 +217,49 @@ def test_pt2_archive_is_explained(tmp_path):
         files.read_path(path)
 
 
-def test_sniff_and_dispatch(tmp_path, container):
+def test_probe_and_dispatch(tmp_path, container):
     path = _save({"w": torch.zeros(2)}, tmp_path / "weights.unknown_ext", **_kwargs(container))
     with open(path, "rb") as handle:
-        assert torch_pickle.sniff(handle.read(64), path)
+        probed = torch_pickle.probe(handle.read(64), path)
+    assert probed is not None and [(r.name, r.shape) for r in probed.read().tensors] == [("w", (2,))]
     assert files.read_path(path).format == "pytorch"
     npz = tmp_path / "a.npz"
     import numpy as np
 
     np.savez(npz, a=np.zeros(3))
-    assert not torch_pickle.sniff(npz.read_bytes()[:64], npz)
+    assert torch_pickle.probe(npz.read_bytes()[:64], npz) is None
+
+
+def test_a_fifo_swapped_in_after_the_head_is_not_opened(tmp_path):
+    # read_path read the head of a regular file; a FIFO put in its place meanwhile must not block the probe
+    import os
+    import signal
+
+    fifo = tmp_path / "w.pt"
+    os.mkfifo(fifo)
+    class Blocked(Exception):  # not an OSError: nothing under test may take it for a failed open
+        pass
+
+    def blocked(*_):
+        raise Blocked("blocked on the FIFO")
+
+    signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(10)
+    try:
+        assert torch_pickle.probe(b"PK\x03\x04" + bytes(60), fifo) is None
+        with pytest.raises(ParamscopeError, match="a named pipe"):  # a legacy head: the Reader refuses it
+            torch_pickle.probe(torch_pickle._MAGIC_LE + bytes(54), fifo).read()
+    finally:
+        signal.alarm(0)
+
+
+def test_the_zip_directory_is_parsed_once_and_kept_nowhere(tmp_path, monkeypatch):
+    path = _save({"w": torch.zeros(2)}, tmp_path / "w.pt")
+    parsed = []
+    real = torch_pickle._zip_directory
+    monkeypatch.setattr(torch_pickle, "_zip_directory", lambda *a: (parsed.append(a[1]), real(*a))[1])
+    assert files.read_path(path).format == "pytorch"
+    assert parsed == [path]  # by the probe; its Reader reads with that directory, no cache between them
 
 
 def test_big_state_dict_counts(tmp_path):

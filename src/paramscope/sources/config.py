@@ -46,6 +46,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from paramscope.sources.files import Reader
+
 FORMAT = "config"
 CONFIG_NAME = "config.json"
 MAX_CONFIG_BYTES = jsonlimits.MAX_BYTES
@@ -118,21 +120,25 @@ UTF8_BOM = jsonlimits.UTF8_BOM
 # ---- reading the file ---------------------------------------------------------------------------
 
 
-def sniff(head: bytes, path: Path) -> bool:
-    """A JSON object that is a transformers config: has ``model_type`` or ``architectures``.
+def probe(head: bytes, path: Path) -> Reader | None:
+    """A JSON object that is a transformers config: has ``model_type`` or ``architectures`` (parsed here
+    once: the Reader builds from it).
 
     A file named ``config.json`` that starts like JSON (an object or an array) is claimed even when it
     does not parse, so that the user is told what is wrong with it rather than that the format is unknown.
     """
+    from paramscope.sources.files import Reader
+
     body = head.removeprefix(UTF8_BOM).lstrip()
     if path.name == CONFIG_NAME and body[:1] in (b"{", b"["):
-        return True
+        return Reader(read_config_path, path)
     if not body.startswith(b"{"):
-        return False
+        return None
     try:
-        return is_transformers_config(load_json(path))
+        config = load_json(path)
     except ParamscopeError:
-        return False
+        return None
+    return Reader(read_config_path, path, config) if is_transformers_config(config) else None
 
 
 def is_transformers_config(value: object) -> bool:
@@ -150,18 +156,20 @@ def load_json(path: Path) -> Any:
 
 
 def read(path: Path) -> Inventory:
-    """The reader entry point (``paramscope.sources.files``): a config file, see :func:`read_config_path`."""
+    """A config file, see :func:`read_config_path` (what a :func:`probe`'s Reader reads)."""
     return read_config_path(path)
 
 
-def read_config_path(path: Path) -> Inventory:
-    """The architecture a ``config.json`` describes, built on meta.
+def read_config_path(path: Path, config: Any = None) -> Inventory:
+    """The architecture a ``config.json`` describes (``config``: its JSON when a probe parsed it already),
+    built on meta.
 
     Its directory is handed on (``pending["weights_beside"]``): when it also holds weights that paramscope
     reads as a directory, the fit stage (:mod:`paramscope.fit`, run by :mod:`paramscope.pipeline`) reads
     them and compares them with the architecture.
     """
-    config = load_json(path)
+    if config is None:
+        config = load_json(path)
     if not isinstance(config, dict):
         raise ParamscopeError(path, f"a transformers config is a JSON object, got {type(config).__name__}")
     inventory = from_config(config, source=str(path))

@@ -2,9 +2,14 @@
 
 Each checkpoint reader is a module of this package exposing::
 
-    FORMAT: str                                  # "safetensors", "pytorch", "gguf", ...
-    def sniff(head: bytes, path: Path) -> bool   # is this file mine? (head = first 64 bytes)
-    def read(path: Path) -> Inventory            # records only; raises ParamscopeError on bad input
+    FORMAT: str                                             # "safetensors", "pytorch", "gguf", ...
+    def probe(head: bytes, path: Path) -> Reader | None     # is this file mine? (head = first 64 bytes)
+    def read(path: Path) -> Inventory                       # a file known to be this format, probed or not
+
+``probe`` returns a :class:`Reader` for the file, or None; ``Reader.read()`` returns the records (or raises
+ParamscopeError on bad input) from what the probe already learned (a zip's directory, the opened archive, a
+parsed config), so nothing is parsed twice and no reader keeps anything between the two. Directories are
+claimed by ``sniff_directory(path) -> bool`` and read by ``read(path)``.
 
 Readers never import torch, never execute anything from the file, and open it read-only.
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 import importlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
     import zipfile
     from typing import BinaryIO
 
-# Each sniff is exact enough that no two readers claim one file; the order only puts the readers that
+# Each probe is exact enough that no two readers claim one file; the order only puts the readers that
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
 READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "config", "torch_pickle")
 CONFIG_READER = "config"
@@ -53,6 +58,20 @@ HEAD_BYTES = 64
 
 def _reader(name: str):
     return importlib.import_module(f"paramscope.sources.{name}")
+
+
+class Reader:
+    """A file a reader's ``probe`` claimed, ready to read: :meth:`read` calls ``function(*args)``, whose
+    arguments carry what the probe learned (see the module docstring)."""
+
+    __slots__ = ("args", "function")
+
+    def __init__(self, function: Callable[..., Inventory], *args: object) -> None:
+        self.function = function
+        self.args = args
+
+    def read(self) -> Inventory:
+        return self.function(*self.args)
 
 
 def read_path(path: Path) -> Inventory:
@@ -68,8 +87,9 @@ def read_path(path: Path) -> Inventory:
         raise ParamscopeError(path, "empty file")
     for name in READERS:
         module = _available_reader(name)
-        if module is not None and module.sniff(head, path):
-            inventory = module.read(path)
+        reader = module.probe(head, path) if module is not None else None
+        if reader is not None:
+            inventory = reader.read()
             if name != CONFIG_READER:
                 inventory = _with_config(inventory, path.parent / CONFIG_NAME)
             return inventory
@@ -244,7 +264,7 @@ class NameBudget:
                                                "past any real model")
 
 
-# ---- zip containers (.npz, .keras, torch.save): shared by the readers that sniff and open them
+# ---- zip containers (.npz, .keras, torch.save): shared by the readers that probe and open them
 
 DEFLATE_MAX_RATIO = 1_032
 """Deflate can shrink data at most ~1032:1 (a 258-byte match per two bits): a member that claims to
@@ -304,15 +324,12 @@ def _checked(archive: zipfile.ZipFile, source: object) -> zipfile.ZipFile:
     return archive
 
 
-def zip_member_names(path: Path) -> list[str] | None:
-    """The member names of a zip's central directory, or None when it is not a readable zip (or one whose
-    directory :func:`check_zip_entries` refuses)."""
-    import zipfile
-
+def probe_zip(path: Path, kind: str) -> zipfile.ZipFile | None:
+    """:func:`open_zip` for a probe: the opened archive (the caller closes it, or hands it to its Reader),
+    or None when ``path`` is not a readable zip or one whose directory :func:`check_zip_entries` refuses."""
     try:
-        with _checked(zipfile.ZipFile(path), path) as archive:
-            return archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, ParamscopeError):
+        return open_zip(path, kind)
+    except ParamscopeError:
         return None
 
 

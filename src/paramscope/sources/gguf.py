@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from paramscope import dtypes
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import FileWindow, unbuffered_reader
+from paramscope.sources.files import FileWindow, Reader, unbuffered_reader
 
 FORMAT = "gguf"
 MAGIC = b"GGUF"
@@ -146,9 +146,9 @@ MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, a one-byte value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset (n_dims may be 0)
 
 
-def sniff(head: bytes, path: Path) -> bool:
+def probe(head: bytes, path: Path) -> Reader | None:
     """GGUF files start with the four bytes ``GGUF`` whatever their byte order."""
-    return head[:4] == MAGIC
+    return Reader(read, path) if head[:4] == MAGIC else None
 
 
 class _Cursor(FileWindow):

@@ -23,8 +23,12 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError, require
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import NameBudget, open_regular, open_zip, zip_member_names
+from paramscope.sources.files import NameBudget, Reader, open_regular, open_zip, probe_zip
 from paramscope.sources.numpy_files import NUMERIC
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import zipfile
 
 FORMAT = "keras"
 
@@ -44,16 +48,20 @@ OPTIMIZER_GROUPS = frozenset({"optimizer", "optimizer_weights"})
 # --------------------------------------------------------------------------------------------- detection
 
 
-def sniff(head: bytes, path: Path) -> bool:
-    """The HDF5 signature; or a zip holding ``model.weights.h5`` (or ``config.json`` and an ``.h5``)."""
+def probe(head: bytes, path: Path) -> Reader | None:
+    """The HDF5 signature; or a zip holding ``model.weights.h5`` (or ``config.json`` and an ``.h5``), whose
+    archive, opened here, is what the Reader reads."""
     if head.startswith(HDF5_MAGIC):
-        return True
-    if head.startswith(b"PK"):
-        names = zip_member_names(path)
-        if names is None:
-            return path.suffix == ".keras"
-        return _weights_member(names) is not None
-    return False
+        return Reader(_read_hdf5, path)
+    if not head.startswith(b"PK"):
+        return None
+    archive = probe_zip(path, ".keras")
+    if archive is None:
+        return Reader(_read_archive, path) if path.suffix == ".keras" else None  # damaged: read() says what
+    if _weights_member(archive.namelist()) is not None:
+        return Reader(_read_archive, path, archive)
+    archive.close()
+    return None
 
 
 def _weights_member(names: list[str]) -> str | None:
@@ -79,6 +87,10 @@ def read(path: Path) -> Inventory:
         return _read_archive(path)
     if not head.startswith(HDF5_MAGIC):
         raise ParamscopeError(path, "not an HDF5 file (bad signature)")
+    return _read_hdf5(path)
+
+
+def _read_hdf5(path: Path) -> Inventory:
     h5py = _h5py(path)
     try:
         with h5py.File(path, "r", **_no_locking(h5py)) as h5:
@@ -221,10 +233,11 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-def _read_archive(path: Path) -> Inventory:
+def _read_archive(path: Path, archive: zipfile.ZipFile | None = None) -> Inventory:
+    """A ``.keras`` zip, from ``archive`` when a probe opened it already (closed here either way)."""
     import zipfile
 
-    with open_zip(path, ".keras") as archive:
+    with archive if archive is not None else open_zip(path, ".keras") as archive:
         names = archive.namelist()
         if len(names) != len(set(names)):
             raise ParamscopeError(path, "archive lists a member more than once")

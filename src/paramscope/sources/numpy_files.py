@@ -22,7 +22,11 @@ from typing import IO, Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import open_zip, zip_member_names
+from paramscope.sources.files import Reader, open_regular, open_zip, probe_zip
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import zipfile
 
 FORMAT = "numpy"
 
@@ -65,24 +69,21 @@ BYTE_ORDERS = "<>|="
 # --------------------------------------------------------------------------------------------- detection
 
 
-def sniff(head: bytes, path: Path) -> bool:
-    """``\\x93NUMPY`` (or a truncated prefix of it in a ``.npy`` file), or a zip holding only ``*.npy``."""
-    if head.startswith(MAGIC):
-        return True
-    if path.suffix == ".npy" and MAGIC.startswith(head):
-        return True
-    if head.startswith(b"PK"):
-        return _zip_is_npz(path)
-    return False
-
-
-def _zip_is_npz(path: Path) -> bool:
-    names = zip_member_names(path)
-    if names is None:
-        return path.suffix == ".npz"  # a damaged .npz: claim it, read() says what is wrong
-    if not names:
-        return path.suffix == ".npz"
-    return all(name.endswith(".npy") for name in names)
+def probe(head: bytes, path: Path) -> Reader | None:
+    """``\\x93NUMPY`` (or a truncated prefix of it in a ``.npy`` file), or a zip holding only ``*.npy``
+    (its archive, opened here, is what the Reader reads)."""
+    if head.startswith(MAGIC) or (path.suffix == ".npy" and MAGIC.startswith(head)):
+        return Reader(_read_npy_file, path)
+    if not head.startswith(b"PK"):
+        return None
+    archive = probe_zip(path, ".npz")
+    if archive is None:
+        return Reader(_read_npz, path) if path.suffix == ".npz" else None  # damaged: read() says what is wrong
+    names = archive.namelist()
+    if all(name.endswith(".npy") for name in names) and (names or path.suffix == ".npz"):
+        return Reader(_read_npz, path, archive)
+    archive.close()
+    return None
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -96,8 +97,12 @@ def read(path: Path) -> Inventory:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     if is_zip:
         return _read_npz(path)
+    return _read_npy_file(path)
+
+
+def _read_npy_file(path: Path) -> Inventory:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             size = os.fstat(handle.fileno()).st_size
             record, version, fortran = _read_npy(path, handle, size, path.stem, path.name)
     except OSError as exc:
@@ -240,11 +245,12 @@ def _notes(records: list[TensorRecord]) -> list[str]:
 # --------------------------------------------------------------------------------------------- npz
 
 
-def _read_npz(path: Path) -> Inventory:
+def _read_npz(path: Path, archive: zipfile.ZipFile | None = None) -> Inventory:
+    """The arrays of an .npz, from ``archive`` when a probe opened it already (closed here either way)."""
     import zipfile
     import zlib
 
-    with open_zip(path, ".npz") as archive:
+    with archive if archive is not None else open_zip(path, ".npz") as archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
             raise ParamscopeError(path, f"{len(members):,} members, more than the {MAX_MEMBERS:,} allowed")

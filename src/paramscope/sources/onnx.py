@@ -34,7 +34,7 @@ from typing import Any
 
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import FileWindow, NameBudget, unbuffered_reader
+from paramscope.sources.files import FileWindow, NameBudget, Reader, unbuffered_reader
 
 FORMAT = "onnx"
 MAX_SUBGRAPH_DEPTH = 32  # If/Loop nesting deeper than this is hostile, not a model
@@ -87,54 +87,90 @@ MODEL, GRAPH, NODE, ATTRIBUTE, TENSOR, SPARSE, OPSET, ENTRY = range(8)
 KIND_NAMES = ("ModelProto", "GraphProto", "NodeProto", "AttributeProto", "TensorProto", "SparseTensorProto",
               "OperatorSetIdProto", "StringStringEntryProto")
 
-# Per message kind: field number -> (action, argument). Actions:
-#   "msg"     a sub-message of kind <argument>
-#   "int"     a varint kept as <argument>            "str"  a string kept as <argument> (repeated: appended)
-#   "dims"    int64s, packed or not, kept as <argument>
-#   "count"   an attribute list (floats, ints, strings): only its length is noted
+# Field kinds: what the reader does with a field (a message kind above: the sub-message, read; each one read
+# is appended to a list under the field's name). Each implies its wire type: INT a varint, the rest
+# length-delimited (DIMS and the counts take either, packed or not).
+INT = "int"  # a varint, kept (signed int64)
+STR = "str"  # a string, kept (cut at MAX_STRING)
+STRS = "strs"  # a repeated string, each appended
+DIMS = "dims"  # int64s, packed or not, appended
+DATA = "data"  # a tensor's data: skipped, its packed length summed (a count of bytes)
+N_FIXED32 = "n_fixed32"  # an attribute's list of floats: only how many is kept
+N_VARINT = "n_varint"  # ... of ints
+N_LEN = "n_len"  # ... of strings
+UNREAD = "unread"  # a field the reader skips, listed for probe(): a ModelProto may start with it
+COUNTS = frozenset({N_FIXED32, N_VARINT, N_LEN})
+
+# The fields of onnx/onnx.proto the reader knows, by the proto's names: message -> field number -> (name, kind).
 # Fields not listed are skipped whatever they hold (forward compatibility), groups excepted.
 SCHEMA: dict[int, dict[int, tuple[str, Any]]] = {
     MODEL: {
-        1: ("int", "ir_version"), 2: ("str", "producer_name"), 3: ("str", "producer_version"),
-        4: ("str", "domain"), 5: ("int", "model_version"), 7: ("msg", GRAPH), 8: ("msg", OPSET),
-        14: ("msg", ENTRY),
+        1: ("ir_version", INT), 2: ("producer_name", STR), 3: ("producer_version", STR), 4: ("domain", STR),
+        5: ("model_version", INT), 6: ("doc_string", UNREAD), 7: ("graph", GRAPH), 8: ("opset_import", OPSET),
+        14: ("metadata_props", ENTRY), 20: ("training_info", UNREAD), 25: ("functions", UNREAD),
+        26: ("configuration", UNREAD),
     },
-    GRAPH: {1: ("msg", NODE), 2: ("str", "name"), 5: ("msg", TENSOR), 15: ("msg", SPARSE)},
-    NODE: {2: ("str", "output"), 3: ("str", "name"), 4: ("str", "op_type"), 5: ("msg", ATTRIBUTE),
-           7: ("str", "domain")},
+    GRAPH: {1: ("node", NODE), 2: ("name", STR), 5: ("initializer", TENSOR), 15: ("sparse_initializer", SPARSE)},
+    NODE: {2: ("output", STRS), 3: ("name", STR), 4: ("op_type", STR), 5: ("attribute", ATTRIBUTE),
+           7: ("domain", STR)},
     ATTRIBUTE: {
-        1: ("str", "name"), 2: ("count", 4), 3: ("count", 0), 4: ("count", -1), 5: ("msg", TENSOR),
-        6: ("msg", GRAPH), 7: ("count", 4), 8: ("count", 0), 9: ("count", -1), 10: ("msg", TENSOR),
-        11: ("msg", GRAPH), 22: ("msg", SPARSE), 23: ("msg", SPARSE),
+        1: ("name", STR), 2: ("f", N_FIXED32), 3: ("i", N_VARINT), 4: ("s", N_LEN), 5: ("t", TENSOR),
+        6: ("g", GRAPH), 7: ("floats", N_FIXED32), 8: ("ints", N_VARINT), 9: ("strings", N_LEN),
+        10: ("tensors", TENSOR), 11: ("graphs", GRAPH), 22: ("sparse_tensor", SPARSE), 23: ("sparse_tensors", SPARSE),
     },
-    TENSOR: {},  # read by _read_tensor, a flat parser of its own
-    SPARSE: {1: ("msg", TENSOR), 2: ("msg", TENSOR), 3: ("dims", "dims")},
-    OPSET: {1: ("str", "domain"), 2: ("int", "version")},
-    ENTRY: {1: ("str", "key"), 2: ("str", "value")},
+    TENSOR: {
+        1: ("dims", DIMS), 2: ("data_type", INT), 4: ("float_data", DATA), 5: ("int32_data", DATA),
+        6: ("string_data", DATA), 7: ("int64_data", DATA), 8: ("name", STR), 9: ("raw_data", DATA),
+        10: ("double_data", DATA), 11: ("uint64_data", DATA), 13: ("external_data", ENTRY), 14: ("data_location", INT),
+    },
+    SPARSE: {1: ("values", TENSOR), 2: ("indices", TENSOR), 3: ("dims", DIMS)},
+    OPSET: {1: ("domain", STR), 2: ("version", INT)},
+    ENTRY: {1: ("key", STR), 2: ("value", STR)},
 }
-REPEATED_STR = frozenset({(NODE, 2)})
+READ: dict[int, dict[int, tuple[str, Any]]] = {
+    kind: {number: spec for number, spec in fields.items() if spec[1] != UNREAD} for kind, fields in SCHEMA.items()
+}
+"""The fields the walk reads (:data:`SCHEMA` less the unread ones)."""
+MODEL_FIRST_FIELDS = frozenset((number, VARINT if kind == INT else LEN) for number, (_, kind) in SCHEMA[MODEL].items())
+"""(field, wire type) a ModelProto's first tag may be: what :func:`probe` accepts."""
+
+
+def _fast_tensor_tags() -> dict[int, tuple[str, str]]:
+    tags = {}
+    for number, (name, kind) in SCHEMA[TENSOR].items():
+        if number < 16:  # a one-byte tag
+            tags[number << 3 | VARINT] = ({DIMS: "dim", INT: "keep"}.get(kind, "ignore"), name)
+            tags[number << 3 | LEN] = ({STR: "text", DATA: "add"}.get(kind, "slow"), name)
+    return tags
+
+
+FAST_TENSOR_TAGS = _fast_tensor_tags()
+"""One-byte TensorProto tags -> (action, field name) for :func:`_tensor_in_buffer`: ``keep`` a varint, ``dim`` a
+dimension, ``text`` a string, ``add`` a data length, ``ignore`` a varint the reader does not keep, ``slow`` what
+it leaves to :func:`_read_tensor` (packed dims, external_data, a varint field sent length-delimited). A tag not
+listed is a field the reader does not use: skipped by its wire type."""
 # Constant's attributes other than a tensor: attribute name -> (dtype, scalar?).
 CONSTANT_LISTS: dict[str, tuple[str, bool]] = {
     "value_float": ("float32", True), "value_int": ("int64", True), "value_string": ("string", True),
     "value_floats": ("float32", False), "value_ints": ("int64", False), "value_strings": ("string", False),
 }
-MODEL_FIRST_FIELDS = {(1, VARINT), (2, LEN), (3, LEN), (4, LEN), (5, VARINT), (6, LEN), (7, LEN), (8, LEN),
-                      (14, LEN), (20, LEN), (25, LEN), (26, LEN)}
+CONSTANT_COUNTS = tuple(name for name, kind in SCHEMA[ATTRIBUTE].values() if kind in COUNTS)
+"""The attribute fields whose counts are a Constant list's length (one of them is set)."""
 
 
-def sniff(head: bytes, path: Path) -> bool:
+def probe(head: bytes, path: Path) -> Reader | None:
     """ONNX has no magic: a ``.onnx`` file whose first bytes are a ModelProto field tag."""
     if path.suffix.lower() != ".onnx" or not head:
-        return False
+        return None
     tag, shift, i = 0, 0, 0
     while i < min(len(head), 5):
         byte = head[i]
         tag |= (byte & 0x7F) << shift
         i += 1
         if byte < 0x80:
-            return (tag >> 3, tag & 7) in MODEL_FIRST_FIELDS
+            return Reader(read, path) if (tag >> 3, tag & 7) in MODEL_FIRST_FIELDS else None
         shift += 7
-    return False
+    return None
 
 
 class _Cursor(FileWindow):
@@ -236,13 +272,13 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
             result = _finish(cursor, frame)
             if not stack:
                 return result
-            _deliver(cursor, stack[-1], frame.field, result)
+            _deliver(stack[-1], frame.field, result)
             continue
         tag = cursor.varint(frame.end)
         field, wire = tag >> 3, tag & 7
         if field == 0:
             raise cursor.fail(f"field number 0 at byte {here} in a {KIND_NAMES[frame.kind]}")
-        spec = SCHEMA[frame.kind].get(field)
+        spec = READ[frame.kind].get(field)
         if wire == LEN:
             length = cursor.varint(frame.end)
             start = cursor.tell()
@@ -254,14 +290,8 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
             end = start + length
             if spec is None:
                 cursor.skip(length)
-            elif spec == ("msg", TENSOR):  # the hot message (100k initializers): its own flat parsers
-                stop = end - cursor.base
-                fields = _tensor_in_buffer(cursor.buf, cursor.pos, stop) if stop <= len(cursor.buf) else None
-                if fields is None:
-                    fields = _read_tensor(cursor, end)
-                else:
-                    cursor.pos = stop
-                _deliver(cursor, frame, field, _finish_tensor(cursor, fields))
+            elif spec[1] == TENSOR:  # the hot message (100k initializers): read flat, not through frames
+                _deliver(frame, field, _finish_tensor(cursor, _tensor(cursor, end)))
             else:
                 _len_field(cursor, stack, frame, field, spec, length, end)
         elif wire == VARINT:
@@ -270,10 +300,10 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
                 _varint_field(cursor, frame, field, spec, value)
         elif wire in (FIXED64, FIXED32):
             width = cursor.fixed_width(wire, frame.end, here)
-            if spec is not None and spec[0] != "count":
+            if spec is not None and spec[1] not in COUNTS:
                 raise cursor.fail(f"field {field} of a {KIND_NAMES[frame.kind]} has wire type {WIRE_NAMES[wire]}")
             if spec is not None:
-                frame.data[f"n{field}"] = frame.data.get(f"n{field}", 0) + 1
+                frame.data[spec[0]] = frame.data.get(spec[0], 0) + 1
             cursor.skip(width)
         else:
             raise cursor.fail(
@@ -283,48 +313,80 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
 
 def _len_field(cursor: _Cursor, stack: list[_Frame], frame: _Frame, field: int, spec: tuple[str, Any],
                length: int, end: int) -> None:
-    action, arg = spec
+    name, kind = spec
     data = frame.data
-    if action == "int":
+    if kind == INT:
         raise cursor.fail(f"field {field} of a {KIND_NAMES[frame.kind]} is length-delimited, expected a varint")
-    if action == "msg":
-        depth = frame.depth + (1 if arg == GRAPH and frame.kind == ATTRIBUTE else 0)
+    if type(kind) is int:  # a sub-message
+        depth = frame.depth + (1 if kind == GRAPH and frame.kind == ATTRIBUTE else 0)
         if depth > MAX_SUBGRAPH_DEPTH:
             raise cursor.fail(f"subgraphs nested deeper than {MAX_SUBGRAPH_DEPTH} levels")
-        child = _Frame(arg, end, field, depth)
-        if arg == NODE:
-            child.data["index"] = len(data.get("m1", []))  # nodes finish in order: this one's index
+        child = _Frame(kind, end, field, depth)
+        if kind == NODE:
+            child.data["index"] = len(data.get(name, []))  # nodes finish in order: this one's index
         stack.append(child)
-    elif action == "str":
+    elif kind in (STR, STRS):
         text = cursor.take(min(length, MAX_STRING)).decode("utf-8", "replace")
         cursor.skip(length - min(length, MAX_STRING))
-        if (frame.kind, field) in REPEATED_STR:
-            data.setdefault(arg, []).append(text)
+        if kind == STRS:
+            data.setdefault(name, []).append(text)
         else:
-            data[arg] = text
-    elif action == "dims":
-        dims = data.setdefault(arg, [])
+            data[name] = text
+    elif kind == DIMS:
+        dims = data.setdefault(name, [])
         while cursor.tell() < end:
             if len(dims) >= MAX_RANK:
                 raise cursor.fail(f"a tensor declares more than {MAX_RANK} dimensions")
             dims.append(_signed(cursor.varint(end)))
-    else:  # "count": a packed list (floats, ints) or one string of a list
-        if arg == 4:
-            if length % 4:
-                raise cursor.fail(f"packed floats of {length} bytes, not a multiple of 4")
-            data[f"n{field}"] = data.get(f"n{field}", 0) + length // 4
-            cursor.skip(length)
-        elif arg == 0:
-            data[f"n{field}"] = data.get(f"n{field}", 0) + cursor.count_varints(length)
-        else:
-            data[f"n{field}"] = data.get(f"n{field}", 0) + 1
-            cursor.skip(length)
+    elif kind == N_FIXED32:  # a packed list of floats
+        if length % 4:
+            raise cursor.fail(f"packed floats of {length} bytes, not a multiple of 4")
+        data[name] = data.get(name, 0) + length // 4
+        cursor.skip(length)
+    elif kind == N_VARINT:  # a packed list of ints
+        data[name] = data.get(name, 0) + cursor.count_varints(length)
+    else:  # N_LEN: one string of a list
+        data[name] = data.get(name, 0) + 1
+        cursor.skip(length)
+
+
+def _varint_field(cursor: _Cursor, frame: _Frame, field: int, spec: tuple[str, Any], value: int) -> None:
+    name, kind = spec
+    if kind == INT:
+        frame.data[name] = _signed(value)
+    elif kind == DIMS:
+        dims = frame.data.setdefault(name, [])
+        if len(dims) >= MAX_RANK:
+            raise cursor.fail(f"a tensor declares more than {MAX_RANK} dimensions")
+        dims.append(_signed(value))
+    elif kind in COUNTS:
+        frame.data[name] = frame.data.get(name, 0) + 1
+    else:
+        raise cursor.fail(f"field {field} of a {KIND_NAMES[frame.kind]} is a varint, expected length-delimited")
+
+
+# ---- TensorProto: the one parser, a fast path over the buffer and the fully checked path behind it
+#
+# Both keep what SCHEMA[TENSOR] names, under its names; a data field is skipped and its packed length
+# summed. Unlike the walk, a field sent with another wire type than its kind's is skipped (a data field
+# sent unpacked is varints or fixed-width values), except a varint field sent length-delimited: refused.
+
+
+def _tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
+    """The fields of the TensorProto at the cursor, which ends at ``end``; the cursor is moved past it."""
+    stop = end - cursor.base
+    fields = _tensor_in_buffer(cursor.buf, cursor.pos, stop) if stop <= len(cursor.buf) else None
+    if fields is None:
+        return _read_tensor(cursor, end)
+    cursor.pos = stop
+    return fields
 
 
 def _tensor_in_buffer(buf: bytes, pos: int, stop: int) -> dict[str, Any] | None:
     """A TensorProto lying whole in ``buf[pos:stop]``, the usual shape of a small initializer, parsed with
     local variables only. Anything out of the ordinary (a multi-byte tag, external_data, a fixed-width or
     malformed field) returns None and :func:`_read_tensor` reads the message again, with full checks."""
+    tags = FAST_TENSOR_TAGS
     dims: list[int] = []
     data: dict[str, Any] = {"dims": dims}
     while pos < stop:
@@ -332,7 +394,6 @@ def _tensor_in_buffer(buf: bytes, pos: int, stop: int) -> dict[str, Any] | None:
         pos += 1
         if tag >= 0x80:
             return None
-        field, wire = tag >> 3, tag & 7
         value = shift = 0  # a varint: the value, or the length of a length-delimited field
         while True:
             if pos >= stop or shift > 63:
@@ -343,38 +404,43 @@ def _tensor_in_buffer(buf: bytes, pos: int, stop: int) -> dict[str, Any] | None:
             if byte < 0x80:
                 break
             shift += 7
-        if wire == VARINT:
-            if value >= 1 << 63:
-                value -= 1 << 64
-            if field == 1:
-                if len(dims) >= MAX_RANK:
-                    return None
-                dims.append(value)
-            elif field == 2:
-                data["data_type"] = value
-            elif field == 14:
-                data["data_location"] = value
-        elif wire == LEN and field not in (1, 2, 13, 14) and value <= stop - pos:
-            if field == 8:
-                if value > MAX_STRING:
-                    return None
-                data["name"] = buf[pos : pos + value].decode("utf-8", "replace")
-            elif field in (4, 5, 6, 7, 9, 10, 11):
-                data[f"len{field}"] = data.get(f"len{field}", 0) + value
+        known = tags.get(tag)
+        if known is None:  # a field the reader does not use
+            wire = tag & 7
+            if wire == LEN and value <= stop - pos:
+                pos += value
+            elif wire != VARINT:
+                return None
+            continue
+        action, name = known
+        if action == "add":
+            if value > stop - pos:
+                return None
+            data[name] = data.get(name, 0) + value
             pos += value
-        else:
+        elif action == "dim":
+            if len(dims) >= MAX_RANK:
+                return None
+            dims.append(value - (1 << 64) if value >= 1 << 63 else value)
+        elif action == "keep":
+            data[name] = value - (1 << 64) if value >= 1 << 63 else value
+        elif action == "text":
+            if value > stop - pos or value > MAX_STRING:
+                return None
+            data[name] = buf[pos : pos + value].decode("utf-8", "replace")
+            pos += value
+        elif action == "slow":
             return None
     return data if pos == stop else None
 
 
 def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
-    """A TensorProto's fields up to ``end``, without the frame machinery: what ``_finish_tensor`` needs.
-
-    Same rules as the general walk (data fields skipped by length, lengths checked against ``end``);
-    its one sub-message, StringStringEntryProto (external_data), is read in place: no nesting to bound."""
-    data: dict[str, Any] = {}
+    """A TensorProto's fields up to ``end``, fully checked, without the frame machinery: what
+    :func:`_finish_tensor` needs. Same rules as the walk (data fields skipped by length, lengths checked against
+    ``end``); its one sub-message, StringStringEntryProto (external_data), is read in place: no nesting."""
+    fields = SCHEMA[TENSOR]
     dims: list[int] = []
-    data["dims"] = dims
+    data: dict[str, Any] = {"dims": dims}
     while True:
         here = cursor.base + cursor.pos
         if here >= end:
@@ -383,16 +449,15 @@ def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
             return data
         tag = cursor.varint(end)
         field, wire = tag >> 3, tag & 7
+        name, kind = fields.get(field, (None, None))
         if wire == VARINT:
             value = cursor.varint(end)
-            if field == 1:
+            if kind == DIMS:
                 if len(dims) >= MAX_RANK:
                     raise cursor.fail(f"a tensor declares more than {MAX_RANK} dimensions")
                 dims.append(_signed(value))
-            elif field == 2:
-                data["data_type"] = _signed(value)
-            elif field == 14:
-                data["data_location"] = _signed(value)
+            elif kind == INT:
+                data[name] = _signed(value)
         elif wire == LEN:
             length = cursor.varint(end)
             start = cursor.base + cursor.pos
@@ -401,25 +466,25 @@ def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
                     f"field {field} of a TensorProto at byte {here} declares {length} bytes, "
                     f"past the end of its message at byte {end}"
                 )
-            if field == 1:
+            if kind == DIMS:
                 stop = start + length
                 while cursor.base + cursor.pos < stop:
                     if len(dims) >= MAX_RANK:
                         raise cursor.fail(f"a tensor declares more than {MAX_RANK} dimensions")
                     dims.append(_signed(cursor.varint(stop)))
-            elif field == 8:
-                data["name"] = cursor.take(min(length, MAX_STRING)).decode("utf-8", "replace")
+            elif kind == STR:
+                data[name] = cursor.take(min(length, MAX_STRING)).decode("utf-8", "replace")
                 cursor.skip(length - min(length, MAX_STRING))
-            elif field == 13:
-                entries = data.setdefault("m13", [])
+            elif kind == ENTRY:
+                entries = data.setdefault(name, [])
                 entry = _read_entry(cursor, start + length)
                 if len(entries) < MAX_ENTRIES:
                     entries.append(entry)
-            elif field == 2 or field == 14:
+            elif kind == INT:
                 raise cursor.fail(f"field {field} of a TensorProto is length-delimited, expected a varint")
             else:
-                if field in (4, 5, 6, 7, 9, 10, 11):
-                    data[f"len{field}"] = data.get(f"len{field}", 0) + length
+                if kind == DATA:
+                    data[name] = data.get(name, 0) + length
                 cursor.skip(length)
         elif wire in (FIXED64, FIXED32):
             cursor.skip(cursor.fixed_width(wire, end, here))
@@ -430,7 +495,8 @@ def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
 
 
 def _read_entry(cursor: _Cursor, end: int) -> dict[str, str]:
-    """A StringStringEntryProto (key 1, value 2), read in place."""
+    """A StringStringEntryProto (:data:`SCHEMA`'s ENTRY), read in place."""
+    fields = SCHEMA[ENTRY]
     entry: dict[str, str] = {}
     while cursor.base + cursor.pos < end:
         here = cursor.base + cursor.pos
@@ -444,8 +510,8 @@ def _read_entry(cursor: _Cursor, end: int) -> dict[str, str]:
                 raise cursor.fail(f"a string at byte {here} runs past the end of its entry at byte {end}")
             text = cursor.take(min(length, MAX_STRING)).decode("utf-8", "replace")
             cursor.skip(length - min(length, MAX_STRING))
-            if field in (1, 2):
-                entry["key" if field == 1 else "value"] = text
+            if field in fields:
+                entry[fields[field][0]] = text
         elif wire in (FIXED64, FIXED32):
             cursor.skip(cursor.fixed_width(wire, end, here))
         else:
@@ -455,26 +521,13 @@ def _read_entry(cursor: _Cursor, end: int) -> dict[str, str]:
     return entry
 
 
-def _varint_field(cursor: _Cursor, frame: _Frame, field: int, spec: tuple[str, Any], value: int) -> None:
-    action, arg = spec
-    if action == "int":
-        frame.data[arg] = _signed(value)
-    elif action == "dims":
-        dims = frame.data.setdefault(arg, [])
-        if len(dims) >= MAX_RANK:
-            raise cursor.fail(f"a tensor declares more than {MAX_RANK} dimensions")
-        dims.append(_signed(value))
-    elif action == "count":
-        frame.data[f"n{field}"] = frame.data.get(f"n{field}", 0) + 1
-    else:
-        raise cursor.fail(f"field {field} of a {KIND_NAMES[frame.kind]} is a varint, expected length-delimited")
-
-
-def _deliver(cursor: _Cursor, parent: _Frame, field: int, result: Any) -> None:
-    """Hand a finished sub-message to the message that holds it."""
-    parent.data.setdefault(f"m{field}", []).append(result)
-    if parent.kind in (MODEL, TENSOR) and field in (13, 14) and len(parent.data[f"m{field}"]) > MAX_ENTRIES:
-        parent.data[f"m{field}"].pop()  # keep at most MAX_ENTRIES metadata / external_data entries
+def _deliver(parent: _Frame, field: int, result: Any) -> None:
+    """Hand a finished sub-message to the message that holds it: appended under the field's name."""
+    name, kind = READ[parent.kind][field]
+    items = parent.data.setdefault(name, [])
+    items.append(result)
+    if kind == ENTRY and len(items) > MAX_ENTRIES:
+        items.pop()  # keep at most MAX_ENTRIES metadata entries
 
 
 def _numel(cursor: _Cursor, dims: list[int], what: str) -> int:
@@ -494,7 +547,7 @@ def _finish(cursor: _Cursor, frame: _Frame) -> Any:
     if kind in (ENTRY, OPSET):
         return data
     if kind == SPARSE:
-        values = (data.get("m1") or [None])[-1]
+        values = (data.get("values") or [None])[-1]
         if values is None:
             raise cursor.fail("a sparse tensor has no values")
         dims = data.get("dims", [])
@@ -503,14 +556,14 @@ def _finish(cursor: _Cursor, frame: _Frame) -> Any:
     if kind == ATTRIBUTE:
         return data
     if kind == NODE:
-        return _finish_node(cursor, data)
+        return _finish_node(data)
     if kind == GRAPH:
         tensors: list[dict[str, Any]] = []
-        tensors.extend(data.get("m5", []))
-        tensors.extend(data.get("m15", []))
-        for node_tensors in data.get("m1", []):
+        tensors.extend(data.get("initializer", []))
+        tensors.extend(data.get("sparse_initializer", []))
+        for node_tensors in data.get("node", []):
             tensors.extend(node_tensors)
-        return {"name": data.get("name", ""), "tensors": tensors, "nodes": len(data.get("m1", []))}
+        return {"name": data.get("name", ""), "tensors": tensors, "nodes": len(data.get("node", []))}
     return data  # MODEL
 
 
@@ -525,19 +578,18 @@ def _finish_tensor(cursor: _Cursor, data: dict[str, Any]) -> dict[str, Any]:
     dims = data.get("dims", [])
     numel = _numel(cursor, dims, what)
     expected = -(-numel * bits // 8)
-    raw = data.get("len9")
+    raw = data.get("raw_data")
     if raw is not None:
         if type_id == STRING_TYPE:
             raise cursor.fail(f"{what} is a STRING tensor with raw_data")
         if raw != expected:
             raise cursor.fail(f"{what}: raw_data is {raw} bytes, {onnx_name} {dims} needs {expected}")
-    for field, width in ((4, 4), (10, 8)):
-        if data.get(f"len{field}") is not None and data[f"len{field}"] != numel * width * (2 if type_id in (14, 15)
-                                                                                              else 1):
+    for field, width in (("float_data", 4), ("double_data", 8)):  # packed: their length is their element count
+        if data.get(field) is not None and data[field] != numel * width * (2 if type_id in (14, 15) else 1):
             raise cursor.fail(f"{what}: typed data holds a different number of elements than its dims {dims}")
     info: dict[str, Any] = {"name": name, "dims": dims, "numel": numel, "type_id": type_id}
     if data.get("data_location") == 1:
-        entries = {e.get("key", ""): e.get("value", "") for e in data.get("m13", [])}
+        entries = {e.get("key", ""): e.get("value", "") for e in data.get("external_data", [])}
         info["external"] = entries
         length = entries.get("length")
         if length is not None and type_id != STRING_TYPE:
@@ -550,15 +602,15 @@ def _finish_tensor(cursor: _Cursor, data: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _finish_node(cursor: _Cursor, data: dict[str, Any]) -> list[dict[str, Any]]:
+def _finish_node(data: dict[str, Any]) -> list[dict[str, Any]]:
     """A node's tensors: a Constant's value, and the tensors of its subgraphs under ``<node>.<attribute>.``."""
     op_type = data.get("op_type", "")
     label = data.get("name") or f"{op_type or 'node'}_{data['index']}"
     out: list[dict[str, Any]] = []
     is_constant = op_type == "Constant" and data.get("domain", "") in ("", "ai.onnx")
-    for attr in data.get("m5", []):
+    for attr in data.get("attribute", []):
         attr_name = attr.get("name", "")
-        graphs = attr.get("m6", []) + attr.get("m11", [])
+        graphs = attr.get("g", []) + attr.get("graphs", [])
         for k, graph in enumerate(graphs):
             # one prefix string for the whole subgraph, linked in front of each tensor's scope (not copied into
             # its name): names are joined once, bounded, in _inventory
@@ -570,12 +622,12 @@ def _finish_node(cursor: _Cursor, data: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         outputs = data.get("output") or [""]
         name = outputs[0] or label
-        value = (attr.get("m5") or attr.get("m22") or [None])[0]
+        value = (attr.get("t") or attr.get("sparse_tensor") or [None])[0]
         if attr_name in ("value", "sparse_value") and value is not None:
             out.append({**value, "name": name})
         elif attr_name in CONSTANT_LISTS:
             dtype, scalar = CONSTANT_LISTS[attr_name]
-            n = sum(attr.get(f"n{f}", 0) for f in (2, 3, 4, 7, 8, 9))
+            n = sum(attr.get(count, 0) for count in CONSTANT_COUNTS)
             type_id = {"float32": 1, "int64": 7, "string": STRING_TYPE}[dtype]
             out.append({"name": name, "dims": [] if scalar else [n], "numel": 1 if scalar else n, "type_id": type_id})
     return out
@@ -594,7 +646,7 @@ def _full_name(t: dict[str, Any], budget: NameBudget) -> str:
 
 
 def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Inventory:
-    graphs = model.get("m7", [])
+    graphs = model.get("graph", [])
     if not graphs:
         if "ir_version" not in model:
             raise ParamscopeError(path, "not an ONNX model (no ir_version and no graph)")
@@ -639,10 +691,11 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     for key in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
         if key in model:
             metadata[f"onnx.{key}"] = model[key]
-    metadata["onnx.opset_import"] = {o.get("domain", "") or "ai.onnx": o.get("version") for o in model.get("m8", [])}
+    opsets = model.get("opset_import", [])
+    metadata["onnx.opset_import"] = {o.get("domain", "") or "ai.onnx": o.get("version") for o in opsets}
     metadata["onnx.graph_name"] = graph["name"]
     metadata["onnx.nodes"] = graph["nodes"]
-    for entry in model.get("m14", []):
+    for entry in model.get("metadata_props", []):
         metadata[f"onnx.metadata.{entry.get('key', '')}"] = entry.get("value", "")
     notes = []
     if external_files:

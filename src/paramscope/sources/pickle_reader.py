@@ -31,7 +31,7 @@ MAX_MARK_DEPTH = 1_000
 """Nesting of MARK-delimited containers; real checkpoints nest a few dozen levels at most."""
 MAX_STEPS = 16_000_000
 """Steps of one pickle run: an opcode is one step, or a few where it makes a container or a memo entry
-(:data:`_STEP_COST`). A step takes well under a microsecond and keeps at most ~64 bytes alive, so the
+(:data:`OPCODES`). A step takes well under a microsecond and keeps at most ~64 bytes alive, so the
 budget ends any pickle within seconds and a few hundred MB. A 100k-tensor state_dict (11 MB,
 3.2 million opcodes) takes 4.7 million steps."""
 MAX_ELEMENTS = 16_000_000
@@ -621,7 +621,8 @@ class _Machine:
 
     def run(self) -> Any:
         """The loop. The opcodes a torch.save pickle is made of are inlined (a call per opcode would
-        double the time on a 100k-tensor state_dict); the rest go through :data:`_HANDLERS`."""
+        double the time on a 100k-tensor state_dict): those :data:`OPCODES` marks ``_INLINE``; the rest
+        go through their handlers."""
         data, size, pos = self.data, self.size, self.pos
         stack, memo, marks = self.stack, self.memo, self.marks
         handlers = _HANDLERS
@@ -731,9 +732,6 @@ class _Machine:
                 else:
                     handler = handlers.get(code)
                     if handler is None:
-                        name = _REFUSED.get(code)
-                        if name is not None:
-                            raise PickleRefused(f"refuses opcode {name} at offset {at}")
                         raise PickleRefused(f"unknown opcode 0x{code:02x} at offset {at}")
                     pos = handler(self, pos)
         except UnicodeDecodeError:
@@ -742,10 +740,6 @@ class _Machine:
 
 
 _U32 = struct.Struct("<I")
-
-
-def _stop(m: _Machine, pos: int) -> int:  # handled inline in run()
-    return pos
 
 
 def _const(value: Any) -> Callable[[_Machine, int], int]:
@@ -889,13 +883,6 @@ def _frame(m: _Machine, pos: int) -> int:
     return end
 
 
-def _mark(m: _Machine, pos: int) -> int:
-    if len(m.marks) >= MAX_MARK_DEPTH:
-        raise PickleRefused(f"MARKs nested deeper than {MAX_MARK_DEPTH}")
-    m.marks.append(len(m.stack))
-    return pos
-
-
 def _pop(m: _Machine, pos: int) -> int:
     if len(m.stack) > m.floor():
         m.stack.pop()
@@ -912,23 +899,6 @@ def _pop_mark(m: _Machine, pos: int) -> int:
 def _dup(m: _Machine, pos: int) -> int:
     m.push(m.top())
     return pos
-
-
-def _tuple(m: _Machine, pos: int) -> int:
-    m.push(tuple(m.pop_mark()))
-    return pos
-
-
-def _tuple_n(n: int) -> Callable[[_Machine, int], int]:
-    def handler(m: _Machine, pos: int) -> int:
-        if len(m.stack) - n < m.floor():
-            raise PickleRefused(f"TUPLE{n} with too few objects on the stack")
-        items = tuple(m.stack[-n:])
-        del m.stack[-n:]
-        m.push(items)
-        return pos
-
-    return handler
 
 
 def _list(m: _Machine, pos: int) -> int:
@@ -1023,30 +993,6 @@ def _get(m: _Machine, pos: int) -> int:
     return end
 
 
-def _binput(m: _Machine, pos: int) -> int:
-    end = m.take(pos, 1, "BINPUT")
-    _memo_put(m, m.data[pos])
-    return end
-
-
-def _binget(m: _Machine, pos: int) -> int:
-    end = m.take(pos, 1, "BINGET")
-    _memo_get(m, m.data[pos], pos)
-    return end
-
-
-def _long_binput(m: _Machine, pos: int) -> int:
-    end = m.take(pos, 4, "LONG_BINPUT")
-    _memo_put(m, struct.unpack_from("<I", m.data, pos)[0])
-    return end
-
-
-def _long_binget(m: _Machine, pos: int) -> int:
-    end = m.take(pos, 4, "LONG_BINGET")
-    _memo_get(m, struct.unpack_from("<I", m.data, pos)[0], pos)
-    return end
-
-
 def _memoize(m: _Machine, pos: int) -> int:
     _memo_put(m, len(m.memo))
     return pos
@@ -1093,13 +1039,6 @@ def _call(m: _Machine, func: Any, args: Any, opcode: str) -> Any:
     raise PickleRefused(f"{opcode} of {what!r} refused: not an allowed callable")
 
 
-def _reduce(m: _Machine, pos: int) -> int:
-    args = m.pop()
-    func = m.pop()
-    m.push(_call(m, func, args, "REDUCE"))
-    return pos
-
-
 def _newobj(m: _Machine, pos: int) -> int:
     args = m.pop()
     cls = m.pop()
@@ -1143,101 +1082,104 @@ def _persistent(m: _Machine, pid: Any) -> Any:
     return m.persistent_load(pid)
 
 
+def _refused(name: str) -> Callable[[_Machine, int], int]:
+    """Opcodes that import or call by themselves, or need out-of-band data: never needed by a checkpoint."""
+
+    def handler(m: _Machine, pos: int) -> int:
+        raise PickleRefused(f"refuses opcode {name} at offset {pos - 1}")
+
+    return handler
+
+
+_INLINE = None
+"""An opcode :meth:`_Machine.run` handles in its loop, every time: it has no handler."""
+
+# Every opcode of pickle protocols 0-5, by its pickletools name: (name, steps, handler). Steps are 1, more
+# for the opcodes that allocate (a step keeps ~64 bytes alive at most: EMPTY_SET makes a 216-byte set, a
+# new memo entry takes ~100 bytes, a tuple 48 and up). A byte not listed is an unknown opcode (1 step).
+# BINPERSID is inlined only when the run has a persistent_load; its handler refuses it otherwise.
 # fmt: off
-_HANDLERS: dict[int, Callable[[_Machine, int], int]] = {
-    ord("."): _stop,
-    ord("("): _mark,
-    ord("0"): _pop,
-    ord("1"): _pop_mark,
-    ord("2"): _dup,
-    ord("F"): _text_float,
-    ord("I"): _text_int,
-    ord("J"): _fixed_int("<i", 4),
-    ord("K"): _fixed_int("<B", 1),
-    ord("M"): _fixed_int("<H", 2),
-    ord("L"): _text_long,
-    ord("N"): _const(None),
-    ord("P"): _persid,
-    ord("Q"): _binpersid,
-    ord("R"): _reduce,
-    ord("S"): _text_string,
-    ord("T"): _sized(4, "<i", "string"),
-    ord("U"): _sized(1, "<B", "string"),
-    ord("V"): _text_unicode,
-    ord("X"): _sized(4, "<I", "unicode"),
-    ord("a"): _append,
-    ord("b"): _build,
-    ord("c"): _global,
-    ord("d"): _dict,
-    ord("}"): _fresh(dict),
-    ord("e"): _appends,
-    ord("g"): _get,
-    ord("h"): _binget,
-    ord("j"): _long_binget,
-    ord("l"): _list,
-    ord("]"): _fresh(list),
-    ord("p"): _put,
-    ord("q"): _binput,
-    ord("r"): _long_binput,
-    ord("s"): _setitem_op,
-    ord("t"): _tuple,
-    ord(")"): _const(()),
-    ord("u"): _setitems,
-    ord("G"): _binfloat,
-    0x80: _proto,
-    0x81: _newobj,
-    0x85: _tuple_n(1),
-    0x86: _tuple_n(2),
-    0x87: _tuple_n(3),
-    0x88: _const(True),
-    0x89: _const(False),
-    0x8A: _long(1, "<B"),
-    0x8B: _long(4, "<i"),
-    0x8C: _sized(1, "<B", "unicode"),
-    0x8D: _sized(8, "<Q", "unicode"),
-    0x8E: _sized(8, "<Q", "bytes"),
-    0x8F: _fresh(set),
-    0x90: _additems,
-    0x91: _frozenset_op,
-    0x92: _newobj_ex,
-    0x93: _stack_global,
-    0x94: _memoize,
-    0x95: _frame,
-    0x96: _sized(8, "<Q", "bytes"),  # BYTEARRAY8: plain data
-    ord("B"): _sized(4, "<I", "bytes"),
-    ord("C"): _sized(1, "<B", "bytes"),
+OPCODES: dict[int, tuple[str, int, Callable[[_Machine, int], int] | None]] = {
+    # the torch.save subset, inlined in run()
+    0x28: ("MARK", 1, _INLINE),
+    0x2E: ("STOP", 1, _INLINE),
+    0x4B: ("BININT1", 1, _INLINE),
+    0x58: ("BINUNICODE", 1, _INLINE),
+    0x52: ("REDUCE", 2, _INLINE),
+    0x74: ("TUPLE", 2, _INLINE),
+    0x29: ("EMPTY_TUPLE", 1, _INLINE),
+    0x85: ("TUPLE1", 2, _INLINE),
+    0x86: ("TUPLE2", 2, _INLINE),
+    0x87: ("TUPLE3", 2, _INLINE),
+    0x88: ("NEWTRUE", 1, _INLINE),
+    0x89: ("NEWFALSE", 1, _INLINE),
+    0x68: ("BINGET", 1, _INLINE),
+    0x6A: ("LONG_BINGET", 1, _INLINE),
+    0x71: ("BINPUT", 1, _INLINE),
+    0x72: ("LONG_BINPUT", 2, _INLINE),
+    0x51: ("BINPERSID", 2, _binpersid),
+    # the rest of the data subset
+    0x30: ("POP", 1, _pop),
+    0x31: ("POP_MARK", 1, _pop_mark),
+    0x32: ("DUP", 1, _dup),
+    0x46: ("FLOAT", 1, _text_float),
+    0x49: ("INT", 1, _text_int),
+    0x4A: ("BININT", 1, _fixed_int("<i", 4)),
+    0x4D: ("BININT2", 1, _fixed_int("<H", 2)),
+    0x4C: ("LONG", 1, _text_long),
+    0x4E: ("NONE", 1, _const(None)),
+    0x50: ("PERSID", 2, _persid),
+    0x53: ("STRING", 1, _text_string),
+    0x54: ("BINSTRING", 1, _sized(4, "<i", "string")),
+    0x55: ("SHORT_BINSTRING", 1, _sized(1, "<B", "string")),
+    0x56: ("UNICODE", 1, _text_unicode),
+    0x61: ("APPEND", 1, _append),
+    0x62: ("BUILD", 1, _build),
+    0x63: ("GLOBAL", 1, _global),
+    0x64: ("DICT", 2, _dict),
+    0x7D: ("EMPTY_DICT", 2, _fresh(dict)),
+    0x65: ("APPENDS", 1, _appends),
+    0x67: ("GET", 1, _get),
+    0x6C: ("LIST", 2, _list),
+    0x5D: ("EMPTY_LIST", 2, _fresh(list)),
+    0x70: ("PUT", 2, _put),
+    0x73: ("SETITEM", 1, _setitem_op),
+    0x75: ("SETITEMS", 1, _setitems),
+    0x47: ("BINFLOAT", 1, _binfloat),
+    0x80: ("PROTO", 1, _proto),
+    0x81: ("NEWOBJ", 2, _newobj),
+    0x8A: ("LONG1", 1, _long(1, "<B")),
+    0x8B: ("LONG4", 1, _long(4, "<i")),
+    0x8C: ("SHORT_BINUNICODE", 1, _sized(1, "<B", "unicode")),
+    0x8D: ("BINUNICODE8", 1, _sized(8, "<Q", "unicode")),
+    0x8E: ("BINBYTES8", 1, _sized(8, "<Q", "bytes")),
+    0x8F: ("EMPTY_SET", 8, _fresh(set)),
+    0x90: ("ADDITEMS", 1, _additems),
+    0x91: ("FROZENSET", 8, _frozenset_op),
+    0x92: ("NEWOBJ_EX", 2, _newobj_ex),
+    0x93: ("STACK_GLOBAL", 1, _stack_global),
+    0x94: ("MEMOIZE", 2, _memoize),
+    0x95: ("FRAME", 1, _frame),
+    0x96: ("BYTEARRAY8", 1, _sized(8, "<Q", "bytes")),  # plain data
+    0x42: ("BINBYTES", 1, _sized(4, "<I", "bytes")),
+    0x43: ("SHORT_BINBYTES", 1, _sized(1, "<B", "bytes")),
+    # refused
+    0x69: ("INST", 1, _refused("INST")),
+    0x6F: ("OBJ", 1, _refused("OBJ")),
+    0x82: ("EXT1", 1, _refused("EXT1")),
+    0x83: ("EXT2", 1, _refused("EXT2")),
+    0x84: ("EXT4", 1, _refused("EXT4")),
+    0x97: ("NEXT_BUFFER", 1, _refused("NEXT_BUFFER")),
+    0x98: ("READONLY_BUFFER", 1, _refused("READONLY_BUFFER")),
 }
 # fmt: on
 
-_REFUSED: dict[int, str] = {
-    ord("i"): "INST",
-    ord("o"): "OBJ",
-    0x82: "EXT1",
-    0x83: "EXT2",
-    0x84: "EXT4",
-    0x97: "NEXT_BUFFER",
-    0x98: "READONLY_BUFFER",
+_HANDLERS: dict[int, Callable[[_Machine, int], int]] = {
+    code: handler for code, (_name, _steps, handler) in OPCODES.items() if handler is not _INLINE
 }
-"""Opcodes that import or call by themselves, or need out-of-band data: never needed by a checkpoint."""
-
-
-def _step_costs() -> bytes:
-    """Steps per opcode: 1, more for the one-byte opcodes that allocate (a step keeps ~64 bytes alive
-    at most: EMPTY_SET makes a 216-byte set, a new memo entry takes ~100 bytes, a tuple 48 and up)."""
-    table = bytearray([1]) * 256
-    heavier = {
-        0x8F: 8,  # EMPTY_SET
-        ord("}"): 2, ord("]"): 2,  # EMPTY_DICT, EMPTY_LIST
-        ord("d"): 2, ord("l"): 2, ord("t"): 2, 0x85: 2, 0x86: 2, 0x87: 2, 0x91: 8,  # DICT, LIST, TUPLE*, FROZENSET
-        0x94: 2, ord("r"): 2, ord("p"): 2,  # MEMOIZE, LONG_BINPUT, PUT: a memo entry
-        ord("R"): 2, 0x81: 2, 0x92: 2, ord("Q"): 2, ord("P"): 2,  # REDUCE, NEWOBJ(_EX), (BIN)PERSID: an object
-    }  # fmt: skip
-    for code, steps in heavier.items():
-        table[code] = steps
-    return bytes(table)
-
-
-_STEP_COST = _step_costs()
+"""What run() calls for an opcode it does not inline."""
+_STEP_COST = bytes(OPCODES[code][1] if code in OPCODES else 1 for code in range(256))
+"""Steps per opcode byte, indexed by the byte (the loop's one lookup)."""
 
 
 def load(

@@ -25,6 +25,7 @@ from pathlib import Path
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+from paramscope.sources.files import Reader
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,20 +72,22 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 # --------------------------------------------------------------------------------------------- detection
 
 
-def sniff(head: bytes, path: Path) -> bool:
+def probe(head: bytes, path: Path) -> Reader | None:
     """8-byte little-endian length of a plausible size, then ``{``; or a ``.safetensors`` name.
 
     A declared length above the crate's limit is still claimed (up to 4 GiB) so that the user is told
     the header is too large rather than that the format is unknown.
     """
     if path.name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
-        return True
+        return Reader(_read_index, path)
     if len(head) >= 9 and head[8:9] == b"{":
         (n,) = struct.unpack_from("<Q", head)
         if 2 <= n < 1 << 32:
-            return True
+            return Reader(read, path)
     # The extension is only a hint: claim a (truncated or damaged) .safetensors file that is nothing else.
-    return path.suffix == ".safetensors" and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80"))
+    if path.suffix == ".safetensors" and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80")):
+        return Reader(read, path)
+    return None
 
 
 def sniff_directory(path: Path) -> bool:

@@ -42,7 +42,7 @@ from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
-from paramscope.sources.files import NameBudget, check_zip_entries
+from paramscope.sources.files import NameBudget, Reader, check_zip_entries, open_regular
 
 FORMAT = "pytorch"
 
@@ -96,31 +96,30 @@ def _itemsize(dtype: str) -> int:
 # ---- detection ----------------------------------------------------------------------------------
 
 
-def sniff(head: bytes, path: Path) -> bool:
-    """A zip whose directory holds ``<prefix>/data.pkl`` (or a .pt2 archive), or a legacy torch pickle."""
+def probe(head: bytes, path: Path) -> Reader | None:
+    """A zip whose directory holds ``<prefix>/data.pkl`` (or a .pt2 archive), or a legacy torch pickle.
+
+    A zip's directory is parsed here once (100k members: 0.3 s) and handed to the Reader with the open file,
+    so that what is read is the file whose directory was parsed."""
     if head.startswith(b"PK\x03\x04"):
+        try:  # a regular file still (not a FIFO swapped in since the head was read: open() would block)
+            handle = open_regular(path)
+        except ParamscopeError:
+            return None
         try:
-            with open(path, "rb") as handle:
-                members = _cached_directory(handle, path)
+            members = _zip_directory(handle, path)
         except (ParamscopeError, OSError):
-            return False
-        return _find_prefix(members) is not None or _is_pt2(members)
-    return _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]
-
-
-_last_directory: tuple[tuple[Any, ...], dict[str, Member]] | None = None
-
-
-def _cached_directory(handle: Any, path: Path) -> dict[str, Member]:
-    """The directory, parsed once for sniff() and read() of the same unchanged file (100k members: 0.3 s)."""
-    global _last_directory
-    stat = os.fstat(handle.fileno())
-    key = (str(path), stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
-    if _last_directory is not None and _last_directory[0] == key:
-        return _last_directory[1]
-    members = _zip_directory(handle, path)
-    _last_directory = (key, members)
-    return members
+            members = None
+        except BaseException:
+            handle.close()
+            raise
+        if members is not None and (_find_prefix(members) is not None or _is_pt2(members)):
+            return Reader(_read_open_zip, handle, path, members)
+        handle.close()
+        return None
+    if _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]:
+        return Reader(read, path)
+    return None
 
 
 # ---- zip directory ------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ _DATA_END = "\0data end"  # not a name a zip member can have (it would fail _KEY
 
 
 def _check(members: dict[str, Member], source: object) -> dict[str, Member]:
-    """The members once :func:`files.check_zip_entries` accepts them (sniff claims a torch zip whose
+    """The members once :func:`files.check_zip_entries` accepts them (probe claims a torch zip whose
     directory lies, so that read() says what the lie is)."""
     members = dict(members)
     data_end = members.pop(_DATA_END).offset
@@ -323,7 +322,7 @@ class _Storages:
 def read(path: Path) -> Inventory:
     """The Inventory of a torch.save file (zip or legacy)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(64)
             if head.startswith(b"PK\x03\x04"):
                 return _read_zip(handle, path)
@@ -332,10 +331,17 @@ def read(path: Path) -> Inventory:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _read_zip(handle: Any, path: Path) -> Inventory:
-    global _last_directory
-    members = _check(_cached_directory(handle, path), path)
-    _last_directory = None  # the cache only bridges sniff() and read(); do not keep a big directory alive
+def _read_open_zip(handle: Any, path: Path, members: dict[str, Member]) -> Inventory:
+    """A zip a probe opened, with the directory it parsed (the handle is closed here)."""
+    with handle:
+        try:
+            return _read_zip(handle, path, members)
+        except OSError as exc:
+            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_zip(handle: Any, path: Path, members: dict[str, Member] | None = None) -> Inventory:
+    members = _check(_zip_directory(handle, path) if members is None else members, path)
     prefix = _find_prefix(members)
     if prefix is None:
         if _is_pt2(members):
