@@ -9,6 +9,12 @@ process; the figure is the median wall time of REPEATS runs, and peak RSS is GNU
 Scale (issue 11): a 1,000,000-tensor file (a ~78 MB header, names ``m.l.<layer>.b.<k>.w``) drawn as the default
 tree and written with ``--format json -o``, each against a bare script in its own process (``json.loads`` of
 the header and the sum of the element counts), the floor for any reader in Python. Targets: 20 s, 2 GB.
+
+Issue 12 (``--targets``): whole CLI processes against the bare script in its own process, time and peak RSS as
+ratios from one run: a 100,000-tensor file (names and shapes of a mixture of experts, a ~10 MB header) drawn as the
+default tree (target <= 1.2x the script's time) and as ``--format json -o /dev/null`` (<= 1.5x), both at most 1.5x
+the script's peak RSS; a DeepSeek-V3-shaped checkpoint (163 sparse FP8 shards + index, ~91k tensors) against the
+script run over every shard (<= 2x); a small file against ``python -c pass`` (<= 3x).
 """
 
 from __future__ import annotations
@@ -44,6 +50,22 @@ print(len(header), sum(math.prod(t["shape"]) for t in header.values()))
 """
 
 SCALE_TENSORS = 1_000_000
+
+BARE_SHARDS = """
+import json, math, struct, sys
+from pathlib import Path
+index = Path(sys.argv[1])
+shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+count = total = 0
+for shard in shards:
+    with open(index.parent / shard, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    count += len(header)
+    total += sum(math.prod(t["shape"]) for t in header.values())
+print(count, total)
+"""
 
 SAFE_OPEN = """
 import json, sys
@@ -99,15 +121,119 @@ def scale(repeats: int) -> None:
         print("targets: 20 s and 2 GB each")
 
 
+def moe_tensors(count: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    """``count`` tensors named and shaped like a mixture of experts' (``model.layers.N.mlp.experts.M.*``), small
+    shapes so that the sparse file stays small: the 100,000-tensor row."""
+    out: list[tuple[str, str, tuple[int, ...]]] = []
+    layer = 0
+    while len(out) < count:
+        prefix = f"model.layers.{layer}"
+        out += [(f"{prefix}.input_layernorm.weight", "BF16", (64,)),
+                (f"{prefix}.self_attn.q_proj.weight", "BF16", (64, 64)),
+                (f"{prefix}.self_attn.o_proj.weight", "BF16", (64, 64)),
+                (f"{prefix}.mlp.gate.weight", "BF16", (64, 64))]
+        for expert in range(64):
+            for proj, shape in (("gate_proj", (32, 64)), ("up_proj", (32, 64)), ("down_proj", (64, 32))):
+                out.append((f"{prefix}.mlp.experts.{expert}.{proj}.weight", "BF16", shape))
+        layer += 1
+    return out[:count]
+
+
+def deepseek_v3_tensors() -> list[tuple[str, str, tuple[int, ...]]]:
+    """DeepSeek-V3's tensor list (61 layers, 3 dense then 58 with 256 routed FP8 experts and a shared one, block
+    scales ``weight_scale_inv`` beside each FP8 weight, and the multi-token-prediction layer 61): ~91k tensors."""
+    hidden, vocab = 7168, 129280
+
+    def fp8(name: str, out_dim: int, in_dim: int) -> list[tuple[str, str, tuple[int, ...]]]:
+        return [(f"{name}.weight", "F8_E4M3", (out_dim, in_dim)),
+                (f"{name}.weight_scale_inv", "F32", (-(-out_dim // 128), -(-in_dim // 128)))]
+
+    def mlp(prefix: str, inner: int) -> list[tuple[str, str, tuple[int, ...]]]:
+        return (fp8(f"{prefix}.gate_proj", inner, hidden) + fp8(f"{prefix}.up_proj", inner, hidden)
+                + fp8(f"{prefix}.down_proj", hidden, inner))
+
+    out = [("model.embed_tokens.weight", "BF16", (vocab, hidden))]
+    for layer in range(62):
+        p = f"model.layers.{layer}"
+        out += [(f"{p}.input_layernorm.weight", "BF16", (hidden,)),
+                (f"{p}.post_attention_layernorm.weight", "BF16", (hidden,)),
+                (f"{p}.self_attn.q_a_layernorm.weight", "BF16", (1536,)),
+                (f"{p}.self_attn.kv_a_layernorm.weight", "BF16", (512,))]
+        out += fp8(f"{p}.self_attn.q_a_proj", 1536, hidden) + fp8(f"{p}.self_attn.q_b_proj", 24576, 1536)
+        out += fp8(f"{p}.self_attn.kv_a_proj_with_mqa", 576, hidden) + fp8(f"{p}.self_attn.kv_b_proj", 32768, 512)
+        out += fp8(f"{p}.self_attn.o_proj", hidden, 16384)
+        if layer < 3:
+            out += mlp(f"{p}.mlp", 18432)
+            continue
+        out += [(f"{p}.mlp.gate.weight", "BF16", (256, hidden)),
+                (f"{p}.mlp.gate.e_score_correction_bias", "F32", (256,))]
+        for expert in range(256):
+            out += mlp(f"{p}.mlp.experts.{expert}", 2048)
+        out += mlp(f"{p}.mlp.shared_experts", 2048)
+        if layer == 61:  # multi-token prediction
+            out += [(f"{p}.embed_tokens.weight", "BF16", (vocab, hidden)), (f"{p}.enorm.weight", "BF16", (hidden,)),
+                    (f"{p}.hnorm.weight", "BF16", (hidden,)), (f"{p}.eh_proj.weight", "BF16", (hidden, 2 * hidden)),
+                    (f"{p}.shared_head.norm.weight", "BF16", (hidden,)),
+                    (f"{p}.shared_head.head.weight", "BF16", (vocab, hidden))]
+    out += [("model.norm.weight", "BF16", (hidden,)), ("lm_head.weight", "BF16", (vocab, hidden))]
+    return out
+
+
+def targets(repeats: int) -> None:
+    """Issue 12's rows: each command a whole process, ratios to the bare script measured in the same run."""
+    py = sys.executable
+    cli = [py, "-m", "paramscope"]
+    print(f"python {sys.version.split()[0]}; median of {repeats} runs after a warm-up; peak RSS from GNU time")
+    with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as tmp:
+        small = Path(tmp) / "small.safetensors"
+        write_sparse(small, [(n, "BF16", s) for n, s in llama_tensors(**LLAMA2_7B)], {"format": "pt"})
+        wide = Path(tmp) / "moe-100k.safetensors"
+        write_sparse(wide, moe_tensors(100_000))
+        deepseek = deepseek_v3_tensors()
+        index = write_sharded(Path(tmp) / "dsv3", deepseek, 163)
+        with open(wide, "rb") as handle:
+            header = int.from_bytes(handle.read(8), "little")
+        rows = [
+            ("Llama-2-7B file (291 tensors), json", [py, "-c", "pass"],
+             [*cli, str(small), "--format", "json", "-o", "/dev/null"], 3.0),
+            ("Llama-2-7B file (291 tensors), tree", [py, "-c", "pass"], [*cli, str(small)], 3.0),
+            (f"100k tensors ({header / 1e6:.2f} MB header), json", [py, "-c", BARE, str(wide)],
+             [*cli, str(wide), "--format", "json", "-o", "/dev/null"], 1.5),
+            ("100k tensors, tree", [py, "-c", BARE, str(wide)], [*cli, str(wide)], 1.2),
+            (f"DeepSeek-V3 ({len(deepseek):,} tensors, 163 shards), json", [py, "-c", BARE_SHARDS, str(index)],
+             [*cli, str(index), "--format", "json", "-o", "/dev/null"], 2.0),
+            ("DeepSeek-V3, tree", [py, "-c", BARE_SHARDS, str(index)], [*cli, str(index)], 2.0),
+        ]
+        head = (f"{'row':<48} {'base':>8} {'paramscope':>10} {'time':>6} {'target':>6} {'base RSS':>9} {'RSS':>8} "
+                f"{'RSS':>5}")
+        print(head)
+        print("-" * len(head))
+        baselines: dict[tuple[str, ...], tuple[float, float]] = {}
+        for label, base, ours, target in rows:
+            key = tuple(base)
+            if key not in baselines:
+                baselines[key] = measure(base, repeats)
+            base_t, base_m = baselines[key]
+            t, m = measure(ours, repeats)
+            print(f"{label:<48} {base_t * 1000:6.0f}ms {t * 1000:8.0f}ms {t / base_t:5.2f}x {target:5.1f}x "
+                  f"{base_m:7.0f}MB {m:6.0f}MB {m / base_m:4.2f}x")
+        print("base: `python -c pass` for the small file, else the bare script (json.loads + sum numel) in its own "
+              "process; RSS target 1.5x for the 100k file")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scale-only", action="store_true", help="only the 1,000,000-tensor comparison")
+    parser.add_argument("--targets", action="store_true", help="only issue 12's rows (100k, DeepSeek-V3, small)")
     parser.add_argument("--build", metavar="DIR", help=argparse.SUPPRESS)  # internal: write fixtures, list them
     args = parser.parse_args()
     py = sys.executable
     if args.build:
         print(json.dumps([(label, str(path), n) for label, path, n in build(Path(args.build))]))
+        return
+    if args.targets:
+        targets(max(1, min(args.repeats, 5)))
         return
     if args.scale_only:
         scale(max(1, min(args.repeats, 3)))
