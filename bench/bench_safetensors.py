@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -185,6 +186,11 @@ def targets(repeats: int) -> None:
     cli = [py, "-m", "paramscope"]
     print(f"python {sys.version.split()[0]}; median of {repeats} runs after a warm-up; peak RSS from GNU time")
     with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as tmp:
+        # Bytecode is cached (in the temporary directory) as an installed package's is: with
+        # PYTHONDONTWRITEBYTECODE set, every run would compile paramscope again and the small-file row would
+        # measure the compiler.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = f"{tmp}/pycache"
         small = Path(tmp) / "small.safetensors"
         write_sparse(small, [(n, "BF16", s) for n, s in llama_tensors(**LLAMA2_7B)], {"format": "pt"})
         wide = Path(tmp) / "moe-100k.safetensors"
