@@ -176,6 +176,21 @@ class TensorRecord:
         return self.name.rpartition(".")[0]
 
 
+def file_record(name: str, shape: tuple[int, ...], dtype: str, role: Role, origin: str, numel: int,
+                nbytes: int | None) -> TensorRecord:
+    """A record as a checkpoint reader makes one, its sizes already known (the reader checked them against the
+    data offsets): ``TensorRecord(name, shape, dtype, role, origin=origin)`` with ``numel`` and ``nbytes``
+    kept, made without a keyword call. Only for a record without ``quant`` (whose numel is its logical count)."""
+    record = _new(TensorRecord)
+    record.name, record.shape, record.dtype, record.role, record.origin = name, shape, dtype, role, origin
+    record.trainable = record.tie = record.owner_type = record.persistent = record.quant = record.extra = None
+    record._numel, record._nbytes = numel, nbytes
+    return record
+
+
+_new = object.__new__
+
+
 def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | None]]:
     """(record, logical elements, stored bytes) of each initialized record, its sizes kept on it.
 
@@ -188,7 +203,12 @@ def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | No
         shape = r.shape
         if shape is None:
             continue
-        if r.quant is not None or r._numel is not None:
+        numel = r._numel
+        if numel is not None:  # sized before (or by the reader): numel and, if computed, bytes are kept
+            size = r._nbytes
+            append((r, numel, size if size is not False else r.nbytes))
+            continue
+        if r.quant is not None:
             append((r, r.numel, r.nbytes))
             continue
         key = (r.dtype, shape)

@@ -22,9 +22,10 @@ import os
 import struct
 from pathlib import Path
 
+from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
+from paramscope.records import Inventory, TensorRecord, file_record, role_for_file_tensor
 from paramscope.sources.files import Reader
 
 TYPE_CHECKING = False
@@ -287,7 +288,8 @@ def _validate(
     append_span = spans.append
     append_record = records.append
     dtypes_get = DTYPES.get
-    checked: dict[tuple, tuple[str, Any, int, tuple[int, ...]]] = {}  # (dtype, *shape) -> what it was found to be
+    # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
+    checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
     for name, pairs in header:
         if name == "__metadata__":
             if pairs is None:
@@ -298,13 +300,17 @@ def _validate(
             continue
         if type(pairs) is not tuple:
             raise ParamscopeError(path, f"tensor {name!r}: entry is not an object")
-        info = dict(pairs)
-        if len(info) != len(pairs):
-            _no_duplicates(path, pairs, f"tensor {name!r}")
-        try:
-            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        except KeyError as exc:  # serde ignores unknown fields, but these three are required
-            raise ParamscopeError(path, f"tensor {name!r}: missing {exc.args[0]}") from None
+        if len(pairs) == 3 and pairs[0][0] == "dtype" and pairs[1][0] == "shape" and pairs[2][0] == "data_offsets":
+            # the order every writer uses (the crate serializes its struct's fields in this order): no dict
+            dtype, shape, offsets = pairs[0][1], pairs[1][1], pairs[2][1]
+        else:
+            info = dict(pairs)
+            if len(info) != len(pairs):
+                _no_duplicates(path, pairs, f"tensor {name!r}")
+            try:
+                dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+            except KeyError as exc:  # serde ignores unknown fields, but these three are required
+                raise ParamscopeError(path, f"tensor {name!r}: missing {exc.args[0]}") from None
         known = dtypes_get(dtype) if type(dtype) is str else None
         if known is None:
             raise ParamscopeError(path, f"tensor {name!r}: unknown dtype {_short(dtype)}")
@@ -325,10 +331,10 @@ def _validate(
                 raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
             if nbits % 8:
                 raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
-            sized = (canonical, _ROLES[canonical], nbits >> 3, tuple(shape))
+            sized = (canonical, _ROLES[canonical], nbits >> 3, tuple(shape), numel, dtype_bytes(canonical, numel))
             if key is not None:
                 checked[key] = sized
-        canonical, role, size, dims = sized
+        canonical, role, size, dims, numel, nbytes = sized
         if end < begin or end - begin != size:
             raise ParamscopeError(
                 path,
@@ -336,7 +342,7 @@ def _validate(
                 f"but {dtype} {shape} needs {size}",
             )
         append_span((begin, end, name))
-        append_record(TensorRecord(name=name, shape=dims, dtype=canonical, role=role, origin=origin))
+        append_record(file_record(name, dims, canonical, role, origin, numel, nbytes))
     spans.sort()
     cursor = 0
     for begin, end, name in spans:
