@@ -156,42 +156,70 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
     string = json.encoder.encode_basestring_ascii
     if key == "modules":
         total = report.total
-        for node in report.tree(depth).walk():
-            kind, trainable = node.type, node.trainable
+        # Sibling modules repeat their figures (a model's experts and layers): the text from "parameters" on is
+        # written once per distinct (parameters, trainable, buffers, bytes).
+        tails: dict[tuple[Any, ...], str] = {}
+        stack = [(report.tree(depth), 0)]  # node.walk()'s order, each node's depth its parent's + 1
+        while stack:
+            node, level = stack.pop()
+            children = node.children
+            if children:
+                below = level + 1
+                stack.extend([(child, below) for child in reversed(children)])
+            kind, trainable, parameters = node.type, node.trainable, node.parameters
             if (kind is None or type(kind) is str) and (trainable is None or type(trainable) is int):
-                share = percent(node.parameters, total)
+                figures = (parameters, trainable, node.buffers, node.bytes)
+                tail = tails.get(figures)
+                if tail is None:
+                    share = percent(parameters, total)
+                    tail = tails[figures] = (
+                        f'"parameters": {parameters}, "percent": {"null" if share is None else repr(share)}, '
+                        f'"trainable": {"null" if trainable is None else trainable}, "buffers": {node.buffers}, '
+                        f'"bytes": {node.bytes}}}')
                 yield (f'{{"path": {string(node.path)}, "type": {"null" if kind is None else string(kind)}, '
-                       f'"depth": {node.depth}, "parameters": {node.parameters}, '
-                       f'"percent": {"null" if share is None else repr(share)}, '
-                       f'"trainable": {"null" if trainable is None else trainable}, "buffers": {node.buffers}, '
-                       f'"bytes": {node.bytes}}}')
+                       f'"depth": {level}, {tail}')
             else:
                 yield encode(_module(node, total))
         return
     canonical = report.canonical_name
-    shapes: dict[tuple[int, ...], str] = {}
+    # Everything between the name and "tied_to" depends only on (shape, dtype, role, trainable), which a model
+    # repeats: each such middle is written once, and a line is its name, its middle and its tie.
+    middles: dict[tuple[Any, ...], str | None] = {}
     roles = {role: (string(role.value), role is Role.PARAMETER) for role in Role}
     for r in report.tensors:
-        tied = canonical.get(r.name) if canonical else None
-        tied = tied if tied != r.name else None
-        shape, dtype, name, trainable = r.shape, r.dtype, r.name, r.trainable
-        if (shape is None or r.persistent is not None or r.quant is not None or type(name) is not str
-                or type(dtype) is not str or type(r.numel) is not int or type(r.nbytes) is not int):
+        name = r.name
+        tied = canonical.get(name) if canonical else None
+        tied = tied if tied != name else None
+        shape, trainable = r.shape, r.trainable
+        key = (shape, r.dtype, r.role, trainable, r.persistent, r.quant)
+        try:
+            middle = middles.get(key, False)
+        except TypeError:  # an unhashable field: the general path
+            middle = None
+        if middle is False:
+            middle = middles[key] = _middle(r, roles, encode)
+            if shape is not None and not all(type(d) is int for d in shape):  # (True,) == (1,): never shared
+                del middles[key]
+        if middle is None or type(name) is not str:
             yield encode(_tensor(r, tied))
             continue
-        dims = shapes.get(shape)
-        if dims is None:
-            dims = encode(list(shape))
-            if all(type(d) is int for d in shape):  # (True,) == (1,): only true ints are shared
-                shapes[shape] = dims
-        role, is_parameter = roles[r.role]
-        flag = "null" if not is_parameter or trainable is None else ("true" if trainable is True else "false")
-        if is_parameter and trainable is not None and type(trainable) is not bool:
-            yield encode(_tensor(r, tied))
-            continue
-        yield (f'{{"name": {string(name)}, "shape": {dims}, "dtype": {string(dtype)}, "role": {role}, '
-               f'"trainable": {flag}, "numel": {r.numel}, "bytes": {r.nbytes}, '
-               f'"tied_to": {"null" if tied is None else string(tied)}}}')
+        yield f'{{"name": {string(name)}, {middle}"tied_to": {"null" if tied is None else string(tied)}}}'
+
+
+def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callable[[Any], str]) -> str | None:
+    """The text from ``"shape"`` to ``"bytes"`` of ``r``'s line (:func:`_tensor`'s), or None where the
+    record is not one of plain values (the dict and the encoder then write it)."""
+    shape, dtype, trainable = r.shape, r.dtype, r.trainable
+    if (shape is None or r.persistent is not None or r.quant is not None or type(dtype) is not str
+            or type(r.numel) is not int or type(r.nbytes) is not int):
+        return None
+    role, is_parameter = roles[r.role]
+    if is_parameter and trainable is not None and type(trainable) is not bool:
+        return None
+    flag = "null" if not is_parameter or trainable is None else ("true" if trainable is True else "false")
+    string = json.encoder.encode_basestring_ascii
+    return (f'"shape": {encode(list(shape))}, "dtype": {string(dtype)}, "role": {role}, "trainable": {flag}, '
+            f'"numel": {r.numel}, "bytes": {r.nbytes}, ')
 
 
 def _render(report: Report, options: RenderOptions) -> str:
