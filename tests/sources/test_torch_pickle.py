@@ -134,6 +134,27 @@ def test_views_share_storage_without_tie(tmp_path, container):
     assert Report(inv).total == 4 + 6 + 10
 
 
+def test_one_tensor_rebuilt_by_many_objects_is_counted_under_one_identity(tmp_path, container):
+    """Twenty separate rebuild calls of one view (distinct objects, same storage, offset, shape, stride), the
+    first seen before any other tensor of that storage: all are one tensor, so MAX_ALIASES of them are listed
+    under one tie and the rest counted; a different view of the storage stays its own tensor."""
+    base = torch.zeros(10)
+    views = [base[:4] for _ in range(20)]
+    assert len({id(v) for v in views}) == 20
+    obj = [views[0], base[4:], *views[1:], base[4:6]]
+    path = _save(obj, tmp_path / "many.pt", **_kwargs(container))
+    inv = torch_pickle.read(path)
+    limit = torch_pickle.MAX_ALIASES
+    named = [r.name for r in inv.tensors]
+    assert named == ["0", "1", *[str(i) for i in range(2, limit + 1)], "21"]
+    ties = [r.tie for r in inv.tensors]
+    assert ties[0] is not None and ties[2:limit + 1] == [ties[0]] * (limit - 1)
+    assert ties[1] is None and ties[-1] is None
+    assert inv.notes == [f"{20 - limit:,} more references to tensors already listed under {limit} names each "
+                         "are not listed"]
+    assert Report(inv).total == 4 + 6 + 2
+
+
 def test_lightning_checkpoint(tmp_path, container):
     model = Small()
     opt = torch.optim.Adam(model.parameters())

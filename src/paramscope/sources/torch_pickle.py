@@ -30,6 +30,7 @@ archives are recognised and refused with an explanation.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -40,7 +41,8 @@ from typing import Any
 
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
-from paramscope.records import Inventory, Role, TensorRecord, role_for_file_tensor
+from paramscope.gcpause import paused_gc
+from paramscope.records import Inventory, Role, TensorRecord, file_record, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
 from paramscope.sources.files import NameBudget, Reader, check_zip_entries, open_regular
 
@@ -320,9 +322,11 @@ class _Storages:
 
 
 def read(path: Path) -> Inventory:
-    """The Inventory of a torch.save file (zip or legacy)."""
+    """The Inventory of a torch.save file (zip or legacy). The cyclic collector is paused while it is read:
+    a 100k-tensor pickle makes ~700,000 objects and no cycles, and collections triggered by that many
+    allocations walk all of them again and again (a third of the time)."""
     try:
-        with open_regular(path) as handle:
+        with paused_gc(), open_regular(path) as handle:
             head = handle.read(64)
             if head.startswith(b"PK\x03\x04"):
                 return _read_zip(handle, path)
@@ -333,7 +337,7 @@ def read(path: Path) -> Inventory:
 
 def _read_open_zip(handle: Any, path: Path, members: dict[str, Member]) -> Inventory:
     """A zip a probe opened, with the directory it parsed (the handle is closed here)."""
-    with handle:
+    with paused_gc(), handle:
         try:
             return _read_zip(handle, path, members)
         except OSError as exc:
@@ -539,8 +543,9 @@ def _identity(tensor: pr.TensorRef) -> Any:
 
 @dataclass
 class _Found:
-    tensors: list[tuple[tuple[str, ...], pr.TensorRef, Any]]
-    names: dict[Any, int]  # identity -> names recorded
+    tensors: list[tuple[_Path, pr.TensorRef]]  # (path of the name, tensor), in walk order
+    names: dict[Any, int]  # identity key -> names recorded
+    idents: dict[int, Any]  # id(TensorRef) -> its identity key in ``names``
     left_out: int = 0
 
 
@@ -559,13 +564,50 @@ def _walk(obj: Any, source: object) -> _Found:
     a reference to one already named that often costs a dict lookup), :data:`MAX_TENSORS` names, and
     names within :class:`~paramscope.sources.files.NameBudget` (each name's length is known before it is
     joined: 900 nested dicts reached 20,000 times would be 18 million parts; a 100k-tensor state_dict's
-    names take 2.5 million characters)."""
-    found = _Found([], {})
-    budget = NameBudget(source, _size_of(source))
+    names take 2.5 million characters).
+
+    A tensor's identity key (what its names are counted under) is cheap where it can be: the storage key
+    while one tensor object alone uses that storage (a state_dict's every tensor), the full
+    :func:`_identity` text once a second object on the same storage appears (a view, or a tie whose two
+    rebuild calls were pickled separately), the first one's count moved over to its full key then."""
+    names: dict[Any, int] = {}
+    idents: dict[int, Any] = {}
+    tensors: list[tuple[_Path, pr.TensorRef]] = []
+    found = _Found(tensors, names, idents)
+    spend = NameBudget(source, _size_of(source)).spend
+    owners: dict[str, pr.TensorRef] = {}  # storage key -> the first tensor object seen on it
     on_path: set[int] = set()
     done: set[int] = set()
     pushed: dict[int, int] = {}  # id(TensorRef) -> references queued
-    idents: dict[int, Any] = {}  # id(TensorRef) -> _identity (computed once per object)
+    tensor_type = pr.TensorRef
+
+    def identity(tensor: pr.TensorRef) -> Any:
+        storage = tensor.storage
+        if storage is None:
+            return id(tensor)
+        key = storage.key
+        first = owners.setdefault(key, tensor)
+        if first is tensor:
+            return key  # no "\0" in a storage key: it equals no full identity (and no int)
+        if idents[id(first)] == key:  # a second object on this storage: the first gets its full key
+            full = idents[id(first)] = _identity(first)
+            names[full] = names.pop(key)
+        return _identity(tensor)
+
+    def record(tensor: pr.TensorRef, path: _Path) -> None:
+        ident = idents.get(id(tensor))
+        if ident is None:
+            ident = idents[id(tensor)] = identity(tensor)
+        seen = names.get(ident, 0)
+        if seen >= MAX_ALIASES:
+            found.left_out += 1
+            return
+        if len(tensors) >= MAX_TENSORS:
+            raise ParamscopeError(source, f"more than {MAX_TENSORS:,} tensor names (paramscope's limit)")
+        spend(0 if path is None else path[3])
+        names[ident] = seen + 1
+        tensors.append((path, tensor))
+
     # Entries: (item, parent path, key, leaving); a path node is built when its entry is taken.
     stack: list[tuple[Any, _Path, Any, bool]] = [(obj, None, None, False)]
     root = True
@@ -583,18 +625,7 @@ def _walk(obj: Any, source: object) -> _Found:
             path = (parent, text, 0 if parent is None else parent[2] + 1,
                     len(text) if parent is None else parent[3] + 1 + len(text))
         if isinstance(item, pr.TensorRef):
-            ident = idents.get(id(item))
-            if ident is None:
-                ident = idents[id(item)] = _identity(item)
-            seen = found.names.get(ident, 0)
-            if seen >= MAX_ALIASES:
-                found.left_out += 1
-                continue
-            if len(found.tensors) >= MAX_TENSORS:
-                raise ParamscopeError(source, f"more than {MAX_TENSORS:,} tensor names (paramscope's limit)")
-            budget.spend(0 if path is None else path[3])
-            found.names[ident] = seen + 1
-            found.tensors.append((_parts(path), item, ident))
+            record(item, path)
             continue
         items = _items(item)
         if items is None:
@@ -609,15 +640,20 @@ def _walk(obj: Any, source: object) -> _Found:
         on_path.add(ident)
         stack.append((item, path, None, True))
         mark = len(stack)
+        depth, length = (0, -1) if path is None else (path[2] + 1, path[3])
         for child_key, child in items:
-            if isinstance(child, _LEAVES):
-                continue
-            if type(child) is pr.TensorRef:
+            if type(child) is tensor_type:
                 queued = pushed.get(id(child), 0)
                 if queued >= MAX_ALIASES:  # named often enough already: counted, not walked
                     found.left_out += 1
                     continue
                 pushed[id(child)] = queued + 1
+                if len(stack) == mark:  # nothing queued before it here: it is next in walk order anyway
+                    text = child_key if type(child_key) is str else _key_text(child_key)
+                    record(child, (path, text, depth, length + 1 + len(text)))
+                    continue
+            elif isinstance(child, _LEAVES):
+                continue
             stack.append((child, path, child_key, False))
         stack[mark:] = stack[:mark - 1:-1]  # children are taken in order
     return found
@@ -630,23 +666,6 @@ def _model_key(value: Any) -> str | None:
         if isinstance(value.get(key), dict):
             return key
     return None
-
-
-def _check_bounds(tensor: pr.TensorRef, sizes: dict[str, int], itemsize: int, name: str, source: object) -> None:
-    """The last element the tensor reaches (offset + sum((size-1)*stride)) must lie inside its storage."""
-    storage = tensor.storage
-    assert storage is not None
-    need = 0
-    if all(tensor.shape):
-        extent = 1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride, strict=True))
-        need = (tensor.offset + extent) * itemsize
-    have = sizes.get(storage.key, 0)
-    if need > have:
-        raise ParamscopeError(
-            source,
-            f"tensor {name!r} of shape {list(tensor.shape)} at offset {tensor.offset} needs {need} bytes "
-            f"of storage {storage.key!r}, which holds {have}",
-        )
 
 
 def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str, Any], notes: list[str]) -> Inventory:
@@ -663,35 +682,62 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
         metadata["top_level_type"] = type(value).__name__
     found = _walk(value, path)
     itemsizes: dict[str, int] = {}
-    for _, t, _ in found.tensors:
+    for _, t in found.tensors:
         if t.dtype not in itemsizes:
             if t.dtype not in dtypes.DTYPES:
                 raise ParamscopeError(path, f"tensor dtype {t.dtype!r} is not one paramscope knows")
             itemsizes[t.dtype] = _itemsize(t.dtype)
     roles = {dtype: role_for_file_tensor(dtype) for dtype in itemsizes}
+    byte_size = {dtype: dtypes.DTYPES[dtype].nbytes for dtype in itemsizes}
+    # Per container (the parent of a name): the text its children's names start with, and whether they
+    # are optimizer state. A state_dict's 100k names share one parent: its parts are joined once.
+    prefixes: dict[int, tuple[str, bool]] = {}
+    names, idents = found.names, found.idents
     records: list[TensorRecord] = []
+    append = records.append
     origin = path.name
     meta_tensors = 0
-    for parts, t, ident in found.tensors:
-        head = parts[0] if parts else ""
-        if model_key is not None and head == model_key:
-            name = ".".join(parts[1:])
-            role = roles[t.dtype]
+    prod = math.prod
+    for node, t in found.tensors:
+        if node is None:  # the whole object is one tensor
+            name, optimizer = "", False
         else:
-            name = ".".join(parts)
-            role = Role.OPTIMIZER_STATE if head in OPTIMIZER_KEYS else roles[t.dtype]
-        tie = None
-        extra = None
-        if t.storage is None:
+            parent, text = node[0], node[1]
+            if parent is None:  # a top-level key: its own head
+                name = "" if text == model_key else text
+                optimizer = text != model_key and text in OPTIMIZER_KEYS
+            else:
+                known = prefixes.get(id(parent))
+                if known is None:
+                    parts = _parts(parent)
+                    head = parts[0]
+                    kept = parts[1:] if head == model_key else parts
+                    known = prefixes[id(parent)] = (".".join(kept) + "." if kept else "",
+                                                    head != model_key and head in OPTIMIZER_KEYS)
+                name = known[0] + text
+                optimizer = known[1]
+        dtype, shape = t.dtype, t.shape
+        numel = prod(shape)
+        storage = t.storage
+        if storage is None:
             meta_tensors += 1
-            extra = {"device": "meta"}
-        else:
-            _check_bounds(t, sizes, itemsizes[t.dtype], name, path)
-            if found.names[ident] > 1:
-                tie = ("torch", ident)
-        records.append(
-            TensorRecord(name=name, shape=t.shape, dtype=t.dtype, role=role, tie=tie, origin=origin, extra=extra)
-        )
+        elif numel:  # the last element the tensor reaches (offset + sum((size-1)*stride)) lies in its storage
+            extent = t.offset + 1
+            for n, s in zip(shape, t.stride, strict=True):
+                extent += (n - 1) * s
+            if extent * itemsizes[dtype] > sizes.get(storage.key, 0):
+                raise ParamscopeError(
+                    path,
+                    f"tensor {name!r} of shape {list(shape)} at offset {t.offset} needs {extent * itemsizes[dtype]} "
+                    f"bytes of storage {storage.key!r}, which holds {sizes.get(storage.key, 0)}",
+                )
+        record = file_record(name, shape, dtype, Role.OPTIMIZER_STATE if optimizer else roles[dtype], origin, numel,
+                             byte_size[dtype](numel))
+        if storage is None:
+            record.extra = {"device": "meta"}
+        elif names[idents[id(t)]] > 1:
+            record.tie = ("torch", _identity(t))
+        append(record)
     if meta_tensors:
         notes.append(f"{meta_tensors} tensors were saved from the meta device (shapes only, no data)")
     if found.left_out:
