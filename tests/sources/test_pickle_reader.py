@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import pickle
 import pickletools
+from typing import Any
 
 import pytest
 
@@ -201,3 +202,126 @@ def test_refusal_message_names_the_global():
     with pytest.raises(ParamscopeError, match=r"refuses global 'os\.system'") as info:
         _decode(b"cos\nsystem\n(S'true'\ntR.")
     assert str(info.value).startswith("t: pickle: ")
+
+
+# ---- a rebuild call read whole (_rebuild_call) is the opcodes it stands for ------------------------
+
+
+def _torch_pickles() -> list[tuple[str, bytes]]:
+    """data.pkl of torch.save files covering the forms a rebuild call takes: 0-d to 5-d tensors (EMPTY_TUPLE,
+    TUPLE1..3, MARK .. TUPLE), sizes past a byte and past two (BININT2, BININT), views and ties of one storage,
+    requires_grad (NEWTRUE), Parameters, nesting, several storage classes, protocols 2 and 4 (MEMOIZE: read
+    opcode by opcode)."""
+    torch = pytest.importorskip("torch")
+    import io
+    import zipfile
+
+    base = torch.zeros(10)
+    shapes = [(3,), (2, 3), (), (1, 2, 3), (2, 1, 2, 1, 3), (0, 4), (300,), (70_000,)]
+    state = {f"l.{i}.w": torch.zeros(s) for i, s in enumerate(shapes)}
+    state["half"] = torch.zeros(2, dtype=torch.float16)
+    state["ints"] = torch.zeros(3, dtype=torch.int64)
+    linear = torch.nn.Linear(2, 3)
+    objects = {
+        "state_dict": state,
+        "views": [base[:4], base[4:], base[:4], base[2:].view(2, 4), base.as_strided((2, 2), (1, 2), 3), base],
+        "nested": {"model": state, "optimizer": {"state": {0: {"exp_avg": torch.ones(2, requires_grad=True)}}},
+                   "params": list(linear.parameters()), "module": linear.state_dict(keep_vars=True)},
+    }
+    out = []
+    for label, obj in objects.items():
+        for protocol in (2, 4):
+            buffer = io.BytesIO()
+            torch.save(obj, buffer, pickle_protocol=protocol)
+            with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+                out.append((f"{label}-p{protocol}", archive.read(name)))
+    return out
+
+
+def _run(data: bytes) -> tuple[Any, pr._Machine, dict[str, Any]]:
+    from paramscope.sources.torch_pickle import _Storages
+
+    storages = _Storages(legacy=False)
+    machine = pr._Machine(data, 0, storages, pr.TORCH_GLOBALS, False)
+    return machine.run(), machine, storages.refs
+
+
+def _shape_of(value: Any, seen: dict[int, int]) -> Any:
+    """A comparable picture of an object graph: values by content, shared objects by first-seen number."""
+    if id(value) in seen and not isinstance(value, (int, str, bool, float, type(None))):
+        return ("shared", seen[id(value)])
+    seen[id(value)] = len(seen)
+    if isinstance(value, pr.TensorRef):
+        return ("tensor", value.storage, value.offset, value.shape, value.stride, value.dtype, value.requires_grad,
+                value.parameter)
+    if isinstance(value, dict):
+        return (type(value).__name__, [(_shape_of(k, seen), _shape_of(v, seen)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_shape_of(v, seen) for v in value])
+    return (type(value).__name__, value)
+
+
+def _least_steps(data: bytes, monkeypatch) -> int:
+    """The smallest MAX_STEPS the pickle runs under (the budget is charged exactly as the opcodes cost)."""
+    low, high = 1, pr.MAX_STEPS
+    while low < high:
+        middle = (low + high) // 2
+        monkeypatch.setattr(pr, "MAX_STEPS", middle)
+        try:
+            _run(data)
+            high = middle
+        except pr.PickleRefused:
+            low = middle + 1
+    monkeypatch.setattr(pr, "MAX_STEPS", 16_000_000)
+    return low
+
+
+def test_a_rebuild_call_read_whole_is_its_opcodes(monkeypatch):
+    """Same value, memo (by content and sharing), storages, elements, end and step count with _rebuild_call
+    as with the opcodes run one by one; and it is taken for every call of a protocol-2 file whose storage
+    class is a memo get."""
+    real = pr._rebuild_call
+    taken: list[Any] = []
+
+    def counted(*args: Any) -> Any:
+        taken.append(real(*args))
+        return taken[-1]
+
+    for label, data in _torch_pickles():
+        taken.clear()
+        monkeypatch.setattr(pr, "_rebuild_call", counted)
+        fast_value, fast, fast_refs = _run(data)
+        read_whole = sum(result is not None for result in taken)
+        fast_steps = _least_steps(data, monkeypatch)
+        monkeypatch.setattr(pr, "_rebuild_call", lambda *a: None)
+        slow_value, slow, slow_refs = _run(data)
+        slow_steps = _least_steps(data, monkeypatch)
+        seen_fast: dict[int, int] = {}
+        seen_slow: dict[int, int] = {}
+        assert _shape_of(fast_value, seen_fast) == _shape_of(slow_value, seen_slow), label
+        assert sorted(fast.memo) == sorted(slow.memo), label
+        for key in sorted(slow.memo):
+            assert _shape_of(fast.memo[key], seen_fast) == _shape_of(slow.memo[key], seen_slow), (label, key)
+        assert fast_refs == slow_refs, label
+        assert (fast.elements, fast.pos, fast.protocol) == (slow.elements, slow.pos, slow.protocol), label
+        assert fast_steps == slow_steps, label
+        if label.endswith("p2"):
+            # Every call but those that name their storage class for the first time (a GLOBAL, not a get).
+            ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+            calls = ops.count(("BINPERSID", None))
+            first_classes = sum(name == "GLOBAL" and arg.endswith("Storage") for name, arg in ops)
+            assert read_whole == calls - first_classes > 0, label
+
+
+def test_a_rebuild_call_leaves_what_it_does_not_know_to_the_opcodes():
+    """Each accepted int form decodes as the opcode does; a LONG1 cut short, another opcode, is not taken."""
+    assert pr._int_at(b"K\x07", 0) == (7, 2)
+    assert pr._int_at(b"M\x01\x02", 0) == (0x0201, 3)
+    assert pr._int_at(b"J\xff\xff\xff\xff", 0) == (-1, 5)
+    assert pr._int_at(b"\x8a\x05\x00\x00\x00\x80\x00", 0) == (2**31, 7)
+    assert pr._int_at(b"\x8a\x05\x00\x00", 0) == (None, 0)
+    assert pr._int_at(b"N", 0) == (None, 0)
+    puts: list[Any] = []
+    assert pr._ints_at(b"K\x01K\x02\x85q\x00", 0, puts) == (None, 0, 0)  # TUPLE1 of two ints: not a tuple of them
+    assert pr._ints_at(b"K\x01K\x02\x86q\x00", 0, puts) == ((1, 2), 5, 7) and puts == [0]

@@ -660,6 +660,10 @@ class _Machine:
                         raise PickleRefused(f"memo key {data[pos]} at offset {at} was never stored")
                     push(value)
                     pos += 1
+                    if type(value) is Builder and pos < size and data[pos] == 0x28:  # a rebuild call's MARK
+                        done = _rebuild_call(self, pos, steps)
+                        if done is not None:
+                            pos, steps = done
                 elif code == 0x28:  # MARK
                     if len(marks) >= MAX_MARK_DEPTH:
                         raise PickleRefused(f"MARKs nested deeper than {MAX_MARK_DEPTH}")
@@ -722,6 +726,10 @@ class _Machine:
                         raise PickleRefused(f"memo key {key} at offset {at} was never stored")
                     push(value)
                     pos += 4
+                    if type(value) is Builder and pos < size and data[pos] == 0x28:
+                        done = _rebuild_call(self, pos, steps)
+                        if done is not None:
+                            pos, steps = done
                 elif code == 0x88:  # NEWTRUE
                     push(True)
                 elif code == 0x2E:  # STOP
@@ -740,6 +748,186 @@ class _Machine:
 
 
 _U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+_I32 = struct.Struct("<i")
+
+
+# ---- the rebuild call of torch.save, read whole ------------------------------------------------------
+#
+# A state_dict pickles each tensor as the same 29 opcodes after its rebuild function (BINGET of
+# _rebuild_tensor_v2):
+#   MARK MARK <'storage'> <storage class> <key> [PUT] <location> <numel> TUPLE PUT BINPERSID (persistent id)
+#   <offset> <size tuple> PUT <stride tuple> PUT NEWFALSE|NEWTRUE                       (the tensor's layout)
+#   <OrderedDict> EMPTY_TUPLE REDUCE PUT TUPLE PUT REDUCE PUT                            (hooks; the call)
+# Run opcode by opcode, that is most of a 100k-tensor read. _rebuild_call reads such a call in one go:
+# it parses the bytes first, touching nothing, and gives up (None: the loop runs the opcodes itself, from
+# the same place) at anything else: another opcode or form, a memo key it reads that the call itself
+# stores, a string that does not decode, the step budget running out inside the call, or too few bytes.
+# What it then does is what the opcodes do, in their order: the same memo entries, the same steps
+# charged, the same persistent_load and REDUCE calls (whose refusals are the opcodes' own), the tensor
+# left on the stack. Elements, marks and the stack's floor come out as the opcodes leave them.
+
+
+def _get_at(data: Any, p: int, memo: dict[int, Any], puts: list[Any]) -> tuple[Any, int]:
+    """BINGET / LONG_BINGET at ``p``: (value, next position); (_MARK, p) if not one, or its key is missing
+    or is one this call stores before it (the memo would hold another value by then)."""
+    code = data[p]
+    if code == 0x68:
+        key, p = data[p + 1], p + 2
+    elif code == 0x6A:
+        key, p = _U32.unpack_from(data, p + 1)[0], p + 5
+    else:
+        return _MARK, p
+    if key in puts:
+        return _MARK, p
+    return memo.get(key, _MARK), p
+
+
+def _put_at(data: Any, p: int, puts: list[Any]) -> tuple[int, int]:
+    """BINPUT / LONG_BINPUT at ``p``: its key appended to ``puts``; (steps, next position), steps 0 if not one."""
+    code = data[p]
+    if code == 0x71:
+        puts.append(data[p + 1])
+        return 1, p + 2
+    if code == 0x72:
+        puts.append(_U32.unpack_from(data, p + 1)[0])
+        return 2, p + 5
+    return 0, p
+
+
+def _int_at(data: Any, p: int) -> tuple[Any, int]:
+    """BININT1 / BININT2 / BININT / LONG1 at ``p``: (value, next position); (None, p) if not one."""
+    code = data[p]
+    if code == 0x4B:
+        return data[p + 1], p + 2
+    if code == 0x4D:
+        return _U16.unpack_from(data, p + 1)[0], p + 3
+    if code == 0x4A:
+        return _I32.unpack_from(data, p + 1)[0], p + 5
+    if code == 0x8A:
+        n = data[p + 1]
+        raw = data[p + 2 : p + 2 + n]
+        if len(raw) != n:
+            return None, p
+        return int.from_bytes(raw, "little", signed=True), p + 2 + n
+    return None, p
+
+
+def _ints_at(data: Any, p: int, puts: list[Any]) -> tuple[tuple[int, ...] | None, int, int]:
+    """A tuple of ints as the pickler writes one (``EMPTY_TUPLE``, ``TUPLE1..3`` or ``MARK .. TUPLE``, then
+    its PUT; the empty tuple has none): (tuple, steps, next position); tuple None if it is not that."""
+    if data[p] == 0x29:
+        return (), 1, p + 1
+    marked = data[p] == 0x28
+    steps = 1 if marked else 0
+    q = p + 1 if marked else p
+    items = []
+    while True:
+        value, q2 = _int_at(data, q)
+        if value is None or len(items) > MAX_DIMS:
+            break
+        items.append(value)
+        q = q2
+    code = data[q]
+    if marked:
+        if code != 0x74:
+            return None, 0, p
+    elif not (0x85 <= code <= 0x87 and code - 0x84 == len(items)):
+        return None, 0, p
+    put, q = _put_at(data, q + 1, puts)
+    if not put:
+        return None, 0, p
+    return tuple(items), steps + len(items) + 2 + put, q
+
+
+def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
+    """The rebuild call whose function is on the stack and whose MARK is at ``pos``, read whole (see above):
+    (next position, steps left), or None to let the loop run it opcode by opcode."""
+    data, memo = m.data, m.memo
+    if len(m.marks) + 3 > MAX_MARK_DEPTH:
+        return None
+    puts: list[Any] = []
+    try:
+        if data[pos + 1] != 0x28:
+            return None
+        tag, p = _get_at(data, pos + 2, memo, puts)
+        stype, p = _get_at(data, p, memo, puts)
+        if tag is _MARK or stype is _MARK:
+            return None
+        if data[p] == 0x58:  # the storage's key, new (a storage another tensor used has its key memoized)
+            n = _U32.unpack_from(data, p + 1)[0]
+            raw = data[p + 5 : p + 5 + n]
+            if len(raw) != n:
+                return None
+            key = str(raw, "utf-8", "surrogatepass")
+            put1, p = _put_at(data, p + 5 + n, puts)
+            if not put1:
+                return None
+        else:
+            key, p = _get_at(data, p, memo, puts)
+            put1 = 0
+            if key is _MARK:
+                return None
+        location, p = _get_at(data, p, memo, puts)
+        if location is _MARK:
+            return None
+        numel, p = _int_at(data, p)
+        if numel is None or data[p] != 0x74:
+            return None
+        put2, p = _put_at(data, p + 1, puts)
+        if not put2 or data[p] != 0x51 or m.persistent_load is None:
+            return None
+        offset, p = _int_at(data, p + 1)
+        if offset is None:
+            return None
+        shape, cost1, p = _ints_at(data, p, puts)
+        if shape is None:
+            return None
+        stride, cost2, p = _ints_at(data, p, puts)
+        if stride is None or data[p] not in (0x88, 0x89):
+            return None
+        flag = data[p] == 0x88
+        hooks, p = _get_at(data, p + 1, memo, puts)
+        if hooks is _MARK or data[p] != 0x29 or data[p + 1] != 0x52:
+            return None
+        put3, p = _put_at(data, p + 2, puts)
+        if not put3 or data[p] != 0x74:
+            return None
+        put4, p = _put_at(data, p + 1, puts)
+        if not put4 or data[p] != 0x52:
+            return None
+        put5, p = _put_at(data, p + 1, puts)
+        if not put5:
+            return None
+    except (IndexError, struct.error, UnicodeDecodeError):
+        return None
+    steps -= _CALL_STEPS + put1 + put2 + put3 + put4 + put5 + cost1 + cost2
+    if steps < 0:
+        return None
+    stack = m.stack
+    at = 0
+    if put1:
+        memo[puts[0]] = key
+        at = 1
+    pid = (tag, stype, key, location, numel)
+    memo[puts[at]] = pid
+    storage = m.persistent_load(pid)
+    at += 1
+    if shape:
+        memo[puts[at]] = shape
+        at += 1
+    if stride:
+        memo[puts[at]] = stride
+        at += 1
+    hooks = hooks.build(m, ()) if type(hooks) is Builder else _call(m, hooks, (), "REDUCE")
+    memo[puts[at]] = hooks
+    args = (storage, offset, shape, stride, flag, hooks)
+    memo[puts[at + 1]] = args
+    function = stack.pop()
+    tensor = function.build(m, args) if type(function) is Builder else _call(m, function, args, "REDUCE")
+    memo[puts[at + 2]] = tensor
+    stack.append(tensor)
+    return p, steps
 
 
 def _const(value: Any) -> Callable[[_Machine, int], int]:
@@ -1180,6 +1368,15 @@ _HANDLERS: dict[int, Callable[[_Machine, int], int]] = {
 """What run() calls for an opcode it does not inline."""
 _STEP_COST = bytes(OPCODES[code][1] if code in OPCODES else 1 for code in range(256))
 """Steps per opcode byte, indexed by the byte (the loop's one lookup)."""
+_CALL_STEPS = sum(
+    OPCODES[code][1] for code in (
+        0x28, 0x28, 0x68, 0x68, 0x58, 0x68, 0x4B, 0x74, 0x51,  # MARK MARK, 2 gets, key, location, numel, TUPLE, PERSID
+        0x4B, 0x89, 0x68, 0x29, 0x52, 0x74, 0x52,  # offset, requires_grad, hooks: EMPTY_TUPLE REDUCE, TUPLE, REDUCE
+    )
+)
+"""Steps of a rebuild call's opcodes other than its PUTs and its size and stride tuples (any of the forms
+_rebuild_call accepts costs what the one named here does: every get, int and bool opcode costs 1, as does
+the key's BINUNICODE)."""
 
 
 def load(
