@@ -14,7 +14,12 @@ Files (written once into --dir, default a temporary folder):
 Each command runs as a whole process (interpreter start and imports included), ``--reps`` times; the
 table shows the median wall time and the peak RSS of that process (``os.wait4`` rusage of the child).
 
-Run: ``.venv/bin/python bench/bench_torch_pickle.py [--reps 5] [--dir DIR]``
+``--target`` prints issue 12's row alone: ``t100k.bin`` (the 100k-tensor state_dict under a ``.bin`` name), as
+whole processes (paramscope's read, ``torch_pickle.read(path)``; the CLI ``-f json -o /dev/null``; torch.load
+with mmap=True, weights_only=True) and in process (the read or the load alone, timed inside its own child, after
+its imports), time and peak RSS, with the ratios torch over paramscope.
+
+Run: ``.venv/bin/python bench/bench_torch_pickle.py [--reps 5] [--dir DIR] [--target]``
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ from pathlib import Path
 READ_ONLY = (
     "import sys; from pathlib import Path; from paramscope.sources.files import read_path; "
     "inv = read_path(Path(sys.argv[1])); print(sum(r.numel for r in inv.tensors))"
+)
+PICKLE_READ = (
+    "import sys, time; from pathlib import Path; from paramscope.sources import torch_pickle; "
+    "start = time.perf_counter(); inv = torch_pickle.read(Path(sys.argv[1])); "
+    "print(time.perf_counter() - start, sum(r.numel for r in inv.tensors))"
+)
+TORCH_TIMED = (
+    "import sys, time, torch; start = time.perf_counter(); "
+    "sd = torch.load(sys.argv[1], mmap=True, weights_only=True, map_location='cpu'); "
+    "print(time.perf_counter() - start, sum(v.numel() for v in sd.values()))"
 )
 TORCH_SCRIPT = (
     "import sys, torch; sd = torch.load(sys.argv[1], mmap=True, weights_only=True, map_location='cpu'); "
@@ -71,6 +86,9 @@ for n in (1_000, 10_000, 100_000):
     path = folder / f"t{n // 1000}k.pt"
     if not path.exists():
         torch.save({f"layers.{i}.weight": torch.zeros(4, 4) for i in range(n)}, path)
+bin_path = folder / "t100k.bin"
+if not bin_path.exists():
+    bin_path.write_bytes((folder / "t100k.pt").read_bytes())  # its zip prefix is still t100k: a copy, renamed
 """
 
 
@@ -110,14 +128,50 @@ def measure(cmd: list[str], reps: int) -> tuple[float, int, str]:
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs), runs[-1][2]
 
 
+def target(folder: Path, reps: int) -> None:
+    """Issue 12: the 100k-tensor .bin against torch.load(mmap=True, weights_only=True), whole process and in process."""
+    py = sys.executable
+    path = str(folder / "t100k.bin")
+    rows = {
+        "paramscope read (torch_pickle.read)": [py, "-c", PICKLE_READ, path],
+        "paramscope CLI -f json -o /dev/null": [py, "-m", "paramscope", path, "-f", "json", "-o", "/dev/null"],
+        "torch.load(mmap=True, weights_only=True)": [py, "-c", TORCH_TIMED, path],
+    }
+    measured = {}
+    for label, cmd in rows.items():
+        runs = [run_once(cmd) for _ in range(reps)]
+        inner = [float(out.split()[0]) for _, _, out in runs if out.strip()]
+        counts = {out.split()[1] for _, _, out in runs if out.strip()}
+        if label.startswith("paramscope CLI"):
+            counts = {str(1_600_000)}  # writes to /dev/null: the count is checked by the read row
+        if counts != {str(1_600_000)}:
+            raise SystemExit(f"{label}: counted {counts}, expected 1600000")
+        measured[label] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs),
+                           statistics.median(inner) if inner else None)
+    torch_wall, torch_rss, torch_inner = measured["torch.load(mmap=True, weights_only=True)"]
+    print(f"t100k.bin: 100,000 tensors, {os.path.getsize(path):,} bytes (reps={reps}, median wall, max RSS)")
+    print(f"{'':42} {'process':>9} {'in process':>10} {'peak RSS':>9} {'x process':>9} {'x in proc':>9} {'x RSS':>6}")
+    for label, (wall, rss, inner) in measured.items():
+        inner_text = f"{inner * 1000:8.0f}ms" if inner is not None else f"{'-':>10}"
+        ratio_inner = f"{torch_inner / inner:8.1f}x" if inner is not None else f"{'-':>9}"
+        print(f"{label:42} {wall * 1000:7.0f}ms {inner_text} {rss / 2**20:7.1f}Mi {torch_wall / wall:8.1f}x "
+              f"{ratio_inner} {torch_rss / rss:5.1f}x")
+    print("x: torch.load over the row (process: whole process, interpreter and imports included; in process: "
+          "the read or load call alone)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--dir", type=Path, help="where to write (and reuse) the fixtures")
+    parser.add_argument("--target", action="store_true", help="issue 12's 100k-tensor .bin row only")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="bench_torch_pickle_"))
     folder.mkdir(parents=True, exist_ok=True)
     fixtures = write_fixtures(folder)
+    if args.target:
+        target(folder, args.reps)
+        return
     py = sys.executable
     base_wall, base_rss, _ = measure([py, "-c", "pass"], args.reps)
     print(f"python -c pass: {base_wall * 1000:.0f} ms, {base_rss / 2**20:.1f} MiB  (reps={args.reps}, median)")
