@@ -22,7 +22,7 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 
 Every request's Authorization header is kept in ``authorization`` (path, value).
 
-It counts every request and the body bytes it managed to send, per file (``sent``) and in all.
+It counts every request and the body bytes it sent, per file (``sent``) and in all (each chunk as it is written).
 """
 
 from __future__ import annotations
@@ -269,8 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk = os.pread(handle.fileno(), 1 if trickle else min(_CHUNK, stop - position), position)
                     if not chunk:
                         break
-                    self.wfile.write(chunk)
+                    # counted before it is written: a client that has read it must find it counted (a chunk
+                    # the client never got still counts, so caps tested against this are upper bounds)
                     hub._add_sent(name, len(chunk))
+                    self.wfile.write(chunk)
                     position += len(chunk)
                     if trickle:
                         self.wfile.flush()
