@@ -104,7 +104,7 @@ FILE_KINDS = (
 )
 
 
-def _not_regular(mode: int) -> str | None:
+def describe_mode(mode: int) -> str | None:
     """What a file of ``mode`` is when it is not a regular file (``'a named pipe (FIFO)'``), else None."""
     if stat.S_ISREG(mode):
         return None
@@ -118,7 +118,7 @@ def check_regular(path: Path | str) -> None:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
-    kind = _not_regular(mode)
+    kind = describe_mode(mode)
     if kind is not None:
         raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
 
@@ -133,7 +133,7 @@ def open_regular(path: Path | str, buffering: int = -1) -> BinaryIO:
     except OSError as exc:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
     try:
-        kind = _not_regular(os.fstat(fd).st_mode)
+        kind = describe_mode(os.fstat(fd).st_mode)
         if kind is not None:
             raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
         os.set_blocking(fd, True)
