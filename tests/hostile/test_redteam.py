@@ -175,3 +175,36 @@ def test_a_symlink_loop_beside_the_weights_does_not_hide_them(tmp_path, loop):
     os.symlink(loop, directory / loop)
     result = assert_clean(run_cli(directory, "-f", "json"), directory)
     assert json.loads(result.stdout)["total"] == 4
+
+
+# ---- config.json: size alone is not the bound ---------------------------------------------------------
+
+
+def _config(path: Path, fields: str) -> Path:
+    path.write_text('{"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2, "vocab_size": 10, ' + fields + "}")
+    return path
+
+
+@pytest.mark.parametrize(("fields", "fragment"), [
+    # Before: 35 s (1,300,000 keys under the 16 MiB cap: transformers sets and prints every one).
+    (",".join(f"\"k{i}\":0" for i in range(1_300_000)), "holds more than 1,000,000 values"),
+    # Before: 37 s (a list of 8,000,000 zeros: copied, encoded and printed several times).
+    ('"x": [' + ",".join(["0"] * 8_000_000) + "]", "holds more than 1,000,000 values"),
+    (", ".join(f'"k{i}": 0' for i in range(10_001)), "the config has 10,006 keys: more than 10,000"),
+    ('"x": {' + ", ".join(f'"k{i}": 0' for i in range(10_001)) + "}", "'x' has 10,001 keys: more than 10,000"),
+])
+def test_a_config_of_a_million_values_is_refused_before_transformers_sees_it(tmp_path, fields, fragment):
+    config = _config(tmp_path / "config.json", fields)
+    assert config.stat().st_size < 16 << 20
+    result = assert_refused(run_cli(config), config, fragment)
+    assert result.seconds < 15
+
+
+def test_a_config_under_the_value_caps_builds(tmp_path):
+    pytest.importorskip("transformers")
+    config = _config(tmp_path / "config.json", '"x": [' + ",".join(["0"] * 100_000) + "], "
+                     + ", ".join(f'"k{i}": 0' for i in range(9_000)))
+    result = assert_clean(run_cli(config, "-f", "json"), expect=0)
+    # GPT2Model, one block of width 8: wte 10x8 + wpe 1024x8 + ln_1, ln_2, ln_f 3x(8+8) + c_attn 8x24+24
+    # + attn.c_proj 8x8+8 + c_fc 8x32+32 + mlp.c_proj 32x8+8
+    assert json.loads(result.stdout)["total"] == 80 + 8192 + 48 + 216 + 72 + 288 + 264 == 9160
