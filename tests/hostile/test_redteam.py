@@ -208,3 +208,72 @@ def test_a_config_under_the_value_caps_builds(tmp_path):
     # GPT2Model, one block of width 8: wte 10x8 + wpe 1024x8 + ln_1, ln_2, ln_f 3x(8+8) + c_attn 8x24+24
     # + attn.c_proj 8x8+8 + c_fc 8x32+32 + mlp.c_proj 32x8+8
     assert json.loads(result.stdout)["total"] == 80 + 8192 + 48 + 216 + 72 + 288 + 264 == 9160
+
+
+# ---- a FIFO put in place of the file between read_path's head and the reader ---------------------------
+# A race a subprocess cannot hit on cue: the probe and the Reader are called in-process on a FIFO with the
+# head a regular file had, under an alarm (before the fix, zipfile.ZipFile(path), h5py.File(path) and
+# numpy_files.read's open() blocked on it forever).
+
+
+@pytest.fixture
+def alarm():
+    import signal
+
+    class Blocked(Exception):  # not an OSError: nothing under test may take it for a failed open
+        pass
+
+    def blocked(*_):
+        raise Blocked("blocked on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(("reader", "suffix", "head"), [
+    ("numpy_files", ".npz", b"PK\x03\x04"),
+    ("numpy_files", ".npy", b"\x93NUMPY"),
+    ("keras", ".keras", b"PK\x03\x04"),
+    ("keras", ".h5", b"\x89HDF\r\n\x1a\n"),
+])
+def test_a_fifo_swapped_in_after_the_head_is_refused_not_waited_on(tmp_path, alarm, reader, suffix, head):
+    import importlib
+
+    from paramscope.errors import ParamscopeError
+
+    module = importlib.import_module(f"paramscope.sources.{reader}")
+    fifo = tmp_path / f"w{suffix}"
+    os.mkfifo(fifo)
+    found = module.probe(head + bytes(56), fifo)
+    if found is not None:  # a Reader for the head: it refuses the FIFO when it reads
+        with pytest.raises(ParamscopeError, match="a named pipe"):
+            found.read()
+    with pytest.raises(ParamscopeError, match="a named pipe"):
+        module.read(fifo)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".keras", ".h5"])
+def test_zip_and_hdf5_files_still_read_through_the_checked_handle(tmp_path, suffix):
+    np = pytest.importorskip("numpy")
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".npz":
+        np.savez(path, a=np.zeros((2, 3), "f4"), b=np.zeros(5, "f4"))
+        expected = 11
+    else:
+        h5py = pytest.importorskip("h5py")
+        target = tmp_path / "model.weights.h5" if suffix == ".keras" else path
+        with h5py.File(target, "w") as h5:
+            h5.create_dataset("layers/dense/vars/0", data=np.zeros((4, 3), "f4"))
+            h5.create_dataset("layers/dense/vars/1", data=np.zeros(3, "f4"))
+        if suffix == ".keras":
+            import zipfile
+
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("config.json", "{}")
+                archive.write(target, "model.weights.h5")
+        expected = 15
+    result = assert_clean(run_cli(path, "-f", "json"), expect=0)
+    assert json.loads(result.stdout)["total"] == expected

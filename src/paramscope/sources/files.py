@@ -338,12 +338,18 @@ def open_zip(path: Path, kind: str) -> zipfile.ZipFile:
     saying the ``kind`` archive is not valid."""
     import zipfile
 
+    # Opened here, not by name in zipfile: a FIFO put in place of the file since read_path read its head
+    # would block zipfile's open() forever; open_regular refuses it.
+    handle = open_regular(path)
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+        handle.close()
         raise ParamscopeError(path, f"not a valid {kind} (zip) archive: {exc}") from None
     except OSError as exc:
+        handle.close()
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    archive._filePassed = 0  # type: ignore[attr-defined]  # the archive owns the handle: its close() closes it
     return _checked(archive, path)
 
 
