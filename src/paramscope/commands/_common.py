@@ -8,6 +8,7 @@ is drawn.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 
@@ -107,6 +108,18 @@ def shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+MAX_GLOB = 1_000
+"""Characters of a --filter pattern: fnmatch translates an unclosed '[' by scanning to the end of the
+pattern, so its cost grows with the square of the length ('[' * 20,000 takes 17 s, the 128 KiB an argument
+may have would take hours). A name's glob is tens of characters."""
+
+
+def glob(text: str) -> str:
+    if len(text) > MAX_GLOB:
+        raise argparse.ArgumentTypeError(f"a pattern of {len(text):,} characters; at most {MAX_GLOB:,}")
+    return text
+
+
 # ---- the options of every command that reads one SOURCE (inspect, memory) ---------------------------
 
 
@@ -126,7 +139,7 @@ def add_source_argument(parser: argparse.ArgumentParser) -> None:
 def add_reading_options(parser: argparse.ArgumentParser) -> None:
     """What to count, how to build a Python model, and the progress bar: how SOURCE becomes a report."""
     select = parser.add_argument_group("what to count")
-    select.add_argument("--filter", metavar="GLOB", help="only tensors whose name matches GLOB ('*attn*')")
+    select.add_argument("--filter", type=glob, metavar="GLOB", help="only tensors whose name matches GLOB ('*attn*')")
     select.add_argument("--trainable-only", action="store_true", help="only parameters with requires_grad")
     select.add_argument("--no-buffers", action="store_true", help="leave buffers out")
     select.add_argument("--exclude-embeddings", action="store_true",
@@ -232,7 +245,7 @@ def write(output: str, args: argparse.Namespace, out: TextIO) -> None:
     # "·" on a terminal whose encoding lacks it) is shown as a backslash escape instead of failing the run.
     target = getattr(args, "output", None)
     if target:
-        with open(target, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
+        with open(_open_output(target), "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
             handle.write(output)
         return
     try:
@@ -246,6 +259,19 @@ def write(output: str, args: argparse.Namespace, out: TextIO) -> None:
         raise  # not an error: the CLI exits 0
     except OSError as exc:  # a full disk, a closed descriptor: say where, not which source was read
         raise OSError(exc.errno, exc.strerror, STDOUT) from exc
+
+
+def _open_output(target: str) -> int:
+    """A descriptor for writing ``-o FILE``, opened without blocking: a FIFO that nobody reads fails at once
+    (ENXIO) instead of waiting for a reader forever; one with a reader (``-o >(gzip > out.gz)``) is written."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # what open(2) says of a FIFO with no reader, and of a socket
+            raise OSError(exc.errno, "nothing reads it (a FIFO without a reader, or a socket)", target) from None
+        raise
+    os.set_blocking(fd, True)
+    return fd
 
 
 def wants_color(out: TextIO, args: argparse.Namespace) -> bool:

@@ -59,6 +59,14 @@ MAX_BLOCKS = 10_000
 MAX_LABELS = 250_000
 """Most classification labels: transformers keeps a dict entry per label and copies it several times
 while building (1,000,000 labels: 14 s and 1 GiB; 250,000: about 2 s). ImageNet-21k has 21,843."""
+MAX_KEYS = 10_000
+"""Most keys of one JSON object in a config (label maps aside: :data:`MAX_LABELS`). transformers makes every
+key of a config an attribute and prints them all while building (1,300,000 keys in 15.8 MiB: 35 s);
+real configs have a few hundred."""
+MAX_VALUES = 1_000_000
+"""Most values in all the objects and lists of a config (label maps aside): transformers copies, encodes
+and prints the whole config several times while building, at about 4 us a value (a 16 MiB list of
+8,000,000 zeros: 37 s)."""
 MAX_LAYER_EXPERT_BLOCKS = 1_000_000
 """Most layers x experts: each expert is a module (or a slice of a fused one) of its own."""
 MAX_MODULES = 250_000
@@ -366,13 +374,22 @@ def _count_rule(key: object) -> tuple[str, str, str] | None:
 
 def _check_blocks(config: dict[str, Any], source: str) -> None:
     """Refuse configs whose counts of repeated modules would make the build take unbounded time
-    (:data:`COUNT_RULES`); the message names the field, with its path inside sub-configs."""
+    (:data:`COUNT_RULES`), or that hold more than :data:`MAX_KEYS` keys in one object or :data:`MAX_VALUES`
+    values in all; the message names the field, with its path inside sub-configs."""
     most = {"layers": 0, "experts": 0}
     stack: list[tuple[Any, str, int]] = [(config, "", 0)]
+    values = 0
     while stack:
         value, where, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise ParamscopeError(source, f"config nested deeper than {MAX_DEPTH} levels")
+        values += len(value)
+        if values > MAX_VALUES:
+            raise ParamscopeError(source, f"the config holds more than {MAX_VALUES:,} values (label maps aside): "
+                                  "not a real config")
+        if isinstance(value, dict) and len(value) > MAX_KEYS:
+            raise ParamscopeError(source, f"{_quote(where) if where else 'the config'} has {len(value):,} keys: "
+                                  f"more than {MAX_KEYS:,} is not a real config")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             path = where + (f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key))

@@ -104,7 +104,7 @@ FILE_KINDS = (
 )
 
 
-def _not_regular(mode: int) -> str | None:
+def describe_mode(mode: int) -> str | None:
     """What a file of ``mode`` is when it is not a regular file (``'a named pipe (FIFO)'``), else None."""
     if stat.S_ISREG(mode):
         return None
@@ -118,7 +118,7 @@ def check_regular(path: Path | str) -> None:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
-    kind = _not_regular(mode)
+    kind = describe_mode(mode)
     if kind is not None:
         raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
 
@@ -133,7 +133,7 @@ def open_regular(path: Path | str, buffering: int = -1) -> BinaryIO:
     except OSError as exc:
         raise ParamscopeError(path, f"cannot open: {exc.strerror or exc}") from None
     try:
-        kind = _not_regular(os.fstat(fd).st_mode)
+        kind = describe_mode(os.fstat(fd).st_mode)
         if kind is not None:
             raise ParamscopeError(path, f"{kind}, not a regular file: only files are read")
         os.set_blocking(fd, True)
@@ -338,12 +338,18 @@ def open_zip(path: Path, kind: str) -> zipfile.ZipFile:
     saying the ``kind`` archive is not valid."""
     import zipfile
 
+    # Opened here, not by name in zipfile: a FIFO put in place of the file since read_path read its head
+    # would block zipfile's open() forever; open_regular refuses it.
+    handle = open_regular(path)
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+        handle.close()
         raise ParamscopeError(path, f"not a valid {kind} (zip) archive: {exc}") from None
     except OSError as exc:
+        handle.close()
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    archive._filePassed = 0  # type: ignore[attr-defined]  # the archive owns the handle: its close() closes it
     return _checked(archive, path)
 
 

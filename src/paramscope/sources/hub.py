@@ -142,7 +142,7 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
     from huggingface_hub.utils import get_session
 
     env = _Env(constants)
-    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers())
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers(source, constants.HF_TOKEN_PATH))
     hub = _Hub(source, repo_id, revision, env, fetcher)
     # One pool for the whole call: config.json downloads on it while the index is fetched here and its
     # shards are read; the config is needed only at the end.
@@ -195,15 +195,36 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
     return inventory, 1 if inventory.format == FORMAT else 0
 
 
-def _headers() -> dict[str, str]:
+MAX_TOKEN_FILE = 1 << 20
+"""Bytes of the saved token file (``HF_TOKEN_PATH``, ``$HF_HOME/token``): a token is tens of bytes."""
+
+
+def _headers(source: str, token_path: str) -> dict[str, str]:
     """The token (``HF_TOKEN`` or the saved one) and a user agent. Not ``build_hf_headers``: to name the
-    agent it may fetch a registry from the Hub, a request outside our deadlines."""
+    agent it may fetch a registry from the Hub, a request outside our deadlines. The saved token file is
+    read by huggingface_hub with a plain ``read_text``: it is checked first to be a small regular file (a
+    FIFO there would block the read forever, /dev/zero would fill memory), and its errors name ``source``."""
     from huggingface_hub import get_token
 
+    from paramscope.sources.files import describe_mode
     from paramscope.version import __version__
 
     headers = {"User-Agent": f"paramscope/{__version__}"}
-    token = get_token()
+    try:
+        saved = os.stat(token_path)
+    except OSError:  # no saved token (or HF_HOME is not a directory: get_token says so below)
+        saved = None
+    if saved is not None and describe_mode(saved.st_mode) is not None:
+        kind = describe_mode(saved.st_mode)
+        raise ParamscopeError(source, f"the Hugging Face token file {token_path} is {kind}, not a regular file")
+    if saved is not None and saved.st_size > MAX_TOKEN_FILE:
+        raise ParamscopeError(source, f"the Hugging Face token file {token_path} is {saved.st_size:,} bytes; "
+                                      f"a token is at most {MAX_TOKEN_FILE:,}")
+    try:
+        token = get_token()
+    except OSError as exc:
+        raise ParamscopeError(source, f"cannot read the Hugging Face token file {token_path}: "
+                                      f"{exc.strerror or exc}") from None
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers

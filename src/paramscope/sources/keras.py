@@ -92,9 +92,9 @@ def read(path: Path) -> Inventory:
 
 def _read_hdf5(path: Path) -> Inventory:
     h5py = _h5py(path)
-    try:
-        with h5py.File(path, "r", **_no_locking(h5py)) as h5:
-            records, notes = _walk(path, h5, path.name, os.stat(path).st_size)
+    try:  # through a checked handle, not by name: a FIFO swapped in since the probe would block HDF5's open
+        with open_regular(path) as handle, h5py.File(handle, "r") as h5:
+            records, notes = _walk(path, h5, path.name, os.fstat(handle.fileno()).st_size)
             metadata = _root_attributes(h5)
     except ParamscopeError:
         raise
@@ -105,11 +105,6 @@ def _read_hdf5(path: Path) -> Inventory:
 
 def _h5py(path: Path) -> Any:
     return require("h5py", extra="keras", source=path, purpose="reading Keras HDF5 weights")
-
-
-def _no_locking(h5py: Any) -> dict[str, Any]:
-    """Do not take HDF5's file lock: we only read, and the file may sit on a read-only mount."""
-    return {"locking": False} if getattr(h5py, "version", None) and h5py.version.version_tuple >= (3, 5) else {}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -91,7 +91,7 @@ def probe(head: bytes, path: Path) -> Reader | None:
 
 def read(path: Path) -> Inventory:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             is_zip = handle.read(2) == b"PK"
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
