@@ -163,10 +163,6 @@ def test_a_saved_token_is_still_sent(hub, tmp_path):
 # ---- directories: a symlink loop beside the weights --------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="sources/safetensors.py (_read_directory, sniff_directory) calls "
-                   "DirEntry.is_file() on every entry; a self-looping symlink raises ELOOP there, which refuses "
-                   "the whole directory ('cannot list' / 'holds no checkpoint'): treat an entry whose is_file() "
-                   "raises as not a file (that file is being restructured: fix there)")
 @pytest.mark.parametrize("loop", ["loop", "x.safetensors"])
 def test_a_symlink_loop_beside_the_weights_does_not_hide_them(tmp_path, loop):
     directory = tmp_path / "model"

@@ -104,6 +104,15 @@ FILE_KINDS = (
 )
 
 
+def is_file_entry(entry: os.DirEntry[str]) -> bool:
+    """Whether a directory entry is a regular file (symlinks followed); False for one that cannot be told —
+    a symlink loop, a name too long — so that one bad entry does not hide the rest of the directory."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def describe_mode(mode: int) -> str | None:
     """What a file of ``mode`` is when it is not a regular file (``'a named pipe (FIFO)'``), else None."""
     if stat.S_ISREG(mode):
@@ -204,7 +213,7 @@ WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", "
 
 def _unread_weight_files(path: Path, limit: int = 3) -> list[str]:
     try:
-        names = sorted(e.name for e in os.scandir(path) if e.name.endswith(WEIGHT_SUFFIXES) and e.is_file())
+        names = sorted(e.name for e in os.scandir(path) if e.name.endswith(WEIGHT_SUFFIXES) and is_file_entry(e))
     except OSError:
         return []
     return names[:limit] + ([f"and {len(names) - limit} more"] if len(names) > limit else [])

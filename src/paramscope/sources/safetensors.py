@@ -26,7 +26,7 @@ from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, TensorRecord, file_record, role_for_file_tensor
-from paramscope.sources.files import Reader
+from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def sniff_directory(path: Path) -> bool:
     """A directory holding a ``*.safetensors.index.json`` or ``*.safetensors`` files."""
     try:
         return any(
-            entry.name.endswith((".safetensors", INDEX_SUFFIX)) and entry.is_file() for entry in os.scandir(path)
+            entry.name.endswith((".safetensors", INDEX_SUFFIX)) and is_file_entry(entry) for entry in os.scandir(path)
         )
     except OSError:
         return False
@@ -482,7 +482,7 @@ def _read_shards(
 def _read_directory(path: Path) -> Inventory:
     """The directory's index if it has one (``model.safetensors.index.json`` first), else every shard."""
     try:
-        names = sorted(entry.name for entry in os.scandir(path) if entry.is_file())
+        names = sorted(entry.name for entry in os.scandir(path) if is_file_entry(entry))
     except OSError as exc:
         raise ParamscopeError(path, f"cannot list: {exc.strerror or exc}") from None
     indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
