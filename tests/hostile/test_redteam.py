@@ -279,10 +279,6 @@ def test_zip_and_hdf5_files_still_read_through_the_checked_handle(tmp_path, suff
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="renderers/tree.py + console.py draw every leaf through rich (a Table per "
-                   "row): 200,000 tensors with distinct names that no run of layers folds take 92 s as a tree, "
-                   "2-4 s in every other format. Fix there: lay the rows out as plain padded text (rich only to "
-                   "colour them), or fold a module's leaves past a few thousand into one '... and N more' row")
 def test_two_hundred_thousand_distinct_top_level_tensors_are_drawn_as_a_tree_in_time(tmp_path):
     count = 200_000
     header = {f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(count)}
