@@ -308,3 +308,13 @@ def test_an_interrupt_is_130_without_a_traceback(monkeypatch, where):
 
     monkeypatch.setattr(*((commands, "parse") if where == "parse" else (cli, "run")), _failing_run(KeyboardInterrupt()))
     assert run("x.bin") == (130, "", "")
+
+
+def test_output_dash_is_standard_output(tmp_path, monkeypatch):
+
+
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["-f", "csv", "-o", "-"], stdout=out, stderr=err) == 0
+    assert "87018" in out.getvalue().replace(",", "") and err.getvalue() == ""
+    assert not (tmp_path / "-").exists()

@@ -158,7 +158,8 @@ def add_reading_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_output_argument(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    group.add_argument("-o", "--output", metavar="FILE", type=_output_file,
+                       help="write to FILE instead of standard output ('-': standard output)")
 
 
 def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
@@ -237,6 +238,11 @@ def progress_for(args: argparse.Namespace, err: TextIO | None) -> ProgressBar | 
     if err is None or getattr(args, "no_progress", False):
         return None
     return ProgressBar(err) if isatty(err) else None
+
+
+def _output_file(text: str) -> str | None:
+    """``-o FILE``; ``-o -`` is standard output, as everywhere on the command line (None: no file)."""
+    return None if text == "-" else text
 
 
 def write(output: str, args: argparse.Namespace, out: TextIO) -> None:
