@@ -50,14 +50,16 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
     ``config`` is what a reader found beside the weights (``inventory.pending["config"]``, the pipeline
     passes it) or None; the few small tensors packed quantization may need come from the reader too
     (``inventory.pending["small_tensors"]``). A new inventory is returned; the given one is not changed."""
-    tensors = inventory.tensors
     metadata = inventory.metadata
     notes = inventory.notes
     changed = False
+    tensors: list[TensorRecord] | None = None  # the records, made only where a rule may change one
 
-    blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
-    with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
-        annotated = quantization.annotate(tensors, quantization.config_scheme(config), blobs)
+    annotated = None
+    if quantization.candidates(inventory.names):  # the common file has no quantization suffix at all
+        blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
+        with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
+            annotated = quantization.annotate(inventory.tensors, quantization.config_scheme(config), blobs)
     if annotated is not None:
         tensors, summary = annotated
         metadata = {**metadata, "quantization": summary}
@@ -84,7 +86,7 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
         metadata = {**metadata, "moe": experts}
         changed = True
 
-    tied = _tie(tensors, config)
+    tied = _tie(inventory, tensors, config) if _declares_tie(config) else None
     if tied is not None:
         tensors, (head, embedding) = tied
         notes = [*notes, f"config.json ties {head} to {embedding} (tie_word_embeddings): counted once"]
@@ -92,6 +94,8 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
 
     if not changed:
         return inventory
+    if tensors is None:  # only the metadata changed: the tensors (columns or records) go on as they are
+        return inventory.replace(metadata=metadata, notes=notes)
     return inventory.replace(tensors=tensors, metadata=metadata, notes=notes)
 
 
@@ -108,12 +112,17 @@ def _declares_tie(config: dict[str, Any] | None) -> bool:
 
 
 def _tie(
-    tensors: list[TensorRecord], config: dict[str, Any] | None
+    inventory: Inventory, tensors: list[TensorRecord] | None, config: dict[str, Any] | None
 ) -> tuple[list[TensorRecord], tuple[str, str]] | None:
-    """Both names of a declared, stored-twice embedding/head pair under one tie key, or None."""
-    if not _declares_tie(config):
+    """Both names of a declared, stored-twice embedding/head pair under one tie key, or None. ``tensors`` are
+    the records as the rules so far left them (None: the inventory's own, made only if a pair is found)."""
+    names = inventory.names if tensors is None else [r.name for r in tensors]
+    wanted = {*HEADS, *EMBEDDINGS}
+    index = {name: i for i, name in enumerate(names) if name in wanted}
+    if not any(head in index for head in HEADS):
         return None
-    index = {r.name: i for i, r in enumerate(tensors)}
+    if tensors is None:
+        tensors = inventory.tensors
     for head_name in HEADS:
         h = index.get(head_name)
         if h is None:

@@ -326,6 +326,14 @@ def summary_of(records: Iterable[TensorRecord]) -> dict[str, Any] | None:
     return summary
 
 
+def candidates(names: Iterable[str]) -> bool:
+    """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
+    test per name over the names alone, so an unquantized inventory's records are never made)."""
+    ends = str.endswith
+    suffixes = SUFFIX_TUPLE
+    return any(ends(name, suffixes) for name in names)
+
+
 def annotate(
     tensors: list[TensorRecord], cq: ConfigQuant | None, read_blobs: Any = None
 ) -> tuple[list[TensorRecord], dict[str, Any]] | None:
