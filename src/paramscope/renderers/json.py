@@ -181,11 +181,27 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
             else:
                 yield encode(_module(node, total))
         return
-    canonical = report.canonical_name
     # Everything between the name and "tied_to" depends only on (shape, dtype, role, trainable), which a model
     # repeats: each such middle is written once, and a line is its name, its middle and its tie.
     middles: dict[tuple[Any, ...], str | None] = {}
     roles = {role: (string(role.value), role is Role.PARAMETER) for role in Role}
+    table = report.columns
+    if table is not None:  # straight from the columns: no tie, nothing trainable, packed or persistent to say
+        for index, (name, shape, dtype, role) in enumerate(
+            zip(table.names, table.shapes, table.dtypes, map(id, table.roles), strict=True)
+        ):
+            key = (shape, dtype, role)  # the role by id: an enum's hash is a Python call
+            middle = middles.get(key, False)
+            if middle is False:
+                middle = middles[key] = _middle(table.row(index), roles, encode)
+                if not all(type(d) is int for d in shape):  # (True,) == (1,): never shared
+                    del middles[key]
+            if middle is None or type(name) is not str:
+                yield encode(_tensor(table.row(index), None))
+                continue
+            yield f'{{"name": {string(name)}, {middle}"tied_to": null}}'
+        return
+    canonical = report.canonical_name
     for r in report.tensors:
         name = r.name
         tied = canonical.get(name) if canonical else None
