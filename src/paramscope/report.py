@@ -146,6 +146,13 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
 _NONE: Any = ()
 
 
+class _Held(list):  # type: ignore[type-arg]
+    """Indices into ``table`` of the tensors a module holds: what a tree built over columns keeps, so that a
+    module's records are made only when someone reads them (a JSON document of 134,699 modules never does)."""
+
+    __slots__ = ("table",)
+
+
 class ModuleNode:
     """A module and the figures of its subtree. Each tie group counts under its canonical name only.
 
@@ -153,7 +160,7 @@ class ModuleNode:
     (name here, canonical name) pairs for tied tensors held here but counted elsewhere.
     """
 
-    __slots__ = ("aliases", "buffers", "bytes", "children", "parameters", "path", "tensors", "trainable", "type")
+    __slots__ = ("_held", "aliases", "buffers", "bytes", "children", "parameters", "path", "trainable", "type")
 
     def __init__(self, path: str, type: str | None) -> None:
         self.path = path
@@ -164,9 +171,22 @@ class ModuleNode:
         self.bytes = 0
         # Empty until something is added: a shared empty tuple, not three new lists for each of a million
         # leaf modules. A report's tree is read-only; the build replaces them with lists.
-        self.tensors: list[TensorRecord] = _NONE
+        self._held: list[TensorRecord] | _Held = _NONE
         self.aliases: list[tuple[str, str]] = _NONE
         self.children: list[ModuleNode] = _NONE
+
+    @property
+    def tensors(self) -> list[TensorRecord]:
+        """The records of the tensors this module holds itself (made from a table's columns on first use)."""
+        held = self._held
+        if type(held) is _Held:
+            row = held.table.row
+            held = self._held = [row(i) for i in held]
+        return held  # type: ignore[return-value]
+
+    @tensors.setter
+    def tensors(self, value: list[TensorRecord]) -> None:
+        self._held = value
 
     @property
     def name(self) -> str:
@@ -203,7 +223,7 @@ class ModuleNode:
         copy = ModuleNode(self.path, self.type)
         copy.parameters, copy.trainable = self.parameters, self.trainable
         copy.buffers, copy.bytes = self.buffers, self.bytes
-        copy.tensors, copy.aliases = self.tensors, self.aliases
+        copy._held, copy.aliases = self._held, self.aliases
         return copy
 
     def __repr__(self) -> str:
@@ -564,12 +584,17 @@ class Report:
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
-            parameter = Role.PARAMETER
-            roles = table.roles
-            held = {name.rpartition(".")[0] for name, role in zip(table.names, roles, strict=True) if role is parameter}
+            from itertools import compress
+            from operator import itemgetter, methodcaller
+
+            # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
+            mask = list(map(Role.PARAMETER.__eq__, table.roles))
+            held = set(map(itemgetter(0), map(methodcaller("rpartition", "."), compress(table.names, mask))))
             if not held:
                 return []
-            size = sum(s or 0 for s, role in zip(table.nbytes, roles, strict=True) if role is parameter)
+            size = self.parameter_bytes
+            if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
+                size = sum(s or 0 for s in compress(table.nbytes, mask))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
         for r, numel, size in self._sizes:
@@ -664,21 +689,20 @@ class Report:
         parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
         table = self._table
         if table is not None:
-            # Over the columns (no tie, nothing uninitialized, no trainability): a record is made only for a
-            # tensor a shown module holds itself; the whole tree takes the inventory's records, made once
-            rows = self.inventory.tensors if depth is None else None
-            row = table.row
+            # Over the columns (no tie, nothing uninitialized, no trainability): a module keeps the indices of
+            # the tensors it holds, and their records are made only if they are read (ModuleNode.tensors)
             for index, (name, role, numel, size) in enumerate(
                 zip(table.names, table.roles, table.numel, table.nbytes, strict=True)
             ):
                 module = name.rpartition(".")[0]
                 node = nodes.get(module) or below.get(module) or place(module)
                 if node.path == module:
-                    record = rows[index] if rows is not None else row(index)
-                    if node.tensors:
-                        node.tensors.append(record)
+                    held = node._held
+                    if held:
+                        held.append(index)  # type: ignore[arg-type]
                     else:
-                        node.tensors = [record]
+                        held = node._held = _Held((index,))
+                        held.table = table
                 if role is parameter:
                     node.parameters += numel
                     node.bytes += size or 0
