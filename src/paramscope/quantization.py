@@ -339,30 +339,48 @@ def annotate(
 ) -> tuple[list[TensorRecord], dict[str, Any]] | None:
     """Packed weights as logical parameters, bookkeeping as QUANT_AUX; None when nothing is quantized.
 
-    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
     ``read_blobs(names) -> {name: bytes}`` (a reader's ``pending["small_tensors"]``), when given, reads the
     unpacked shapes bitsandbytes and compressed-tensors keep in the data, for exact odd-sized counts.
     """
+    found = changes([r.name for r in tensors], tensors.__getitem__, cq, read_blobs)
+    if found is None:
+        return None
+    change, summary = found
+    out = list(tensors)
+    for index, record in change.items():
+        out[index] = record
+    return out, summary
+
+
+def changes(
+    names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True
+) -> tuple[dict[int, TensorRecord], dict[str, Any]] | None:
+    """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
+    (made only for the candidates' modules). Returns the changed records by index and the summary, or None.
+    ``prior``: some entry may already be packed or bookkeeping (a reader said so), so the summary must look at
+    every record; without it the changed ones alone decide it.
+
+    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
+    """
     marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
-    for index, record in enumerate(tensors):
-        name = record.name
+    for index, name in enumerate(names):
         if name.endswith(SUFFIX_TUPLE):
             suffix = _suffix(name)
             if suffix is not None:
                 marked.setdefault(name[: -len(suffix)], {})[suffix] = index
     if not marked:
         return None
-    by_name = {r.name: i for i, r in enumerate(tensors)}
-    out = list(tensors)
+    by_name = {name: i for i, name in enumerate(names)}
+    final: dict[int, TensorRecord] = {}
     ambiguous: list[str] = []
     packed = False
     kv_only: list[int] = []  # attention k/v/q/output scales: bookkeeping once the model is known quantized
 
     def get(name: str) -> TensorRecord | None:
         i = by_name.get(name)
-        return tensors[i] if i is not None else None
+        return row(i) if i is not None else None
 
-    blob_names = [tensors[i].name for found in marked.values() for suffix, i in found.items()
+    blob_names = [names[i] for found in marked.values() for suffix, i in found.items()
                   if suffix == ".weight_shape" or "quant_state" in suffix]
     blobs: dict[str, bytes] = read_blobs(blob_names) if read_blobs is not None and blob_names else {}
 
@@ -370,26 +388,26 @@ def annotate(
         change: dict[int, TensorRecord] = {}
         families = {SUFFIXES[s][1] for s in found}
         weight_index = by_name.get(base + ".weight")
-        weight = tensors[weight_index] if weight_index is not None else None
+        weight = row(weight_index) if weight_index is not None else None
         if families == {"kv"}:
             kv_only.extend(found.values())
             continue
         if ".qweight" in found:
             scheme, bits = _gptq_or_awq(base, get, cq)
-            new = _packed(tensors[found[".qweight"]], scheme, bits)
+            new = _packed(row(found[".qweight"]), scheme, bits)
             if new is not None:
                 change[found[".qweight"]] = new
         elif ".weight_packed" in found:
             bits = (cq.bits if cq is not None and cq.method == "compressed-tensors" else None) or 4
             scheme = "compressed-tensors"
-            new = _packed(tensors[found[".weight_packed"]], scheme, bits)
+            new = _packed(row(found[".weight_packed"]), scheme, bits)
             if new is not None:
                 exact = _ct_logical(blobs.get(base + ".weight_shape"), new, bits)
                 if exact is not None:
                     new = new.replace(quant=QuantInfo(scheme, exact, bits))
                 change[found[".weight_packed"]] = new
         elif "_blocks" in found and found.get("_scales") is not None:
-            blocks, scales = tensors[found["_blocks"]], tensors[found["_scales"]]
+            blocks, scales = row(found["_blocks"]), row(found["_scales"])
             if not (blocks.dtype == scales.dtype == "uint8" and blocks.shape and scales.shape
                     and len(blocks.shape) >= 2 and blocks.shape[:-1] == scales.shape):
                 continue  # not the MXFP4 pair: some other model's "_blocks"
@@ -407,7 +425,7 @@ def annotate(
             float_ok = kind is not None or (declared and cq.storage == weight.dtype)  # type: ignore[union-attr]
             new = _packed(weight, scheme, bits, any_word=float_ok)
             if new is not None:
-                blob = next((blobs.get(tensors[i].name) for s, i in found.items() if "quant_state" in s), None)
+                blob = next((blobs.get(row(i).name) for s, i in found.items() if "quant_state" in s), None)
                 word = _word_bits(weight.dtype) or 8
                 exact = _bnb_logical(blob, weight.stored_numel, word // 8)
                 if exact is not None:
@@ -447,22 +465,23 @@ def annotate(
             continue  # the would-be packed tensor is no packing word: leave the module as read
         for suffix, index in found.items():
             if SUFFIXES[suffix][0] == "aux" and index not in change:
-                change[index] = tensors[index].replace(role=Role.QUANT_AUX)
+                change[index] = row(index).replace(role=Role.QUANT_AUX)
         for index, record in change.items():
-            out[index] = record
+            final[index] = record
             packed = packed or record.role is not Role.QUANT_AUX
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
-        out[index] = tensors[index].replace(role=Role.QUANT_AUX)
-    summary = summary_of(out)
+        final[index] = row(index).replace(role=Role.QUANT_AUX)
+    every = (final.get(i) or row(i) for i in range(len(names))) if prior else final.values()
+    summary = summary_of(every)
     assert summary is not None  # something was packed, or kv scales became bookkeeping
     if summary["scheme"] is None:
         summary["scheme"] = cq.method  # type: ignore[union-attr]
     summary["from"] = "config.json" if cq is not None else "tensor names"
     if ambiguous:
         summary["ambiguous"] = ambiguous
-    return out, summary
+    return final, summary
 
 
 # Quantized dtypes stored one weight per element, recognised by a scale beside them.

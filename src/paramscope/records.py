@@ -328,6 +328,27 @@ class Table:
             append(record)
         return out
 
+    def changed(self, records: dict[int, TensorRecord]) -> Table:
+        """A new table with the entries at these indices replaced by these records (the rules stage marking a
+        few packed weights and their scales); the columns are copied, this table is not changed."""
+        names, shapes, dtypes, roles = list(self.names), list(self.shapes), list(self.dtypes), list(self.roles)
+        numel, nbytes, origins = list(self.numel), list(self.nbytes), list(self.origins)
+        sparse = {field: dict(values) for field, values in self.sparse.items()}
+        uninitialized = self.uninitialized
+        for index, r in records.items():
+            uninitialized += (r.shape is None) - (shapes[index] is None)
+            names[index], shapes[index], dtypes[index], roles[index] = r.name, r.shape, r.dtype, r.role
+            numel[index] = r.numel if r.shape is not None else 0
+            nbytes[index], origins[index] = r.nbytes, r.origin
+            for field in _SPARSE:
+                value = getattr(r, field)
+                if value is not None:
+                    sparse.setdefault(field, {})[index] = value
+                elif field in sparse:
+                    sparse[field].pop(index, None)
+        sparse = {field: values for field, values in sparse.items() if values}
+        return Table(names, shapes, dtypes, roles, numel, nbytes, origins, sparse, uninitialized)
+
     def extend(self, other: Table) -> None:
         """Append ``other``'s entries (a reader joining its shards' tables; only while it builds one)."""
         offset = len(self.names)

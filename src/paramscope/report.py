@@ -144,6 +144,9 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
 
 
 _NONE: Any = ()
+_COLUMN_SPARSE = frozenset({"quant"})
+"""The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
+trainability, an owner class) has the report count record by record."""
 
 
 class _Held(list):  # type: ignore[type-arg]
@@ -266,9 +269,10 @@ class Report:
         if inventory.columnar:
             table = inventory.table
             check_names(inventory.source, table.names)
-            if not table.sparse and not table.uninitialized and len(set(table.names)) == len(table):
-                # Columns with no tie, no name twice and nothing sparse: every figure is counted over the
-                # columns, and records are made only for what is drawn (the common file)
+            simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
+            if simple and len(set(table.names)) == len(table):
+                # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
+                # the columns, and records are made only for what is drawn (the common file)
                 self._table = table
                 self._aliased: dict[Hashable, list[TensorRecord]] = {}
                 return
@@ -351,6 +355,22 @@ class Report:
         return out
 
     @cached_property
+    def _packed(self) -> list[tuple[str, Role, int]]:
+        """A report over columns: (dtype, role, logical less stored elements) of each packed entry, the
+        correction :attr:`_groups` (which size entries by their stored shape) needs."""
+        table = self._table
+        assert table is not None
+        out = []
+        shapes, dtypes, roles, numel = table.shapes, table.dtypes, table.roles, table.numel
+        for index in table.sparse.get("quant", ()):
+            stored = 1
+            for dim in shapes[index]:  # type: ignore[union-attr]
+                stored *= dim
+            if numel[index] != stored:
+                out.append((dtypes[index], roles[index], numel[index] - stored))
+        return out
+
+    @cached_property
     def unique(self) -> list[TensorRecord]:
         """One record per tie group (its canonical, first-seen name), uninitialized ones left out."""
         return [r for r in self._heads if r.shape is not None]
@@ -412,8 +432,9 @@ class Report:
         }
 
     def _table_totals(self) -> dict[str, Any]:
-        """:attr:`_totals` from the column groups: no tie, no packed tensor and no trainability is known there
-        (a table with any of them is counted record by record), so the rules reduce to sums per role."""
+        """:attr:`_totals` from the column groups: no tie and no trainability is known there (a table with
+        either is counted record by record), so the rules reduce to sums per role, packed entries' logical
+        elements added (:attr:`_packed`)."""
         total = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
@@ -431,11 +452,20 @@ class Report:
                 other[role.value] = other.get(role.value, 0) + n
                 if role is Role.QUANT_AUX:
                     aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size * count
+        unpacked = 0
+        for _, role, extra in self._packed:
+            if role is Role.PARAMETER:
+                total += extra
+                unpacked += extra
+            elif role is Role.BUFFER:
+                buffers += extra
+            else:
+                other[role.value] += extra
         known = not any(role is Role.PARAMETER for _, _, role, _, _, _ in self._groups)  # trainability unknown
         return {
             "total": total, "trainable": 0 if known else None, "frozen": 0 if known else None, "buffers": buffers,
             "other": other, "parameter_bytes": parameter_bytes, "buffer_bytes": buffer_bytes, "aux_bytes": aux_bytes,
-            "known": known, "stored_elements": total,
+            "known": known, "stored_elements": total - unpacked,
         }
 
     @property
@@ -621,6 +651,9 @@ class Report:
                     row = rows.setdefault(dtype, [0, 0, 0])
                     row[0 if role is Role.PARAMETER else 1] += numel * count
                     row[2] += (size or 0) * count
+            for dtype, role, extra in self._packed:
+                if role is Role.PARAMETER or role is Role.BUFFER:
+                    rows[dtype][0 if role is Role.PARAMETER else 1] += extra
             totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
             return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
         for r, numel, size in self._sizes:

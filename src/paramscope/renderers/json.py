@@ -186,20 +186,26 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
     middles: dict[tuple[Any, ...], str | None] = {}
     roles = {role: (string(role.value), role is Role.PARAMETER) for role in Role}
     table = report.columns
-    if table is not None:  # straight from the columns: no tie, nothing trainable, packed or persistent to say
+    if table is not None:  # straight from the columns: no tie, nothing trainable or persistent to say
+        # A line is its name and the encoder's text of everything after it, which depends only on (shape,
+        # dtype, role, packing): each such tail is encoded once
+        tails: dict[tuple[Any, ...], str] = {}
+        packing = table.sparse.get("quant", {})
+        lead = len('{"name": ""')
         for index, (name, shape, dtype, role) in enumerate(
             zip(table.names, table.shapes, table.dtypes, map(id, table.roles), strict=True)
         ):
-            key = (shape, dtype, role)  # the role by id: an enum's hash is a Python call
-            middle = middles.get(key, False)
-            if middle is False:
-                middle = middles[key] = _middle(table.row(index), roles, encode)
-                if not all(type(d) is int for d in shape):  # (True,) == (1,): never shared
-                    del middles[key]
-            if middle is None or type(name) is not str:
-                yield encode(_tensor(table.row(index), None))
-                continue
-            yield f'{{"name": {string(name)}, {middle}"tied_to": null}}'
+            quant = packing.get(index) if packing else None
+            key = (shape, dtype, role) if quant is None else (shape, dtype, role, quant.scheme, quant.bits,
+                                                              quant.logical_numel)  # the role by id: hashed in C
+            tail = tails.get(key)
+            if tail is None:
+                entry = _tensor(table.row(index), None)
+                entry["name"] = ""
+                tail = encode(entry)[lead:]
+                if all(type(d) is int for d in shape) and type(dtype) is str:  # (True,) == (1,): never shared
+                    tails[key] = tail
+            yield f'{{"name": {string(name)}{tail}' if type(name) is str else encode(_tensor(table.row(index), None))
         return
     canonical = report.canonical_name
     for r in report.tensors:
