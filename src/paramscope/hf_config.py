@@ -69,7 +69,7 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
                 found = quantization.changes(columns.names, columns.row, cq, blobs, prior)
                 if found is not None:
                     change, summary = found
-                    table = columns.changed(change)
+                    table = columns.repacked(change)
                     annotated = (None, summary)
             else:
                 annotated = quantization.annotate(inventory.tensors, cq, blobs)

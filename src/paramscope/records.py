@@ -335,11 +335,31 @@ class Table:
         numel, nbytes, origins = list(self.numel), list(self.nbytes), list(self.origins)
         sparse = {field: dict(values) for field, values in self.sparse.items()}
         uninitialized = self.uninitialized
+        packing = sparse.setdefault("quant", {})
+        flags = any(field in sparse for field in _SPARSE if field != "quant")  # ties, trainability, ... anywhere
         for index, r in records.items():
-            uninitialized += (r.shape is None) - (shapes[index] is None)
-            names[index], shapes[index], dtypes[index], roles[index] = r.name, r.shape, r.dtype, r.role
-            numel[index] = r.numel if r.shape is not None else 0
-            nbytes[index], origins[index] = r.nbytes, r.origin
+            shape = r.shape
+            if shape is not None and shape is shapes[index] and r.dtype is dtypes[index]:
+                # the same storage (a record made from this row, its role or packing changed): the stored bytes
+                # stay, and the logical elements are the packing's, else the shape's
+                quant = r.quant
+                if quant is not None:
+                    numel[index] = quant.logical_numel
+                elif index in packing:
+                    numel[index] = math.prod(shape)
+            else:
+                uninitialized += (shape is None) - (shapes[index] is None)
+                shapes[index], dtypes[index] = shape, r.dtype
+                numel[index] = r.numel if shape is not None else 0
+                nbytes[index] = r.nbytes
+            names[index], roles[index], origins[index] = r.name, r.role, r.origin
+            if not flags and r.trainable is None and r.tie is None and r.owner_type is None and r.persistent is None \
+                    and r.extra is None:  # the common change: a role and a packing, nothing else to keep
+                if r.quant is not None:
+                    packing[index] = r.quant
+                else:
+                    packing.pop(index, None)
+                continue
             for field in _SPARSE:
                 value = getattr(r, field)
                 if value is not None:
@@ -348,6 +368,25 @@ class Table:
                     sparse[field].pop(index, None)
         sparse = {field: values for field, values in sparse.items() if values}
         return Table(names, shapes, dtypes, roles, numel, nbytes, origins, sparse, uninitialized)
+
+    def repacked(self, changes: dict[int, QuantInfo | None]) -> Table:
+        """A new table with the rules' packing applied (:func:`paramscope.quantization.changes`): an entry given a
+        :class:`QuantInfo` becomes a parameter standing for its logical elements, one given None becomes
+        bookkeeping (``Role.QUANT_AUX``); nothing else changes. The columns that change are copied."""
+        roles, numel = list(self.roles), list(self.numel)
+        sparse = {field: dict(values) for field, values in self.sparse.items()}
+        packing = sparse.setdefault("quant", {})
+        parameter, aux = Role.PARAMETER, Role.QUANT_AUX
+        for index, quant in changes.items():
+            if quant is None:
+                roles[index] = aux
+            else:
+                roles[index] = parameter
+                packing[index] = quant
+                numel[index] = quant.logical_numel
+        sparse = {field: values for field, values in sparse.items() if values}
+        return Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
+                     self.uninitialized)
 
     def extend(self, other: Table) -> None:
         """Append ``other``'s entries (a reader joining its shards' tables; only while it builds one)."""
