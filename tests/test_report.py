@@ -162,3 +162,29 @@ def test_a_table_with_ties_or_trainability_is_counted_record_by_record():
     assert report.columns is None and report.total == 2 and report.ties == [["a.w", "b.w"]]
     trained = Report(Inventory("s", "f", table=Table.from_records([TensorRecord("a", (3,), "f32", trainable=True)])))
     assert trained.columns is None and trained.trainable == 3
+
+
+def test_a_tree_cut_over_columns_places_odd_names_as_the_records_do():
+    """Empty dotted parts, a newline in a part, names with no dot, deep names, packed and bookkeeping entries:
+    the tree a depth cuts over columns (grouped in C) is the tree the records give, node for node."""
+    from paramscope.records import QuantInfo as Q
+    from paramscope.records import Table
+
+    records = [
+        TensorRecord("w", (2,), "float32"),
+        TensorRecord("a..b.w", (3,), "float32"),
+        TensorRecord("a.\nx.c.d.e.w", (4,), "bfloat16"),
+        TensorRecord(".lead.w", (5,), "float32"),
+        TensorRecord("a.b.w", (2, 2), "int32", quant=Q("gptq", 32, 4)),
+        TensorRecord("a.b.s", (1,), "float16", role=Role.QUANT_AUX),
+        TensorRecord("a.ids", (6,), "int64", role=Role.BUFFER),
+        TensorRecord(".".join(["p"] * 40) + ".w", (7,), "float32"),
+    ]
+    by_rows = Report(Inventory("s", "f", list(records)))
+    by_columns = Report(Inventory("s", "f", table=Table.from_records(records)))
+    assert by_columns.columns is not None
+    for depth in range(0, 8):
+        rows_tree = [(n.path, n.parameters, n.buffers, n.bytes, n.trainable, [t.name for t in n.tensors])
+                     for n in by_rows.tree(depth).walk()]
+        assert [(n.path, n.parameters, n.buffers, n.bytes, n.trainable, [t.name for t in n.tensors])
+                for n in by_columns.tree(depth).walk()] == rows_tree, depth
