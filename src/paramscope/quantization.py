@@ -334,9 +334,9 @@ def _summary(pairs: Iterable[tuple[Role, QuantInfo | None]]) -> dict[str, Any] |
 def candidates(names: Iterable[str]) -> bool:
     """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
     test per name over the names alone, so an unquantized inventory's records are never made)."""
-    ends = str.endswith
-    suffixes = SUFFIX_TUPLE
-    return any(ends(name, suffixes) for name in names)
+    from operator import methodcaller
+
+    return any(map(methodcaller("endswith", SUFFIX_TUPLE), names))
 
 
 def annotate(
