@@ -135,3 +135,32 @@ def test_ambiguous_quantization_note_once(tmp_path):
     assert Report(twice).total == 8 * 32  # the stored uint32 words, not a 2x guess either way
     assert sum("fit several bit widths" in n for n in twice.notes) == 1
     assert twice.notes == once.notes
+
+
+def test_rules_over_columns_give_the_records_rules_over_records_give():
+    """apply_config on an inventory read as columns (the safetensors reader's) marks the same packed weights,
+    bookkeeping and ties as on a list of records, and leaves an unquantized, untied one's columns as they are."""
+    from paramscope.hf_config import apply_config
+    from paramscope.records import Inventory, Role, Table, TensorRecord
+
+    records = [
+        TensorRecord("model.embed_tokens.weight", (10, 4), "bfloat16"),
+        TensorRecord("model.layers.0.q.qweight", (2, 8), "int32", role=Role.BUFFER),
+        TensorRecord("model.layers.0.q.qzeros", (1, 1), "int32", role=Role.BUFFER),
+        TensorRecord("model.layers.0.q.scales", (1, 8), "float16"),
+        TensorRecord("model.layers.0.f.weight", (4, 4), "float8_e4m3fn"),
+        TensorRecord("model.layers.0.f.weight_scale_inv", (1, 1), "float32"),
+        TensorRecord("lm_head.weight", (10, 4), "bfloat16"),
+    ]
+    configs = [None, {"tie_word_embeddings": True},
+               {"tie_word_embeddings": True, "quantization_config": {"quant_method": "gptq", "bits": 8}}]
+    for config in configs:
+        by_rows = apply_config(Inventory("s", "safetensors", list(records)), config)
+        by_columns = apply_config(Inventory("s", "safetensors", table=Table.from_records(records)), config)
+        assert by_columns.tensors == by_rows.tensors
+        assert [r.numel for r in by_columns.tensors] == [r.numel for r in by_rows.tensors]
+        assert (by_columns.metadata, by_columns.notes) == (by_rows.metadata, by_rows.notes)
+    assert by_rows.tensors[1].quant.logical_numel == 2 * 8 * 32 // 8 and by_rows.tensors[0].tie is not None
+    plain = Inventory("s", "safetensors", table=Table.from_records([records[0], records[6]]))
+    settled = apply_config(plain, None)
+    assert settled is plain and plain.columnar and plain._rows is None  # no record was made

@@ -19,3 +19,72 @@ def test_sized_uses_kept_sizes_and_computes_the_rest_once_per_dtype_and_shape():
     rows = sized([kept, *fresh, unknown])
     assert [(r.name, n, b) for r, n, b in rows] == [("x", 4, 16), ("y", 4, 16), ("z", 4, 16), ("w", 7, None)]
     assert fresh[1]._numel == 4 and fresh[1]._nbytes == 16  # sized records keep their sizes
+
+
+# ---- Table: an inventory's tensors as columns ---------------------------------------------------------
+
+from paramscope.records import Inventory, QuantInfo, Table  # noqa: E402
+
+
+def _mixed() -> list[TensorRecord]:
+    return [
+        TensorRecord("embed_tokens.weight", (10, 4), "bfloat16", origin="a"),
+        TensorRecord("l.0.q.qweight", (2, 8), "int32", quant=QuantInfo("gptq", 128, 4), origin="b"),
+        TensorRecord("l.0.q.scales", (1, 8), "float16", role=Role.QUANT_AUX),
+        TensorRecord("l.0.ids", (5,), "int64", role=Role.BUFFER, persistent=False),
+        TensorRecord("lazy.weight", None, "float32", trainable=True),
+        TensorRecord("odd", (3,), "no-such-dtype", tie="k", owner_type="Linear"),
+    ]
+
+
+def test_a_table_round_trips_records_fields_and_sizes():
+    records = _mixed()
+    table = Table.from_records(records)
+    assert table.names == [r.name for r in records]
+    assert table.numel == [40, 128, 8, 5, 0, 3]  # logical elements; 0 for the uninitialized tensor
+    assert table.nbytes == [80, 64, 16, 40, 0, None]
+    assert table.uninitialized == 1
+    assert set(table.sparse) == {"quant", "persistent", "trainable", "tie", "owner_type"}
+    assert table.sparse["quant"] == {1: QuantInfo("gptq", 128, 4)}
+    rows = table.rows()
+    assert rows == records
+    assert [(r.numel, r.nbytes) for r in rows] == [(r.numel, r.nbytes) for r in records]
+    assert [table.row(i) for i in range(len(table))] == records
+
+
+def test_a_plain_tables_rows_are_the_file_records_a_reader_made():
+    table = Table(["a.w", "b"], [(2, 3), (4,)], ["float32", "int64"], [Role.PARAMETER, Role.BUFFER], [6, 4],
+                  [24, 32], ["f", "f"])
+    assert table.rows() == [file_record("a.w", (2, 3), "float32", Role.PARAMETER, "f", 6, 24),
+                            file_record("b", (4,), "int64", Role.BUFFER, "f", 4, 32)]
+
+
+def test_changed_replaces_entries_in_a_copy_and_extend_shifts_sparse_indices():
+    table = Table.from_records(_mixed())
+    before = table.rows()
+    new = table.changed({0: TensorRecord("embed_tokens.weight", (10, 4), "bfloat16", role=Role.QUANT_AUX),
+                         1: before[1].replace(quant=None), 4: TensorRecord("lazy.weight", (2,), "float32")})
+    assert table.rows() == before  # unchanged
+    assert new.roles[0] is Role.QUANT_AUX and new.numel[1] == 16 and "quant" not in new.sparse
+    assert new.uninitialized == 0 and new.numel[4] == 2
+    assert 4 not in new.sparse.get("trainable", {})
+    joined = Table.empty()
+    joined.extend(Table.from_records(_mixed()[:2]))
+    joined.extend(table)
+    assert joined.sparse["quant"] == {1: QuantInfo("gptq", 128, 4), 3: QuantInfo("gptq", 128, 4)}
+    assert joined.rows() == _mixed()[:2] + before
+
+
+def test_an_inventory_makes_each_view_from_the_other_once():
+    records = _mixed()
+    by_rows = Inventory("s", "f", records)
+    assert not by_rows.columnar and by_rows.names == [r.name for r in records]
+    assert by_rows.table.names == by_rows.names and by_rows.columnar
+    by_table = Inventory("s", "f", table=Table.from_records(records))
+    assert by_table.tensors == records and by_table.tensors is by_table.tensors
+    assert len(by_table) == 6 and "tensors=6" in repr(by_table)
+    replaced = by_table.replace(notes=["n"])
+    assert replaced.table is by_table.table and replaced.notes == ["n"]
+    swapped = by_table.replace(tensors=records[:1])
+    assert not swapped.columnar and swapped.names == ["embed_tokens.weight"]
+    assert Inventory("s", "f").tensors == []

@@ -106,3 +106,85 @@ def test_names_past_the_caps_are_refused_for_any_source():
     assert report("x" * MAX_NAME_LENGTH).total == 2
     with pytest.raises(ParamscopeError, match=f"is {MAX_NAME_LENGTH + 1:,} characters long"):
         report("x" * (MAX_NAME_LENGTH + 1))
+
+
+# ---- a report counted over columns is the report counted over records ------------------------------------
+
+def _column_cases() -> list[tuple[list[TensorRecord], dict[str, str], dict]]:
+    from paramscope.records import QuantInfo as Q
+
+    packed = [
+        TensorRecord("model.embed_tokens.weight", (10, 4), "bfloat16"),
+        TensorRecord("model.layers.0.q.qweight", (2, 8), "int32", quant=Q("gptq", 128, 4)),
+        TensorRecord("model.layers.0.q.scales", (1, 8), "float16", role=Role.QUANT_AUX),
+        TensorRecord("model.layers.0.ids", (5,), "int64", role=Role.BUFFER),
+        TensorRecord("model.layers.1.mlp.experts.0.w", (3, 4), "float32"),
+        TensorRecord("model.layers.1.mlp.experts.1.w", (3, 4), "float32"),
+        TensorRecord("opt.m", (7,), "float32", role=Role.OPTIMIZER_STATE),
+        TensorRecord("lm_head.weight", (10, 4), "bfloat16"),
+        TensorRecord("w", (2,), "bfloat16"),
+    ]
+    unknown = [*packed[:3], TensorRecord("model.odd", (3,), "no-such-dtype")]
+    buffers_only = [TensorRecord("a.ids", (4,), "int64", role=Role.BUFFER)]
+    types = {"model": "Model", "model.layers.0.q": "QuantLinear"}
+    moe = {"moe": {"experts": 2, "experts_per_token": 1, "shared_experts": 0}}
+    return [(packed, {}, {}), (packed, types, moe), (unknown, {}, {}), (buffers_only, {}, {}), ([], {}, {})]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_a_report_over_columns_gives_every_figure_and_line_the_records_give(case):
+    from paramscope.records import Table
+    from paramscope.renderers import RenderOptions
+    from paramscope.renderers.json import render
+
+    records, types, metadata = _column_cases()[case]
+    by_rows = Report(Inventory("s", "safetensors", list(records), module_types=types, metadata=metadata))
+    by_columns = Report(Inventory("s", "safetensors", module_types=types, metadata=metadata,
+                                  table=Table.from_records(records)))
+    assert by_columns.columns is not None and by_rows.columns is None
+    for figure in ("total", "trainable", "frozen", "buffers", "other", "parameter_bytes", "buffer_bytes",
+                   "quant_aux_bytes", "bytes", "stored_elements", "embedding", "non_embedding", "active",
+                   "size_label", "by_type", "by_dtype", "ties", "uninitialized"):
+        assert getattr(by_columns, figure) == getattr(by_rows, figure), figure
+    assert by_columns.top(3) == by_rows.top(3)
+    for depth in (None, 0, 1, 2):
+        assert by_columns.to_dict(depth=depth) == by_rows.to_dict(depth=depth)
+        assert [n.tensors for n in by_columns.tree(depth).walk()] == [n.tensors for n in by_rows.tree(depth).walk()]
+        options = RenderOptions(depth=depth, by="module", top=2, color=False, width=None)
+        assert render(by_columns, options) == render(by_rows, options)
+
+
+def test_a_table_with_ties_or_trainability_is_counted_record_by_record():
+    from paramscope.records import Table
+
+    records = [TensorRecord("a.w", (2,), "float32", tie="k"), TensorRecord("b.w", (2,), "float32", tie="k")]
+    report = Report(Inventory("s", "f", table=Table.from_records(records)))
+    assert report.columns is None and report.total == 2 and report.ties == [["a.w", "b.w"]]
+    trained = Report(Inventory("s", "f", table=Table.from_records([TensorRecord("a", (3,), "f32", trainable=True)])))
+    assert trained.columns is None and trained.trainable == 3
+
+
+def test_a_tree_cut_over_columns_places_odd_names_as_the_records_do():
+    """Empty dotted parts, a newline in a part, names with no dot, deep names, packed and bookkeeping entries:
+    the tree a depth cuts over columns (grouped in C) is the tree the records give, node for node."""
+    from paramscope.records import QuantInfo as Q
+    from paramscope.records import Table
+
+    records = [
+        TensorRecord("w", (2,), "float32"),
+        TensorRecord("a..b.w", (3,), "float32"),
+        TensorRecord("a.\nx.c.d.e.w", (4,), "bfloat16"),
+        TensorRecord(".lead.w", (5,), "float32"),
+        TensorRecord("a.b.w", (2, 2), "int32", quant=Q("gptq", 32, 4)),
+        TensorRecord("a.b.s", (1,), "float16", role=Role.QUANT_AUX),
+        TensorRecord("a.ids", (6,), "int64", role=Role.BUFFER),
+        TensorRecord(".".join(["p"] * 40) + ".w", (7,), "float32"),
+    ]
+    by_rows = Report(Inventory("s", "f", list(records)))
+    by_columns = Report(Inventory("s", "f", table=Table.from_records(records)))
+    assert by_columns.columns is not None
+    for depth in range(0, 8):
+        rows_tree = [(n.path, n.parameters, n.buffers, n.bytes, n.trainable, [t.name for t in n.tensors])
+                     for n in by_rows.tree(depth).walk()]
+        assert [(n.path, n.parameters, n.buffers, n.bytes, n.trainable, [t.name for t in n.tensors])
+                for n in by_columns.tree(depth).walk()] == rows_tree, depth

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from paramscope import moe, quantization
 from paramscope.gcpause import paused_gc
+from paramscope.records import Role
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-    from paramscope.records import Inventory, TensorRecord
+    from paramscope.records import Inventory, Table, TensorRecord
 
 # Output heads a tied model may store as a copy of its input embedding, and the embeddings they tie to,
 # across the families whose files we see (Llama/Mistral/Qwen, GPT-2, GPT-NeoX, OPT, BLOOM, Falcon,
@@ -50,14 +52,27 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
     ``config`` is what a reader found beside the weights (``inventory.pending["config"]``, the pipeline
     passes it) or None; the few small tensors packed quantization may need come from the reader too
     (``inventory.pending["small_tensors"]``). A new inventory is returned; the given one is not changed."""
-    tensors = inventory.tensors
     metadata = inventory.metadata
     notes = inventory.notes
     changed = False
+    tensors: list[TensorRecord] | None = None  # the records, made only where a rule may change one
+    table: Table | None = None  # or the columns with a few entries changed (an inventory read as columns)
 
-    blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
-    with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
-        annotated = quantization.annotate(tensors, quantization.config_scheme(config), blobs)
+    annotated = None
+    if quantization.candidates(inventory.names):  # the common file has no quantization suffix at all
+        blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
+        cq = quantization.config_scheme(config)
+        with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
+            if inventory.columnar:  # records are made only for the candidates' modules
+                columns = inventory.table
+                prior = "quant" in columns.sparse or Role.QUANT_AUX in columns.roles
+                found = quantization.changes(columns.names, columns.row, cq, blobs, prior)
+                if found is not None:
+                    change, summary = found
+                    table = columns.repacked(change)
+                    annotated = (None, summary)
+            else:
+                annotated = quantization.annotate(inventory.tensors, cq, blobs)
     if annotated is not None:
         tensors, summary = annotated
         metadata = {**metadata, "quantization": summary}
@@ -84,7 +99,13 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
         metadata = {**metadata, "moe": experts}
         changed = True
 
-    tied = _tie(tensors, config)
+    if tensors is not None:
+        names, rows = [r.name for r in tensors], (lambda: tensors)
+    elif table is not None:
+        names, rows = table.names, table.rows
+    else:
+        names, rows = inventory.names, (lambda: inventory.tensors)
+    tied = _tie(names, rows, config) if _declares_tie(config) else None
     if tied is not None:
         tensors, (head, embedding) = tied
         notes = [*notes, f"config.json ties {head} to {embedding} (tie_word_embeddings): counted once"]
@@ -92,6 +113,10 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
 
     if not changed:
         return inventory
+    if tensors is None and table is not None:
+        return inventory.replace(table=table, metadata=metadata, notes=notes)
+    if tensors is None:  # only the metadata changed: the tensors (columns or records) go on as they are
+        return inventory.replace(metadata=metadata, notes=notes)
     return inventory.replace(tensors=tensors, metadata=metadata, notes=notes)
 
 
@@ -108,12 +133,15 @@ def _declares_tie(config: dict[str, Any] | None) -> bool:
 
 
 def _tie(
-    tensors: list[TensorRecord], config: dict[str, Any] | None
+    names: list[str], rows: Callable[[], list[TensorRecord]], config: dict[str, Any] | None
 ) -> tuple[list[TensorRecord], tuple[str, str]] | None:
-    """Both names of a declared, stored-twice embedding/head pair under one tie key, or None."""
-    if not _declares_tie(config):
+    """Both names of a declared, stored-twice embedding/head pair under one tie key, or None. ``names`` are the
+    tensors' names as the rules so far left them, ``rows()`` their records (made only if a head is there)."""
+    wanted = {*HEADS, *EMBEDDINGS}
+    index = {name: i for i, name in enumerate(names) if name in wanted}
+    if not any(head in index for head in HEADS):
         return None
-    index = {r.name: i for i, r in enumerate(tensors)}
+    tensors = rows()
     for head_name in HEADS:
         h = index.get(head_name)
         if h is None:

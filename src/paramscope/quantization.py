@@ -246,8 +246,8 @@ def _word_bits(dtype: str) -> int | None:
     return known.block_bytes * 8
 
 
-def _packed(record: TensorRecord, scheme: str, bits: int, any_word: bool = False) -> TensorRecord | None:
-    """The record as a parameter standing for its logical weights, or None if it is not a packing word.
+def _packed(record: TensorRecord, scheme: str, bits: int, any_word: bool = False) -> QuantInfo | None:
+    """How the record, as a parameter, stands for its logical weights, or None if it is not a packing word.
 
     ``any_word``: any int/uint/float dtype may be the container (bitsandbytes ``quant_storage``), not only
     the integer words of :data:`WORD_BITS`.
@@ -256,7 +256,7 @@ def _packed(record: TensorRecord, scheme: str, bits: int, any_word: bool = False
     if word is None or record.shape is None or bits <= 0 or (record.stored_numel * word) % bits:
         return None
     logical = record.stored_numel * word // bits
-    return record.replace(role=Role.PARAMETER, quant=QuantInfo(scheme, logical, bits))
+    return QuantInfo(scheme, logical, bits)
 
 
 def _gptq_or_awq(base: str, get: Any, cq: ConfigQuant | None) -> tuple[str, int]:
@@ -303,16 +303,21 @@ def summary_of(records: Iterable[TensorRecord]) -> dict[str, Any] | None:
     """What ``metadata["quantization"]`` says, for files and live modules alike: the main scheme, the bits
     per weight (one value, or the sorted list), how many tensors are packed and how many are bookkeeping;
     None when there is neither."""
+    return _summary((record.role, record.quant) for record in records)
+
+
+def _summary(pairs: Iterable[tuple[Role, QuantInfo | None]]) -> dict[str, Any] | None:
+    """:func:`summary_of` from each tensor's (role, packing)."""
     schemes: dict[str, int] = {}
     bits_seen: set[float] = set()
     aux = 0
-    for record in records:
-        if record.role is Role.QUANT_AUX:
+    for role, quant in pairs:
+        if role is Role.QUANT_AUX:
             aux += 1
-        elif record.quant is not None:
-            schemes[record.quant.scheme] = schemes.get(record.quant.scheme, 0) + 1
-            if record.quant.bits is not None:
-                bits_seen.add(record.quant.bits)
+        elif quant is not None:
+            schemes[quant.scheme] = schemes.get(quant.scheme, 0) + 1
+            if quant.bits is not None:
+                bits_seen.add(quant.bits)
     if not schemes and not aux:
         return None
     summary: dict[str, Any] = {
@@ -326,62 +331,96 @@ def summary_of(records: Iterable[TensorRecord]) -> dict[str, Any] | None:
     return summary
 
 
+def candidates(names: Iterable[str]) -> bool:
+    """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
+    test per name over the names alone, so an unquantized inventory's records are never made)."""
+    from operator import methodcaller
+
+    return any(map(methodcaller("endswith", SUFFIX_TUPLE), names))
+
+
 def annotate(
     tensors: list[TensorRecord], cq: ConfigQuant | None, read_blobs: Any = None
 ) -> tuple[list[TensorRecord], dict[str, Any]] | None:
     """Packed weights as logical parameters, bookkeeping as QUANT_AUX; None when nothing is quantized.
 
-    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
     ``read_blobs(names) -> {name: bytes}`` (a reader's ``pending["small_tensors"]``), when given, reads the
     unpacked shapes bitsandbytes and compressed-tensors keep in the data, for exact odd-sized counts.
     """
+    found = changes([r.name for r in tensors], tensors.__getitem__, cq, read_blobs)
+    if found is None:
+        return None
+    change, summary = found
+    out = list(tensors)
+    for index, quant in change.items():
+        record = tensors[index]
+        out[index] = (record.replace(role=Role.PARAMETER, quant=quant) if quant is not None
+                      else record.replace(role=Role.QUANT_AUX))
+    return out, summary
+
+
+def changes(
+    names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True
+) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+    """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
+    (made only for the candidates' modules). Returns the summary and, by index, what changes: a
+    :class:`QuantInfo` for a tensor that becomes a packed parameter, None for one that becomes bookkeeping
+    (``Role.QUANT_AUX``, all else kept); or None when nothing is quantized.
+    ``prior``: some entry may already be packed or bookkeeping (a reader said so), so the summary must look at
+    every record; without it the changed ones alone decide it.
+
+    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
+    """
     marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
-    for index, record in enumerate(tensors):
-        name = record.name
+    for index, name in enumerate(names):
         if name.endswith(SUFFIX_TUPLE):
             suffix = _suffix(name)
             if suffix is not None:
                 marked.setdefault(name[: -len(suffix)], {})[suffix] = index
     if not marked:
         return None
-    by_name = {r.name: i for i, r in enumerate(tensors)}
-    out = list(tensors)
+    by_name = {name: i for i, name in enumerate(names)}
+    final: dict[int, QuantInfo | None] = {}
     ambiguous: list[str] = []
     packed = False
     kv_only: list[int] = []  # attention k/v/q/output scales: bookkeeping once the model is known quantized
 
     def get(name: str) -> TensorRecord | None:
         i = by_name.get(name)
-        return tensors[i] if i is not None else None
+        return row(i) if i is not None else None
 
-    blob_names = [tensors[i].name for found in marked.values() for suffix, i in found.items()
+    blob_names = [names[i] for found in marked.values() for suffix, i in found.items()
                   if suffix == ".weight_shape" or "quant_state" in suffix]
     blobs: dict[str, bytes] = read_blobs(blob_names) if read_blobs is not None and blob_names else {}
 
+    families_of: dict[tuple[str, ...], set[str]] = {}  # a model repeats a few suffix sets across its modules
     for base, found in marked.items():
-        change: dict[int, TensorRecord] = {}
-        families = {SUFFIXES[s][1] for s in found}
+        change: dict[int, QuantInfo | None] = {}
+        suffixes = tuple(found)
+        families = families_of.get(suffixes)
+        if families is None:
+            families = families_of[suffixes] = {SUFFIXES[s][1] for s in found}
         weight_index = by_name.get(base + ".weight")
-        weight = tensors[weight_index] if weight_index is not None else None
+        weight = row(weight_index) if weight_index is not None else None
         if families == {"kv"}:
             kv_only.extend(found.values())
             continue
         if ".qweight" in found:
             scheme, bits = _gptq_or_awq(base, get, cq)
-            new = _packed(tensors[found[".qweight"]], scheme, bits)
+            new = _packed(row(found[".qweight"]), scheme, bits)
             if new is not None:
                 change[found[".qweight"]] = new
         elif ".weight_packed" in found:
             bits = (cq.bits if cq is not None and cq.method == "compressed-tensors" else None) or 4
             scheme = "compressed-tensors"
-            new = _packed(tensors[found[".weight_packed"]], scheme, bits)
+            new = _packed(row(found[".weight_packed"]), scheme, bits)
             if new is not None:
-                exact = _ct_logical(blobs.get(base + ".weight_shape"), new, bits)
+                exact = _ct_logical(blobs.get(base + ".weight_shape"), row(found[".weight_packed"]), bits)
                 if exact is not None:
-                    new = new.replace(quant=QuantInfo(scheme, exact, bits))
+                    new = QuantInfo(scheme, exact, bits)
                 change[found[".weight_packed"]] = new
         elif "_blocks" in found and found.get("_scales") is not None:
-            blocks, scales = tensors[found["_blocks"]], tensors[found["_scales"]]
+            blocks, scales = row(found["_blocks"]), row(found["_scales"])
             if not (blocks.dtype == scales.dtype == "uint8" and blocks.shape and scales.shape
                     and len(blocks.shape) >= 2 and blocks.shape[:-1] == scales.shape):
                 continue  # not the MXFP4 pair: some other model's "_blocks"
@@ -399,24 +438,21 @@ def annotate(
             float_ok = kind is not None or (declared and cq.storage == weight.dtype)  # type: ignore[union-attr]
             new = _packed(weight, scheme, bits, any_word=float_ok)
             if new is not None:
-                blob = next((blobs.get(tensors[i].name) for s, i in found.items() if "quant_state" in s), None)
+                blob = next((blobs.get(row(i).name) for s, i in found.items() if "quant_state" in s), None)
                 word = _word_bits(weight.dtype) or 8
                 exact = _bnb_logical(blob, weight.stored_numel, word // 8)
                 if exact is not None:
-                    new = new.replace(quant=QuantInfo(scheme, exact, bits))
+                    new = QuantInfo(scheme, exact, bits)
                 change[weight_index] = new
         elif "bnb8" in families and weight is not None and weight.dtype == "int8":
             scheme, bits = "bitsandbytes-int8", 8
-            quant = QuantInfo(scheme, weight.stored_numel, 8)
-            change[weight_index] = weight.replace(role=Role.PARAMETER, quant=quant)
+            change[weight_index] = QuantInfo(scheme, weight.stored_numel, 8)
         elif (".scales" in found or ".biases" in found) and weight is not None and weight.dtype == "uint32":
             mlx_bits = _mlx_bits(weight, get(base + ".scales"), cq, base)
             scheme = "mlx"
             if mlx_bits is None:  # several (bits, group) fit: count what is stored, and say so
                 ambiguous.append(weight.name)
-                change[weight_index] = weight.replace(
-                    role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, None)
-                )
+                change[weight_index] = QuantInfo(scheme, weight.stored_numel, None)
             else:
                 new = _packed(weight, scheme, mlx_bits)
                 if new is not None:
@@ -430,31 +466,39 @@ def annotate(
             scheme, bits = _ONE_PER_ELEMENT[weight.dtype]
             if weight.dtype == "int8" and cq is not None and cq.method == "compressed-tensors":
                 scheme = "compressed-tensors"
-            change[weight_index] = weight.replace(
-                role=Role.PARAMETER, quant=QuantInfo(scheme, weight.stored_numel, bits)
-            )
+            change[weight_index] = QuantInfo(scheme, weight.stored_numel, bits)
         else:
             continue  # a suffix alone (a float "scales" of some other model) proves nothing
         if not change:
             continue  # the would-be packed tensor is no packing word: leave the module as read
         for suffix, index in found.items():
             if SUFFIXES[suffix][0] == "aux" and index not in change:
-                change[index] = tensors[index].replace(role=Role.QUANT_AUX)
-        for index, record in change.items():
-            out[index] = record
-            packed = packed or record.role is not Role.QUANT_AUX
+                change[index] = None
+        for index, quant in change.items():
+            final[index] = quant
+            packed = packed or quant is not None
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
-        out[index] = tensors[index].replace(role=Role.QUANT_AUX)
-    summary = summary_of(out)
+        final[index] = None
+    if prior:
+        def after(index: int) -> tuple[Role, QuantInfo | None]:
+            record = row(index)
+            if index not in final:
+                return record.role, record.quant
+            quant = final[index]
+            return (Role.PARAMETER, quant) if quant is not None else (Role.QUANT_AUX, record.quant)
+
+        summary = _summary(map(after, range(len(names))))
+    else:
+        summary = _summary((Role.PARAMETER, q) if q is not None else (Role.QUANT_AUX, None) for q in final.values())
     assert summary is not None  # something was packed, or kv scales became bookkeeping
     if summary["scheme"] is None:
         summary["scheme"] = cq.method  # type: ignore[union-attr]
     summary["from"] = "config.json" if cq is not None else "tensor names"
     if ambiguous:
         summary["ambiguous"] = ambiguous
-    return out, summary
+    return final, summary
 
 
 # Quantized dtypes stored one weight per element, recognised by a scale beside them.

@@ -241,8 +241,175 @@ PENDING = {
 """What ``Inventory.pending`` may hold, by key. Only a reader puts anything there."""
 
 
+_SPARSE = ("trainable", "tie", "owner_type", "persistent", "quant", "extra")
+"""Record fields most tensors leave None: a table keeps them as {row index: value}, only where set."""
+
+
+class Table:
+    """An inventory's tensors as columns: one list per field, the sizes computed once.
+
+    ``names``, ``shapes``, ``dtypes``, ``roles``, ``numel`` (logical elements, 0 for an uninitialized tensor),
+    ``nbytes`` (stored bytes, None for an unknown dtype) and ``origins`` hold one entry per tensor, in the
+    source's order; the fields most tensors leave None (:data:`_SPARSE`: ties, quantization, trainability,
+    owner classes) are ``{index: value}`` maps in ``sparse``, holding only what is set. A reader builds the
+    columns directly (a 100,000-tensor header is six lists, not 100,000 objects); :meth:`row` is the
+    :class:`TensorRecord` view of one entry for code that wants records. ``uninitialized`` counts the entries
+    whose shape is None. Treated as immutable, like records.
+    """
+
+    __slots__ = ("dtypes", "names", "nbytes", "numel", "origins", "roles", "shapes", "sparse", "uninitialized")
+
+    def __init__(self, names: list[str], shapes: list[tuple[int, ...] | None], dtypes: list[str], roles: list[Role],
+                 numel: list[int], nbytes: list[int | None], origins: list[str],
+                 sparse: dict[str, dict[int, Any]] | None = None, uninitialized: int = 0) -> None:
+        self.names, self.shapes, self.dtypes, self.roles = names, shapes, dtypes, roles
+        self.numel, self.nbytes, self.origins = numel, nbytes, origins
+        self.sparse = sparse if sparse is not None else {}
+        self.uninitialized = uninitialized
+
+    @classmethod
+    def empty(cls) -> Table:
+        return cls([], [], [], [], [], [], [])
+
+    @classmethod
+    def from_records(cls, records: list[TensorRecord]) -> Table:
+        """The columns of ``records`` (their sizes computed once, by :func:`sized`'s sharing)."""
+        sparse: dict[str, dict[int, Any]] = {}
+        numel: list[int] = []
+        nbytes: list[int | None] = []
+        uninitialized = 0
+        for index, r in enumerate(records):
+            if r.shape is None:
+                uninitialized += 1
+                numel.append(0)
+                nbytes.append(r.nbytes)
+            else:
+                numel.append(r.numel)
+                nbytes.append(r.nbytes)
+            for field in _SPARSE:
+                value = getattr(r, field)
+                if value is not None:
+                    sparse.setdefault(field, {})[index] = value
+        return cls([r.name for r in records], [r.shape for r in records], [r.dtype for r in records],
+                   [r.role for r in records], numel, nbytes, [r.origin for r in records], sparse, uninitialized)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def row(self, index: int) -> TensorRecord:
+        """The record view of entry ``index`` (a new :class:`TensorRecord`, its sizes the table's)."""
+        record = _new(TensorRecord)
+        record.name, record.shape, record.dtype = self.names[index], self.shapes[index], self.dtypes[index]
+        record.role, record.origin = self.roles[index], self.origins[index]
+        record.trainable = record.tie = record.owner_type = record.persistent = record.quant = record.extra = None
+        for field, values in self.sparse.items():
+            value = values.get(index)
+            if value is not None:
+                setattr(record, field, value)
+        record._numel = self.numel[index] if record.shape is not None else None
+        record._nbytes = self.nbytes[index]
+        return record
+
+    def rows(self) -> list[TensorRecord]:
+        """Every entry as a record, in order."""
+        if self.sparse or self.uninitialized:
+            return [self.row(i) for i in range(len(self.names))]
+        out = []
+        append = out.append
+        new = _new
+        for name, shape, dtype, role, origin, numel, nbytes in zip(
+            self.names, self.shapes, self.dtypes, self.roles, self.origins, self.numel, self.nbytes, strict=True
+        ):
+            record = new(TensorRecord)
+            record.name, record.shape, record.dtype, record.role, record.origin = name, shape, dtype, role, origin
+            record.trainable = record.tie = record.owner_type = record.persistent = record.quant = None
+            record.extra = None
+            record._numel, record._nbytes = numel, nbytes
+            append(record)
+        return out
+
+    def changed(self, records: dict[int, TensorRecord]) -> Table:
+        """A new table with the entries at these indices replaced by these records (the rules stage marking a
+        few packed weights and their scales); the columns are copied, this table is not changed."""
+        names, shapes, dtypes, roles = list(self.names), list(self.shapes), list(self.dtypes), list(self.roles)
+        numel, nbytes, origins = list(self.numel), list(self.nbytes), list(self.origins)
+        sparse = {field: dict(values) for field, values in self.sparse.items()}
+        uninitialized = self.uninitialized
+        packing = sparse.setdefault("quant", {})
+        flags = any(field in sparse for field in _SPARSE if field != "quant")  # ties, trainability, ... anywhere
+        for index, r in records.items():
+            shape = r.shape
+            if shape is not None and shape is shapes[index] and r.dtype is dtypes[index]:
+                # the same storage (a record made from this row, its role or packing changed): the stored bytes
+                # stay, and the logical elements are the packing's, else the shape's
+                quant = r.quant
+                if quant is not None:
+                    numel[index] = quant.logical_numel
+                elif index in packing:
+                    numel[index] = math.prod(shape)
+            else:
+                uninitialized += (shape is None) - (shapes[index] is None)
+                shapes[index], dtypes[index] = shape, r.dtype
+                numel[index] = r.numel if shape is not None else 0
+                nbytes[index] = r.nbytes
+            names[index], roles[index], origins[index] = r.name, r.role, r.origin
+            if not flags and r.trainable is None and r.tie is None and r.owner_type is None and r.persistent is None \
+                    and r.extra is None:  # the common change: a role and a packing, nothing else to keep
+                if r.quant is not None:
+                    packing[index] = r.quant
+                else:
+                    packing.pop(index, None)
+                continue
+            for field in _SPARSE:
+                value = getattr(r, field)
+                if value is not None:
+                    sparse.setdefault(field, {})[index] = value
+                elif field in sparse:
+                    sparse[field].pop(index, None)
+        sparse = {field: values for field, values in sparse.items() if values}
+        return Table(names, shapes, dtypes, roles, numel, nbytes, origins, sparse, uninitialized)
+
+    def repacked(self, changes: dict[int, QuantInfo | None]) -> Table:
+        """A new table with the rules' packing applied (:func:`paramscope.quantization.changes`): an entry given a
+        :class:`QuantInfo` becomes a parameter standing for its logical elements, one given None becomes
+        bookkeeping (``Role.QUANT_AUX``); nothing else changes. The columns that change are copied."""
+        roles, numel = list(self.roles), list(self.numel)
+        sparse = {field: dict(values) for field, values in self.sparse.items()}
+        packing = sparse.setdefault("quant", {})
+        parameter, aux = Role.PARAMETER, Role.QUANT_AUX
+        for index, quant in changes.items():
+            if quant is None:
+                roles[index] = aux
+            else:
+                roles[index] = parameter
+                packing[index] = quant
+                numel[index] = quant.logical_numel
+        sparse = {field: values for field, values in sparse.items() if values}
+        return Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
+                     self.uninitialized)
+
+    def extend(self, other: Table) -> None:
+        """Append ``other``'s entries (a reader joining its shards' tables; only while it builds one)."""
+        offset = len(self.names)
+        for field, values in other.sparse.items():
+            mine = self.sparse.setdefault(field, {})
+            mine.update((index + offset, value) for index, value in values.items())
+        self.names += other.names
+        self.shapes += other.shapes
+        self.dtypes += other.dtypes
+        self.roles += other.roles
+        self.numel += other.numel
+        self.nbytes += other.nbytes
+        self.origins += other.origins
+        self.uninitialized += other.uninitialized
+
+
 class Inventory:
     """Everything one source observed: the tensors, and what it knows about the modules around them.
+
+    The tensors are held as a :class:`Table` of columns (``table``, what the safetensors reader builds) or as
+    a list of :class:`TensorRecord` (``tensors``, what the other sources give); each view is made from the
+    other on first use and kept, so an inventory read as columns and counted over them never makes a record.
 
     ``module_types`` maps module paths ('' is the root) to class names where the source knows them.
     ``metadata`` carries format-specific facts shown to the user (a safetensors ``__metadata__``, GGUF
@@ -254,31 +421,74 @@ class Inventory:
     An inventory is treated as immutable, like its records: a stage returns a new one (:meth:`replace`).
     """
 
-    __slots__ = ("format", "metadata", "module_types", "notes", "pending", "source", "tensors")
+    __slots__ = ("_rows", "_table", "format", "metadata", "module_types", "notes", "pending", "source")
+    _FIELDS = ("source", "format", "module_types", "metadata", "notes", "pending")
 
     def __init__(
         self,
         source: str,
         format: str,
-        tensors: list[TensorRecord],
+        tensors: list[TensorRecord] | None = None,
         module_types: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
         notes: list[str] | None = None,
         pending: dict[str, Any] | None = None,
+        table: Table | None = None,
     ) -> None:
         self.source = source
         self.format = format
-        self.tensors = tensors
+        if tensors is None and table is None:
+            tensors = []
+        self._rows = tensors
+        self._table = table
         self.module_types = module_types if module_types is not None else {}
         self.metadata = metadata if metadata is not None else {}
         self.notes = notes if notes is not None else []
         self.pending = pending if pending is not None else {}
 
+    @property
+    def tensors(self) -> list[TensorRecord]:
+        """The records, in the source's order (made from the table on first use, then kept)."""
+        rows = self._rows
+        if rows is None:
+            from paramscope.gcpause import paused_gc
+
+            with paused_gc():  # 100,000 new objects would wake the collector a hundred times for nothing
+                rows = self._rows = self._table.rows()  # type: ignore[union-attr]
+        return rows
+
+    @property
+    def table(self) -> Table:
+        """The tensors as columns (made from the records on first use, then kept)."""
+        table = self._table
+        if table is None:
+            table = self._table = Table.from_records(self._rows)  # type: ignore[arg-type]
+        return table
+
+    @property
+    def columnar(self) -> bool:
+        """Whether the table exists already (so counting over it makes nothing new)."""
+        return self._table is not None
+
+    @property
+    def names(self) -> list[str]:
+        """Every tensor's name, in order, without making records."""
+        if self._table is not None:
+            return self._table.names
+        return [r.name for r in self._rows]  # type: ignore[union-attr]
+
+    def __len__(self) -> int:
+        return len(self._table) if self._table is not None else len(self._rows)  # type: ignore[arg-type]
+
     def replace(self, **changes: Any) -> Inventory:
-        """A copy with some fields changed (the tensor list, typically)."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
+        """A copy with some fields changed: ``tensors`` (a list of records) or ``table`` replaces both views."""
+        fields = {name: getattr(self, name) for name in self._FIELDS}
+        if "tensors" in changes or "table" in changes:
+            fields["tensors"], fields["table"] = changes.pop("tensors", None), changes.pop("table", None)
+        else:
+            fields["tensors"], fields["table"] = self._rows, self._table
         fields.update(changes)
         return Inventory(**fields)
 
     def __repr__(self) -> str:
-        return f"<Inventory {self.source!r} {self.format} tensors={len(self.tensors)}>"
+        return f"<Inventory {self.source!r} {self.format} tensors={len(self)}>"

@@ -56,7 +56,7 @@ from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, TensorRecord, sized
+from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, Table, TensorRecord, sized
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,18 +119,19 @@ def size_label(n: int) -> str:
     return str(n)
 
 
-def check_names(source: str, records: list[TensorRecord]) -> None:
+def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
     """Refuse a tensor name longer than :data:`MAX_NAME_LENGTH` or of more than :data:`MAX_NAME_PARTS` parts.
 
-    Every source's records reach a report through here, so the limits hold for all formats at once."""
+    Every source's records (or their names, a table's column) reach a report through here, so the limits hold
+    for all formats at once."""
     if not records:
         return
-    lengths = list(map(len, map(attrgetter("name"), records)))
+    names = records if type(records[0]) is str else list(map(attrgetter("name"), records))
+    lengths = list(map(len, names))
     # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting
     if max(lengths) < MAX_NAME_PARTS - 1:
         return
-    for record, length in zip(records, lengths, strict=True):
-        name = record.name
+    for name, length in zip(names, lengths, strict=True):
         if length > MAX_NAME_LENGTH:
             problem = f"is {length:,} characters long (at most {MAX_NAME_LENGTH:,} are read)"
         elif length >= MAX_NAME_PARTS - 1 and name.count(".") >= MAX_NAME_PARTS:
@@ -143,6 +144,16 @@ def check_names(source: str, records: list[TensorRecord]) -> None:
 
 
 _NONE: Any = ()
+_COLUMN_SPARSE = frozenset({"quant"})
+"""The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
+trainability, an owner class) has the report count record by record."""
+
+
+class _Held(list):  # type: ignore[type-arg]
+    """Indices into ``table`` of the tensors a module holds: what a tree built over columns keeps, so that a
+    module's records are made only when someone reads them (a JSON document of 134,699 modules never does)."""
+
+    __slots__ = ("table",)
 
 
 class ModuleNode:
@@ -152,7 +163,7 @@ class ModuleNode:
     (name here, canonical name) pairs for tied tensors held here but counted elsewhere.
     """
 
-    __slots__ = ("aliases", "buffers", "bytes", "children", "parameters", "path", "tensors", "trainable", "type")
+    __slots__ = ("_held", "aliases", "buffers", "bytes", "children", "parameters", "path", "trainable", "type")
 
     def __init__(self, path: str, type: str | None) -> None:
         self.path = path
@@ -163,9 +174,22 @@ class ModuleNode:
         self.bytes = 0
         # Empty until something is added: a shared empty tuple, not three new lists for each of a million
         # leaf modules. A report's tree is read-only; the build replaces them with lists.
-        self.tensors: list[TensorRecord] = _NONE
+        self._held: list[TensorRecord] | _Held = _NONE
         self.aliases: list[tuple[str, str]] = _NONE
         self.children: list[ModuleNode] = _NONE
+
+    @property
+    def tensors(self) -> list[TensorRecord]:
+        """The records of the tensors this module holds itself (made from a table's columns on first use)."""
+        held = self._held
+        if type(held) is _Held:
+            row = held.table.row
+            held = self._held = [row(i) for i in held]
+        return held  # type: ignore[return-value]
+
+    @tensors.setter
+    def tensors(self, value: list[TensorRecord]) -> None:
+        self._held = value
 
     @property
     def name(self) -> str:
@@ -202,7 +226,7 @@ class ModuleNode:
         copy = ModuleNode(self.path, self.type)
         copy.parameters, copy.trainable = self.parameters, self.trainable
         copy.buffers, copy.bytes = self.buffers, self.bytes
-        copy.tensors, copy.aliases = self.tensors, self.aliases
+        copy._held, copy.aliases = self._held, self.aliases
         return copy
 
     def __repr__(self) -> str:
@@ -240,16 +264,28 @@ class Report:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        tensors = inventory.tensors
-        check_names(inventory.source, tensors)
         self._trees: dict[int | None, ModuleNode] = {}
+        self._table: Table | None = None
+        if inventory.columnar:
+            table = inventory.table
+            check_names(inventory.source, table.names)
+            simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
+            if simple and len(set(table.names)) == len(table):
+                # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
+                # the columns, and records are made only for what is drawn (the common file)
+                self._table = table
+                self._aliased: dict[Hashable, list[TensorRecord]] = {}
+                return
+        tensors = inventory.tensors
+        if not inventory.columnar:
+            check_names(inventory.source, tensors)
         with paused_gc():
             names = {r.name for r in tensors}
             if len(names) == len(tensors) and all(r.tie is None for r in tensors):
                 # No tie and no name twice: every record is its own group (the common case for files, and
                 # cheaper than a dict of a million tie keys)
-                self._heads: list[TensorRecord] = tensors
-                self._aliased: dict[Hashable, list[TensorRecord]] = {}
+                self._heads = tensors
+                self._aliased = {}
                 return
             del names
             heads: dict[Hashable, TensorRecord] = {}
@@ -264,6 +300,12 @@ class Report:
             self._aliased = aliases
 
     # ---- what the source said -------------------------------------------------------------
+    @property
+    def columns(self) -> Table | None:
+        """The inventory's table when this report counts over it (no tie, no name twice, nothing sparse or
+        uninitialized: a renderer may then write rows straight from the columns), else None."""
+        return self._table
+
     @property
     def source(self) -> str:
         return self.inventory.source
@@ -287,6 +329,48 @@ class Report:
 
     # ---- counting -------------------------------------------------------------------------
     @cached_property
+    def _heads(self) -> list[TensorRecord]:
+        """One record per tie group; for a report counted over columns (no ties), every record, made on use."""
+        return self.inventory.tensors
+
+    @cached_property
+    def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
+        """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
+        (dtype, shape, role), in first-seen order. Counted in C (``Counter`` over the zipped columns: a role is
+        keyed by its id, since an enum's hash is a Python call); sized once per group."""
+        from collections import Counter
+
+        from paramscope import dtypes
+
+        table = self._table
+        assert table is not None
+        by_id = {id(role): role for role in Role}
+        counts = Counter(zip(table.dtypes, table.shapes, map(id, table.roles), strict=True))
+        out = []
+        for (dtype, shape, role_id), count in counts.items():
+            numel = 1
+            for dim in shape:
+                numel *= dim
+            out.append((dtype, shape, by_id[role_id], numel, dtypes.nbytes(dtype, numel), count))
+        return out
+
+    @cached_property
+    def _packed(self) -> list[tuple[str, Role, int]]:
+        """A report over columns: (dtype, role, logical less stored elements) of each packed entry, the
+        correction :attr:`_groups` (which size entries by their stored shape) needs."""
+        table = self._table
+        assert table is not None
+        out = []
+        shapes, dtypes, roles, numel = table.shapes, table.dtypes, table.roles, table.numel
+        for index in table.sparse.get("quant", ()):
+            stored = 1
+            for dim in shapes[index]:  # type: ignore[union-attr]
+                stored *= dim
+            if numel[index] != stored:
+                out.append((dtypes[index], roles[index], numel[index] - stored))
+        return out
+
+    @cached_property
     def unique(self) -> list[TensorRecord]:
         """One record per tie group (its canonical, first-seen name), uninitialized ones left out."""
         return [r for r in self._heads if r.shape is not None]
@@ -304,7 +388,9 @@ class Report:
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
-        """Every headline figure in one pass over the unique records."""
+        """Every headline figure in one pass over the unique records (or the groups of a table's columns)."""
+        if self._table is not None:
+            return self._table_totals()
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
@@ -343,6 +429,43 @@ class Report:
             "aux_bytes": aux_bytes,
             "known": known,
             "stored_elements": total - unpacked,
+        }
+
+    def _table_totals(self) -> dict[str, Any]:
+        """:attr:`_totals` from the column groups: no tie and no trainability is known there (a table with
+        either is counted record by record), so the rules reduce to sums per role, packed entries' logical
+        elements added (:attr:`_packed`)."""
+        total = buffers = 0
+        parameter_bytes: int | None = 0
+        buffer_bytes: int | None = 0
+        aux_bytes: int | None = 0
+        other: dict[str, int] = {}
+        for _, _, role, numel, size, count in self._groups:
+            n = numel * count
+            if role is Role.PARAMETER:
+                total += n
+                parameter_bytes = None if size is None or parameter_bytes is None else parameter_bytes + size * count
+            elif role is Role.BUFFER:
+                buffers += n
+                buffer_bytes = None if size is None or buffer_bytes is None else buffer_bytes + size * count
+            else:
+                other[role.value] = other.get(role.value, 0) + n
+                if role is Role.QUANT_AUX:
+                    aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size * count
+        unpacked = 0
+        for _, role, extra in self._packed:
+            if role is Role.PARAMETER:
+                total += extra
+                unpacked += extra
+            elif role is Role.BUFFER:
+                buffers += extra
+            else:
+                other[role.value] += extra
+        known = not any(role is Role.PARAMETER for _, _, role, _, _, _ in self._groups)  # trainability unknown
+        return {
+            "total": total, "trainable": 0 if known else None, "frozen": 0 if known else None, "buffers": buffers,
+            "other": other, "parameter_bytes": parameter_bytes, "buffer_bytes": buffer_bytes, "aux_bytes": aux_bytes,
+            "known": known, "stored_elements": total - unpacked,
         }
 
     @property
@@ -402,6 +525,8 @@ class Report:
     @cached_property
     def uninitialized(self) -> list[str]:
         """Names of tensors whose shape is not known yet (lazy modules before a dry run)."""
+        if self._table is not None:
+            return []  # a table with an uninitialized entry is counted record by record
         return [r.name for r in self.tensors if not r.initialized]
 
     @cached_property
@@ -427,6 +552,17 @@ class Report:
     @cached_property
     def embedding(self) -> int:
         """Parameters in embedding weights (tied heads included: they are the same tensors)."""
+        table = self._table
+        if table is not None:  # no tie and no owner class: a weight counts by its module's name alone
+            weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
+            search = _embedding_name().search
+            from itertools import compress
+            from operator import methodcaller
+
+            names, roles, numel = table.names, table.roles, table.numel
+            ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
+            return sum(numel[i] for i in compress(range(len(names)), ends)
+                       if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
         keys = self._embedding_keys
         return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
 
@@ -480,6 +616,20 @@ class Report:
         sizes: dict[str, int] = {}
         modules: dict[str, set[str]] = {}
         types = self.inventory.module_types
+        table = self._table
+        if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
+            from itertools import compress
+            from operator import itemgetter, methodcaller
+
+            # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
+            mask = list(map(Role.PARAMETER.__eq__, table.roles))
+            held = set(map(itemgetter(0), map(methodcaller("rpartition", "."), compress(table.names, mask))))
+            if not held:
+                return []
+            size = self.parameter_bytes
+            if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
+                size = sum(s or 0 for s in compress(table.nbytes, mask))
+            return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
         for r, numel, size in self._sizes:
             if r.role is not parameter:
@@ -499,6 +649,17 @@ class Report:
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
+        if self._table is not None:
+            for dtype, _, role, numel, size, count in self._groups:
+                if role is Role.PARAMETER or role is Role.BUFFER:
+                    row = rows.setdefault(dtype, [0, 0, 0])
+                    row[0 if role is Role.PARAMETER else 1] += numel * count
+                    row[2] += (size or 0) * count
+            for dtype, role, extra in self._packed:
+                if role is Role.PARAMETER or role is Role.BUFFER:
+                    rows[dtype][0 if role is Role.PARAMETER else 1] += extra
+            totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
+            return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
         for r, numel, size in self._sizes:
             if r.role is not Role.PARAMETER and r.role is not Role.BUFFER:
                 continue
@@ -510,6 +671,9 @@ class Report:
 
     def top(self, k: int) -> list[TensorRecord]:
         """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order."""
+        table = self._table
+        if table is not None:  # a stable sort of the indices (reversed sorts keep equal items in order)
+            return [table.row(i) for i in sorted(range(len(table)), key=table.numel.__getitem__, reverse=True)[:k]]
         return [r for r, _, _ in sorted(self._sizes, key=lambda item: -item[1])[:k]]
 
     def _build_tree(self, depth: int | None) -> ModuleNode:
@@ -559,8 +723,35 @@ class Report:
                 below[module] = parent
             return parent
 
-        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        table = self._table
+        if table is not None and depth is not None:
+            return self._cut_tree(table, depth, place, nodes, created)
+        if table is not None:
+            # Over the columns (no tie, nothing uninitialized, no trainability): a module keeps the indices of
+            # the tensors it holds, and their records are made only if they are read (ModuleNode.tensors)
+            for index, (name, role, numel, size) in enumerate(
+                zip(table.names, table.roles, table.numel, table.nbytes, strict=True)
+            ):
+                module = name.rpartition(".")[0]
+                node = nodes.get(module) or below.get(module) or place(module)
+                if node.path == module:
+                    held = node._held
+                    if held:
+                        held.append(index)  # type: ignore[arg-type]
+                    else:
+                        held = node._held = _Held((index,))
+                        held.table = table
+                if role is parameter:
+                    node.parameters += numel
+                    node.bytes += size or 0
+                elif role is buffer:
+                    node.buffers += numel
+                    node.bytes += size or 0
+                elif role is quant_aux:
+                    node.bytes += size or 0
+            return self._sum_up(created)
+        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
         for record in self.inventory.tensors:
             module = record.name.rpartition(".")[0]
@@ -602,7 +793,68 @@ class Report:
                         node.aliases.append((alias.name, head.name))
                     else:
                         node.aliases = [(alias.name, head.name)]
-        # Children were created after their parents, so reverse creation order is bottom-up.
+        return self._sum_up(created)
+
+    def _cut_tree(self, table: Table, depth: int, place: Callable[[str], ModuleNode], nodes: dict[str, ModuleNode],
+                  created: list[ModuleNode]) -> ModuleNode:
+        """The tree to ``depth`` over columns, each tensor's figures grouped in C by the shown module that counts
+        them: its module cut to ``depth`` parts (a regular expression's match, mapped over the names), then a
+        ``Counter`` of (cut, dtype, shape, role). Python runs once per distinct group and per tensor a shown
+        module holds itself, not once per tensor: the default view of 100,000 tensors shows a few hundred."""
+        import re
+        from collections import Counter
+        from itertools import compress
+        from operator import itemgetter, methodcaller
+
+        modules = list(map(itemgetter(0), map(methodcaller("rpartition", "."), table.names)))
+        if depth == 0:
+            cuts = [""] * len(modules)
+        else:  # the first `depth` dotted parts (fewer where the module has fewer)
+            cut = re.compile(rf"[^.]*(?:\.[^.]*){{0,{depth - 1}}}")
+            cuts = list(map(methodcaller("group"), map(cut.match, modules)))
+        by_id = {id(role): role for role in Role}
+        sizes = {(dtype, shape): (numel, size) for dtype, shape, _, numel, size, _ in self._groups}
+        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        # Nodes are made in the order their first tensor was listed (a Counter keeps first-seen order)
+        for (path, dtype, shape, role_id), count in Counter(
+            zip(cuts, table.dtypes, table.shapes, map(id, table.roles), strict=True)
+        ).items():
+            node = nodes.get(path) or place(path)
+            numel, size = sizes[dtype, shape]
+            role = by_id[role_id]
+            if role is parameter:
+                node.parameters += numel * count
+                node.bytes += (size or 0) * count
+            elif role is buffer:
+                node.buffers += numel * count
+                node.bytes += (size or 0) * count
+            elif role is quant_aux:
+                node.bytes += (size or 0) * count
+        if self._packed:  # packed entries count their logical elements, not their shapes'
+            shapes, numels = table.shapes, table.numel
+            for index in table.sparse["quant"]:
+                role = table.roles[index]
+                stored = 1
+                for dim in shapes[index]:  # type: ignore[union-attr]
+                    stored *= dim
+                if role is parameter:
+                    nodes[cuts[index]].parameters += numels[index] - stored
+                elif role is buffer:
+                    nodes[cuts[index]].buffers += numels[index] - stored
+        # the tensors a shown module holds itself: those whose module is its own cut
+        for index in compress(range(len(modules)), map(str.__eq__, cuts, modules)):
+            node = nodes[cuts[index]]
+            held = node._held
+            if held:
+                held.append(index)  # type: ignore[arg-type]
+            else:
+                held = node._held = _Held((index,))
+                held.table = table
+        return self._sum_up(created)
+
+    def _sum_up(self, created: list[ModuleNode]) -> ModuleNode:
+        """Each node's figures with its subtree's added; ``created`` lists parents before their children (the
+        root first), so reverse creation order is bottom-up. Returns the root."""
         for node in reversed(created):
             for child in node.children:
                 node.parameters += child.parameters
@@ -612,7 +864,7 @@ class Report:
         if not self._trainability_known:
             for node in created:
                 node.trainable = None
-        return root
+        return created[0]
 
     def tree(self, depth: int | None = None) -> ModuleNode:
         """The module tree; below ``depth`` levels, nodes keep their totals but lose their children.

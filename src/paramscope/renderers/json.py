@@ -181,11 +181,33 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
             else:
                 yield encode(_module(node, total))
         return
-    canonical = report.canonical_name
     # Everything between the name and "tied_to" depends only on (shape, dtype, role, trainable), which a model
     # repeats: each such middle is written once, and a line is its name, its middle and its tie.
     middles: dict[tuple[Any, ...], str | None] = {}
     roles = {role: (string(role.value), role is Role.PARAMETER) for role in Role}
+    table = report.columns
+    if table is not None:  # straight from the columns: no tie, nothing trainable or persistent to say
+        # A line is its name and the encoder's text of everything after it, which depends only on (shape,
+        # dtype, role, packing): each such tail is encoded once
+        tails: dict[tuple[Any, ...], str] = {}
+        packing = table.sparse.get("quant", {})
+        lead = len('{"name": ""')
+        for index, (name, shape, dtype, role) in enumerate(
+            zip(table.names, table.shapes, table.dtypes, map(id, table.roles), strict=True)
+        ):
+            quant = packing.get(index) if packing else None
+            key = (shape, dtype, role) if quant is None else (shape, dtype, role, quant.scheme, quant.bits,
+                                                              quant.logical_numel)  # the role by id: hashed in C
+            tail = tails.get(key)
+            if tail is None:
+                entry = _tensor(table.row(index), None)
+                entry["name"] = ""
+                tail = encode(entry)[lead:]
+                if all(type(d) is int for d in shape) and type(dtype) is str:  # (True,) == (1,): never shared
+                    tails[key] = tail
+            yield f'{{"name": {string(name)}{tail}' if type(name) is str else encode(_tensor(table.row(index), None))
+        return
+    canonical = report.canonical_name
     for r in report.tensors:
         name = r.name
         tied = canonical.get(name) if canonical else None

@@ -228,7 +228,7 @@ def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
     if inventory.format == "safetensors":
         from paramscope.sources.safetensors import small_tensor_reader
 
-        pending["small_tensors"] = small_tensor_reader(inventory.source, inventory.tensors)
+        pending["small_tensors"] = small_tensor_reader(inventory.source, inventory)
     if not config_path.is_file():  # none, or not a regular file: is_file() is S_ISREG, symlinks followed
         if os.path.lexists(config_path):
             notes.append(f"{CONFIG_NAME} beside the weights not used: not a regular file")

@@ -25,7 +25,7 @@ from pathlib import Path
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, TensorRecord, file_record, role_for_file_tensor
+from paramscope.records import Inventory, Table, TensorRecord, role_for_file_tensor
 from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
@@ -110,15 +110,21 @@ def read(path: Path) -> Inventory:
         return _read_directory(path)
     if path.name.endswith(INDEX_SUFFIX):
         return _read_index(path)
-    records, metadata = read_file(path)
+    table, metadata = read_table(path)
     info: dict[str, Any] = {}
     if metadata:
         info["__metadata__"] = metadata
-    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=info)
+    return Inventory(source=str(path), format=FORMAT, table=table, metadata=info)
 
 
 def read_file(path: Path, origin: str | None = None) -> tuple[list[TensorRecord], dict[str, str]]:
     """The records and ``__metadata__`` of one safetensors file, validated as the crate validates it."""
+    table, metadata = read_table(path, origin)
+    return table.rows(), metadata
+
+
+def read_table(path: Path, origin: str | None = None) -> tuple[Table, dict[str, str]]:
+    """The tensors (as columns) and ``__metadata__`` of one safetensors file, validated as the crate does."""
     header, file_size = _read_header_bytes(path)
     with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
         # the parsed header is passed, not kept, so that it is gone before the collector runs again
@@ -152,7 +158,8 @@ def records_from_header(
     Errors name ``source``.
     """
     with paused_gc():
-        return _validate(source, _parse_json(source, header, pairs=True), len(header), file_size, origin)
+        table, metadata = _validate(source, _parse_json(source, header, pairs=True), len(header), file_size, origin)
+        return table.rows(), metadata
 
 
 def read_small_tensors(path: Path, names: list[str], limit: int, max_header: int) -> dict[str, bytes]:
@@ -276,17 +283,22 @@ _ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.
 
 def _validate(
     path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
-) -> tuple[list[TensorRecord], dict[str, str]]:
+) -> tuple[Table, dict[str, str]]:
     if type(header) is not tuple:
         raise ParamscopeError(path, f"header is a JSON {_json_type(header)}, not an object")
     names = [key for key, _ in header]
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names):  # the cheap count; the slow check (which key?) only when it trips
         _no_duplicates(path, header, "header")
     metadata: dict[str, str] | None = None
     spans: list[tuple[int, int, str]] = []
-    records: list[TensorRecord] = []
+    # The columns of the table, filled as entries are checked: no object per tensor
+    kept_names: list[str] = []
+    shapes: list[tuple[int, ...] | None] = []
+    kinds: list[str] = []
+    roles: list[Any] = []
+    numels: list[int] = []
+    sizes: list[int | None] = []
     append_span = spans.append
-    append_record = records.append
     dtypes_get = DTYPES.get
     # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
     checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
@@ -342,7 +354,12 @@ def _validate(
                 f"but {dtype} {shape} needs {size}",
             )
         append_span((begin, end, name))
-        append_record(file_record(name, dims, canonical, role, origin, numel, nbytes))
+        kept_names.append(name)
+        shapes.append(dims)
+        kinds.append(canonical)
+        roles.append(role)
+        numels.append(numel)
+        sizes.append(nbytes)
     spans.sort()
     cursor = 0
     for begin, end, name in spans:
@@ -359,7 +376,7 @@ def _validate(
         raise ParamscopeError(
             path, f"{file_size - expected:,} bytes of trailing data after the last tensor (ends at {expected:,})"
         )
-    return records, metadata or {}
+    return Table(kept_names, shapes, kinds, roles, numels, sizes, [origin] * len(kept_names)), metadata or {}
 
 
 def _json_type(value: Any) -> str:
@@ -450,33 +467,33 @@ def _read_index(path: Path) -> Inventory:
     shards: dict[str, Path] = {}
     for name in dict.fromkeys(weight_map.values()):
         shards[name] = _shard_path(path, directory, name, roots)
-    records, owner, notes, file_meta = _read_shards(shards)
+    table, owner, notes, file_meta = _read_shards(shards)
     notes += check_weight_map(path, weight_map, owner)
     metadata: dict[str, Any] = {"shards": len(shards)}
     if type(declared.get("total_size")) is int:
         metadata["index total_size"] = declared["total_size"]
     metadata.update(file_meta)
-    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+    return Inventory(source=str(path), format=FORMAT, table=table, metadata=metadata, notes=notes)
 
 
 def _read_shards(
     shards: dict[str, Path],
-) -> tuple[list[TensorRecord], dict[str, str], list[str], dict[str, Any]]:
+) -> tuple[Table, dict[str, str], list[str], dict[str, Any]]:
     """Read every shard; a tensor name found in two shards is an error (which one would load?)."""
-    records: list[TensorRecord] = []
+    table = Table.empty()
     owner: dict[str, str] = {}
     first_meta: dict[str, str] | None = None
     for label, shard in shards.items():
-        shard_records, meta = read_file(shard, origin=label)
-        for record in shard_records:
-            previous = owner.setdefault(record.name, label)
-            if previous != label:
-                raise ParamscopeError(shard, f"tensor {record.name!r} is also in shard {previous!r}")
-        records.extend(shard_records)
+        shard_table, meta = read_table(shard, origin=label)
+        if not owner.keys().isdisjoint(shard_table.names):  # the cheap test tripped: find the first name
+            name = next(name for name in shard_table.names if name in owner)
+            raise ParamscopeError(shard, f"tensor {name!r} is also in shard {owner[name]!r}")
+        owner.update(dict.fromkeys(shard_table.names, label))
+        table.extend(shard_table)
         if first_meta is None and meta:
             first_meta = meta
     extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
-    return records, owner, [], extra
+    return table, owner, [], extra
 
 
 def _read_directory(path: Path) -> Inventory:
@@ -497,9 +514,9 @@ def _read_directory(path: Path) -> Inventory:
         raise ParamscopeError(path, "no *.safetensors files")
     roots = _allowed_roots(path)
     shards = {name: _shard_path(path, path, name, roots) for name in files}
-    records, _, notes, metadata = _read_shards(shards)
+    table, _, notes, metadata = _read_shards(shards)
     metadata = {"shards": len(shards), **metadata}
-    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+    return Inventory(source=str(path), format=FORMAT, table=table, metadata=metadata, notes=notes)
 
 
 # ---- small tensors for the rules stage ----------------------------------------------------------
@@ -511,7 +528,7 @@ MAX_SMALL_TENSOR = 64 * 1024
 """A bitsandbytes quant_state JSON or a compressed-tensors weight_shape is tens of bytes; more is not one."""
 
 
-def small_tensor_reader(source: str, tensors: list[TensorRecord]) -> Any:
+def small_tensor_reader(source: str, tensors: list[TensorRecord] | Inventory) -> Any:
     """A reader of small tensors' bytes from the safetensors files an inventory came from: handed to
     the rules stage (``Inventory.pending["small_tensors"]``), so :mod:`paramscope.quantization` reads the
     few blobs it needs (a bitsandbytes quant_state, a compressed-tensors weight_shape) without opening files.
@@ -539,7 +556,11 @@ def small_tensor_reader(source: str, tensors: list[TensorRecord]) -> Any:
 
     def read(names: list[str]) -> dict[str, bytes]:
         wanted_names = set(names)
-        origins = {r.name: r.origin for r in tensors if r.name in wanted_names}
+        if isinstance(tensors, Inventory):  # its columns: no record is made for the few names asked
+            table = tensors.table
+            origins = {n: o for n, o in zip(table.names, table.origins, strict=True) if n in wanted_names}
+        else:
+            origins = {r.name: r.origin for r in tensors if r.name in wanted_names}
         by_file: dict[str, list[str]] = {}
         for name in names:
             by_file.setdefault(origins.get(name, ""), []).append(name)
