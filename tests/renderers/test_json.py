@@ -76,3 +76,44 @@ def test_each_module_and_tensor_line_is_the_encoders_text_of_its_dict():
         start = lines.index(f'"{key}": [') + 1
         assert lines[start : start + len(doc[key])] == [encode(row) for row in doc[key]], key
     assert json.loads(text) == json.loads(json.dumps(doc, default=str))
+
+
+def _wide(count: int) -> Report:
+    records = [TensorRecord(f"layers.{i // 4}.w{i % 4}.weight", (i % 7 + 1, 3), "float16") for i in range(count)]
+    return Report(Inventory("wide", "safetensors", records))
+
+
+@pytest.mark.parametrize("count", [0, 1, 4096, 4097, 10_000])  # no rows, one, a block exactly, a block and one
+def test_render_chunks_is_render_in_pieces(count):
+    from paramscope.renderers import render_chunks
+
+    report = _wide(count)
+    for options in (RenderOptions(), RenderOptions(depth=1, top=3)):
+        whole = render(report, "json", options)
+        pieces = list(render_chunks(report, "json", options))
+        assert "".join(pieces) == whole
+        assert json.loads(whole)["tensors"][-1:] == ([] if not count else [json.loads(whole)["tensors"][-1]])
+        if count == 10_000:  # the tensor lines come in blocks of 4,096 lines: no piece is near the whole
+            assert len(pieces) > 6 and max(map(len, pieces)) < len(whole) / 2
+
+
+def test_render_chunks_of_other_formats_is_their_text_in_one_piece():
+    from paramscope.renderers import render_chunks
+
+    for fmt in ("tree", "csv", "markdown"):
+        assert list(render_chunks(_report(), fmt, RenderOptions())) == [render(_report(), fmt, RenderOptions())]
+    with pytest.raises(ValueError, match="unknown format 'yaml'"):
+        render_chunks(_report(), "yaml")
+
+
+def test_render_chunks_left_part_way_resumes_the_collector():
+    import gc
+
+    from paramscope.renderers import render_chunks
+
+    assert gc.isenabled()
+    pieces = render_chunks(_wide(5000), "json", RenderOptions())
+    next(pieces)
+    assert not gc.isenabled()  # paused while the rows are made ...
+    pieces.close()
+    assert gc.isenabled()  # ... and resumed when the writer stops early (a broken pipe)

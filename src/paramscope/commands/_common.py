@@ -14,6 +14,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, TextIO
 
     from paramscope.report import Report
@@ -245,22 +246,49 @@ def _output_file(text: str) -> str | None:
     return None if text == "-" else text
 
 
-def write(output: str, args: argparse.Namespace, out: TextIO) -> None:
-    """``output`` to ``-o FILE`` where the command has that option and it was given, else to ``out``."""
-    # Names reach the output through text.safe; a character that slipped past it (a lone surrogate, or
-    # "·" on a terminal whose encoding lacks it) is shown as a backslash escape instead of failing the run.
-    target = getattr(args, "output", None)
-    if target:
-        with open(_open_output(target), "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
-            handle.write(output)
-        return
+def write(output: str | Iterable[str], args: argparse.Namespace, out: TextIO) -> None:
+    """``output`` to ``-o FILE`` where the command has that option and it was given, else to ``out``.
+
+    ``output`` is the text, or its pieces in order (:func:`paramscope.renderers.render_chunks`), each written
+    as it is made: the whole text of a large report (hundreds of megabytes of JSON) is never held at once.
+    """
+    pieces = iter((output,) if isinstance(output, str) else output)
     try:
+        # The first piece is made before FILE is opened (and emptied): a renderer that fails, fails at its
+        # start, where the report's figures are laid out, and FILE is then left as it was.
+        first = next(pieces, "")
+        target = getattr(args, "output", None)
+        if target:
+            # Names reach the output through text.safe; a character that slipped past it (a lone surrogate)
+            # is written as a backslash escape instead of failing the run.
+            with open(_open_output(target), "w", encoding="utf-8", errors="backslashreplace",
+                      newline="") as handle:
+                handle.write(first)
+                for piece in pieces:
+                    handle.write(piece)
+            return
+        _put(out, first)
+        for piece in pieces:
+            _put(out, piece)
+        _put(out, None)
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:  # a generator left by an error ends now, its finally blocks run (gc resumed)
+            close()
+
+
+def _put(out: TextIO, text: str | None) -> None:
+    """``text`` to standard output (None: flush it). A character its encoding lacks ("·" on an ASCII
+    terminal, a lone surrogate) is shown as a backslash escape; an error writing names standard output."""
+    try:
+        if text is None:
+            out.flush()
+            return
         try:
-            out.write(output)
+            out.write(text)  # encodes all of text before writing any of it: an error leaves nothing half-written
         except UnicodeEncodeError:
             encoding = getattr(out, "encoding", None) or "utf-8"
-            out.write(output.encode(encoding, "backslashreplace").decode(encoding, "replace"))
-        out.flush()
+            out.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
     except BrokenPipeError:
         raise  # not an error: the CLI exits 0
     except OSError as exc:  # a full disk, a closed descriptor: say where, not which source was read

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         return memory.run(args, out, err)
     if args.format == "html" and not args.output and isatty(out):
         raise UsageError("--format html writes a whole page: give -o FILE.html (or redirect the output)")
-    from paramscope.renderers import RenderOptions, render
+    from paramscope.renderers import RenderOptions, render_chunks
 
     report = load_report(args, err)
     color = wants_color(out, args)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     layout = {dest: RENDER_DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
               for dest in RENDER_OPTIONS}
     options = RenderOptions(color=color, width=width, **layout)
-    write(render(report, args.format, options), args, out)
+    write(render_chunks(report, args.format, options), args, out)
     return EXIT_OK
 
 

@@ -10,6 +10,8 @@ from collections import namedtuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
     from typing import Literal
 
     from paramscope.report import Report
@@ -40,7 +42,21 @@ class RenderOptions(_Options):
 
 def render(report: Report, fmt: str, options: RenderOptions | None = None) -> str:
     """``report`` as text in format ``fmt`` (one of :data:`FORMATS`)."""
+    return _renderer(fmt).render(report, options or RenderOptions())
+
+
+def render_chunks(report: Report, fmt: str, options: RenderOptions | None = None) -> Iterator[str]:
+    """:func:`render`'s text in pieces, made as they are written, for a format whose module has a
+    ``render_chunks`` (json: its output grows with the tensors, and a writer then holds one piece of it,
+    never the whole); any other format is its whole text, one piece."""
+    renderer = _renderer(fmt)
+    chunks = getattr(renderer, "render_chunks", None)
+    if chunks is None:
+        return iter((renderer.render(report, options or RenderOptions()),))
+    return chunks(report, options or RenderOptions())
+
+
+def _renderer(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    renderer = importlib.import_module(f"paramscope.renderers.{fmt}")
-    return renderer.render(report, options or RenderOptions())
+    return importlib.import_module(f"paramscope.renderers.{fmt}")

@@ -126,14 +126,22 @@ _CHUNK = 4096  # rows joined at a time: a few thousand short strings alive, not 
 
 
 def render(report: Report, options: RenderOptions) -> str:
-    """Two-space indented, one module or tensor per line.
+    """Two-space indented, one module or tensor per line: :func:`render_chunks` joined."""
+    # Every piece goes into one list joined once: the output of a million tensors is hundreds of megabytes,
+    # and each concatenation of the whole would copy it again.
+    return "".join(render_chunks(report, options))
+
+
+def render_chunks(report: Report, options: RenderOptions) -> Iterator[str]:
+    """The document in pieces, made as they are asked for: the long lists in blocks of :data:`_CHUNK`
+    lines, so a writer holds one block at a time, never the whole text (41 MB for 100,000 tensors).
 
     ``json.dumps(indent=...)`` falls back to the pure-Python encoder, which took most of the time on a
     100,000-tensor checkpoint; each line here is written by the C encoder instead, and the module and
     tensor lines are made as they are written.
     """
     with paused_gc():  # millions of short-lived rows: collections would walk the whole report each time
-        return _render(report, options)
+        yield from _pieces(report, options)
 
 
 def _line_encoder() -> Callable[[Any], str]:
@@ -244,27 +252,24 @@ def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callab
             f'"numel": {r.numel}, "bytes": {r.nbytes}, ')
 
 
-def _render(report: Report, options: RenderOptions) -> str:
+def _pieces(report: Report, options: RenderOptions) -> Iterator[str]:
     doc = _document(report, options.top, lambda key: None)  # the long lists are written row by row below
     encode = _line_encoder()
-    # Every piece goes into one list joined once: the output of a million tensors is hundreds of megabytes,
-    # and each concatenation of the whole would copy it again.
-    pieces = ["{\n"]
+    separator = "{\n"
     for key, value in doc.items():
-        if len(pieces) > 1:
-            pieces.append(",\n")
-        pieces.append(f"  {encode(key)}: ")
+        yield f"{separator}  {encode(key)}: "
+        separator = ",\n"
         if key in _STREAMED:
             rows = _fast_lines(report, key, options.depth, encode)
-            first = len(pieces)
+            empty = True
             while block := ",\n    ".join(itertools.islice(rows, _CHUNK)):
-                pieces.append(",\n    " if len(pieces) > first else "[\n    ")
-                pieces.append(block)
-            pieces.append("\n  ]" if len(pieces) > first else "[]")
+                yield "[\n    " if empty else ",\n    "
+                yield block
+                empty = False
+            yield "[]" if empty else "\n  ]"
         elif key in _ROW_LISTS and value:
-            rows = ",\n    ".join(encode(item) for item in value)
-            pieces.append(f"[\n    {rows}\n  ]")
+            lines = ",\n    ".join(encode(item) for item in value)
+            yield f"[\n    {lines}\n  ]"
         else:
-            pieces.append(encode(value))
-    pieces.append("\n}\n")
-    return "".join(pieces)
+            yield encode(value)
+    yield "\n}\n"
