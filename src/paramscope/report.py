@@ -156,6 +156,16 @@ class _Held(list):  # type: ignore[type-arg]
     __slots__ = ("table",)
 
 
+def _hold(node: ModuleNode, index: int, table: Any) -> None:
+    """Note that ``node`` holds the table's tensor ``index`` itself (its record is made only if read)."""
+    held = node._held
+    if held:
+        held.append(index)  # type: ignore[arg-type]
+    else:
+        held = node._held = _Held((index,))
+        held.table = table
+
+
 class ModuleNode:
     """A module and the figures of its subtree. Each tie group counts under its canonical name only.
 
@@ -736,12 +746,7 @@ class Report:
                 module = name.rpartition(".")[0]
                 node = nodes.get(module) or below.get(module) or place(module)
                 if node.path == module:
-                    held = node._held
-                    if held:
-                        held.append(index)  # type: ignore[arg-type]
-                    else:
-                        held = node._held = _Held((index,))
-                        held.table = table
+                    _hold(node, index, table)
                 if role is parameter:
                     node.parameters += numel
                     node.bytes += size or 0
@@ -843,13 +848,7 @@ class Report:
                     nodes[cuts[index]].buffers += numels[index] - stored
         # the tensors a shown module holds itself: those whose module is its own cut
         for index in compress(range(len(modules)), map(str.__eq__, cuts, modules)):
-            node = nodes[cuts[index]]
-            held = node._held
-            if held:
-                held.append(index)  # type: ignore[arg-type]
-            else:
-                held = node._held = _Held((index,))
-                held.table = table
+            _hold(nodes[cuts[index]], index, table)
         return self._sum_up(created)
 
     def _sum_up(self, created: list[ModuleNode]) -> ModuleNode:
