@@ -392,7 +392,6 @@ def _check_blocks(config: dict[str, Any], source: str) -> None:
                                   f"more than {MAX_KEYS:,} is not a real config")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            path = where + (f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key))
             rule = _count_rule(key)
             if rule is not None and rule[2] == "size" and isinstance(item, dict):
                 count = len(item)
@@ -402,17 +401,24 @@ def _check_blocks(config: dict[str, Any], source: str) -> None:
                 count = item
             else:
                 if isinstance(item, (dict, list)):
-                    stack.append((item, path, depth + 1))
+                    stack.append((item, _path(where, key), depth + 1))
                 continue
             bound = BOUNDS[rule[1]]
             if count > bound:
-                raise ParamscopeError(source, f"{_quote(path)} = {_shown(item, rule[2])}: more than {bound:,} "
-                                      f"{rule[1]} is not a real model, and building it would take unbounded time")
+                raise ParamscopeError(source, f"{_quote(_path(where, key))} = {_shown(item, rule[2])}: more than "
+                                      f"{bound:,} {rule[1]} is not a real model, and building it would take "
+                                      "unbounded time")
             if rule[1] in most and (rule[2] == "sum" or not isinstance(item, list)):
                 most[rule[1]] = max(most[rule[1]], count)
     if most["layers"] * most["experts"] > MAX_LAYER_EXPERT_BLOCKS:
         raise ParamscopeError(source, f"{most['layers']:,} layers x {most['experts']:,} experts is more than "
                               f"{MAX_LAYER_EXPERT_BLOCKS:,} blocks: refused, building it would take unbounded time")
+
+
+def _path(where: str, key: object) -> str:
+    """``where.key`` or ``where[index]``: a field's place in the config, made only where it is shown or walked
+    (not for each of up to a million leaf values)."""
+    return where + (f"[{key}]" if isinstance(key, int) else f".{key}" if where else str(key))
 
 
 def _is_int(value: object) -> bool:

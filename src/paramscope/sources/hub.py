@@ -214,8 +214,7 @@ def _headers(source: str, token_path: str) -> dict[str, str]:
         saved = os.stat(token_path)
     except OSError:  # no saved token (or HF_HOME is not a directory: get_token says so below)
         saved = None
-    if saved is not None and describe_mode(saved.st_mode) is not None:
-        kind = describe_mode(saved.st_mode)
+    if saved is not None and (kind := describe_mode(saved.st_mode)) is not None:
         raise ParamscopeError(source, f"the Hugging Face token file {token_path} is {kind}, not a regular file")
     if saved is not None and saved.st_size > MAX_TOKEN_FILE:
         raise ParamscopeError(source, f"the Hugging Face token file {token_path} is {saved.st_size:,} bytes; "
