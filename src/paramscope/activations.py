@@ -1,0 +1,1 @@
+"""activations estimates from an :class:`paramscope.architecture.Architecture` (being built)."""

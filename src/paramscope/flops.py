@@ -1,0 +1,1 @@
+"""flops estimates from an :class:`paramscope.architecture.Architecture` (being built)."""

@@ -1,0 +1,1 @@
+"""kv_cache estimates from an :class:`paramscope.architecture.Architecture` (being built)."""
