@@ -86,6 +86,9 @@ MAX_TREE_TEXT = 128 * 1024 * 1024
 both limits above would make a tree quadratic in the input (a 64 KiB name of 1,000 parts alone would spell
 out 32 MiB of paths); an honest 1,000,000-tensor checkpoint needs about a tenth of this."""
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
+EMBEDDING_CLASS_ENDINGS = ("Embedding", "EmbeddingBag")
+"""A module class whose name ends so is taken as an embedding subclass (GemmaScaledWordEmbedding): a source
+records the holder's class name, not its bases."""
 
 # Files do not record module classes; there the module's own name decides (GPT-2's wte/wpe, Llama's
 # embed_tokens, BERT's word/position/token_type embeddings, GGUF's token_embd).
@@ -570,8 +573,8 @@ class Report:
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
-            if r.owner_type is not None:
-                return r.owner_type in EMBEDDING_TYPES
+            if r.owner_type is not None:  # nn.Embedding or a subclass named for it (Gemma's ScaledWordEmbedding)
+                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
             return _embedding_name().search(module) is not None
 
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
