@@ -152,3 +152,32 @@ def test_fit_of_an_untied_head_checkpoint_into_the_base_class(tmp_path):
     assert architecture.notes[0] == (f"weights in {tmp_path} fit the architecture: 12 tensors (1 head tensors the "
                                      "base model does not use: 'lm_head.weight')")
     assert fit(architecture, paramscope.pipeline.read(tmp_path / "model.safetensors"))["unused"] == ["lm_head.weight"]
+
+
+def test_diff_of_a_gguf_with_a_far_block_is_bounded_and_lists_what_it_cannot_map(tmp_path):
+    """A name of block 999,999 does not make gguf-py's name map a million blocks deep (diff.MAX_GGUF_BLOCKS):
+    the name stays as it is and a note lists it."""
+    import gguf
+    import numpy as np
+
+    from paramscope.diff import compare
+
+    path = tmp_path / "far.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    for name in ("token_embd.weight", "blk.0.attn_norm.weight", "blk.999999.attn_norm.weight"):
+        writer.add_tensor_info(name, (D,), np.dtype(np.float32), 4 * D)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    import os
+
+    os.truncate(path, -(-os.path.getsize(path) // 32) * 32 + 3 * 4 * D)
+    other = write_safetensors(tmp_path / "m.safetensors", {"model.embed_tokens.weight": NORM, "lm_head.weight": NORM,
+                                                           "model.layers.0.input_layernorm.weight": NORM})
+    d = compare(paramscope.inspect(path), paramscope.inspect(other))
+    assert d.only_in_a == ["blk.999999.attn_norm.weight"] and d.only_in_b == []
+    assert d.normalisation == [
+        "A: 3 GGUF names mapped to Hugging Face names (gguf-py's TensorNameMap for llama)",
+        "A: 1 GGUF names have no counterpart among the other side's names (blk.999999.attn_norm.weight)",
+    ]
