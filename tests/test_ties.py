@@ -181,3 +181,17 @@ def test_diff_of_a_gguf_with_a_far_block_is_bounded_and_lists_what_it_cannot_map
         "A: 3 GGUF names mapped to Hugging Face names (gguf-py's TensorNameMap for llama)",
         "A: 1 GGUF names have no counterpart among the other side's names (blk.999999.attn_norm.weight)",
     ]
+
+
+def test_a_file_without_ties_keeps_its_columns(tmp_path):
+    """Nothing to tie: the rules hand back the inventory as read, its columns never turned into records (the
+    100,000-tensor benchmark reads through here)."""
+    from paramscope.hf_config import apply_config
+    from paramscope.sources import open_source
+
+    path = write_safetensors(tmp_path / "m.safetensors", {"model.embed_tokens.weight": EMB, "lm_head.weight": EMB},
+                             {"format": "pt"})
+    inventory = open_source(path)
+    assert inventory.columnar
+    settled = apply_config(inventory, inventory.pending.get("config"))
+    assert settled is inventory and settled._rows is None

@@ -122,9 +122,12 @@ def _declared_aliases(inventory: Inventory, names: list[str]) -> list[tuple[str,
     declared = inventory.metadata.get("__metadata__")
     if inventory.format != "safetensors" or not isinstance(declared, dict) or not declared:
         return []
+    pairs = [(k, v) for k, v in list(declared.items())[:MAX_ALIASES] if k != "format" and k != v]
+    if not pairs:  # the common ``{"format": "pt"}``: no set of 100,000 names is built for it
+        return []
     present = set(names)
     out = []
-    for key, value in list(declared.items())[:MAX_ALIASES]:
+    for key, value in pairs:
         if isinstance(key, str) and isinstance(value, str) and value in present and key not in present:
             out.append((key, value))
     return out
