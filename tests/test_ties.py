@@ -195,3 +195,13 @@ def test_a_file_without_ties_keeps_its_columns(tmp_path):
     assert inventory.columnar
     settled = apply_config(inventory, inventory.pending.get("config"))
     assert settled is inventory and settled._rows is None
+
+
+@pytest.mark.parametrize("arch", [["gpt2"], 7, None, "gpt2\x1b[31m"])
+def test_a_gguf_architecture_that_is_no_known_name_ties_nothing(arch):
+    from paramscope.records import Inventory, TensorRecord
+    from paramscope.ties import apply
+
+    records = [TensorRecord("token_embd.weight", (V, D), "float16"), TensorRecord("output.weight", (V, D), "float16")]
+    inventory = Inventory("x.gguf", "gguf", records, metadata={"general.architecture": arch})
+    assert apply(inventory, None) is inventory

@@ -169,6 +169,8 @@ def _tie_pair(tensors: list[TensorRecord], head: int, embedding: int, copy: bool
 
 def _gguf(tensors: list[TensorRecord], metadata: dict[str, Any], notes: list[str]) -> bool:
     arch = metadata.get("general.architecture")
+    if not isinstance(arch, str):  # a key/value of any GGUF type: only a string names an architecture
+        return False
     position = {r.name: i for i, r in enumerate(tensors) if r.name in (GGUF_HEAD, GGUF_EMBEDDING)}
     e, h = position.get(GGUF_EMBEDDING), position.get(GGUF_HEAD)
     if e is None or tensors[e].role is not Role.PARAMETER:
