@@ -205,3 +205,26 @@ def test_a_gguf_architecture_that_is_no_known_name_ties_nothing(arch):
     records = [TensorRecord("token_embd.weight", (V, D), "float16"), TensorRecord("output.weight", (V, D), "float16")]
     inventory = Inventory("x.gguf", "gguf", records, metadata={"general.architecture": arch})
     assert apply(inventory, None) is inventory
+
+
+def test_diff_says_why_gguf_names_are_not_mapped(tmp_path):
+    import gguf
+    import numpy as np
+
+    from paramscope.diff import compare
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(path, "no-such-architecture")
+    writer.add_tensor_info("token_embd.weight", (D,), np.dtype(np.float32), 4 * D)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    import os
+
+    os.truncate(path, -(-os.path.getsize(path) // 32) * 32 + 4 * D)
+    other = write_safetensors(tmp_path / "m.safetensors", {"embed_tokens.weight": NORM})
+    d = compare(paramscope.inspect(path), paramscope.inspect(other))
+    assert d.normalisation == ["A: GGUF names not mapped: gguf-py does not know the architecture "
+                               "'no-such-architecture'"]
+    assert d.only_in_a == ["token_embd.weight"] and not d.equivalent

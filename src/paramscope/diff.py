@@ -107,24 +107,26 @@ unmapped and are listed."""
 UNMAPPED_SHOWN = 5
 
 
-def _gguf_names(names: list[str], report: Report, other: list[str]) -> tuple[list[str], list[str]] | None:
-    """``names`` of a GGUF side renamed to the other side's Hugging Face names, and sentences saying so; None
-    where gguf-py is not installed or does not know the architecture (the caller falls back to
-    :data:`GGUF_TOP`/:data:`GGUF_BLOCK`).
+def _gguf_names(names: list[str], report: Report, other: list[str]) -> tuple[list[str], list[str]] | str:
+    """``names`` of a GGUF side renamed to the other side's Hugging Face names, and sentences saying so; or why
+    not (gguf-py is not installed, or does not know the architecture), and the caller falls back to
+    :data:`GGUF_TOP`/:data:`GGUF_BLOCK` for the Llama family.
 
     gguf-py's ``TensorNameMap`` (``gguf.get_tensor_name_map(arch, n_blocks)``, what llama.cpp's converter names
     tensors with) maps each of the other side's names to its GGUF name; a GGUF name is renamed to the other side's
     name that maps to it. The map is built for the blocks the file has (``blk.N``), not what its metadata claims."""
+    from paramscope.text import safe
+
     arch = report.metadata.get("general.architecture")
     if not isinstance(arch, str):
-        return None
+        return "GGUF names not mapped: the file names no architecture (general.architecture)"
     try:
         import gguf
     except ImportError:
-        return None
+        return "GGUF names not mapped: gguf-py (pip install gguf) maps them for every architecture"
     which = next((key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == arch), None)
     if which is None:
-        return None
+        return f"GGUF names not mapped: gguf-py does not know the architecture {safe(arch)!r}"
     blocks = 0
     for name in names:
         parts = name.split(".", 2)
@@ -138,8 +140,6 @@ def _gguf_names(names: list[str], report: Report, other: list[str]) -> tuple[lis
             back.setdefault(found, name)
     out = [back.get(n, n) for n in names]
     changed = sum(x != y for x, y in zip(names, out, strict=True))
-    from paramscope.text import safe
-
     done = [f"{changed} GGUF names mapped to Hugging Face names (gguf-py's TensorNameMap for {safe(arch)})"]
     unmapped = [n for n in names if n not in back]
     if unmapped and other:
@@ -161,17 +161,18 @@ def _normalise(a: list[str], b: list[str], ra: Report, rb: Report) -> tuple[list
     sides = []
     for label, names, report, other, other_report in (("A", a, ra, b, rb), ("B", b, rb, a, ra)):
         out = names
-        mapped = None
         if report.format == "gguf" and other_report.format != "gguf":
             mapped = _gguf_names(names, report, other)
-        if mapped is not None:
-            out = mapped[0]
-            done.extend(f"{label}: {line}" for line in mapped[1])
-        elif _is_llama_gguf(report) and other_report.format != "gguf":
-            out = [gguf_to_hf(n) for n in out]
-            changed = sum(x != y for x, y in zip(names, out, strict=True))
-            if changed:
-                done.append(f"{label}: {changed} GGUF names mapped to Hugging Face Llama names")
+            if not isinstance(mapped, str):
+                out = mapped[0]
+                done.extend(f"{label}: {line}" for line in mapped[1])
+            elif _is_llama_gguf(report):
+                out = [gguf_to_hf(n) for n in out]
+                changed = sum(x != y for x, y in zip(names, out, strict=True))
+                if changed:
+                    done.append(f"{label}: {changed} GGUF names mapped to Hugging Face Llama names")
+            else:
+                done.append(f"{label}: {mapped}")
         stripped = [_drop_wrappers(n) for n in out]
         changed = sum(x != y for x, y in zip(out, stripped, strict=True))
         if changed:
