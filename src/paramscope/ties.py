@@ -56,11 +56,12 @@ GGUF_HEAD, GGUF_EMBEDDING = "output.weight", "token_embd.weight"
 GGUF_STORED_TWICE = frozenset({"gpt2", "mpt"})
 """``general.architecture`` values whose llama.cpp converter writes the tied head as a second copy."""
 GGUF_HEAD_FALLBACK = frozenset({
-    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "stablelm", "starcoder",
-    "starcoder2", "olmo", "olmo2", "granite", "minicpm", "internlm2", "command-r", "cohere2", "exaone", "smollm3",
-    "gpt2", "mpt",
+    "llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "command-r", "cohere2", "starcoder", "gpt2", "mpt",
 })
-"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent."""
+"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent
+(``llama-model.cpp`` ``load_tensors``: ``output`` is ``TENSOR_NOT_REQUIRED`` and then ``token_embd`` again with
+``TENSOR_DUPLICATED``; Gemma and Command-R take ``token_embd`` always). Only these: an architecture not listed
+keeps what its file stores."""
 HEAD_CLASSES = {"ForCausalLM": "lm_head.weight", "LMHeadModel": "lm_head.weight",
                 "ForConditionalGeneration": "lm_head.weight"}
 """Endings of a transformers model class that has a language-model head, and the name of its weight."""
