@@ -62,7 +62,9 @@ def test_model_vs_its_safetensors_is_equivalent(gpt2):
     assert stored == set(gpt2["state_dict"]) - {"transformer.wte.weight"}  # save_model keeps one tie name
     assert d.equivalent and d.identical
     assert d.missing_keys == [] and d.unexpected_keys == [] and d.shape_mismatches == []
-    assert d.tie_covered == ["transformer.wte.weight"]  # stored under lm_head.weight: still loads
+    # stored under lm_head.weight, the file's __metadata__ alias names transformer.wte.weight: both names are there
+    assert d.tie_covered == []
+    assert paramscope.inspect(path).ties == [["transformer.wte.weight", "lm_head.weight"]]
     assert all(m.a == m.b for m in d.modules)
     code, out, err = run(f"{gpt2['spec']}:small", str(path))
     assert (code, err) == (0, "")

@@ -38,6 +38,9 @@ def test_cloned_head_is_tied_only_when_the_config_says_so(tmp_path, value):
         assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
         assert any("tie_word_embeddings" in note for note in report.notes)
         assert report.non_embedding == report.total - 1000 * 64
+        # the file holds both copies: its stored facts say so (the head is a stored copy, paramscope.ties)
+        assert report.stored_elements == stored_total
+        assert report.bytes == 2 * stored_total  # float16
     else:
         assert report.total == stored_total
         assert report.ties == []
@@ -74,6 +77,7 @@ def test_gguf_output_and_token_embd(tmp_path):
     report = Report(apply_config(inv, {"tie_word_embeddings": True}))
     assert report.total == reference - 40 * 16
     assert report.ties == [["token_embd.weight", "output.weight"]]
+    assert report.stored_elements == reference  # llama does not tie by default: the config said so; stored twice
 
 
 def test_nothing_to_do_is_fast_and_returns_the_same_inventory():

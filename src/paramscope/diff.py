@@ -12,14 +12,19 @@ Rules
   is not a difference; when both sides have it, its shape is compared.
 * Ties: a checkpoint that stores only one name of a tie group still loads (``lm_head.weight`` tied to
   ``transformer.wte.weight``): a name absent on the other side whose tie partner is present there is
-  listed under ``tie_covered``, not as missing. Tie groups are compared over the names both sides
-  have; a group that differs is listed under ``tie_changes``.
+  listed under ``tie_covered``, not as missing. The ties a file or its config declares are found when it is
+  read (:mod:`paramscope.ties`), so two files that keep different names of one group compare equivalent.
+  Tie groups are compared over the names both sides have; a group that differs is listed under
+  ``tie_changes``.
 * **Equivalent** means: the same names (after normalisation, ties as above) with the same shapes.
   A dtype difference alone (bf16 vs float32 vs Q4_K) is listed but keeps the two equivalent (exit 0);
   ``--strict`` makes dtype and tie differences count too (exit 1).
 * Name normalisation (on unless ``--no-normalize``), in this order, per side:
-  1. a GGUF side of a llama-family architecture (:data:`LLAMA_FAMILY`, or no ``general.architecture``)
-     is renamed to Hugging Face names (:data:`GGUF_TOP`, :data:`GGUF_BLOCK`);
+  1. a GGUF side compared with a side that is not GGUF is renamed to that side's Hugging Face names through
+     gguf-py's ``TensorNameMap`` for its ``general.architecture`` (every architecture gguf-py knows; names
+     without a counterpart are listed in a note); without gguf-py, a llama-family GGUF (:data:`LLAMA_FAMILY`,
+     or no ``general.architecture``) is renamed by :data:`GGUF_TOP`, :data:`GGUF_BLOCK`. A renamed tensor
+     stored transposed (llama.cpp writes GPT-2's Conv1D weights Linear-shaped) compares as the same shape;
   2. wrapper components (:data:`WRAPPER_COMPONENTS`: ``_orig_mod`` of torch.compile,
      ``_fsdp_wrapped_module``, ``_checkpoint_wrapped_module``) are dropped wherever they occur;
   3. a leading ``module.`` (DDP, DeepSpeed) is stripped when every name of that side has it;
@@ -95,6 +100,55 @@ def _is_llama_gguf(report: Report) -> bool:
     return report.format == "gguf" and (arch is None or arch in LLAMA_FAMILY)
 
 
+MAX_GGUF_BLOCKS = 512
+"""Blocks gguf-py's name map is built for at most: it holds every block's names (512 blocks: 0.3 s, 140,000
+entries; 4,096 took 6.5 s), and the deepest published models have about 130. Names of blocks past it stay
+unmapped and are listed."""
+UNMAPPED_SHOWN = 5
+
+
+def _gguf_names(names: list[str], report: Report, other: list[str]) -> tuple[list[str], list[str]] | str:
+    """``names`` of a GGUF side renamed to the other side's Hugging Face names, and sentences saying so; or why
+    not (gguf-py is not installed, or does not know the architecture), and the caller falls back to
+    :data:`GGUF_TOP`/:data:`GGUF_BLOCK` for the Llama family.
+
+    gguf-py's ``TensorNameMap`` (``gguf.get_tensor_name_map(arch, n_blocks)``, what llama.cpp's converter names
+    tensors with) maps each of the other side's names to its GGUF name; a GGUF name is renamed to the other side's
+    name that maps to it. The map is built for the blocks the file has (``blk.N``), not what its metadata claims."""
+    from paramscope.text import safe
+
+    arch = report.metadata.get("general.architecture")
+    if not isinstance(arch, str):
+        return "GGUF names not mapped: the file names no architecture (general.architecture)"
+    try:
+        import gguf
+    except ImportError:
+        return "GGUF names not mapped: gguf-py (pip install gguf) maps them for every architecture"
+    which = next((key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == arch), None)
+    if which is None:
+        return f"GGUF names not mapped: gguf-py does not know the architecture {safe(arch)!r}"
+    blocks = 0
+    for name in names:
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and len(parts[1]) < 7:
+            blocks = max(blocks, int(parts[1]) + 1)
+    mapping = gguf.get_tensor_name_map(which, min(blocks, MAX_GGUF_BLOCKS))
+    back: dict[str, str] = {}
+    for name in other:
+        found = mapping.get_name(name, try_suffixes=(".weight", ".bias"))
+        if found is not None:
+            back.setdefault(found, name)
+    out = [back.get(n, n) for n in names]
+    changed = sum(x != y for x, y in zip(names, out, strict=True))
+    done = [f"{changed} GGUF names mapped to Hugging Face names (gguf-py's TensorNameMap for {safe(arch)})"]
+    unmapped = [n for n in names if n not in back]
+    if unmapped and other:
+        shown = ", ".join(safe(n) for n in unmapped[:UNMAPPED_SHOWN]) + (", ..." if len(unmapped) > UNMAPPED_SHOWN
+                                                                          else "")
+        done.append(f"{len(unmapped)} GGUF names have no counterpart among the other side's names ({shown})")
+    return out, done
+
+
 def _drop_wrappers(name: str) -> str:
     parts = name.split(".")
     kept = [p for p in parts if p not in WRAPPER_COMPONENTS]
@@ -105,13 +159,20 @@ def _normalise(a: list[str], b: list[str], ra: Report, rb: Report) -> tuple[list
     """The normalised names of both sides (same order) and sentences saying what was done."""
     done: list[str] = []
     sides = []
-    for label, names, report in (("A", a, ra), ("B", b, rb)):
+    for label, names, report, other, other_report in (("A", a, ra, b, rb), ("B", b, rb, a, ra)):
         out = names
-        if _is_llama_gguf(report):
-            out = [gguf_to_hf(n) for n in out]
-            changed = sum(x != y for x, y in zip(names, out, strict=True))
-            if changed:
-                done.append(f"{label}: {changed} GGUF names mapped to Hugging Face Llama names")
+        if report.format == "gguf" and other_report.format != "gguf":
+            mapped = _gguf_names(names, report, other)
+            if not isinstance(mapped, str):
+                out = mapped[0]
+                done.extend(f"{label}: {line}" for line in mapped[1])
+            elif _is_llama_gguf(report):
+                out = [gguf_to_hf(n) for n in out]
+                changed = sum(x != y for x, y in zip(names, out, strict=True))
+                if changed:
+                    done.append(f"{label}: {changed} GGUF names mapped to Hugging Face Llama names")
+            else:
+                done.append(f"{label}: {mapped}")
         stripped = [_drop_wrappers(n) for n in out]
         changed = sum(x != y for x, y in zip(out, stripped, strict=True))
         if changed:
@@ -248,12 +309,19 @@ def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
     only_b, covered_b, ignored_b = _absent(map_b, group_b, map_a)
     shapes: list[Change] = []
     dtypes: list[Change] = []
+    # llama.cpp's converter stores some weights transposed (GPT-2's Conv1D c_attn/c_proj/c_fc become Linear-shaped:
+    # convert_hf_to_gguf.py GPT2Model.modify_tensors): a mapped GGUF tensor of the reversed 2-D shape is the same one
+    gguf_pair = normalize and (a.format == "gguf") != (b.format == "gguf")
+    transposed = 0
     for name, ra in map_a.items():
         rb = map_b.get(name)
         if rb is None:
             continue
         if ra.shape != rb.shape:
-            shapes.append(Change(name, _shape(ra.shape), _shape(rb.shape)))
+            if gguf_pair and ra.shape is not None and rb.shape is not None and ra.shape == rb.shape[::-1]:
+                transposed += 1
+            else:
+                shapes.append(Change(name, _shape(ra.shape), _shape(rb.shape)))
         if ra.dtype != rb.dtype:
             dtypes.append(Change(name, ra.dtype, rb.dtype))
     common = [n for n in map_a if n in map_b]
@@ -261,6 +329,9 @@ def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
     ties_b = _tie_sets(common, group_b)
     tie_changes = [Change(n, sorted(ties_a.get(n, {n})), sorted(ties_b.get(n, {n})))
                    for n in common if ties_a.get(n, {n}) != ties_b.get(n, {n})]
+    if transposed:
+        notes.append(f"{transposed} GGUF tensors are stored transposed (as llama.cpp's converter writes them): "
+                     "compared as the same shapes")
     other_roles = [r.name for r in (*a.tensors, *b.tensors) if r.role not in COMPARED_ROLES]
     if other_roles:
         notes.append(f"{len(other_roles)} tensors that are neither parameters nor buffers (optimizer state, "

@@ -21,7 +21,10 @@ Counting rules
   file, every integer or bool tensor, since PyTorch cannot train those).
 * **bytes** is the storage of parameters, buffers and quantization bookkeeping (``quant_aux``: the scales
   and zero points a packed weight cannot be read without) together, each tie group once; optimizer state
-  is not included. The same rule gives each module's bytes.
+  is not included. The same rule gives each module's bytes. A tied name the file stores a second time (a
+  *stored copy*, :mod:`paramscope.ties`: the GGUF ``output.weight`` llama.cpp writes beside GPT-2's
+  ``token_embd.weight``) adds its bytes here and its elements to ``stored_elements``, never to ``total``:
+  ``bytes`` and ``stored_elements`` describe what the file holds, ``total`` the model.
 * **non-embedding** is ``total`` less the weights of embedding modules (``nn.Embedding``,
   ``nn.EmbeddingBag``; in files, which do not record classes, modules named like an embedding:
   ``embed_tokens``, ``wte``, ``wpe``, ``word_embeddings``, ``token_embd``, see :data:`EMBEDDING_NAME`).
@@ -29,9 +32,10 @@ Counting rules
   neither counted twice nor left behind: the whole tie group goes.
 * Uninitialized tensors (lazy modules before their first forward) count nothing and are listed apart.
 * **stored_elements** is the parameter elements as stored, each tie group once: a packed int32
-  ``qweight`` counts its words, not the eight 4-bit weights in each. It equals ``total`` unless packed
-  quantization is present. Quantization bookkeeping (scales, zero points, group indices, bitsandbytes
-  ``quant_state``) has ``role == quant_aux``: it is in ``other``, never in ``total``.
+  ``qweight`` counts its words, not the eight 4-bit weights in each, and a stored copy counts again. It
+  equals ``total`` unless packed quantization or a stored copy is present. Quantization bookkeeping
+  (scales, zero points, group indices, bitsandbytes ``quant_state``) has ``role == quant_aux``: it is in
+  ``other``, never in ``total``.
 * **active** (mixture of experts; None for a dense model, i.e. one without ``metadata["moe"]``) is the
   parameters one token passes through: every parameter that is not a routed expert (attention,
   embeddings, norms, router, shared experts, dense layers) plus the routed-expert parameters times
@@ -82,6 +86,9 @@ MAX_TREE_TEXT = 128 * 1024 * 1024
 both limits above would make a tree quadratic in the input (a 64 KiB name of 1,000 parts alone would spell
 out 32 MiB of paths); an honest 1,000,000-tensor checkpoint needs about a tenth of this."""
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
+EMBEDDING_CLASS_ENDINGS = ("Embedding", "EmbeddingBag")
+"""A module class whose name ends so is taken as an embedding subclass (GemmaScaledWordEmbedding): a source
+records the holder's class name, not its bases."""
 
 # Files do not record module classes; there the module's own name decides (GPT-2's wte/wpe, Llama's
 # embed_tokens, BERT's word/position/token_type embeddings, GGUF's token_embd).
@@ -428,6 +435,11 @@ class Report:
                 other[role.value] = other.get(role.value, 0) + numel
                 if role is Role.QUANT_AUX:
                     aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size
+        copies, copy_bytes = self._stored_copies
+        if copy_bytes is None:
+            parameter_bytes = None
+        elif parameter_bytes is not None:
+            parameter_bytes += copy_bytes
         return {
             "total": total,
             "trainable": trainable if known else None,
@@ -438,8 +450,24 @@ class Report:
             "buffer_bytes": buffer_bytes,
             "aux_bytes": aux_bytes,
             "known": known,
-            "stored_elements": total - unpacked,
+            "stored_elements": total - unpacked + copies,
         }
+
+    @cached_property
+    def _stored_copies(self) -> tuple[int, int | None]:
+        """(stored elements, bytes) of the tied names a file stores a second time (:data:`ties.STORED_COPY`: a GGUF
+        head llama.cpp writes twice, a head a config ties that the file keeps apart): the model has the tensor
+        once, the file twice, so they count in ``stored_elements`` and ``bytes``, never in ``total``."""
+        from paramscope.ties import is_stored_copy
+
+        elements, size = 0, 0
+        for group in self._aliased.values():
+            for r in group[1:]:
+                if r.role is Role.PARAMETER and r.shape is not None and is_stored_copy(r):
+                    elements += r.stored_numel
+                    nbytes = r.nbytes
+                    size = None if nbytes is None or size is None else size + nbytes
+        return elements, size
 
     def _table_totals(self) -> dict[str, Any]:
         """:attr:`_totals` from the column groups: no tie and no trainability is known there (a table with
@@ -545,8 +573,8 @@ class Report:
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
-            if r.owner_type is not None:
-                return r.owner_type in EMBEDDING_TYPES
+            if r.owner_type is not None:  # nn.Embedding or a subclass named for it (Gemma's ScaledWordEmbedding)
+                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
             return _embedding_name().search(module) is not None
 
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
