@@ -219,6 +219,8 @@ class Fit:
 
     budget: int
     weights_bytes: int
+    context: int
+    batch: int
     free: int
     max_context: int | None
     max_context_unbounded: bool
@@ -261,7 +263,7 @@ def solve(card: Architecture, *, budget: int, weights_bytes: int, context: int, 
     if free >= 0 and size(context, 1) <= free:
         per = size(context, 1)
         max_batch = MAX_SEARCH if per == 0 else min(MAX_SEARCH, free // per)
-    return Fit(budget, weights_bytes, free, max_context, unbounded, max_batch, card.max_context)
+    return Fit(budget, weights_bytes, context, batch, free, max_context, unbounded, max_batch, card.max_context)
 
 
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -287,3 +289,25 @@ def parse_size(value: str) -> int:
     if size <= 0 or size > 1 << 60:
         raise ValueError(f"size out of range: {value!r}")
     return size
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What the inference options asked for, for the renderers: the card (shown when ``show_card``), the
+    cache at one setting, the fit, and the weights counted (as stored, or cast to ``weights_as``; buffers
+    included)."""
+
+    card: Architecture | None
+    kv: KVEstimate | None
+    fit: Fit | None
+    weights_bytes: int | None
+    weights_as: str | None
+    show_card: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"weights_bytes": self.weights_bytes, "weights_as": self.weights_as or "stored"}
+        if self.kv is not None:
+            doc["kv_cache"] = self.kv.to_dict()
+        if self.fit is not None:
+            doc["fit"] = self.fit.to_dict()
+        return doc

@@ -68,18 +68,18 @@ GGUF_FORMAT = "gguf"
 
 
 def architecture_of(inventory: Inventory) -> Any:
-    """The card of what the reader handed on: a live model's own config, a config.json (beside the weights or
-    the architecture itself), or GGUF key/values; None where the source states no architecture."""
+    """The card of what the reader handed on: GGUF key/values, a config.json (beside the weights or the
+    architecture itself), or a live model's own config; None where the source states no architecture."""
     from paramscope import architecture
 
     if inventory.format == GGUF_FORMAT:
         return architecture.from_gguf(inventory.metadata)
+    config = inventory.pending.get("config")
+    if isinstance(config, dict):  # the file as read comes first: it needs no transformers to be believed
+        return architecture.from_config(config)
     live = inventory.pending.get("model_config")
     if isinstance(live, dict):
         return architecture.from_config(live, source="live")
-    config = inventory.pending.get("config")
-    if isinstance(config, dict):
-        return architecture.from_config(config)
     return None
 
 
