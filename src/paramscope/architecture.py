@@ -25,7 +25,8 @@ Which layer keeps what, from a config (first rule that applies):
    ``linear_attention``/``mamba``/``conv`` -> recurrent, ``moe``/``mlp`` -> none (transformers'
    ``get_layer_types_and_kwargs`` maps them the same way).
 2. Bamba: attention at ``attn_layer_indices``, Mamba elsewhere. Jamba: attention where ``i % attn_layer_period == attn_layer_offset``, Mamba elsewhere.
-3. Gemma-2 without ``layer_types``: sliding on even layers (``(i + 1) % 2``), Gemma-3: sliding except
+3. Qwen3-Next: full attention every ``full_attention_interval``-th layer (default 4), linear
+   attention elsewhere. Gemma-2 without ``layer_types``: sliding on even layers (``(i + 1) % 2``), Gemma-3: sliding except
    every ``sliding_window_pattern``-th layer (default 6), as their transformers configs build it.
 4. Qwen2-style ``use_sliding_window``: sliding from layer ``max_window_layers`` on; otherwise a
    ``sliding_window`` (Mistral) makes every layer sliding.
@@ -243,6 +244,9 @@ def _layer_kinds(c: dict[str, Any], layers: int, model_type: str | None, notes: 
         return tuple("full" if i % period == offset else "recurrent" for i in range(layers))
     if model_type in ("mamba", "mamba2", "falcon_mamba"):
         return ("recurrent",) * layers
+    if model_type == "qwen3_next":
+        interval = _int(c.get("full_attention_interval")) or 4
+        return tuple("recurrent" if (i + 1) % interval else "full" for i in range(layers))
     window = _int(c.get("sliding_window"))
     if model_type == "gemma2" and window:
         return tuple("sliding" if (i + 1) % 2 else "full" for i in range(layers))
