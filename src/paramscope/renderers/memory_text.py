@@ -142,7 +142,7 @@ def inference_rows(inf: Inference) -> list[tuple[str, str, int | None, str]]:
     kv = inf.kv
     if kv is None:
         return [("inference", _weights_label(inf), inf.weights_bytes, "")]
-    section = f"inference (context {kv.context}, batch {kv.batch}, {kv.runtime})"
+    section = f"inference (context {kv.context}, batch {kv.batch}, runtime {kv.runtime}, K/V {kv.kv_dtype})"
     out: list[tuple[str, str, int | None, str]] = [(section, _weights_label(inf), inf.weights_bytes,
                                                     "parameters + buffers")]
     for line in kv.lines:
@@ -186,7 +186,7 @@ def _inference_text(inf: Inference | None) -> list[str]:
         lines += card_lines(inf.card)
     rows_ = inference_rows(inf)
     if inf.kv is not None or inf.weights_as is not None:
-        lines.append(rows_[0][0] + (f" (K/V {inf.kv.kv_dtype})" if inf.kv is not None else ""))
+        lines.append(rows_[0][0])
         grid = [["  " + ("└─ " if i == len(rows_) - 1 else "├─ ") + item, _size(b), formula]
                 for i, (_, item, b, formula) in enumerate(rows_)]
         lines += _aligned(grid, {1})
