@@ -24,10 +24,12 @@ Which layer keeps what, from a config (first rule that applies):
    ``full_attention``/``attention`` -> full, ``sliding_attention``/``chunked_attention`` -> sliding,
    ``linear_attention``/``mamba``/``conv`` -> recurrent, ``moe``/``mlp`` -> none (transformers'
    ``get_layer_types_and_kwargs`` maps them the same way).
-2. Bamba: attention at ``attn_layer_indices``, Mamba elsewhere. Jamba: attention where ``i % attn_layer_period == attn_layer_offset``, Mamba elsewhere.
+2. Bamba: attention at ``attn_layer_indices``, Mamba elsewhere. Jamba: attention where
+   ``i % attn_layer_period == attn_layer_offset``, Mamba elsewhere.
 3. Qwen3-Next: full attention every ``full_attention_interval``-th layer (default 4), linear
-   attention elsewhere. Gemma-2 without ``layer_types``: sliding on even layers (``(i + 1) % 2``), Gemma-3: sliding except
-   every ``sliding_window_pattern``-th layer (default 6), as their transformers configs build it.
+   attention elsewhere. Gemma-2 without ``layer_types``: sliding on even layers (``(i + 1) % 2``),
+   Gemma-3: sliding except every ``sliding_window_pattern``-th layer (default 6), as their
+   transformers configs build them.
 4. Qwen2-style ``use_sliding_window``: sliding from layer ``max_window_layers`` on; otherwise a
    ``sliding_window`` (Mistral) makes every layer sliding.
 5. ``mamba``/``mamba2``/``falcon_mamba``: every layer recurrent. Else every layer full.
@@ -396,10 +398,8 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
     kinds: tuple[str, ...] | None = None
     window = num["sliding_window"]
     if layers:
-        if kv_heads is not None:
-            kinds = tuple("full" if h else "recurrent" for h in kv_heads)
-        else:
-            kinds = ("full",) * layers
+        # a layer with no K/V head keeps a recurrent state (llama.cpp writes 0 there for Mamba/RWKV layers)
+        kinds = ("full",) * layers if kv_heads is None else tuple("full" if h else "recurrent" for h in kv_heads)
         if num["ssm_state_size"] and kv_heads is None:
             kinds = ("recurrent",) * layers
         swa = metadata.get(f"{arch}.attention.sliding_window_pattern")

@@ -60,7 +60,8 @@ KV_DTYPES = {
 """``--kv-dtype`` names (torch's, vLLM's ``fp8``, llama.cpp's ``--cache-type-k`` ones) -> :mod:`paramscope.dtypes`."""
 
 STATE_DTYPE = {"llama.cpp": "float32"}
-"""The recurrent state's dtype where the runtime fixes it (llama.cpp ``type_r``/``type_s`` = F32); else the K/V dtype."""
+"""The recurrent state's dtype where the runtime fixes it (llama.cpp ``type_r``/``type_s`` = F32);
+elsewhere the K/V dtype."""
 
 MAX_SEARCH = 1 << 40
 """The largest context or batch :func:`solve` tries (any believable one is far smaller)."""
@@ -175,8 +176,9 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
         tokens, span = context, f"context {context}"
         if kind == "sliding":
             assert window is not None
-            keep = window - 1 if runtime.startswith("transformers") else window
-            tokens, span = min(context, keep), f"min({context}, {'W - 1 = ' if runtime.startswith('transformers') else 'W = '}{keep})"
+            short = runtime.startswith("transformers")  # DynamicSlidingWindowLayer keeps W - 1
+            keep = window - 1 if short else window
+            tokens, span = min(context, keep), f"min({context}, {'W - 1' if short else 'W'} = {keep})"
         width = _width(card, kind, kv, runtime)
         assert width is not None
         size = count * batch * _layer_bytes(per, tokens, dtype)

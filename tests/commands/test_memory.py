@@ -23,7 +23,7 @@ def test_choices_match_the_estimator_and_its_renderer():
                        "format": memory.FORMATS, "runtime": memory.RUNTIMES}
     from paramscope import kv_cache
 
-    assert memory.RUNTIMES == tuple(kv_cache.RUNTIMES)
+    assert tuple(kv_cache.RUNTIMES) == memory.RUNTIMES
     assert memory.INFERENCE_DEFAULTS["runtime"] == kv_cache.DEFAULT_RUNTIME
 
 
@@ -112,13 +112,14 @@ def test_every_line_names_its_formula(tmp_path):
 
 def test_runtime_transformers_keeps_w_minus_1(tmp_path):
     path = _config(tmp_path, {**LLAMA3_8B, "model_type": "mistral", "sliding_window": 4096})
-    code, out, _ = run("memory", path, "--context", "32768", "--runtime", "transformers", "-f", "json")
+    code, out, err = run("memory", path, "--context", "32768", "--runtime", "transformers", "-f", "json")
+    assert (code, err) == (0, "")
     assert json.loads(out)["memory"]["inference"]["kv_cache"]["kv_bytes"] == 4095 * PER_TOKEN
 
 
 def test_fit_without_context_solves_the_batch_at_max_context(tmp_path):
     path = _config(tmp_path, LLAMA3_8B)
-    code, out, _ = run("memory", path, "--fit", "80GB", "--weights-as", "int4", "-f", "json")
+    _, out, _ = run("memory", path, "--fit", "80GB", "--weights-as", "int4", "-f", "json")
     fit = json.loads(out)["memory"]["inference"]["fit"]
     assert fit["context"] == 8192 and fit["batch"] == 1
     assert fit["max_batch"] == fit["free"] // (8192 * PER_TOKEN)

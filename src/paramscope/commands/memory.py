@@ -162,7 +162,8 @@ def _inference(report: Any, settings: dict[str, Any]) -> Any:
 
     try:
         kv_cache.kv_dtype(settings["kv_dtype"])
-        weights = report.parameter_bytes if settings["weights_as"] is None else weights_as(report, settings["weights_as"])
+        cast = settings["weights_as"]
+        weights = report.parameter_bytes if cast is None else weights_as(report, cast)
     except ValueError as exc:  # an unknown --kv-dtype or --weights-as: bad usage
         raise UsageError(str(exc)) from None
     if weights is not None and report.buffer_bytes is not None:
