@@ -219,3 +219,18 @@ def test_card_to_dict_is_json():
                         "num_key_value_heads": 2, "vocab_size": 10})
     doc = json.loads(json.dumps(card.to_dict()))
     assert doc["kv_heads"] == [2, 2] and doc["layer_kinds"] == ["full", "full"] and doc["unknown"] == []
+
+
+def test_json_report_carries_the_card_and_validates(tmp_path):
+    from importlib.resources import files
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from paramscope.renderers import render, render_chunks
+
+    path = _gguf(tmp_path / "m.gguf", "llama", 3, [2, 0, 2])
+    report = paramscope.inspect(path)
+    for text in (render(report, "json"), "".join(render_chunks(report, "json"))):
+        doc = json.loads(text)
+        assert doc["architecture"]["kv_heads"] == [2, 0, 2]
+        assert doc["architecture"]["layer_kinds"] == ["full", "recurrent", "full"]
+        jsonschema.validate(doc, json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text()))
