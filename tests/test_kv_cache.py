@@ -191,3 +191,72 @@ def test_unknown_dtype_and_runtime_are_refused():
         kv_cache.estimate(card, context=1, kv_dtype_name="fp7")
     with pytest.raises(ValueError, match="unknown runtime 'tgi'"):
         kv_cache.estimate(card, context=1, runtime="tgi")
+
+
+# ---- the HTML memory panel's script computes what kv_cache does -------------------------------------
+
+PANEL_CARDS = {
+    "llama3": LLAMA3_8B,
+    "mistral": {**LLAMA3_8B, "model_type": "mistral", "sliding_window": 4096},
+    "gemma3": {"model_type": "gemma3_text", "num_hidden_layers": 12, "hidden_size": 1152, "num_attention_heads": 4,
+               "num_key_value_heads": 1, "head_dim": 256, "sliding_window": 512, "vocab_size": 262144,
+               "max_position_embeddings": 32768},
+    "deepseek_v3": DEEPSEEK_V3,
+    "jamba": {"model_type": "jamba", "num_hidden_layers": 8, "hidden_size": 64, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "attn_layer_period": 4, "attn_layer_offset": 2, "mamba_d_state": 16,
+              "mamba_d_conv": 4, "mamba_expand": 2, "vocab_size": 100},
+}
+
+
+def test_html_panel_script_equals_kv_cache(tmp_path):
+    """memory.js (run by node) against kv_cache.estimate, for every card, runtime and a few settings."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    from paramscope.records import Inventory
+    from paramscope.renderers import html
+    from paramscope.report import Report
+
+    script = Path(html.__file__).parent / "assets" / "memory.js"
+    settings = [(1, 1), (4095, 3), (4097, 2), (100_000, 8), (10**9, 1000)]
+    cases, expected = [], []
+    for config in PANEL_CARDS.values():
+        card = architecture.from_config(config)
+        report = Report(Inventory("m", "config", [], architecture=card))
+        doc, _ = html._memory_data(report)
+        for runtime in kv_cache.RUNTIMES:
+            for kv in html.MEMORY_KV_DTYPES:
+                for context, batch in settings:
+                    cases.append([doc, context, batch, kv, runtime])
+                    e = kv_cache.estimate(card, context=context, batch=batch, kv_dtype_name=kv, runtime=runtime)
+                    expected.append([str(e.kv_bytes), str(e.state_bytes)])
+    runner = tmp_path / "run.js"
+    runner.write_text(
+        f"const m = require({json.dumps(str(script))});\n"
+        "const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify(cases.map(c => { const e = m.estimate(...c); "
+        "return [e.kv.toString(), e.state.toString()]; })));\n")
+    out = subprocess.run([node, str(runner)], input=json.dumps(cases), capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert json.loads(out.stdout) == expected
+
+
+def test_html_page_has_the_panel_with_the_default_figures():
+    from paramscope.records import Inventory
+    from paramscope.renderers import html
+    from paramscope.report import Report
+
+    card = architecture.from_config(LLAMA3_8B)
+    report = Report(Inventory("m", "config", [], architecture=card))
+    panel = html._memory(report)
+    # default: 4096 tokens, batch 1, float16, vllm: 4096 x 131,072 B = 512 MiB
+    assert 'id="mem-full" data-value="536870912"' in panel
+    assert '<script type="application/json" id="paramscope-memory">' in panel and "http" not in panel.split(
+        "paramscope-memory")[1]
+    # a source without a card has no panel (and the golden pages stay as they were)
+    assert html._memory(Report(Inventory("m", "safetensors", []))) == ""
