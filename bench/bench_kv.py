@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from paramscope import architecture, kv_cache  # noqa: E402
+from paramscope import architecture, kv_cache
 
 LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16"}
 CONFIGS: dict[str, dict] = {
@@ -137,7 +137,8 @@ def main() -> None:
     args = parser.parse_args()
     L, B = args.context, args.batch
     print(f"K/V cache + recurrent state at context {L:,}, batch {B}, bf16 (GiB)\n")
-    head = f"{'model':<20} {'vllm':>9} {'llama.cpp':>9} {'transformers':>12} {'tf-4':>9} {'hf-mem':>9} {'hf-mem/vllm':>11}"
+    head = (f"{'model':<20} {'vllm':>9} {'llama.cpp':>9} {'transformers':>12} {'tf-4':>9} {'hf-mem':>9} "
+            f"{'hf-mem/vllm':>11}")
     print(head)
     print("-" * len(head))
     for name, config in CONFIGS.items():

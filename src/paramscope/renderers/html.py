@@ -433,7 +433,8 @@ def _memory(report: Report) -> str:
     rows = [f"<tr><td>weights + buffers (as stored)</td>{_memory_cell('mem-weights', e.weights_bytes)}</tr>"]
     rows += [f"<tr><td>{MEMORY_KIND_LABELS[k]}</td>{_memory_cell('mem-' + k, by_kind[k])}</tr>" for k in kinds]
     rows.append(f"<tr><th>total</th>{_memory_cell('mem-total', e.total)}</tr>")
-    data = json.dumps(doc, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    data = json.dumps(doc, separators=(",", ":"))  # numbers and fixed names only; escaped all the same
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     script = (ASSETS / "memory.js").read_text(encoding="utf-8")
     return (
         '<section id="memory"><h2>Inference memory</h2><div class="controls">'
