@@ -388,6 +388,8 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
         notes.append(f"{arch}.attention.head_count_kv is a per-layer array paramscope could not read in full")
     elif layers and num["kv_heads"]:
         kv_heads = (num["kv_heads"],) * layers
+    elif layers and raw_kv == 0 and not isinstance(raw_kv, bool):
+        kv_heads = (0,) * layers  # no attention anywhere (llama.cpp's Mamba / RWKV files)
     elif layers and heads and raw_kv is None:
         kv_heads = (heads,) * layers
         notes.append("attention.head_count_kv not stated: one K/V head per query head (llama.cpp's default)")

@@ -30,6 +30,7 @@ block rounding (``block_size`` tokens per page) and llama.cpp's padding of the c
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from paramscope import dtypes
@@ -154,14 +155,16 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
     assert kinds is not None and kv_heads is not None
     states = card.recurrent_state_elements or (0,) * len(kinds)
     window = card.sliding_window
+    if not len(kinds) == len(kv_heads) == len(states):
+        raise ValueError("the architecture's per-layer fields disagree on the number of layers")
+    # layers alike are priced once: a card may list 65,536 layers, and --fit prices it ~80 times
     groups: dict[tuple[str, int, int], int] = {}
-    for kind, kv, state in zip(kinds, kv_heads, states, strict=True):
+    for (kind, kv, state), count in Counter(zip(kinds, kv_heads, states)).items():
         width = _width(card, kind, kv, runtime)
         if width is None:
             raise ValueError(f"the architecture does not state what a {kind} layer caches per token")
-        per = state if kind == "recurrent" else width[0]
-        key = (kind, kv, per)
-        groups[key] = groups.get(key, 0) + 1
+        key = (kind, kv, state if kind == "recurrent" else width[0])
+        groups[key] = groups.get(key, 0) + count
     lines: list[Line] = []
     notes: list[str] = []
     for (kind, kv, per), count in groups.items():
@@ -196,7 +199,7 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
 
 
 def _missing(card: Architecture) -> list[str]:
-    need = ["layer_kinds", "kv_heads"]
+    need = ["layers", "layer_kinds", "kv_heads"]
     kinds = card.layer_kinds or ()
     if "full" in kinds or "sliding" in kinds:
         need.append("head_dim")
@@ -276,18 +279,16 @@ SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12
 
 def parse_size(value: str) -> int:
     """``24GiB``, ``24GB``, ``80G``, ``1.5TiB``, ``1000000`` -> bytes; ValueError otherwise."""
+    import re
+    from fractions import Fraction
+
     text = value.strip().replace(" ", "").lower()
     number = text.rstrip("kmgtib")
     unit = text[len(number):]
-    if unit not in SIZE_UNITS or not number or len(number) > 30:
+    # plain decimals only: an exponent (1e99999999) would make Python build a huge integer first
+    if unit not in SIZE_UNITS or not re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,20})?", number):
         raise ValueError(f"not a size: {value!r} (say e.g. 24GiB, 24GB or 80G)")
-    try:
-        from fractions import Fraction
-
-        amount = Fraction(number)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"not a size: {value!r} (say e.g. 24GiB, 24GB or 80G)") from None
-    size = int(amount * SIZE_UNITS[unit])
+    size = int(Fraction(number) * SIZE_UNITS[unit])
     if size <= 0 or size > 1 << 60:
         raise ValueError(f"size out of range: {value!r}")
     return size

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from paramscope.commands import build_parser, memory
 
 from ._run import run, safetensors
@@ -164,3 +166,47 @@ def test_csv_and_markdown_carry_the_inference_rows(tmp_path):
     assert f",{32 * 100 * 64 * 34}," in out
     _, out, _ = run("memory", path, "--context", "100", "--fit", "20GiB", "-f", "markdown")
     assert "| KV cache, full attention |" in out and "- longest context at batch 1:" in out
+
+
+# ---- hostile architecture fields: bounded time and memory, exit 0 or one line ----------------------------
+
+def _hostile_gguf(path, **kv):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    w = gguf.GGUFWriter(path, "llama")
+    for key, value in kv.items():
+        if isinstance(value, list):
+            w.add_array(f"llama.{key}", value)
+        else:
+            w.add_uint64(f"llama.{key}", value)
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(path)
+
+
+HOSTILE = {
+    "huge-dims": dict(block_count=65_536, embedding_length=2**40, **{"attention.head_count": 2**40,
+                      "attention.head_count_kv": 2**40, "attention.key_length": 2**40, "context_length": 2**62}),
+    "too-many-layers": dict(block_count=2**62, embedding_length=64, **{"attention.head_count": 4}),
+    "zero-heads": dict(block_count=4, embedding_length=64, **{"attention.head_count": 0,
+                                                             "attention.head_count_kv": 0}),
+    "array-mismatch": dict(block_count=5, embedding_length=64, **{"attention.head_count": 4,
+                                                                 "attention.head_count_kv": [1, 2, 3]}),
+    "window-no-kinds": dict(block_count=3, embedding_length=64, **{"attention.head_count": 4,
+                                                                  "attention.sliding_window": 2**63}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_gguf_architecture_is_bounded(tmp_path, name):
+    from ..hostile._limits import assert_clean, run_cli
+
+    path = _hostile_gguf(tmp_path / f"{name}.gguf", **HOSTILE[name])
+    for argv in (["--arch", "--context", "1000000", "--batch", "1000000", "--fit", "1TiB"],
+                 ["--context", str(10**30), "--kv-dtype", "q4_0", "--runtime", "llama.cpp", "-f", "json"]):
+        result = assert_clean(run_cli("memory", path, *argv, timeout=30), path)
+        assert result.seconds < 30
