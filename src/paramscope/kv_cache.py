@@ -159,7 +159,7 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
         raise ValueError("the architecture's per-layer fields disagree on the number of layers")
     # layers alike are priced once: a card may list 65,536 layers, and --fit prices it ~80 times
     groups: dict[tuple[str, int, int], int] = {}
-    for (kind, kv, state), count in Counter(zip(kinds, kv_heads, states)).items():
+    for (kind, kv, state), count in Counter(zip(kinds, kv_heads, states, strict=True)).items():
         width = _width(card, kind, kv, runtime)
         if width is None:
             raise ValueError(f"the architecture does not state what a {kind} layer caches per token")
