@@ -181,6 +181,18 @@ def test_gguf_gemma2_window_follows_llama_cpp_pattern(tmp_path):
     assert card.layer_kinds == ("sliding", "full", "sliding", "full") and card.sliding_window == 4096
 
 
+@pytest.mark.parametrize(("metadata", "kinds"), [
+    ({"attention.sliding_window": 512, "attention.sliding_window_pattern": 3}, "ssfssf"),  # a period
+    ({"attention.sliding_window": 512, "attention.sliding_window_pattern": [True, False] * 3}, "sfsfsf"),
+    ({"attention.sliding_window": 512}, "ssssss"),  # llama: no period known, every layer slides
+])
+def test_gguf_sliding_window_pattern_key(metadata, kinds):
+    """llama.cpp's set_swa_pattern(n): layer il slides when il % n < n - 1."""
+    md = {"general.architecture": "llama", "llama.block_count": 6, "llama.embedding_length": 64,
+          "llama.attention.head_count": 4, **{f"llama.{k}": v for k, v in metadata.items()}}
+    assert from_gguf(md).layer_kinds == tuple({"s": "sliding", "f": "full"}[k] for k in kinds)
+
+
 def test_gguf_metadata_without_architecture():
     card = from_gguf({"general.name": "x"})
     assert card.layers is None and "general.architecture is not stated" in card.notes
@@ -234,3 +246,12 @@ def test_json_report_carries_the_card_and_validates(tmp_path):
         assert doc["architecture"]["kv_heads"] == [2, 0, 2]
         assert doc["architecture"]["layer_kinds"] == ["full", "recurrent", "full"]
         jsonschema.validate(doc, json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text()))
+
+
+def test_chunked_attention_window_is_the_chunk():
+    """transformers' get_layer_types_and_kwargs gives a chunked layer a window of attention_chunk_size."""
+    card = from_config({"model_type": "llama4_text", "num_hidden_layers": 4, "hidden_size": 64,
+                        "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 10,
+                        "attention_chunk_size": 8192,
+                        "layer_types": ["chunked_attention"] * 3 + ["full_attention"]})
+    assert card.layer_kinds == ("sliding",) * 3 + ("full",) and card.sliding_window == 8192

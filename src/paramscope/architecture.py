@@ -311,7 +311,9 @@ def from_config(config: dict[str, Any], source: str = "config.json") -> Architec
             "qk_rope_head_dim"]:
         head_dim = num["qk_nope_head_dim"] + num["qk_rope_head_dim"]  # type: ignore[operator]
     window = num["sliding_window"] if kinds is not None and "sliding" in kinds else None
-    if kinds is not None and "sliding" in kinds and model_type == "llama4":
+    listed = c.get("layer_types")
+    if window is None and isinstance(listed, list) and "chunked_attention" in listed:
+        # Llama 4's chunked layers: transformers caches them as a window of attention_chunk_size
         window = _int(c.get("attention_chunk_size"))
     tie = config.get("tie_word_embeddings", c.get("tie_word_embeddings"))
     return Architecture(
@@ -358,9 +360,12 @@ GGUF_KEYS: dict[str, str] = {
 """Card field -> GGUF key after ``{general.architecture}.`` (gguf-py ``constants.Keys.LLM`` /
 ``Keys.Attention`` / ``Keys.SSM``)."""
 
-GGUF_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6}
-"""llama.cpp's hard-coded SWA pattern for architectures whose GGUF states only the window
-(``llama-model.cpp``: ``hparams.set_swa_pattern(2)`` / ``(6)``): every n-th layer full."""
+GGUF_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2, "llama4": 4}
+"""llama.cpp's default SWA period for architectures whose GGUF states only the window (its loaders'
+``hparams.set_swa_pattern(n)``: layer ``il`` slides when ``il % n < n - 1``, every n-th is full). A
+GGUF ``attention.sliding_window_pattern`` (a period, or one bool per layer) overrides it."""
+GGUF_IMPLIED_WINDOW = {"llama4": 8192}
+"""Windows llama.cpp fixes in code, not in the file (Llama 4's chunked attention: ``n_swa = 8192``)."""
 
 
 def from_gguf(metadata: dict[str, Any]) -> Architecture:
@@ -398,17 +403,18 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
         head_dim = hidden // heads
         notes.append(f"attention.key_length not stated: embedding_length / head_count = {head_dim}")
     kinds: tuple[str, ...] | None = None
-    window = num["sliding_window"]
+    window = num["sliding_window"] or GGUF_IMPLIED_WINDOW.get(arch)
     if layers:
         # a layer with no K/V head keeps a recurrent state (llama.cpp writes 0 there for Mamba/RWKV layers)
         kinds = ("full",) * layers if kv_heads is None else tuple("full" if h else "recurrent" for h in kv_heads)
         if num["ssm_state_size"] and kv_heads is None:
             kinds = ("recurrent",) * layers
         swa = metadata.get(f"{arch}.attention.sliding_window_pattern")
+        period = _int(swa) or (None if isinstance(swa, list) else GGUF_SLIDING_PATTERN.get(arch))
         if window and isinstance(swa, list) and len(swa) == layers:
             kinds = tuple("sliding" if s and k == "full" else k for s, k in zip(swa, kinds, strict=True))
-        elif window and arch in GGUF_SLIDING_PATTERN:
-            n = GGUF_SLIDING_PATTERN[arch]
+        elif window and period:
+            n = period
             kinds = tuple("sliding" if (i + 1) % n and k == "full" else k for i, k in enumerate(kinds))
         elif window:
             kinds = tuple("sliding" if k == "full" else k for k in kinds)
