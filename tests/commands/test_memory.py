@@ -210,3 +210,17 @@ def test_hostile_gguf_architecture_is_bounded(tmp_path, name):
                  ["--context", str(10**30), "--kv-dtype", "q4_0", "--runtime", "llama.cpp", "-f", "json"]):
         result = assert_clean(run_cli("memory", path, *argv, timeout=30), path)
         assert result.seconds < 30
+
+
+def test_arch_shows_a_layer_pattern_once(tmp_path):
+    """Gemma-3's 5 sliding : 1 full over 62 layers, as transformers' Gemma3TextConfig builds layer_types."""
+    config = {"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"], "num_hidden_layers": 62,
+              "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+              "intermediate_size": 64, "vocab_size": 100, "sliding_window": 1024, "sliding_window_pattern": 6,
+              "max_position_embeddings": 131072}
+    code, out, err = run("memory", _config(tmp_path, config), "--arch", "--context", "4096")
+    assert (code, err) == (0, "")
+    assert "  layer kinds: (sliding x5, full) x10, sliding x2\n" in out
+    # 52 sliding layers keep 1,024 tokens, 10 full ones 4,096: 2 heads x (16 + 16) x 2 bytes = 128 B a token
+    assert "(6,815,744 B)  52 layers x batch 1 x min(4096, W = 1024) tokens" in out
+    assert "(5,242,880 B)  10 layers x batch 1 x context 4096 tokens" in out

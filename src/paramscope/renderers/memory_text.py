@@ -96,7 +96,19 @@ KIND_LABELS = {"full": "full attention", "sliding": "sliding window", "mla": "ML
 
 
 def _runs(values: tuple[object, ...]) -> str:
-    """``(8, 8, 0, 8)`` as ``8 x2, 0, 8``: a per-layer field in a line."""
+    """A per-layer field in a line: ``(8, 8, 0, 8)`` as ``8 x2, 0, 8``; a repeating pattern once, with its count
+    (``(sliding x5, full) x10, sliding x2``)."""
+    for period in range(2, 9):
+        repeats = len(values) // period
+        if repeats >= 2 and all(values[i] == values[i % period] for i in range(len(values))):
+            if len(set(values[:period])) == 1:
+                break  # one value throughout: plain runs say it best
+            tail = values[repeats * period:]
+            return f"({_plain_runs(values[:period])}) x{repeats}" + (f", {_plain_runs(tail)}" if tail else "")
+    return _plain_runs(values)
+
+
+def _plain_runs(values: tuple[object, ...]) -> str:
     out: list[str] = []
     i = 0
     while i < len(values):
