@@ -146,6 +146,8 @@ def test_a_config_without_head_dim_is_refused_naming_what_is_missing(tmp_path):
 
 def test_bad_inference_options_are_usage_errors():
     for argv, fragment in ((["--kv-dtype", "fp7", "--context", "1"], "unknown KV cache dtype 'fp7'"),
+                           (["--kv-dtype", "fp8"], "--kv-dtype applies only with --context or --fit"),
+                           (["--batch", "2", "--runtime", "vllm"], "--batch, --runtime apply only with --context"),
                            (["--fit", "lots"], "not a size"), (["--context", "0"], "must be 1 or more"),
                            (["--runtime", "tgi"], "invalid choice")):
         code, out, err = run("memory", *argv)

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
 
     if args.format == "html":  # reachable through the alias only: this command's --format has no html
         raise UsageError("--memory has no html layout; use --format tree, table, markdown, json or csv")
+    _check_cache_options(args)
     settings = {dest: DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
                 for dest in ESTIMATE_OPTIONS}
     report = load_report(args, err)
@@ -149,6 +150,19 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     inference = _inference(report, settings)
     write(render_memory(result, args.format, inference=inference), args, out)
     return EXIT_OK
+
+
+CACHE_ONLY = ("batch", "kv_dtype", "runtime")
+"""Options that shape the cache: without --context or --fit there is no cache for them to shape."""
+
+
+def _check_cache_options(args: argparse.Namespace) -> None:
+    if args.context is not None or args.fit is not None:
+        return
+    stray = [INFERENCE_OPTIONS[dest] for dest in CACHE_ONLY if getattr(args, dest) is not None]
+    if stray:
+        verb = "applies" if len(stray) == 1 else "apply"
+        raise UsageError(f"{', '.join(stray)} {verb} only with --context or --fit")
 
 
 def _inference(report: Any, settings: dict[str, Any]) -> Any:
