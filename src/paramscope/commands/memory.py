@@ -1,6 +1,11 @@
 """``paramscope memory SOURCE [options]``: weights, gradients and optimizer state, for inference and
 training (activations are out of scope). ``paramscope SOURCE --memory [options]`` is the same command.
 
+Inference (issue 14): ``--arch`` shows the architecture card (:mod:`paramscope.architecture`);
+``--context L [--batch B] [--kv-dtype D] [--runtime R]`` adds the K/V cache and recurrent state of every
+layer (:mod:`paramscope.kv_cache`, each line with its formula); ``--fit 24GiB`` answers the longest
+context and the largest batch that fit after the weights (``--weights-as`` casts them first).
+
 The estimate's options are defined here once (:func:`add_estimate_options`), for this command and for
 the ``--memory`` alias of ``inspect``. They parse to ``None`` when not given, so that the alias can
 tell "given" from "default" and refuse them without ``--memory``; :func:`run` fills in
@@ -27,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-HELP = "memory for inference and training: weights, gradients, optimizer state"
+HELP = "memory for inference and training: weights, KV cache, gradients, optimizer state"
 
 # The choices are listed here, not read from paramscope.memory, so that start-up need not import it;
 # tests/commands/test_memory.py checks that they match the estimator and its renderer.
