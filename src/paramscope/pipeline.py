@@ -8,6 +8,8 @@
    for an architecture built from a config, its expert counts (:mod:`paramscope.moe`) and the fit of
    the weights beside it (:mod:`paramscope.fit`); for a live module, only the summary of the quantized
    weights its reader found (their records already say what they are).
+   Every kind gets its architecture card (:mod:`paramscope.architecture`) from the same hand-on: the
+   config dict, a live model's ``config.to_dict()``, or GGUF key/values.
 3. :class:`~paramscope.report.Report` counts the settled inventory.
 
 Readers never call a rule and rules never open a file: this module is the one place both meet.
@@ -48,14 +50,37 @@ def read(
 
 
 def settle(inventory: Inventory) -> Inventory:
-    """``inventory`` with the rules applied that its kind of source calls for (see the module docstring)."""
+    """``inventory`` with the rules applied that its kind of source calls for (see the module docstring),
+    and its architecture card (:func:`architecture_of`)."""
+    card = architecture_of(inventory)
     if inventory.format == LIVE_FORMAT:
-        return _with_module_quantization(inventory)
-    if inventory.format == ARCHITECTURE_FORMAT:
-        return _with_fit(_with_experts(inventory))
-    from paramscope.hf_config import apply_config
+        settled = _with_module_quantization(inventory)
+    elif inventory.format == ARCHITECTURE_FORMAT:
+        settled = _with_fit(_with_experts(inventory))
+    else:
+        from paramscope.hf_config import apply_config
 
-    return apply_config(inventory, inventory.pending.get("config"))
+        settled = apply_config(inventory, inventory.pending.get("config"))
+    return settled if card is None else settled.replace(architecture=card)
+
+
+GGUF_FORMAT = "gguf"
+
+
+def architecture_of(inventory: Inventory) -> Any:
+    """The card of what the reader handed on: GGUF key/values, a config.json (beside the weights or the
+    architecture itself), or a live model's own config; None where the source states no architecture."""
+    from paramscope import architecture
+
+    if inventory.format == GGUF_FORMAT:
+        return architecture.from_gguf(inventory.metadata)
+    config = inventory.pending.get("config")
+    if isinstance(config, dict):  # the file as read comes first: it needs no transformers to be believed
+        return architecture.from_config(config)
+    live = inventory.pending.get("model_config")
+    if isinstance(live, dict):
+        return architecture.from_config(live, source="live")
+    return None
 
 
 def _with_module_quantization(inventory: Inventory) -> Inventory:

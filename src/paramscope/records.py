@@ -237,6 +237,7 @@ PENDING = {
     "config": "a transformers config.json found beside the weights (a dict, as read): the rules apply it",
     "small_tensors": "read(names) -> {name: bytes}: a few small tensors' bytes from the files read (quantization)",
     "weights_beside": "the directory of an architecture's config.json: the fit stage compares weights there",
+    "model_config": "a live model's own config (config.to_dict(), a dict): the architecture card is read from it",
 }
 """What ``Inventory.pending`` may hold, by key. Only a reader puts anything there."""
 
@@ -415,14 +416,17 @@ class Inventory:
     ``metadata`` carries format-specific facts shown to the user (a safetensors ``__metadata__``, GGUF
     key/values); ``notes`` are sentences worth telling the user (a lazy module that is not initialized).
 
+    ``architecture`` is the model's architecture card (:class:`paramscope.architecture.Architecture`), set by
+    the rules stage from what the reader handed on (a config, GGUF key/values), or None.
+
     ``pending`` is what a reader hands the stages above it and never shows (see :data:`PENDING`): the
     reader reads, the rules stage (:func:`paramscope.pipeline.settle`) applies rules to what it was given.
 
     An inventory is treated as immutable, like its records: a stage returns a new one (:meth:`replace`).
     """
 
-    __slots__ = ("_rows", "_table", "format", "metadata", "module_types", "notes", "pending", "source")
-    _FIELDS = ("source", "format", "module_types", "metadata", "notes", "pending")
+    __slots__ = ("_rows", "_table", "architecture", "format", "metadata", "module_types", "notes", "pending", "source")
+    _FIELDS = ("source", "format", "module_types", "metadata", "notes", "pending", "architecture")
 
     def __init__(
         self,
@@ -434,8 +438,10 @@ class Inventory:
         notes: list[str] | None = None,
         pending: dict[str, Any] | None = None,
         table: Table | None = None,
+        architecture: Any = None,
     ) -> None:
         self.source = source
+        self.architecture = architecture  # paramscope.architecture.Architecture, set by pipeline.settle
         self.format = format
         if tensors is None and table is None:
             tensors = []

@@ -344,6 +344,11 @@ class Report:
     def notes(self) -> list[str]:
         return self.inventory.notes
 
+    @property
+    def architecture(self) -> Any:
+        """The architecture card (:class:`paramscope.architecture.Architecture`) the source states, or None."""
+        return self.inventory.architecture
+
     # ---- counting -------------------------------------------------------------------------
     @cached_property
     def _heads(self) -> list[TensorRecord]:

@@ -19,6 +19,14 @@ MEMORY_ONLY = [
     (["--gpus", "8"], "--gpus applies"),
     (["--frozen-as", "nf4"], "--frozen-as applies"),
     (["--zero", "3", "--gpus", "8"], "--zero, --gpus apply"),  # issue 12's example: it printed a plain tree
+    # inference (issue 14)
+    (["--arch"], "--arch applies"),
+    (["--context", "100"], "--context applies"),
+    (["--batch", "8"], "--batch applies"),
+    (["--kv-dtype", "fp8"], "--kv-dtype applies"),
+    (["--runtime", "vllm"], "--runtime applies"),
+    (["--fit", "24GiB"], "--fit applies"),
+    (["--weights-as", "int4"], "--weights-as applies"),
 ]
 
 

@@ -375,6 +375,82 @@ def _chart(report: Report) -> str:
     )
 
 
+# ---- memory panel (issue 14): the K/V cache, recomputed in the page -------------------------------
+MEMORY_DEFAULTS = {"context": 4096, "batch": 1, "kv_dtype": "float16", "runtime": "vllm"}
+MEMORY_KV_DTYPES = ("float16", "bfloat16", "float32", "float8_e4m3fn", "float8_e5m2", "q8_0", "q4_0")
+MEMORY_KIND_LABELS = {"full": "KV cache, full attention", "sliding": "KV cache, sliding window",
+                      "mla": "KV cache, MLA latent", "recurrent": "recurrent state", "none": "no cache"}
+
+
+def _memory_data(report: Report) -> tuple[dict[str, Any], Any] | None:
+    """What the panel's script needs (the card, the weights, the dtype table) and the default setting's
+    estimate, computed here so the page reads with scripts off; None where the card cannot price a cache."""
+    from paramscope import dtypes, kv_cache
+
+    card = report.architecture
+    if card is None:
+        return None
+    context = min(MEMORY_DEFAULTS["context"], card.max_context or MEMORY_DEFAULTS["context"])
+    weights = None
+    if report.parameter_bytes is not None and report.buffer_bytes is not None:
+        weights = report.parameter_bytes + report.buffer_bytes
+    try:
+        estimate = kv_cache.estimate(card, context=context, batch=1, kv_dtype_name=MEMORY_DEFAULTS["kv_dtype"],
+                                     runtime=MEMORY_DEFAULTS["runtime"], weights_bytes=weights)
+    except ValueError:
+        return None
+    names = {kv_cache.KV_DTYPES[n] for n in MEMORY_KV_DTYPES} | {"float32"}
+    fields = ("layer_kinds", "kv_heads", "heads", "head_dim", "v_dim", "sliding_window", "kv_lora_rank",
+              "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "recurrent_state_elements", "max_context")
+    doc = {
+        "card": {name: list(v) if isinstance(v := getattr(card, name), tuple) else v for name in fields},
+        "weights_bytes": _num(weights),
+        "kv_dtypes": {n: kv_cache.KV_DTYPES[n] for n in MEMORY_KV_DTYPES},
+        "dtypes": {n: [dtypes.get(n).block_elements, dtypes.get(n).block_bytes] for n in sorted(names)},
+        "state_dtype": dict(kv_cache.STATE_DTYPE),
+        "context": context,
+    }
+    return doc, estimate
+
+
+def _memory_cell(ident: str, value: int | None) -> str:
+    shown = "unknown" if value is None else f"{text.human_bytes(value)} ({text.exact(value)} B)"
+    return f'<td class="num" id="{ident}" data-value="{"" if value is None else value}">{shown}</td>'
+
+
+def _memory(report: Report) -> str:
+    """The memory panel, where the source states an architecture: inputs, and a table the script refills."""
+    found = _memory_data(report)
+    if found is None:
+        return ""
+    doc, e = found
+    kinds = list(dict.fromkeys(report.architecture.layer_kinds))
+    by_kind = {kind: sum(line.bytes for line in e.lines if line.kind == kind) for kind in kinds}
+    options = "".join(f'<option value="{n}"{" selected" if n == MEMORY_DEFAULTS["kv_dtype"] else ""}>{n}</option>'
+                      for n in MEMORY_KV_DTYPES)
+    runtimes = "".join(f'<option value="{n}"{" selected" if n == MEMORY_DEFAULTS["runtime"] else ""}>{n}</option>'
+                       for n in ("vllm", "llama.cpp", "transformers", "transformers-4"))
+    rows = [f"<tr><td>weights + buffers (as stored)</td>{_memory_cell('mem-weights', e.weights_bytes)}</tr>"]
+    rows += [f"<tr><td>{MEMORY_KIND_LABELS[k]}</td>{_memory_cell('mem-' + k, by_kind[k])}</tr>" for k in kinds]
+    rows.append(f"<tr><th>total</th>{_memory_cell('mem-total', e.total)}</tr>")
+    data = json.dumps(doc, separators=(",", ":"))  # numbers and fixed names only; escaped all the same
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    script = (ASSETS / "memory.js").read_text(encoding="utf-8")
+    return (
+        '<section id="memory"><h2>Inference memory</h2><div class="controls">'
+        f'<label>context <input id="mem-context" type="number" min="1" step="1" value="{doc["context"]}"></label>'
+        '<label>batch <input id="mem-batch" type="number" min="1" step="1" value="1"></label>'
+        f'<label>K/V dtype <select id="mem-kv-dtype">{options}</select></label>'
+        f'<label>runtime <select id="mem-runtime">{runtimes}</select></label></div>'
+        f'<table id="memory-table"><tbody>{"".join(rows)}</tbody></table><p class="hint" id="mem-note"></p>'
+        '<p class="hint">Weights as stored plus the cache of every layer for the context and batch above '
+        '(activations and runtime overhead not included); <code>paramscope memory SOURCE --context L --batch B '
+        '--fit 24GiB</code> prints each formula.</p>'
+        f'<script type="application/json" id="paramscope-memory">{data}</script>\n<script>\n{script}</script>'
+        '</section>'
+    )
+
+
 def page(report: Report, options: RenderOptions, plotly_js: str) -> str:
     """The whole page around a given plotly bundle (tests pass a stub to compare against a golden file)."""
     css = (ASSETS / "report.css").read_text(encoding="utf-8")
@@ -387,7 +463,7 @@ def page(report: Report, options: RenderOptions, plotly_js: str) -> str:
         f"<title>paramscope — {source}</title>\n<style>\n{css}</style>\n</head>\n<body>\n",
         f'<header><h1>paramscope report</h1><p class="source"><code id="source">{source}</code> '
         f'<span class="badge" id="format">{_e(report.format)}</span></p></header>\n',
-        _summary(report), "\n", _chart(report), "\n", _ties(report), "\n", _by_dtype(report), "\n",
+        _summary(report), "\n", _memory(report), _chart(report), "\n", _ties(report), "\n", _by_dtype(report), "\n",
         _by_type(report), "\n", _tensor_table(), "\n", _notes(report), _metadata(report), "\n",
         f'<script type="application/json" id="paramscope-data">{data_json(report, options.depth)}</script>\n',
         f'<script id="plotly-bundle">{plotly_js}</script>\n',

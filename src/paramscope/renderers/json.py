@@ -118,7 +118,16 @@ def _document(report: Report, top: int | None, rows: Callable[[str], Any]) -> di
     }
     if top is not None:
         doc["top"] = [r.name for r in report.top(top)]
+    _add_architecture(doc, report)
     return doc
+
+
+def _add_architecture(doc: dict[str, Any], report: Report) -> None:
+    """``architecture``: the card (:class:`paramscope.architecture.Architecture`), only where the source states
+    one (a config, GGUF key/values, a model's config); ``unknown`` lists what it does not say."""
+    card = report.architecture
+    if card is not None:
+        doc["architecture"] = card.to_dict()
 
 
 _ROW_LISTS = frozenset({"by_type", "by_dtype", "modules", "tensors"})

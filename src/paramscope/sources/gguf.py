@@ -32,6 +32,7 @@ MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_NAME_BYTES = 65_536  # ggml itself allows 63; anything longer than this is not a tensor name or key
 MAX_ARRAY_DEPTH = 8  # nested arrays deeper than this are hostile, not a model
 SHOWN_ARRAY_ITEMS = 16  # arrays up to this many items are kept; longer ones are summarised
+SHOWN_LAYER_ITEMS = 1024  # ...but integers and bools up to this many: per-layer arrays (head_count_kv) feed the card
 SHOWN_STRING_CHARS = 4096  # string values (chat templates) are cut here in the metadata
 SHOWN_KEYS = 1024  # key/values kept in the metadata; a header with more is summarised
 INT64_MAX = (1 << 63) - 1
@@ -285,7 +286,7 @@ def _read_array(cursor: _Cursor, what: str) -> Any:
         cursor.skip_strings(count, what)
         return summary
     assert code is not None
-    if count > SHOWN_ARRAY_ITEMS:
+    if count > (SHOWN_LAYER_ITEMS if code in "bBhHiIqQ?" else SHOWN_ARRAY_ITEMS):
         cursor.skip(count * size, what)
         return summary
     raw = cursor.take(count * size, what)

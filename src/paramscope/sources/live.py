@@ -82,6 +82,18 @@ def _tie_key(tensor: Any) -> Hashable:
     return ("object", id(tensor))
 
 
+def _model_config(module: Any) -> dict[str, Any] | None:
+    """``module.config.to_dict()`` where the module carries a transformers-style config, else None."""
+    to_dict = getattr(getattr(module, "config", None), "to_dict", None)
+    if not callable(to_dict):
+        return None
+    try:
+        config = to_dict()
+    except Exception:  # a foreign object's to_dict: the card is simply unknown
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def from_module(module: Any, *, source: str | None = None, example_input: Any = None) -> Inventory:
     """Records for every parameter and buffer of ``module``.
 
@@ -121,7 +133,10 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             f"this process holds {local:,} parameter elements of them"
         )
     # quantized modules found: the rules stage summarises them as it does a file's (paramscope.pipeline.settle)
-    pending = {"module_quantization": sorted(found.schemes)} if found.schemes else None
+    pending: dict[str, Any] = {"module_quantization": sorted(found.schemes)} if found.schemes else {}
+    model_config = _model_config(module)
+    if model_config is not None:  # a transformers model's own config: the rules stage reads its architecture card
+        pending["model_config"] = model_config
     return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes, pending=pending)
 
 
