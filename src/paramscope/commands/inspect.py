@@ -88,8 +88,27 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     layout = {dest: RENDER_DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
               for dest in RENDER_OPTIONS}
     options = RenderOptions(color=color, width=width, **layout)
-    write(render_chunks(report, args.format, options), args, out)
+    import itertools
+
+    write(itertools.chain(render_chunks(report, args.format, options), _safety_line(args)), args, out)
     return EXIT_OK
+
+
+SAFETY_FORMATS = ("tree", "table")
+"""Formats for people, which end with the safety verdict of a local checkpoint (paramscope.safety)."""
+
+
+def _safety_line(args: argparse.Namespace) -> list[str]:
+    """``safety: <verdict>`` for a local checkpoint in a format for people (nothing otherwise)."""
+    import os
+
+    if args.format not in SAFETY_FORMATS or args.source is None or not os.path.exists(args.source):
+        return []
+    from pathlib import Path
+
+    from paramscope.safety import path_verdict
+
+    return [f"safety: {path_verdict(Path(args.source)).line()}\n"]
 
 
 def check_options(args: argparse.Namespace) -> None:

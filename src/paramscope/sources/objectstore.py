@@ -91,7 +91,8 @@ def failure(source: str, what: str, exc: BaseException) -> ParamscopeError:
 class FsspecReader:
     """:class:`~paramscope.sources.ranged.RangeReader` over an fsspec filesystem: ``cat_file`` with a range."""
 
-    def __init__(self, fs: Any, path: str, name: str, size: int | None = None) -> None:
+    def __init__(self, fs: Any, path: str, name: str, size: int | None = None, source: str | None = None) -> None:
+        self.source = source or name  # what errors name first: the URL the user gave
         self.fs = fs
         self.path = path
         self.name = name
@@ -103,7 +104,7 @@ class FsspecReader:
             try:
                 self._size = int(self.fs.size(self.path))
             except Exception as exc:
-                raise failure(self.name, self.name, exc) from None
+                raise failure(self.source, self.name, exc) from None
         return self._size
 
     def read(self, start: int, stop: int) -> bytes:
@@ -115,7 +116,7 @@ class FsspecReader:
         try:
             data = self.fs.cat_file(self.path, start=start, end=stop)
         except Exception as exc:
-            raise failure(self.name, self.name, exc) from None
+            raise failure(self.source, self.name, exc) from None
         self.fetched += len(data)
         return bytes(data)
 
@@ -147,7 +148,7 @@ def read_safetensors(reader: Any, source: str, origin: str) -> tuple[list[Any], 
 
 
 def read_small(fs: Any, path: str, source: str, name: str, limit: int) -> bytes:
-    reader = FsspecReader(fs, path, name)
+    reader = FsspecReader(fs, path, name, source=source)
     size = reader.size()
     if size is not None and size > limit:
         raise ParamscopeError(source, f"{name}: {size:,} bytes; paramscope reads at most {limit:,}")
@@ -158,6 +159,8 @@ def _listing(fs: Any, path: str, source: str) -> list[dict[str, Any]]:
     """The objects directly under ``path`` (name, size, ETag), at most :data:`MAX_OBJECTS`."""
     try:
         entries = fs.ls(path.rstrip("/"), detail=True, refresh=True)
+    except FileNotFoundError:  # S3 has no directories: an empty prefix is no prefix
+        entries = []
     except Exception as exc:
         raise failure(source, "listing", exc) from None
     if len(entries) > MAX_OBJECTS:
@@ -186,7 +189,7 @@ def read(url: str, progress: Callable[..., Any] | None = None) -> Inventory:
     if path.endswith(INDEX_SUFFIX):
         return _read_index(fs, path, url, progress, protocol)
     if path.endswith(".safetensors"):
-        reader = FsspecReader(fs, path, name)
+        reader = FsspecReader(fs, path, name, source=url)
         records, metadata, _ = read_safetensors(reader, url, name)
         meta: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
         meta["fetched_bytes"] = reader.fetched
@@ -205,7 +208,7 @@ def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
     if ranged is None:
         raise ParamscopeError(url, f"{module.FORMAT if hasattr(module, 'FORMAT') else 'this format'} files are "
                                    "not read from object stores by this build (safetensors only)")
-    return ranged(FsspecReader(fs, path, name), url)
+    return ranged(FsspecReader(fs, path, name, source=url), url)
 
 
 def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str, config: Any = None) -> Inventory:
@@ -234,7 +237,8 @@ def _read_shards(fs: Any, directory: str, shards: list[str], source: str,
 
     from paramscope.sources import remote
 
-    readers = [FsspecReader(fs, f"{directory}/{remote.check_shard_name(source, s)}", s) for s in shards]
+    readers = [FsspecReader(fs, f"{directory}/{remote.check_shard_name(source, s)}", s, source=source)
+               for s in shards]
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(readers))), thread_name_prefix="paramscope-s3") as pool:
         results = list(pool.map(lambda r: read_safetensors(r, source, r.name), readers))
     records: list[Any] = []
