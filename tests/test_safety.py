@@ -171,3 +171,13 @@ def test_hostile_names_are_escaped(tmp_path):
     verdict = safety.file_verdict(path)
     assert verdict.verdict == "needs-trust"
     assert "\x1b" not in verdict.line() and "\x07" not in verdict.line()
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_no_pickle(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"l0.w0": np.zeros((2, 3), dtype=np.float32), "l0.w1": np.zeros((3, 3), dtype=np.float32)}, str(path))
+    assert path.read_bytes()[0] == 0x80  # a 128-byte header
+    assert safety.file_verdict(path).verdict == "safe"

@@ -236,7 +236,9 @@ def file_verdict(path: Path) -> Verdict:
             head = handle.read(HEAD_BYTES)
             if head.startswith(b"PK\x03\x04"):
                 return _zip_verdict(handle, path)
-            if head[:1] == b"\x80":  # PROTO: a pickle (a legacy torch.save file starts with one too)
+            if head[:1] == b"\x80" and head[8:9] != b"{":
+                # PROTO: a pickle (a legacy torch.save file starts with one too). A safetensors header of
+                # 128 + 256k bytes starts with 0x80 as well: its JSON opens at byte 8.
                 from paramscope.sources.torch_pickle import MAX_PICKLE_BYTES
 
                 handle.seek(0)

@@ -42,6 +42,7 @@ COLUMNS = ("source", "formats", "parameters", "active", "stored_bytes", "dtypes"
            "files", "safety", "safety_detail", "error")
 """A row's keys, in the order every output shows them. ``active``: parameters one token uses (MoE), else equal
 to ``parameters``; ``stored_bytes``: storage of parameters, buffers and quantization bookkeeping, tie groups once;
+``files``: files holding weights (shards; not the config or index);
 ``safety``: :mod:`paramscope.safety`'s verdict, ``safety_detail`` its one line."""
 MEMORY_COLUMNS = ("inference_bytes", "training_bytes")
 """Added by ``memory=True``: :func:`paramscope.memory.estimate`'s inference (weights as stored + buffers) and
@@ -231,7 +232,7 @@ def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
         dtypes=",".join(safe(str(d.dtype)) for d in report.by_dtype),
         quantization=_quantization(quant),
         tie_groups=len(report.ties),
-        files=len(model.files) if model.files else int(report.metadata.get("shards") or 1),
+        files=_weight_files(model, report),
     )
     if memory:
         from paramscope.memory import estimate
@@ -239,6 +240,12 @@ def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
         figures = estimate(report)
         row["inference_bytes"] = figures.inference_stored
         row["training_bytes"] = figures.training_total
+
+
+def _weight_files(model: Model, report: Any) -> int:
+    """Files holding weights (a config or an index is not counted): those listed, else the shards read."""
+    listed = sum(1 for f in model.files if not f.endswith(".json"))
+    return listed or int(report.metadata.get("shards") or 1)
 
 
 def _quantization(summary: Any) -> str | None:
