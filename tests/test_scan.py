@@ -162,13 +162,13 @@ def test_the_cache_reads_only_what_changed(tree, tmp_path, monkeypatch):
 def test_shards_partition_the_models(tree):
     root, expected = tree
     parts = [[r["source"] for r in scan.scan([str(root)], shard=(i, 3), workers=2)] for i in range(3)]
-    assert sorted(sum(parts, [])) == sorted(expected)
+    assert sorted(s for part in parts for s in part) == sorted(expected)
     assert all(parts)
     assert scan.shard_of("s3://bucket/x/", 7) == scan.shard_of("s3://bucket/x/", 7)
 
 
 def test_a_list_file_and_a_missing_target(tree, tmp_path):
-    root, expected = tree
+    _, expected = tree
     listing = tmp_path / "list.txt"
     some = sorted(expected)[:3]
     listing.write_text("# models\n" + "\n".join(some) + f"\n\n{tmp_path / 'missing.safetensors'}\n")
