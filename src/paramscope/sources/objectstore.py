@@ -49,6 +49,7 @@ SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KE
                     "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING",
                     "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "GOOGLE_OAUTH_ACCESS_TOKEN")
 _QUERY = re.compile(r"\?[^\s'\"]*")
+SHARD_NAME = re.compile(r"-\d{3,}-of-\d{3,}\.")
 
 
 def redact(message: str) -> str:
@@ -306,8 +307,9 @@ def _note(files: int, fetched: int) -> str:
 
 
 def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
-    """(source URL, object URLs, key) for each model under ``url``: a prefix holding an index or safetensors
-    files (with its config.json) is one model; other checkpoint objects are models of their own; prefixes
+    """(source URL, object URLs, key) for each model under ``url``: a prefix holding an index, safetensors files
+    with a config.json, or only shards named ``*-00001-of-00003.*`` is one model; other checkpoint objects are
+    models of their own; prefixes
     below are listed in turn (breadth first, at most :data:`MAX_OBJECTS` objects in all). The key joins the
     objects' ETags, so a rerun with ``--cache`` reads only what changed. A single object URL is itself."""
     from paramscope.safety import CHECKPOINT_SUFFIXES
@@ -340,7 +342,10 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
         files = sorted((e for e in entries if e.get("type") == "file"), key=lambda e: e["name"])
         names = [_base(e["name"]) for e in files]
         full = [f"{scheme}://{e['name']}" for e in files]
-        if any(n.endswith((".safetensors", ".safetensors.index.json")) for n in names):
+        tensors = [n for n in names if n.endswith(".safetensors")]
+        whole = any(n.endswith(".safetensors.index.json") for n in names) or (tensors and (
+            "config.json" in names or all(SHARD_NAME.search(n) for n in tensors)))
+        if whole:  # the rule of a local tree (paramscope.scan.walk)
             keep = [(f, e) for f, e, n in zip(full, files, names, strict=True)
                     if n.endswith((".safetensors", ".safetensors.index.json")) or n == "config.json"]
             found_any = True
