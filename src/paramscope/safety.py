@@ -304,12 +304,10 @@ def path_verdict(path: Path, files: Iterable[Path] | None = None) -> Verdict:
     return combine(file_verdict(f) for f in files)
 
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npz",
-                       ".npy", ".onnx", ".h5", ".keras")
-"""What a directory's verdict looks at (with its config.json); other files (tokenizers, READMEs) hold no weights."""
-
-
 def checkpoint_files(directory: Path) -> list[Path]:
+    """A directory's checkpoint files and config.json, in name order (symbolic links not followed)."""
+    from paramscope.sources import CHECKPOINT_SUFFIXES
+
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:

@@ -11,7 +11,7 @@ Targets:
   ``*.safetensors.index.json``, with shards named ``*-00001-of-00003.*``, or with safetensors weights and
   a ``config.json`` is one model (and is not searched further); a directory with a ``config.json`` and one
   checkpoint file is that file (the config applied); a ``config.json`` alone is its architecture; any other
-  checkpoint file (by suffix: :data:`paramscope.safety.CHECKPOINT_SUFFIXES`) is a model of its own;
+  checkpoint file (by suffix: :data:`paramscope.sources.CHECKPOINT_SUFFIXES`) is a model of its own;
 * ``hf:org/*`` or ``hf:org/glob*``: the organisation's Hub repositories (``huggingface_hub.list_models``);
 * an object-store prefix (``s3://bucket/dir/``, ``gs://``, ``az://``, any fsspec URL ending in ``/``);
 * ``@FILE``: a file of targets, one a line (``#`` starts a comment);
@@ -120,7 +120,7 @@ def _stat_key(paths: Iterable[str]) -> str | None:
 
 def walk(root: Path) -> Iterator[Model]:
     """The models of a directory tree, directory by directory in name order (symbolic links not followed)."""
-    from paramscope.safety import CHECKPOINT_SUFFIXES
+    from paramscope.sources import CHECKPOINT_SUFFIXES
     from paramscope.sources.safetensors import INDEX_SUFFIX
 
     stack = [root]

@@ -23,6 +23,10 @@ EXAMPLE = "example"
 """The name of the built-in example (the article's model)."""
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "file", "oss", "r2"})
 """URL schemes read through fsspec (:mod:`paramscope.sources.objectstore`); http(s) has its own reader."""
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npz",
+                       ".npy", ".onnx", ".h5", ".keras")
+"""Files a scan of a tree or a prefix takes for checkpoints (and the safety verdict of a directory looks at, with
+its config.json); other files (tokenizers, READMEs) hold no weights."""
 
 
 def open_source(

@@ -312,7 +312,7 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
     models of their own; prefixes
     below are listed in turn (breadth first, at most :data:`MAX_OBJECTS` objects in all). The key joins the
     objects' ETags, so a rerun with ``--cache`` reads only what changed. A single object URL is itself."""
-    from paramscope.safety import CHECKPOINT_SUFFIXES
+    from paramscope.sources import CHECKPOINT_SUFFIXES
 
     fs, path = filesystem(url)
     scheme = url.split("://", 1)[0]
