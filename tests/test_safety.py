@@ -181,3 +181,25 @@ def test_a_safetensors_header_length_starting_with_0x80_is_no_pickle(tmp_path):
     save_file({"l0.w0": np.zeros((2, 3), dtype=np.float32), "l0.w1": np.zeros((3, 3), dtype=np.float32)}, str(path))
     assert path.read_bytes()[0] == 0x80  # a 128-byte header
     assert safety.file_verdict(path).verdict == "safe"
+
+
+def test_a_large_legacy_file_is_judged_from_its_first_mebibyte(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "big.bin"
+    torch.save({"w": torch.zeros(4), "args": argparse.Namespace()}, path, _use_new_zipfile_serialization=False)
+    with open(path, "r+b") as handle:
+        handle.truncate(4 << 30)  # 4 GiB of (sparse) tensor data after the pickles
+    tracemalloc.start()
+    verdict = safety.file_verdict(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert verdict.imports == ("argparse.Namespace",)
+    assert peak < 8 << 20
+
+
+def test_a_cut_pickle_is_unreadable(tmp_path):
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(pickle.dumps({"a": list(range(100))}, protocol=4)[:-10])
+    verdict = safety.file_verdict(path)
+    assert (verdict.verdict, verdict.reason) == ("unreadable", "pickle ends without STOP (truncated?)")

@@ -225,6 +225,9 @@ def hub_org(monkeypatch, tmp_path):
         arrays = _arrays(i)
         if i % 10 != 7:  # every tenth repository (from 7) has no weights: its row holds the error
             save_file(arrays, str(repo / "model.safetensors"))
+        if i == 3:  # remote code: transformers would run the repository's modeling.py
+            (repo / "config.json").write_text(json.dumps({"architectures": ["M"], "model_type": "custom-m",
+                                                          "auto_map": {"AutoModel": "modeling.M"}}))
         hub.add_repo(f"acme/m{i}", repo)
         expected[f"hf:acme/m{i}"] = _numel(arrays) if i % 10 != 7 else None
     other = tmp_path / "repos" / "other"
@@ -242,7 +245,8 @@ def test_a_hub_organisation_of_fifty(hub_org):
         if hub_org[row["source"]] is None:
             assert row["error"] is not None
         else:
-            assert (row["parameters"], row["safety"], row["error"]) == (hub_org[row["source"]], "safe", None)
+            verdict = "code" if row["source"] == "hf:acme/m3" else "safe"
+            assert (row["parameters"], row["safety"], row["error"]) == (hub_org[row["source"]], verdict, None), row
     assert [r["source"] for r in scan.scan(["hf:acme/m1*"])] == sorted(
         (s for s in hub_org if s.startswith("hf:acme/m1")), key=lambda s: s)
 

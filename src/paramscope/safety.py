@@ -177,6 +177,27 @@ def _opaque(qualname: str) -> Any:
     return build
 
 
+def _stream_verdict(handle: Any, path: Path) -> Verdict:
+    """A pickle file (or legacy torch.save) from its first MiB, read again up to torch_pickle's limit only when
+    the pickles run past it (a legacy file's tensors follow its pickles: they are never read)."""
+    from paramscope.sources.torch_pickle import LEGACY_FIRST_READ, MAX_PICKLE_BYTES
+
+    size = handle.seek(0, 2)
+    for want in (min(size, LEGACY_FIRST_READ), min(size, MAX_PICKLE_BYTES)):
+        handle.seek(0)
+        verdict = _pickles_verdict(handle.read(want), path, False)
+        if verdict is not _CUT or want >= size:
+            break
+    if verdict is _CUT:
+        return Verdict(UNREADABLE, "pickle ends without STOP (truncated?)" if want >= size else
+                       f"pickles run past the first {MAX_PICKLE_BYTES:,} bytes (paramscope's limit)")
+    return verdict
+
+
+_CUT = Verdict(UNREADABLE, "truncated")
+"""What :func:`_pickles_verdict` says when the bytes it was given end inside a pickle."""
+
+
 def _pickles_verdict(data: bytes, source: object, starts_zip: bool) -> Verdict:
     """Run the collecting machine over the pickle(s) in ``data``: one for a zip's data.pkl, up to five in a row
     for a legacy torch.save file (magic, protocol, sys_info, object, storage keys) or a plain pickle."""
@@ -189,6 +210,11 @@ def _pickles_verdict(data: bytes, source: object, starts_zip: bool) -> Verdict:
     for _ in range(1 if starts_zip else 5):
         try:
             result = pr.load(data, source, start=start, persistent_load=storages, allowed=table)  # type: ignore[arg-type]
+        except pr.TruncatedPickle:
+            if not table.refused:
+                return _CUT
+            problem = None
+            break
         except ParamscopeError as exc:
             problem = exc.reason
             if "refuses opcode INST" in problem or "refuses opcode OBJ" in problem or "refuses opcode EXT" in problem:
@@ -239,10 +265,7 @@ def file_verdict(path: Path) -> Verdict:
             if head[:1] == b"\x80" and head[8:9] != b"{":
                 # PROTO: a pickle (a legacy torch.save file starts with one too). A safetensors header of
                 # 128 + 256k bytes starts with 0x80 as well: its JSON opens at byte 8.
-                from paramscope.sources.torch_pickle import MAX_PICKLE_BYTES
-
-                handle.seek(0)
-                return _pickles_verdict(handle.read(MAX_PICKLE_BYTES), path, False)
+                return _stream_verdict(handle, path)
         if not head:
             return Verdict(UNREADABLE, "empty file")
         for name, kind in _SAFE_READERS.items():
@@ -287,6 +310,11 @@ def config_text_verdict(raw: bytes) -> Verdict:
         config = json.loads(raw)
     except (ValueError, RecursionError):
         return Verdict(UNREADABLE, "config.json is not valid JSON")
+    return config_dict_verdict(config)
+
+
+def config_dict_verdict(config: Any) -> Verdict:
+    """``code`` when the parsed config's ``auto_map`` names the repository's own classes; else ``safe``."""
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
     if auto_map:
         shown = ", ".join(str(v)[:100] for v in (auto_map.values() if isinstance(auto_map, dict) else [auto_map]))

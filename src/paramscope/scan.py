@@ -219,10 +219,19 @@ def read_row(model: Model, *, memory: bool = False, debug: bool = False) -> dict
 
 
 def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
-    from paramscope.pipeline import inspect
+    from paramscope.pipeline import settle
+    from paramscope.report import Report
+    from paramscope.sources import open_source
     from paramscope.text import safe
 
-    report = inspect(model.source)
+    inventory = open_source(model.source)  # pipeline.inspect, in two steps: the config is seen before the rules
+    config = inventory.pending.get("config")
+    report = Report(settle(inventory))
+    if isinstance(config, dict) and config.get("auto_map") and not os.path.exists(model.source):
+        from paramscope import safety
+
+        verdict = safety.config_dict_verdict(config)  # a remote model's remote code (a local one's is read below)
+        row["safety"], row["safety_detail"] = verdict.verdict, verdict.line()
     quant = report.metadata.get("quantization")
     row.update(
         formats=safe(str(report.format)),

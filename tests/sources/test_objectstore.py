@@ -209,3 +209,46 @@ def test_list_models_groups_a_prefix(s3, tmp_path):
     assert all(key for _, _, key in found)
     with pytest.raises(ParamscopeError, match="no checkpoint objects"):
         list(list_models(f"s3://{BUCKET}/void/"))
+
+
+def test_scan_over_a_bucket_prefix(s3, tmp_path):
+    from paramscope import scan
+
+    client, _ = s3
+    first = _file(tmp_path, _tensors(20))
+    _put(client, "scan/code/model.safetensors", first)
+    _put(client, "scan/code/config.json", json.dumps({"auto_map": {"AutoModel": "modeling.M"}}).encode())
+    second = _file(tmp_path, _tensors(21))
+    _put(client, "scan/loose/a.safetensors", second)
+    _put(client, "scan/loose/b.safetensors", b"\x08" + b"\x00" * 7 + b"{}      ")  # a valid file without tensors
+    _put(client, "scan/loose/c.bin", b"not a pickle")
+    cache = tmp_path / "cache.jsonl"
+    rows = list(scan.scan([f"s3://{BUCKET}/scan/"], cache=str(cache)))
+    by_source = {r["source"]: r for r in rows}
+    assert list(by_source) == [f"s3://{BUCKET}/scan/code/", f"s3://{BUCKET}/scan/loose/a.safetensors",
+                               f"s3://{BUCKET}/scan/loose/b.safetensors", f"s3://{BUCKET}/scan/loose/c.bin"]
+    code = by_source[f"s3://{BUCKET}/scan/code/"]
+    assert (code["parameters"], code["safety"]) == (_reference(first, tmp_path), "code")
+    assert by_source[f"s3://{BUCKET}/scan/loose/a.safetensors"]["parameters"] == _reference(second, tmp_path)
+    assert by_source[f"s3://{BUCKET}/scan/loose/c.bin"]["error"]
+    # a rerun with the cache reads nothing whose ETag is unchanged
+    assert list(scan.scan([f"s3://{BUCKET}/scan/"], cache=str(cache))) == rows
+    entries = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(entries) == 3  # c.bin failed: not cached, tried again
+
+
+def test_gguf_and_torch_zips_go_to_their_ranged_readers_when_present(s3, monkeypatch):
+    from paramscope.records import Inventory
+    from paramscope.sources import gguf
+
+    client, _ = s3
+    _put(client, "g/model.gguf", b"GGUF" + bytes(60))
+    seen = []
+
+    def read_ranged(reader, source):
+        seen.append((reader.read(0, 4), reader.size(), reader.name, source))
+        return Inventory(source=source, format="gguf", tensors=[], metadata={}, notes=[])
+
+    monkeypatch.setattr(gguf, "read_ranged", read_ranged, raising=False)
+    open_source(f"s3://{BUCKET}/g/model.gguf")
+    assert seen == [(b"GGUF", 64, "model.gguf", f"s3://{BUCKET}/g/model.gguf")]
