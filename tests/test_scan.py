@@ -251,14 +251,22 @@ def test_a_hub_organisation_of_fifty(hub_org):
         (s for s in hub_org if s.startswith("hf:acme/m1")), key=lambda s: s)
 
 
-def test_the_dask_recipe_gives_the_cli_rows(tree):
+@pytest.mark.parametrize("processes", [False, True])
+def test_the_dask_recipe_gives_the_cli_rows(tree, processes):
     pytest.importorskip("dask.distributed")
     from dask.distributed import Client, LocalCluster
 
+    from paramscope.cli import main
+
     root, _ = tree
     target = str(root / "g1")
-    with LocalCluster(n_workers=2, processes=False, threads_per_worker=2, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, processes=processes, threads_per_worker=2, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         rows = scan.dask_rows([target], client)
     assert rows == list(scan.scan([target]))
     assert len(rows) == 50
+    import io
+
+    out = io.StringIO()
+    main(["scan", target, "-f", "jsonl", "--fail-on", "none"], stdout=out, stderr=io.StringIO())
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == rows

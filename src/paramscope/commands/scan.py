@@ -127,6 +127,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         raise UsageError("--format parquet writes a file: give -o FILE.parquet")
     columns = scan.COLUMNS + (scan.MEMORY_COLUMNS if args.memory else ())
     progress = progress_for(args, err)
+    if progress is not None:
+        # drawn (rich imported) before the reading threads start: an import racing theirs can fail halfway
+        progress(0, None)
     failed: dict[str, int] = {}
     count = [0, 0]  # rows, rows that fail a gate
 
