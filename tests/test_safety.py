@@ -203,3 +203,26 @@ def test_a_cut_pickle_is_unreadable(tmp_path):
     path.write_bytes(pickle.dumps({"a": list(range(100))}, protocol=4)[:-10])
     verdict = safety.file_verdict(path)
     assert (verdict.verdict, verdict.reason) == ("unreadable", "pickle ends without STOP (truncated?)")
+
+
+def test_inspect_ends_with_the_verdict_of_a_pickle_or_a_program(tmp_path):
+    import io
+
+    from paramscope.cli import main
+
+    def inspect(path):
+        out, err = io.StringIO(), io.StringIO()
+        code = main([str(path)], stdout=out, stderr=err)
+        return code, out.getvalue().splitlines()[-1]
+
+    pt = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2, 3)}, pt)
+    assert inspect(pt) == (0, "safety: safe (pickle of tensors and plain containers only (allow-list))")
+    script = tmp_path / "script.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
+    code, last = inspect(script)
+    assert code == 0 and last.startswith("safety: code (TorchScript archive")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "m.safetensors")  # safe by construction: nothing added
+    assert not inspect(tmp_path / "m.safetensors")[1].startswith("safety:")

@@ -52,6 +52,7 @@ SAFE_FORMATS = {
     "keras": "Keras HDF5 weights are datasets: no code by construction",
 }
 """Formats that cannot carry code, by the reader that claims the file (paramscope.sources.files.READERS)."""
+PICKLE_SAFE = "pickle of tensors and plain containers only (allow-list)"
 _SAFE_READERS = {"safetensors": "safetensors", "gguf": "gguf", "numpy_files": "numpy", "onnx": "onnx",
                  "keras": "keras"}
 
@@ -126,6 +127,8 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
     for verdict in verdicts:
         if worst is None or SEVERITY[verdict.verdict] > SEVERITY[worst.verdict]:
             worst, imports = verdict, {}
+        elif verdict.reason == PICKLE_SAFE and worst.verdict == SAFE:
+            worst = verdict  # of safe files, a pickle's verdict is the one worth saying
         if verdict.verdict == worst.verdict:
             imports.update(dict.fromkeys(verdict.imports))
     if worst is None:
@@ -134,6 +137,12 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
         return worst
     names = tuple(imports)[:MAX_LISTED]
     return Verdict(NEEDS_TRUST, worst.reason, names, tuple(n for n in names if n not in TORCH_WEIGHTS_ONLY))
+
+
+def worth_saying(verdict: Verdict) -> bool:
+    """Whether ``paramscope FILE`` shows the verdict: always, but for formats safe by construction (safetensors,
+    GGUF, ...: nothing to say that their format does not) and a config without remote code."""
+    return verdict.verdict != SAFE or verdict.reason == PICKLE_SAFE
 
 
 # ---- pickles ------------------------------------------------------------------------------------
@@ -230,7 +239,7 @@ def _pickles_verdict(data: bytes, source: object, starts_zip: bool) -> Verdict:
                        tuple(n for n in names if n not in TORCH_WEIGHTS_ONLY))
     if problem is not None:
         return Verdict(UNREADABLE, problem)
-    return Verdict(SAFE, "pickle of tensors and plain containers only (allow-list)")
+    return Verdict(SAFE, PICKLE_SAFE)
 
 
 def _zip_verdict(handle: Any, path: Path) -> Verdict:

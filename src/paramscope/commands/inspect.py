@@ -95,20 +95,22 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
 
 
 SAFETY_FORMATS = ("tree", "table")
-"""Formats for people, which end with the safety verdict of a local checkpoint (paramscope.safety)."""
+"""Formats for people, which end with the safety verdict of a local pickle or program (paramscope.safety)."""
 
 
 def _safety_line(args: argparse.Namespace) -> list[str]:
-    """``safety: <verdict>`` for a local checkpoint in a format for people (nothing otherwise)."""
+    """``safety: <verdict>`` for a local pickle or program in a format for people (nothing for formats that
+cannot hold code: :func:`paramscope.safety.worth_saying`)."""
     import os
 
     if args.format not in SAFETY_FORMATS or args.source is None or not os.path.exists(args.source):
         return []
     from pathlib import Path
 
-    from paramscope.safety import path_verdict
+    from paramscope.safety import path_verdict, worth_saying
 
-    return [f"safety: {path_verdict(Path(args.source)).line()}\n"]
+    verdict = path_verdict(Path(args.source))
+    return [f"safety: {verdict.line()}\n"] if worth_saying(verdict) else []
 
 
 def check_options(args: argparse.Namespace) -> None:
