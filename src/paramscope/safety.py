@@ -331,6 +331,19 @@ def config_dict_verdict(config: Any) -> Verdict:
     return Verdict(SAFE, "config.json without auto_map: no remote code")
 
 
+def after_read(path: Path, format: str, metadata: dict[str, Any]) -> Verdict:
+    """The verdict of a local file or directory paramscope has just read (``format``, ``metadata``: the report's).
+    A torch.save file that was read passed the allow-list already (the reader refuses any other global), so
+    its pickle is not run a second time: it is ``safe``, or ``code`` where it was a TorchScript archive."""
+    path = Path(path)
+    if format == "pytorch" and not path.is_dir():
+        if metadata.get("torchscript"):
+            return Verdict(CODE, "TorchScript archive: its code/ is a program torch.jit.load compiles and runs")
+        config = path.parent / "config.json"
+        return combine([Verdict(SAFE, PICKLE_SAFE), *([config_verdict(config)] if config.is_file() else [])])
+    return path_verdict(path)
+
+
 def path_verdict(path: Path, files: Iterable[Path] | None = None) -> Verdict:
     """A file's verdict, or a directory's: the most serious of its checkpoint files' and its config's."""
     path = Path(path)

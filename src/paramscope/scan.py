@@ -227,10 +227,13 @@ def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
     inventory = open_source(model.source)  # pipeline.inspect, in two steps: the config is seen before the rules
     config = inventory.pending.get("config")
     report = Report(settle(inventory))
-    if isinstance(config, dict) and config.get("auto_map") and not os.path.exists(model.source):
-        from paramscope import safety
+    from paramscope import safety
 
+    if isinstance(config, dict) and config.get("auto_map") and not os.path.exists(model.source):
         verdict = safety.config_dict_verdict(config)  # a remote model's remote code (a local one's is read below)
+        row["safety"], row["safety_detail"] = verdict.verdict, verdict.line()
+    elif os.path.isfile(model.source):  # read: a pickle has passed the allow-list already, not run again
+        verdict = safety.after_read(Path(model.source), report.format, report.metadata)
         row["safety"], row["safety_detail"] = verdict.verdict, verdict.line()
     quant = report.metadata.get("quantization")
     row.update(

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     options = RenderOptions(color=color, width=width, **layout)
     import itertools
 
-    write(itertools.chain(render_chunks(report, args.format, options), _safety_line(args)), args, out)
+    write(itertools.chain(render_chunks(report, args.format, options), _safety_line(args, report)), args, out)
     return EXIT_OK
 
 
@@ -98,7 +98,7 @@ SAFETY_FORMATS = ("tree", "table")
 """Formats for people, which end with the safety verdict of a local pickle or program (paramscope.safety)."""
 
 
-def _safety_line(args: argparse.Namespace) -> list[str]:
+def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
     """``safety: <verdict>`` for a local pickle or program in a format for people (nothing for formats that
 cannot hold code: :func:`paramscope.safety.worth_saying`)."""
     import os
@@ -107,9 +107,9 @@ cannot hold code: :func:`paramscope.safety.worth_saying`)."""
         return []
     from pathlib import Path
 
-    from paramscope.safety import path_verdict, worth_saying
+    from paramscope.safety import after_read, worth_saying
 
-    verdict = path_verdict(Path(args.source))
+    verdict = after_read(Path(args.source), report.format, report.metadata)
     return [f"safety: {verdict.line()}\n"] if worth_saying(verdict) else []
 
 
