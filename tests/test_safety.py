@@ -226,3 +226,24 @@ def test_inspect_ends_with_the_verdict_of_a_pickle_or_a_program(tmp_path):
 
     save_file({"w": torch.zeros(2)}, tmp_path / "m.safetensors")  # safe by construction: nothing added
     assert not inspect(tmp_path / "m.safetensors")[1].startswith("safety:")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_mutated_pickles_always_get_a_verdict(tmp_path, legacy):
+    """Hostile input: 150 mutated copies of a checkpoint with pickled callables; every one gets a verdict in bounded
+    time in-process, and ``paramscope scan`` over them ends cleanly with a row each."""
+    import time
+
+    from tests.hostile._limits import assert_clean, run_cli
+    from tests.hostile._mutate import write_mutations
+
+    base = tmp_path / ("base.bin" if legacy else "base.pt")
+    torch.save({"w": torch.zeros(3), "args": argparse.Namespace(x=1), "run": _Evil()}, base,
+               _use_new_zipfile_serialization=not legacy)
+    paths = write_mutations(base, tmp_path / "mutated", 150, seed=15)
+    start = time.perf_counter()
+    kinds = {safety.file_verdict(path).verdict for path in paths}
+    assert time.perf_counter() - start < 30
+    assert kinds <= {"safe", "needs-trust", "unreadable", "code"} and "needs-trust" in kinds
+    result = assert_clean(run_cli("scan", tmp_path / "mutated", "-f", "jsonl", "--fail-on", "none"), expect=0)
+    assert len(result.stdout.splitlines()) == 150
