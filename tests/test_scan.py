@@ -249,6 +249,10 @@ def test_a_hub_organisation_of_fifty(hub_org):
             assert (row["parameters"], row["safety"], row["error"]) == (hub_org[row["source"]], verdict, None), row
     assert [r["source"] for r in scan.scan(["hf:acme/m1*"])] == sorted(
         (s for s in hub_org if s.startswith("hf:acme/m1")), key=lambda s: s)
+    # a search across organisations: rival/m1 too
+    assert [r["source"] for r in scan.scan(["hf:*/m1"])] == ["hf:acme/m1", "hf:rival/m1"]
+    (row,) = scan.scan(["hf:*/*"])  # no text to search by: the whole Hub is not listed
+    assert row["error"].startswith("give 'hf:ORG/*'")
 
 
 @pytest.mark.parametrize("processes", [False, True])

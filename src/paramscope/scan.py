@@ -13,6 +13,7 @@ Targets:
   checkpoint file is that file (the config applied); a ``config.json`` alone is its architecture; any other
   checkpoint file (by suffix: :data:`paramscope.sources.CHECKPOINT_SUFFIXES`) is a model of its own;
 * ``hf:org/*`` or ``hf:org/glob*``: the organisation's Hub repositories (``huggingface_hub.list_models``);
+  ``hf:*/glob``: a search of the whole Hub (by the glob's longest literal part, then matched by the glob);
 * an object-store prefix (``s3://bucket/dir/``, ``gs://``, ``az://``, any fsspec URL ending in ``/``);
 * ``@FILE``: a file of targets, one a line (``#`` starts a comment);
 * anything else: one source, as ``paramscope SOURCE`` reads it.
@@ -152,21 +153,23 @@ def walk(root: Path) -> Iterator[Model]:
 
 
 def _hub_models(target: str) -> Iterator[Model]:
-    """``hf:org/*``, ``hf:org/prefix*``: the organisation's repositories, through ``list_models``."""
+    """``hf:org/*``, ``hf:org/prefix*``: the organisation's repositories; ``hf:*/glob``: a search; through
+    ``list_models``."""
     import fnmatch
 
     from paramscope.errors import require
 
     body = target[len("hf:"):]
     org, _, pattern = body.partition("/")
-    if not org or not pattern or "*" in org:
-        yield Model(target, error="give 'hf:ORG/*' or 'hf:ORG/PATTERN*'")
+    search = max(re.split(r"[*?\[\]]", pattern), key=len) or None  # the longest literal part: the Hub's search
+    if not org or not pattern or ("*" in org and (org != "*" or search is None)):
+        yield Model(target, error="give 'hf:ORG/*', 'hf:ORG/PATTERN*' or 'hf:*/PATTERN' (a search: PATTERN "
+                                  "needs some text)")
         return
     try:
         hub = require("huggingface_hub", extra="hub", source=target, purpose="listing Hub repositories")
-        search = pattern.split("*", 1)[0] or None
         api = hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
-        for info in api.list_models(author=org, search=search):
+        for info in api.list_models(author=None if org == "*" else org, search=search):
             repo = getattr(info, "id", None) or getattr(info, "modelId", "")
             if fnmatch.fnmatchcase(repo.partition("/")[2], pattern):
                 sha = getattr(info, "sha", None)
