@@ -32,9 +32,9 @@ verdict (safe, needs-trust, code, unreadable: an allow-list check; see 'paramsco
 
 TARGET is a directory tree (every checkpoint in it, grouped into models: a sharded set or a repository
 directory is one row), 'hf:ORG/*' or 'hf:ORG/PREFIX*' (the organisation's Hub repositories; 'hf:*/GLOB'
-searches the whole Hub), an
-object-store prefix (s3://bucket/dir/, gs://..., az://...), '@FILE' (a file of targets, one a line),
-or any SOURCE 'paramscope SOURCE' reads. A model that cannot be read still has its row, with the error.
+searches the whole Hub), an object-store prefix (s3://bucket/dir/, gs://..., az://...), '@FILE' (a file
+of targets, one a line), or any SOURCE 'paramscope SOURCE' reads. A model that cannot be read still has
+its row, with the error.
 """
 
 EPILOG = """\
