@@ -31,7 +31,7 @@ def test_the_command_is_the_first_word_only(argv, parsed):
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_registers_its_run(name):
     module = importlib.import_module(f"paramscope.commands.{name}")
-    argv = [name, "a", "b"] if name == "diff" else [name]
+    argv = {"diff": [name, "a", "b"], "scan": [name, "a"]}.get(name, [name])
     args = build_parser().parse_args(argv)
     assert args.func is module.run
     assert args.command == name and args.debug is False

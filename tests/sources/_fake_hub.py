@@ -20,6 +20,8 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``unsized = True``      -> no Content-Length (the body ends when the connection closes)
 * ``commit = "..."``      -> the X-Repo-Commit sent (a hostile value, say)
 
+``/api/models?author=ORG&search=TEXT`` lists the registered repositories (for ``paramscope scan hf:ORG/*``).
+
 Every request's Authorization header is kept in ``authorization`` (path, value).
 
 It counts every request and the body bytes it sent, per file (``sent``) and in all (each chunk as it is written).
@@ -205,9 +207,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         return True
 
+    def _list_models(self) -> bool:
+        """``/api/models?author=ORG&search=TEXT``: the repositories, as huggingface_hub's list_models reads them
+        (one page: no Link header)."""
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(self.path)
+        if url.path != "/api/models":
+            return False
+        query = parse_qs(url.query)
+        author, search = query.get("author", [""])[0], query.get("search", [""])[0]
+        repos = [r for r in sorted(self.owner.repos) if (not author or r.split("/")[0] == author) and search in r]
+        body = json.dumps([{"id": r, "modelId": r, "sha": self.owner.commit, "private": False} for r in repos]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def _serve(self, head: bool) -> None:
         hub = self.owner
-        if self._stats():
+        if self._stats() or self._list_models():
             return
         range_header = self.headers.get("Range")
         located = self._locate()

@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-COMMANDS = ("inspect", "diff", "memory")
+COMMANDS = ("inspect", "diff", "memory", "scan")
 """Command names, each a module of this package, in the order --help lists them. A new command (a
 future ``scan``) is a module here and a name in this tuple."""
 DEFAULT = "inspect"

@@ -88,8 +88,29 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     layout = {dest: RENDER_DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
               for dest in RENDER_OPTIONS}
     options = RenderOptions(color=color, width=width, **layout)
-    write(render_chunks(report, args.format, options), args, out)
+    import itertools
+
+    write(itertools.chain(render_chunks(report, args.format, options), _safety_line(args, report)), args, out)
     return EXIT_OK
+
+
+SAFETY_FORMATS = ("tree", "table")
+"""Formats for people, which end with the safety verdict of a local pickle or program (paramscope.safety)."""
+
+
+def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
+    """``safety: <verdict>`` for a local pickle or program in a format for people (nothing for formats that
+cannot hold code: :func:`paramscope.safety.worth_saying`)."""
+    import os
+
+    if args.format not in SAFETY_FORMATS or args.source is None or not os.path.exists(args.source):
+        return []
+    from pathlib import Path
+
+    from paramscope.safety import after_read, worth_saying
+
+    verdict = after_read(Path(args.source), report.format, report.metadata)
+    return [f"safety: {verdict.line()}\n"] if worth_saying(verdict) else []
 
 
 def check_options(args: argparse.Namespace) -> None:

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 
 EXAMPLE = "example"
 """The name of the built-in example (the article's model)."""
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "file", "oss", "r2"})
+"""URL schemes read through fsspec (:mod:`paramscope.sources.objectstore`); http(s) has its own reader."""
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npz",
+                       ".npy", ".onnx", ".h5", ".keras")
+"""Files a scan of a tree or a prefix takes for checkpoints (and the safety verdict of a directory looks at, with
+its config.json); other files (tokenizers, READMEs) hold no weights."""
 
 
 def open_source(
@@ -34,7 +40,7 @@ def open_source(
 ) -> Inventory:
     """Read ``source`` — an ``nn.Module``, a path, a spec string, ``"example"``, a Hugging Face repository
     (``hf:org/name[@rev]``, or a bare ``org/name`` that is no local path) or an ``http(s)://`` URL of a
-    safetensors file or index — into an Inventory.
+    safetensors file or index, or an object-store URL (``s3://``, ``gs://``, ``az://``: fsspec) — into an Inventory.
 
     ``progress``, when given, is called as ``progress(done, total, fetched_bytes)`` after each remote
     file (shard header) is read; it lets the CLI draw a bar without sources printing anything.
@@ -45,6 +51,10 @@ def open_source(
         from paramscope.sources import hub
 
         return hub.read(source, progress=progress)
+    if isinstance(source, str) and "://" in source and source.split("://", 1)[0].lower() in OBJECT_STORES:
+        from paramscope.sources import objectstore
+
+        return objectstore.read(source, progress=progress)
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         from paramscope.sources import remote
 
