@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,46 @@ VALUE_TYPES: dict[int, tuple[str, str | None, int]] = {
 # Smallest encodings, used to cap declared counts against the bytes left before looping over them.
 MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, a one-byte value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset (n_dims may be 0)
+
+
+# llama.cpp's gguf-split naming: "<stem>-00001-of-00003.gguf" (llama.cpp llama_split_prefix / split_path).
+_SPLIT = re.compile(r"^(?P<stem>.*)-(?P<no>[0-9]{5})-of-(?P<count>[0-9]{5})\.gguf$")
+MAX_SPLITS = 1024
+
+
+def split_names(name: str) -> list[str] | None:
+    """The names of every part of a split GGUF, from the name of any one of its parts (``dir/x-00002-of-00003.gguf``
+    -> ``dir/x-00001-of-00003.gguf`` ... ``-00003-of-00003``); None for a file that is not a split's part."""
+    match = _SPLIT.match(name)
+    if match is None:
+        return None
+    count = int(match["count"])
+    if not 1 <= int(match["no"]) <= count or count > MAX_SPLITS:
+        return None
+    return [f"{match['stem']}-{k:05d}-of-{count:05d}.gguf" for k in range(1, count + 1)]
+
+
+def combine(parts: list[Inventory], source: str) -> Inventory:
+    """One inventory from the parts of a split GGUF, in part order: every tensor of every part (each keeps
+    its part as origin), the first part's key/values (the others hold only the split keys), and a check that
+    each part says it is part k of n (``split.no``, ``split.count``, as llama.cpp's loader checks)."""
+    count = len(parts)
+    for k, part in enumerate(parts):
+        said_no, said_count = part.metadata.get("split.no"), part.metadata.get("split.count")
+        if said_count is not None and (said_count != count or said_no != k):
+            origin = part.tensors[0].origin if part.tensors else f"part {k + 1}"
+            raise ParamscopeError(source, f"{origin}: says it is split {said_no!r} of {said_count!r}, "
+                                          f"but it is part {k} of {count} by its name")
+    tensors = [t for part in parts for t in part.tensors]
+    module_types = {key: value for part in parts for key, value in part.module_types.items()}
+    declared = parts[0].metadata.get("split.tensors.count")
+    notes = [n for part in parts for n in part.notes]
+    if isinstance(declared, int) and declared != len(tensors):
+        raise ParamscopeError(source, f"split.tensors.count says {declared} tensors, the parts hold {len(tensors)}")
+    metadata = {**parts[0].metadata, "gguf.splits": count,
+                "gguf.tensor_count": len(tensors)}
+    return Inventory(source=source, format=FORMAT, tensors=tensors, module_types=module_types, metadata=metadata,
+                     notes=notes)
 
 
 def probe(head: bytes, path: Path) -> Reader | None:

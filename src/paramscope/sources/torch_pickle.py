@@ -46,6 +46,10 @@ from paramscope.records import Inventory, Role, TensorRecord, file_record, role_
 from paramscope.sources import pickle_reader as pr
 from paramscope.sources.files import NameBudget, Reader, check_zip_entries, open_regular
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from paramscope.sources.ranged import RangeReader
+
 FORMAT = "pytorch"
 
 MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_state", "net", "network")
@@ -384,6 +388,48 @@ def _read_zip(handle: Any, path: Path, members: dict[str, Member] | None = None)
     return _inventory(path, result.value, sizes, metadata, notes)
 
 
+class RemoteName(str):
+    """How a remote checkpoint is named to the zip reader: the text errors show, with the file's ``name``
+    (the records' origin) and size (the names' budget), as a local Path would give them."""
+
+    name: str
+    nbytes: int
+
+    def __new__(cls, text: str, name: str, nbytes: int) -> RemoteName:
+        self = super().__new__(cls, text)
+        self.name = name
+        self.nbytes = nbytes
+        return self
+
+
+REMOTE_READ_AHEAD = 64 * 1024
+"""Bytes each remote read of a zip takes at least: data.pkl and the small records that follow it at the
+start of a torch.save zip come in the first read."""
+
+
+def read_ranged(reader: RangeReader, source: str) -> Inventory:
+    """A torch.save file served by ``reader`` (a URL, a Hub file, an object-store key), reading only its
+    zip's end records and directory (one suffix read, usually), ``data.pkl`` and the small records (the
+    first bytes, usually), never a storage. Legacy (pre-1.6) files are read from their first bytes as
+    locally. Errors name ``source`` and the file; the inventory's source is ``source``."""
+    from paramscope.sources.ranged import CachedFile
+
+    handle = CachedFile(reader, read_ahead=REMOTE_READ_AHEAD)
+    size = handle.size()
+    short = reader.name.rsplit("/", 1)[-1]
+    label = RemoteName(source if source.endswith(short) else f"{source}: {short}", short, size)
+    with paused_gc():
+        head = handle.read(64)
+        if head.startswith(b"PK\x03\x04"):
+            handle.prefetch(max(0, size - (65_535 + _EOCD.size)), size)  # end records, usually the directory
+            inventory = _read_zip(handle, label, _zip_directory(handle, label))  # type: ignore[arg-type]
+        elif _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]:
+            inventory = _read_legacy(handle, label)  # type: ignore[arg-type]
+        else:
+            raise ParamscopeError(label, "not a torch.save file (neither a zip nor a legacy torch pickle)")
+    return inventory.replace(source=source)
+
+
 _RECORD_CAP = 64
 """Bytes read of a ``version``, ``byteorder`` or ``.storage_alignment`` record (each holds a few)."""
 _LEADING_UINT = re.compile(rb"[ \t\n\v\f\r]*\+?([0-9]{1,20})")
@@ -551,6 +597,8 @@ class _Found:
 
 def _size_of(source: object) -> int:
     """The checkpoint's size in bytes (0 where it cannot be had): what its names' budget grows with."""
+    if isinstance(source, RemoteName):
+        return source.nbytes
     try:
         return os.path.getsize(source) if isinstance(source, (str, Path)) else 0
     except OSError:
