@@ -19,6 +19,11 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``trickle[file] = n``   -> the next n GETs send their body one byte per ``trickle_seconds``
 * ``unsized = True``      -> no Content-Length (the body ends when the connection closes)
 * ``commit = "..."``      -> the X-Repo-Commit sent (a hostile value, say)
+* ``no_api = True``       -> ``/api/models/<repo>/revision/<rev>`` (the file listing) answers 404
+* ``listing = bytes``     -> ... answers this body instead of the repository's files
+
+``/api/models/<org>/<name>/revision/<rev>`` lists a repository's files as the Hub does (``siblings``, each
+with ``rfilename``), counted in ``requests`` under the name ``"api"``.
 
 Every request's Authorization header is kept in ``authorization`` (path, value).
 
@@ -62,6 +67,8 @@ class FakeHub:
         self.trickle_seconds = 0.2
         self.unsized = False
         self.commit = COMMIT
+        self.no_api = False
+        self.listing: bytes | None = None
         self.authorization: list[tuple[str, str | None]] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self.sent: dict[str, int] = {}
@@ -205,9 +212,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         return True
 
+    def _api(self) -> bool:
+        """``/api/models/<org>/<name>/revision/<rev>``: the repository's files, as the Hub lists them."""
+        hub = self.owner
+        parts = self.path.split("?", 1)[0].lstrip("/").split("/")
+        if parts[:2] != ["api", "models"]:
+            return False
+        hub._record("GET", "api", None, self.headers.get("Authorization"))
+        repo = "/".join(parts[2:4])
+        if hub.no_api or len(parts) != 6 or parts[4] != "revision" or repo not in hub.repos:
+            self._error(404, "RepoNotFound")
+            return True
+        if hub.listing is not None:
+            body = hub.listing
+        else:
+            root = hub.repos[repo]
+            files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+            body = json.dumps({"id": repo, "sha": hub.commit, "siblings": [{"rfilename": f} for f in files]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def _serve(self, head: bool) -> None:
         hub = self.owner
-        if self._stats():
+        if self._stats() or self._api():
             return
         range_header = self.headers.get("Range")
         located = self._locate()

@@ -932,27 +932,40 @@ def _read_url_ranged(fetcher: Fetcher, source: str, url: str, name: str, progres
 
 
 def read_ranged_parts(
-    fetcher: Fetcher, source: str, jobs: list[ShardJob], progress: Progress | None = None, pool: Any = None
+    fetcher: Fetcher,
+    source: str,
+    jobs: list[ShardJob],
+    progress: Progress | None = None,
+    pool: Any = None,
+    sizes: list[int] | None = None,
 ) -> Inventory:
-    """The parts of a split GGUF (``jobs`` in part order), read in parallel and combined."""
+    """The parts of a split GGUF (``jobs`` in part order; one job for a whole file), read in parallel and
+    combined. ``sizes``, when given, receives each part's size in bytes."""
     from concurrent.futures import ThreadPoolExecutor
 
     from paramscope.sources import gguf
 
-    def one(job: ShardJob) -> Inventory:
+    def one(k: int, job: ShardJob) -> Inventory:
         if job.local is not None:
             from pathlib import Path
 
-            return gguf.read(Path(job.local)).replace(source=source)
+            path = Path(job.local)
+            if sizes is not None:
+                sizes[k] = path.stat().st_size
+            return gguf.read(path).replace(source=source)
         assert job.url is not None
-        return read_ranged_file(HttpRangeReader(fetcher, source, job.name, job.url), source)
+        reader = HttpRangeReader(fetcher, source, job.name, job.url)
+        inventory = read_ranged_file(reader, source)
+        if sizes is not None:
+            sizes[k] = reader.size() or 0
+        return inventory
 
     own = pool is None
     if own:
         pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(jobs)), thread_name_prefix="paramscope-fetch")
     futures: list[Any] = []
     try:
-        futures = [pool.submit(one, job) for job in jobs]
+        futures = [pool.submit(one, k, job) for k, job in enumerate(jobs)]
         parts = []
         for done, future in enumerate(futures, 1):
             parts.append(future.result())
