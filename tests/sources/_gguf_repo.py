@@ -77,6 +77,7 @@ def write_llama_gguf(path: Path, quant: str = "Q4_K_M", shape: dict[str, int] | 
     the files written."""
     shape = shape or LLAMA_7B
     file_type, big, output = QUANTIZATIONS[quant]
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
     _configure(writer, **shape, file_type=file_type)
     for name, dims, is_big in llama_tensors(**shape):
