@@ -17,10 +17,10 @@ from paramscope.report import Report
 from paramscope.sources import open_source, remote, torch_pickle
 from paramscope.sources.ranged import CachedFile, FileRangeReader
 
-torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_hub import FakeHub, hub_environment, write_repo
 
+torch = pytest.importorskip("torch")
 pytest.importorskip("huggingface_hub")
 
 CONFIG = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 2,
