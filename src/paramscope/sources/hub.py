@@ -508,8 +508,8 @@ class _Hub:
         names = []
         for entry in siblings:
             name = entry.get("rfilename") if isinstance(entry, dict) else None
-            if isinstance(name, str):
-                names.append(name)
+            if isinstance(name, str):  # a name becomes a URL: the index's rule for shard names applies
+                names.append(remote.check_shard_name(f"{self.source}: the file listing", name))
         return names
 
     def other_weights(
