@@ -263,8 +263,13 @@ class _Cursor:
             raise self.fail(f"{what} runs past the end of the file ({n} bytes declared, {self.left()} left)")
         if self.pos + n <= len(self.buf):
             self.pos += n
-        else:
+        elif SKIP_BY_RANGE:
             self.base, self.buf, self.pos = self.tell() + n, b"", 0
+        else:  # bench/bench_remote_gguf.py: what reading the skipped bytes would cost
+            self.expect = n
+            self._fill(n, what)
+            self.pos += n
+            self.expect = 0
 
     def u32(self, what: str) -> int:
         if self.pos + 4 > len(self.buf):
@@ -459,6 +464,9 @@ REMOTE_FIRST_READ = 64 * 1024
 """The first read over the network: magic, counts, the small key/values, the start of the vocabulary."""
 REMOTE_MIN_READ = 64 * 1024
 """A refill over the network when nothing says how much follows: what the header may overshoot its end by."""
+SKIP_BY_RANGE = True
+"""Bytes skipped (fixed-width arrays, the tails of long strings) past the buffer are never read; False only
+to measure what that saves (bench/bench_remote_gguf.py)."""
 REMOTE_MAX_READ = 8 << 20
 """The window a remote header is walked through: no read is longer (but for one field that is)."""
 
