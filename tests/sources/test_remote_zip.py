@@ -229,3 +229,31 @@ def test_the_cached_file_serves_reads_from_what_it_fetched(tmp_path):
         assert cached.read(100) == data[-10:]
         inventory = torch_pickle.read_ranged(reader, "x")
     assert records(inventory) == records(torch_pickle.read(path))
+
+
+def test_offline_a_bin_repository_falls_back_to_its_cached_config(hub, tmp_path, monkeypatch):
+    """Ranged reads are not cached: offline, the .bin cannot be read, and the config.json that is cached is
+    what is left (as for a safetensors repository whose headers are not cached)."""
+    pytest.importorskip("transformers")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    torch.save(state_dict(), repo / "pytorch_model.bin")
+    write_repo(repo, {"config.json": CONFIG})
+    hub.add_repo("acme/old", repo)
+    online = open_source("hf:acme/old")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.reset_counts()
+    offline = open_source("hf:acme/old")
+    assert hub.requests == []
+    assert offline.format != "pytorch" and any("built from config.json" in n for n in offline.notes)
+    assert Report(online).total == torch_numel(repo / "pytorch_model.bin")
+
+
+def test_offline_a_sharded_bin_repository_names_the_missing_shard(hub, tmp_path, monkeypatch):
+    write_sharded_bin(tmp_path / "repo")
+    hub.add_repo("acme/sharded", tmp_path / "repo")
+    open_source("hf:acme/sharded")  # caches the index
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ParamscopeError, match=r"offline \(HF_HUB_OFFLINE\) and pytorch_model-00001-of-00002\.bin "
+                                              r"is not in the local Hugging Face cache"):
+        open_source("hf:acme/sharded:pytorch_model.bin.index.json")

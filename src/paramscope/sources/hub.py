@@ -146,6 +146,10 @@ def _link(blob: Path, pointer: Path) -> None:
 _KINDS = {FORMAT: "safetensors", "gguf": "GGUF", "pytorch": "PyTorch zip", GGUF_LISTING: "GGUF"}
 
 
+class NotCached(ParamscopeError):
+    """Offline, and a file that would be read is not in the cache."""
+
+
 class _Missing:
     """Marks a small file that offline mode could not find in the cache."""
 
@@ -312,7 +316,8 @@ class _Hub:
             return Path(cached)  # a commit never changes: no request
         url = hf_hub_url(self.repo_id, filename, revision=self.revision, endpoint=self.env.endpoint)
         try:
-            got = remote.fetch_file(self.fetcher, self.source, filename, url, _small_limits()[filename])
+            limit = _small_limits().get(filename, remote.MAX_INDEX_SIZE)  # an index by another name
+            got = remote.fetch_file(self.fetcher, self.source, filename, url, limit)
         except remote.HTTPStatusError as exc:
             return self._refused(filename, exc)
         except ParamscopeError:
@@ -421,7 +426,7 @@ class _Hub:
         if isinstance(cached, str):
             return remote.ShardJob(filename, local=cached)
         if self.env.offline:
-            raise ParamscopeError(
+            raise NotCached(
                 self.source, f"offline (HF_HUB_OFFLINE) and {filename} is not in the local Hugging Face cache"
             )
         url = hf_hub_url(self.repo_id, filename, revision=revision, endpoint=self.env.endpoint)
@@ -459,10 +464,13 @@ class _Hub:
         self, filename: str, pool: Any, progress: Progress | None, metadata: dict[str, Any]
     ) -> tuple[Inventory, int]:
         """A safetensors or PyTorch index and the headers of the shards it names."""
-        from huggingface_hub import hf_hub_url
-
-        url = hf_hub_url(self.repo_id, filename, revision=self.revision, endpoint=self.env.endpoint)
-        raw = remote.fetch_file(self.fetcher, self.source, filename, url, remote.MAX_INDEX_SIZE).body
+        path = self.download(filename)  # into the cache (and from it, offline), as the safetensors index
+        if not isinstance(path, Path):
+            if path is OFFLINE_MISSING:
+                raise NotCached(self.source, f"offline (HF_HUB_OFFLINE) and {filename} is not in the local "
+                                             "Hugging Face cache")
+            raise remote.HTTPStatusError(self.source, f"{filename}: not found (404)", 404)
+        raw = _read_local(self.source, path, remote.MAX_INDEX_SIZE, "index")
         weight_map, estimates, data_size = remote.plan_index(self.source, raw)
         directory = filename.rpartition("/")[0]
         jobs = [self.job(f"{directory}/{shard}" if directory else shard, self.revision, first)
@@ -532,6 +540,8 @@ class _Hub:
             except remote.HTTPStatusError as exc:
                 if exc.status != 404:
                     raise
+                continue
+            except NotCached:  # offline: what is not cached is not there
                 continue
             return inventory.replace(metadata={**inventory.metadata, **metadata}), read
         ggufs = _gguf_models(names or [])
