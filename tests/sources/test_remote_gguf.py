@@ -244,3 +244,28 @@ def test_ranged_kind():
         "d/x-00001-of-00003.gguf", "d/x-00002-of-00003.gguf", "d/x-00003-of-00003.gguf"]
     assert gguf_source.split_names("x-00004-of-00003.gguf") is None
     assert gguf_source.split_names("x.gguf") is None
+
+
+def test_the_file_option_names_a_file_of_the_repository(hub, tmp_path):
+    import io
+    import json
+
+    from paramscope.cli import main
+
+    write_llama_gguf(tmp_path / "repo" / "m.Q8_0.gguf", "Q8_0", SMALL)
+    write_llama_gguf(tmp_path / "repo" / "m.Q4_0.gguf", "Q4_0", SMALL)
+    hub.add_repo("acme/two", tmp_path / "repo")
+    for source in ("hf:acme/two", "acme/two"):
+        out, err = io.StringIO(), io.StringIO()
+        assert main([source, "--file", "m.Q4_0.gguf", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+        report = json.loads(out.getvalue())
+        assert report["total"] == SMALL_PARAMS and report["metadata"]["file"] == "m.Q4_0.gguf"
+        assert err.getvalue() == ""
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/two", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+    rows = json.loads(out.getvalue())["metadata"]["gguf.files"]
+    assert [(r["file"], r["quantization"], r["parameters"]) for r in rows] == [
+        ("m.Q4_0.gguf", "Q4_0", SMALL_PARAMS), ("m.Q8_0.gguf", "Q8_0", SMALL_PARAMS)]
+    out, err = io.StringIO(), io.StringIO()
+    assert main([str(tmp_path / "x.gguf"), "--file", "m.Q4_0.gguf", "--no-progress"], stdout=out, stderr=err) == 1
+    assert err.getvalue().endswith("--file names a file of a Hugging Face repository, and SOURCE is not one\n")
