@@ -37,7 +37,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
@@ -131,8 +131,10 @@ def probe(head: bytes, path: Path) -> Reader | None:
 # ---- zip directory ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
+    """One zip member as the central directory describes it (a tuple: 100k of them are made per archive, and
+    a tuple is made three times faster than a frozen dataclass)."""
+
     name: str
     method: int
     compressed: int
@@ -183,22 +185,27 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
     directory = handle.read(cd_size)
     members: dict[str, Member] = {}
     pos = 0
+    # The hot loop of a 100k-member archive: names bound locally, the signature checked from the unpacked
+    # fields, the duplicate check by the dict's size.
+    unpack, fixed, size, make = _CENTRAL.unpack_from, _CENTRAL.size, len(directory), Member
     for _ in range(count):
-        if pos + _CENTRAL.size > len(directory) or directory[pos : pos + 4] != b"PK\x01\x02":
+        if pos + fixed > size:
             raise ParamscopeError(source, "zip directory entry is corrupt")
-        fields = _CENTRAL.unpack_from(directory, pos)
-        method, csize, usize = fields[4], fields[8], fields[9]
-        name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
-        name_end = pos + _CENTRAL.size + name_len
+        (signature, _v, _n, _f, method, _t, _d, _c, csize, usize, name_len, extra_len, comment_len, _s, _i, _e,
+         offset) = unpack(directory, pos)
+        if signature != b"PK\x01\x02":
+            raise ParamscopeError(source, "zip directory entry is corrupt")
+        name_end = pos + fixed + name_len
         extra_end = name_end + extra_len
-        if extra_end + comment_len > len(directory):
+        if extra_end + comment_len > size:
             raise ParamscopeError(source, "zip directory entry runs past the directory")
-        name = directory[pos + _CENTRAL.size : name_end].decode("utf-8", "replace")
-        if 0xFFFFFFFF in (usize, csize, offset):
+        name = directory[pos + fixed : name_end].decode("utf-8", "replace")
+        if usize == 0xFFFFFFFF or csize == 0xFFFFFFFF or offset == 0xFFFFFFFF:
             usize, csize, offset = _zip64_extra(directory[name_end:extra_end], usize, csize, offset, source)
-        if name in members:
+        before = len(members)
+        members[name] = make(name, method, csize, usize, offset, name_len)
+        if len(members) == before:
             raise ParamscopeError(source, f"zip member {name!r} appears twice")
-        members[name] = Member(name, method, csize, usize, offset, name_len)
         pos = extra_end + comment_len
     members[_DATA_END] = Member(_DATA_END, 0, 0, 0, cd_offset, 0)  # where member data must end, for _check
     return members
