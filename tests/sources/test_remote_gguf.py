@@ -269,3 +269,16 @@ def test_the_file_option_names_a_file_of_the_repository(hub, tmp_path):
     out, err = io.StringIO(), io.StringIO()
     assert main([str(tmp_path / "x.gguf"), "--file", "m.Q4_0.gguf", "--no-progress"], stdout=out, stderr=err) == 1
     assert err.getvalue().endswith("--file names a file of a Hugging Face repository, and SOURCE is not one\n")
+
+
+def test_a_listing_reads_at_most_max_listed_gguf_headers(hub, tmp_path, monkeypatch):
+    from paramscope.sources import hub as hub_source
+
+    monkeypatch.setattr(hub_source, "MAX_LISTED_GGUF", 2)
+    for quant in ("Q4_0", "Q8_0", "F16"):
+        write_llama_gguf(tmp_path / "repo" / f"m.{quant}.gguf", quant, SMALL)
+    hub.add_repo("acme/three", tmp_path / "repo")
+    inventory = open_source("hf:acme/three")
+    assert [row["file"] for row in inventory.metadata["gguf.files"]] == ["m.F16.gguf", "m.Q4_0.gguf"]
+    assert hub.gets("m.Q8_0.gguf") == 0
+    assert "1 more GGUF models are not listed (at most 2 are)" in inventory.notes

@@ -116,6 +116,8 @@ TORCH_SINGLE_FILE = "pytorch_model.bin"
 MAX_LISTING_BYTES = 16 << 20
 """Bytes of the Hub's file listing of one repository (``/api/models/<repo>/revision/<rev>``)."""
 MAX_LISTED_FILES = 100_000
+MAX_LISTED_GGUF = 64
+"""GGUF models whose headers a repository listing reads (a real repository holds a dozen or two)."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -559,6 +561,8 @@ class _Hub:
         size, quantization and parameters, for the user to name one (``hf:org/name:FILE``)."""
         from concurrent.futures import as_completed
 
+        left_out = len(ggufs) - MAX_LISTED_GGUF
+        ggufs = ggufs[:MAX_LISTED_GGUF]
         futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
         rows: list[dict[str, Any]] = [{} for _ in ggufs]
         try:
@@ -572,6 +576,8 @@ class _Hub:
         for row in rows:
             notes.append(f"{row['file']:<{width}}  {row['quantization']:<16}  {row['bytes']:>15,} bytes  "
                          f"{row['parameters']:>15,} parameters")
+        if left_out > 0:
+            notes.append(f"{left_out} more GGUF models are not listed (at most {MAX_LISTED_GGUF} are)")
         inventory = Inventory(source=self.source, format=GGUF_LISTING, tensors=[],
                               metadata={**metadata, "gguf.files": rows}, notes=notes)
         return inventory, sum(len(parts) for parts in ggufs)
