@@ -7,8 +7,16 @@ What is fetched, in order, and nothing else:
 2. With an index, the header of every shard it names, by ranged reads (:mod:`paramscope.sources.remote`),
    the first read sized from the tensor names the index lists for that shard; without one, the header
    of ``model.safetensors``. A shard already in the local cache is read from disk with no request.
-3. With neither, the architecture is built on the meta device from ``config.json``
-   (``paramscope.sources.config``).
+3. With neither, the repository's file listing (``/api/models/<repo>/revision/<rev>``, one request) says
+   what else it holds: ``pytorch_model.bin.index.json`` and its shards, or ``pytorch_model.bin``, read by
+   ranged reads of each zip's end records, directory and data.pkl; else its GGUF files: one model (a file,
+   or every part of a split one) is read, several (a repository of quantizations) are listed, each with its
+   size, quantization and parameters from its header, for the user to name one.
+4. With none of these, the architecture is built on the meta device from ``config.json``
+   (``paramscope.sources.config``), with a note saying so.
+
+``hf:org/name[@rev]:FILE`` (or ``--file FILE``) reads that one file (a GGUF, every part of a split one, a
+``.bin``/``.pt``, a safetensors file, an index) and nothing else but config.json.
 
 The repository's ``config.json`` is handed on with the headers (``Inventory.pending["config"]``): the
 rules stage, :func:`paramscope.pipeline.settle`, applies it (quantization, MoE, ties); this reader never

@@ -36,6 +36,13 @@ FTP, ``file:`` or ``data:`` handler exists to be reached.
 
 Plain URLs use only the standard library (``urllib``); the Hub passes huggingface_hub's own HTTP client
 (:class:`HttpxTransport`) so that its proxy settings and client factory apply.
+
+GGUF files (``.gguf``, every part of a split one) and torch.save files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``,
+and ``.bin.index.json`` indexes) are read by their own parsers through :class:`HttpRangeReader`, a
+:class:`~paramscope.sources.ranged.RangeReader` over the same :class:`Fetcher`: the GGUF key/values are walked
+through a bounded window, skipping fixed-width arrays by range; a zip is read from its first bytes (data.pkl)
+and its tail (end records, directory). A server that ignores ``Range`` is read from byte 0 only for ranges
+that start in the first :data:`MAX_IGNORED_RANGE_SKIP` bytes (a zip's tail never is).
 """
 
 from __future__ import annotations
