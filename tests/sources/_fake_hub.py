@@ -12,6 +12,7 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``truncate[file] = n``  -> the next n GETs send fewer body bytes than promised, then close
 * ``ignore_range = True`` -> answer 200 with the whole file (streamed, until the client hangs up)
 * ``missing = {file}``    -> 404 EntryNotFound
+* ``forbid = {file}``     -> 403 (as a CDN answers for an expired or foreign signed URL)
 * ``token = "secret"``    -> 401 (X-Error-Code GatedRepo) unless ``Authorization: Bearer secret``
                              (for the files whose name ends with ``token_scope``; all by default)
 * ``redirect = True``     -> resolve answers 302 to ``/blobs/<file>`` (as the Hub does to its CDN)
@@ -59,6 +60,7 @@ class FakeHub:
         self.truncate: dict[str, int] = {}
         self.ignore_range = False
         self.missing: set[str] = set()
+        self.forbid: set[str] = set()
         self.token: str | None = None
         self.token_scope = ""  # only files whose name ends with this need the token ("" = all)
         self.redirect = False
@@ -250,6 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
         guarded = hub.token is not None and name.endswith(hub.token_scope)
         if guarded and self.headers.get("Authorization") != f"Bearer {hub.token}":
             self._error(401, "GatedRepo")
+            return
+        if name in hub.forbid:
+            self._error(403)
             return
         if name in hub.missing or not path.is_file():
             self._error(404, "EntryNotFound")

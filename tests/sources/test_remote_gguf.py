@@ -42,6 +42,7 @@ def hub(server, tmp_path, monkeypatch):
     """The server with faults cleared, /plain/ serving tmp_path, the Hub environment pointed at it."""
     server.plain = tmp_path
     server.fail, server.stall, server.truncate, server.missing, server.trickle = {}, {}, {}, set(), {}
+    server.forbid = set()
     server.ignore_range, server.token, server.no_api, server.listing = False, None, False, None
     server.repos.clear()
     server.reset_counts()
@@ -282,3 +283,11 @@ def test_a_listing_reads_at_most_max_listed_gguf_headers(hub, tmp_path, monkeypa
     assert [row["file"] for row in inventory.metadata["gguf.files"]] == ["m.F16.gguf", "m.Q4_0.gguf"]
     assert hub.gets("m.Q8_0.gguf") == 0
     assert "1 more GGUF models are not listed (at most 2 are)" in inventory.notes
+
+
+def test_403_is_one_line_at_once(hub, tmp_path):
+    write_llama_gguf(tmp_path / "m.gguf", "Q4_0", SMALL)
+    hub.forbid = {"m.gguf"}
+    with pytest.raises(ParamscopeError, match=r"m\.gguf: access denied \(set HF_TOKEN to a token with access\)"):
+        open_source(f"{hub.url}/plain/m.gguf")
+    assert hub.gets("m.gguf") == 1  # not retried

@@ -38,6 +38,7 @@ def server():
 def hub(server, tmp_path, monkeypatch):
     server.plain = tmp_path
     server.fail, server.stall, server.truncate, server.missing, server.trickle = {}, {}, {}, set(), {}
+    server.forbid = set()
     server.ignore_range, server.token, server.no_api, server.listing = False, None, False, None
     server.repos.clear()
     server.reset_counts()
@@ -167,7 +168,8 @@ def test_an_index_naming_a_tensor_its_shard_lacks_is_one_line(hub, tmp_path):
         open_source(f"{hub.url}/plain/pytorch_model.bin.index.json")
 
 
-@pytest.mark.parametrize(("knob", "count", "ok"), [("fail", 2, True), ("fail", 3, False), ("truncate", 1, True)])
+@pytest.mark.parametrize(("knob", "count", "ok"), [("fail", 2, True), ("fail", 3, False), ("truncate", 1, True),
+                                                     ("stall", 1, True)])
 def test_faults(hub, tmp_path, knob, count, ok):
     path = tmp_path / "m.bin"
     torch.save(state_dict(1, 64), path)
@@ -257,3 +259,11 @@ def test_offline_a_sharded_bin_repository_names_the_missing_shard(hub, tmp_path,
     with pytest.raises(ParamscopeError, match=r"offline \(HF_HUB_OFFLINE\) and pytorch_model-00001-of-00002\.bin "
                                               r"is not in the local Hugging Face cache"):
         open_source("hf:acme/sharded:pytorch_model.bin.index.json")
+
+
+def test_403_is_one_line_at_once(hub, tmp_path):
+    torch.save(state_dict(1, 64), tmp_path / "m.bin")
+    hub.forbid = {"m.bin"}
+    with pytest.raises(ParamscopeError, match=r"m\.bin: access denied \(set HF_TOKEN to a token with access\)"):
+        open_source(f"{hub.url}/plain/m.bin")
+    assert hub.gets("m.bin") == 1
