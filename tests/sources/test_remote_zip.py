@@ -267,3 +267,17 @@ def test_403_is_one_line_at_once(hub, tmp_path):
     with pytest.raises(ParamscopeError, match=r"m\.bin: access denied \(set HF_TOKEN to a token with access\)"):
         open_source(f"{hub.url}/plain/m.bin")
     assert hub.gets("m.bin") == 1
+
+
+def test_a_legacy_file_fetches_its_pickles_and_each_storage_count_only(hub, tmp_path):
+    """Legacy (pre-1.6) files: the first 64 KiB (the size), the pickles by the local reader's first read
+    (1 MiB), then each storage's 8-byte element count not already fetched (checked against the pickle):
+    the rest of the storages' data is never fetched."""
+    path = tmp_path / "old.pt"
+    sd = {f"w{i}": torch.randn(400, 400) for i in range(3)}  # 640,000 bytes per storage
+    torch.save(sd, path, _use_new_zipfile_serialization=False)
+    inventory = open_source(f"{hub.url}/plain/old.pt")
+    assert Report(inventory).total == torch_numel(path) == 480_000
+    assert path.stat().st_size > 1_920_000
+    assert hub.gets("old.pt") == 3  # the third storage's count lies past the first MiB
+    assert hub.sent["old.pt"] == torch_pickle.REMOTE_READ_AHEAD + torch_pickle.LEGACY_FIRST_READ + 8

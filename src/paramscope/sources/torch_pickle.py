@@ -431,6 +431,9 @@ def read_ranged(reader: RangeReader, source: str) -> Inventory:
             handle.prefetch(max(0, size - (65_535 + _EOCD.size)), size)  # end records, usually the directory
             inventory = _read_zip(handle, label, _zip_directory(handle, label))  # type: ignore[arg-type]
         elif _MAGIC_LE in head[:32] or _MAGIC_TEXT in head[:32]:
+            # the pickles come in one read of their own size; then each storage's 8-byte element count is
+            # checked where it lies (one small request each: a legacy file of many storages is slow remotely)
+            handle.read_ahead = 8
             inventory = _read_legacy(handle, label)  # type: ignore[arg-type]
         else:
             raise ParamscopeError(label, "not a torch.save file (neither a zip nor a legacy torch pickle)")
