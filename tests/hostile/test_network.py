@@ -6,6 +6,7 @@ every server is on 127.0.0.1, stops itself, and is bounded.
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -313,3 +314,88 @@ def test_a_hub_redirect_to_a_file_url_is_refused(servers, tmp_path):
     server = servers(redirect_to("file:///etc/passwd"))
     result = run_cli(f"hf:{REPO}", "--no-progress", env={**FAST, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path)})
     assert_refused(result, f"hf:{REPO}", "only http:// and https://")
+
+
+# ---- issue 15: remote GGUF and PyTorch zip headers by ranged reads
+
+
+@pytest.fixture
+def plain_hub(hub, tmp_path, monkeypatch):
+    """The fake Hub serving tmp_path/plain under /plain/, the fast timeouts in this process's environment
+    (the mutation worker inherits it)."""
+    hub.plain = tmp_path / "plain"
+    hub.plain.mkdir()
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    return hub
+
+
+def small_gguf(path: Path) -> Path:
+    from _gguf_helpers import write_gguf
+
+    def configure(writer):
+        writer.add_token_list([f"tok{i}" for i in range(300)])
+        writer.add_token_scores([0.25] * 300)
+        writer.add_chat_template("{{ x }}" * 10)
+    write_gguf(path, "llama", {"token_embd.weight": (30, 8), "blk.0.attn_q.weight": (8, 8)}, configure)
+    return path
+
+
+def small_bin(path: Path) -> Path:
+    torch = pytest.importorskip("torch")
+    embed = torch.randn(30, 8)
+    torch.save({"wte.weight": embed, "h.0.w": torch.randn(8, 8), "lm_head.weight": embed}, path)
+    return path
+
+
+@pytest.mark.parametrize("make", [small_gguf, small_bin])
+def test_mutated_remote_headers_are_clean(make, plain_hub, tmp_path):
+    """Mutated GGUF and torch.save files, read over HTTP: exit 0, or one line naming the URL; never exit 3,
+    a hang or a traceback."""
+    from ._mutate import assert_all_clean, write_mutations
+
+    suffix = ".gguf" if make is small_gguf else ".bin"
+    base = make(tmp_path / f"base{suffix}")
+    paths = write_mutations(base, plain_hub.plain, 40, seed=15)
+    seen = assert_all_clean([f"{plain_hub.url}/plain/{p.name}" for p in paths])  # type: ignore[misc]
+    assert seen.get(1, 0) > 0 and seen.get(0, 0) > 0  # the mutations reached both outcomes
+
+
+def test_a_gguf_url_answered_with_garbage_is_one_line(servers):
+    server = servers(answer(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/10\r\nContent-Length: 10\r\n"
+                            b"\r\nGGUF\x03\x00\x00\x00\xff\xff"))
+    url = f"{server.url}/model.gguf"
+    assert_refused(run_cli(url, "--no-progress", env=FAST), url, "truncated")
+
+
+def test_a_trickling_gguf_server_ends_within_the_budget(servers):
+    server = servers(trickle(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-65535/9999999\r\n"
+                             b"Content-Length: 65536\r\n\r\nGGUF"))
+    url = f"{server.url}/model.gguf"
+    result = run_cli(url, "--no-progress", env={**FAST, "PARAMSCOPE_HTTP_BUDGET": "3"})
+    assert_refused(result, url, "")
+    assert result.seconds < 3 + SLACK
+
+
+@pytest.mark.parametrize(("listing", "fragment"), [
+    (b"[" * 100_000, "the file listing"),
+    (b'{"siblings": 5}', "the file listing is not a list"),
+    (b"\xff\xfe garbage", "the file listing"),
+])
+def test_a_hostile_file_listing_is_one_line(listing, fragment, hub, tmp_path):
+    write_repo(tmp_path / "repo", {"README.md": b"hi"})
+    hub.add_repo(REPO, tmp_path / "repo")
+    hub.listing = listing
+    assert_refused(run_cli(f"hf:{REPO}", "--no-progress", env=hub_env(hub, tmp_path)), f"hf:{REPO}", fragment)
+
+
+def test_a_listing_of_hostile_gguf_names_is_never_requested(hub, tmp_path):
+    """Names in the listing become URLs only once they pass the shard-name rule; a split whose parts are
+    not all there is not a model."""
+    write_repo(tmp_path / "repo", {"README.md": b"hi"})
+    hub.add_repo(REPO, tmp_path / "repo")
+    names = ["../../etc/x.gguf", "a/../../b.gguf", "x-00001-of-00002.gguf", "q\x00.gguf"]
+    hub.listing = json.dumps({"siblings": [{"rfilename": n} for n in names]}).encode()
+    result = run_cli(f"hf:{REPO}", "--no-progress", env=hub_env(hub, tmp_path))
+    assert_refused(result, f"hf:{REPO}", "not a file name inside the repository")
+    assert not any(name.endswith(".gguf") for _, name, _ in hub.requests)

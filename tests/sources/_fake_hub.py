@@ -12,6 +12,7 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``truncate[file] = n``  -> the next n GETs send fewer body bytes than promised, then close
 * ``ignore_range = True`` -> answer 200 with the whole file (streamed, until the client hangs up)
 * ``missing = {file}``    -> 404 EntryNotFound
+* ``forbid = {file}``     -> 403 (as a CDN answers for an expired or foreign signed URL)
 * ``token = "secret"``    -> 401 (X-Error-Code GatedRepo) unless ``Authorization: Bearer secret``
                              (for the files whose name ends with ``token_scope``; all by default)
 * ``redirect = True``     -> resolve answers 302 to ``/blobs/<file>`` (as the Hub does to its CDN)
@@ -19,6 +20,11 @@ Fault knobs (set on the instance; per-file counters are decremented as faults fi
 * ``trickle[file] = n``   -> the next n GETs send their body one byte per ``trickle_seconds``
 * ``unsized = True``      -> no Content-Length (the body ends when the connection closes)
 * ``commit = "..."``      -> the X-Repo-Commit sent (a hostile value, say)
+* ``no_api = True``       -> ``/api/models/<repo>/revision/<rev>`` (the file listing) answers 404
+* ``listing = bytes``     -> ... answers this body instead of the repository's files
+
+``/api/models/<org>/<name>/revision/<rev>`` lists a repository's files as the Hub does (``siblings``, each
+with ``rfilename``), counted in ``requests`` under the name ``"api"``.
 
 ``/api/models?author=ORG&search=TEXT`` lists the registered repositories (for ``paramscope scan hf:ORG/*``).
 
@@ -56,6 +62,7 @@ class FakeHub:
         self.truncate: dict[str, int] = {}
         self.ignore_range = False
         self.missing: set[str] = set()
+        self.forbid: set[str] = set()
         self.token: str | None = None
         self.token_scope = ""  # only files whose name ends with this need the token ("" = all)
         self.redirect = False
@@ -64,6 +71,8 @@ class FakeHub:
         self.trickle_seconds = 0.2
         self.unsized = False
         self.commit = COMMIT
+        self.no_api = False
+        self.listing: bytes | None = None
         self.authorization: list[tuple[str, str | None]] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self.sent: dict[str, int] = {}
@@ -226,9 +235,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         return True
 
+    def _api(self) -> bool:
+        """``/api/models/<org>/<name>/revision/<rev>``: the repository's files, as the Hub lists them."""
+        hub = self.owner
+        parts = self.path.split("?", 1)[0].lstrip("/").split("/")
+        if parts[:2] != ["api", "models"]:
+            return False
+        hub._record("GET", "api", None, self.headers.get("Authorization"))
+        repo = "/".join(parts[2:4])
+        if hub.no_api or len(parts) != 6 or parts[4] != "revision" or repo not in hub.repos:
+            self._error(404, "RepoNotFound")
+            return True
+        if hub.listing is not None:
+            body = hub.listing
+        else:
+            root = hub.repos[repo]
+            files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+            body = json.dumps({"id": repo, "sha": hub.commit, "siblings": [{"rfilename": f} for f in files]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def _serve(self, head: bool) -> None:
         hub = self.owner
-        if self._stats() or self._list_models():
+        if self._stats() or self._list_models() or self._api():
             return
         range_header = self.headers.get("Range")
         located = self._locate()
@@ -240,6 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
         guarded = hub.token is not None and name.endswith(hub.token_scope)
         if guarded and self.headers.get("Authorization") != f"Bearer {hub.token}":
             self._error(401, "GatedRepo")
+            return
+        if name in hub.forbid:
+            self._error(403)
             return
         if name in hub.missing or not path.is_file():
             self._error(404, "EntryNotFound")

@@ -303,25 +303,25 @@ TINY_LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "voc
 
 
 def test_repo_without_safetensors_falls_back_to_config(tmp_path, hub, env):
-    """Only config.json (and a .bin that must not be fetched): the architecture built on meta."""
+    """Only config.json (and TensorFlow weights, which are not read): the architecture built on meta."""
     pytest.importorskip("paramscope.sources.config")
     transformers = pytest.importorskip("transformers")
     import torch
 
-    write_repo(tmp_path / "repo", {"config.json": TINY_LLAMA, "pytorch_model.bin": b"x" * 1000})
+    write_repo(tmp_path / "repo", {"config.json": TINY_LLAMA, "tf_model.h5": b"x" * 1000})
     hub.add_repo(REPO, tmp_path / "repo")
     inventory = open_source(f"hf:{REPO}")
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**TINY_LLAMA))
     assert Report(inventory).total == sum(p.numel() for p in model.parameters())
-    assert hub.gets("pytorch_model.bin") == 0
+    assert hub.gets("tf_model.h5") == 0
     assert any("built from config.json" in note for note in inventory.notes)
 
 
 def test_repo_with_nothing(tmp_path, hub, env):
     write_repo(tmp_path / "repo", {"README.md": b"hello"})
     hub.add_repo(REPO, tmp_path / "repo")
-    with pytest.raises(ParamscopeError, match=r"no safetensors weights and no config\.json"):
+    with pytest.raises(ParamscopeError, match=r"no safetensors, PyTorch or GGUF weights and no config\.json"):
         open_source(f"hf:{REPO}")
 
 

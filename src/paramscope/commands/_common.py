@@ -156,6 +156,8 @@ def add_reading_options(parser: argparse.ArgumentParser) -> None:
                        help="materialise lazy modules by a meta-device dry run on an input of SHAPE (1,3,32,32)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar while reading remote headers (shown on a terminal only)")
+    parser.add_argument("--file", metavar="FILE", help="one file of a Hugging Face repository SOURCE (a GGUF "
+                        "quantization, a .bin, an index): the same as hf:org/name:FILE")
 
 
 def add_output_argument(group: argparse._ArgumentGroup) -> None:
@@ -168,10 +170,18 @@ def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
     from paramscope.pipeline import inspect
     from paramscope.sources import EXAMPLE
 
+    text = args.source if args.source is not None else EXAMPLE
+    if getattr(args, "file", None):
+        from paramscope.errors import ParamscopeError
+        from paramscope.sources.hub import PREFIX, looks_like_repo
+
+        if not (text.startswith(PREFIX) or looks_like_repo(text)):
+            raise ParamscopeError(text, "--file names a file of a Hugging Face repository, and SOURCE is not one")
+        text = f"{text if text.startswith(PREFIX) else PREFIX + text}:{args.file}"
     progress = progress_for(args, err)
     try:
         return inspect(
-            args.source if args.source is not None else EXAMPLE,
+            text,
             input_shape=args.input_shape,
             device=args.device,
             args=args.args,

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
+import re
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from paramscope import dtypes
+from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import FileWindow, Reader, unbuffered_reader
+from paramscope.sources.files import Reader, unbuffered_reader
+from paramscope.sources.ranged import FileRangeReader
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from paramscope.sources.ranged import RangeReader
 
 FORMAT = "gguf"
 MAGIC = b"GGUF"
@@ -147,18 +153,97 @@ MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, a one-byte value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset (n_dims may be 0)
 
 
+# llama.cpp's gguf-split naming: "<stem>-00001-of-00003.gguf" (llama.cpp llama_split_prefix / split_path).
+_SPLIT = re.compile(r"^(?P<stem>.*)-(?P<no>[0-9]{5})-of-(?P<count>[0-9]{5})\.gguf$")
+MAX_SPLITS = 1024
+
+
+def split_names(name: str) -> list[str] | None:
+    """The names of every part of a split GGUF, from the name of any one of its parts (``dir/x-00002-of-00003.gguf``
+    -> ``dir/x-00001-of-00003.gguf`` ... ``-00003-of-00003``); None for a file that is not a split's part."""
+    match = _SPLIT.match(name)
+    if match is None:
+        return None
+    count = int(match["count"])
+    if not 1 <= int(match["no"]) <= count or count > MAX_SPLITS:
+        return None
+    return [f"{match['stem']}-{k:05d}-of-{count:05d}.gguf" for k in range(1, count + 1)]
+
+
+def combine(parts: list[Inventory], source: str) -> Inventory:
+    """One inventory from the parts of a split GGUF, in part order: every tensor of every part (each keeps
+    its part as origin), the first part's key/values (the others hold only the split keys), and a check that
+    each part says it is part k of n (``split.no``, ``split.count``, as llama.cpp's loader checks)."""
+    count = len(parts)
+    for k, part in enumerate(parts):
+        said_no, said_count = part.metadata.get("split.no"), part.metadata.get("split.count")
+        if said_count is not None and (said_count != count or said_no != k):
+            origin = part.tensors[0].origin if part.tensors else f"part {k + 1}"
+            raise ParamscopeError(source, f"{origin}: says it is split {said_no!r} of {said_count!r}, "
+                                          f"but it is part {k} of {count} by its name")
+    tensors = [t for part in parts for t in part.tensors]
+    module_types = {key: value for part in parts for key, value in part.module_types.items()}
+    declared = parts[0].metadata.get("split.tensors.count")
+    notes = [n for part in parts for n in part.notes]
+    if isinstance(declared, int) and declared != len(tensors):
+        raise ParamscopeError(source, f"split.tensors.count says {declared} tensors, the parts hold {len(tensors)}")
+    metadata = {**parts[0].metadata, "gguf.splits": count,
+                "gguf.tensor_count": len(tensors)}
+    return Inventory(source=source, format=FORMAT, tensors=tensors, module_types=module_types, metadata=metadata,
+                     notes=notes)
+
+
 def probe(head: bytes, path: Path) -> Reader | None:
     """GGUF files start with the four bytes ``GGUF`` whatever their byte order."""
     return Reader(read, path) if head[:4] == MAGIC else None
 
 
-class _Cursor(FileWindow):
-    """The file window (see :class:`~paramscope.sources.files.FileWindow`) with GGUF's fixed-width
-    integers in the file's byte order."""
+class _Cursor:
+    """A forward reader over a :class:`~paramscope.sources.ranged.RangeReader` through one bounded buffer,
+    with GGUF's fixed-width integers in the file's byte order: small reads are served from memory, long
+    skips cost nothing (the bytes skipped are never fetched), and nothing is read past what a check said
+    the file holds. ``buf[0]`` is at file offset ``base``; ``pos`` indexes ``buf``.
 
-    def __init__(self, handle: BinaryIO, size: int, source: Path, endian: str = "<") -> None:
-        super().__init__(handle, size, source)
-        self.set_endian(endian)
+    How much one refill reads: at least ``min_read`` (a local file: 1 MiB; over HTTP: :data:`REMOTE_MIN_READ`,
+    so that little past the header's end is fetched), more where the parser said how much it ``expect``s
+    next (the rest of a tokenizer's strings, the rest of the tensor infos), never more than ``max_read``:
+    a vocabulary of any size is walked through a window of bounded size, never held."""
+
+    def __init__(self, reader: RangeReader, size: int, source: str, min_read: int, max_read: int,
+                 head: bytes = b"") -> None:
+        self.reader = reader
+        self.size = size
+        self.source = source
+        self.min_read = min_read
+        self.max_read = max_read
+        self.expect = 0
+        self.buf = head
+        self.base = 0
+        self.pos = 0
+        self.set_endian("<")
+
+    def tell(self) -> int:
+        return self.base + self.pos
+
+    def left(self) -> int:
+        return self.size - self.tell()
+
+    def fail(self, reason: str) -> ParamscopeError:
+        return ParamscopeError(self.source, reason)
+
+    def _fill(self, need: int, what: str = "a field") -> None:
+        """Make ``need`` bytes available at ``pos``, or fail: the file ends before ``what``. The bytes still
+        unread in the buffer are kept (a field straddling two reads is not fetched twice)."""
+        offset = self.tell()
+        if need <= self.size - offset:
+            kept = self.buf[self.pos :]
+            want = min(self.max_read, self.expect) if self.expect > 0 else self.min_read
+            want = min(max(need, want), self.size - offset)
+            data = kept + self.reader.read(offset + len(kept), offset + max(want, len(kept)))
+            if len(data) >= need:
+                self.buf, self.base, self.pos = data, offset, 0
+                return
+        raise self.fail(f"truncated: the file ends inside {what} at byte {offset}")
 
     def set_endian(self, endian: str) -> None:
         self.endian = endian
@@ -179,8 +264,13 @@ class _Cursor(FileWindow):
             raise self.fail(f"{what} runs past the end of the file ({n} bytes declared, {self.left()} left)")
         if self.pos + n <= len(self.buf):
             self.pos += n
-        else:
+        elif SKIP_BY_RANGE:
             self.base, self.buf, self.pos = self.tell() + n, b"", 0
+        else:  # bench/bench_remote_gguf.py: what reading the skipped bytes would cost
+            self.expect = n
+            self._fill(n, what)
+            self.pos += n
+            self.expect = 0
 
     def u32(self, what: str) -> int:
         if self.pos + 4 > len(self.buf):
@@ -225,9 +315,11 @@ class _Cursor(FileWindow):
         """Skip ``count`` strings by their lengths: the hot loop of a tokenizer vocabulary, kept local."""
         unpack = self.u64s.unpack_from
         buf, pos = self.buf, self.pos
-        for _ in range(count):
+        start = self.tell()
+        for index in range(count):
             if pos + 8 > len(buf):
                 self.pos = pos
+                self._expect_strings(start, index, count)
                 self._fill(8, what)
                 buf, pos = self.buf, self.pos
             n = unpack(buf, pos)[0]
@@ -236,9 +328,18 @@ class _Cursor(FileWindow):
                 pos += n
             else:
                 self.pos = pos
+                self._expect_strings(start, index, count)
                 self.skip(n, what)
                 buf, pos = self.buf, self.pos
         self.pos = pos
+        self.expect = 0
+
+    def _expect_strings(self, start: int, index: int, count: int) -> None:
+        """What the rest of a string array will take, from the mean length of the strings walked so far
+        (a first guess of 16 bytes each before any): a vocabulary's tail then comes in one read."""
+        walked = self.tell() - start
+        mean = walked / index if index else 16
+        self.expect = int((count - index) * mean * 1.05) + 64
 
 
 def _value_type(cursor: _Cursor, type_id: int, what: str) -> tuple[str, str | None, int]:
@@ -358,14 +459,48 @@ def _header_start(cursor: _Cursor) -> tuple[int, str]:
     raise cursor.fail(f"unsupported GGUF version {little} (paramscope reads versions 2 and 3)")
 
 
+LOCAL_READ = 1 << 20
+"""Bytes one read of a local file takes at least (and at most, but for one field longer than that)."""
+REMOTE_FIRST_READ = 64 * 1024
+"""The first read over the network: magic, counts, the small key/values, the start of the vocabulary."""
+REMOTE_MIN_READ = 64 * 1024
+"""A refill over the network when nothing says how much follows: what the header may overshoot its end by."""
+SKIP_BY_RANGE = True
+"""Bytes skipped (fixed-width arrays, the tails of long strings) past the buffer are never read; False only
+to measure what that saves (bench/bench_remote_gguf.py)."""
+REMOTE_MAX_READ = 8 << 20
+"""The window a remote header is walked through: no read is longer (but for one field that is)."""
+
+
 def read(path: Path) -> Inventory:
     """The tensors of a GGUF file, from its header."""
     # The collector is paused inside: it took a third of the time on 100k tensors.
     with unbuffered_reader(path) as handle:
-        return _read(_Cursor(handle, os.fstat(handle.fileno()).st_size, path), path)
+        reader = FileRangeReader(handle, str(path))
+        cursor = _Cursor(reader, reader.size() or 0, str(path), LOCAL_READ, LOCAL_READ)
+        return _read(cursor, path.name)
 
 
-def _read(cursor: _Cursor, path: Path) -> Inventory:
+def read_ranged(reader: RangeReader, source: str) -> Inventory:
+    """The tensors of a GGUF file served by ``reader`` (a URL, a Hub file, an object-store key), from its
+    header alone: the key/values are walked through a bounded window, fixed-width arrays (a vocabulary's
+    scores and token types) are skipped without being fetched, and the tensor infos are read in as few
+    requests as their estimated size allows. Errors name ``source``; the records' origin is the file name."""
+    from paramscope.gcpause import paused_gc
+
+    head = reader.read(0, REMOTE_FIRST_READ)
+    size = reader.size()
+    if size is None:
+        if len(head) >= REMOTE_FIRST_READ:
+            raise ParamscopeError(source, f"{reader.name}: the server does not say how large the file is")
+        size = len(head)
+    cursor = _Cursor(reader, size, source, REMOTE_MIN_READ, REMOTE_MAX_READ, head[:size])
+    with paused_gc():
+        inventory = _read(cursor, reader.name.rsplit("/", 1)[-1])
+    return inventory.replace(source=source)
+
+
+def _read(cursor: _Cursor, origin: str) -> Inventory:
     version, endian = _header_start(cursor)
     cursor.set_endian(endian)
     n_tensors = cursor.u64("the tensor count")
@@ -395,7 +530,11 @@ def _read(cursor: _Cursor, path: Path) -> Inventory:
     infos: list[tuple[str, tuple[int, ...], str, int]] = []
     seen_names: set[str] = set()
     blocks = {type_id: dtypes.get(name).block_elements for type_id, name in GGML_TYPES.items()}
+    infos_start = cursor.tell()
     for index in range(n_tensors):
+        if cursor.pos + 512 > len(cursor.buf):  # a refill is near: say how much the remaining infos take
+            mean = (cursor.tell() - infos_start) / index if index else 64
+            cursor.expect = int((n_tensors - index) * mean * 1.05) + 64
         name, ne, type_id, offset = _tensor_info(cursor, index)
         if name in seen_names:
             raise cursor.fail(f"tensor name {name!r} appears twice")
@@ -418,7 +557,6 @@ def _read(cursor: _Cursor, path: Path) -> Inventory:
     data_size = cursor.size - data_start
     ranges: list[tuple[int, int, str]] = []
     records: list[TensorRecord] = []
-    origin = path.name
     for name, ne, dtype, offset in infos:
         numel = math.prod(ne)
         nbytes = dtypes.get(dtype).nbytes(numel)
@@ -459,5 +597,5 @@ def _read(cursor: _Cursor, path: Path) -> Inventory:
         notes.append(f"{n_kv - SHOWN_KEYS} of the {n_kv} GGUF key/values are not shown")
     module_types = {r.module: "Embedding" for r in records if r.module in EMBEDDING_MODULES}
     return Inventory(
-        source=str(path), format=FORMAT, tensors=records, module_types=module_types, metadata=metadata, notes=notes
+        source=cursor.source, format=FORMAT, tensors=records, module_types=module_types, metadata=metadata, notes=notes
     )

@@ -7,8 +7,16 @@ What is fetched, in order, and nothing else:
 2. With an index, the header of every shard it names, by ranged reads (:mod:`paramscope.sources.remote`),
    the first read sized from the tensor names the index lists for that shard; without one, the header
    of ``model.safetensors``. A shard already in the local cache is read from disk with no request.
-3. With neither, the architecture is built on the meta device from ``config.json``
-   (``paramscope.sources.config``).
+3. With neither, the repository's file listing (``/api/models/<repo>/revision/<rev>``, one request) says
+   what else it holds: ``pytorch_model.bin.index.json`` and its shards, or ``pytorch_model.bin``, read by
+   ranged reads of each zip's end records, directory and data.pkl; else its GGUF files: one model (a file,
+   or every part of a split one) is read, several (a repository of quantizations) are listed, each with its
+   size, quantization and parameters from its header, for the user to name one.
+4. With none of these, the architecture is built on the meta device from ``config.json``
+   (``paramscope.sources.config``), with a note saying so.
+
+``hf:org/name[@rev]:FILE`` (or ``--file FILE``) reads that one file (a GGUF, every part of a split one, a
+``.bin``/``.pt``, a safetensors file, an index) and nothing else but config.json.
 
 The repository's ``config.json`` is handed on with the headers (``Inventory.pending["config"]``): the
 rules stage, :func:`paramscope.pipeline.settle`, applies it (quantization, MoE, ties); this reader never
@@ -35,6 +43,8 @@ if TYPE_CHECKING:
     from paramscope.sources.remote import Progress
 
 FORMAT = "safetensors"
+GGUF_LISTING = "gguf-listing"
+"""The format of what a repository of several GGUF files reads as, when no file is named: the listing."""
 PREFIX = "hf:"
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -60,6 +70,21 @@ def looks_like_repo(text: str) -> bool:
         return False
     repo = text.partition("@")[0]
     return not repo.lower().endswith(_FILE_SUFFIXES) and ".." not in repo and "--" not in repo
+
+
+def split_file(text: str) -> tuple[str, str | None]:
+    """``hf:org/name[@rev]:file.gguf`` -> (``hf:org/name[@rev]``, ``file.gguf``); (text, None) without a file.
+    A ref name cannot hold ":" (git check-ref-format), so the first ":" after the prefix starts the file."""
+    if not text.startswith(PREFIX):
+        return text, None
+    body, colon, filename = text[len(PREFIX) :].partition(":")
+    if not colon:
+        return text, None
+    try:
+        remote.check_shard_name(text, filename)
+    except ParamscopeError as exc:
+        raise ParamscopeError(text, f"file {filename[:80]!r}: {exc.reason}") from None
+    return PREFIX + body, filename
 
 
 def parse(text: str) -> tuple[str, str | None]:
@@ -91,7 +116,16 @@ class _Env:
 def _small_limits() -> dict[str, int]:
     from paramscope.sources.config import MAX_CONFIG_BYTES
 
-    return {CONFIG_FILE: MAX_CONFIG_BYTES, INDEX_FILE: remote.MAX_INDEX_SIZE}
+    return {CONFIG_FILE: MAX_CONFIG_BYTES, INDEX_FILE: remote.MAX_INDEX_SIZE, TORCH_INDEX_FILE: remote.MAX_INDEX_SIZE}
+
+
+TORCH_INDEX_FILE = "pytorch_model.bin.index.json"
+TORCH_SINGLE_FILE = "pytorch_model.bin"
+MAX_LISTING_BYTES = 16 << 20
+"""Bytes of the Hub's file listing of one repository (``/api/models/<repo>/revision/<rev>``)."""
+MAX_LISTED_FILES = 100_000
+MAX_LISTED_GGUF = 64
+"""GGUF models whose headers a repository listing reads (a real repository holds a dozen or two)."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -119,6 +153,13 @@ def _link(blob: Path, pointer: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+_KINDS = {FORMAT: "safetensors", "gguf": "GGUF", "pytorch": "PyTorch zip", GGUF_LISTING: "GGUF"}
+
+
+class NotCached(ParamscopeError):
+    """Offline, and a file that would be read is not in the cache."""
+
+
 class _Missing:
     """Marks a small file that offline mode could not find in the cache."""
 
@@ -126,8 +167,11 @@ class _Missing:
 OFFLINE_MISSING = _Missing()
 
 
-def read(text: str, progress: Progress | None = None) -> Inventory:
-    """The Inventory of a Hub repository, from config.json and the safetensors headers only."""
+def read(text: str, progress: Progress | None = None, filename: str | None = None) -> Inventory:
+    """The Inventory of a Hub repository, from config.json and the weights' headers only (safetensors; else
+    PyTorch .bin zips; else GGUF files), or of one file of it (``hf:org/name:file.gguf`` or ``filename``)."""
+    text, named = split_file(text)
+    filename = filename or named
     repo_id, revision = parse(text)
     source = PREFIX + repo_id + (f"@{revision}" if revision else "")
     if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
@@ -149,7 +193,10 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
     with ThreadPoolExecutor(max_workers=remote.WORKERS, thread_name_prefix="paramscope-hub") as pool:
         config_future = pool.submit(hub.download, CONFIG_FILE)
         try:
-            inventory, headers_read = _read_weights(hub, pool, progress, config_future)
+            if filename is not None:
+                inventory, headers_read = hub.named_file(filename, pool, progress)
+            else:
+                inventory, headers_read = _read_weights(hub, pool, progress, config_future)
             config = hub.load_config(config_future.result())
         finally:
             config_future.cancel()
@@ -158,9 +205,9 @@ def read(text: str, progress: Progress | None = None) -> Inventory:
     if env.offline:
         notes.append("Offline (HF_HUB_OFFLINE): everything was read from the local Hugging Face cache.")
     elif headers_read:
-        notes.append(remote.fetched_note(fetcher, headers_read))
+        notes.append(remote.fetched_note(fetcher, headers_read, _KINDS.get(inventory.format, inventory.format)))
     pending = inventory.pending
-    if inventory.format == FORMAT and config is not None:  # headers read: the rules stage applies the config
+    if inventory.format in (FORMAT, "pytorch") and config is not None:  # the rules stage applies the config
         pending = {**pending, "config": config}
     return inventory.replace(metadata=metadata, notes=notes, pending=pending)
 
@@ -191,8 +238,9 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
     pinned = pinned or _commit_of(config_future.result())
     if "commit" not in metadata and _commit_of(config_future.result()):
         metadata["commit"] = _commit_of(config_future.result())
+    hub.pool = pool
     inventory = hub.single_file(pinned, progress, metadata, notes, config, index_path is OFFLINE_MISSING)
-    return inventory, 1 if inventory.format == FORMAT else 0
+    return inventory, hub.headers_read
 
 
 MAX_TOKEN_FILE = 1 << 20
@@ -255,6 +303,8 @@ class _Hub:
         self.revision = revision
         self.env = env
         self.fetcher = fetcher
+        self.pool: Any = None
+        self.headers_read = 0  # by single_file: how many headers came over the network
 
     def download(self, filename: str) -> Path | _Missing | None:
         """A small file of the repository (config.json, the index) into the Hugging Face cache, or None where
@@ -276,7 +326,8 @@ class _Hub:
             return Path(cached)  # a commit never changes: no request
         url = hf_hub_url(self.repo_id, filename, revision=self.revision, endpoint=self.env.endpoint)
         try:
-            got = remote.fetch_file(self.fetcher, self.source, filename, url, _small_limits()[filename])
+            limit = _small_limits().get(filename, remote.MAX_INDEX_SIZE)  # an index by another name
+            got = remote.fetch_file(self.fetcher, self.source, filename, url, limit)
         except remote.HTTPStatusError as exc:
             return self._refused(filename, exc)
         except ParamscopeError:
@@ -385,11 +436,177 @@ class _Hub:
         if isinstance(cached, str):
             return remote.ShardJob(filename, local=cached)
         if self.env.offline:
-            raise ParamscopeError(
+            raise NotCached(
                 self.source, f"offline (HF_HUB_OFFLINE) and {filename} is not in the local Hugging Face cache"
             )
         url = hf_hub_url(self.repo_id, filename, revision=revision, endpoint=self.env.endpoint)
         return remote.ShardJob(filename, url=url, estimate=estimate)
+
+    def named_file(self, filename: str, pool: Any, progress: Progress | None) -> tuple[Inventory, int]:
+        """One file the user named: a GGUF (every part of a split one), a torch.save file, a PyTorch or
+        safetensors index, a safetensors file."""
+        from paramscope.sources import gguf
+
+        metadata: dict[str, Any] = {"repository": self.repo_id, "revision": self.revision or "main",
+                                    "file": filename}
+        if filename.endswith((remote.TORCH_INDEX_SUFFIX, ".safetensors.index.json")):
+            return self.index_file(filename, pool, progress, metadata)
+        kind = remote.ranged_kind(filename)
+        if kind == "gguf":
+            parts = gguf.split_names(filename) or [filename]
+            jobs = [self.job(part, self.revision, 0) for part in parts]
+            inventory = remote.read_ranged_parts(self.fetcher, self.source, jobs, progress, pool)
+        elif kind == "pytorch":
+            jobs = [self.job(filename, self.revision, 0)]
+            records, _, extra, _ = remote.read_shards(self.fetcher, self.source, jobs, progress)
+            inventory = Inventory(source=self.source, format="pytorch", tensors=records, metadata=extra)
+        elif filename.endswith(".safetensors"):
+            jobs = [self.job(filename, self.revision, remote.UNKNOWN_FIRST_READ)]
+            records, _, extra, _ = remote.read_shards(self.fetcher, self.source, jobs, progress)
+            inventory = Inventory(source=self.source, format=FORMAT, tensors=records, metadata=extra)
+        else:
+            raise ParamscopeError(self.source, f"{filename}: paramscope reads .safetensors, .gguf, .bin, .pt, .pth "
+                                               "and .ckpt files (and their .index.json) from the Hub")
+        inventory = inventory.replace(metadata={**inventory.metadata, **metadata})
+        return inventory, sum(job.local is None for job in jobs)
+
+    def index_file(
+        self, filename: str, pool: Any, progress: Progress | None, metadata: dict[str, Any]
+    ) -> tuple[Inventory, int]:
+        """A safetensors or PyTorch index and the headers of the shards it names."""
+        path = self.download(filename)  # into the cache (and from it, offline), as the safetensors index
+        if not isinstance(path, Path):
+            if path is OFFLINE_MISSING:
+                raise NotCached(self.source, f"offline (HF_HUB_OFFLINE) and {filename} is not in the local "
+                                             "Hugging Face cache")
+            raise remote.HTTPStatusError(self.source, f"{filename}: not found (404)", 404)
+        raw = _read_local(self.source, path, remote.MAX_INDEX_SIZE, "index")
+        weight_map, estimates, data_size = remote.plan_index(self.source, raw)
+        directory = filename.rpartition("/")[0]
+        jobs = [self.job(f"{directory}/{shard}" if directory else shard, self.revision, first)
+                for shard, first in estimates.items()]
+        pytorch = filename.endswith(remote.TORCH_INDEX_SUFFIX)
+        if any((remote.ranged_kind(job.name) == "pytorch") != pytorch for job in jobs):
+            raise ParamscopeError(self.source, f"{filename}: names shards of another format than its own")
+        if directory:
+            prefix = directory + "/"
+            weight_map = {tensor: prefix + shard for tensor, shard in weight_map.items()}
+        records, found, notes = remote.read_index_shards(
+            self.fetcher, self.source, weight_map, jobs, data_size, progress, pool
+        )
+        inventory = Inventory(source=self.source, format="pytorch" if pytorch else FORMAT, tensors=records,
+                              metadata={**metadata, **found}, notes=notes)
+        return inventory, sum(job.local is None for job in jobs)
+
+    def listing(self) -> list[str] | None:
+        """The repository's file names, from the Hub's API (one request), or None where it has none to give
+        (an endpoint that is not the Hub, offline)."""
+        if self.env.offline:
+            return None
+        from urllib.parse import quote
+
+        revision = quote(self.revision or "main", safe="")
+        url = f"{self.env.endpoint}/api/models/{self.repo_id}/revision/{revision}"
+        try:
+            raw = remote.fetch_file(self.fetcher, self.source, "the file listing", url, MAX_LISTING_BYTES).body
+        except remote.HTTPStatusError as exc:
+            if exc.status in (401, 403):
+                raise ParamscopeError(self.source, "authentication required (set HF_TOKEN)") from None
+            return None
+        from paramscope import jsonlimits
+
+        try:
+            info = jsonlimits.loads(raw, MAX_LISTING_BYTES, 8)
+        except jsonlimits.JSONLimitError as exc:
+            raise ParamscopeError(self.source, f"the file listing: {remote._said(exc)}") from None
+        siblings = info.get("siblings") if isinstance(info, dict) else None
+        if not isinstance(siblings, list) or len(siblings) > MAX_LISTED_FILES:
+            raise ParamscopeError(self.source, "the file listing is not a list of at most "
+                                               f"{MAX_LISTED_FILES:,} files")
+        names = []
+        for entry in siblings:
+            name = entry.get("rfilename") if isinstance(entry, dict) else None
+            if isinstance(name, str):  # a name becomes a URL: the index's rule for shard names applies
+                names.append(remote.check_shard_name(f"{self.source}: the file listing", name))
+        return names
+
+    def other_weights(
+        self, revision: str | None, pool: Any, progress: Progress | None, metadata: dict[str, Any]
+    ) -> tuple[Inventory, int] | None:
+        """No safetensors: a PyTorch index or ``pytorch_model.bin``, else the repository's GGUF files (one
+        model read; several listed); None where there are none of these."""
+        names = self.listing()
+        if names is None:  # no listing: ask for the usual PyTorch names directly
+            candidates = [TORCH_INDEX_FILE, TORCH_SINGLE_FILE]
+        else:
+            present = set(names)
+            candidates = [name for name in (TORCH_INDEX_FILE, TORCH_SINGLE_FILE) if name in present]
+        for candidate in candidates:
+            try:
+                if candidate == TORCH_INDEX_FILE:
+                    inventory, read = self.index_file(candidate, pool, progress, dict(metadata))
+                else:
+                    inventory, read = self.named_file(candidate, pool, progress)
+            except remote.HTTPStatusError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            except NotCached:  # offline: what is not cached is not there
+                continue
+            return inventory.replace(metadata={**inventory.metadata, **metadata}), read
+        ggufs = _gguf_models(names or [])
+        if not ggufs:
+            return None
+        if len(ggufs) == 1:
+            inventory, read = self.named_file(ggufs[0][0], pool, progress)
+            return inventory.replace(metadata={**inventory.metadata, **metadata}), read
+        return self.gguf_listing(ggufs, pool, metadata)
+
+    def gguf_listing(
+        self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any]
+    ) -> tuple[Inventory, int]:
+        """Several GGUF models in one repository (its quantizations): each one's header read, listed with its
+        size, quantization and parameters, for the user to name one (``hf:org/name:FILE``)."""
+        from concurrent.futures import as_completed
+
+        left_out = len(ggufs) - MAX_LISTED_GGUF
+        ggufs = ggufs[:MAX_LISTED_GGUF]
+        futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
+        rows: list[dict[str, Any]] = [{} for _ in ggufs]
+        try:
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+        notes = [f"{len(rows)} GGUF models in {self.source}; name one to read it, e.g. {self.source}:{rows[0]['file']}"]
+        width = max(len(row["file"]) for row in rows)
+        for row in rows:
+            notes.append(f"{row['file']:<{width}}  {row['quantization']:<16}  {row['bytes']:>15,} bytes  "
+                         f"{row['parameters']:>15,} parameters")
+        if left_out > 0:
+            notes.append(f"{left_out} more GGUF models are not listed (at most {MAX_LISTED_GGUF} are)")
+        inventory = Inventory(source=self.source, format=GGUF_LISTING, tensors=[],
+                              metadata={**metadata, "gguf.files": rows}, notes=notes)
+        return inventory, sum(len(parts) for parts in ggufs)
+
+    def _summary(self, parts: list[str]) -> dict[str, Any]:
+        import math
+
+        jobs = [self.job(part, self.revision, 0) for part in parts]
+        sizes: list[int] = [0] * len(jobs)
+        inventory = remote.read_ranged_parts(self.fetcher, self.source, jobs, sizes=sizes)
+        file_type = inventory.metadata.get("gguf.file_type")
+        quantization = str(file_type).removeprefix("MOSTLY_") if file_type else _dominant_dtype(inventory)
+        return {
+            "file": parts[0],
+            "parts": len(parts),
+            "quantization": quantization,
+            "bytes": sum(sizes),
+            "parameters": sum(math.prod(t.shape) for t in inventory.tensors),
+            "tensors": len(inventory.tensors),
+            "data_offset": inventory.metadata.get("gguf.data_offset"),
+        }
 
     def single_file(
         self,
@@ -413,13 +630,19 @@ class _Hub:
                     raise
             else:
                 metadata.update(extra)
+                self.headers_read = 1
                 return Inventory(source=self.source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+        other = self.other_weights(revision, self.pool, progress, metadata)
+        if other is not None:
+            inventory, self.headers_read = other
+            return inventory.replace(notes=[*inventory.notes, *notes])
         if config is None:
             if self.env.offline:
                 raise ParamscopeError(
                     self.source, "offline (HF_HUB_OFFLINE) and neither safetensors headers nor config.json are cached"
                 )
-            raise ParamscopeError(self.source, "the repository has no safetensors weights and no config.json")
+            raise ParamscopeError(self.source, "the repository has no safetensors, PyTorch or GGUF weights and no "
+                                               "config.json")
         return self._from_config(config, metadata, notes)
 
     def _from_config(self, config: dict[str, Any], metadata: dict[str, Any], notes: list[str]) -> Inventory:
@@ -429,5 +652,37 @@ class _Hub:
         return inventory.replace(
             metadata={**inventory.metadata, **metadata},
             notes=[*inventory.notes,
-                   "The repository has no safetensors weights: the architecture was built from config.json.", *notes],
+                   "The repository has no safetensors, PyTorch (.bin) or GGUF weights: the architecture was built "
+                   "from config.json.", *notes],
         )
+
+
+def _gguf_models(names: list[str]) -> list[list[str]]:
+    """The GGUF models among a repository's files: a single file, or every part of a split one (listed
+    once, by its first part, and only when all its parts are there), in the listing's order."""
+    from paramscope.sources import gguf
+
+    present = set(names)
+    models: list[list[str]] = []
+    seen: set[str] = set()
+    for name in names:
+        if not name.lower().endswith(".gguf") or name in seen:
+            continue
+        parts = gguf.split_names(name)
+        if parts is None:
+            models.append([name])
+            seen.add(name)
+        elif all(part in present for part in parts):
+            models.append(parts)
+            seen.update(parts)
+    return models
+
+
+def _dominant_dtype(inventory: Inventory) -> str:
+    """The dtype holding most elements: what a GGUF without ``general.file_type`` is quantized as."""
+    import math
+
+    totals: dict[str, int] = {}
+    for record in inventory.tensors:
+        totals[record.dtype] = totals.get(record.dtype, 0) + math.prod(record.shape)
+    return max(totals, key=totals.__getitem__) if totals else "?"

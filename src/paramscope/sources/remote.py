@@ -36,6 +36,13 @@ FTP, ``file:`` or ``data:`` handler exists to be reached.
 
 Plain URLs use only the standard library (``urllib``); the Hub passes huggingface_hub's own HTTP client
 (:class:`HttpxTransport`) so that its proxy settings and client factory apply.
+
+GGUF files (``.gguf``, every part of a split one) and torch.save files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``,
+and ``.bin.index.json`` indexes) are read by their own parsers through :class:`HttpRangeReader`, a
+:class:`~paramscope.sources.ranged.RangeReader` over the same :class:`Fetcher`: the GGUF key/values are walked
+through a bounded window, skipping fixed-width arrays by range; a zip is read from its first bytes (data.pkl)
+and its tail (end records, directory). A server that ignores ``Range`` is read from byte 0 only for ranges
+that start in the first :data:`MAX_IGNORED_RANGE_SKIP` bytes (a zip's tail never is).
 """
 
 from __future__ import annotations
@@ -84,6 +91,8 @@ _ENTRY_FIXED = len('"":{"dtype":"","shape":[],"data_offsets":[,]},')
 _METADATA_TYPICAL = len('"__metadata__":{"format":"pt"},')
 _ESTIMATE_MARGIN = 1.02
 _READ_CHUNK = 64 * 1024
+MAX_IGNORED_RANGE_SKIP = 32 << 20
+"""A server that ignores ``Range`` is read from its first byte: only for ranges starting before this."""
 
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -514,9 +523,14 @@ class Fetcher:
         return body, total
 
     def _whole(self, response: Response, start: int, stop: int, limit: int | None) -> tuple[bytes, int | None]:
-        """200: the server ignored Range. Read only up to ``stop`` and close: never the whole body."""
+        """200: the server ignored Range. Read only up to ``stop`` and close: never the whole body; and not
+        at all for bytes far into the file (a zip's directory at its end), which would mean reading the
+        weights before them."""
         total = _length(response)
         _check_limit(total, limit)
+        if start > MAX_IGNORED_RANGE_SKIP:
+            raise _Fatal(f"the server ignores Range: reading bytes from {start:,} on would download every byte "
+                         "before them (refused)")
         want = stop if total is None else min(stop, total)
         body = self._read(response, want)
         if len(body) < want:
@@ -552,6 +566,38 @@ def _check_limit(total: int | None, limit: int | None) -> None:
 def _hub_fields(headers: dict[str, str] | None) -> dict[str, str]:
     """The Hub's own headers of the first response of a redirect chain (error code, commit)."""
     return {k: v for k, v in (headers or {}).items() if k.startswith("x-")}
+
+
+class HttpRangeReader:
+    """A :class:`~paramscope.sources.ranged.RangeReader` over one URL through a :class:`Fetcher` (its retries,
+    deadlines and byte counts): how the GGUF and PyTorch zip parsers read a remote file. ``name`` (the file's
+    name) prefixes error reasons; errors are about ``source``. The size comes from the first response's
+    ``Content-Range`` (or, for a server that ignores ``Range``, its ``Content-Length``)."""
+
+    def __init__(self, fetcher: Fetcher, source: str, name: str, url: str) -> None:
+        self.fetcher = fetcher
+        self.source = source
+        self.name = name
+        self.url = url
+        self._size: int | None = None
+
+    def size(self) -> int | None:
+        return self._size
+
+    def read(self, start: int, stop: int) -> bytes:
+        if self._size is not None:
+            stop = min(stop, self._size)
+        if stop <= start:
+            return b""
+        body, total = self.fetcher.range(self.source, self.name, self.url, start, stop)
+        if total is not None:
+            if self._size is not None and total != self._size:
+                raise ParamscopeError(self.source, f"{self.name}: the file changed size while it was read "
+                                                   f"({self._size:,} then {total:,} bytes)")
+            self._size = total
+        elif len(body) < stop - start and self._size is None:
+            self._size = start + len(body)  # the body ended where the file does
+        return body
 
 
 def fetch_file(fetcher: Fetcher, source: str, what: str, url: str, limit: int) -> Fetched:
@@ -711,9 +757,15 @@ def read_shards(
             from paramscope.sources import safetensors
 
             path = Path(job.local)
+            if ranged_kind(job.name) is not None:
+                return _shard_records(job.name, _read_local_file(path, job.name)), {}, path.stat().st_size
             records, meta = safetensors.read_file(path, origin=job.name)
             return records, meta, path.stat().st_size
         assert job.url is not None
+        if ranged_kind(job.name) is not None:
+            reader = HttpRangeReader(fetcher, source, job.name, job.url)
+            inventory = read_ranged_file(reader, source)
+            return _shard_records(job.name, inventory), {}, reader.size()
         return read_header(fetcher, source, job.name, job.url, job.estimate)
 
     results: dict[int, tuple[list[TensorRecord], dict[str, str], int | None]] = {}
@@ -757,11 +809,56 @@ def read_shards(
     return records, owner, extra, size_sum
 
 
-def fetched_note(fetcher: Fetcher, header_files: int) -> str:
+# File name endings read by ranged reads through a header parser other than safetensors': which parser.
+RANGED_SUFFIXES = {".gguf": "gguf", ".bin": "pytorch", ".pt": "pytorch", ".pth": "pytorch", ".ckpt": "pytorch"}
+
+
+def ranged_kind(name: str) -> str | None:
+    """``"gguf"`` or ``"pytorch"`` for a file name read by :func:`read_ranged_file`, else None."""
+    for suffix, kind in RANGED_SUFFIXES.items():
+        if name.lower().endswith(suffix):
+            return kind
+    return None
+
+
+def read_ranged_file(reader: Any, source: str) -> Inventory:
+    """A GGUF or torch.save file by ranged reads (``reader``: a RangeReader named by the file's name), headers
+    only. Errors name ``source`` and the file; the inventory's source is ``source``."""
+    from paramscope.sources import gguf, torch_pickle
+
+    name = reader.name
+    label = source if source.endswith(name) else f"{source}: {name}"
+    if ranged_kind(name) == "gguf":
+        return gguf.read_ranged(reader, label).replace(source=source)
+    return torch_pickle.read_ranged(reader, source)
+
+
+def _read_local_file(path: Any, name: str) -> Inventory:
+    """A cached GGUF or torch.save shard, by the local readers."""
+    from paramscope.sources import gguf, torch_pickle
+
+    return gguf.read(path) if ranged_kind(name) == "gguf" else torch_pickle.read(path)
+
+
+def _shard_records(name: str, inventory: Inventory) -> list[TensorRecord]:
+    """A shard's records, each with the shard as origin, and ties kept inside their shard (two shards' storages
+    named "0" are two storages)."""
+    records = []
+    for record in inventory.tensors:
+        changes: dict[str, Any] = {}
+        if record.origin != name:
+            changes["origin"] = name
+        if record.tie is not None:
+            changes["tie"] = (name, record.tie)
+        records.append(record.replace(**changes) if changes else record)
+    return records
+
+
+def fetched_note(fetcher: Fetcher, header_files: int, kind: str = "safetensors") -> str:
     """The sentence telling the user what the network cost."""
     retries = f", {fetcher.retries} retried" if fetcher.retries else ""
     return (
-        f"Read {header_files} safetensors header(s) over HTTP: {fetcher.fetched_bytes:,} bytes fetched in "
+        f"Read {header_files} {kind} header(s) over HTTP: {fetcher.fetched_bytes:,} bytes fetched in "
         f"{fetcher.requests} request(s){retries}; no weights were downloaded."
     )
 
@@ -783,6 +880,8 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     fetcher = Fetcher()
     path = urlparse(url).path
     name = path.rsplit("/", 1)[-1] or url
+    if ranged_kind(name) is not None or path.endswith(TORCH_INDEX_SUFFIX):
+        return _read_url_ranged(fetcher, source, url, name, progress)
     if path.endswith(safetensors.INDEX_SUFFIX):
         raw = fetch_file(fetcher, source, name, url, MAX_INDEX_SIZE).body
         weight_map, estimates, data_size = plan_index(source, raw)
@@ -798,3 +897,98 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     notes.append(fetched_note(fetcher, len(jobs)))
     # no config.json is fetched for a plain URL: the rules stage recognises packed quantization from the names
     return Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+TORCH_INDEX_SUFFIX = ".bin.index.json"
+"""A sharded PyTorch checkpoint's index (``pytorch_model.bin.index.json``): the safetensors index's layout."""
+
+
+def _read_url_ranged(fetcher: Fetcher, source: str, url: str, name: str, progress: Progress | None) -> Inventory:
+    """A GGUF file (every part of a split one), a torch.save file, or a sharded PyTorch index, at a URL."""
+    from urllib.parse import quote, urljoin
+
+    from paramscope.sources import gguf
+
+    notes: list[str] = []
+    metadata: dict[str, Any] = {}
+    if name.endswith(TORCH_INDEX_SUFFIX):
+        raw = fetch_file(fetcher, source, name, url, MAX_INDEX_SIZE).body
+        weight_map, _declared = parse_index(source, raw)
+        jobs = [ShardJob(shard, url=urljoin(url, quote(shard))) for shard in dict.fromkeys(weight_map.values())]
+        for job in jobs:
+            if ranged_kind(job.name) != "pytorch":
+                raise ParamscopeError(source, f"shard {job.name!r} of a PyTorch index is not a .bin/.pt file")
+        records, metadata, notes = read_index_shards(fetcher, source, weight_map, jobs, None, progress)
+        inventory = Inventory(source=source, format="pytorch", tensors=records, metadata=metadata, notes=notes)
+        kind, files = "PyTorch zip", len(jobs)
+    else:
+        parts = gguf.split_names(name) if ranged_kind(name) == "gguf" else None
+        if parts:
+            jobs = [ShardJob(part, url=urljoin(url, quote(part))) for part in parts]
+            inventory = read_ranged_parts(fetcher, source, jobs, progress)
+            kind, files = "GGUF", len(jobs)
+        else:
+            inventory = read_ranged_file(HttpRangeReader(fetcher, source, name, url), source)
+            kind, files = ("GGUF" if ranged_kind(name) == "gguf" else "PyTorch zip"), 1
+            if progress is not None:
+                progress(1, 1, fetcher.fetched_bytes)
+    return inventory.replace(
+        metadata={**inventory.metadata, "fetched_bytes": fetcher.fetched_bytes, "requests": fetcher.requests},
+        notes=[*inventory.notes, fetched_note(fetcher, files, kind)],
+    )
+
+
+def read_ranged_parts(
+    fetcher: Fetcher,
+    source: str,
+    jobs: list[ShardJob],
+    progress: Progress | None = None,
+    pool: Any = None,
+    sizes: list[int] | None = None,
+) -> Inventory:
+    """The parts of a split GGUF (``jobs`` in part order; one job for a whole file), read in parallel and
+    combined. ``sizes``, when given, receives each part's size in bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from paramscope.sources import gguf
+
+    def one(k: int, job: ShardJob) -> Inventory:
+        if job.local is not None:
+            from pathlib import Path
+
+            path = Path(job.local)
+            if sizes is not None:
+                sizes[k] = path.stat().st_size
+            return gguf.read(path).replace(source=source)
+        assert job.url is not None
+        reader = HttpRangeReader(fetcher, source, job.name, job.url)
+        inventory = read_ranged_file(reader, source)
+        if sizes is not None:
+            sizes[k] = reader.size() or 0
+        return inventory
+
+    own = pool is None
+    if own:
+        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(jobs)), thread_name_prefix="paramscope-fetch")
+    futures: list[Any] = []
+    try:
+        futures = [pool.submit(one, k, job) for k, job in enumerate(jobs)]
+        parts = []
+        for done, future in enumerate(futures, 1):
+            parts.append(future.result())
+            if progress is not None:
+                progress(done, len(jobs), fetcher.fetched_bytes)
+    finally:
+        for future in futures:
+            future.cancel()
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+    parts = [part.replace(tensors=[t.replace(origin=job.name) for t in part.tensors])
+             for part, job in zip(parts, jobs, strict=True)]
+    names: dict[str, str] = {}
+    for part, job in zip(parts, jobs, strict=True):
+        for record in part.tensors:
+            previous = names.setdefault(record.name, job.name)
+            if previous != job.name:
+                raise ParamscopeError(source, f"{job.name}: tensor {record.name!r} is also in part {previous!r}")
+    return gguf.combine(parts, source)
