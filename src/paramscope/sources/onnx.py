@@ -57,6 +57,9 @@ MAX_RANK = 64
 MAX_STRING = 1 << 16  # names and short strings kept; longer ones are cut and the rest skipped
 MAX_ENTRIES = 256  # metadata_props / external_data entries kept per message
 INT64_MAX = (1 << 63) - 1
+MAX_NODE_INPUTS = 2_000_000
+"""Node inputs kept for the roles by use, all graphs together (a 70B LLM's graph has tens of thousands; each
+kept input costs ~150 bytes). Past this the graph's uses are dropped and every tensor keeps its storage role."""
 
 # TensorProto.DataType -> (ONNX name, paramscope dtype, bits per element as stored in raw_data).
 # Packed sub-byte integer types have no paramscope dtype of their own: see the module docstring.
@@ -320,6 +323,18 @@ class _Frame:
         self.data: dict[str, Any] = {}
 
 
+class _Edges:
+    """Every node's (op_type, inputs, outputs), all graphs, for the roles by use; at most
+    :data:`MAX_NODE_INPUTS` inputs in all, past which they are ``dropped``."""
+
+    __slots__ = ("dropped", "inputs", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes: list[tuple[str, list[str], list[str]]] = []
+        self.inputs = 0
+        self.dropped = False
+
+
 def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -338,7 +353,7 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
         raise cursor.fail("empty file")
     root = _Frame(MODEL, cursor.size, 0, 0)
     stack = [root]
-    edges: list[tuple[str, list[str], list[str]]] = []  # every node's (op_type, inputs, outputs), all graphs
+    edges = _Edges()
     while True:
         frame = stack[-1]
         here = cursor.tell()
@@ -618,7 +633,7 @@ def _numel(cursor: _Cursor, dims: list[int], what: str) -> int:
     return numel
 
 
-def _finish(cursor: _Cursor, frame: _Frame, edges: list[tuple[str, list[str], list[str]]]) -> Any:
+def _finish(cursor: _Cursor, frame: _Frame, edges: _Edges) -> Any:
     """The result of a message, checked: a tensor description, an attribute, a node's tensors, a graph."""
     data = frame.data
     kind = frame.kind
@@ -680,12 +695,17 @@ def _finish_tensor(cursor: _Cursor, data: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _finish_node(data: dict[str, Any], edges: list[tuple[str, list[str], list[str]]]) -> list[dict[str, Any]]:
+def _finish_node(data: dict[str, Any], edges: _Edges) -> list[dict[str, Any]]:
     """A node's tensors: a Constant's value, and the tensors of its subgraphs under ``<node>.<attribute>.``.
     A node that reads values is added to ``edges``, for the roles by use."""
     op_type = data.get("op_type", "")
-    if "input" in data:
-        edges.append((op_type, data["input"], data.get("output", [])))
+    inputs = data.get("input")
+    if inputs is not None and not edges.dropped:
+        edges.inputs += len(inputs)
+        if edges.inputs > MAX_NODE_INPUTS:
+            edges.dropped, edges.nodes = True, []
+        else:
+            edges.nodes.append((op_type, inputs, data.get("output", [])))
     label = data.get("name") or f"{op_type or 'node'}_{data['index']}"
     out: list[dict[str, Any]] = []
     is_constant = op_type == "Constant" and data.get("domain", "") in ("", "ai.onnx")
@@ -734,7 +754,8 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             raise ParamscopeError(path, "not an ONNX model (no ir_version and no graph)")
         raise ParamscopeError(path, "ONNX model has no graph")
     graph = graphs[-1]
-    uses, flows = _uses(model["edges"])
+    edges = model["edges"]
+    uses, flows = _uses(edges.nodes)
     cache: dict[str, tuple[frozenset[tuple[Role | str, bool]], bool]] = {}
     walked: set[str] = set()  # values already walked past (_reached)
     constants = 0
@@ -794,6 +815,9 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         notes.append("some tensors are stored in external data files; they were counted from their dims, not opened")
     if sparse:
         notes.append(f"{sparse} sparse initializer(s) counted by their dense shape")
+    if edges.dropped:
+        notes.append(f"the graph's nodes read more than {MAX_NODE_INPUTS:,} values: roles were set by storage "
+                     "(scalars and integer Constant values as graph constants), not by use")
     if constants:
         notes.append(f"{constants:,} graph constants (scalars, shapes) not counted")
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
