@@ -641,3 +641,38 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path) -> None:
 
 def inv_constants(path: Path) -> int:
     return sum(r.role is Role.CONSTANT for r in reader.read(path).tensors)
+
+
+def _reading_nodes(count: int, inputs: tuple[bytes, ...]) -> bytes:
+    """``count`` Add nodes, each reading ``inputs`` (the same bytes repeated: fast to build, not SSA)."""
+    node = _len(1, b"".join(_len(1, name) for name in inputs) + _len(2, b"y") + _len(4, b"Add"))
+    return node * count
+
+
+def test_node_inputs_past_the_cap_fall_back_to_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_NODE_INPUTS", 10)
+    path = tmp_path / "many.onnx"
+    path.write_bytes(_model_bytes(_reading_nodes(6, (b"x", b"w")), _len(5, _tensor("w", (4,))),
+                                  _len(5, _tensor("k", (1,), raw=4))))
+    inv = reader.read(path)
+    assert [(r.name, r.role) for r in inv.tensors] == [("w", Role.PARAMETER), ("k", Role.CONSTANT)]
+    assert inv.notes[0] == ("the graph's nodes read more than 10 values: roles were set by storage (scalars and "
+                            "integer Constant values as graph constants), not by use")
+    path.write_bytes(_model_bytes(_reading_nodes(5, (b"x", b"w")), _len(5, _tensor("w", (4,)))))
+    assert reader.read(path).notes == []  # 10 inputs: kept
+
+
+@pytest.mark.slow
+def test_a_million_nodes_are_bounded(tmp_path: Path) -> None:
+    """A million nodes reading a stored tensor (each use kept: at the cap) and a million reading two values
+    (past it: dropped), through the CLI under the hostile-input limits (2 GiB, 60 s)."""
+    from tests.hostile._limits import assert_clean, run_cli
+
+    for inputs in ((b"w",), (b"x", b"w")):
+        path = tmp_path / "million.onnx"
+        path.write_bytes(_model_bytes(_reading_nodes(1_000_000, inputs), _len(5, _tensor("w", (4,)))))
+        result = run_cli(path, "--format", "json")
+        assert_clean(result, path, expect=0)
+        data = json.loads(result.stdout)
+        assert data["total"] == 4  # an Add operand of 4 floats: a parameter, by use or by storage
+        assert ("more than 1,000,000 values" in " ".join(data["notes"])) == (len(inputs) == 2)

@@ -57,9 +57,9 @@ MAX_RANK = 64
 MAX_STRING = 1 << 16  # names and short strings kept; longer ones are cut and the rest skipped
 MAX_ENTRIES = 256  # metadata_props / external_data entries kept per message
 INT64_MAX = (1 << 63) - 1
-MAX_NODE_INPUTS = 2_000_000
+MAX_NODE_INPUTS = 1_000_000
 """Node inputs kept for the roles by use, all graphs together (a 70B LLM's graph has tens of thousands; each
-kept input costs ~150 bytes). Past this the graph's uses are dropped and every tensor keeps its storage role."""
+kept input costs ~100 bytes). Past this the graph's uses are dropped and every tensor keeps its storage role."""
 
 # TensorProto.DataType -> (ONNX name, paramscope dtype, bits per element as stored in raw_data).
 # Packed sub-byte integer types have no paramscope dtype of their own: see the module docstring.
@@ -233,6 +233,7 @@ PASS_THROUGH: dict[str, int] = {
 }
 """Operators whose output is their input ``0`` reshaped, retyped or dequantized: a stored tensor's use is
 looked for past them (a tied head's weight Transposed into a MatMul is that MatMul's weight)."""
+OP_NAMES = {op: op for op, _ in USES} | {op: op for op in PASS_THROUGH}
 # the precedence of roles when uses disagree: a tensor any learned input reads is a weight
 PRECEDENCE = (LEARNED, STATE, AUX, LITERAL)
 
@@ -324,13 +325,13 @@ class _Frame:
 
 
 class _Edges:
-    """Every node's (op_type, inputs, outputs), all graphs, for the roles by use; at most
+    """Every node's op_type and inputs (and a pass-through node's output), all graphs, for the roles by use; at most
     :data:`MAX_NODE_INPUTS` inputs in all, past which they are ``dropped``."""
 
     __slots__ = ("dropped", "inputs", "nodes")
 
     def __init__(self) -> None:
-        self.nodes: list[tuple[str, list[str], list[str]]] = []
+        self.nodes: list[tuple[str, tuple[str, ...], str]] = []  # (op_type, inputs, a pass-through's output)
         self.inputs = 0
         self.dropped = False
 
@@ -705,7 +706,10 @@ def _finish_node(data: dict[str, Any], edges: _Edges) -> list[dict[str, Any]]:
         if edges.inputs > MAX_NODE_INPUTS:
             edges.dropped, edges.nodes = True, []
         else:
-            edges.nodes.append((op_type, inputs, data.get("output", [])))
+            op = OP_NAMES.get(op_type, op_type)  # one string per known operator, not one per node
+            through = PASS_THROUGH.get(op)
+            outputs = data.get("output") if through is not None else None
+            edges.nodes.append((op, tuple(inputs), outputs[0] if outputs else ""))
     label = data.get("name") or f"{op_type or 'node'}_{data['index']}"
     out: list[dict[str, Any]] = []
     is_constant = op_type == "Constant" and data.get("domain", "") in ("", "ai.onnx")
@@ -755,7 +759,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         raise ParamscopeError(path, "ONNX model has no graph")
     graph = graphs[-1]
     edges = model["edges"]
-    uses, flows = _uses(edges.nodes)
+    uses, flows = _uses(edges.nodes, {t["name"] for t in graph["tensors"]})
     cache: dict[str, tuple[frozenset[tuple[Role | str, bool]], bool]] = {}
     walked: set[str] = set()  # values already walked past (_reached)
     constants = 0
@@ -823,21 +827,29 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
 
 
-def _uses(edges: list[tuple[str, list[str], list[str]]]) -> tuple[dict[str, list[tuple[str, int]]],
-                                                                   dict[str, list[tuple[str, bool]]]]:
-    """Value name -> the (op_type, input index) of every node reading it, except pass-through reads; and value
-    name -> (output, whether it dequantizes) of every pass-through node reading it as its data input."""
-    uses: dict[str, list[tuple[str, int]]] = {}
+def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: set[str]) -> tuple[
+        dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, bool]]]]:
+    """Value name -> (output, whether it dequantizes) of every pass-through node reading it as its data input;
+    and, for the stored tensors ``names`` and the values that flow from them, value name -> the (op_type, input
+    index) of every other read. Other values' reads are not kept."""
     flows: dict[str, list[tuple[str, bool]]] = {}
-    for op, inputs, outputs in edges:
+    for op, inputs, output in nodes:
+        through = PASS_THROUGH.get(op)
+        if output and through is not None and through < len(inputs) and inputs[through]:
+            flows.setdefault(inputs[through], []).append((output, op == "DequantizeLinear"))
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        value = stack.pop()
+        if value not in wanted:
+            wanted.add(value)
+            stack.extend(output for output, _ in flows.get(value, ()))
+    wanted.discard("")  # an optional input left out, not a tensor without a name
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for op, inputs, _ in nodes:
         through = PASS_THROUGH.get(op)
         for index, value in enumerate(inputs):
-            if not value:  # an optional input left out
-                continue
-            if index == through:
-                if outputs and outputs[0]:
-                    flows.setdefault(value, []).append((outputs[0], op == "DequantizeLinear"))
-            else:
+            if value in wanted and index != through:
                 uses.setdefault(value, []).append((op, index))
     return uses, flows
 
