@@ -542,11 +542,11 @@ class Report:
     @cached_property
     def _embedding_keys(self) -> set[Hashable]:
         def is_embedding(r: TensorRecord) -> bool:
+            if r.owner_type is not None:  # the source named the class: nn.Embedding's one tensor, or the
+                return r.owner_type in EMBEDDING_TYPES  # table a reader marked (Keras's `embeddings`, vars/0)
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
-            if r.owner_type is not None:
-                return r.owner_type in EMBEDDING_TYPES
             return _embedding_name().search(module) is not None
 
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on

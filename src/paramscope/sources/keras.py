@@ -68,7 +68,8 @@ adds adapt_mean, adapt_variance and count, all non-trainable)."""
 LEGACY_STATE = frozenset({"moving_mean:0", "moving_variance:0"})
 """Keras 2 ``.h5`` variable names of BatchNormalization's running statistics."""
 EMBEDDING_CLASSES = frozenset({"Embedding"})
-SNAKE_CLASSES = {"batch_normalization": "BatchNormalization", "normalization": "Normalization", "embedding": "Embedding"}
+SNAKE_CLASSES = {"batch_normalization": "BatchNormalization", "normalization": "Normalization",
+                 "embedding": "Embedding"}
 """A Keras 3 layer group's name (less its ``_<n>`` counter) -> the class it was named from: for files without a
 config."""
 MAX_CONFIG_LAYERS = 100_000
