@@ -559,6 +559,12 @@ def test_constants_hidden_from_the_tree_listed_in_json(tmp_path: Path) -> None:
     assert main([str(path), "--format", "json"], stdout=out, stderr=io.StringIO()) == 0
     data = json.loads(out.getvalue())
     assert data["other"] == {"quant_aux": 2, "constant": 26}
+    constants = {t["name"]: t["numel"] for t in data["tensors"] if t["role"] == "constant"}  # listed, by role
+    assert constants == {"clip.min": 1, "clip.max": 1, "flat.shape": 2, "half": 1, "two": 1, "ids": 4, "mask": 16}
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    jsonschema.validate(data, json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text()))
 
 
 def test_subgraph_constants_and_outer_weights(tmp_path: Path) -> None:
