@@ -386,6 +386,8 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
                 cursor.skip(length)
             elif spec[1] == TENSOR:  # the hot message (100k initializers): read flat, not through frames
                 _deliver(frame, field, _finish_tensor(cursor, _tensor(cursor, end)))
+            elif spec[1] == STRS and length <= MAX_STRING:  # a node's inputs and outputs: the hot strings
+                frame.data.setdefault(spec[0], []).append(cursor.take(length).decode("utf-8", "replace"))
             else:
                 _len_field(cursor, stack, frame, field, spec, length, end)
         elif wire == VARINT:
@@ -759,7 +761,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         raise ParamscopeError(path, "ONNX model has no graph")
     graph = graphs[-1]
     edges = model["edges"]
-    uses, flows = _uses(edges.nodes, {t["name"] for t in graph["tensors"]})
+    uses, flows = _uses(edges.nodes, [t["name"] for t in graph["tensors"]]) if edges.nodes else ({}, {})
     cache: dict[str, tuple[frozenset[tuple[Role | str, bool]], bool]] = {}
     walked: set[str] = set()  # values already walked past (_reached)
     constants = 0
@@ -787,10 +789,15 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         if t.get("sparse"):
             extra = {**(extra or {}), "sparse_values": t["nnz"]}
             sparse += 1
-        found = cache.get(t["name"])
-        if found is None:
-            found = cache[t["name"]] = _reached(t["name"], uses, flows, walked)
-        role = _role(found, role_for_file_tensor(dtype), t["numel"], t.get("node", False))
+        raw = t["name"]
+        stored = role_for_file_tensor(dtype)
+        if raw not in uses and raw not in flows:  # read by no node (the common case for many initializers)
+            role = LITERAL if t["numel"] <= 1 or ("node" in t and stored is not LEARNED) else stored
+        else:
+            found = cache.get(raw)
+            if found is None:
+                found = cache[raw] = _reached(raw, uses, flows, walked)
+            role = _role(found, stored, t["numel"], t.get("node", False))
         constants += role is Role.CONSTANT
         records.append(
             TensorRecord(
@@ -827,7 +834,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
 
 
-def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: set[str]) -> tuple[
+def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: list[str]) -> tuple[
         dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, bool]]]]:
     """Value name -> (output, whether it dequantizes) of every pass-through node reading it as its data input;
     and, for the stored tensors ``names`` and the values that flow from them, value name -> the (op_type, input
