@@ -601,16 +601,18 @@ def test_cycle_of_pass_through_nodes_ends(tmp_path: Path) -> None:
     assert record.role == Role.PARAMETER  # reached through the loop: the Conv's weight
 
 
-def test_gpt2_export_counts_its_parameters(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     """A real torch.onnx export (the TorchScript exporter: the dynamo one needs onnxscript) of a tiny GPT-2:
     its count is the model's own, sum(p.numel() for p in model.parameters()), and the exporter's ~60 scalar and
-    shape Constant nodes are graph constants."""
+    shape Constant nodes are graph constants. Tied, the exporter writes the head as its own initializer (the
+    embedding transposed, ``onnx::MatMul_<n>``): a copy the file's structure cannot tell from a weight."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     import warnings
 
     config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=100, n_positions=64,
-                                     tie_word_embeddings=False)
+                                     tie_word_embeddings=tied)
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(config).eval()
     with torch.no_grad():
@@ -636,8 +638,9 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path) -> None:
         pytest.skip(f"torch.onnx.export failed: {type(exc).__name__}")
     report = Report(reader.read(path))
     expected = sum(p.numel() for p in model.parameters())
-    assert expected == 33_920  # the hand count: 100*32 + 64*32 + 2*12,704 + 64 + 32*100
-    assert report.total == expected
+    # the hand count: wte 100*32 + wpe 64*32 + 2 blocks of 12,704 + ln_f 64, + the head 32*100 when untied
+    assert expected == 30_720 + (0 if tied else 3_200)
+    assert report.total == expected + (3_200 if tied else 0)
     assert report.buffers == 0
     exported = onnx.load(str(path))
     constants = [n for n in exported.graph.node if n.op_type == "Constant"]
