@@ -537,6 +537,8 @@ def test_roles_by_use_not_by_storage(tmp_path: Path, as_constants: bool) -> None
         by_role[role] = by_role.get(role, 0) + array.size
     # by hand: conv 216 + 8, bn 8 + 8, fc 720 + 10, ln 10 + 10, emb 200, w16 100, q 100
     assert report.total == by_role[Role.PARAMETER] == 1390
+    assert [r.name for r in inv.tensors if r.owner_type == "Embedding"] == ["emb"]  # Gather's data: a table
+    assert report.non_embedding == 1390 - 200
     assert report.buffers == by_role[Role.BUFFER] == 16
     assert report.other == {"quant_aux": 2, "constant": by_role[Role.CONSTANT]}
     assert by_role[Role.CONSTANT] == 1 + 1 + 2 + 1 + 1 + 4 + 16
@@ -642,6 +644,9 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     assert expected == 30_720 + (0 if tied else 3_200)
     assert report.total == expected + (3_200 if tied else 0)
     assert report.buffers == 0
+    assert report.non_embedding == report.total - 100 * 32 - 64 * 32  # wte and wpe: Gather's data
+    assert sorted(r.name for r in reader.read(path).tensors if r.owner_type == "Embedding") == [
+        "m.transformer.wpe.weight", "m.transformer.wte.weight"]
     exported = onnx.load(str(path))
     constants = [n for n in exported.graph.node if n.op_type == "Constant"]
     non_weights = [t for t in exported.graph.initializer if not t.name.startswith("m.") and t.data_type != TP.FLOAT]

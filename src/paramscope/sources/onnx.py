@@ -29,7 +29,8 @@ Roles by use, not by storage: exporters store learned weights as initializers or
 shape) the same two ways. So a stored tensor's role is read from the operators that consume it (:data:`USES`,
 one table of (op_type, input index) -> role), following pass-through operators (:data:`PASS_THROUGH`:
 Identity, Cast, Transpose, DequantizeLinear ...) to the real consumer: a learned input (a Conv or MatMul
-weight, a norm's scale and bias, Gather's data, an RNN's weights) makes a parameter; BatchNormalization's running
+weight, a norm's scale and bias, Gather's data, an RNN's weights) makes a parameter (Gather's data marked as
+an embedding table, for the non-embedding count); BatchNormalization's running
 mean and variance make buffers (as PyTorch counts them); DequantizeLinear's scale and zero point are
 quantization bookkeeping; shape-like inputs (Reshape's shape, Resize's scales, Clip's bounds, Pad, Slice, an
 exponent, a comparison's operand) make a graph constant (``Role.CONSTANT``: counted apart, not in the tree).
@@ -180,6 +181,9 @@ OPERAND = "operand"
 """An arithmetic operand: a learned bias or scale when it is a floating tensor of more than one element (a
 Linear's bias Added after its MatMul, a decomposed norm's weight, a Conv bias paddle2onnx Adds), a literal of
 the formula when it is a scalar (GELU's 0.5, attention's 1/sqrt(d))."""
+TABLE = "table"
+"""Gather's data: a learned input, and the table of an embedding lookup: marked with the class ``Embedding``
+(``owner_type``), so the non-embedding count leaves it out as it does nn.Embedding's weight."""
 ANY = -1  # any input of a variadic operator
 # What a stored tensor is by the input it feeds: (op_type, input index) -> role. Sources: the ONNX operator
 # specs (onnx/docs/Operators.md) for each input's meaning; PyTorch for which of them are parameters or buffers
@@ -191,7 +195,7 @@ USES: dict[tuple[str, int], Role | str] = {
     ("Conv", 1): LEARNED, ("Conv", 2): LEARNED, ("ConvTranspose", 1): LEARNED, ("ConvTranspose", 2): LEARNED,
     ("Gemm", 0): LEARNED, ("Gemm", 1): LEARNED, ("Gemm", 2): LEARNED,
     ("MatMul", 0): LEARNED, ("MatMul", 1): LEARNED, ("Einsum", ANY): LEARNED,
-    ("Gather", 0): LEARNED,  # an embedding table
+    ("Gather", 0): TABLE,  # an embedding table
     ("LayerNormalization", 1): LEARNED, ("LayerNormalization", 2): LEARNED,
     ("SimplifiedLayerNormalization", 1): LEARNED, ("RMSNormalization", 1): LEARNED,
     ("SkipLayerNormalization", 2): LEARNED, ("SkipLayerNormalization", 3): LEARNED,
@@ -791,6 +795,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             sparse += 1
         raw = t["name"]
         stored = role_for_file_tensor(dtype)
+        owner = None
         if raw not in uses and raw not in flows:  # read by no node (the common case for many initializers)
             role = LITERAL if t["numel"] <= 1 or ("node" in t and stored is not LEARNED) else stored
         else:
@@ -798,6 +803,8 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             if found is None:
                 found = cache[raw] = _reached(raw, uses, flows, walked)
             role = _role(found, stored, t["numel"], t.get("node", False))
+            if role is LEARNED and any(use == TABLE for use, _ in found[0]):
+                owner = "Embedding"
         constants += role is Role.CONSTANT
         records.append(
             TensorRecord(
@@ -808,6 +815,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
                 quant=quant,
                 origin=origin,
                 extra=extra,
+                owner_type=owner,
             )
         )
     metadata: dict[str, Any] = {}
@@ -896,7 +904,9 @@ def _role(reached: tuple[frozenset[tuple[Role | str, bool]], bool], stored: Role
     floating = stored is LEARNED
     roles = set()
     for role, dequantized in found:
-        if role == OPERAND:
+        if role == TABLE:
+            role = LEARNED
+        elif role == OPERAND:
             role = LEARNED if floating and numel > 1 else LITERAL
         if role is not LEARNED or floating or dequantized:
             roles.add(role)
