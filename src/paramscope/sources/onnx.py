@@ -35,7 +35,10 @@ mean and variance make buffers (as PyTorch counts them); DequantizeLinear's scal
 quantization bookkeeping; shape-like inputs (Reshape's shape, Resize's scales, Clip's bounds, Pad, Slice, an
 exponent, a comparison's operand) make a graph constant (``Role.CONSTANT``: counted apart, not in the tree).
 A tensor with no use in the table keeps its storage role, except a scalar (one element or none), which is a
-literal of the formula, not a weight: a learned bias or scale has a length. Uses are gathered over the whole
+literal of the formula, not a weight (a learned bias or scale has a length), and an integer or bool
+``Constant`` node's value, a value folded from the computation (a mask, a range: PyTorch's buffers are exported
+as initializers). Arithmetic operands (Add, Sub, Mul, Div) are parameters when floating and longer than one
+element (a bias Added after a MatMul), else constants. Uses are gathered over the whole
 model by value name (a subgraph reads outer values by name; ONNX names are single-assignment), and the walk
 from each tensor through pass-through outputs marks each value once, so a cycle ends and the work is bounded
 by the number of node inputs.
