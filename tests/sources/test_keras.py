@@ -382,3 +382,38 @@ def test_hostile_config_is_bounded(tmp_path):
     assert len(layers) == reader.MAX_DEPTH + 1
     assert reader._config_layers({"config": {"layers": "no"}}) == {}
     assert reader._config_layers([1, 2]) == {}
+
+
+def test_legacy_keras2_model_config_gives_trainable_and_order(tmp_path):
+    """A Keras 2 .h5 (tf.keras save_format="h5" layout): the root model_config attribute names each layer of
+    model_weights/, its class and trainable flag; its layer order is the listing order."""
+    path = tmp_path / "legacy_config.h5"
+    layers = [{"class_name": "InputLayer", "config": {"name": "input_1"}},
+              {"class_name": "Dense", "config": {"name": "dense_10", "trainable": True}},
+              {"class_name": "BatchNormalization", "config": {"name": "batch_normalization", "trainable": False}},
+              {"class_name": "Dense", "config": {"name": "dense_2", "trainable": True}}]
+    with h5py.File(path, "w") as h5:
+        h5.attrs["keras_version"] = "2.15.0"
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": layers}})
+        for name, shape in (("dense_10", (6, 4)), ("dense_2", (4, 2))):
+            h5.create_dataset(f"model_weights/{name}/{name}/kernel:0", shape=shape, dtype="f4")
+            h5.create_dataset(f"model_weights/{name}/{name}/bias:0", shape=shape[1:], dtype="f4")
+        for var in ("gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"):
+            h5.create_dataset(f"model_weights/batch_normalization/batch_normalization/{var}", shape=(4,), dtype="f4")
+    inv = read_path(path)
+    assert [r.name.rpartition(".")[2] for r in inv.tensors] == [
+        "bias:0", "kernel:0", "beta:0", "gamma:0", "moving_mean:0", "moving_variance:0", "bias:0", "kernel:0"]
+    assert [r.name.split(".")[1] for r in inv.tensors] == ["dense_10"] * 2 + ["batch_normalization"] * 4 + [
+        "dense_2"] * 2
+    report = inspect(path)
+    # by hand: Dense(6, 4) 28 + Dense(4, 2) 10 trainable; BN gamma + beta 8 frozen; moving stats 8 buffers
+    assert (report.total, report.trainable, report.frozen, report.buffers) == (46, 38, 8, 8)
+
+
+def test_legacy_model_config_that_is_not_one_is_ignored(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = "{not json"
+        h5.create_dataset("model_weights/d/d/kernel:0", shape=(2, 2), dtype="f4")
+    report = inspect(path)
+    assert (report.total, report.trainable) == (4, None)

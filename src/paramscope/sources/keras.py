@@ -27,6 +27,8 @@ layer's variables under ``vars/<i>``, its trainable variables first, then its no
   a model or layer that has it, holds frozen parameters; the others' are trainable). Without a config (a bare
   ``.weights.h5``) the class is read from the group's name and ``trainable`` stays None; so it does for a
   variable no config entry reaches (a custom layer's sublayers) unless a frozen layer holds it.
+* a legacy Keras 2 ``.h5`` keeps the model config in its root ``model_config`` attribute and each layer's
+  weights under ``model_weights/<layer name>/``: its top-level layers' ``trainable`` and order come from there.
 * tensors are listed in the config's layer order, and otherwise in natural order of their names (``dense_2``
   before ``dense_10``, ``vars/2`` before ``vars/10``), not HDF5's byte order.
 """
@@ -128,7 +130,8 @@ def _read_hdf5(path: Path) -> Inventory:
         with open_regular(path) as handle, h5py.File(handle, "r") as h5:
             records, notes = _walk(path, h5, path.name, os.fstat(handle.fileno()).st_size)
             metadata = _root_attributes(h5)
-        records = _as_keras_reports(records, None)
+            legacy = _legacy_layers(h5)
+        records = _as_keras_reports(records, legacy, legacy=True) if legacy else _as_keras_reports(records, None)
     except ParamscopeError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -420,9 +423,40 @@ def _natural(part: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(c)) if c.isdigit() else (1, c) for c in _CHUNKS.split(part[:MAX_NAME]) if c)
 
 
-def _as_keras_reports(records: list[TensorRecord], layers: dict[str, tuple[int, str, bool]] | None
-                      ) -> list[TensorRecord]:
-    """Roles, trainability, embedding tables and order as the module docstring says."""
+def _legacy_layers(h5: Any) -> dict[str, tuple[int, str, bool]]:
+    """A Keras 2 ``.h5``'s layers from its root ``model_config`` attribute (the model config as JSON; weights
+    under ``model_weights/<layer name>/``): ``model_weights.<layer name>`` -> (position, class, trainable). Top
+    level layers only; {} when the attribute is missing, too large or not a model config."""
+    try:
+        raw = h5.attrs.get("model_config") if "model_config" in h5.attrs else None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError):  # an attribute h5py cannot read: no config
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str) or len(raw) > MAX_JSON_MEMBER:
+        return {}
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    inner = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+        return {}
+    frozen_model = inner.get("trainable") is False
+    out: dict[str, tuple[int, str, bool]] = {}
+    for layer in inner["layers"][:MAX_CONFIG_LAYERS]:
+        own = layer.get("config") if isinstance(layer, dict) else None
+        if isinstance(own, dict) and isinstance(own.get("name"), str) and isinstance(layer.get("class_name"), str):
+            trainable = not frozen_model and own.get("trainable") is not False
+            out.setdefault(f"model_weights.{own['name'][:MAX_NAME]}", (len(out), layer["class_name"], trainable))
+    return out
+
+
+def _as_keras_reports(records: list[TensorRecord], layers: dict[str, tuple[int, str, bool]] | None,
+                      legacy: bool = False) -> list[TensorRecord]:
+    """Roles, trainability, embedding tables and order as the module docstring says. ``legacy``: ``layers``
+    come from a Keras 2 file's model config, whose layer groups name each variable, BatchNormalization's
+    statistics included, so a layer's flag is every one of its parameters' flag."""
     layer_of: dict[int, str] = {}  # record index -> its layer group, for records directly under <group>.vars.<i>
     counts: dict[str, int] = {}
     for index, r in enumerate(records):
@@ -451,7 +485,7 @@ def _as_keras_reports(records: list[TensorRecord], layers: dict[str, tuple[int, 
         elif r.name.endswith(".embeddings:0"):
             changes["owner_type"] = "Embedding"
         if layers is not None and changes.get("role", r.role) is Role.PARAMETER:
-            trainable = known[2] if known is not None else _held_by_frozen(r.name, layers)
+            trainable = known[2] if known is not None else _held_by(r.name, layers, legacy)
             if trainable is not None:
                 changes["trainable"] = trainable
         out.append(r.replace(**changes) if changes else r)
@@ -468,14 +502,15 @@ def _class_from_group(layer: str | None) -> str | None:
     return SNAKE_CLASSES.get(re.sub(r"_\d+$", "", name))
 
 
-def _held_by_frozen(name: str, layers: dict[str, tuple[int, str, bool]]) -> bool | None:
-    """False when a layer of the config that is frozen holds ``name`` (its sublayers are frozen too); else None."""
+def _held_by(name: str, layers: dict[str, tuple[int, str, bool]], legacy: bool) -> bool | None:
+    """False when a frozen layer of the config holds ``name`` (its sublayers are frozen too); the holding layer's
+    flag in a ``legacy`` file; else None (a Keras 3 custom layer's sublayer may hold state of its own)."""
     prefix = name
     while "." in prefix:
         prefix = prefix.rpartition(".")[0]
         known = layers.get(prefix)
         if known is not None:
-            return False if known[2] is False else None
+            return known[2] if legacy or known[2] is False else None
     return None
 
 
