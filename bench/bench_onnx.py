@@ -2,7 +2,8 @@
 ``onnx.load``s the model and lists its initializers (the reference), and ``python -c pass`` as the floor.
 
 Files (written once into a temp dir): a ~500 MB model whose initializers hold real raw_data (24 float32
-matrices of 4096 x 1280, plus biases), and models of 1k / 10k / 100k small initializers.
+matrices of 4096 x 1280, plus biases), models of 1k / 10k / 100k small initializers, and a graph of 100k nodes
+(20k MatMul weights behind Cast nodes, 60k scalar Constants feeding Mul): the cost of the roles by use.
 
     .venv/bin/python bench/bench_onnx.py [--repeat 5]
 """
@@ -58,6 +59,24 @@ def many_initializers(path: Path, n: int) -> None:
     _save(path, [nh.from_array(data, f"blocks.{i // 10}.w{i % 10}") for i in range(n)])
 
 
+def many_nodes(path: Path, blocks: int) -> None:
+    """``blocks`` x (a weight Cast then MatMul'd, and three scalar Constants Mul'd in): 5 nodes a block."""
+    weight = np.ones((4, 4), np.float16)
+    inits, nodes, x = [], [], "x"
+    for i in range(blocks):
+        inits.append(nh.from_array(weight, f"blocks.{i}.w"))
+        nodes += [h.make_node("Cast", [f"blocks.{i}.w"], [f"w{i}"], to=TP.FLOAT),
+                  h.make_node("MatMul", [x, f"w{i}"], [f"m{i}"])]
+        x = f"m{i}"
+        for k in range(3):
+            nodes.append(h.make_node("Constant", [], [f"c{i}_{k}"], value_float=0.5))
+        nodes.append(h.make_node("Mul", [x, f"c{i}_0"], [f"s{i}"]))
+        x = f"s{i}"
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, [1, 4])],
+                         [h.make_tensor_value_info(x, TP.FLOAT, [1, 4])], initializer=inits)
+    onnx.save_model(h.make_model(graph, producer_name="bench"), str(path))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
@@ -72,6 +91,9 @@ def main() -> None:
             p = Path(tmp) / f"i{n}.onnx"
             many_initializers(p, n)
             files.append((f"{n:,} initializers", p))
+        p = Path(tmp) / "nodes.onnx"
+        many_nodes(p, 20_000)
+        files.append(("100,000 nodes (roles by use)", p))
         floor_t, floor_m = measure([py, "-c", "pass"], args.repeat)
         print(f"python {sys.version.split()[0]}, onnx {version('onnx')}, repeat {args.repeat} "
               f"(median wall, max peak RSS); 'python -c pass': {floor_t * 1000:.0f} ms, {floor_m:.1f} MiB\n")

@@ -40,6 +40,9 @@ class Role(str, enum.Enum):
     """Optimizer moments and the like, found in training checkpoints beside the model weights."""
     QUANT_AUX = "quant_aux"
     """Bookkeeping of a quantization scheme (scales, zero points, group indices): not parameters."""
+    CONSTANT = "constant"
+    """A literal of the computation stored in a graph file (ONNX: GELU's 0.5, a reshape's target shape, a clip
+    bound): not learned and not state, counted apart and left out of the module tree."""
 
 
 class QuantInfo:

@@ -575,11 +575,12 @@ class Report:
     @cached_property
     def _embedding_keys(self) -> set[Hashable]:
         def is_embedding(r: TensorRecord) -> bool:
+            if r.owner_type is not None:  # the source named the class: nn.Embedding (or a subclass named for it,
+                # Gemma's ScaledWordEmbedding), or the table a reader marked (Keras's `embeddings`, vars/0)
+                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
-            if r.owner_type is not None:  # nn.Embedding or a subclass named for it (Gemma's ScaledWordEmbedding)
-                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
             return _embedding_name().search(module) is not None
 
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
@@ -767,6 +768,7 @@ class Report:
             return parent
 
         parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        constant = Role.CONSTANT  # a graph's literal (ONNX): counted apart, never drawn in the tree
         table = self._table
         if table is not None and depth is not None:
             return self._cut_tree(table, depth, place, nodes, created)
@@ -776,6 +778,8 @@ class Report:
             for index, (name, role, numel, size) in enumerate(
                 zip(table.names, table.roles, table.numel, table.nbytes, strict=True)
             ):
+                if role is constant:
+                    continue
                 module = name.rpartition(".")[0]
                 node = nodes.get(module) or below.get(module) or place(module)
                 if node.path == module:
@@ -792,6 +796,8 @@ class Report:
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
         for record in self.inventory.tensors:
+            if record.role is constant:
+                continue
             module = record.name.rpartition(".")[0]
             node = nodes.get(module) or below.get(module) or place(module)
             if aliases and id(record) in aliases:
@@ -857,9 +863,11 @@ class Report:
         for (path, dtype, shape, role_id), count in Counter(
             zip(cuts, table.dtypes, table.shapes, map(id, table.roles), strict=True)
         ).items():
+            role = by_id[role_id]
+            if role is Role.CONSTANT:  # a graph's literal: not drawn in the tree
+                continue
             node = nodes.get(path) or place(path)
             numel, size = sizes[dtype, shape]
-            role = by_id[role_id]
             if role is parameter:
                 node.parameters += numel * count
                 node.bytes += (size or 0) * count
@@ -881,7 +889,8 @@ class Report:
                     nodes[cuts[index]].buffers += numels[index] - stored
         # the tensors a shown module holds itself: those whose module is its own cut
         for index in compress(range(len(modules)), map(str.__eq__, cuts, modules)):
-            _hold(nodes[cuts[index]], index, table)
+            if table.roles[index] is not Role.CONSTANT:
+                _hold(nodes[cuts[index]], index, table)
         return self._sum_up(created)
 
     def _sum_up(self, created: list[ModuleNode]) -> ModuleNode:

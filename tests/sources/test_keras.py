@@ -68,8 +68,12 @@ def write_keras(path: Path, layout=KERAS3, compression=zipfile.ZIP_STORED, extra
     return path
 
 
+BN_STATE = ("layers/batch_normalization/vars/2", "layers/batch_normalization/vars/3")  # moving mean, variance
+
+
 def expected_counts(layout):
-    params = sum(math.prod(s) for n, (s, d) in layout.items() if d[0] == "f" and not n.startswith("optimizer"))
+    params = sum(math.prod(s) for n, (s, d) in layout.items()
+                 if d[0] == "f" and not n.startswith("optimizer") and n not in BN_STATE)
     return params
 
 
@@ -93,9 +97,9 @@ def test_weights_h5_matches_h5py(tmp_path):
     roles = {r.name: r.role for r in inv.tensors}
     assert roles["optimizer.vars.1"] is Role.OPTIMIZER_STATE and roles["layers.dense.vars.0"] is Role.PARAMETER
     report = inspect(path)
-    assert report.total == expected_counts(KERAS3) == 784 * 128 + 128 + 4 * 128 + 1280 + 10
+    assert report.total == expected_counts(KERAS3) == 784 * 128 + 128 + 2 * 128 + 1280 + 10
     assert report.trainable is None
-    assert report.buffers == 0
+    assert report.buffers == 2 * 128  # BatchNormalization's last two vars: moving_mean, moving_variance
 
 
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
@@ -261,3 +265,155 @@ def test_fuzz_only_paramscope_errors(tmp_path_factory, data):
             probed.read()
     except ParamscopeError as exc:
         assert "\n" not in str(exc)
+
+
+# --------------------------------------------------------------------------------------------- as Keras reports it
+# Keras is not installed here: the fixtures are written with h5py in the layout keras/src/saving/saving_lib.py
+# writes (layers/<snake class>[_<n>]/vars/<i>, trainable variables first), and the counts are by hand.
+
+
+def _layer(cls: str, trainable: bool = True, **config) -> dict:
+    return {"module": "keras.layers", "class_name": cls, "config": {"name": cls.lower(), "trainable": trainable,
+                                                                      **config}}
+
+
+def _keras3_model(tmp_path: Path) -> Path:
+    """Sequential: input, Embedding(50, 8), eleven Dense(8, 8) (dense ... dense_10: the 11th sorts before the 3rd
+    by bytes), a frozen Dense(8, 4) (dense_11), BatchNormalization(4), and a frozen nested Sequential holding a
+    Dense(4, 2) and a BatchNormalization(2) (its own counters: dense, batch_normalization)."""
+    layout: dict[str, tuple[tuple[int, ...], str]] = {"layers/embedding/vars/0": ((50, 8), "f4")}
+    layers = [{"class_name": "InputLayer", "config": {"name": "input"}}, _layer("Embedding")]
+    for k in range(11):
+        group = "dense" if k == 0 else f"dense_{k}"
+        layout[f"layers/{group}/vars/0"] = ((8, 8), "f4")
+        layout[f"layers/{group}/vars/1"] = ((8,), "f4")
+        layers.append(_layer("Dense"))
+    layout["layers/dense_11/vars/0"] = ((8, 4), "f4")
+    layout["layers/dense_11/vars/1"] = ((4,), "f4")
+    layers.append(_layer("Dense", trainable=False))
+    for i in range(4):  # gamma, beta, moving_mean, moving_variance
+        layout[f"layers/batch_normalization/vars/{i}"] = ((4,), "f4")
+    layers.append(_layer("BatchNormalization"))
+    layout["layers/sequential/layers/dense/vars/0"] = ((4, 2), "f4")
+    layout["layers/sequential/layers/dense/vars/1"] = ((2,), "f4")
+    for i in range(4):
+        layout[f"layers/sequential/layers/batch_normalization/vars/{i}"] = ((2,), "f4")
+    layers.append({"class_name": "Sequential", "config": {"name": "head", "trainable": False,
+                                                          "layers": [_layer("Dense"), _layer("BatchNormalization")]}})
+    layout["optimizer/vars/0"] = ((), "i8")
+    weights = io.BytesIO()
+    write_h5(weights, layout)
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+        archive.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"name": "m",
+                                                                                           "layers": layers}}))
+        archive.writestr("model.weights.h5", weights.getvalue())
+    return path
+
+
+def test_keras_roles_trainability_and_order_from_the_config(tmp_path):
+    path = _keras3_model(tmp_path)
+    inv = read_path(path)
+    dense = [f"layers.dense{'' if k == 0 else f'_{k}'}.vars.{i}" for k in range(12) for i in (0, 1)]
+    bn = [f"layers.batch_normalization.vars.{i}" for i in range(4)]
+    nested = ["layers.sequential.layers.dense.vars.0", "layers.sequential.layers.dense.vars.1",
+              *(f"layers.sequential.layers.batch_normalization.vars.{i}" for i in range(4))]
+    assert [r.name for r in inv.tensors] == ["layers.embedding.vars.0", *dense, *bn, *nested, "optimizer.vars.0"]
+    by_name = {r.name: r for r in inv.tensors}
+    buffers = {n for n in bn[2:] + nested[4:]}
+    assert {n for n, r in by_name.items() if r.role is Role.BUFFER} == buffers
+    frozen = {"layers.dense_11.vars.0", "layers.dense_11.vars.1", *nested[:4]}
+    assert {n for n, r in by_name.items() if r.trainable is False} == frozen
+    assert by_name["layers.embedding.vars.0"].owner_type == "Embedding"
+    report = inspect(path)
+    # by hand: embedding 400; 11 Dense(8, 8) of 72; Dense(8, 4) 36; BN gamma+beta 8; nested Dense(4, 2) 10 and
+    # BN gamma+beta 4. Buffers: moving stats 4+4 and 2+2. Frozen: dense_11 (36) and the nested model (10 + 4).
+    assert report.total == 400 + 11 * 72 + 36 + 8 + 10 + 4 == 1250
+    assert report.buffers == 12
+    assert report.trainable == 400 + 11 * 72 + 8 == 1200
+    assert report.frozen == 36 + 14 == 50
+    assert report.non_embedding == 1250 - 400
+    # what model.summary() would print: total = parameters + buffers, non-trainable = frozen + buffers
+    assert (report.total + report.buffers, report.trainable, report.frozen + report.buffers) == (1262, 1200, 62)
+
+
+def test_bare_weights_file_reads_classes_from_group_names(tmp_path):
+    """No config: Keras 3 named each group after its layer's class, so BatchNormalization's moving statistics are
+    still buffers and Embedding's table is still an embedding; trainability stays unknown; natural order."""
+    path = tmp_path / "model.weights.h5"
+    layout = {f"layers/dense_{k}/vars/0": ((3, 3), "f4") for k in (10, 2, 1)}
+    layout.update({"layers/embedding/vars/0": ((10, 3), "f4"), "layers/normalization/vars/0": ((3,), "f4"),
+                   "layers/normalization/vars/1": ((3,), "f4"), "layers/normalization/vars/2": ((), "i8")})
+    layout.update({f"layers/batch_normalization_1/vars/{i}": ((3,), "f4") for i in range(3)})  # center=False
+    write_h5(path, layout)
+    inv = read_path(path)
+    assert [r.name for r in inv.tensors] == [
+        "layers.batch_normalization_1.vars.0", "layers.batch_normalization_1.vars.1",
+        "layers.batch_normalization_1.vars.2", "layers.dense_1.vars.0", "layers.dense_2.vars.0",
+        "layers.dense_10.vars.0", "layers.embedding.vars.0", "layers.normalization.vars.0",
+        "layers.normalization.vars.1", "layers.normalization.vars.2"]
+    report = inspect(path)
+    assert report.total == 3 + 27 + 30  # gamma; three Dense kernels; the embedding table
+    assert report.buffers == 3 + 3 + 3 + 3 + 1  # BN's moving mean and variance; Normalization's mean, variance, count
+    assert report.non_embedding == 30 and report.trainable is None
+
+
+def test_legacy_keras2_batch_norm_state_by_name(tmp_path):
+    path = tmp_path / "legacy_bn.h5"
+    with h5py.File(path, "w") as h5:
+        g = h5.create_group("model_weights/batch_normalization/batch_normalization")
+        for name in ("gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"):
+            g.create_dataset(name, shape=(5,), dtype="f4")
+        h5.create_dataset("model_weights/embedding/embedding/embeddings:0", shape=(7, 5), dtype="f4")
+    report = inspect(path)
+    assert (report.total, report.buffers, report.non_embedding) == (10 + 35, 10, 10)
+
+
+def test_hostile_config_is_bounded(tmp_path):
+    """A config nesting models far past MAX_DEPTH, and layers that are not objects: read, nothing refused."""
+    config: dict = {"class_name": "Sequential", "config": {"layers": []}}
+    inner = config
+    for _ in range(reader.MAX_DEPTH + 10):
+        nested = {"class_name": "Sequential", "config": {"trainable": False, "layers": [7, "x", None]}}
+        inner["config"]["layers"].append(nested)
+        inner = nested
+    layers = reader._config_layers(config)
+    assert len(layers) == reader.MAX_DEPTH + 1
+    assert reader._config_layers({"config": {"layers": "no"}}) == {}
+    assert reader._config_layers([1, 2]) == {}
+
+
+def test_legacy_keras2_model_config_gives_trainable_and_order(tmp_path):
+    """A Keras 2 .h5 (tf.keras save_format="h5" layout): the root model_config attribute names each layer of
+    model_weights/, its class and trainable flag; its layer order is the listing order."""
+    path = tmp_path / "legacy_config.h5"
+    layers = [{"class_name": "InputLayer", "config": {"name": "input_1"}},
+              {"class_name": "Dense", "config": {"name": "dense_10", "trainable": True}},
+              {"class_name": "BatchNormalization", "config": {"name": "batch_normalization", "trainable": False}},
+              {"class_name": "Dense", "config": {"name": "dense_2", "trainable": True}}]
+    with h5py.File(path, "w") as h5:
+        h5.attrs["keras_version"] = "2.15.0"
+        h5.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"layers": layers}})
+        for name, shape in (("dense_10", (6, 4)), ("dense_2", (4, 2))):
+            h5.create_dataset(f"model_weights/{name}/{name}/kernel:0", shape=shape, dtype="f4")
+            h5.create_dataset(f"model_weights/{name}/{name}/bias:0", shape=shape[1:], dtype="f4")
+        for var in ("gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"):
+            h5.create_dataset(f"model_weights/batch_normalization/batch_normalization/{var}", shape=(4,), dtype="f4")
+    inv = read_path(path)
+    assert [r.name.rpartition(".")[2] for r in inv.tensors] == [
+        "bias:0", "kernel:0", "beta:0", "gamma:0", "moving_mean:0", "moving_variance:0", "bias:0", "kernel:0"]
+    assert [r.name.split(".")[1] for r in inv.tensors] == ["dense_10"] * 2 + ["batch_normalization"] * 4 + [
+        "dense_2"] * 2
+    report = inspect(path)
+    # by hand: Dense(6, 4) 28 + Dense(4, 2) 10 trainable; BN gamma + beta 8 frozen; moving stats 8 buffers
+    assert (report.total, report.trainable, report.frozen, report.buffers) == (46, 38, 8, 8)
+
+
+def test_legacy_model_config_that_is_not_one_is_ignored(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = "{not json"
+        h5.create_dataset("model_weights/d/d/kernel:0", shape=(2, 2), dtype="f4")
+    report = inspect(path)
+    assert (report.total, report.trainable) == (4, None)

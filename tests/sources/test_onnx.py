@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -204,8 +207,11 @@ def test_report_totals(model_path: Path) -> None:
     report = Report(reader.read(model_path))
     floating = {TP.FLOAT, TP.FLOAT16, TP.DOUBLE, TP.COMPLEX64, TP.BFLOAT16, TP.FLOAT8E4M3FN, TP.FLOAT4E2M1,
                 TP.FLOAT6E2M3}
-    expected = sum(math.prod(dims) for _, _, dims, dt in _reference(model) if dt in floating)
+    # no node reads these tensors: each keeps its storage role but a scalar, which is a graph constant
+    expected = sum(math.prod(dims) for _, _, dims, dt in _reference(model) if dt in floating and math.prod(dims) > 1)
     assert report.total == expected
+    # const_ints (4, an integer Constant node's value), const_float (a scalar), the body's bool scalar "c"
+    assert report.other["constant"] == 4 + 1 + 1
 
 
 def test_metadata(model_path: Path) -> None:
@@ -298,7 +304,7 @@ def test_schema_names_and_kinds_are_onnx_protos() -> None:
             elif field_kind != reader.UNREAD:
                 assert field.type in wire_types[field_kind], (reader.KIND_NAMES[kind], name)
             checked += 1
-    assert checked == 53  # every field of the table
+    assert checked == 54  # every field of the table
     # a ModelProto may start with any of its fields: probe knows them all
     assert {number for number, _ in reader.MODEL_FIRST_FIELDS} == set(onnx.ModelProto.DESCRIPTOR.fields_by_number)
 
@@ -449,3 +455,238 @@ def test_name_cap_is_exact(tmp_path: Path) -> None:
         else:
             with pytest.raises(ParamscopeError, match=f"a tensor name of {MAX_NAME + 1:,} characters"):
                 reader.read(path)
+
+
+# --- roles by use (issue 13) -----------------------------------------------------------------------
+
+# name -> (array, role): the hand reference. Each tensor's role is what the operator reading it says
+# (onnx/docs/Operators.md for the input's meaning, PyTorch for parameter vs buffer), whatever stores it.
+_RNG = np.random.default_rng(1)
+ROLE_TENSORS: dict[str, tuple[np.ndarray, Role]] = {
+    "conv.w": (_RNG.random((8, 3, 3, 3), dtype=np.float32), Role.PARAMETER),
+    "conv.b": (_RNG.random(8, dtype=np.float32), Role.PARAMETER),
+    "bn.scale": (np.ones(8, np.float32), Role.PARAMETER),
+    "bn.bias": (np.zeros(8, np.float32), Role.PARAMETER),
+    "bn.mean": (np.zeros(8, np.float32), Role.BUFFER),  # running stats: buffers, as PyTorch counts them
+    "bn.var": (np.ones(8, np.float32), Role.BUFFER),
+    "clip.min": (np.array(0.0, np.float32), Role.CONSTANT),
+    "clip.max": (np.array(6.0, np.float32), Role.CONSTANT),
+    "flat.shape": (np.array([1, -1], np.int64), Role.CONSTANT),
+    "fc.w": (_RNG.random((72, 10), dtype=np.float32), Role.PARAMETER),
+    "fc.b": (_RNG.random(10, dtype=np.float32), Role.PARAMETER),  # Added after the MatMul: a bias
+    "half": (np.array(0.5, np.float32), Role.CONSTANT),  # GELU's 0.5, a Mul operand
+    "two": (np.array(2.0, np.float32), Role.CONSTANT),  # an exponent
+    "ln.w": (np.ones(10, np.float32), Role.PARAMETER),
+    "ln.b": (np.zeros(10, np.float32), Role.PARAMETER),
+    "emb": (_RNG.random((20, 10), dtype=np.float32), Role.PARAMETER),  # Gather's data, and the tied head
+    "ids": (np.array([[1, 2, 3, 4]], np.int64), Role.CONSTANT),  # Gather's indices
+    "w16": (_RNG.random((10, 10)).astype(np.float16), Role.PARAMETER),  # Cast to float, then a MatMul weight
+    "q": (np.ones((10, 10), np.int8), Role.PARAMETER),  # dequantized into a MatMul: a weight
+    "q.scale": (np.array(0.1, np.float32), Role.QUANT_AUX),
+    "q.zero": (np.array(0, np.int8), Role.QUANT_AUX),
+    "mask": (np.triu(np.full((4, 4), -np.inf, np.float32), 1), Role.CONSTANT),  # Where's fill: a causal mask
+}
+ROLE_NODES = [
+    h.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"]),
+    h.make_node("BatchNormalization", ["c", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["bn"]),
+    h.make_node("Clip", ["bn", "clip.min", "clip.max"], ["relu6"]),
+    h.make_node("Reshape", ["relu6", "flat.shape"], ["flat"]),
+    h.make_node("MatMul", ["flat", "fc.w"], ["fc"]),
+    h.make_node("Add", ["fc", "fc.b"], ["fcb"]),
+    h.make_node("Mul", ["fcb", "half"], ["halved"]),
+    h.make_node("Pow", ["halved", "two"], ["squared"]),
+    h.make_node("LayerNormalization", ["squared", "ln.w", "ln.b"], ["normed"]),
+    h.make_node("Gather", ["emb", "ids"], ["embedded"]),
+    h.make_node("Transpose", ["emb"], ["emb.T"], perm=[1, 0]),
+    h.make_node("MatMul", ["normed", "emb.T"], ["logits"]),
+    h.make_node("Cast", ["w16"], ["w32"], to=TP.FLOAT),
+    h.make_node("MatMul", ["embedded", "w32"], ["proj"]),
+    h.make_node("DequantizeLinear", ["q", "q.scale", "q.zero"], ["qf"]),
+    h.make_node("Identity", ["qf"], ["qf2"]),
+    h.make_node("MatMul", ["proj", "qf2"], ["qout"]),
+    h.make_node("Where", ["cond", "qout", "mask"], ["out"]),
+]
+
+
+def _roles_model(path: Path, as_constants: bool) -> None:
+    """The same graph with its tensors as initializers, or as Constant nodes (paddle2onnx's way): value
+    tensors, and value_float for the scalar bounds."""
+    if as_constants:
+        consts = []
+        for name, (array, _) in ROLE_TENSORS.items():
+            if name in ("clip.min", "clip.max"):
+                consts.append(h.make_node("Constant", [], [name], value_float=float(array)))
+            else:
+                consts.append(h.make_node("Constant", [], [name], value=nh.from_array(array, name)))
+        graph = h.make_graph(consts + ROLE_NODES, "g", [_vi("x"), _vi("cond", TP.BOOL)], [_vi("out")])
+    else:
+        inits = [nh.from_array(array, name) for name, (array, _) in ROLE_TENSORS.items()]
+        graph = h.make_graph(ROLE_NODES, "g", [_vi("x"), _vi("cond", TP.BOOL)], [_vi("out")], initializer=inits)
+    onnx.save_model(h.make_model(graph), str(path))
+
+
+@pytest.mark.parametrize("as_constants", [False, True], ids=["initializers", "constant-nodes"])
+def test_roles_by_use_not_by_storage(tmp_path: Path, as_constants: bool) -> None:
+    path = tmp_path / "roles.onnx"
+    _roles_model(path, as_constants)
+    inv = reader.read(path)
+    assert {r.name: r.role for r in inv.tensors} == {name: role for name, (_, role) in ROLE_TENSORS.items()}
+    report = Report(inv)
+    by_role: dict[Role, int] = {}
+    for array, role in ROLE_TENSORS.values():
+        by_role[role] = by_role.get(role, 0) + array.size
+    # by hand: conv 216 + 8, bn 8 + 8, fc 720 + 10, ln 10 + 10, emb 200, w16 100, q 100
+    assert report.total == by_role[Role.PARAMETER] == 1390
+    assert [r.name for r in inv.tensors if r.owner_type == "Embedding"] == ["emb"]  # Gather's data: a table
+    assert report.non_embedding == 1390 - 200
+    assert report.buffers == by_role[Role.BUFFER] == 16
+    assert report.other == {"quant_aux": 2, "constant": by_role[Role.CONSTANT]}
+    assert by_role[Role.CONSTANT] == 1 + 1 + 2 + 1 + 1 + 4 + 16
+    assert inv.notes == ["7 graph constants (scalars, shapes) not counted"]
+
+
+def test_constants_hidden_from_the_tree_listed_in_json(tmp_path: Path) -> None:
+    path = tmp_path / "roles.onnx"
+    _roles_model(path, as_constants=True)
+    out = io.StringIO()
+    assert main([str(path), "--no-color"], stdout=out, stderr=io.StringIO()) == 0
+    tree = out.getvalue()
+    assert "conv" in tree and "bn" in tree
+    for name in ("clip", "flat", "half", "two", "ids", "mask"):
+        assert f"── {name}" not in tree, name
+    assert re.search(r"^constant +26$", tree, re.M)  # the elements of the 7 constants, in the summary only
+    assert re.search(r"^parameters +1,390 ", tree, re.M) and re.search(r"^buffers +16$", tree, re.M)
+    assert "note: 7 graph constants (scalars, shapes) not counted" in tree
+    out = io.StringIO()
+    assert main([str(path), "--format", "json"], stdout=out, stderr=io.StringIO()) == 0
+    data = json.loads(out.getvalue())
+    assert data["other"] == {"quant_aux": 2, "constant": 26}
+    constants = {t["name"]: t["numel"] for t in data["tensors"] if t["role"] == "constant"}  # listed, by role
+    assert constants == {"clip.min": 1, "clip.max": 1, "flat.shape": 2, "half": 1, "two": 1, "ids": 4, "mask": 16}
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    jsonschema.validate(data, json.loads(files("paramscope").joinpath("schema/report-v1.json").read_text()))
+
+
+def test_subgraph_constants_and_outer_weights(tmp_path: Path) -> None:
+    """An If branch holding a Constant conv weight (a parameter) and a scalar (a constant), and reading an outer
+    initializer as a MatMul weight: uses are found across graphs by value name."""
+    then_g = h.make_graph(
+        [_const("k", np.ones((4, 3, 1, 1), np.float32)), _const("eps", np.array(1e-5, np.float32)),
+         h.make_node("Conv", ["x", "k"], ["y"]), h.make_node("Add", ["y", "eps"], ["t_out"])],
+        "then", [], [_vi("t_out")],
+    )
+    else_g = h.make_graph([h.make_node("MatMul", ["x", "outer"], ["e_out"])], "else", [], [_vi("e_out")])
+    graph = h.make_graph(
+        [h.make_node("If", ["c"], ["out"], then_branch=then_g, else_branch=else_g, name="branch")],
+        "g", [_vi("x"), _vi("c", TP.BOOL)], [_vi("out")],
+        initializer=[nh.from_array(np.ones((3, 5), np.float32), "outer")],
+    )
+    path = tmp_path / "if.onnx"
+    onnx.save_model(h.make_model(graph), str(path))
+    roles = {r.name: r.role for r in reader.read(path).tensors}
+    assert roles == {"outer": Role.PARAMETER, "branch.then_branch.k": Role.PARAMETER,
+                     "branch.then_branch.eps": Role.CONSTANT}
+
+
+def test_cycle_of_pass_through_nodes_ends(tmp_path: Path) -> None:
+    """A graph whose pass-through nodes loop (a -> b -> a), hostile: the walk marks each value once."""
+    nodes = [h.make_node("Identity", ["w"], ["a"]), h.make_node("Transpose", ["a"], ["b"]),
+             h.make_node("Identity", ["b"], ["a"]), h.make_node("Cast", ["b"], ["w"], to=TP.FLOAT),
+             h.make_node("Conv", ["x", "a"], ["y"])]
+    graph = h.make_graph(nodes, "g", [_vi("x")], [_vi("y")],
+                         initializer=[nh.from_array(np.ones((2, 2, 1, 1), np.float32), "w")])
+    path = tmp_path / "cycle.onnx"
+    path.write_bytes(h.make_model(graph).SerializeToString())  # not SSA: onnx.checker would refuse it
+    [record] = reader.read(path).tensors
+    assert record.role == Role.PARAMETER  # reached through the loop: the Conv's weight
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
+    """A real torch.onnx export (the TorchScript exporter: the dynamo one needs onnxscript) of a tiny GPT-2:
+    its count is the model's own, sum(p.numel() for p in model.parameters()), and the exporter's ~60 scalar and
+    shape Constant nodes are graph constants. Tied, the exporter writes the head as its own initializer (the
+    embedding transposed, ``onnx::MatMul_<n>``): a copy the file's structure cannot tell from a weight."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import warnings
+
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=100, n_positions=64,
+                                     tie_word_embeddings=tied)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()  # distinct values: the exporter merges equal initializers (fresh LayerNorms are all ones)
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, ids: Any) -> Any:
+            mask, positions = torch.ones_like(ids), torch.arange(ids.shape[1]).unsqueeze(0)
+            return self.m(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+
+    path = tmp_path / "gpt2.onnx"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Logits(), (torch.ones(1, 8, dtype=torch.long),), str(path), dynamo=False,
+                              opset_version=17)
+    except Exception as exc:  # an exporter that cannot run offline here is not what this test checks
+        pytest.skip(f"torch.onnx.export failed: {type(exc).__name__}")
+    report = Report(reader.read(path))
+    expected = sum(p.numel() for p in model.parameters())
+    # the hand count: wte 100*32 + wpe 64*32 + 2 blocks of 12,704 + ln_f 64, + the head 32*100 when untied
+    assert expected == 30_720 + (0 if tied else 3_200)
+    assert report.total == expected + (3_200 if tied else 0)
+    assert report.buffers == 0
+    assert report.non_embedding == report.total - 100 * 32 - 64 * 32  # wte and wpe: Gather's data
+    assert sorted(r.name for r in reader.read(path).tensors if r.owner_type == "Embedding") == [
+        "m.transformer.wpe.weight", "m.transformer.wte.weight"]
+    exported = onnx.load(str(path))
+    constants = [n for n in exported.graph.node if n.op_type == "Constant"]
+    non_weights = [t for t in exported.graph.initializer if not t.name.startswith("m.") and t.data_type != TP.FLOAT]
+    assert inv_constants(path) == len(constants) + len(non_weights)
+
+
+def inv_constants(path: Path) -> int:
+    return sum(r.role is Role.CONSTANT for r in reader.read(path).tensors)
+
+
+def _reading_nodes(count: int, inputs: tuple[bytes, ...]) -> bytes:
+    """``count`` Add nodes, each reading ``inputs`` (the same bytes repeated: fast to build, not SSA)."""
+    node = _len(1, b"".join(_len(1, name) for name in inputs) + _len(2, b"y") + _len(4, b"Add"))
+    return node * count
+
+
+def test_node_inputs_past_the_cap_fall_back_to_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_NODE_INPUTS", 10)
+    path = tmp_path / "many.onnx"
+    path.write_bytes(_model_bytes(_reading_nodes(6, (b"x", b"w")), _len(5, _tensor("w", (4,))),
+                                  _len(5, _tensor("k", (1,), raw=4))))
+    inv = reader.read(path)
+    assert [(r.name, r.role) for r in inv.tensors] == [("w", Role.PARAMETER), ("k", Role.CONSTANT)]
+    assert inv.notes[0] == ("the graph's nodes read more than 10 values: roles were set by storage (scalars and "
+                            "integer Constant values as graph constants), not by use")
+    path.write_bytes(_model_bytes(_reading_nodes(5, (b"x", b"w")), _len(5, _tensor("w", (4,)))))
+    assert reader.read(path).notes == []  # 10 inputs: kept
+
+
+@pytest.mark.slow
+def test_a_million_nodes_are_bounded(tmp_path: Path) -> None:
+    """A million nodes reading a stored tensor (each use kept: at the cap) and a million reading two values
+    (past it: dropped), through the CLI under the hostile-input limits (2 GiB, 60 s)."""
+    from tests.hostile._limits import assert_clean, run_cli
+
+    for inputs in ((b"w",), (b"x", b"w")):
+        path = tmp_path / "million.onnx"
+        path.write_bytes(_model_bytes(_reading_nodes(1_000_000, inputs), _len(5, _tensor("w", (4,)))))
+        result = run_cli(path, "--format", "json")
+        assert_clean(result, path, expect=0)
+        data = json.loads(result.stdout)
+        assert data["total"] == 4  # an Add operand of 4 floats: a parameter, by use or by storage
+        assert ("more than 1,000,000 values" in " ".join(data["notes"])) == (len(inputs) == 2)

@@ -7,9 +7,30 @@ after refusing compression ratios only a deflate bomb has.
 
 Only HDF5 metadata is touched: every dataset's shape and dtype, found by an iterative walk that follows
 hard links only (soft and external links are skipped; a cycle of hard links is cut), never its data,
-and Keras itself is never imported. A dataset reachable under two names is one storage: a tie. Keras
-weight files do not record what was trainable, so ``trainable`` stays None. Datasets under a top-level
-``optimizer`` (Keras 3) or ``optimizer_weights`` (Keras 2) group are optimizer state.
+and Keras itself is never imported. A dataset reachable under two names is one storage: a tie. Datasets under
+a top-level ``optimizer`` (Keras 3) or ``optimizer_weights`` (Keras 2) group are optimizer state.
+
+What each variable is, as Keras reports it. Keras 3 (keras/src/saving/saving_lib.py) saves a Sequential or
+Functional model's layers, in the model's order, under ``layers/<name>``, where ``<name>`` is the snake-cased
+class name made unique by a counter (``dense``, ``dense_1``, ... ``dense_10``: not the layer's own name), and a
+layer's variables under ``vars/<i>``, its trainable variables first, then its non-trainable ones
+(``Layer.save_own_variables``). So:
+
+* a layer's non-trainable variables are the last of its ``vars``: BatchNormalization's ``moving_mean`` and
+  ``moving_variance`` (its last 2), Normalization's ``adapt_mean``, ``adapt_variance`` and ``count`` (all 3)
+  (:data:`NON_TRAINABLE_VARS`). They are buffers, as PyTorch counts running statistics; a legacy Keras 2 file
+  names them (``moving_mean:0``). Keras's "non-trainable params" are these buffers plus the frozen parameters.
+* an ``Embedding`` layer's ``vars/0`` is its ``embeddings`` table: marked with the class, so the
+  non-embedding count leaves it out.
+* with the archive's ``config.json`` (the model config), each ``layers/<name>`` group is matched to its
+  layer entry by that same naming: its class, and ``trainable`` (a layer with ``"trainable": false``, or inside
+  a model or layer that has it, holds frozen parameters; the others' are trainable). Without a config (a bare
+  ``.weights.h5``) the class is read from the group's name and ``trainable`` stays None; so it does for a
+  variable no config entry reaches (a custom layer's sublayers) unless a frozen layer holds it.
+* a legacy Keras 2 ``.h5`` keeps the model config in its root ``model_config`` attribute and each layer's
+  weights under ``model_weights/<layer name>/``: its top-level layers' ``trainable`` and order come from there.
+* tensors are listed in the config's layer order, and otherwise in natural order of their names (``dense_2``
+  before ``dense_10``, ``vars/2`` before ``vars/10``), not HDF5's byte order.
 """
 
 from __future__ import annotations
@@ -17,6 +38,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -41,6 +63,18 @@ MAX_DEPTH = 64
 MAX_RATIO = 200
 """Weights compress by a few percent at best; a member inflating more than this is a bomb."""
 OPTIMIZER_GROUPS = frozenset({"optimizer", "optimizer_weights"})
+NON_TRAINABLE_VARS = {"BatchNormalization": 2, "Normalization": 3}
+"""Layer class -> how many of its last ``vars`` are non-trainable state (keras/src/layers: batch_normalization.py
+adds moving_mean and moving_variance with trainable=False, after gamma and beta; preprocessing/normalization.py
+adds adapt_mean, adapt_variance and count, all non-trainable)."""
+LEGACY_STATE = frozenset({"moving_mean:0", "moving_variance:0"})
+"""Keras 2 ``.h5`` variable names of BatchNormalization's running statistics."""
+EMBEDDING_CLASSES = frozenset({"Embedding"})
+SNAKE_CLASSES = {"batch_normalization": "BatchNormalization", "normalization": "Normalization",
+                 "embedding": "Embedding"}
+"""A Keras 3 layer group's name (less its ``_<n>`` counter) -> the class it was named from: for files without a
+config."""
+MAX_CONFIG_LAYERS = 100_000
 
 # HDF5 datasets have numpy dtypes: the same (kind, itemsize) table as .npy headers.
 
@@ -96,6 +130,8 @@ def _read_hdf5(path: Path) -> Inventory:
         with open_regular(path) as handle, h5py.File(handle, "r") as h5:
             records, notes = _walk(path, h5, path.name, os.fstat(handle.fileno()).st_size)
             metadata = _root_attributes(h5)
+            legacy = _legacy_layers(h5)
+        records = _as_keras_reports(records, legacy, legacy=True) if legacy else _as_keras_reports(records, None)
     except ParamscopeError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -240,9 +276,13 @@ def _read_archive(path: Path, archive: zipfile.ZipFile | None = None) -> Invento
         if member is None:
             raise ParamscopeError(path, f"archive has no {WEIGHTS_MEMBER}")
         metadata: dict[str, Any] = {}
+        layers = None
         for json_name in ("metadata.json", "config.json"):
             if json_name in names:
-                metadata.update(_summary(path, json_name, _json_member(path, archive, json_name)))
+                value = _json_member(path, archive, json_name)
+                metadata.update(_summary(path, json_name, value))
+                if json_name == "config.json":
+                    layers = _config_layers(value)
         info = archive.getinfo(member)
         where = f"{path}[{member}]"
         if info.flag_bits & 0x1:
@@ -260,6 +300,7 @@ def _read_archive(path: Path, archive: zipfile.ZipFile | None = None) -> Invento
             raise
         except (OSError, KeyError, ValueError, RuntimeError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise ParamscopeError(where, f"damaged HDF5 weights: {_one_line(exc)}") from None
+    records = _as_keras_reports(records, layers)
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
 
 
@@ -326,3 +367,160 @@ def _summary(path: Path, name: str, value: Any) -> dict[str, Any]:
         if isinstance(config, dict) and isinstance(config.get("name"), str):
             out["model name"] = config["name"]
     return out
+
+
+# --------------------------------------------------------------------------------------------- roles and order
+
+
+def _snake(name: str) -> str:
+    """keras.src.utils.naming.to_snake_case: the name a layer's class gives its weights group."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _config_layers(config: Any) -> dict[str, tuple[int, str, bool]]:
+    """The model config's layers by the weights group Keras 3 saves them under (dotted, as tensor names):
+    ``layers.<snake class>[_<n>]`` -> (position among its siblings, class name, trainable: its own flag and its
+    containers'). Nested Sequential/Functional models are followed (their layers sit under ``<group>.layers``);
+    at most :data:`MAX_CONFIG_LAYERS` layers and :data:`MAX_DEPTH` levels (the JSON is untrusted)."""
+    out: dict[str, tuple[int, str, bool]] = {}
+    stack: list[tuple[str, Any, bool, int]] = [("layers", config, True, 0)]
+    while stack:
+        prefix, model, trainable, depth = stack.pop()
+        inner = model.get("config") if isinstance(model, dict) else None
+        if depth > MAX_DEPTH or not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+            continue
+        trainable = trainable and inner.get("trainable") is not False
+        used: dict[str, int] = {}
+        position = 0
+        for layer in inner["layers"]:
+            if len(out) >= MAX_CONFIG_LAYERS:
+                return out
+            if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+                continue
+            cls = layer["class_name"]
+            if cls == "InputLayer":  # no variables; its own counter ("input_layer") touches no other class's
+                continue
+            base = _snake(cls)[:MAX_NAME]
+            count = used[base] = used.get(base, -1) + 1  # saving_lib._get_unique_name
+            path = f"{prefix}.{base}_{count}" if count else f"{prefix}.{base}"
+            own = layer.get("config")
+            frozen = isinstance(own, dict) and own.get("trainable") is False
+            out[path] = (position, cls, trainable and not frozen)
+            position += 1
+            if isinstance(own, dict) and isinstance(own.get("layers"), list):
+                stack.append((f"{path}.layers", layer, trainable, depth + 1))
+    return out
+
+
+MAX_NAME = 1024
+_CHUNKS = re.compile(r"(\d+)")
+
+
+def _natural(part: str) -> tuple[tuple[int, int | str], ...]:
+    """A name part's natural sort key: runs of digits compare as numbers (``dense_2`` before ``dense_10``)."""
+    return tuple((0, int(c)) if c.isdigit() else (1, c) for c in _CHUNKS.split(part[:MAX_NAME]) if c)
+
+
+def _legacy_layers(h5: Any) -> dict[str, tuple[int, str, bool]]:
+    """A Keras 2 ``.h5``'s layers from its root ``model_config`` attribute (the model config as JSON; weights
+    under ``model_weights/<layer name>/``): ``model_weights.<layer name>`` -> (position, class, trainable). Top
+    level layers only; {} when the attribute is missing, too large or not a model config."""
+    try:
+        raw = h5.attrs.get("model_config") if "model_config" in h5.attrs else None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError):  # an attribute h5py cannot read: no config
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str) or len(raw) > MAX_JSON_MEMBER:
+        return {}
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    inner = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+        return {}
+    frozen_model = inner.get("trainable") is False
+    out: dict[str, tuple[int, str, bool]] = {}
+    for layer in inner["layers"][:MAX_CONFIG_LAYERS]:
+        own = layer.get("config") if isinstance(layer, dict) else None
+        if isinstance(own, dict) and isinstance(own.get("name"), str) and isinstance(layer.get("class_name"), str):
+            trainable = not frozen_model and own.get("trainable") is not False
+            out.setdefault(f"model_weights.{own['name'][:MAX_NAME]}", (len(out), layer["class_name"], trainable))
+    return out
+
+
+def _as_keras_reports(records: list[TensorRecord], layers: dict[str, tuple[int, str, bool]] | None,
+                      legacy: bool = False) -> list[TensorRecord]:
+    """Roles, trainability, embedding tables and order as the module docstring says. ``legacy``: ``layers``
+    come from a Keras 2 file's model config, whose layer groups name each variable, BatchNormalization's
+    statistics included, so a layer's flag is every one of its parameters' flag."""
+    layer_of: dict[int, str] = {}  # record index -> its layer group, for records directly under <group>.vars.<i>
+    counts: dict[str, int] = {}
+    for index, r in enumerate(records):
+        group, _, leaf = r.name.rpartition(".")
+        layer, _, vars_ = group.rpartition(".")
+        if vars_ == "vars" and leaf.isdigit():
+            layer_of[index] = layer
+            counts[layer] = counts.get(layer, 0) + 1
+    out = []
+    for index, r in enumerate(records):
+        if r.role is Role.OPTIMIZER_STATE:
+            out.append(r)
+            continue
+        changes: dict[str, Any] = {}
+        layer = layer_of.get(index)
+        known = layers.get(layer) if layers is not None and layer is not None else None
+        cls = known[1] if known is not None else _class_from_group(layer)
+        if layer is not None and cls is not None:
+            i = int(r.name.rpartition(".")[2])
+            if i >= counts[layer] - NON_TRAINABLE_VARS.get(cls, 0):
+                changes["role"] = Role.BUFFER
+            elif cls in EMBEDDING_CLASSES and i == 0:
+                changes["owner_type"] = cls
+        elif r.name.rpartition(".")[2] in LEGACY_STATE:
+            changes["role"] = Role.BUFFER
+        elif r.name.endswith(".embeddings:0"):
+            changes["owner_type"] = "Embedding"
+        if layers is not None and changes.get("role", r.role) is Role.PARAMETER:
+            trainable = known[2] if known is not None else _held_by(r.name, layers, legacy)
+            if trainable is not None:
+                changes["trainable"] = trainable
+        out.append(r.replace(**changes) if changes else r)
+    return sorted(out, key=lambda r: _order(r.name, layers))
+
+
+def _class_from_group(layer: str | None) -> str | None:
+    """The class a Keras 3 ``layers.<snake class>[_<n>]`` group was named from, where :data:`SNAKE_CLASSES` knows it."""
+    if layer is None:
+        return None
+    parent, _, name = layer.rpartition(".")
+    if parent.rpartition(".")[2] != "layers":
+        return None
+    return SNAKE_CLASSES.get(re.sub(r"_\d+$", "", name))
+
+
+def _held_by(name: str, layers: dict[str, tuple[int, str, bool]], legacy: bool) -> bool | None:
+    """False when a frozen layer of the config holds ``name`` (its sublayers are frozen too); the holding layer's
+    flag in a ``legacy`` file; else None (a Keras 3 custom layer's sublayer may hold state of its own)."""
+    prefix = name
+    while "." in prefix:
+        prefix = prefix.rpartition(".")[0]
+        known = layers.get(prefix)
+        if known is not None:
+            return known[2] if legacy or known[2] is False else None
+    return None
+
+
+def _order(name: str, layers: dict[str, tuple[int, str, bool]] | None) -> tuple[Any, ...]:
+    """A tensor's place: each part of its name by its layer's position in the config where the config names
+    that group, else in natural order."""
+    key: list[Any] = []
+    prefix = ""
+    for part in name.split("."):
+        prefix = f"{prefix}.{part}" if prefix else part
+        known = layers.get(prefix) if layers is not None else None
+        key.append((0, known[0]) if known is not None else (1, _natural(part)))
+    return tuple(key)

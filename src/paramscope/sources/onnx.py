@@ -23,6 +23,25 @@ packs several to a byte, are recorded as their packed ``uint8`` storage with a :
 logical element count, so both elements and bytes are exact. Sparse initializers count their dense shape
 (the number of weights the model has), with the number of stored values in ``extra``. Training-info graphs
 and functions are not read.
+
+Roles by use, not by storage: exporters store learned weights as initializers or as ``Constant`` nodes
+(paddle2onnx writes every weight as a ``Constant``), and formula literals (GELU's 0.5, a reshape's target
+shape) the same two ways. So a stored tensor's role is read from the operators that consume it (:data:`USES`,
+one table of (op_type, input index) -> role), following pass-through operators (:data:`PASS_THROUGH`:
+Identity, Cast, Transpose, DequantizeLinear ...) to the real consumer: a learned input (a Conv or MatMul
+weight, a norm's scale and bias, Gather's data, an RNN's weights) makes a parameter (Gather's data marked as
+an embedding table, for the non-embedding count); BatchNormalization's running
+mean and variance make buffers (as PyTorch counts them); DequantizeLinear's scale and zero point are
+quantization bookkeeping; shape-like inputs (Reshape's shape, Resize's scales, Clip's bounds, Pad, Slice, an
+exponent, a comparison's operand) make a graph constant (``Role.CONSTANT``: counted apart, not in the tree).
+A tensor with no use in the table keeps its storage role, except a scalar (one element or none), which is a
+literal of the formula, not a weight (a learned bias or scale has a length), and an integer or bool
+``Constant`` node's value, a value folded from the computation (a mask, a range: PyTorch's buffers are exported
+as initializers). Arithmetic operands (Add, Sub, Mul, Div) are parameters when floating and longer than one
+element (a bias Added after a MatMul), else constants. Uses are gathered over the whole
+model by value name (a subgraph reads outer values by name; ONNX names are single-assignment), and the walk
+from each tensor through pass-through outputs marks each value once, so a cycle ends and the work is bounded
+by the number of node inputs.
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.errors import ParamscopeError
-from paramscope.records import Inventory, QuantInfo, TensorRecord, role_for_file_tensor
+from paramscope.records import Inventory, QuantInfo, Role, TensorRecord, role_for_file_tensor
 from paramscope.sources.files import FileWindow, NameBudget, Reader, unbuffered_reader
 
 FORMAT = "onnx"
@@ -42,6 +61,9 @@ MAX_RANK = 64
 MAX_STRING = 1 << 16  # names and short strings kept; longer ones are cut and the rest skipped
 MAX_ENTRIES = 256  # metadata_props / external_data entries kept per message
 INT64_MAX = (1 << 63) - 1
+MAX_NODE_INPUTS = 1_000_000
+"""Node inputs kept for the roles by use, all graphs together (a 70B LLM's graph has tens of thousands; each
+kept input costs ~100 bytes). Past this the graph's uses are dropped and every tensor keeps its storage role."""
 
 # TensorProto.DataType -> (ONNX name, paramscope dtype, bits per element as stored in raw_data).
 # Packed sub-byte integer types have no paramscope dtype of their own: see the module docstring.
@@ -111,7 +133,7 @@ SCHEMA: dict[int, dict[int, tuple[str, Any]]] = {
         26: ("configuration", UNREAD),
     },
     GRAPH: {1: ("node", NODE), 2: ("name", STR), 5: ("initializer", TENSOR), 15: ("sparse_initializer", SPARSE)},
-    NODE: {2: ("output", STRS), 3: ("name", STR), 4: ("op_type", STR), 5: ("attribute", ATTRIBUTE),
+    NODE: {1: ("input", STRS), 2: ("output", STRS), 3: ("name", STR), 4: ("op_type", STR), 5: ("attribute", ATTRIBUTE),
            7: ("domain", STR)},
     ATTRIBUTE: {
         1: ("name", STR), 2: ("f", N_FIXED32), 3: ("i", N_VARINT), 4: ("s", N_LEN), 5: ("t", TENSOR),
@@ -156,6 +178,71 @@ CONSTANT_LISTS: dict[str, tuple[str, bool]] = {
 }
 CONSTANT_COUNTS = tuple(name for name, kind in SCHEMA[ATTRIBUTE].values() if kind in COUNTS)
 """The attribute fields whose counts are a Constant list's length (one of them is set)."""
+
+LEARNED, STATE, AUX, LITERAL = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX, Role.CONSTANT
+OPERAND = "operand"
+"""An arithmetic operand: a learned bias or scale when it is a floating tensor of more than one element (a
+Linear's bias Added after its MatMul, a decomposed norm's weight, a Conv bias paddle2onnx Adds), a literal of
+the formula when it is a scalar (GELU's 0.5, attention's 1/sqrt(d))."""
+TABLE = "table"
+"""Gather's data: a learned input, and the table of an embedding lookup: marked with the class ``Embedding``
+(``owner_type``), so the non-embedding count leaves it out as it does nn.Embedding's weight."""
+ANY = -1  # any input of a variadic operator
+# What a stored tensor is by the input it feeds: (op_type, input index) -> role. Sources: the ONNX operator
+# specs (onnx/docs/Operators.md) for each input's meaning; PyTorch for which of them are parameters or buffers
+# (nn.BatchNorm's running_mean/running_var are buffers). Operators of the com.microsoft domain that ORT's
+# optimizer writes are listed by their names alone.
+USES: dict[tuple[str, int], Role | str] = {
+    ("Add", ANY): OPERAND, ("Sub", ANY): OPERAND, ("Mul", ANY): OPERAND, ("Div", ANY): OPERAND,
+    # learned inputs
+    ("Conv", 1): LEARNED, ("Conv", 2): LEARNED, ("ConvTranspose", 1): LEARNED, ("ConvTranspose", 2): LEARNED,
+    ("Gemm", 0): LEARNED, ("Gemm", 1): LEARNED, ("Gemm", 2): LEARNED,
+    ("MatMul", 0): LEARNED, ("MatMul", 1): LEARNED, ("Einsum", ANY): LEARNED,
+    ("Gather", 0): TABLE,  # an embedding table
+    ("LayerNormalization", 1): LEARNED, ("LayerNormalization", 2): LEARNED,
+    ("SimplifiedLayerNormalization", 1): LEARNED, ("RMSNormalization", 1): LEARNED,
+    ("SkipLayerNormalization", 2): LEARNED, ("SkipLayerNormalization", 3): LEARNED,
+    ("SkipLayerNormalization", 4): LEARNED, ("SkipSimplifiedLayerNormalization", 2): LEARNED,
+    ("BatchNormalization", 1): LEARNED, ("BatchNormalization", 2): LEARNED,
+    ("InstanceNormalization", 1): LEARNED, ("InstanceNormalization", 2): LEARNED,
+    ("GroupNormalization", 1): LEARNED, ("GroupNormalization", 2): LEARNED,
+    ("PRelu", 1): LEARNED,
+    ("RNN", 1): LEARNED, ("RNN", 2): LEARNED, ("RNN", 3): LEARNED,
+    ("GRU", 1): LEARNED, ("GRU", 2): LEARNED, ("GRU", 3): LEARNED,
+    ("LSTM", 1): LEARNED, ("LSTM", 2): LEARNED, ("LSTM", 3): LEARNED, ("LSTM", 7): LEARNED,  # P: peepholes
+    ("Attention", 1): LEARNED, ("Attention", 2): LEARNED,  # com.microsoft: packed QKV weight and bias
+    # state
+    ("BatchNormalization", 3): STATE, ("BatchNormalization", 4): STATE,  # running mean, running variance
+    # quantization bookkeeping
+    ("DequantizeLinear", 1): AUX, ("DequantizeLinear", 2): AUX,
+    ("QuantizeLinear", 1): AUX, ("QuantizeLinear", 2): AUX,
+    # shapes, indices, bounds, exponents: literals of the computation
+    ("Reshape", 1): LITERAL, ("Expand", 1): LITERAL, ("Tile", 1): LITERAL, ("ConstantOfShape", 0): LITERAL,
+    ("Squeeze", 1): LITERAL, ("Unsqueeze", 1): LITERAL, ("Split", 1): LITERAL, ("TopK", 1): LITERAL,
+    ("Slice", 1): LITERAL, ("Slice", 2): LITERAL, ("Slice", 3): LITERAL, ("Slice", 4): LITERAL,
+    ("Pad", 1): LITERAL, ("Pad", 2): LITERAL, ("Pad", 3): LITERAL,
+    ("Resize", 1): LITERAL, ("Resize", 2): LITERAL, ("Resize", 3): LITERAL, ("Upsample", 1): LITERAL,
+    ("Clip", 1): LITERAL, ("Clip", 2): LITERAL, ("Pow", 1): LITERAL,
+    ("Range", 0): LITERAL, ("Range", 1): LITERAL, ("Range", 2): LITERAL,
+    ("Gather", 1): LITERAL, ("GatherElements", 1): LITERAL, ("GatherND", 1): LITERAL,
+    ("ScatterND", 1): LITERAL, ("ScatterElements", 1): LITERAL, ("OneHot", 1): LITERAL, ("OneHot", 2): LITERAL,
+    ("CumSum", 1): LITERAL, ("Trilu", 1): LITERAL,
+    ("Where", 0): LITERAL, ("Where", 1): LITERAL, ("Where", 2): LITERAL,  # a condition; a mask's -inf or 0
+    ("ReduceMean", 1): LITERAL, ("ReduceSum", 1): LITERAL, ("ReduceMax", 1): LITERAL, ("ReduceMin", 1): LITERAL,
+    ("ReduceProd", 1): LITERAL, ("ReduceL2", 1): LITERAL, ("ReduceSumSquare", 1): LITERAL,
+    ("Equal", ANY): LITERAL, ("Less", ANY): LITERAL, ("LessOrEqual", ANY): LITERAL, ("Greater", ANY): LITERAL,
+    ("GreaterOrEqual", ANY): LITERAL,  # a stored operand of a comparison is a threshold or a position grid
+    ("NonMaxSuppression", 2): LITERAL, ("NonMaxSuppression", 3): LITERAL, ("NonMaxSuppression", 4): LITERAL,
+}
+PASS_THROUGH: dict[str, int] = {
+    op: 0 for op in ("Identity", "Cast", "CastLike", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
+                     "Expand", "Slice", "DequantizeLinear")
+}
+"""Operators whose output is their input ``0`` reshaped, retyped or dequantized: a stored tensor's use is
+looked for past them (a tied head's weight Transposed into a MatMul is that MatMul's weight)."""
+OP_NAMES = {op: op for op, _ in USES} | {op: op for op in PASS_THROUGH}
+# the precedence of roles when uses disagree: a tensor any learned input reads is a weight
+PRECEDENCE = (LEARNED, STATE, AUX, LITERAL)
 
 
 def probe(head: bytes, path: Path) -> Reader | None:
@@ -244,6 +331,18 @@ class _Frame:
         self.data: dict[str, Any] = {}
 
 
+class _Edges:
+    """Every node's op_type and inputs (and a pass-through node's output), all graphs, for the roles by use; at most
+    :data:`MAX_NODE_INPUTS` inputs in all, past which they are ``dropped``."""
+
+    __slots__ = ("dropped", "inputs", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes: list[tuple[str, tuple[str, ...], str]] = []  # (op_type, inputs, a pass-through's output)
+        self.inputs = 0
+        self.dropped = False
+
+
 def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -262,6 +361,7 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
         raise cursor.fail("empty file")
     root = _Frame(MODEL, cursor.size, 0, 0)
     stack = [root]
+    edges = _Edges()
     while True:
         frame = stack[-1]
         here = cursor.tell()
@@ -269,8 +369,9 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
             if here > frame.end:
                 raise cursor.fail(f"a field runs past the end of its {KIND_NAMES[frame.kind]} at byte {frame.end}")
             stack.pop()
-            result = _finish(cursor, frame)
+            result = _finish(cursor, frame, edges)
             if not stack:
+                result["edges"] = edges
                 return result
             _deliver(stack[-1], frame.field, result)
             continue
@@ -292,6 +393,8 @@ def _walk(cursor: _Cursor) -> dict[str, Any]:
                 cursor.skip(length)
             elif spec[1] == TENSOR:  # the hot message (100k initializers): read flat, not through frames
                 _deliver(frame, field, _finish_tensor(cursor, _tensor(cursor, end)))
+            elif spec[1] == STRS and length <= MAX_STRING:  # a node's inputs and outputs: the hot strings
+                frame.data.setdefault(spec[0], []).append(cursor.take(length).decode("utf-8", "replace"))
             else:
                 _len_field(cursor, stack, frame, field, spec, length, end)
         elif wire == VARINT:
@@ -540,7 +643,7 @@ def _numel(cursor: _Cursor, dims: list[int], what: str) -> int:
     return numel
 
 
-def _finish(cursor: _Cursor, frame: _Frame) -> Any:
+def _finish(cursor: _Cursor, frame: _Frame, edges: _Edges) -> Any:
     """The result of a message, checked: a tensor description, an attribute, a node's tensors, a graph."""
     data = frame.data
     kind = frame.kind
@@ -556,7 +659,7 @@ def _finish(cursor: _Cursor, frame: _Frame) -> Any:
     if kind == ATTRIBUTE:
         return data
     if kind == NODE:
-        return _finish_node(data)
+        return _finish_node(data, edges)
     if kind == GRAPH:
         tensors: list[dict[str, Any]] = []
         tensors.extend(data.get("initializer", []))
@@ -602,9 +705,20 @@ def _finish_tensor(cursor: _Cursor, data: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _finish_node(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """A node's tensors: a Constant's value, and the tensors of its subgraphs under ``<node>.<attribute>.``."""
+def _finish_node(data: dict[str, Any], edges: _Edges) -> list[dict[str, Any]]:
+    """A node's tensors: a Constant's value, and the tensors of its subgraphs under ``<node>.<attribute>.``.
+    A node that reads values is added to ``edges``, for the roles by use."""
     op_type = data.get("op_type", "")
+    inputs = data.get("input")
+    if inputs is not None and not edges.dropped:
+        edges.inputs += len(inputs)
+        if edges.inputs > MAX_NODE_INPUTS:
+            edges.dropped, edges.nodes = True, []
+        else:
+            op = OP_NAMES.get(op_type, op_type)  # one string per known operator, not one per node
+            through = PASS_THROUGH.get(op)
+            outputs = data.get("output") if through is not None else None
+            edges.nodes.append((op, tuple(inputs), outputs[0] if outputs else ""))
     label = data.get("name") or f"{op_type or 'node'}_{data['index']}"
     out: list[dict[str, Any]] = []
     is_constant = op_type == "Constant" and data.get("domain", "") in ("", "ai.onnx")
@@ -624,12 +738,13 @@ def _finish_node(data: dict[str, Any]) -> list[dict[str, Any]]:
         name = outputs[0] or label
         value = (attr.get("t") or attr.get("sparse_tensor") or [None])[0]
         if attr_name in ("value", "sparse_value") and value is not None:
-            out.append({**value, "name": name})
+            out.append({**value, "name": name, "node": True})
         elif attr_name in CONSTANT_LISTS:
             dtype, scalar = CONSTANT_LISTS[attr_name]
             n = sum(attr.get(count, 0) for count in CONSTANT_COUNTS)
             type_id = {"float32": 1, "int64": 7, "string": STRING_TYPE}[dtype]
-            out.append({"name": name, "dims": [] if scalar else [n], "numel": 1 if scalar else n, "type_id": type_id})
+            out.append({"name": name, "dims": [] if scalar else [n], "numel": 1 if scalar else n, "type_id": type_id,
+                        "node": True})
     return out
 
 
@@ -652,6 +767,11 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             raise ParamscopeError(path, "not an ONNX model (no ir_version and no graph)")
         raise ParamscopeError(path, "ONNX model has no graph")
     graph = graphs[-1]
+    edges = model["edges"]
+    uses, flows = _uses(edges.nodes, [t["name"] for t in graph["tensors"]]) if edges.nodes else ({}, {})
+    cache: dict[str, tuple[frozenset[tuple[Role | str, bool]], bool]] = {}
+    walked: set[str] = set()  # values already walked past (_reached)
+    constants = 0
     records: list[TensorRecord] = []
     seen: set[str] = set()
     origin = path.name
@@ -676,15 +796,29 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         if t.get("sparse"):
             extra = {**(extra or {}), "sparse_values": t["nnz"]}
             sparse += 1
+        raw = t["name"]
+        stored = role_for_file_tensor(dtype)
+        owner = None
+        if raw not in uses and raw not in flows:  # read by no node (the common case for many initializers)
+            role = LITERAL if t["numel"] <= 1 or ("node" in t and stored is not LEARNED) else stored
+        else:
+            found = cache.get(raw)
+            if found is None:
+                found = cache[raw] = _reached(raw, uses, flows, walked)
+            role = _role(found, stored, t["numel"], t.get("node", False))
+            if role is LEARNED and any(use == TABLE for use, _ in found[0]):
+                owner = "Embedding"
+        constants += role is Role.CONSTANT
         records.append(
             TensorRecord(
                 name=name,
                 shape=shape,
                 dtype=dtype,
-                role=role_for_file_tensor(dtype),
+                role=role,
                 quant=quant,
                 origin=origin,
                 extra=extra,
+                owner_type=owner,
             )
         )
     metadata: dict[str, Any] = {}
@@ -703,4 +837,87 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
         notes.append("some tensors are stored in external data files; they were counted from their dims, not opened")
     if sparse:
         notes.append(f"{sparse} sparse initializer(s) counted by their dense shape")
+    if edges.dropped:
+        notes.append(f"the graph's nodes read more than {MAX_NODE_INPUTS:,} values: roles were set by storage "
+                     "(scalars and integer Constant values as graph constants), not by use")
+    if constants:
+        notes.append(f"{constants:,} graph constants (scalars, shapes) not counted")
     return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+
+
+def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: list[str]) -> tuple[
+        dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, bool]]]]:
+    """Value name -> (output, whether it dequantizes) of every pass-through node reading it as its data input;
+    and, for the stored tensors ``names`` and the values that flow from them, value name -> the (op_type, input
+    index) of every other read. Other values' reads are not kept."""
+    flows: dict[str, list[tuple[str, bool]]] = {}
+    for op, inputs, output in nodes:
+        through = PASS_THROUGH.get(op)
+        if output and through is not None and through < len(inputs) and inputs[through]:
+            flows.setdefault(inputs[through], []).append((output, op == "DequantizeLinear"))
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        value = stack.pop()
+        if value not in wanted:
+            wanted.add(value)
+            stack.extend(output for output, _ in flows.get(value, ()))
+    wanted.discard("")  # an optional input left out, not a tensor without a name
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for op, inputs, _ in nodes:
+        through = PASS_THROUGH.get(op)
+        for index, value in enumerate(inputs):
+            if value in wanted and index != through:
+                uses.setdefault(value, []).append((op, index))
+    return uses, flows
+
+
+def _reached(name: str, uses: dict[str, list[tuple[str, int]]], flows: dict[str, list[tuple[str, bool]]],
+             seen: set[str]) -> tuple[frozenset[tuple[Role | str, bool]], bool]:
+    """The roles (each with whether the path to it dequantized) of the inputs a stored tensor reaches through
+    pass-through operators, and whether it reaches an input :data:`USES` does not list. ``seen`` is shared by
+    all tensors: each value is walked past once, so a cycle ends and the whole work is bounded by the edges."""
+    found: set[tuple[Role | str, bool]] = set()
+    unknown = False
+    stack = [(name, False)]
+    while stack:
+        value, dequantized = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        for op, index in uses.get(value, ()):
+            role = USES.get((op, index)) or USES.get((op, ANY))
+            if role is None:
+                unknown = True
+            else:
+                found.add((role, dequantized))
+        for output, dequantizes in flows.get(value, ()):
+            stack.append((output, dequantized or dequantizes))
+    return frozenset(found), unknown
+
+
+def _role(reached: tuple[frozenset[tuple[Role | str, bool]], bool], stored: Role, numel: int, node: bool) -> Role:
+    """A stored tensor's role from the inputs it reaches (:func:`_reached`), by the module docstring's rule:
+    the first of :data:`PRECEDENCE` reached (a learned input only for a floating tensor, or a dequantized
+    one); a graph constant when every use is a literal's, or when it is a scalar, or when it is a ``Constant``
+    node's (``node``) integer or bool value no learned input reads (PyTorch's buffers are exported as
+    initializers: an integer ``Constant`` is a value folded from the computation, a mask or a range); else
+    its storage role."""
+    found, unknown = reached
+    floating = stored is LEARNED
+    roles = set()
+    for role, dequantized in found:
+        if role == TABLE:
+            role = LEARNED
+        elif role == OPERAND:
+            role = LEARNED if floating and numel > 1 else LITERAL
+        if role is not LEARNED or floating or dequantized:
+            roles.add(role)
+        else:
+            unknown = True  # an integer table a learned input reads: what it is, its storage says
+    for role in PRECEDENCE[:-1]:
+        if role in roles:
+            return role
+    if (roles and not unknown) or numel <= 1 or (node and not floating):
+        return LITERAL
+    return stored
