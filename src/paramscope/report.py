@@ -243,6 +243,53 @@ class ModuleNode:
         return f"<ModuleNode {self.path!r} {self.type} parameters={self.parameters}>"
 
 
+_NUMBER = r"[0-9]+"
+
+
+@functools.cache
+def _numbers() -> re.Pattern[str]:
+    return re.compile(_NUMBER)
+
+
+def _number_key(digits: str) -> tuple[int, str]:
+    """A run of ASCII digits ordered as the number it spells, without making the number (a name may hold
+    thousands of digits, more than ``int()`` reads): fewer significant digits first, then as text."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
+
+
+def natural_order(children: list[ModuleNode]) -> None:
+    """Put siblings whose names differ only in their numbers in numeric order, in place: ``layers.2`` before
+    ``layers.10`` and ``conv2`` before ``conv10``, whatever order the source listed them in (a safetensors header
+    is sorted as text: 0, 1, 10, 11, 2). Such siblings keep the places they held among the others, and every
+    other sibling keeps the source's order (a live module's children are in the order its class defines them).
+
+    The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not."""
+    names = [child.path.rpartition(".")[2] for child in children]
+    if all(name.isascii() and name.isdigit() for name in names):
+        keys = list(map(_number_key, names))
+        if any(a >= b for a, b in zip(keys, keys[1:])):
+            order = sorted(range(len(children)), key=keys.__getitem__)
+            children[:] = [children[i] for i in order]
+        return
+    numbered = _numbers()
+    groups: dict[str, list[int]] = {}  # a name with its numbers blanked -> the places of the names like it
+    for place, name in enumerate(names):
+        blanked = numbered.sub("#", name)
+        if blanked != name:
+            groups.setdefault(blanked, []).append(place)
+    for places in groups.values():
+        if len(places) < 2:
+            continue
+        keys = [tuple(map(_number_key, numbered.findall(names[i]))) for i in places]
+        if all(a < b for a, b in zip(keys, keys[1:])):
+            continue
+        ranked = sorted(range(len(places)), key=keys.__getitem__)
+        moved = [children[places[r]] for r in ranked]
+        for place, child in zip(places, moved, strict=True):
+            children[place] = child
+
+
 TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
 TypeTotal.__doc__ = "Parameters held by modules of one class: how many modules, parameters and bytes."
 DTypeTotal = namedtuple("DTypeTotal", "dtype parameters buffers bytes")
@@ -853,9 +900,13 @@ class Report:
 
     def _sum_up(self, created: list[ModuleNode]) -> ModuleNode:
         """Each node's figures with its subtree's added; ``created`` lists parents before their children (the
-        root first), so reverse creation order is bottom-up. Returns the root."""
+        root first), so reverse creation order is bottom-up. Children are put in natural order
+        (:func:`natural_order`). Returns the root."""
         for node in reversed(created):
-            for child in node.children:
+            children = node.children
+            if len(children) > 1:
+                natural_order(children)
+            for child in children:
                 node.parameters += child.parameters
                 node.trainable += child.trainable  # type: ignore[operator]
                 node.buffers += child.buffers
