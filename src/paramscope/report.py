@@ -703,6 +703,45 @@ class Report:
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
+    def by_component(self) -> list[TypeTotal]:
+        """Parameters per component (embedding, attention, MLP, experts, router, norm, head, conv, other) of the
+        module holding them, largest first: by the module's class where a live model gives one, else inferred
+        from names and shapes (:func:`paramscope.components.classify`). Each tie group once."""
+        from paramscope.components import classify
+
+        table = self._table
+        if table is not None:
+            entries = zip(table.names, table.roles, table.numel, table.nbytes, table.shapes, strict=True)
+        else:
+            entries = ((r.name, r.role, numel, size, r.shape) for r, numel, size in self._sizes)
+        parameter = Role.PARAMETER
+        held = [(name, numel, size, shape) for name, role, numel, size, shape in entries if role is parameter]
+        # a module's weight shape is the hint classify() takes where no name decides
+        ndim = {name[:-7]: len(shape) for name, _, _, shape in held if name.endswith(".weight") and shape is not None}
+        types = self.inventory.module_types
+        known: dict[tuple[str, str], str] = {}
+        params: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        modules: dict[str, set[str]] = {}
+        for name, numel, size, _ in held:
+            module, _, leaf = name.rpartition(".")
+            key = (module, "" if leaf in ("weight", "bias") else leaf)  # classify() reads other leaves only
+            component = known.get(key)
+            if component is None:
+                component = known[key] = classify(module, leaf, ndim.get(module), types.get(module))
+            params[component] = params.get(component, 0) + numel
+            sizes[component] = sizes.get(component, 0) + (size or 0)
+            modules.setdefault(component, set()).add(module)
+        rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
+        return sorted(rows, key=lambda t: (-t.parameters, t.type))
+
+    @property
+    def types_known(self) -> bool:
+        """Whether the source named module classes (a live model does, a file never): where not, renderers show
+        :attr:`by_component` for "by type", saying it is inferred from names."""
+        return bool(self.inventory.module_types)
+
+    @cached_property
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
