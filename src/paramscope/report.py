@@ -52,6 +52,7 @@ import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
+from itertools import pairwise
 from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
@@ -268,7 +269,7 @@ def natural_order(children: list[ModuleNode]) -> None:
     names = [child.path.rpartition(".")[2] for child in children]
     if all(name.isascii() and name.isdigit() for name in names):
         keys = list(map(_number_key, names))
-        if any(a >= b for a, b in zip(keys, keys[1:])):
+        if any(a >= b for a, b in pairwise(keys)):
             order = sorted(range(len(children)), key=keys.__getitem__)
             children[:] = [children[i] for i in order]
         return
@@ -282,7 +283,7 @@ def natural_order(children: list[ModuleNode]) -> None:
         if len(places) < 2:
             continue
         keys = [tuple(map(_number_key, numbered.findall(names[i]))) for i in places]
-        if all(a < b for a, b in zip(keys, keys[1:])):
+        if all(a < b for a, b in pairwise(keys)):
             continue
         ranked = sorted(range(len(places)), key=keys.__getitem__)
         moved = [children[places[r]] for r in ranked]
