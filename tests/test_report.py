@@ -231,3 +231,15 @@ def test_tree_folds_numbered_blocks_listed_as_sorted_text():
     text = str(Report(Inventory("f", "test", records)))
     assert "0…79" in text and "×80" in text
     assert text.count("×") == 2  # the run and the note under the tree: one row for all 80 layers
+
+
+def test_tensor_rows_follow_the_tree_only_where_it_reordered():
+    names = sorted(f"h.{i}.{leaf}" for i in range(11) for leaf in ("bias", "weight"))
+    records = [TensorRecord(n, (2,), "float32") for n in [*names, "ln_f.weight"]]
+    report = Report(Inventory("f", "test", records))
+    expected = [f"h.{i}.{leaf}" for i in range(11) for leaf in ("bias", "weight")] + ["ln_f.weight"]
+    assert [r.name for r in report.natural_tensors] == expected
+    # already in order (a live model's ModuleList): the source's order, buffers after parameters included
+    live = [TensorRecord("a.0.weight", (2,), "float32"), TensorRecord("a.1.weight", (2,), "float32"),
+            TensorRecord("a.0.mean", (2,), "float32", role=Role.BUFFER)]
+    assert Report(Inventory("m", "test", live)).natural_tensors == live

@@ -259,26 +259,29 @@ def _number_key(digits: str) -> tuple[int, str]:
     return len(significant), significant
 
 
-def natural_order(children: list[ModuleNode]) -> None:
+def natural_order(children: list[ModuleNode]) -> bool:
     """Put siblings whose names differ only in their numbers in numeric order, in place: ``layers.2`` before
     ``layers.10`` and ``conv2`` before ``conv10``, whatever order the source listed them in (a safetensors header
     is sorted as text: 0, 1, 10, 11, 2). Such siblings keep the places they held among the others, and every
     other sibling keeps the source's order (a live module's children are in the order its class defines them).
 
-    The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not."""
+    The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
+    whether anything moved."""
     names = [child.path.rpartition(".")[2] for child in children]
     if all(name.isascii() and name.isdigit() for name in names):
         keys = list(map(_number_key, names))
         if any(a >= b for a, b in pairwise(keys)):
             order = sorted(range(len(children)), key=keys.__getitem__)
             children[:] = [children[i] for i in order]
-        return
+            return True
+        return False
     numbered = _numbers()
     groups: dict[str, list[int]] = {}  # a name with its numbers blanked -> the places of the names like it
     for place, name in enumerate(names):
         blanked = numbered.sub("#", name)
         if blanked != name:
             groups.setdefault(blanked, []).append(place)
+    moved_any = False
     for places in groups.values():
         if len(places) < 2:
             continue
@@ -289,6 +292,8 @@ def natural_order(children: list[ModuleNode]) -> None:
         moved = [children[places[r]] for r in ranked]
         for place, child in zip(places, moved, strict=True):
             children[place] = child
+        moved_any = True
+    return moved_any
 
 
 TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
@@ -323,6 +328,7 @@ class Report:
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
         self._trees: dict[int | None, ModuleNode] = {}
+        self._reordered = False  # whether a tree built put numbered siblings in an order the source did not
         self._table: Table | None = None
         if inventory.columnar:
             table = inventory.table
@@ -944,8 +950,8 @@ class Report:
         (:func:`natural_order`). Returns the root."""
         for node in reversed(created):
             children = node.children
-            if len(children) > 1:
-                natural_order(children)
+            if len(children) > 1 and natural_order(children):
+                self._reordered = True
             for child in children:
                 node.parameters += child.parameters
                 node.trainable += child.trainable  # type: ignore[operator]
@@ -967,6 +973,20 @@ class Report:
                 root = full.pruned(depth) if full is not None and depth is not None else self._build_tree(depth)
             self._trees[depth] = root
         return root
+
+    @cached_property
+    def natural_tensors(self) -> list[TensorRecord]:
+        """Every record (aliases included) in the module tree's natural order: where the tree had to put numbered
+        siblings in order (a file lists ``layers.10`` before ``layers.2``), records go module by module in the
+        tree's order, each module's in the source's; elsewhere (a live model) exactly :attr:`tensors`."""
+        try:
+            root = self.tree(None)
+        except ParamscopeError:  # names too deep to build every module of: the rows stay in the source's order
+            return self.tensors
+        if not self._reordered:
+            return self.tensors
+        rank = {node.path: index for index, node in enumerate(root.walk())}
+        return sorted(self.tensors, key=lambda r: rank[r.name.rpartition(".")[0]])
 
     def modules(self, depth: int | None = None) -> list[ModuleNode]:
         """The tree flattened depth first (root first), down to ``depth``."""

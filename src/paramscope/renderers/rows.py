@@ -81,7 +81,7 @@ def dtype_label(record: TensorRecord) -> str:
 
 def tensor_rows(report: Report, records=None) -> Iterator[tuple[Any, ...]]:
     canonical = report.canonical_name
-    for r in report.tensors if records is None else records:
+    for r in report.natural_tensors if records is None else records:
         tied = canonical.get(r.name)
         yield (r.name, r.shape, dtype_label(r), r.role.value, r.trainable if r.role is Role.PARAMETER else None,
                r.numel if r.initialized else None, r.nbytes if r.initialized else None,
