@@ -268,7 +268,8 @@ def natural_order(children: list[ModuleNode]) -> bool:
     The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
     whether anything moved."""
     names = [child.path.rpartition(".")[2] for child in children]
-    if all(name.isascii() and name.isdigit() for name in names):
+    joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
+    if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
         keys = list(map(_number_key, names))
         if any(a >= b for a, b in pairwise(keys)):
             order = sorted(range(len(children)), key=keys.__getitem__)
@@ -276,6 +277,8 @@ def natural_order(children: list[ModuleNode]) -> bool:
             return True
         return False
     numbered = _numbers()
+    if numbered.search(joined) is None:
+        return False
     groups: dict[str, list[int]] = {}  # a name with its numbers blanked -> the places of the names like it
     for place, name in enumerate(names):
         blanked = numbered.sub("#", name)
@@ -327,7 +330,8 @@ class Report:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self._trees: dict[int | None, ModuleNode] = {}
+        self._trees: dict[tuple[int | None, bool], ModuleNode] = {}
+        self._natural = True  # whether the tree being built puts siblings in natural order (tree(natural=))
         self._reordered = False  # whether a tree built put numbered siblings in an order the source did not
         self._table: Table | None = None
         if inventory.columnar:
@@ -950,7 +954,7 @@ class Report:
         (:func:`natural_order`). Returns the root."""
         for node in reversed(created):
             children = node.children
-            if len(children) > 1 and natural_order(children):
+            if len(children) > 1 and self._natural and natural_order(children):
                 self._reordered = True
             for child in children:
                 node.parameters += child.parameters
@@ -962,16 +966,24 @@ class Report:
                 node.trainable = None
         return created[0]
 
-    def tree(self, depth: int | None = None) -> ModuleNode:
+    def tree(self, depth: int | None = None, *, natural: bool = True) -> ModuleNode:
         """The module tree; below ``depth`` levels, nodes keep their totals but lose their children.
 
-        Built once per depth and kept (treat it as read-only); only the levels asked for are built."""
-        root = self._trees.get(depth)
+        Siblings are in natural order (:func:`natural_order`: what people read); ``natural=False`` keeps the
+        source's order, for the JSON document, whose every module would otherwise be looked at again for a
+        program that can sort for itself. Built once per depth and order and kept (treat it as read-only); only
+        the levels asked for are built."""
+        key = (depth, natural)
+        root = self._trees.get(key)
         if root is None:
-            full = self._trees.get(None)
+            full = self._trees.get((None, natural))
             with paused_gc():
-                root = full.pruned(depth) if full is not None and depth is not None else self._build_tree(depth)
-            self._trees[depth] = root
+                if full is not None and depth is not None:
+                    root = full.pruned(depth)
+                else:
+                    self._natural = natural
+                    root = self._build_tree(depth)
+            self._trees[key] = root
         return root
 
     @cached_property
