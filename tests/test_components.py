@@ -206,3 +206,28 @@ def test_by_type_over_a_file_says_it_is_inferred(tmp_path):
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert "By component (inferred from names)" in html
     assert "<td>attention</td>" in html
+
+
+def test_hostile_numbered_names_through_every_view(tmp_path):
+    """Numbers int() cannot read (5,000 digits), digits of other scripts, empty parts: ordered, folded and
+    classified without an error in every view."""
+    from tests.hostile._limits import assert_clean, run_cli
+
+    huge = "9" * 5000
+    names = [f"m.{n}.w.weight" for n in (huge, "10", "²", "٣", "2", "0" + huge, "", "1")] + ["a..b.weight"]
+    labelled = {name: ((2,), "-") for name in names}
+    path = tmp_path / "odd.safetensors"
+    _write_safetensors(path, labelled)
+    for extra in ([], ["--by", "type"], ["--by", "tensor"], ["--by", "module"], ["--format", "html"],
+                  ["--format", "json"], ["--depth", "0"]):
+        result = assert_clean(run_cli(str(path), *extra, "-o", str(tmp_path / "out")), path, expect=0)
+        assert result.stderr == ""
+
+
+def test_json_keeps_the_source_order_of_modules(tmp_path):
+    labelled = {f"h.{i}.weight": ((2,), "-") for i in (0, 1, 10, 2)}
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path, labelled)
+    report = paramscope.inspect(str(path))
+    assert [m["path"] for m in report.to_dict()["modules"]] == ["", "h", "h.0", "h.1", "h.10", "h.2"]
+    assert [n.path for n in report.modules()] == ["", "h", "h.0", "h.1", "h.2", "h.10"]
