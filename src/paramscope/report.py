@@ -952,9 +952,10 @@ class Report:
         """Each node's figures with its subtree's added; ``created`` lists parents before their children (the
         root first), so reverse creation order is bottom-up. Children are put in natural order
         (:func:`natural_order`). Returns the root."""
+        natural = self._natural
         for node in reversed(created):
             children = node.children
-            if len(children) > 1 and self._natural and natural_order(children):
+            if natural and len(children) > 1 and natural_order(children):
                 self._reordered = True
             for child in children:
                 node.parameters += child.parameters
