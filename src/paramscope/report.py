@@ -730,7 +730,11 @@ class Report:
         # a module's weight shape is the hint classify() takes where no name decides
         ndim = {name[:-7]: len(shape) for name, _, _, shape in held if name.endswith(".weight") and shape is not None}
         types = self.inventory.module_types
+        # No rule reads a part that is a plain number (the 80 layers, the 256 experts), so a module is classified
+        # as its path with those blanked: once per kind of module, not once per module
+        blank = functools.partial(re.compile(r"(?:^|(?<=\.))[0-9]+(?=\.|$)").sub, "#")
         known: dict[tuple[str, str], str] = {}
+        kinds: dict[tuple[str, str, int | None, str | None], str] = {}
         params: dict[str, int] = {}
         sizes: dict[str, int] = {}
         modules: dict[str, set[str]] = {}
@@ -739,7 +743,11 @@ class Report:
             key = (module, "" if leaf in ("weight", "bias") else leaf)  # classify() reads other leaves only
             component = known.get(key)
             if component is None:
-                component = known[key] = classify(module, leaf, ndim.get(module), types.get(module))
+                kind = (blank(module), key[1], ndim.get(module), types.get(module))
+                component = kinds.get(kind)
+                if component is None:
+                    component = kinds[kind] = classify(module, leaf, kind[2], kind[3])
+                known[key] = component
             params[component] = params.get(component, 0) + numel
             sizes[component] = sizes.get(component, 0) + (size or 0)
             modules.setdefault(component, set()).add(module)
