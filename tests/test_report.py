@@ -188,3 +188,58 @@ def test_a_tree_cut_over_columns_places_odd_names_as_the_records_do():
                      for n in by_rows.tree(depth).walk()]
         assert [(n.path, n.parameters, n.buffers, n.bytes, n.trainable, [t.name for t in n.tensors])
                 for n in by_columns.tree(depth).walk()] == rows_tree, depth
+
+
+# ---- natural order and folding ---------------------------------------------------------------------------------
+def _children(report: Report, path: str = "", depth: int | None = None) -> list[str]:
+    node = next(n for n in report.tree(depth).walk() if n.path == path)
+    return [child.name for child in node.children]
+
+
+def test_numbered_siblings_in_numeric_order_whatever_the_source_order():
+    # a safetensors header lists names as sorted text: 0, 1, 10, 11, 2, ...
+    names = sorted(f"h.{i}.w.weight" for i in range(12))
+    records = [TensorRecord("wte.weight", (4, 2), "float32"), *(TensorRecord(n, (2, 2), "float32") for n in names)]
+    report = Report(Inventory("f", "test", records))
+    assert _children(report, "h") == [str(i) for i in range(12)]
+    assert _children(report, "h", depth=2) == [str(i) for i in range(12)]
+    assert _children(report) == ["wte", "h"]  # names without numbers keep the source's order
+
+
+def test_names_differing_in_numbers_ordered_in_their_own_places():
+    order = ["conv10", "bn", "conv2", "layer10", "layer2", "fc", "conv1", "block.3x10", "block.3x9"]
+    records = [TensorRecord(f"{n}.weight", (2,), "float32") for n in order]
+    report = Report(Inventory("f", "test", records))
+    # conv1/2/10 take the places conv10, conv2, conv1 held; layer2/10 theirs; bn and fc stay
+    assert _children(report) == ["conv1", "bn", "conv2", "layer2", "layer10", "fc", "conv10", "block"]
+    assert _children(report, "block") == ["3x9", "3x10"]
+
+
+def test_numbers_too_long_for_int_and_other_scripts_digits_order_without_error():
+    huge = "9" * 5000  # int() refuses more than 4,300 digits
+    records = [TensorRecord(f"m.{n}.weight", (1,), "float32") for n in (huge, "10", "²", "٣", "2", "0" + huge)]
+    report = Report(Inventory("f", "test", records))
+    # only ASCII numbers are ordered (those take the places they held); other digits keep their places
+    assert _children(report, "m") == ["2", "10", "²", "٣", huge, "0" + huge]
+    text = str(report)  # the tree's folding reads these names too
+    assert "²" in text
+
+
+def test_tree_folds_numbered_blocks_listed_as_sorted_text():
+    names = sorted(f"model.layers.{i}.{leaf}.weight" for i in range(80) for leaf in ("q", "mlp"))
+    records = [TensorRecord(n, (2, 2), "float32") for n in names]
+    text = str(Report(Inventory("f", "test", records)))
+    assert "0…79" in text and "×80" in text
+    assert text.count("×") == 2  # the run and the note under the tree: one row for all 80 layers
+
+
+def test_tensor_rows_follow_the_tree_only_where_it_reordered():
+    names = sorted(f"h.{i}.{leaf}" for i in range(11) for leaf in ("bias", "weight"))
+    records = [TensorRecord(n, (2,), "float32") for n in [*names, "ln_f.weight"]]
+    report = Report(Inventory("f", "test", records))
+    expected = [f"h.{i}.{leaf}" for i in range(11) for leaf in ("bias", "weight")] + ["ln_f.weight"]
+    assert [r.name for r in report.natural_tensors] == expected
+    # already in order (a live model's ModuleList): the source's order, buffers after parameters included
+    live = [TensorRecord("a.0.weight", (2,), "float32"), TensorRecord("a.1.weight", (2,), "float32"),
+            TensorRecord("a.0.mean", (2,), "float32", role=Role.BUFFER)]
+    assert Report(Inventory("m", "test", live)).natural_tensors == live

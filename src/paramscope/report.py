@@ -56,6 +56,7 @@ import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
+from itertools import pairwise
 from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
@@ -250,6 +251,61 @@ class ModuleNode:
         return f"<ModuleNode {self.path!r} {self.type} parameters={self.parameters}>"
 
 
+_NUMBER = r"[0-9]+"
+
+
+@functools.cache
+def _numbers() -> re.Pattern[str]:
+    return re.compile(_NUMBER)
+
+
+def _number_key(digits: str) -> tuple[int, str]:
+    """A run of ASCII digits ordered as the number it spells, without making the number (a name may hold
+    thousands of digits, more than ``int()`` reads): fewer significant digits first, then as text."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
+
+
+def natural_order(children: list[ModuleNode]) -> bool:
+    """Put siblings whose names differ only in their numbers in numeric order, in place: ``layers.2`` before
+    ``layers.10`` and ``conv2`` before ``conv10``, whatever order the source listed them in (a safetensors header
+    is sorted as text: 0, 1, 10, 11, 2). Such siblings keep the places they held among the others, and every
+    other sibling keeps the source's order (a live module's children are in the order its class defines them).
+
+    The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
+    whether anything moved."""
+    names = [child.path.rpartition(".")[2] for child in children]
+    joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
+    if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
+        keys = list(map(_number_key, names))
+        if any(a >= b for a, b in pairwise(keys)):
+            order = sorted(range(len(children)), key=keys.__getitem__)
+            children[:] = [children[i] for i in order]
+            return True
+        return False
+    numbered = _numbers()
+    if numbered.search(joined) is None:
+        return False
+    groups: dict[str, list[int]] = {}  # a name with its numbers blanked -> the places of the names like it
+    for place, name in enumerate(names):
+        blanked = numbered.sub("#", name)
+        if blanked != name:
+            groups.setdefault(blanked, []).append(place)
+    moved_any = False
+    for places in groups.values():
+        if len(places) < 2:
+            continue
+        keys = [tuple(map(_number_key, numbered.findall(names[i]))) for i in places]
+        if all(a < b for a, b in pairwise(keys)):
+            continue
+        ranked = sorted(range(len(places)), key=keys.__getitem__)
+        moved = [children[places[r]] for r in ranked]
+        for place, child in zip(places, moved, strict=True):
+            children[place] = child
+        moved_any = True
+    return moved_any
+
+
 TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
 TypeTotal.__doc__ = "Parameters held by modules of one class: how many modules, parameters and bytes."
 DTypeTotal = namedtuple("DTypeTotal", "dtype parameters buffers bytes")
@@ -281,7 +337,9 @@ class Report:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self._trees: dict[int | None, ModuleNode] = {}
+        self._trees: dict[tuple[int | None, bool], ModuleNode] = {}
+        self._natural = True  # whether the tree being built puts siblings in natural order (tree(natural=))
+        self._reordered = False  # whether a tree built put numbered siblings in an order the source did not
         self._table: Table | None = None
         if inventory.columnar:
             table = inventory.table
@@ -690,6 +748,53 @@ class Report:
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
+    def by_component(self) -> list[TypeTotal]:
+        """Parameters per component (embedding, attention, MLP, experts, router, norm, head, conv, other) of the
+        module holding them, largest first: by the module's class where a live model gives one, else inferred
+        from names and shapes (:func:`paramscope.components.classify`). Each tie group once."""
+        from paramscope.components import classify
+
+        table = self._table
+        if table is not None:
+            entries = zip(table.names, table.roles, table.numel, table.nbytes, table.shapes, strict=True)
+        else:
+            entries = ((r.name, r.role, numel, size, r.shape) for r, numel, size in self._sizes)
+        parameter = Role.PARAMETER
+        held = [(name, numel, size, shape) for name, role, numel, size, shape in entries if role is parameter]
+        # a module's weight shape is the hint classify() takes where no name decides
+        ndim = {name[:-7]: len(shape) for name, _, _, shape in held if name.endswith(".weight") and shape is not None}
+        types = self.inventory.module_types
+        # No rule reads a part that is a plain number (the 80 layers, the 256 experts), so a module is classified
+        # as its path with those blanked: once per kind of module, not once per module
+        blank = functools.partial(re.compile(r"(?:^|(?<=\.))[0-9]+(?=\.|$)").sub, "#")
+        known: dict[tuple[str, str], str] = {}
+        kinds: dict[tuple[str, str, int | None, str | None], str] = {}
+        params: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        modules: dict[str, set[str]] = {}
+        for name, numel, size, _ in held:
+            module, _, leaf = name.rpartition(".")
+            key = (module, "" if leaf in ("weight", "bias") else leaf)  # classify() reads other leaves only
+            component = known.get(key)
+            if component is None:
+                kind = (blank(module), key[1], ndim.get(module), types.get(module))
+                component = kinds.get(kind)
+                if component is None:
+                    component = kinds[kind] = classify(module, leaf, kind[2], kind[3])
+                known[key] = component
+            params[component] = params.get(component, 0) + numel
+            sizes[component] = sizes.get(component, 0) + (size or 0)
+            modules.setdefault(component, set()).add(module)
+        rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
+        return sorted(rows, key=lambda t: (-t.parameters, t.type))
+
+    @property
+    def types_known(self) -> bool:
+        """Whether the source named module classes (a live model does, a file never): where not, renderers show
+        :attr:`by_component` for "by type", saying it is inferred from names."""
+        return bool(self.inventory.module_types)
+
+    @cached_property
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
@@ -895,9 +1000,14 @@ class Report:
 
     def _sum_up(self, created: list[ModuleNode]) -> ModuleNode:
         """Each node's figures with its subtree's added; ``created`` lists parents before their children (the
-        root first), so reverse creation order is bottom-up. Returns the root."""
+        root first), so reverse creation order is bottom-up. Children are put in natural order
+        (:func:`natural_order`). Returns the root."""
+        natural = self._natural
         for node in reversed(created):
-            for child in node.children:
+            children = node.children
+            if natural and len(children) > 1 and natural_order(children):
+                self._reordered = True
+            for child in children:
                 node.parameters += child.parameters
                 node.trainable += child.trainable  # type: ignore[operator]
                 node.buffers += child.buffers
@@ -907,17 +1017,39 @@ class Report:
                 node.trainable = None
         return created[0]
 
-    def tree(self, depth: int | None = None) -> ModuleNode:
+    def tree(self, depth: int | None = None, *, natural: bool = True) -> ModuleNode:
         """The module tree; below ``depth`` levels, nodes keep their totals but lose their children.
 
-        Built once per depth and kept (treat it as read-only); only the levels asked for are built."""
-        root = self._trees.get(depth)
+        Siblings are in natural order (:func:`natural_order`: what people read); ``natural=False`` keeps the
+        source's order, for the JSON document, whose every module would otherwise be looked at again for a
+        program that can sort for itself. Built once per depth and order and kept (treat it as read-only); only
+        the levels asked for are built."""
+        key = (depth, natural)
+        root = self._trees.get(key)
         if root is None:
-            full = self._trees.get(None)
+            full = self._trees.get((None, natural))
             with paused_gc():
-                root = full.pruned(depth) if full is not None and depth is not None else self._build_tree(depth)
-            self._trees[depth] = root
+                if full is not None and depth is not None:
+                    root = full.pruned(depth)
+                else:
+                    self._natural = natural
+                    root = self._build_tree(depth)
+            self._trees[key] = root
         return root
+
+    @cached_property
+    def natural_tensors(self) -> list[TensorRecord]:
+        """Every record (aliases included) in the module tree's natural order: where the tree had to put numbered
+        siblings in order (a file lists ``layers.10`` before ``layers.2``), records go module by module in the
+        tree's order, each module's in the source's; elsewhere (a live model) exactly :attr:`tensors`."""
+        try:
+            root = self.tree(None)
+        except ParamscopeError:  # names too deep to build every module of: the rows stay in the source's order
+            return self.tensors
+        if not self._reordered:
+            return self.tensors
+        rank = {node.path: index for index, node in enumerate(root.walk())}
+        return sorted(self.tensors, key=lambda r: rank[r.name.rpartition(".")[0]])
 
     def modules(self, depth: int | None = None) -> list[ModuleNode]:
         """The tree flattened depth first (root first), down to ``depth``."""

@@ -315,7 +315,9 @@ def _by_dtype(report: Report) -> str:
 
 
 def _by_type(report: Report) -> str:
-    return _small_table("types", "By module type", "type", report)
+    # a file names no module classes: its components are inferred from names (the column title says so)
+    title = "By module type" if report.types_known else "By component (inferred from names)"
+    return _small_table("types", title, "type", report)
 
 
 def _clip(value: Any) -> str:

@@ -66,7 +66,7 @@ def _rows(report: Report, key: str, depth: int | None) -> Iterator[dict[str, Any
     dicts at once when rendered)."""
     if key == "modules":
         total = report.total
-        for node in report.tree(depth).walk():
+        for node in report.tree(depth, natural=False).walk():
             yield _module(node, total)
     else:  # "tensors"
         canonical = report.canonical_name
@@ -176,7 +176,9 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
         # Sibling modules repeat their figures (a model's experts and layers): the text from "parameters" on is
         # written once per distinct (parameters, trainable, buffers, bytes).
         tails: dict[tuple[Any, ...], str] = {}
-        stack = [(report.tree(depth), 0)]  # node.walk()'s order, each node's depth its parent's + 1
+        # node.walk()'s order, each node's depth its parent's + 1; modules in the source's order (a program sorts
+        # as it needs; natural order would look at every one of a full tree's siblings again)
+        stack = [(report.tree(depth, natural=False), 0)]
         while stack:
             node, level = stack.pop()
             children = node.children

@@ -31,6 +31,12 @@ TYPE_COLUMNS = (
     Column("type"), Column("modules", True, "count"), Column("parameters", True, "count"),
     Column("percent", True, "percent"), Column("bytes", True, "bytes"),
 )
+COMPONENT_COLUMNS = (
+    Column("component (inferred from names)"), Column("modules", True, "count"), Column("parameters", True, "count"),
+    Column("percent", True, "percent"), Column("bytes", True, "bytes"),
+)
+"""``--by type`` where the source names no module classes (every file): the components of
+:mod:`paramscope.components`, titled as what they are, an inference from names and shapes."""
 DTYPE_COLUMNS = (
     Column("dtype"), Column("parameters", True, "count"), Column("buffers", True, "count"),
     Column("bytes", True, "bytes"),
@@ -53,7 +59,8 @@ def module_rows(report: Report, depth: int | None) -> Iterator[tuple[Any, ...]]:
 
 
 def type_rows(report: Report) -> Iterator[tuple[Any, ...]]:
-    for row in report.by_type:
+    """Rows by module class, or by component where the source names no class (:data:`COMPONENT_COLUMNS`)."""
+    for row in report.by_type if report.types_known else report.by_component:
         yield (row.type, row.modules, row.parameters, percent(row.parameters, report.total), row.bytes)
 
 
@@ -74,7 +81,7 @@ def dtype_label(record: TensorRecord) -> str:
 
 def tensor_rows(report: Report, records=None) -> Iterator[tuple[Any, ...]]:
     canonical = report.canonical_name
-    for r in report.tensors if records is None else records:
+    for r in report.natural_tensors if records is None else records:
         tied = canonical.get(r.name)
         yield (r.name, r.shape, dtype_label(r), r.role.value, r.trainable if r.role is Role.PARAMETER else None,
                r.numel if r.initialized else None, r.nbytes if r.initialized else None,
@@ -86,7 +93,7 @@ def table(report: Report, by: Grouping, depth: int | None) -> tuple[tuple[Column
     if by == "module":
         return MODULE_COLUMNS, list(module_rows(report, depth))
     if by == "type":
-        return TYPE_COLUMNS, list(type_rows(report))
+        return TYPE_COLUMNS if report.types_known else COMPONENT_COLUMNS, list(type_rows(report))
     if by == "dtype":
         return DTYPE_COLUMNS, list(dtype_rows(report))
     if by == "tensor":

@@ -53,6 +53,14 @@ class _Signatures:
         return number
 
 
+def _follows(before: str, name: str) -> bool:
+    """Whether ``name`` is the number after ``before`` (both plain ASCII numbers; ``int()`` is not asked to read
+    a name of thousands of digits, nor one of other scripts' digits)."""
+    if not (name.isascii() and name.isdigit() and before.isascii() and before.isdigit()) or len(name) > 18:
+        return False
+    return int(name) == int(before) + 1
+
+
 def _runs(children: list[ModuleNode], signature: _Signatures) -> list[list[ModuleNode]]:
     """Children grouped into runs of identical modules with consecutive numeric names (layers 0, 1, 2 ...)."""
     runs: list[list[ModuleNode]] = []
@@ -60,9 +68,7 @@ def _runs(children: list[ModuleNode], signature: _Signatures) -> list[list[Modul
         last = runs[-1] if runs else None
         if (
             last is not None
-            and child.name.isdigit()
-            and last[-1].name.isdigit()
-            and int(child.name) == int(last[-1].name) + 1
+            and _follows(last[-1].name, child.name)
             and signature(child) == signature(last[0])
         ):
             last.append(child)
