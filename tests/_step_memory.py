@@ -47,7 +47,7 @@ class LiveStorages(TorchDispatchMode):
         """The serial of a live recorded tensor's storage (None if it was made before the step)."""
         return self.serial.get(id(tensor.untyped_storage()))
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:
             if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
@@ -104,13 +104,26 @@ def _peak(mode: LiveStorages, grads: set[int]) -> tuple[int, dict[int, int]]:
 
 def step_flops(model: torch.nn.Module, ids: torch.Tensor) -> tuple[int, int]:
     """(forward FLOPs, forward + backward FLOPs) of one step, as torch.utils.flop_counter counts them."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+    # torch counts the CUDA flash kernel but registers no formula for its CPU twin: lend it the CUDA
+    # kernel's own (same arguments first: query, key, value; grad_out, query, key, value, out).
+    aten = torch.ops.aten
+
+    def raw(cuda):
+        def count(*args, **kwargs):
+            return flop_registry[cuda](*args, **kwargs)
+        count._get_raw = True
+        return count
+
+    cpu = {aten._scaled_dot_product_flash_attention_for_cpu: raw(aten._scaled_dot_product_flash_attention),
+           aten._scaled_dot_product_flash_attention_for_cpu_backward:
+           raw(aten._scaled_dot_product_flash_attention_backward)}
     model.train()
-    with FlopCounterMode(display=False) as fwd:
+    with FlopCounterMode(display=False, custom_mapping=cpu) as fwd:
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
     forward = fwd.get_total_flops()
-    with FlopCounterMode(display=False) as both:
+    with FlopCounterMode(display=False, custom_mapping=cpu) as both:
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
         loss.backward()
     return forward, both.get_total_flops()
