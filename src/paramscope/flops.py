@@ -163,7 +163,7 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
         raise ValueError(f"seq must be a whole number of 1 or more, got {seq!r}")
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
-    L, h, a, d, g, f = _shape(card)
+    L, _, a, d, _, _ = _shape(card)
     n = matmul_parameters(card)
     scores = 4 * L * a * d * seq
     forward = 2 * n + scores
