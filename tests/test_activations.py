@@ -16,7 +16,7 @@ from paramscope.architecture import Architecture
 from paramscope.errors import ParamscopeError
 
 
-def card_of(config) -> Architecture:  # noqa: ANN001 - a transformers config
+def card_of(config) -> Architecture:
     """The card, built by hand from the transformers config the model was made from."""
     if config.model_type == "gpt2":
         return Architecture(model_type="gpt2", layers=config.n_layer, hidden_size=config.n_embd, heads=config.n_head,
@@ -78,7 +78,7 @@ def test_eager_adds_the_probabilities_and_selective_drops_them():
     flash = estimate(LLAMA_2_7B, seq=2048, micro_batch=2, attention="flash")
     eager = estimate(LLAMA_2_7B, seq=2048, micro_batch=2, attention="eager")
     selective = estimate(LLAMA_2_7B, seq=2048, micro_batch=2, attention="eager", recompute="selective")
-    s, b, a, d = 2048, 2, 32, 128
+    s, b, a = 2048, 2, 32
     # eager: Q, K, V, O at 4·a·d (the same as flash's 2·a·d + 2·g·d without GQA), no lse, + b·a·s² at 2 bytes
     assert eager.per_layer - flash.per_layer == b * a * s * s * 2 - s * b * a * 4
     assert selective.per_layer == eager.per_layer - b * a * s * s * 2

@@ -76,10 +76,10 @@ def test_missing_shape_is_a_paramscope_error():
 class _WithCard:
     """A report with an architecture card (what h-arch's Report.architecture will carry)."""
 
-    def __init__(self, report, card):  # noqa: ANN001
+    def __init__(self, report, card):
         self._report, self.architecture = report, card
 
-    def __getattr__(self, name):  # noqa: ANN001, ANN204
+    def __getattr__(self, name):
         return getattr(self._report, name)
 
 
