@@ -120,6 +120,8 @@ class ActivationEstimate:
     working_set: int
     peak: int
     formula: str
+    shape: dict[str, int] = field(default_factory=dict)
+    """the card's figures the terms use: h, a, g, d, f, V (and E, k, f_expert for MoE)."""
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +210,9 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
         layer.append(Term("MLP", f"{per_mlp}·s·b·f ({family.mlp})", split(per_mlp * sb * f, t), w, "layer"))
         fw = f
     per_layer = sum(x.bytes for x in layer)
+    shape = {"h": h, "a": a, "g": g, "d": d, "f": f, "V": V}
+    if moe:
+        shape.update({"E": card.experts, "k": card.experts_per_token, "f_expert": card.moe_ffn_size or f})
 
     model: list[Term] = []
     if family.rope:
@@ -269,7 +274,7 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
     return ActivationEstimate(
         seq=s, micro_batch=b, layers=L, recompute=recompute, attention=attention, width=w, tp=t, sp=sp,
         terms=layer + model, per_layer=per_layer, stored=stored, loss_buffer=loss.bytes,
-        working_set=worst, peak=peak, formula=formula, notes=notes)
+        working_set=worst, peak=peak, formula=formula, shape=shape, notes=notes)
 
 
 def megatron(card: Architecture, *, seq: int, micro_batch: int, recompute: str = "none", tp: int = 1,

@@ -46,7 +46,8 @@ def _duration(seconds: float) -> str:
 def rows(cost: TrainingCost) -> list[tuple[str, str, str, str]]:
     """(section, component, value, formula and inputs) for every line of the table."""
     a, c, m = cost.activations, cost.compute, cost.memory
-    inputs = (f"s={a.seq}, b={a.micro_batch}, L={a.layers}, {a.width} B/element, recompute={a.recompute}, "
+    shape = ", ".join(f"{k}={v:,d}" for k, v in a.shape.items())
+    inputs = (f"s={a.seq}, b={a.micro_batch}, L={a.layers}, {shape}, {a.width} B/element, recompute={a.recompute}, "
               f"attention={a.attention}, tp={a.tp}, sp={'on' if a.sp else 'off'}")
     out = [("memory", "model states / GPU", _size(cost.states_per_gpu),
             f"{m.optimizer}, {m.precision}, {m.shard} over {m.gpus} GPU(s)" + (f", ÷ tp={a.tp}" if a.tp > 1 else ""))]
