@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from paramscope.activations import estimate, megatron  # noqa: E402
-from paramscope.flops import estimate as flops  # noqa: E402
 from tests import _step_memory as step  # noqa: E402
 from tests.test_activations import card_of  # noqa: E402
+
+from paramscope.activations import estimate, megatron  # noqa: E402
+from paramscope.flops import estimate as flops  # noqa: E402
 
 SHAPES = ((1, 64), (4, 64), (2, 256), (1, 512))
 QUICK = ((1, 64), (2, 256))
