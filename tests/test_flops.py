@@ -95,6 +95,16 @@ def _tiny_llama_report():
     return Report(settle(from_module(model))), card_of(model.config)
 
 
+def test_cli_choices_match_the_estimators():
+    from paramscope import activations
+    from paramscope.commands import memory as command
+    from paramscope.renderers import cost_text
+
+    assert command.RECOMPUTE == activations.RECOMPUTE
+    assert command.ATTENTION == activations.ATTENTION
+    assert command.FORMATS == cost_text.FORMATS
+
+
 def test_cli_training_cost(monkeypatch):
     import paramscope.commands.memory as command
 

@@ -20,7 +20,7 @@ def test_choices_match_the_estimator_and_its_renderer():
     command = build_parser().commands["memory"]
     choices = {a.dest: a.choices for a in command._actions if a.choices}
     assert choices == {"optimizer": memory.OPTIMIZERS, "precision": memory.PRECISIONS, "zero": (1, 2, 3),
-                       "format": memory.FORMATS}
+                       "format": memory.FORMATS, "recompute": memory.RECOMPUTE, "attention": memory.ATTENTION}
 
 
 def test_a_checkpoint_by_hand(tmp_path):
