@@ -68,6 +68,11 @@ def test_time_from_the_gpu_table():
 def test_missing_shape_is_a_paramscope_error():
     with pytest.raises(ParamscopeError, match="FLOPs need hidden_size"):
         estimate(Architecture(source="x.gguf", layers=2, heads=2, vocab_size=4), seq=8)
+    zero_heads = Architecture(source="config.json", layers=2, hidden_size=8, heads=0, vocab_size=4)
+    with pytest.raises(ParamscopeError, match="FLOPs need heads of 1 or more, and the source states heads = 0"):
+        estimate(zero_heads, seq=8)
+    with pytest.raises(ParamscopeError, match="activations need heads of 1 or more"):
+        activations(zero_heads, seq=8, micro_batch=1)
 
 
 # ---- the memory command's training-cost options -------------------------------------------------

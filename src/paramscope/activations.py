@@ -135,6 +135,11 @@ def _need(card: Architecture, *names: str) -> None:
     if missing:
         raise ParamscopeError(card.source or "architecture",
                               f"activations need {', '.join(missing)}, which the source does not state")
+    zero = [n for n in names if getattr(card, n) < 1]
+    if zero:  # a hostile or broken config: 0 heads would divide by zero
+        raise ParamscopeError(card.source or "architecture",
+                              f"activations need {', '.join(zero)} of 1 or more, and the source states "
+                              + ", ".join(f"{n} = {getattr(card, n)}" for n in zero))
 
 
 def family_of(card: Architecture) -> tuple[Family, list[str]]:

@@ -115,6 +115,11 @@ def _need(card: Architecture, *names: str) -> None:
     if missing:
         raise ParamscopeError(card.source or "architecture",
                               f"FLOPs need {', '.join(missing)}, which the source does not state")
+    zero = [n for n in names if getattr(card, n) < 1]
+    if zero:  # a hostile or broken config: 0 heads would divide by zero
+        raise ParamscopeError(card.source or "architecture",
+                              f"FLOPs need {', '.join(zero)} of 1 or more, and the source states "
+                              + ", ".join(f"{n} = {getattr(card, n)}" for n in zero))
 
 
 def _shape(card: Architecture) -> tuple[int, int, int, int, int, int]:
