@@ -52,6 +52,22 @@ def test_within_ten_percent_of_a_measured_training_step(family, attention, check
         assert abs(est.peak / measured - 1) < 0.10, (batch, seq, measured, est.peak)
 
 
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-recompute", "checkpointed"])
+def test_bf16_within_ten_percent_with_width_two(attention, checkpoint):
+    # bf16 checks the terms that keep fp32 whatever the width: RMSNorm's upcast input and rsqrt, the
+    # log-sum-exp, Llama's fp32 softmax kept beside its bf16 copy, the loss buffer.
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from . import _step_memory as step
+
+    model = step.llama(attention, checkpoint=checkpoint).to(torch.bfloat16)
+    measured = step.step_peak(model, step.ids(2, 160))
+    est = estimate(card_of(model.config), seq=160, micro_batch=2, width=2,
+                   recompute="full" if checkpoint else "none", attention="eager" if attention == "eager" else "flash")
+    assert abs(est.peak / measured - 1) < 0.10, (measured, est.peak)
+
+
 LLAMA_2_7B = Architecture(model_type="llama", layers=32, hidden_size=4096, heads=32, kv_heads=(32,) * 32,
                           head_dim=128, layer_kinds=("full",) * 32, ffn_size=11008, vocab_size=32000,
                           tie_word_embeddings=False)
@@ -79,9 +95,13 @@ def test_eager_adds_the_probabilities_and_selective_drops_them():
     eager = estimate(LLAMA_2_7B, seq=2048, micro_batch=2, attention="eager")
     selective = estimate(LLAMA_2_7B, seq=2048, micro_batch=2, attention="eager", recompute="selective")
     s, b, a = 2048, 2, 32
-    # eager: Q, K, V, O at 4·a·d (the same as flash's 2·a·d + 2·g·d without GQA), no lse, + b·a·s² at 2 bytes
-    assert eager.per_layer - flash.per_layer == b * a * s * s * 2 - s * b * a * 4
-    assert selective.per_layer == eager.per_layer - b * a * s * s * 2
+    # eager: Q, K, V, O at 4·a·d (the same as flash's 2·a·d + 2·g·d without GQA), no lse, + b·a·s² twice:
+    # Llama's softmax in fp32 (4 bytes) and its bf16 copy (2 bytes)
+    assert eager.per_layer - flash.per_layer == b * a * s * s * (4 + 2) - s * b * a * 4
+    assert selective.per_layer == eager.per_layer - b * a * s * s * (4 + 2)
+    gpt = estimate(Architecture(model_type="gpt2", layers=1, hidden_size=64, heads=4, vocab_size=10), seq=8,
+                   micro_batch=1, attention="eager")
+    assert {t.name: t.bytes for t in gpt.terms}["attention probabilities"] == 4 * 8 * 8 * 2  # no fp32 copy
 
 
 def test_full_recompute_keeps_layer_inputs():

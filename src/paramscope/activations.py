@@ -66,11 +66,15 @@ class Family:
     mlp: str  # "gated" (SwiGLU/GeGLU: gate, up, down) or "plain" (fc, act, proj)
     norm: str  # "rms" or "layer"
     rope: bool
+    softmax_fp32: bool = False
+    """eager attention takes the softmax in fp32 and casts it back (transformers' ``eager_attention_forward``
+    of Llama and its descendants: ``softmax(..., dtype=torch.float32).to(query.dtype)``): below fp32 the
+    probabilities are kept twice, fp32 for the softmax's backward and at the width for ``P·V``."""
 
 
 FAMILIES: dict[str, Family] = {
     # transformers' modeling_<type>.py for each: LlamaMLP/MistralMLP/Qwen2MLP... are gated, with RMSNorm.
-    **{t: Family("gated", "rms", True) for t in (
+    **{t: Family("gated", "rms", True, softmax_fp32=True) for t in (
         "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
         "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3", "olmo2", "granite", "cohere")},
     # GPT-2 (Conv1D c_fc/c_proj, LayerNorm, learned positions), GPT-NeoX/Falcon-style plain MLPs.
@@ -82,7 +86,7 @@ FAMILIES: dict[str, Family] = {
     "bloom": Family("plain", "layer", False),
     "phi": Family("plain", "layer", True),
 }
-DEFAULT_FAMILY = Family("gated", "rms", True)
+DEFAULT_FAMILY = Family("gated", "rms", True, softmax_fp32=True)
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,13 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
         layer.append(Term("Q, K, V, attention output", "4·s·b·a·d (K/V repeated to a heads)",
                           split(4 * sb * a * d, t), w, "layer"))
         if recompute != "selective":
-            layer.append(Term("attention probabilities", "b·a·s²", split(b * a * s * s, t), w, "layer"))
+            if family.softmax_fp32 and w < FP32:
+                layer.append(Term("attention probabilities", "b·a·s², fp32 (softmax in fp32)",
+                                  split(b * a * s * s, t), FP32, "layer"))
+                layer.append(Term("attention probabilities, cast back", "b·a·s²", split(b * a * s * s, t), w,
+                                  "layer"))
+            else:
+                layer.append(Term("attention probabilities", "b·a·s²", split(b * a * s * s, t), w, "layer"))
     else:
         layer.append(Term("Q, K, V, attention output", "s·b·(2·a·d + 2·g·d)", split(sb * (2 * a * d + 2 * g * d), t),
                           w, "layer"))
@@ -240,10 +250,14 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
     if attention == "eager" and recompute != "selective":
         # The attention backward of a layer holds the gradients of the probabilities and of the scores
         # (2·b·a·s²) after that layer's MLP, second norm and V have been freed.
+        # With the softmax in fp32 (Family.softmax_fp32) both gradients are fp32, and the probabilities'
+        # cast-back copy is freed by then too.
+        fp32_softmax = family.softmax_fp32 and w < FP32
         freed = (mlp_term.bytes + layer[0].bytes // 2 + layer[1].bytes // 2
-                 + split(sb * a * d, t) * w)
-        scores = Term("backward working set, attention", "2·b·a·s² (gradients of probabilities and scores)",
-                      split(2 * b * a * s * s, t), w, "model")
+                 + split(sb * a * d, t) * w + (split(b * a * s * s, t) * w if fp32_softmax else 0))
+        scores = Term("backward working set, attention", "2·b·a·s² (gradients of probabilities and scores)"
+                      + (", fp32" if fp32_softmax else ""), split(2 * b * a * s * s, t),
+                      FP32 if fp32_softmax else w, "model")
         model.append(scores)
         worst = max(worst, scores.bytes - freed)
     if card.tie_word_embeddings:
