@@ -55,6 +55,16 @@ def test_llama_2_7b_by_hand():
     assert e.training_per_sequence == 3 * forward * 4096
 
 
+def test_sliding_window_layers_attend_over_the_window_with_flash():
+    mistral = Architecture(model_type="mistral", layers=4, hidden_size=64, heads=4, kv_heads=(2,) * 4, head_dim=16,
+                           layer_kinds=("sliding", "full") * 2, sliding_window=100, ffn_size=128, vocab_size=50)
+    n = 4 * (64 * 64 * 2 + 2 * 64 * 32 + 3 * 64 * 128) + 64 * 50
+    flash = estimate(mistral, seq=1000, attention="flash")
+    eager = estimate(mistral, seq=1000, attention="eager")
+    assert flash.forward_per_token == 2 * n + 4 * 4 * 16 * (100 + 1000 + 100 + 1000)
+    assert eager.forward_per_token == 2 * n + 4 * 4 * 16 * 4 * 1000
+
+
 def test_time_from_the_gpu_table():
     h100 = gpu("h100")
     assert h100.flops == 989e12 and "datasheet" in h100.source

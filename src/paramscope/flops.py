@@ -13,7 +13,8 @@ Formulas, with their sources:
   ``a·d·h`` (O) + the MLP (``3·h·f`` gated, ``2·h·f`` plain; MoE: the router ``h·E`` + top-k and
   shared experts at ``3·h·f_expert``), plus the output layer ``h·V``. The input embedding is a
   lookup (0 FLOPs). ``4·L·a·d·s``: ``Q·Kᵀ`` and ``P·V`` over the whole sequence ``s`` (what
-  ``FlopCounterMode`` counts; a causal kernel skips half, which the MFU convention does not credit).
+  ``FlopCounterMode`` counts; a causal kernel skips half, which the MFU convention does not credit);
+  a sliding-window layer attends over ``min(s, window)`` under flash attention (:func:`_contexts`).
   This is torchtitan's ``6·(N − N_emb) + 6·L·heads·(d_qk + d_v)·seq`` per training token divided by 3,
   with ``d_qk = d_v = d``; nanoGPT's ``6·N + 12·L·H·Q·T`` counts the embedding in ``N``.
 * Training (forward + backward), per token: ``3 ×`` forward: the backward pass computes two products
@@ -160,6 +161,26 @@ def active_parameters(card: Architecture) -> int:
     return matmul_parameters(card) + embedding + (2 * L + 1) * norm
 
 
+def _contexts(card: Architecture, seq: int, attention: str, notes: list[str]) -> list[int]:
+    """Positions each layer's query attends over: ``s``; ``min(s, window)`` for a sliding-window layer
+    under a flash kernel that skips the blocks outside the window (eager attention computes the whole
+    ``s×s`` product and masks it); 0 for a layer with no attention (recurrent, none)."""
+    kinds = card.layer_kinds or ("full",) * card.layers
+    window = card.sliding_window
+    out = []
+    for kind in kinds:
+        if kind in ("recurrent", "none"):
+            out.append(0)
+        elif kind == "sliding" and window and attention == "flash":
+            out.append(min(seq, window))
+        else:
+            out.append(seq)
+    if any(k in ("recurrent", "none") for k in kinds):
+        notes.append("layers without attention (recurrent, none): their mixers' FLOPs are not modelled; their "
+                     "attention weights are counted as if present")
+    return out
+
+
 def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention: str = "flash",
              tokens: int | None = None, gpus: int = 1, gpu_flops: float | None = None,
              gpu_source: str | None = None, mfu: float = DEFAULT_MFU) -> ComputeEstimate:
@@ -170,7 +191,9 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
         raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
     L, _, a, d, _, _ = _shape(card)
     n = matmul_parameters(card)
-    scores = 4 * L * a * d * seq
+    notes: list[str] = []
+    contexts = _contexts(card, seq, attention, notes)
+    scores = 4 * a * d * sum(contexts)
     forward = 2 * n + scores
     training = 3 * forward
     extra = []
@@ -184,7 +207,8 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
     n_active = active_parameters(card)
     lines = [
         Line("matmul parameters", "L·(h·a·d + 2·h·g·d + a·d·h + MLP) + h·V", n),
-        Line("forward / token", f"2·N_matmul + 4·L·a·d·s, s={seq}", forward),
+        Line("forward / token", f"2·N_matmul + 4·a·d·Σ context, s={seq}"
+             + (f", sliding window {card.sliding_window}" if sum(contexts) != L * seq else ""), forward),
         Line("training / token", "3 × forward (backward = 2 × forward)", training),
     ]
     if extra:
@@ -196,7 +220,6 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
         Line("2·N_active / token", f"2 × active parameters ({n_active:,d}), the published convention",
              2 * n_active),
     ]
-    notes: list[str] = []
     seconds = None
     if tokens is not None and gpu_flops is not None:
         seconds = training * tokens / (gpus * gpu_flops * mfu)
