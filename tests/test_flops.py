@@ -20,16 +20,18 @@ MIXTRAL = Architecture(model_type="mixtral", layers=32, hidden_size=4096, heads=
 """mistralai/Mixtral-8x7B-v0.1 config.json."""
 
 
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-recompute", "checkpointed"])
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_within_two_percent_of_flop_counter_mode(family, attention):
+def test_within_two_percent_of_flop_counter_mode(family, attention, checkpoint):
     pytest.importorskip("transformers")
     from . import _step_memory as step
 
-    model = getattr(step, family)(attention)
+    model = getattr(step, family)(attention, checkpoint=checkpoint)
     for batch, seq in ((1, 32), (2, 64)):
         forward, both = step.step_flops(model, step.ids(batch, seq))
-        e = estimate(card_of(model.config), seq=seq, attention="eager" if attention == "eager" else "flash")
+        e = estimate(card_of(model.config), seq=seq, attention="eager" if attention == "eager" else "flash",
+                     recompute="full" if checkpoint else "none")
         assert abs(e.forward_per_sequence * batch / forward - 1) < 0.02, (forward, e.forward_per_sequence)
         # torch counts what runs: for SDPA, the flash backward's recomputed Q·Kᵀ (our hardware FLOPs)
         assert abs(e.hardware_per_token * seq * batch / both - 1) < 0.02, (both, e.hardware_per_token)
@@ -51,7 +53,8 @@ def test_llama_2_7b_by_hand():
     forward = 2 * n + 4 * 32 * 4096 * 4096
     assert e.forward_per_token == forward
     assert e.training_per_token == 3 * forward
-    assert e.hardware_per_token == 4 * forward + 2 * 32 * 4096 * 4096
+    recomputed = forward - 2 * 4096 * 32000 - 2 * 32 * 4096 * 11008  # not the output layer, nor down_proj
+    assert e.hardware_per_token == 3 * forward + recomputed + 2 * 32 * 4096 * 4096
     assert e.training_per_sequence == 3 * forward * 4096
 
 

@@ -19,7 +19,9 @@ Formulas, with their sources:
   with ``d_qk = d_v = d``; nanoGPT's ``6·N + 12·L·H·Q·T`` counts the embedding in ``N``.
 * Training (forward + backward), per token: ``3 ×`` forward: the backward pass computes two products
   (the input's gradient and the weight's) for every one of the forward (Narayanan et al. 2021 §5.1).
-  Recomputation adds hardware FLOPs, not model FLOPs: ``full`` one more forward (``4 ×``);
+  Recomputation adds hardware FLOPs, not model FLOPs: ``full`` one more forward of every checkpointed
+  layer short of its MLP down projection (torch's checkpoint stops once the tensors backward needs are
+  back; the output layer is not checkpointed);
   ``selective`` with eager attention the core attention again (``+ 4·L·a·d·s``); flash attention's
   backward recomputes ``Q·Kᵀ`` (``+ 2·L·a·d·s``; Dao et al. 2022, algorithm 4; torch's
   ``FlopCounterMode`` counts the flash backward as 2.5 forward attention products).
@@ -200,7 +202,14 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
     if attention == "flash":  # the flash backward recomputes Q·Kᵀ (Dao et al. 2022, algorithm 4)
         extra.append(("flash backward recomputes Q·Kᵀ", "+ 2·L·a·d·s", scores // 2))
     if recompute == "full":
-        extra.append(("full recompute", "+ one forward", forward))
+        # torch's (non-reentrant) checkpoint recomputes a layer only up to the last tensor its backward
+        # needs: the MLP's down projection, whose output nothing saves, is not run again; the output
+        # layer is outside the checkpointed layers. Measured: tests/test_flops.py.
+        _, h, _, _, _, f = _shape(card)
+        down = (card.experts_per_token + (card.shared_experts or 0)) * h * (card.moe_ffn_size or f) \
+            if card.experts else h * f
+        extra.append(("full recompute", "+ forward − 2·h·V − 2·L·(MLP down projection)",
+                      forward - 2 * h * card.vocab_size - 2 * L * down))
     elif recompute == "selective" and attention == "eager":
         extra.append(("selective recompute", "+ 4·L·a·d·s (the core attention again)", scores))
     hardware = training + sum(x[2] for x in extra)
