@@ -129,6 +129,13 @@ def step_flops(model: torch.nn.Module, ids: torch.Tensor) -> tuple[int, int]:
     return forward, both.get_total_flops()
 
 
+def _checkpoint(model: torch.nn.Module) -> None:
+    """transformers' per-layer activation checkpointing (``gradient_checkpointing_enable``, renamed
+    ``activation_checkpointing_enable`` in transformers 5)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+
+
 def llama(attention: str = "eager", *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
           ffn: int = 160, vocab: int = 96, checkpoint: bool = False) -> torch.nn.Module:
     """A tiny random Llama (GQA, SwiGLU, RMSNorm, no dropout), fp32 on CPU."""
@@ -140,7 +147,7 @@ def llama(attention: str = "eager", *, layers: int = 2, hidden: int = 64, heads:
                          max_position_embeddings=1024, attn_implementation=attention, use_cache=False)
     model = LlamaForCausalLM(config)
     if checkpoint:
-        model.gradient_checkpointing_enable()
+        _checkpoint(model)
     return model
 
 
@@ -155,7 +162,7 @@ def gpt2(attention: str = "eager", *, layers: int = 2, hidden: int = 64, heads: 
                         attn_implementation=attention, use_cache=False)
     model = GPT2LMHeadModel(config)
     if checkpoint:
-        model.gradient_checkpointing_enable()
+        _checkpoint(model)
     return model
 
 
