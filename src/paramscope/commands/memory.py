@@ -110,7 +110,9 @@ def add_training_cost_options(group: Any) -> None:
     group.add_argument("--recompute", choices=RECOMPUTE, help="activation recomputation (default: none)")
     group.add_argument("--attention", choices=ATTENTION,
                        help="eager stores the s² attention probabilities, flash does not (default: flash)")
-    group.add_argument("--tp", type=positive, metavar="N", help="tensor-parallel ranks (default: 1)")
+    group.add_argument("--tp", type=positive, metavar="N",
+                       help="tensor-parallel ranks; --gpus counts data-parallel ranks, so --gpus × --tp GPUs in all "
+                            "(default: 1)")
     group.add_argument("--sp", action="store_true", default=None, help="sequence parallelism (with --tp)")
     group.add_argument("--tokens", type=_tokens, metavar="T", help="training tokens, for the time (e.g. 2e12)")
     peak = group.add_mutually_exclusive_group()
