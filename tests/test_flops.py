@@ -142,6 +142,8 @@ def test_cli_training_cost(monkeypatch):
     weights_and_grads = 8 * report.total + (report.buffer_bytes or 0)
     assert doc["memory"]["peak_per_gpu"] == weights_and_grads + acts.peak
     assert doc["compute"]["forward_per_token"] == estimate(card, seq=64, attention="eager").forward_per_token
+    code, out, _ = run("memory", "x", "--seq", "64", "--format", "markdown")
+    assert code == 0 and "| memory | activation peak |" in out and "| compute | forward / token |" in out
 
 
 def test_cli_training_options_need_seq_and_a_card(monkeypatch):
