@@ -58,6 +58,18 @@ def test_llama_2_7b_by_hand():
     assert e.training_per_sequence == 3 * forward * 4096
 
 
+def test_training_flops_equal_megatron_lm_formula_with_gqa_and_swiglu():
+    # Megatron-LM megatron/training/training.py num_floating_point_operations (dense, GQA, SwiGLU), per token:
+    # 12·L·h²·((1 + g/a + s/h)·(a·d/h) + (f/h)·3/2) + 6·h·V
+    from fractions import Fraction as F
+
+    llama3 = Architecture(model_type="llama", layers=32, hidden_size=4096, heads=32, kv_heads=(8,) * 32,
+                          head_dim=128, layer_kinds=("full",) * 32, ffn_size=14336, vocab_size=128256)
+    L, h, a, g, d, f, V, s = 32, 4096, 32, 8, 128, 14336, 128256, 8192
+    megatron = 12 * L * h * h * ((1 + F(g, a) + F(s, h)) * F(a * d, h) + F(f, h) * F(3, 2)) + 6 * h * V
+    assert estimate(llama3, seq=s).training_per_token == megatron
+
+
 def test_sliding_window_layers_attend_over_the_window_with_flash():
     mistral = Architecture(model_type="mistral", layers=4, hidden_size=64, heads=4, kv_heads=(2,) * 4, head_dim=16,
                            layer_kinds=("sliding", "full") * 2, sliding_window=100, ffn_size=128, vocab_size=50)

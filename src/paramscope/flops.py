@@ -15,8 +15,10 @@ Formulas, with their sources:
   lookup (0 FLOPs). ``4·L·a·d·s``: ``Q·Kᵀ`` and ``P·V`` over the whole sequence ``s`` (what
   ``FlopCounterMode`` counts; a causal kernel skips half, which the MFU convention does not credit);
   a sliding-window layer attends over ``min(s, window)`` under flash attention (:func:`_contexts`).
-  This is torchtitan's ``6·(N − N_emb) + 6·L·heads·(d_qk + d_v)·seq`` per training token divided by 3,
-  with ``d_qk = d_v = d``; nanoGPT's ``6·N + 12·L·H·Q·T`` counts the embedding in ``N``.
+  Three times this is, per token, Megatron-LM's ``num_floating_point_operations``
+  (megatron/training/training.py, GQA and SwiGLU included; tests/test_flops.py checks it) and
+  torchtitan's ``6·(N − N_emb) + 6·L·heads·(d_qk + d_v)·seq`` with ``d_qk = d_v = d``; nanoGPT's
+  ``6·N + 12·L·H·Q·T`` counts the embedding in ``N``.
 * Training (forward + backward), per token: ``3 ×`` forward: the backward pass computes two products
   (the input's gradient and the weight's) for every one of the forward (Narayanan et al. 2021 §5.1).
   Recomputation adds hardware FLOPs, not model FLOPs: ``full`` one more forward of every checkpointed
