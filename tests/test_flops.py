@@ -169,6 +169,10 @@ def test_cli_training_options_need_seq_and_a_card(monkeypatch):
     assert code == 2 and "--micro-batch need --seq" in err
     code, _, err = run("memory", "x", "--seq", "8", "--gpu", "V100")
     assert code == 2 and "unknown GPU 'V100'" in err
+    code, _, err = run("memory", "x", "--seq", "8", "--gpu-flops", "1e-320", "--tokens", "1e18", "--mfu", "1e-300")
+    assert code == 2 and "the training time overflows" in err
+    code, _, err = run("memory", "x", "--seq", "8", "--gpu-flops", "nan")
+    assert code == 2 and "must be a positive finite number, got nan" in err
     monkeypatch.setattr(command, "load_report", lambda args, err: _WithCard(report, None))
     code, _, err = run("memory", "x", "--seq", "8")
     assert code == 1 and "needs the architecture" in err and err.count("\n") == 1

@@ -37,6 +37,7 @@ Formulas, with their sources:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -233,7 +234,10 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
     ]
     seconds = None
     if tokens is not None and gpu_flops is not None:
-        seconds = training * tokens / (gpus * gpu_flops * mfu)
+        rate = gpus * gpu_flops * mfu
+        seconds = training * tokens / rate if rate > 0 else math.inf
+        if not math.isfinite(seconds):  # a peak of 1e-300 FLOP/s: no finite answer to print or serialise
+            raise ValueError(f"the training time overflows for a peak of {gpu_flops:g} FLOP/s")
         lines.append(Line("training time (s)", f"training / token × T / (gpus·peak·MFU), T={tokens:,d}, "
                           f"gpus={gpus}, peak={gpu_flops:.4g} FLOP/s, MFU={mfu}", seconds))
     elif tokens is not None:

@@ -143,11 +143,15 @@ def _training_cost(args: argparse.Namespace, report: Any, settings: dict[str, An
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         gpu_flops, gpu_source = chosen.flops, chosen.source
-    return training_cost(
-        report, card, seq=args.seq, micro_batch=args.micro_batch or 1, recompute=args.recompute or "none",
-        attention=args.attention or "flash", tp=args.tp or 1, sp=bool(args.sp), optimizer=settings["optimizer"],
-        precision=settings["precision"], shard=shard, gpus=settings["gpus"], frozen_as=settings["frozen_as"],
-        tokens=args.tokens, gpu_flops=gpu_flops, gpu_source=gpu_source, mfu=args.mfu)
+    try:
+        return training_cost(
+            report, card, seq=args.seq, micro_batch=args.micro_batch or 1, recompute=args.recompute or "none",
+            attention=args.attention or "flash", tp=args.tp or 1, sp=bool(args.sp),
+            optimizer=settings["optimizer"], precision=settings["precision"], shard=shard, gpus=settings["gpus"],
+            frozen_as=settings["frozen_as"], tokens=args.tokens, gpu_flops=gpu_flops, gpu_source=gpu_source,
+            mfu=args.mfu)
+    except ValueError as exc:  # a time that overflows: the options' doing
+        raise UsageError(str(exc)) from None
 
 
 def add_estimate_options(group: Any) -> None:
