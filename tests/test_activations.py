@@ -148,6 +148,11 @@ def test_unknown_shape_is_a_paramscope_error_and_bad_settings_are_value_errors()
         estimate(LLAMA_2_7B, seq=8, micro_batch=1, recompute="some")
     with pytest.raises(ValueError, match="seq must be"):
         estimate(LLAMA_2_7B, seq=0, micro_batch=1)
+    with pytest.raises(ValueError, match="micro_batch must be a whole number from 1 to 2\\^32"):
+        estimate(LLAMA_2_7B, seq=8, micro_batch=10**400)
+    hostile = Architecture(source="config.json", layers=10**400, hidden_size=-8, heads=2, vocab_size=10)
+    with pytest.raises(ParamscopeError, match="activations cannot use layers = over 2\\^64, hidden_size = -8: each must be"):
+        estimate(hostile, seq=8, micro_batch=1)
 
 
 def test_an_unlisted_model_type_is_said_to_be_assumed():

@@ -145,11 +145,29 @@ class ActivationEstimate:
         return data
 
 
+LIMIT = 1 << 32
+"""The largest dimension, count, sequence or batch taken (no model comes near; beyond it the products
+would leave the range of a float when printed)."""
+SIZES = ("layers", "hidden_size", "heads", "head_dim", "ffn_size", "moe_ffn_size", "vocab_size", "experts",
+         "experts_per_token", "shared_experts", "sliding_window")
+
+
+def _bounded(card: Architecture) -> None:
+    """Refuse a card with a negative or absurdly large figure (a hostile or broken source)."""
+    values = [(n, getattr(card, n)) for n in SIZES] + [("kv_heads", k) for k in card.kv_heads or ()]
+    bad = [f"{n} = {v if v.bit_length() < 64 else 'over 2^64'}" for n, v in values
+           if v is not None and not 0 <= v <= LIMIT]
+    if bad:
+        raise ParamscopeError(card.source or "architecture",
+                              f"activations cannot use {', '.join(bad[:3])}: each must be between 0 and 2^32")
+
+
 def _need(card: Architecture, *names: str) -> None:
     missing = [n for n in names if getattr(card, n) is None]
     if missing:
         raise ParamscopeError(card.source or "architecture",
                               f"activations need {', '.join(missing)}, which the source does not state")
+    _bounded(card)
     zero = [n for n in names if getattr(card, n) < 1]
     if zero:  # a hostile or broken config: 0 heads would divide by zero
         raise ParamscopeError(card.source or "architecture",
@@ -178,8 +196,8 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
     if attention not in ATTENTION:
         raise ValueError(f"unknown attention {attention!r}; choose from {', '.join(ATTENTION)}")
     for name, value in (("seq", seq), ("micro_batch", micro_batch), ("width", width), ("tp", tp)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number of 1 or more, got {value!r}")
+        if not isinstance(value, int) or not 1 <= value <= LIMIT:
+            raise ValueError(f"{name} must be a whole number from 1 to 2^32, got {value!r}")
     _need(card, "layers", "hidden_size", "heads", "vocab_size")
     family, notes = family_of(card)
     h, a, L, V = card.hidden_size, card.heads, card.layers, card.vocab_size

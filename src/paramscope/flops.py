@@ -116,11 +116,29 @@ class ComputeEstimate:
         return asdict(self)
 
 
+LIMIT = 1 << 32
+"""The largest dimension, count, sequence or batch taken (no model comes near; beyond it the products
+would leave the range of a float when printed)."""
+SIZES = ("layers", "hidden_size", "heads", "head_dim", "ffn_size", "moe_ffn_size", "vocab_size", "experts",
+         "experts_per_token", "shared_experts", "sliding_window")
+
+
+def _bounded(card: Architecture) -> None:
+    """Refuse a card with a negative or absurdly large figure (a hostile or broken source)."""
+    values = [(n, getattr(card, n)) for n in SIZES] + [("kv_heads", k) for k in card.kv_heads or ()]
+    bad = [f"{n} = {v if v.bit_length() < 64 else 'over 2^64'}" for n, v in values
+           if v is not None and not 0 <= v <= LIMIT]
+    if bad:
+        raise ParamscopeError(card.source or "architecture",
+                              f"FLOPs cannot use {', '.join(bad[:3])}: each must be between 0 and 2^32")
+
+
 def _need(card: Architecture, *names: str) -> None:
     missing = [n for n in names if getattr(card, n) is None]
     if missing:
         raise ParamscopeError(card.source or "architecture",
                               f"FLOPs need {', '.join(missing)}, which the source does not state")
+    _bounded(card)
     zero = [n for n in names if getattr(card, n) < 1]
     if zero:  # a hostile or broken config: 0 heads would divide by zero
         raise ParamscopeError(card.source or "architecture",
@@ -190,8 +208,9 @@ def estimate(card: Architecture, *, seq: int, recompute: str = "none", attention
              tokens: int | None = None, gpus: int = 1, gpu_flops: float | None = None,
              gpu_source: str | None = None, mfu: float = DEFAULT_MFU) -> ComputeEstimate:
     """FLOPs per token and per sequence of ``seq`` tokens, and the time for ``tokens`` (module docstring)."""
-    if not isinstance(seq, int) or seq < 1:
-        raise ValueError(f"seq must be a whole number of 1 or more, got {seq!r}")
+    for name, value in (("seq", seq), ("gpus", gpus)):
+        if not isinstance(value, int) or not 1 <= value <= LIMIT:
+            raise ValueError(f"{name} must be a whole number from 1 to 2^32, got {value!r}")
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
     L, _, a, d, _, _ = _shape(card)
