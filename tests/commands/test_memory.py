@@ -22,7 +22,8 @@ def test_choices_match_the_estimator_and_its_renderer():
     command = build_parser().commands["memory"]
     choices = {a.dest: a.choices for a in command._actions if a.choices}
     assert choices == {"optimizer": memory.OPTIMIZERS, "precision": memory.PRECISIONS, "zero": (1, 2, 3),
-                       "format": memory.FORMATS, "runtime": memory.RUNTIMES}
+                       "format": memory.FORMATS, "runtime": memory.RUNTIMES, "recompute": memory.RECOMPUTE,
+                       "attention": memory.ATTENTION}
     from paramscope import kv_cache
 
     assert tuple(kv_cache.RUNTIMES) == memory.RUNTIMES
