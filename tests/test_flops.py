@@ -150,9 +150,9 @@ def test_cli_training_cost(monkeypatch):
     code, out, err = run("memory", "x", "--seq", "64", "--micro-batch", "2", "--attention", "eager",
                          "--precision", "fp32", "--optimizer", "sgd", "--format", "json")
     doc = json.loads(out)
-    assert doc["memory"]["activations"]["peak"] == acts.peak
+    assert doc["memory"]["training"]["activations"]["peak"] == acts.peak
     weights_and_grads = 8 * report.total + (report.buffer_bytes or 0)
-    assert doc["memory"]["peak_per_gpu"] == weights_and_grads + acts.peak
+    assert doc["memory"]["training"]["peak_per_gpu"] == weights_and_grads + acts.peak
     assert doc["compute"]["forward_per_token"] == estimate(card, seq=64, attention="eager").forward_per_token
     code, out, _ = run("memory", "x", "--seq", "64", "--format", "markdown")
     assert code == 0 and "| memory | activation peak |" in out and "| compute | forward / token |" in out

@@ -253,11 +253,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
             doc, extra = json.loads(text), cost_json(cost)
             doc["memory"]["training"] = extra["memory"]
             doc["compute"] = extra["compute"]
-            text = json.dumps(doc, indent=2, ensure_ascii=True) + "
-"
+            text = json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
         else:
-            text += "
-" + render_cost(cost, args.format)
+            text += "\n" + render_cost(cost, args.format)
     write(text, args, out)
     return EXIT_OK
 
