@@ -222,7 +222,7 @@ def test_renderers():
     for fmt in ("tree", "table", "markdown"):
         out = render_memory(e, fmt)
         assert f"{e.training_total:,}" in out
-        assert "activations are not included" in out
+        assert "model states only: activations depend on" in out
         assert "Q4_0" in out and "NF4" in out
     with pytest.raises(ValueError):
         render_memory(e, "yaml")

@@ -41,7 +41,7 @@ mixed-precision Adam)::
 A partitioned component takes ``ceil(bytes / N)`` per GPU; buffers are never partitioned; frozen
 weights are partitioned with the weights in stage 3 / FSDP full shard.
 
-Not counted: activations (they depend on batch size, sequence length and checkpointing),
+Not counted here: activations (:mod:`paramscope.activations`, from the architecture card, with ``--seq``),
 temporary buffers, the CUDA context, allocator fragmentation and communication buckets.
 """
 
@@ -248,7 +248,8 @@ _PARTITIONED = {
 COMPONENTS = ("weights", "gradients", "master", "optimizer_state", "buffers")
 
 ACTIVATIONS_NOTE = (
-    "activations are not included: they depend on batch size, sequence length and activation checkpointing"
+    "model states only: activations depend on sequence length, micro-batch and recomputation "
+    "(--seq S --micro-batch b adds them; see paramscope.activations)"
 )
 
 

@@ -1,5 +1,6 @@
 """``paramscope memory SOURCE [options]``: weights, gradients and optimizer state, for inference and
-training (activations are out of scope). ``paramscope SOURCE --memory [options]`` is the same command.
+training, with the K/V cache (``--context``), activations, FLOPs and time (``--seq``).
+``paramscope SOURCE --memory [options]`` is the same command.
 
 Inference (issue 14): ``--arch`` shows the architecture card (:mod:`paramscope.architecture`);
 ``--context L [--batch B] [--kv-dtype D] [--runtime R]`` adds the K/V cache and recurrent state of every
@@ -101,7 +102,7 @@ def add_inference_options(group: Any) -> None:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "memory", help=HELP,
-        description=f"Estimate {HELP} (not activations).\n\n"
+        description=f"Estimate {HELP}; with --seq, activations, FLOPs and training time.\n\n"
                     "'paramscope SOURCE --memory [options]' is the same command.",
         epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,7 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     output.add_argument("-f", "--format", choices=FORMATS, default="tree", help="output format (default: tree)")
     add_output_argument(output)
     add_reading_options(parser)
-    add_estimate_options(parser.add_argument_group("memory: weights, gradients and optimizer state; not activations"))
+    add_estimate_options(parser.add_argument_group("memory: weights, gradients and optimizer state (model states)"))
     add_training_cost_options(parser.add_argument_group(
         "training cost: activations of one micro-batch, peak per GPU, FLOPs and time (needs --seq)"))
     parser.set_defaults(func=run, reads=("source",))
