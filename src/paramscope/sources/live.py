@@ -19,6 +19,7 @@ torch is imported only here and only when a module is inspected.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -430,11 +431,14 @@ def dry_run_on_meta(module: Any, example_input: Any, *, source: str) -> Any:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """``'1,3,32,32'`` (or ``'1x3x32x32'``) -> ``(1, 3, 32, 32)``."""
-    parts = text.replace("x", ",").replace(" ", "").strip("()[]").split(",")
-    try:
-        dims = tuple(int(p) for p in parts if p)
-    except ValueError:
-        raise ValueError(f"input shape must be comma-separated integers, got {text!r}") from None
+    inner = text.replace(" ", "").strip("()[]")
+    if inner.endswith(","):  # a Python 1-tuple, '(8,)'
+        inner = inner[:-1]
+    parts = re.split("[,x]", inner)
+    # every part a number: '1,3,x' or '1,,3' is a mistake to name, not a shorter shape to run
+    if not all(p.isdigit() and p.isascii() for p in parts):
+        raise ValueError(f"input shape must be comma-separated integers, got {text!r}")
+    dims = tuple(int(p) for p in parts)
     if not dims or any(d < 0 for d in dims):
         raise ValueError(f"input shape must be non-negative integers, got {text!r}")
     return dims
