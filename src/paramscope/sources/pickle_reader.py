@@ -915,8 +915,17 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
                 return None
         if data[p] != 0x74:
             return None
-        put2, p = _put_at(data, p + 1, puts)
-        if not put2 or data[p] != 0x51 or m.persistent_load is None:
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put2, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put2, p = 2, q + 5
+        else:
+            return None
+        if data[p] != 0x51 or m.persistent_load is None:
             return None
         if data[p + 1] == 0x4B:
             offset, p = data[p + 2], p + 3
@@ -931,17 +940,49 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
         if stride is None or data[p] not in (0x88, 0x89):
             return None
         flag = data[p] == 0x88
-        hooks, p = _get_at(data, p + 1, memo, puts)
+        code = data[p + 1]
+        if code == 0x68:
+            k, p = data[p + 2], p + 3
+        elif code == 0x6A:
+            k, p = u32(data, p + 2)[0], p + 6
+        else:
+            return None
+        hooks = _MARK if k in puts else memo.get(k, _MARK)
         if hooks is _MARK or data[p] != 0x29 or data[p + 1] != 0x52:
             return None
-        put3, p = _put_at(data, p + 2, puts)
-        if not put3 or data[p] != 0x74:
+        q = p + 2
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put3, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put3, p = 2, q + 5
+        else:
             return None
-        put4, p = _put_at(data, p + 1, puts)
-        if not put4 or data[p] != 0x52:
+        if data[p] != 0x74:
             return None
-        put5, p = _put_at(data, p + 1, puts)
-        if not put5:
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put4, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put4, p = 2, q + 5
+        else:
+            return None
+        if data[p] != 0x52:
+            return None
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put5, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put5, p = 2, q + 5
+        else:
             return None
     except (IndexError, struct.error, UnicodeDecodeError):
         return None
