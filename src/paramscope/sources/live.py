@@ -24,6 +24,7 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
+from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
@@ -41,6 +42,15 @@ def _is_ancestor(module_id: int, chain: tuple | None) -> bool:
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
+
+
+_ITEMSIZES: dict[str, int] = {}
+
+
+def _itemsize(name: str) -> int:
+    """Bytes per element of a dtype stored one element at a time (float32: 4), else 0 (unknown, or in blocks)."""
+    known = dtypes.DTYPES.get(name)
+    return known.block_bytes if known is not None and known.block_elements == 1 else 0
 
 
 def _dtype_name(tensor: Any) -> str:
@@ -200,6 +210,7 @@ def _collect(
     wrappers = found.wrappers
     PARAMETER, BUFFER = Role.PARAMETER, Role.BUFFER
     dtype_names = _DTYPE_NAMES
+    itemsizes = _ITEMSIZES
     new = TensorRecord.__new__
     prod = math.prod
     visited: set[int] = set()
@@ -268,7 +279,10 @@ def _collect(
                 numel = prod(shape)
                 if numel > INT64_MAX or (shape and min(shape) < 0):
                     _check_numel(source, full, shape, numel)
-                record._numel, record._nbytes = numel, False
+                size = itemsizes.get(dtype_name)
+                if size is None:
+                    size = itemsizes[dtype_name] = _itemsize(dtype_name)
+                record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
                 append(record)
         params_end = len(records)
         if scales and _quantized(records[start:params_end]):
