@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
 READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "config", "torch_pickle")
 CONFIG_READER = "config"
+WEIGHT_READERS = tuple(name for name in READERS if name != CONFIG_READER)
 CONFIG_NAME = "config.json"
 
 HEAD_BYTES = 64
@@ -80,6 +81,13 @@ def read_path(path: Path) -> Inventory:
     """The Inventory of a checkpoint file or directory (see the module docstring for configs)."""
     if path.is_dir():
         return _read_directory(path)
+    name, reader = _probe(path, READERS)
+    inventory = reader.read()
+    return inventory if name == CONFIG_READER else _with_config(inventory, path.parent / CONFIG_NAME)
+
+
+def _probe(path: Path, readers: tuple[str, ...]) -> tuple[str, Reader]:
+    """The first of ``readers`` whose probe claims the file ``path`` (by its first bytes), with its Reader."""
     with open_regular(path) as handle:
         try:
             head = handle.read(HEAD_BYTES)
@@ -87,14 +95,11 @@ def read_path(path: Path) -> Inventory:
             raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head:
         raise ParamscopeError(path, "empty file")
-    for name in READERS:
+    for name in readers:
         module = _available_reader(name)
         reader = module.probe(head, path) if module is not None else None
         if reader is not None:
-            inventory = reader.read()
-            if name != CONFIG_READER:
-                inventory = _with_config(inventory, path.parent / CONFIG_NAME)
-            return inventory
+            return name, reader
     raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
 
 
@@ -263,22 +268,9 @@ def read_weights_directory(path: Path) -> Inventory:
 
 
 def _read_file(path: Path) -> Inventory:
-    """One file, probed by its bytes as :func:`read_path` probes it, with no config applied."""
-    with open_regular(path) as handle:
-        try:
-            head = handle.read(HEAD_BYTES)
-        except OSError as exc:
-            raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    if not head:
-        raise ParamscopeError(path, "empty file")
-    for name in READERS:
-        if name == CONFIG_READER:
-            continue
-        module = _available_reader(name)
-        reader = module.probe(head, path) if module is not None else None
-        if reader is not None:
-            return reader.read()
-    raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
+    """One weights file of a directory, probed by its bytes as :func:`read_path` probes it (a JSON file is
+    not taken for a config there), with no config applied."""
+    return _probe(path, WEIGHT_READERS)[1].read()
 
 
 def read_pytorch_index(path: Path) -> Inventory:
