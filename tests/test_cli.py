@@ -54,7 +54,7 @@ def test_options_reach_the_report(tmp_path):
     assert json.loads(out)["top"] == ["fc.weight", "conv2.weight"]
     _, out, _ = run("--format", "csv", "--by", "type")
     assert out.splitlines() == [
-        "type,modules,parameters,percent,bytes", "Linear,1,81930,94.15,327720", "Conv2d,2,5088,5.85,20352",
+        "type,modules,parameters,percent,bytes", "Linear,1,81930,94.2,327720", "Conv2d,2,5088,5.8,20352",
     ]
     _code, out, _ = run("--format", "json", "--depth", "0")
     assert [m["path"] for m in json.loads(out)["modules"]] == [""]

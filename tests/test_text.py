@@ -108,3 +108,34 @@ def test_one_line_cuts_the_middle_keeping_source_and_reason():
     assert line.startswith("/tmp/idx.json: shard 'xxx") and line.endswith("xxx' is outside the index's directory")
     assert "x...x" in line
     assert one_line("a\nb", limit=None) == "a b"
+
+
+@pytest.mark.parametrize(
+    ("part", "whole", "share", "shown"),
+    [
+        (49, 100_000, 0.0, "0.0%"),  # 0.049: rounded once to one decimal (twice, via 0.05, it read 0.1%)
+        (448, 87_018, 0.5, "0.5%"),  # 0.5148...
+        (81_930, 87_018, 94.2, "94.2%"),  # 94.1529...
+        (3, 8, 37.5, "37.5%"),
+        (5, 0, None, "-"),
+        (10**400, 1, None, "-"),  # past a float: no meaningful share
+    ],
+)
+def test_one_percentage_rounding(part, whole, share, shown):
+    assert (text.share(part, whole), text.percent(part, whole), text.percent_of(share)) == (share, shown, shown)
+
+
+@pytest.mark.parametrize(
+    ("source", "label"),
+    [
+        ("/abs/dir/model.safetensors", "model.safetensors"),
+        ("rel/model.gguf", "model.gguf"),
+        ("/abs/checkpoint/", "checkpoint"),
+        ("model.bin", "model.bin"),
+        ("hf:org/name@main", "hf:org/name@main"),
+        ("https://host/a/model.safetensors", "https://host/a/model.safetensors"),
+        ("/", "/"),
+    ],
+)
+def test_root_label_names_the_file(source, label):
+    assert text.root_label(source) == label

@@ -819,11 +819,14 @@ class Report:
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
 
     def top(self, k: int) -> list[TensorRecord]:
-        """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order."""
+        """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order. The records
+        shown carry no tie key (a storage pointer, a reader's internal identity): :attr:`ties` names the groups."""
         table = self._table
         if table is not None:  # a stable sort of the indices (reversed sorts keep equal items in order)
-            return [table.row(i) for i in sorted(range(len(table)), key=table.numel.__getitem__, reverse=True)[:k]]
-        return [r for r, _, _ in sorted(self._sizes, key=lambda item: -item[1])[:k]]
+            top = [table.row(i) for i in sorted(range(len(table)), key=table.numel.__getitem__, reverse=True)[:k]]
+        else:
+            top = [r for r, _, _ in sorted(self._sizes, key=lambda item: -item[1])[:k]]
+        return [r if r.tie is None else r.replace(tie=None) for r in top]
 
     def _build_tree(self, depth: int | None) -> ModuleNode:
         """The module tree down to ``depth`` levels (all of it for None), built in one pass over the records.

@@ -140,13 +140,39 @@ def both(n: int | None) -> str:
     return f"{exact(n)} · {human(n)}"
 
 
-def percent(part: int, whole: int) -> str:
+PERCENT_DECIMALS = 1
+"""Every renderer rounds a share to this many decimals, once, here: a table's "70.6%" and a JSON or CSV
+file's 70.6 are the same number (rounding twice, to 2 then 1 decimals, turns 0.049 into 0.1)."""
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part`` as a percentage of ``whole``, rounded to :data:`PERCENT_DECIMALS` (the number JSON and CSV
+    write); None when there is no whole, or the part is astronomically larger than it."""
     if not whole:
-        return "-"
+        return None
     try:
-        return f"{100 * part / whole:.1f}%"
-    except OverflowError:  # a part astronomically larger than the whole: no meaningful share
-        return "-"
+        return round(100 * part / whole, PERCENT_DECIMALS)
+    except OverflowError:
+        return None
+
+
+def percent(part: int, whole: int) -> str:
+    """:func:`share` as people read it: ``'70.6%'``, or ``'-'`` where there is none."""
+    return percent_of(share(part, whole))
+
+
+def percent_of(value: float | None) -> str:
+    """A :func:`share` already computed, shown as :func:`percent` shows it."""
+    return "-" if value is None else f"{value:.{PERCENT_DECIMALS}f}%"
+
+
+def root_label(source: str) -> str:
+    """What a report's root row is called: a local file or directory by its name (the path is in the title),
+    anything else (``hf:org/name``, a URL, a module's description) as given."""
+    if source.startswith(("hf:", "http://", "https://")) or "://" in source:
+        return source
+    name = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    return name or source
 
 
 def shape(dims: tuple[int, ...] | None) -> str:

@@ -130,10 +130,10 @@ def test_directory_with_only_a_config_is_the_architecture(tmp_path):
 
 def test_directory_with_config_and_unread_weights_says_so(tmp_path):
     _write(tmp_path, TINY_GPT2)
-    (tmp_path / "pytorch_model.bin").write_bytes(b"PK")
+    (tmp_path / "flax_model.msgpack").write_bytes(b"\x80")  # Flax weights: no reader reads them
     inventory = files.read_path(tmp_path)
     assert inventory.format == "config"
-    assert any("pytorch_model.bin" in n and "not compared" in n for n in inventory.notes)
+    assert any("flax_model.msgpack" in n and "not compared" in n for n in inventory.notes)
 
 
 def test_unknown_architecture_falls_back_to_automodel(tmp_path):

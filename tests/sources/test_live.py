@@ -190,3 +190,29 @@ def test_module_cycle_does_not_hang():
 def test_not_a_module_is_a_clear_error():
     with pytest.raises(paramscope.ParamscopeError, match=r"expected a torch\.nn\.Module, got dict"):
         paramscope.inspect({"weight": 1})
+
+
+def test_only_tensors_met_more_than_once_carry_a_tie_key():
+    # named_parameters(remove_duplicate=False) is the reference: the names it lists twice for one object are a tie
+    block = nn.Linear(4, 4)
+    model = nn.Sequential(block, nn.ReLU(), block, nn.Linear(4, 2))
+    repeated: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        repeated.setdefault(id(p), []).append(name)
+    inventory = paramscope.sources.open_source(model)
+    ties = {r.name: r.tie for r in inventory.tensors}
+    assert [name for name, tie in ties.items() if tie is None] == ["3.weight", "3.bias"]
+    groups = [names for names in repeated.values() if len(names) > 1]
+    assert groups == [["0.weight", "2.weight"], ["0.bias", "2.bias"]]
+    assert all(ties[a] == ties[b] is not None for a, b in groups) and ties["0.weight"] != ties["0.bias"]
+    assert paramscope.inspect(model).total == sum(p.numel() for p in model.parameters()) == 30
+
+
+def test_two_parameters_over_one_storage_are_one_tensor():
+    weight = torch.zeros(3, 3)
+    first, second = nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False)
+    first.weight, second.weight = nn.Parameter(weight), nn.Parameter(weight)  # two objects, one storage
+    model = nn.Sequential(first, second)
+    assert first.weight is not second.weight and first.weight.data_ptr() == second.weight.data_ptr()
+    report = paramscope.inspect(model)
+    assert (report.total, report.ties) == (9, [["0.weight", "1.weight"]])

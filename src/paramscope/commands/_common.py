@@ -180,14 +180,13 @@ def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
         text = f"{text if text.startswith(PREFIX) else PREFIX + text}:{args.file}"
     progress = progress_for(args, err)
     try:
-        return inspect(
+        report = inspect(
             text,
             input_shape=args.input_shape,
             device=args.device,
             args=args.args,
             kwargs=args.kwargs,
             filter=args.filter,
-            trainable_only=args.trainable_only,
             include_buffers=not args.no_buffers,
             exclude_embeddings=args.exclude_embeddings,
             progress=progress,
@@ -195,6 +194,14 @@ def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
     finally:
         if progress is not None:
             progress.close()
+    if args.trainable_only:
+        # requires_grad lives on a module, not in a file: keeping "the trainable ones" of a checkpoint would
+        # keep nothing and print zeros, as if the model were frozen
+        if report.trainable is None:
+            raise UsageError(f"--trainable-only needs a source that knows requires_grad (a module or a "
+                             f"file.py:Name spec); {report.format} files do not record it")
+        report = report.filter(trainable_only=True)
+    return report
 
 
 # ---- terminal, progress and output ------------------------------------------------------------------

@@ -48,7 +48,9 @@ TENSOR_COLUMNS = (
 
 
 def percent(part: int, whole: int) -> float | None:
-    return round(100 * part / whole, 2) if whole else None
+    from paramscope.text import share
+
+    return share(part, whole)
 
 
 def module_rows(report: Report, depth: int | None) -> Iterator[tuple[Any, ...]]:
@@ -135,7 +137,7 @@ def display(column: Column, value: Any) -> str:
     if column.kind == "bytes":
         return text.human_bytes(value)
     if column.kind == "percent":
-        return f"{value:.1f}%"
+        return text.percent_of(value)
     if column.kind == "shape":
         return text.shape(value)
     if isinstance(value, bool):

@@ -152,7 +152,7 @@ def _render(report: Report, options: RenderOptions) -> str:
             text.exact(node.trainable), text.exact(node.buffers), text.human_bytes(node.bytes))
 
     root = report.tree(depth)
-    add_module(Text(text.safe(root.type or report.source), style="bold"), root)
+    add_module(Text(text.safe(root.type or text.root_label(report.source)), style="bold"), root)
     collapsed = False
     for guide, kind, item in _lines(root, depth):
         label = Text(guide, style="dim")

@@ -196,7 +196,7 @@ def from_config(config: dict[str, Any], *, source: str, trust_remote_code: bool 
     if not isinstance(config, dict):
         raise ParamscopeError(source, f"a transformers config is a JSON object, got {type(config).__name__}")
     _check_blocks(config, source)
-    torch = require("torch", extra="torch", source=source, purpose="building a model from its config")
+    torch = require("torch", extra="transformers", source=source, purpose="building a model from its config")
     transformers = require("transformers", extra="transformers", source=source,
                            purpose="building a model from its config")
     from paramscope.sources.live import from_module

@@ -21,7 +21,9 @@ Transformers configs and directories
 * ``FILE.json`` that is a transformers config (has ``model_type`` or ``architectures``): the architecture,
   built on meta. When weights sit beside it (a directory a weights reader claims), they are compared
   with the architecture: ``metadata["fit"]`` (missing / unexpected / shape-mismatched) and a note.
-* A directory holding weights (and maybe a ``config.json``): the weights are read, torch-free as always;
+* A directory holding weights (and maybe a ``config.json``): the weights are read, torch-free as always
+  (any format a reader reads; of several, the first in :data:`DIRECTORY_PREFERENCE`, a note naming the rest;
+  a ``pytorch_model.bin.index.json`` reads its shards as one set); never replaced by a build from the config;
   a ``config.json`` beside them is handed on (``Inventory.pending["config"]``) for the rules stage,
   :func:`paramscope.pipeline.settle`, to apply (packed quantization, MoE active counts, declared ties).
 * A directory holding a ``config.json`` and no weights: the architecture from the config.
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 # are cheapest to import first (torch_pickle brings the whole pickle machine along).
 READERS = ("safetensors", "gguf", "numpy_files", "onnx", "keras", "config", "torch_pickle")
 CONFIG_READER = "config"
+WEIGHT_READERS = tuple(name for name in READERS if name != CONFIG_READER)
 CONFIG_NAME = "config.json"
 
 HEAD_BYTES = 64
@@ -78,6 +81,13 @@ def read_path(path: Path) -> Inventory:
     """The Inventory of a checkpoint file or directory (see the module docstring for configs)."""
     if path.is_dir():
         return _read_directory(path)
+    name, reader = _probe(path, READERS)
+    inventory = reader.read()
+    return inventory if name == CONFIG_READER else _with_config(inventory, path.parent / CONFIG_NAME)
+
+
+def _probe(path: Path, readers: tuple[str, ...]) -> tuple[str, Reader]:
+    """The first of ``readers`` whose probe claims the file ``path`` (by its first bytes), with its Reader."""
     with open_regular(path) as handle:
         try:
             head = handle.read(HEAD_BYTES)
@@ -85,14 +95,11 @@ def read_path(path: Path) -> Inventory:
             raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head:
         raise ParamscopeError(path, "empty file")
-    for name in READERS:
+    for name in readers:
         module = _available_reader(name)
         reader = module.probe(head, path) if module is not None else None
         if reader is not None:
-            inventory = reader.read()
-            if name != CONFIG_READER:
-                inventory = _with_config(inventory, path.parent / CONFIG_NAME)
-            return inventory
+            return name, reader
     raise ParamscopeError(path, "not a checkpoint format paramscope knows (" + ", ".join(READERS) + ")")
 
 
@@ -162,37 +169,150 @@ def _available_reader(name: str):
         raise
 
 
-def _weights_reader(path: Path):
-    """The first weights reader that claims the directory ``path``, or None."""
-    for name in READERS:
-        if name == CONFIG_READER:
-            continue
-        module = _available_reader(name)
-        claim = getattr(module, "sniff_directory", None) if module is not None else None
-        if claim is not None and claim(path):
-            return module
-    return None
+# ---- directories: which checkpoint of several is read
+
+DIRECTORY_PREFERENCE: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("safetensors", (".safetensors", ".safetensors.index.json"), "header-only and exact; transformers loads it first"),
+    ("pytorch", (".bin", ".pt", ".pth", ".ckpt", ".bin.index.json"), "transformers' fallback (pytorch_model.bin)"),
+    ("keras", (".keras", ".h5"), "transformers' TensorFlow weights (tf_model.h5)"),
+    ("gguf", (".gguf",), "a llama.cpp export, often re-quantized"),
+    ("onnx", (".onnx",), "an ONNX export, often re-quantized or fused"),
+    ("numpy", (".npz", ".npy"), "bare arrays"),
+)
+"""The one preference order for a directory holding weights: ``(format, file name endings, why)``. The
+formats transformers itself loads come first, in its own order (``modeling_utils``: safetensors, then
+``pytorch_model.bin``, then ``tf_model.h5``), then the exports made from such weights (which may have been
+re-quantized or fused), then bare arrays. The first format with a file in the directory is read; the
+others are named in a note."""
+
+PYTORCH_INDEX_SUFFIX = ".bin.index.json"
+PYTORCH_INDEX = "pytorch_model.bin.index.json"
+
+NOT_WEIGHTS = frozenset({"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt"})
+"""What transformers' ``Trainer`` saves beside a checkpoint's weights (``trainer.py``: TRAINING_ARGS_NAME,
+OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME; and ``rng_state*.pth``): never the model in a directory."""
+
+
+def _not_weights(name: str) -> bool:
+    return name in NOT_WEIGHTS or (name.startswith("rng_state") and name.endswith(".pth"))
+
+
+class DirectoryPlan:
+    """What a directory's weights are: ``format`` (a :data:`DIRECTORY_PREFERENCE` name), ``files`` (the
+    names of that format), ``others`` (the names of the formats not read)."""
+
+    __slots__ = ("files", "format", "others", "path")
+
+    def __init__(self, path: Path, format: str, files: list[str], others: list[str]) -> None:
+        self.path, self.format, self.files, self.others = path, format, files, others
+
+    def note(self) -> str | None:
+        """Which format was read and why, when the directory held more than one."""
+        if not self.others:
+            return None
+        order = ", ".join(name for name, _, _ in DIRECTORY_PREFERENCE)
+        why = next(why for name, _, why in DIRECTORY_PREFERENCE if name == self.format)
+        return (f"read the {self.format} weights ({why}); not read: {_listed(self.others)} "
+                f"(a directory's formats are read in this order: {order})")
+
+    def read(self) -> Inventory:
+        """The weights, torch-free, with no config applied."""
+        path, files = self.path, self.files
+        if self.format == "safetensors":
+            inventory = _reader("safetensors").read(path)
+        elif self.format == "pytorch" and any(name.endswith(PYTORCH_INDEX_SUFFIX) for name in files):
+            indexes = [name for name in files if name.endswith(PYTORCH_INDEX_SUFFIX)]
+            if PYTORCH_INDEX in indexes:
+                indexes = [PYTORCH_INDEX]
+            if len(indexes) > 1:
+                raise ParamscopeError(path, f"several pytorch indexes ({_listed(indexes)}): name one of them")
+            inventory = read_pytorch_index(path / indexes[0])
+        elif len(files) > 1:
+            raise ParamscopeError(path, f"several {self.format} checkpoints ({_listed(files)}): name one of them")
+        else:
+            inventory = _read_file(path / files[0])
+        note = self.note()
+        return inventory.replace(notes=[*inventory.notes, note]) if note else inventory
+
+
+def _listed(names: list[str], limit: int = 4) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def directory_plan(path: Path) -> DirectoryPlan | None:
+    """Which weights of the directory ``path`` are read (:data:`DIRECTORY_PREFERENCE`), or None: none there."""
+    try:
+        names = sorted(e.name for e in os.scandir(path) if is_file_entry(e))
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot list: {exc.strerror or exc}") from None
+    found = [(fmt, [n for n in names if n.endswith(endings) and not _not_weights(n)])
+             for fmt, endings, _ in DIRECTORY_PREFERENCE]
+    present = [(fmt, files) for fmt, files in found if files]
+    if not present:
+        return None
+    (fmt, files), rest = present[0], present[1:]
+    return DirectoryPlan(path, fmt, files, [name for _, others in rest for name in others])
 
 
 def directory_has_weights(path: Path) -> bool:
-    """Whether a weights reader claims the directory (safetensors shards or an index, ...)."""
-    return _weights_reader(path) is not None
+    """Whether the directory holds weights of a format paramscope reads (:data:`DIRECTORY_PREFERENCE`)."""
+    return directory_plan(path) is not None
 
 
 def read_weights_directory(path: Path) -> Inventory:
     """The weights of a directory, read torch-free, with no config applied."""
-    module = _weights_reader(path)
-    if module is None:
+    plan = directory_plan(path)
+    if plan is None:
         raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
-    return module.read(path)
+    return plan.read()
+
+
+def _read_file(path: Path) -> Inventory:
+    """One weights file of a directory, probed by its bytes as :func:`read_path` probes it (a JSON file is
+    not taken for a config there), with no config applied."""
+    return _probe(path, WEIGHT_READERS)[1].read()
+
+
+def read_pytorch_index(path: Path) -> Inventory:
+    """A sharded torch.save checkpoint (``pytorch_model.bin.index.json``, the layout and JSON of a safetensors
+    index): every shard read torch-free and joined, the weight map checked against what the shards hold."""
+    from paramscope.sources import safetensors as st
+    from paramscope.sources import torch_pickle
+
+    try:
+        st.check_index_size(path, path.stat().st_size)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
+    weight_map, declared = st.parse_index(path, raw)
+    roots = st._allowed_roots(path.parent)
+    records: list = []
+    owner: dict[str, str] = {}
+    notes: list[str] = []
+    shards = list(dict.fromkeys(weight_map.values()))
+    for label in shards:
+        shard = st._shard_path(path, path.parent, label, roots)
+        inventory = torch_pickle.read(shard)
+        for record in inventory.tensors:
+            if record.name in owner:
+                raise ParamscopeError(shard, f"tensor {record.name!r} is also in shard {owner[record.name]!r}")
+            owner[record.name] = label
+            # a tie is a storage of one file: the same storage key in another shard is another tensor
+            records.append(record if record.tie is None else record.replace(tie=(label, record.tie)))
+        notes += [f"{label}: {note}" for note in inventory.notes]
+    notes += st.check_weight_map(path, weight_map, owner)
+    metadata: dict[str, object] = {"shards": len(shards)}
+    if type(declared.get("total_size")) is int:
+        metadata["index total_size"] = declared["total_size"]
+    return Inventory(source=str(path), format=torch_pickle.FORMAT, tensors=records, metadata=metadata, notes=notes)
 
 
 def _read_directory(path: Path) -> Inventory:
     """A directory: its weights (config applied), else the architecture of its ``config.json``."""
     config_path = path / CONFIG_NAME
-    module = _weights_reader(path)
-    if module is not None:
-        return _with_config(module.read(path), config_path)
+    plan = directory_plan(path)
+    if plan is not None:  # weights are never replaced by a build from the config: they are what is there
+        return _with_config(plan.read(), config_path)
     if os.path.lexists(config_path):
         from paramscope.sources.config import read_config_path
 
@@ -201,14 +321,14 @@ def _read_directory(path: Path) -> Inventory:
         unread = _unread_weight_files(path)
         if unread:
             inventory = inventory.replace(notes=[
-                *inventory.notes, f"not compared with the architecture: {', '.join(unread)} (only safetensors "
-                                  "directories are read as a whole; name a file to read it)"])
+                *inventory.notes, f"not compared with the architecture: {', '.join(unread)} (a format paramscope "
+                                  "does not read)"])
         return inventory
     raise ParamscopeError(path, "directory holds no checkpoint paramscope can read")
 
 
-WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
-"""Files that look like weights to a directory reader that did not claim them (named in a note)."""
+WEIGHT_SUFFIXES = (".msgpack",)
+"""Weights a directory holds that no reader reads (Flax's ``flax_model.msgpack``): named in a note."""
 
 
 def _unread_weight_files(path: Path, limit: int = 3) -> list[str]:

@@ -19,9 +19,12 @@ torch is imported only here and only when a module is inspected.
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Iterator
+import math
+import re
+from collections.abc import Hashable
 from typing import Any
 
+from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
@@ -29,37 +32,25 @@ from paramscope.sources import sharding
 from paramscope.sources.sharding import wrapper_child
 
 
-def _walk(root: Any, wrappers: list[str] | None = None) -> Iterator[tuple[str, Any]]:
-    """(path, module) for every module reachable from ``root``, under every path; cycles cut.
-
-    A wrapper's child that holds the wrapped model (DDP's ``module``, ``torch.compile``'s ``_orig_mod``,
-    FSDP1's ``_fsdp_wrapped_module``: :data:`~paramscope.sources.sharding.WRAPPER_CHILD`, matched along
-    the class's MRO) gets the
-    wrapper's own path, so names read as in the unwrapped model; the wrappers' class names are appended
-    to ``wrappers``.
-    """
-    stack: list[tuple[str, Any, bool]] = [("", root, False)]
-    active: set[int] = set()  # modules on the current path from the root: re-entering one is a cycle
-    while stack:
-        path, module, leaving = stack.pop()
-        if leaving:
-            active.discard(id(module))
-            continue
-        if id(module) in active:
-            continue
-        active.add(id(module))
-        yield path, module
-        stack.append((path, module, True))
-        children = [(name, child) for name, child in module._modules.items() if child is not None]
-        prefix = path + "." if path else ""
-        transparent = wrapper_child(type(module))  # along the MRO: a subclass of DDP is DDP
-        if transparent is not None and wrappers is not None:
-            wrappers.append(type(module).__name__)
-        for name, child in reversed(children):
-            stack.append((path if name == transparent else prefix + name, child, False))
+def _is_ancestor(module_id: int, chain: tuple | None) -> bool:
+    """Whether ``module_id`` is on ``chain``, the walk's ``(id, parent chain)`` links back to the root."""
+    while chain is not None:
+        if chain[0] == module_id:
+            return True
+        chain = chain[1]
+    return False
 
 
 _DTYPE_NAMES: dict[Any, str] = {}
+
+
+_ITEMSIZES: dict[str, int] = {}
+
+
+def _itemsize(name: str) -> int:
+    """Bytes per element of a dtype stored one element at a time (float32: 4), else 0 (unknown, or in blocks)."""
+    known = dtypes.DTYPES.get(name)
+    return known.block_bytes if known is not None and known.block_elements == 1 else 0
 
 
 def _dtype_name(tensor: Any) -> str:
@@ -68,6 +59,15 @@ def _dtype_name(tensor: Any) -> str:
     if name is None:
         name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
     return name
+
+
+def _identity(tensor: Any) -> Hashable:
+    """What makes two tensors one, for the one dictionary of the walk: the data's address for a tensor with
+    real storage (two Parameters over one storage are one tensor), else the object (an ``int``, no tuple made
+    for the common meta-device tensor). :func:`_tie_key` is what a tied record then carries."""
+    if not tensor.is_meta:
+        return _tie_key(tensor)
+    return id(tensor)
 
 
 def _tie_key(tensor: Any) -> Hashable:
@@ -112,8 +112,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
 
     with paused_gc():
         found = _Found()
-        records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found)
-    _check_sizes(name, records)
+        records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found, name)
     notes = []
     if lazy:
         notes.append(
@@ -143,18 +142,16 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
 INT64_MAX = (1 << 63) - 1
 
 
-def _check_sizes(source: str, records: list[TensorRecord]) -> None:
+def _check_numel(source: str, name: str, shape: tuple[int, ...] | None, numel: int) -> None:
     """Refuse a shape no tensor can have: torch counts elements in int64, so a larger or negative count
     comes from metadata a framework (or a hostile module) set by hand, such as ZeRO-3's ``ds_shape``."""
-    for r in records:
-        if r.shape is None:
-            continue
-        if any(d < 0 for d in r.shape):
-            raise ParamscopeError(source, f"tensor {r.name!r} has a negative dimension in its shape")
-        for numel in (r.stored_numel, r.numel):
-            if numel > INT64_MAX:
-                raise ParamscopeError(source, f"tensor {r.name!r} declares a shape of {len(r.shape)} dimensions "
-                                              "holding more elements than int64 can count")
+    if shape is None:
+        return
+    if any(d < 0 for d in shape):
+        raise ParamscopeError(source, f"tensor {name!r} has a negative dimension in its shape")
+    if numel > INT64_MAX or math.prod(shape) > INT64_MAX:  # the logical count, then the stored one
+        raise ParamscopeError(source, f"tensor {name!r} declares a shape of {len(shape)} dimensions "
+                                      "holding more elements than int64 can count")
 
 
 def local_numel(records: list[TensorRecord]) -> int:
@@ -200,78 +197,146 @@ def _aux_param_names() -> frozenset[str]:
 
 
 def _collect(
-    module: Any, uninitialized: type, parameter: type, found: _Found
+    module: Any, uninitialized: type, parameter: type, found: _Found, source: str
 ) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
-    """Records, module types by path, and the names of uninitialized tensors."""
+    """Records, module types by path, and the names of uninitialized tensors: one pass over the modules.
+
+    Every module reachable from ``module`` is visited under every path it has (as
+    ``named_modules(remove_duplicate=False)`` would), pre-order, cycles cut: a module met again is looked for
+    among its own ancestors only then. A wrapper's child that holds the wrapped model (DDP's ``module``,
+    ``torch.compile``'s ``_orig_mod``, FSDP1's ``_fsdp_wrapped_module``: :data:`~.sharding.WRAPPER_CHILD`,
+    matched along the MRO) gets the wrapper's own path, so names read as in the unwrapped model; the wrappers'
+    class names go to ``found.wrappers``.
+
+    Ties are found as ``named_parameters(remove_duplicate=False)`` would show them, by identity (:func:`_identity`)
+    in one dictionary: a tensor seen once carries no tie key at all (so a model without ties is counted record by
+    record, with no key per tensor); the first and every later record of a repeated one carry :func:`_tie_key`.
+    Sizes are computed and checked here (:func:`_check_numel`), once.
+    """
     records: list[TensorRecord] = []
+    append = records.append
     module_types: dict[str, str] = {}
     lazy: list[str] = []
     flat: dict[tuple[int, str], Any] = {}
+    first: dict[Hashable, int] = {}  # identity -> index of its first record
     type_names = sharding.TYPE_NAMES
     aux_params = _aux_param_names()
     aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
-    for path, sub in _walk(module, found.wrappers):
+    wrappers = found.wrappers
+    PARAMETER, BUFFER = Role.PARAMETER, Role.BUFFER
+    dtype_names = _DTYPE_NAMES
+    itemsizes = _ITEMSIZES
+    new = TensorRecord.__new__
+    prod = math.prod
+    visited: set[int] = set()
+    stack: list[tuple[str, Any, tuple | None]] = [("", module, None)]
+    pop, push = stack.pop, stack.append
+
+    def tied(index: int, key: Hashable) -> Hashable | None:
+        """The tie key of the record about to be made at ``index`` for the tensor of identity ``key`` (None:
+        seen once so far)."""
+        j = first.setdefault(key, index)
+        if j == index:
+            return None
+        tie = ("object", key) if type(key) is int else key  # an uninitialized or meta tensor: the object
+        if records[j].tie is None:
+            records[j].tie = tie  # the group's first record, made a moment ago by this walk: not yet shared
+        return tie
+
+    while stack:
+        path, sub, chain = pop()
+        sub_id = id(sub)
+        if sub_id in visited:
+            if _is_ancestor(sub_id, chain):
+                continue  # a cycle: the module contains itself
+        else:
+            visited.add(sub_id)
         cls = type(sub)
         owner = type_names.get(cls) or sharding.module_type_name(cls)
         if sharding.is_fsdp1_unit(cls):  # the walk is pre-order: a unit comes before the modules it shards
             flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
-        first = len(records)
+        start = len(records)
         scales = False  # a parameter or buffer here is named like a quantization scale
-        for key, param in sub._parameters.items():
-            if param is None:
-                continue
-            full = prefix + key
-            if isinstance(param, uninitialized):
-                lazy.append(full)
-                records.append(
-                    TensorRecord(full, None, _dtype_name(param), Role.PARAMETER, param.requires_grad,
-                                 ("object", id(param)), owner, origin="live")
-                )
-                continue
-            scales = scales or key in aux_params
-            shape = tuple(param.shape)
-            # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
-            if type(param) is not parameter or flat or shape == (0,):
-                try:
-                    special = _special(prefix, key, sub, param, owner, flat, found)
-                except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
-                    # a framework's metadata that does not say what its documentation says: one line, named
-                    raise ParamscopeError(full, f"unreadable sharding/quantization metadata: {exc}") from exc
-                if special is not None:
-                    records.extend(special)
+        parameters = sub._parameters
+        if parameters:
+            for key, param in parameters.items():
+                if param is None:
                     continue
-            records.append(
-                TensorRecord(full, shape, _dtype_name(param), Role.PARAMETER,
-                             param.requires_grad, _tie_key(param), owner, origin="live")
-            )
+                full = prefix + key
+                if isinstance(param, uninitialized):
+                    lazy.append(full)
+                    append(TensorRecord(full, None, _dtype_name(param), PARAMETER, param.requires_grad,
+                                        tied(len(records), id(param)), owner, origin="live"))
+                    continue
+                scales = scales or key in aux_params
+                shape = tuple(param.shape)
+                # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
+                if type(param) is not parameter or flat or shape == (0,):
+                    try:
+                        special = _special(prefix, key, sub, param, owner, flat, found)
+                    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
+                        # a framework's metadata that does not say what its documentation says: one line, named
+                        raise ParamscopeError(full, f"unreadable sharding/quantization metadata: {exc}") from exc
+                    if special is not None:
+                        for r in special:
+                            _check_numel(source, r.name, r.shape, r.numel)
+                        records.extend(special)
+                        continue
+                dtype = param.dtype
+                dtype_name = dtype_names.get(dtype) or _dtype_name(param)
+                record = new(TensorRecord)
+                record.name, record.shape, record.dtype, record.role = full, shape, dtype_name, PARAMETER
+                record.trainable, record.owner_type, record.origin = param.requires_grad, owner, "live"
+                record.persistent = record.quant = record.extra = None
+                record.tie = tied(len(records), _identity(param))
+                numel = prod(shape)
+                if numel > INT64_MAX or (shape and min(shape) < 0):
+                    _check_numel(source, full, shape, numel)
+                size = itemsizes.get(dtype_name)
+                if size is None:
+                    size = itemsizes[dtype_name] = _itemsize(dtype_name)
+                record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
+                append(record)
         params_end = len(records)
-        if scales and _quantized(records[first:params_end]):
+        if scales and _quantized(records[start:params_end]):
             # FP8Linear's weight_scale_inv, FbgemmFp8Linear's weight_scale are nn.Parameters: bookkeeping all the same
-            for i in range(first, params_end):
+            for i in range(start, params_end):
                 r = records[i]
-                if r.role is Role.PARAMETER and r.quant is None and r.name.rpartition(".")[2] in aux_params:
+                if r.role is PARAMETER and r.quant is None and r.name.rpartition(".")[2] in aux_params:
                     records[i] = r.replace(role=Role.QUANT_AUX)
-        non_persistent = sub._non_persistent_buffers_set
-        for key, buf in sub._buffers.items():
-            if buf is None:
-                continue
-            full = prefix + key
-            shape = None if isinstance(buf, uninitialized) else tuple(buf.shape)
-            if shape is None:
-                lazy.append(full)
-            role = Role.BUFFER
-            if key in aux_buffers and _quantized(records[first:params_end]):
-                role = Role.QUANT_AUX  # a scale beside a quantized weight: bookkeeping, not state
-                scales = True
-            records.append(
-                TensorRecord(full, shape, _dtype_name(buf), role, False,
-                             ("object", id(buf)) if shape is None else _tie_key(buf), owner,
-                             persistent=key not in non_persistent, origin="live")
-            )
+        buffers = sub._buffers
+        if buffers:
+            non_persistent = sub._non_persistent_buffers_set
+            for key, buf in buffers.items():
+                if buf is None:
+                    continue
+                full = prefix + key
+                shape = None if isinstance(buf, uninitialized) else tuple(buf.shape)
+                role = BUFFER
+                if key in aux_buffers and _quantized(records[start:params_end]):
+                    role = Role.QUANT_AUX  # a scale beside a quantized weight: bookkeeping, not state
+                    scales = True
+                if shape is None:
+                    lazy.append(full)
+                    tie = tied(len(records), id(buf))
+                else:
+                    _check_numel(source, full, shape, prod(shape))
+                    tie = tied(len(records), _identity(buf))
+                append(TensorRecord(full, shape, _dtype_name(buf), role, False, tie, owner,
+                                    persistent=key not in non_persistent, origin="live"))
         if scales:
-            records[first:params_end] = _mark_scaled(records[first:params_end], found)
+            records[start:params_end] = _mark_scaled(records[start:params_end], found)
+        children = sub._modules
+        if children:
+            here = (sub_id, chain)
+            transparent = wrapper_child(cls)  # along the MRO: a subclass of DDP is DDP
+            if transparent is not None:
+                wrappers.append(cls.__name__)
+            for name, child in reversed(children.items()):
+                if child is not None:
+                    push((path if name == transparent else prefix + name, child, here))
     return records, module_types, lazy
 
 
@@ -445,11 +510,14 @@ def dry_run_on_meta(module: Any, example_input: Any, *, source: str) -> Any:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """``'1,3,32,32'`` (or ``'1x3x32x32'``) -> ``(1, 3, 32, 32)``."""
-    parts = text.replace("x", ",").replace(" ", "").strip("()[]").split(",")
-    try:
-        dims = tuple(int(p) for p in parts if p)
-    except ValueError:
-        raise ValueError(f"input shape must be comma-separated integers, got {text!r}") from None
+    inner = text.replace(" ", "").strip("()[]")
+    if inner.endswith(","):  # a Python 1-tuple, '(8,)'
+        inner = inner[:-1]
+    parts = re.split("[,x]", inner)
+    # every part a number: '1,3,x' or '1,,3' is a mistake to name, not a shorter shape to run
+    if not all(p.isdigit() and p.isascii() for p in parts):
+        raise ValueError(f"input shape must be comma-separated integers, got {text!r}")
+    dims = tuple(int(p) for p in parts)
     if not dims or any(d < 0 for d in dims):
         raise ValueError(f"input shape must be non-negative integers, got {text!r}")
     return dims

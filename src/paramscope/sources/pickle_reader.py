@@ -823,8 +823,13 @@ def _ints_at(data: Any, p: int, puts: list[Any]) -> tuple[tuple[int, ...] | None
     q = p + 1 if marked else p
     items = []
     while True:
-        value, q2 = _int_at(data, q)
-        if value is None or len(items) > MAX_DIMS:
+        if data[q] == 0x4B:  # BININT1, what nearly every dimension and stride is: read here, not by a call
+            value, q2 = data[q + 1], q + 2
+        else:
+            value, q2 = _int_at(data, q)
+            if value is None:
+                break
+        if len(items) > MAX_DIMS:
             break
         items.append(value)
         q = q2
@@ -847,39 +852,87 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
     if len(m.marks) + 3 > MAX_MARK_DEPTH:
         return None
     puts: list[Any] = []
+    append = puts.append
+    u32 = _U32.unpack_from
+    # BINGET/LONG_BINGET and BINPUT/LONG_BINPUT are read in line (a call each was a third of the read); any other
+    # opcode goes to _get_at/_put_at, which answer "not the form" exactly as before
     try:
         if data[pos + 1] != 0x28:
             return None
-        tag, p = _get_at(data, pos + 2, memo, puts)
-        stype, p = _get_at(data, p, memo, puts)
+        p = pos + 2
+        code = data[p]
+        if code == 0x68:
+            tag, p = memo.get(data[p + 1], _MARK), p + 2  # nothing is put yet: no key to skip
+        elif code == 0x6A:
+            tag, p = memo.get(u32(data, p + 1)[0], _MARK), p + 5
+        else:
+            return None
+        code = data[p]
+        if code == 0x68:
+            stype, p = memo.get(data[p + 1], _MARK), p + 2
+        elif code == 0x6A:
+            stype, p = memo.get(u32(data, p + 1)[0], _MARK), p + 5
+        else:
+            return None
         if tag is _MARK or stype is _MARK:
             return None
         if data[p] == 0x58:  # the storage's key, new (a storage another tensor used has its key memoized)
-            n = _U32.unpack_from(data, p + 1)[0]
+            n = u32(data, p + 1)[0]
             raw = data[p + 5 : p + 5 + n]
             if len(raw) != n:
                 return None
             key = str(raw, "utf-8", "surrogatepass")
-            put1, p = _put_at(data, p + 5 + n, puts)
-            if not put1:
+            p += 5 + n
+            code = data[p]
+            if code == 0x71:
+                append(data[p + 1])
+                put1, p = 1, p + 2
+            elif code == 0x72:
+                append(u32(data, p + 1)[0])
+                put1, p = 2, p + 5
+            else:
                 return None
         else:
             key, p = _get_at(data, p, memo, puts)
             put1 = 0
             if key is _MARK:
                 return None
-        location, p = _get_at(data, p, memo, puts)
+        code = data[p]
+        if code == 0x68:
+            k, p = data[p + 1], p + 2
+        elif code == 0x6A:
+            k, p = u32(data, p + 1)[0], p + 5
+        else:
+            return None
+        location = _MARK if k in puts else memo.get(k, _MARK)
         if location is _MARK:
             return None
-        numel, p = _int_at(data, p)
-        if numel is None or data[p] != 0x74:
+        if data[p] == 0x4B:
+            numel, p = data[p + 1], p + 2
+        else:
+            numel, p = _int_at(data, p)
+            if numel is None:
+                return None
+        if data[p] != 0x74:
             return None
-        put2, p = _put_at(data, p + 1, puts)
-        if not put2 or data[p] != 0x51 or m.persistent_load is None:
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put2, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put2, p = 2, q + 5
+        else:
             return None
-        offset, p = _int_at(data, p + 1)
-        if offset is None:
+        if data[p] != 0x51 or m.persistent_load is None:
             return None
+        if data[p + 1] == 0x4B:
+            offset, p = data[p + 2], p + 3
+        else:
+            offset, p = _int_at(data, p + 1)
+            if offset is None:
+                return None
         shape, cost1, p = _ints_at(data, p, puts)
         if shape is None:
             return None
@@ -887,17 +940,49 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
         if stride is None or data[p] not in (0x88, 0x89):
             return None
         flag = data[p] == 0x88
-        hooks, p = _get_at(data, p + 1, memo, puts)
+        code = data[p + 1]
+        if code == 0x68:
+            k, p = data[p + 2], p + 3
+        elif code == 0x6A:
+            k, p = u32(data, p + 2)[0], p + 6
+        else:
+            return None
+        hooks = _MARK if k in puts else memo.get(k, _MARK)
         if hooks is _MARK or data[p] != 0x29 or data[p + 1] != 0x52:
             return None
-        put3, p = _put_at(data, p + 2, puts)
-        if not put3 or data[p] != 0x74:
+        q = p + 2
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put3, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put3, p = 2, q + 5
+        else:
             return None
-        put4, p = _put_at(data, p + 1, puts)
-        if not put4 or data[p] != 0x52:
+        if data[p] != 0x74:
             return None
-        put5, p = _put_at(data, p + 1, puts)
-        if not put5:
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put4, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put4, p = 2, q + 5
+        else:
+            return None
+        if data[p] != 0x52:
+            return None
+        q = p + 1
+        code = data[q]
+        if code == 0x71:
+            append(data[q + 1])
+            put5, p = 1, q + 2
+        elif code == 0x72:
+            append(u32(data, q + 1)[0])
+            put5, p = 2, q + 5
+        else:
             return None
     except (IndexError, struct.error, UnicodeDecodeError):
         return None

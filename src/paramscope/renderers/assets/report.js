@@ -109,7 +109,7 @@
         : (tree.type[i] || "module");
       details += " · " + (tree.dtype[i] === "mixed" ? "several dtypes" : tree.dtype[i] || "no dtype");
       var train = tree.trainable[i] === null ? "trainable: unknown" : "trainable: " + exact(tree.trainable[i]);
-      custom[i] = [ent(tree.path[i]), exact(v), human(v), (100 * Number(v) / total).toFixed(2) + "%",
+      custom[i] = [ent(tree.path[i]), exact(v), human(v), (100 * Number(v) / total).toFixed(1) + "%",
                    ent(details), train];
     }
     var trace = {
