@@ -112,6 +112,12 @@ def test_gguf_components_exact(tmp_path):
     report = paramscope.inspect(str(path))
     assert report.total == total
     assert _counts(report) == _expected(labelled)
+    # the reader names token_embd's class (Embedding) and no other: that is not a model's classes, so
+    # "by type" is still inferred from names
+    assert not report.types_known
+    run = subprocess.run([sys.executable, "-m", "paramscope", str(path), "--by", "type", "--format", "csv"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.splitlines()[0] == f"{INFERRED},modules,parameters,percent,bytes"
 
 
 def test_live_module_components_from_classes_and_names():
@@ -195,12 +201,12 @@ def test_by_type_over_a_file_says_it_is_inferred(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0] == f"{INFERRED},modules,parameters,percent,bytes"
     assert lines[1:] == [
-        f"mlp,4,{expected['mlp']},{round(100 * expected['mlp'] / total, 2)},{4 * expected['mlp']}",
-        f"attention,4,{expected['attention']},{round(100 * expected['attention'] / total, 2)},"
+        f"mlp,4,{expected['mlp']},{round(100 * expected['mlp'] / total, 1)},{4 * expected['mlp']}",
+        f"attention,4,{expected['attention']},{round(100 * expected['attention'] / total, 1)},"
         f"{4 * expected['attention']}",
-        f"embedding,2,{expected['embedding']},{round(100 * expected['embedding'] / total, 2)},"
+        f"embedding,2,{expected['embedding']},{round(100 * expected['embedding'] / total, 1)},"
         f"{4 * expected['embedding']}",
-        f"norm,5,{expected['norm']},{round(100 * expected['norm'] / total, 2)},{4 * expected['norm']}",
+        f"norm,5,{expected['norm']},{round(100 * expected['norm'] / total, 1)},{4 * expected['norm']}",
     ]
     html = subprocess.run([sys.executable, "-m", "paramscope", str(path), "--format", "html"],
                           capture_output=True, text=True, timeout=60, check=True).stdout

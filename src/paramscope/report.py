@@ -788,11 +788,16 @@ class Report:
         rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
-    @property
+    @cached_property
     def types_known(self) -> bool:
         """Whether the source named module classes (a live model does, a file never): where not, renderers show
         :attr:`by_component` for "by type", saying it is inferred from names."""
-        return bool(self.inventory.module_types)
+        types = self.inventory.module_types
+        if not types:
+            return False
+        # a reader may name a class or two it is sure of (GGUF's token_embd is an Embedding): that is not a
+        # model's classes, so names decide unless every module holding a tensor has its class
+        return all(r.module in types for r in self.tensors)
 
     @cached_property
     def by_dtype(self) -> list[DTypeTotal]:
