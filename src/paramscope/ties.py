@@ -7,14 +7,16 @@ rule below says which names form a group and whether the file stores the tensor 
   tensors): the writer keeps one name and records each removed one in ``__metadata__`` as
   ``{removed: kept}`` (safetensors ``torch.py``, ``_remove_duplicate_names`` and ``save_model``). The removed
   name is put back as an alias of the kept tensor: stored once.
-* **a GGUF head stored twice**: llama.cpp's converter writes ``output.weight`` as a copy of
-  ``token_embd.weight`` for the architectures whose Hugging Face model ties them (``convert_hf_to_gguf.py``:
-  ``GPT2Model`` and ``MPTModel``, "output is tied to (same as) wte in original model"): with the two equal in
-  shape and type, they are one group whose second name is a *stored copy* (:data:`STORED_COPY`).
+* **a GGUF head stored twice**: llama.cpp's old converter wrote ``output.weight`` as a copy of
+  ``token_embd.weight`` for GPT-2 and MPT (``convert-hf-to-gguf.py``: ``GPT2Model`` and ``MPTModel``, "output
+  is tied to (same as) wte in original model"; current converters write ``lm_head`` only when the checkpoint
+  has it, llama.cpp issue #12567): with the two equal in shape and type, they are one group whose second name
+  is a *stored copy* (:data:`STORED_COPY`). Any other architecture's equal pair is a tie only when a config
+  says so (below).
 * **a GGUF head left out**: for the architectures whose llama.cpp loader uses ``token_embd.weight`` as the
-  output head when ``output.weight`` is absent (:data:`GGUF_HEAD_FALLBACK`, ``llama-model.cpp``
-  ``load_tensors``: ``TENSOR_DUPLICATED`` of ``LLM_TENSOR_TOKEN_EMBD``), ``output.weight`` is put back as an
-  alias: stored once.
+  output head when ``output.weight`` is absent (:data:`GGUF_HEAD_FALLBACK`, llama.cpp 0c1e57098bba
+  ``src/models/*.cpp`` ``load_arch_tensors``: ``TENSOR_DUPLICATED`` of ``LLM_TENSOR_TOKEN_EMBD``),
+  ``output.weight`` is put back as an alias: stored once.
 * **a tie the config declares** (``tie_word_embeddings: true``): a head and an embedding of equal shape and
   dtype the file stores under both names are one group, the head a stored copy (a ``.bin`` whose two names
   share one storage is already one group: stored once); a head the file left out (``save_pretrained`` drops
@@ -54,14 +56,31 @@ TIE_KEYS = ("tie_word_embeddings",)
 
 GGUF_HEAD, GGUF_EMBEDDING = "output.weight", "token_embd.weight"
 GGUF_STORED_TWICE = frozenset({"gpt2", "mpt"})
-"""``general.architecture`` values whose llama.cpp converter writes the tied head as a second copy."""
+"""``general.architecture`` values whose llama.cpp converter wrote the tied head as a second copy: the old
+``convert-hf-to-gguf.py`` ``GPT2Model`` ("GPT2 output is tied to (same as) wte in original model") and
+``MPTModel``. Current converters write ``lm_head`` only when the checkpoint has it (llama.cpp issue #12567), so
+for any other architecture a stored ``output.weight`` equal to ``token_embd.weight`` in shape and type is a
+tie only when a config.json says so (:func:`_config_tie`)."""
 GGUF_HEAD_FALLBACK = frozenset({
-    "llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "command-r", "cohere2", "starcoder", "gpt2", "mpt",
+    # ``output`` optional (TENSOR_NOT_REQUIRED), then ``token_embd`` again with TENSOR_DUPLICATED
+    "afmoe", "arcee", "arctic", "bailingmoe3", "bloom", "chameleon", "chatglm", "cogvlm", "cohere2moe", "deci",
+    "deepseek", "deepseek2", "deepseek2-ocr", "deepseek32", "dflash", "dots3note", "dream", "ernie4_5",
+    "ernie4_5-moe", "exaone", "exaone4", "falcon", "falcon-h1", "gemma-embedding", "gemma3", "gemma3n", "gemma4",
+    "glm-dsa", "glm4", "glm4moe", "gpt2", "granite", "granite_swa", "granitehybrid", "granitemoe", "graniteswitch",
+    "grok", "grovemoe", "hrm_text", "hunyuan-dense", "hunyuan-moe", "hunyuan_vl", "hy_v3", "jais2", "laguna",
+    "lfm2", "lfm2moe", "llada", "llama", "llama-embed", "llama4", "maincoder", "mamba", "mamba2", "minicpm",
+    "minicpm3", "minimax-01", "mistral3", "mistral4", "mpt", "nanbeige", "nemotron_h", "nemotron_h_moe", "olmo",
+    "paddleocr", "pangu-embedded", "phi3", "plamo2", "plamo3", "qwen2", "qwen2vl", "qwen3", "qwen35", "qwen35moe",
+    "qwen3moe", "qwen3next", "qwen3tts", "qwen3vl", "qwen3vlmoe", "qwen4exp", "refact", "rnd1", "seed_oss",
+    "smallthinker", "smollm3", "spark2_5", "starcoder", "starcoder2", "t5", "t5encoder", "jamba",
+    # ``token_embd`` always: no ``output`` tensor is read
+    "gemma", "gemma2", "command-r", "cohere2", "openelm", "plm", "pockettts", "gemma4-assistant", "bitnet",
 })
-"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent
-(``llama-model.cpp`` ``load_tensors``: ``output`` is ``TENSOR_NOT_REQUIRED`` and then ``token_embd`` again with
-``TENSOR_DUPLICATED``; Gemma and Command-R take ``token_embd`` always). Only these: an architecture not listed
-keeps what its file stores."""
+"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent.
+Read from llama.cpp 0c1e57098bba (October 2026), ``src/models/*.cpp`` ``load_arch_tensors``: for the first group
+``output`` is ``TENSOR_NOT_REQUIRED`` and, when missing, ``token_embd`` is created again with
+``TENSOR_DUPLICATED``; the second group never reads an ``output`` tensor. Only these: an architecture not listed
+keeps what its file stores (its head left out is a head it does not have, as far as we know)."""
 HEAD_CLASSES = {"ForCausalLM": "lm_head.weight", "LMHeadModel": "lm_head.weight",
                 "ForConditionalGeneration": "lm_head.weight"}
 """Endings of a transformers model class that has a language-model head, and the name of its weight."""
