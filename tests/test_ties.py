@@ -263,3 +263,18 @@ def test_gguf_equal_head_of_a_current_converter_is_its_own_tensor(arch):
     inventory = Inventory("x.gguf", "gguf", records, metadata={"general.architecture": arch})
     assert apply(inventory, None) is inventory
     assert apply(inventory, {"tie_word_embeddings": True}).tensors[1].tie is not None
+
+
+def test_the_tree_holds_a_stored_copys_bytes(tmp_path):
+    """The tree's root size is the file's bytes: a stored copy counts no parameters but keeps its bytes
+    (GGUF F16 head: V x D x 2 bytes, what gguf-py says the file holds)."""
+    import gguf
+
+    path = _gguf(tmp_path, "gpt2", {"transformer.wte.weight": EMB, "transformer.ln_f.weight": NORM}, copy_head=True)
+    report = paramscope.inspect(path)
+    root = report.tree()
+    heads = {child.path: (child.parameters, child.bytes) for child in root.children}
+    assert root.bytes == report.bytes == sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+    assert heads["output"] == (0, 2 * V * D)
+    assert heads["token_embd"] == (V * D, 2 * V * D)
+    assert root.parameters == report.total == V * D + D
