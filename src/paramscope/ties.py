@@ -84,6 +84,10 @@ keeps what its file stores (its head left out is a head it does not have, as far
 HEAD_CLASSES = {"ForCausalLM": "lm_head.weight", "LMHeadModel": "lm_head.weight",
                 "ForConditionalGeneration": "lm_head.weight"}
 """Endings of a transformers model class that has a language-model head, and the name of its weight."""
+TRANSPOSE_SAMPLES = 1024
+"""Positions compared to call a head its embedding transposed: 1,024 elements of each (4 KB of fp32)."""
+MAX_TRANSPOSED = 16
+"""(embedding, head) pairs of equal transposed shape compared per file (a model has one head per table)."""
 MAX_ALIASES = 4096
 """``__metadata__`` entries considered as aliases (a model shares a handful of tensors; more is not a model)."""
 
@@ -113,7 +117,8 @@ def apply(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
     aliases = _declared_aliases(inventory, names)
     gguf = inventory.format == "gguf" and (GGUF_HEAD in index or GGUF_EMBEDDING in index)
     declared = declares_tie(config) and any(name in index for name in EMBEDDINGS)
-    if not (aliases or gguf or declared):  # the common file: its columns are not turned into records
+    transposed = _transposed_candidates(inventory)
+    if not (aliases or gguf or declared or transposed):  # the common file: its columns are not turned into records
         return inventory
     tensors = list(inventory.tensors)
     notes: list[str] = []
@@ -126,6 +131,9 @@ def apply(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
         changed = changed or done
     if declared:
         done = _config_tie(tensors, config, notes)  # type: ignore[arg-type]
+        changed = changed or done
+    if transposed:
+        done = _transposed_copy(tensors, transposed, inventory.pending["elements"], notes)
         changed = changed or done
     if not changed:
         return inventory
@@ -212,6 +220,62 @@ def _gguf(tensors: list[TensorRecord], metadata: dict[str, Any], notes: list[str
     tensors.insert(e + 1, emb.replace(name=GGUF_HEAD, extra=None))
     notes.append(f"no {GGUF_HEAD}: llama.cpp uses {GGUF_EMBEDDING} as {arch}'s output head (tied)")
     return True
+
+
+def _transposed_candidates(inventory: Inventory) -> list[tuple[str, str]]:
+    """(embedding, head) name pairs that may be one tensor stored twice, the head transposed: an embedding table
+    (a record of owner ``Embedding``, ``[V, D]``) and an untied learned record ``[D, V]`` of its dtype, in a file
+    whose reader can read a few of their elements (``pending["elements"]``: ONNX initializers). Few records are
+    tables: only their shapes are looked up."""
+    if "elements" not in inventory.pending:
+        return []
+    tensors = inventory.tensors
+    tables = [r for r in tensors if r.owner_type == "Embedding" and r.tie is None and r.shape is not None
+              and len(r.shape) == 2 and r.role is Role.PARAMETER]
+    if not tables:
+        return []
+    wanted = {(r.shape[::-1], r.dtype): r.name for r in tables}  # type: ignore[index]
+    pairs = []
+    for r in tensors:
+        if r.role is Role.PARAMETER and r.owner_type is None and r.tie is None and r.shape is not None:
+            table = wanted.get((r.shape, r.dtype))
+            if table is not None and len(pairs) < MAX_TRANSPOSED:
+                pairs.append((table, r.name))
+    return pairs
+
+
+def sample_positions(rows: int, cols: int, count: int = TRANSPOSE_SAMPLES) -> list[tuple[int, int]]:
+    """``count`` deterministic (i, j) positions of a ``rows`` x ``cols`` matrix, spread over it (Weyl sequences
+    of the golden ratio: neither rows nor columns repeat in a pattern an exporter could align with), the two
+    corners included; every position when the matrix has no more."""
+    if rows * cols <= count:
+        return [(i, j) for i in range(rows) for j in range(cols)]
+    out = [(0, 0), (rows - 1, cols - 1)]
+    for k in range(1, count - 1):
+        out.append((int(k * 0.6180339887498949 * rows) % rows, int(k * 0.7548776662466927 * cols) % cols))
+    return out
+
+
+def _transposed_copy(tensors: list[TensorRecord], pairs: list[tuple[str, str]], read: Any, notes: list[str]) -> bool:
+    """Each head whose elements equal its embedding's, transposed, at :data:`TRANSPOSE_SAMPLES` positions: a
+    stored copy (module docstring). Elements are compared as stored bytes: equal bytes are equal values."""
+    changed = False
+    for table, head in pairs:
+        position = {r.name: i for i, r in enumerate(tensors) if r.name in (table, head)}
+        e, h = position.get(table), position.get(head)
+        if e is None or h is None or tensors[h].tie is not None:
+            continue
+        rows, cols = tensors[e].shape  # type: ignore[misc]
+        positions = sample_positions(rows, cols)
+        mine = read(table, [i * cols + j for i, j in positions])
+        theirs = read(head, [j * rows + i for i, j in positions])
+        if mine is None or theirs is None or mine != theirs:
+            continue
+        _tie_pair(tensors, h, e, copy=True)
+        notes.append(f"{head} is a stored copy of {table}, transposed (equal at {len(positions):,} sampled "
+                     "positions): counted once")
+        changed = True
+    return changed
 
 
 def _head_class(config: dict[str, Any]) -> str | None:
