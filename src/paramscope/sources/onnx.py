@@ -246,7 +246,14 @@ looked for past them (a tied head's weight Transposed into a MatMul is that MatM
 OP_NAMES = {op: op for op, _ in USES} | {op: op for op in PASS_THROUGH}
 WEIGHT_SLOTS = {("MatMul", 1): "weight", ("Gemm", 1): "weight", ("Gemm", 2): "bias"}
 """A linear layer's inputs and the parameter each is, as PyTorch names it (``y = x @ W.T + b``)."""
-WEIGHT_OPS = frozenset(op for op, _ in WEIGHT_SLOTS)
+FOLDED_SLOTS = {**WEIGHT_SLOTS, ("Mul", 0): "weight", ("Mul", 1): "weight"}
+"""Inputs whose folded value names its module's parameter: a linear layer's, and a norm's scale folded into a
+Mul (Gemma's RMSNorm multiplies by ``1 + weight``: the exporter stores that sum)."""
+WEIGHT_OPS = frozenset(op for op, _ in FOLDED_SLOTS)
+TORCHSCRIPT_PRODUCER = "pytorch"
+"""``producer_name`` of torch.onnx's exports. Its TorchScript exporter stores the module's parameters and
+buffers as initializers (``params_dict``) and every other tensor tracing captured (a non-persistent buffer such
+as rotary ``inv_freq``, a value computed from it) as a ``Constant`` node: such a node's value is no Parameter."""
 EXPORTER_NAME = re.compile(r"onnx::[A-Za-z]+_[0-9]+")
 """The TorchScript exporter's name for a value it made (``onnx::MatMul_596``: a value number, no module): a
 weight it folded (``do_constant_folding``: a Linear's weight Transposed once at export) gets one."""
@@ -801,6 +808,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     sparse = 0
     samples: dict[str, tuple[int, int, int]] = {}
     taken: set[str] | None = None
+    traced = model.get("producer_name") == TORCHSCRIPT_PRODUCER
     for index, t in enumerate(graph["tensors"]):
         name = _full_name(t, budget) or f"(unnamed tensor {index})"
         if name in seen:
@@ -821,14 +829,6 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             extra = {**(extra or {}), "sparse_values": t["nnz"]}
             sparse += 1
         raw = t["name"]
-        if "scope" not in t and EXPORTER_NAME.fullmatch(raw) and raw in uses:
-            if taken is None:  # the file's own names, which a module name never takes
-                taken = {t["name"] for t in graph["tensors"]}
-            named = _exported_name(uses[raw], flows.get(raw), taken, seen)
-            if named is not None:
-                extra = {**(extra or {}), "onnx_name": raw}
-                name = named
-                seen.add(name)
         stored = role_for_file_tensor(dtype)
         owner = None
         if raw not in uses and raw not in flows:  # read by no node (the common case for many initializers)
@@ -840,6 +840,16 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             role = _role(found, stored, t["numel"], t.get("node", False))
             if role is LEARNED and any(use == TABLE for use, _ in found[0]):
                 owner = "Embedding"
+        if traced and role is LEARNED and "node" in t:  # a tensor tracing captured: not a Parameter
+            role = STATE
+        if role is LEARNED and "scope" not in t and EXPORTER_NAME.fullmatch(raw) and raw in uses:
+            if taken is None:  # the file's own names, which a module name never takes
+                taken = {t["name"] for t in graph["tensors"]}
+            named = _exported_name(uses[raw], flows.get(raw), taken, seen)
+            if named is not None:
+                extra = {**(extra or {}), "onnx_name": raw}
+                name = named
+                seen.add(name)
         constants += role is Role.CONSTANT
         head = _head_read(raw, uses, flows) if owner is not None and "scope" not in t else None
         if head is not None and taken is None:
@@ -898,7 +908,7 @@ def _exported_name(uses: list[tuple[str, int, str]], flows: list[tuple[str, bool
     if flows or len(uses) != 1:
         return None
     op, index, node = uses[0]
-    slot = WEIGHT_SLOTS.get((op, index))
+    slot = FOLDED_SLOTS.get((op, index))
     module = _module_of(node) if slot is not None else None
     if module is None:
         return None
