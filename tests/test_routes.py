@@ -172,6 +172,9 @@ def small_routes(request, tmp_path_factory):
     config, cls, arch = _small(kind)
     torch.manual_seed(0)
     model = cls(config).eval()
+    with torch.no_grad():  # distinct values: the ONNX exporter merges equal initializers (fresh norms are all ones)
+        for p in model.parameters():
+            p.normal_()
     tied = config.tie_word_embeddings
     model.save_pretrained(tmp / "pretrained")
     model.save_pretrained(tmp / "sharded", max_shard_size="40KB")
@@ -185,14 +188,44 @@ def small_routes(request, tmp_path_factory):
     write_gguf(tmp / "q8_0.gguf", arch, 2, shapes, quant="Q8_0", transpose=transpose, copy_head=kind == "gpt2")
     arch_dir = _config_dir(tmp / "arch", model.config)
     one_less = cls(type(config)(**{**config.to_dict(), _layers_key(config): 1}))
+    onnx_folded = _export_onnx(model, tmp / "folded.onnx", fold=True)
+    onnx_unfolded = _export_onnx(model, tmp / "unfolded.onnx", fold=False)
     return {
         "kind": kind, "tied": tied, "model": model, "one_less": one_less,
         "routes": {
             "live": model, "config.json": arch_dir / "config.json", "save_pretrained": tmp / "pretrained",
             "sharded": tmp / "sharded", "save_model": tmp / "save_model.safetensors", "bin": tmp / "state_dict.bin",
             "gguf f16": tmp / "f16.gguf", "gguf q8_0": tmp / "q8_0.gguf",
+            "onnx folded": onnx_folded, "onnx unfolded": onnx_unfolded,
         },
     }
+
+
+def _export_onnx(model, path: Path, *, fold: bool) -> Path:
+    """torch.onnx.export of ``model``'s logits (the TorchScript exporter; dynamo needs onnxscript), with and
+    without ``do_constant_folding``: folded, each Linear's weight is stored transposed as ``onnx::MatMul_<n>``
+    and a tied head as its own transposed initializer; unfolded, the weights keep their names and a tied head is
+    the embedding read again through a Transpose."""
+    import contextlib
+    import io
+    import warnings
+
+    plain = model.forward
+
+    def logits(ids):  # a plain forward for tracing (tensors in, tensors out), names kept: no wrapper module
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        return plain(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
+                     use_cache=False).logits
+
+    model.forward = logits
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.ones(1, 8, dtype=torch.long),), str(path), dynamo=False,
+                              opset_version=17, do_constant_folding=fold)
+    finally:
+        del model.forward
+    return path
 
 
 def _layers_key(config) -> str:

@@ -19,6 +19,7 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+import paramscope
 from paramscope.cli import main
 from paramscope.errors import ParamscopeError
 from paramscope.records import Role
@@ -608,7 +609,8 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     """A real torch.onnx export (the TorchScript exporter: the dynamo one needs onnxscript) of a tiny GPT-2:
     its count is the model's own, sum(p.numel() for p in model.parameters()), and the exporter's ~60 scalar and
     shape Constant nodes are graph constants. Tied, the exporter writes the head as its own initializer (the
-    embedding transposed, ``onnx::MatMul_<n>``): a copy the file's structure cannot tell from a weight."""
+    embedding transposed, ``onnx::MatMul_<n>``): the reader names it after its MatMul's module
+    (``m.lm_head.weight``) and the tie rule finds it equal to the embedding transposed: counted once."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     import warnings
@@ -642,7 +644,11 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     expected = sum(p.numel() for p in model.parameters())
     # the hand count: wte 100*32 + wpe 64*32 + 2 blocks of 12,704 + ln_f 64, + the head 32*100 when untied
     assert expected == 30_720 + (0 if tied else 3_200)
-    assert report.total == expected + (3_200 if tied else 0)
+    assert report.total == expected + (3_200 if tied else 0)  # the file alone, before the tie rule
+    settled = paramscope.inspect(path)
+    assert settled.total == expected
+    assert settled.ties == ([["m.transformer.wte.weight", "m.lm_head.weight"]] if tied else [])
+    assert settled.stored_elements == report.total  # the file holds the head twice when tied
     assert report.buffers == 0
     assert report.non_embedding == report.total - 100 * 32 - 64 * 32  # wte and wpe: Gather's data
     assert sorted(r.name for r in reader.read(path).tensors if r.owner_type == "Embedding") == [

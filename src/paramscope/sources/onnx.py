@@ -253,7 +253,8 @@ WEIGHT_OPS = frozenset(op for op, _ in FOLDED_SLOTS)
 TORCHSCRIPT_PRODUCER = "pytorch"
 """``producer_name`` of torch.onnx's exports. Its TorchScript exporter stores the module's parameters and
 buffers as initializers (``params_dict``) and every other tensor tracing captured (a non-persistent buffer such
-as rotary ``inv_freq``, a value computed from it) as a ``Constant`` node: such a node's value is no Parameter."""
+as rotary ``inv_freq``, a value computed from it) as a ``Constant`` node: such a node's value is in no
+``state_dict``, a graph constant (counted apart, as the live model's non-persistent buffers are not compared)."""
 EXPORTER_NAME = re.compile(r"onnx::[A-Za-z]+_[0-9]+")
 """The TorchScript exporter's name for a value it made (``onnx::MatMul_596``: a value number, no module): a
 weight it folded (``do_constant_folding``: a Linear's weight Transposed once at export) gets one."""
@@ -840,8 +841,8 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             role = _role(found, stored, t["numel"], t.get("node", False))
             if role is LEARNED and any(use == TABLE for use, _ in found[0]):
                 owner = "Embedding"
-        if traced and role is LEARNED and "node" in t:  # a tensor tracing captured: not a Parameter
-            role = STATE
+        if traced and "node" in t and role is not LITERAL:  # a tensor tracing captured: in no state_dict
+            role = LITERAL
         if role is LEARNED and "scope" not in t and EXPORTER_NAME.fullmatch(raw) and raw in uses:
             if taken is None:  # the file's own names, which a module name never takes
                 taken = {t["name"] for t in graph["tensors"]}
