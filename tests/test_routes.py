@@ -4,13 +4,18 @@ and tie group, each file's stored facts are what that file holds, and ``diff`` o
 GPT-2 (124,439,808 parameters) is built on the meta device and its files are written header-first with the data a
 sparse hole (tests/_routes.py), in the layouts the real writers use; a small GPT-2, Llama (untied) and Gemma (tied
 by default) are also written by the libraries themselves (``save_pretrained``, ``safetensors.torch.save_model``,
-``torch.save``). References: the live model's own ``sum(p.numel())`` (torch, each Parameter once), the
-safetensors header's data offsets and gguf-py's ``GGUFReader``.
+``torch.save``, ``torch.onnx.export`` with and without constant folding). References: the live model's own
+``sum(p.numel())`` (torch, each Parameter once), the safetensors header's data offsets, gguf-py's ``GGUFReader``
+and onnx's ``load``. The same picture: the default text tree shows the blocks folded as one row (``0…11 ×12``).
+
+The full-size GPT-2 is not exported to ONNX here (~500 MB of fp32 written for real: the exporter cannot write a
+hole); the small exports cover the ONNX rules (sources/onnx.py, ties.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +67,30 @@ def _safetensors_data(path: Path) -> tuple[int, int]:
     return elements, size
 
 
+def _folded_blocks(report) -> list[tuple[str, str]]:
+    """(container, row) of each folded run in the default text tree: the row ``0…N-1 … ×N`` and the module above
+    it, read from what the renderer prints."""
+    lines = str(report).splitlines()
+    out = []
+    for k, line in enumerate(lines):
+        found = re.search(r"── (\d+…\d+)\s.*×(\d+)\b", line)
+        if found:
+            parent = re.search(r"── (\S+)", lines[k - 1])
+            out.append((parent.group(1) if parent else "", f"{found.group(1)} ×{found.group(2)}"))
+    return out
+
+
+def _onnx_data(path: Path) -> tuple[int, int]:
+    """(elements, bytes) of an export's weights as onnx reads them: its floating initializers of more than one
+    element (the rest are the exporter's shapes, indices and scalars)."""
+    import math
+
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and math.prod(t.dims) > 1]
+    return sum(math.prod(t.dims) for t in weights), sum(len(t.raw_data) for t in weights)
+
+
 def _gguf_data(path: Path) -> tuple[int, int]:
     reader = gguf.GGUFReader(path)
     return sum(int(t.n_elements) for t in reader.tensors), sum(int(t.n_bytes) for t in reader.tensors)
@@ -110,6 +139,8 @@ def test_gpt2_every_route_counts_the_same(gpt2_routes, route):
     assert len(report.ties) == 1
     expected = ["token_embd.weight", "output.weight"] if route.startswith("gguf") else GPT2_TIE
     assert report.ties == [expected]
+    # the same picture: the twelve blocks folded as one row (GGUF names them blk.N, the rest transformer.h.N)
+    assert _folded_blocks(report) == [("blk" if route.startswith("gguf") else "h", "0…11 ×12")]
 
 
 @pytest.mark.parametrize("route", ["save_pretrained file", "save_model"])
@@ -232,6 +263,10 @@ def _layers_key(config) -> str:
     return "n_layer" if hasattr(config, "n_layer") else "num_hidden_layers"
 
 
+def _head_numel(small_routes) -> int:
+    return small_routes["model"].get_output_embeddings().weight.numel()
+
+
 def _embedding_numel(model) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
 
@@ -245,6 +280,8 @@ def test_small_models_every_route_counts_the_same(small_routes):
         assert (route, report.total) == (route, total)
         assert (route, report.non_embedding) == (route, non_embedding)
         assert (route, len(report.ties)) == (route, 1 if small_routes["tied"] else 0)
+        container = "blk" if route.startswith("gguf") else "h" if small_routes["kind"] == "gpt2" else "layers"
+        assert (route, _folded_blocks(report)) == (route, [(container, "0…1 ×2")])
 
 
 def test_small_models_stored_facts_are_the_files(small_routes):
@@ -257,6 +294,12 @@ def test_small_models_stored_facts_are_the_files(small_routes):
     for route in ("gguf f16", "gguf q8_0"):
         report = paramscope.inspect(routes[route])
         assert (report.stored_elements, report.bytes) == _gguf_data(routes[route])
+    for route in ("onnx folded", "onnx unfolded"):  # folded and tied, the head is stored a second time
+        report = paramscope.inspect(routes[route])
+        assert (route, report.stored_elements, report.bytes) == (route, *_onnx_data(routes[route]))
+        copy = small_routes["tied"] and route == "onnx folded"
+        assert report.stored_elements == report.total + _head_numel(small_routes) * copy
+        assert report.tree().bytes == report.bytes
     report = paramscope.inspect(routes["bin"])  # torch.save keeps one storage for the tied pair
     state = small_routes["model"].state_dict()
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values()}
@@ -276,7 +319,7 @@ def test_small_models_diff_of_any_two_routes_is_equivalent(small_routes):
 def test_small_models_diff_names_a_removed_layer(small_routes, tmp_path):
     one_less = small_routes["one_less"]
     one_less.save_pretrained(tmp_path / "one_less")
-    for route in ("save_pretrained", "gguf f16"):
+    for route in ("save_pretrained", "gguf f16", "onnx folded", "onnx unfolded"):
         d = compare(paramscope.inspect(small_routes["routes"][route]), paramscope.inspect(tmp_path / "one_less"))
         assert not d.equivalent
         assert d.exit_code() == 1
