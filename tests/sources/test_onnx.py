@@ -696,3 +696,93 @@ def test_a_million_nodes_are_bounded(tmp_path: Path) -> None:
         data = json.loads(result.stdout)
         assert data["total"] == 4  # an Add operand of 4 floats: a parameter, by use or by storage
         assert ("more than 1,000,000 values" in " ".join(data["notes"])) == (len(inputs) == 2)
+
+
+# --- a head stored as its embedding transposed (torch.onnx with constant folding), and read through a Transpose
+
+
+def _head_model(path: Path, head: np.ndarray | None, *, head_name: str = "onnx::MatMul_7",
+                node: str = "/lm_head/MatMul", extra: list[onnx.TensorProto] = (), rows: int = 1000,
+                cols: int = 64, external: bool = False) -> np.ndarray:
+    """Gather(embedding) -> MatMul(., head) named ``node``; ``head`` None: the embedding read again through a
+    Transpose (the unfolded export). Returns the embedding."""
+    emb = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)
+    nodes = [h.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["x"], name="/model/embed_tokens/Gather")]
+    inits = [nh.from_array(emb, "model.embed_tokens.weight"), *extra]
+    if head is None:
+        nodes.append(h.make_node("Transpose", ["model.embed_tokens.weight"], ["t"], name="/lm_head/Transpose"))
+        nodes.append(h.make_node("MatMul", ["x", "t"], ["y"], name=node))
+    else:
+        nodes.append(h.make_node("MatMul", ["x", head_name], ["y"], name=node))
+        inits.append(nh.from_array(head, head_name))
+    graph = h.make_graph(nodes, "g", [_vi("ids", TP.INT64, [1, 4])], [_vi("y")], inits)
+    model = h.make_model(graph, producer_name="pytorch")
+    if external:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                  size_threshold=0)
+    else:
+        onnx.save(model, str(path))
+    return emb
+
+
+def test_a_folded_head_equal_to_its_embedding_transposed_is_a_stored_copy(tmp_path: Path) -> None:
+    path = tmp_path / "tied.onnx"
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    assert np.array_equal(_head_model(path, np.ascontiguousarray(emb.T)), emb)  # the head: the embedding, .T
+    report = paramscope.inspect(path)
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]  # named by its MatMul's module
+    assert (report.total, report.stored_elements, report.bytes) == (emb.size, 2 * emb.size, 2 * emb.nbytes)
+    assert report.non_embedding == 0
+    assert "lm_head.weight is a stored copy of model.embed_tokens.weight, transposed (equal at 1,024 sampled " \
+        "positions): counted once" in report.notes
+    [head] = [r for r in reader.read(path).tensors if r.name == "lm_head.weight"]
+    assert head.extra == {"onnx_name": "onnx::MatMul_7"}
+
+
+@pytest.mark.parametrize("where", [(0, 0), (999, 63), (618, 48)])  # corners and the first sampled position
+def test_a_head_that_differs_at_a_sampled_position_is_its_own_weight(tmp_path: Path, where: tuple[int, int]) -> None:
+    from paramscope.ties import sample_positions
+
+    assert where in sample_positions(1000, 64)
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    head = np.ascontiguousarray(emb.T)
+    head[where[1], where[0]] += 1
+    _head_model(tmp_path / "untied.onnx", head)
+    report = paramscope.inspect(tmp_path / "untied.onnx")
+    assert report.ties == [] and report.total == report.stored_elements == 2 * emb.size
+
+
+def test_sample_positions_cover_the_matrix() -> None:
+    from paramscope.ties import sample_positions
+
+    positions = sample_positions(50_257, 768)
+    assert len(positions) == len(set(positions)) == 1024
+    assert len({i for i, _ in positions}) == 1024 and len({j for _, j in positions}) > 600
+    assert all(0 <= i < 50_257 and 0 <= j < 768 for i, j in positions)
+    assert sample_positions(3, 4) == [(i, j) for i in range(3) for j in range(4)]  # small: every element
+
+
+def test_a_folded_head_keeps_its_name_where_no_module_or_a_taken_one_would_name_it(tmp_path: Path) -> None:
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "a.onnx", np.ascontiguousarray(emb.T), node="MatMul_3")  # not a module path
+    assert paramscope.inspect(tmp_path / "a.onnx").ties == [["model.embed_tokens.weight", "onnx::MatMul_7"]]
+    taken = nh.from_array(np.ones((2, 2), np.float32), "lm_head.weight")  # the file's own name wins
+    _head_model(tmp_path / "b.onnx", np.ascontiguousarray(emb.T), extra=[taken])
+    names = [r.name for r in reader.read(tmp_path / "b.onnx").tensors]
+    assert names == ["model.embed_tokens.weight", "lm_head.weight", "onnx::MatMul_7"]
+
+
+def test_an_unfolded_tied_head_is_the_embedding_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "unfolded.onnx"
+    emb = _head_model(path, None)
+    report = paramscope.inspect(path)
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
+    assert (report.total, report.stored_elements, report.bytes) == (emb.size, emb.size, emb.nbytes)
+
+
+def test_an_external_head_is_not_sampled(tmp_path: Path) -> None:
+    """External data is never opened (test_external_data_never_opened): no elements to compare, no tie."""
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "ext.onnx", np.ascontiguousarray(emb.T), external=True)
+    report = paramscope.inspect(tmp_path / "ext.onnx")
+    assert report.ties == [] and report.total == 2 * emb.size
