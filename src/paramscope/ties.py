@@ -21,7 +21,15 @@ rule below says which names form a group and whether the file stores the tensor 
   dtype the file stores under both names are one group, the head a stored copy (a ``.bin`` whose two names
   share one storage is already one group: stored once); a head the file left out (``save_pretrained`` drops
   the tied copy) is put back as an alias when ``architectures`` names a class with a language-model head
-  (:data:`HEAD_CLASSES`).
+  (:data:`HEAD_CLASSES`). A head torch.onnx folded (``extra["onnx_name"]``: stored as its MatMul reads it,
+  transposed) ties in its transposed shape.
+* **a head stored as its embedding transposed** (torch.onnx with ``do_constant_folding``, the default, folds
+  ``Transpose(wte)`` into an initializer of its own, so the file alone shows no tie): a learned ``[D, V]`` tensor
+  whose elements equal an embedding table's ``[V, D]`` (a Gather's data) at :data:`TRANSPOSE_SAMPLES` fixed
+  positions, ``head[j, i] == table[i, j]``, compared as stored bytes, is a stored copy. The reader hands on
+  ``pending["elements"]``, which reads those few elements at their offsets (about 8 KB of fp32, never the
+  tensors); a tensor it cannot read (external data) is not compared. A head that differs from the table only
+  away from the sampled positions would be taken for a copy: a trained head differs almost everywhere.
 
 Every group lists its embedding first (the canonical name, as a live model lists it), so every route shows the
 same group. A stored copy keeps its own bytes: ``stored_elements`` and ``bytes`` describe the file, ``total``
@@ -303,7 +311,9 @@ def _config_tie(tensors: list[TensorRecord], config: dict[str, Any], notes: list
             if e is None:
                 continue
             embedding = tensors[e]
-            if embedding.shape != head.shape or embedding.dtype != head.dtype:
+            folded = head.extra is not None and "onnx_name" in head.extra and embedding.shape is not None
+            if embedding.dtype != head.dtype or (
+                    embedding.shape != head.shape and not (folded and head.shape == embedding.shape[::-1])):
                 continue
             if head.tie is not None and head.tie == embedding.tie:
                 return False  # the file already says so (one storage, or a rule above)

@@ -786,3 +786,14 @@ def test_an_external_head_is_not_sampled(tmp_path: Path) -> None:
     _head_model(tmp_path / "ext.onnx", np.ascontiguousarray(emb.T), external=True)
     report = paramscope.inspect(tmp_path / "ext.onnx")
     assert report.ties == [] and report.total == 2 * emb.size
+
+
+def test_a_config_beside_an_external_export_ties_the_folded_head(tmp_path: Path) -> None:
+    """No elements to compare, but config.json says tie_word_embeddings: the folded head ([D, V]) is the
+    embedding ([V, D]) stored a second time."""
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "ext.onnx", np.ascontiguousarray(emb.T), external=True)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "tie_word_embeddings": True}))
+    report = paramscope.inspect(tmp_path / "ext.onnx")
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
+    assert (report.total, report.stored_elements) == (emb.size, 2 * emb.size)

@@ -42,6 +42,19 @@ element (a bias Added after a MatMul), else constants. Uses are gathered over th
 model by value name (a subgraph reads outer values by name; ONNX names are single-assignment), and the walk
 from each tensor through pass-through outputs marks each value once, so a cycle ends and the work is bounded
 by the number of node inputs.
+
+torch.onnx's TorchScript exporter (``producer_name`` ``pytorch``, :data:`TORCHSCRIPT_PRODUCER`): it names each
+node by the module it comes from (``/model/layers.0/self_attn/q_proj/MatMul``), and with constant folding (its
+default) stores a Linear's weight transposed under a name of its own making (``onnx::MatMul_596``,
+:data:`EXPORTER_NAME`). Such a tensor read by one linear layer (or one Mul: a norm's folded scale) and nothing else
+is named after that module, ``model.layers.0.self_attn.q_proj.weight`` (:data:`FOLDED_SLOTS`), the file's name
+kept in ``extra["onnx_name"]`` (diff compares it as its transpose); a name the file already uses is never taken.
+Unfolded, a tied head is the embedding table read again through a Transpose into a MatMul: the table gets an
+alias named after that MatMul's module (``lm_head.weight``), stored once. The exporter keeps parameters and
+buffers as initializers; a ``Constant`` node's value in its export is a tensor tracing captured (a
+non-persistent buffer, a value computed from one), a graph constant. Each inline 2-D learned tensor's
+``raw_data`` offset is handed on (``pending["elements"]``, :class:`_Elements`) so that :mod:`paramscope.ties`
+can read a few of its elements: a folded tied head is its embedding transposed.
 """
 
 from __future__ import annotations
