@@ -331,9 +331,10 @@ def test_diff_cli_exit_codes(small_routes, tmp_path):
     if small_routes["kind"] != "gpt2":
         pytest.skip("the command once is enough")
     routes = small_routes["routes"]
-    same = run_cli("diff", str(routes["save_pretrained"]), str(routes["gguf q8_0"]))
-    assert same.returncode == 0, same.stderr
-    assert "equivalent" in same.stdout
+    for other in ("gguf q8_0", "onnx folded"):
+        same = run_cli("diff", str(routes["save_pretrained"]), str(routes[other]))
+        assert same.returncode == 0, same.stderr
+        assert re.search(r"verdict: (identical|equivalent)", same.stdout), same.stdout  # fp32 ONNX: identical
     small_routes["one_less"].save_pretrained(tmp_path / "one_less")
     different = run_cli("diff", str(routes["save_model"]), str(tmp_path / "one_less"))
     assert different.returncode == 1, different.stderr

@@ -797,3 +797,20 @@ def test_a_config_beside_an_external_export_ties_the_folded_head(tmp_path: Path)
     report = paramscope.inspect(tmp_path / "ext.onnx")
     assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
     assert (report.total, report.stored_elements) == (emb.size, 2 * emb.size)
+
+
+@pytest.mark.slow
+def test_mutated_tied_exports_end_cleanly(tmp_path: Path) -> None:
+    """A folded tied head and an unfolded one, mutated (tests/hostile/_mutate.py): the naming, the alias and the
+    sampled reads end with exit 0 or one line, under the hostile-input limits."""
+    from tests.hostile._mutate import assert_all_clean, write_mutations
+
+    emb = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)  # 2,048 elements: sampled
+    _head_model(tmp_path / "folded.onnx", np.ascontiguousarray(emb.T), rows=64, cols=32)
+    _head_model(tmp_path / "unfolded.onnx", None, rows=64, cols=32)
+    bases = [tmp_path / "folded.onnx", tmp_path / "unfolded.onnx"]
+    assert paramscope.inspect(bases[0]).ties == paramscope.inspect(bases[1]).ties != []
+    assert_all_clean(bases)
+    for k, base in enumerate(bases):
+        seen = assert_all_clean(write_mutations(base, tmp_path / f"mutated{k}", 80, seed=13 + k))
+        assert seen.get(1, 0) > 0
