@@ -814,3 +814,18 @@ def test_mutated_tied_exports_end_cleanly(tmp_path: Path) -> None:
     for k, base in enumerate(bases):
         seen = assert_all_clean(write_mutations(base, tmp_path / f"mutated{k}", 80, seed=13 + k))
         assert seen.get(1, 0) > 0
+
+
+def test_elements_are_read_from_a_regular_file_only(tmp_path: Path) -> None:
+    """The sampler opens the file again: a FIFO swapped in meanwhile is not waited on, a short file reads None."""
+    import os
+
+    path = tmp_path / "tied.onnx"
+    emb = _head_model(path, None, rows=64, cols=32)
+    read = reader.read(path).pending["elements"]
+    assert read("model.embed_tokens.weight", [0, 2047]) == [emb[0, 0].tobytes(), emb[63, 31].tobytes()]
+    assert read("model.embed_tokens.weight", [2048]) is None  # past the tensor
+    assert read("nothing", [0]) is None
+    path.unlink()
+    os.mkfifo(path)
+    assert read("model.embed_tokens.weight", [0]) is None

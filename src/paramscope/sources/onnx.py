@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -967,11 +968,13 @@ class _Elements:
         at, width, numel = found
         if any(not 0 <= i < numel for i in indices):
             return None
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
+        try:  # opened again after the read: never blocking on what may since have become a FIFO
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             return None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             out = [os.pread(fd, width, at + i * width) for i in indices]
         except OSError:
             return None
