@@ -182,12 +182,12 @@ def _fast_tensor_tags() -> dict[int, tuple[str, str]]:
 
 
 FAST_TENSOR_TAGS = _fast_tensor_tags()
-RAW_DATA = 9
-RAW_DATA_TAG = RAW_DATA << 3 | LEN
 """One-byte TensorProto tags -> (action, field name) for :func:`_tensor_in_buffer`: ``keep`` a varint, ``dim`` a
 dimension, ``text`` a string, ``add`` a data length, ``ignore`` a varint the reader does not keep, ``slow`` what
 it leaves to :func:`_read_tensor` (packed dims, external_data, a varint field sent length-delimited). A tag not
 listed is a field the reader does not use: skipped by its wire type."""
+RAW_DATA = 9
+RAW_DATA_TAG = RAW_DATA << 3 | LEN  # its offset is kept: the tie rule reads a few elements there
 # Constant's attributes other than a tensor: attribute name -> (dtype, scalar?).
 CONSTANT_LISTS: dict[str, tuple[str, bool]] = {
     "value_float": ("float32", True), "value_int": ("int64", True), "value_string": ("string", True),
@@ -823,6 +823,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     sparse = 0
     samples: dict[str, tuple[int, int, int]] = {}
     taken: set[str] | None = None
+    read_past: set[str] = set()  # values _head_read walked past, for all tables together
     traced = model.get("producer_name") == TORCHSCRIPT_PRODUCER
     for index, t in enumerate(graph["tensors"]):
         name = _full_name(t, budget) or f"(unnamed tensor {index})"
@@ -862,11 +863,12 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
                 taken = {t["name"] for t in graph["tensors"]}
             named = _exported_name(uses[raw], flows.get(raw), taken, seen)
             if named is not None:
+                budget.spend(len(named))
                 extra = {**(extra or {}), "onnx_name": raw}
                 name = named
                 seen.add(name)
         constants += role is Role.CONSTANT
-        head = _head_read(raw, uses, flows) if owner is not None and "scope" not in t else None
+        head = _head_read(raw, uses, flows, read_past) if owner is not None and "scope" not in t else None
         if head is not None and taken is None:
             taken = {t["name"] for t in graph["tensors"]}
         head = None if head is None or head in seen or head in taken else head
@@ -874,6 +876,7 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
                               extra=extra, owner_type=owner, tie=("onnx", name) if head else None)
         records.append(record)
         if head is not None:  # one stored table the graph also reads as a linear layer's weight: a tied head
+            budget.spend(len(head))
             seen.add(head)
             records.append(record.replace(name=head, owner_type=None, extra={"onnx_read_as": head}))
         if "raw_at" in t and role is LEARNED and len(shape) == 2 and bits in (8, 16, 32, 64):
@@ -934,10 +937,11 @@ def _exported_name(uses: list[tuple[str, int, str]], flows: list[tuple[str, bool
 
 
 def _head_read(table: str, uses: dict[str, list[tuple[str, int, str]]],
-               flows: dict[str, list[tuple[str, bool]]]) -> str | None:
+               flows: dict[str, list[tuple[str, bool]]], walked: set[str]) -> str | None:
     """The weight name of the first linear layer an embedding table (Gather's data) also feeds, through
-    pass-through operators (an unfolded export of a tied head: ``Transpose(wte) -> MatMul``); None if none."""
-    stack, walked = [table], set()
+    pass-through operators (an unfolded export of a tied head: ``Transpose(wte) -> MatMul``); None if none.
+    ``walked`` is shared by all tables (as in :func:`_reached`): each value is walked past once."""
+    stack = [table]
     while stack:
         value = stack.pop()
         if value in walked:
