@@ -4,13 +4,18 @@ and tie group, each file's stored facts are what that file holds, and ``diff`` o
 GPT-2 (124,439,808 parameters) is built on the meta device and its files are written header-first with the data a
 sparse hole (tests/_routes.py), in the layouts the real writers use; a small GPT-2, Llama (untied) and Gemma (tied
 by default) are also written by the libraries themselves (``save_pretrained``, ``safetensors.torch.save_model``,
-``torch.save``). References: the live model's own ``sum(p.numel())`` (torch, each Parameter once), the
-safetensors header's data offsets and gguf-py's ``GGUFReader``.
+``torch.save``, ``torch.onnx.export`` with and without constant folding). References: the live model's own
+``sum(p.numel())`` (torch, each Parameter once), the safetensors header's data offsets, gguf-py's ``GGUFReader``
+and onnx's ``load``. The same picture: the default text tree shows the blocks folded as one row (``0…11 ×12``).
+
+The full-size GPT-2 is not exported to ONNX here (~500 MB of fp32 written for real: the exporter cannot write a
+hole); the small exports cover the ONNX rules (sources/onnx.py, ties.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -62,6 +67,30 @@ def _safetensors_data(path: Path) -> tuple[int, int]:
     return elements, size
 
 
+def _folded_blocks(report) -> list[tuple[str, str]]:
+    """(container, row) of each folded run in the default text tree: the row ``0…N-1 … ×N`` and the module above
+    it, read from what the renderer prints."""
+    lines = str(report).splitlines()
+    out = []
+    for k, line in enumerate(lines):
+        found = re.search(r"── (\d+…\d+)\s.*×(\d+)\b", line)
+        if found:
+            parent = re.search(r"── (\S+)", lines[k - 1])
+            out.append((parent.group(1) if parent else "", f"{found.group(1)} ×{found.group(2)}"))
+    return out
+
+
+def _onnx_data(path: Path) -> tuple[int, int]:
+    """(elements, bytes) of an export's weights as onnx reads them: its floating initializers of more than one
+    element (the rest are the exporter's shapes, indices and scalars)."""
+    import math
+
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and math.prod(t.dims) > 1]
+    return sum(math.prod(t.dims) for t in weights), sum(len(t.raw_data) for t in weights)
+
+
 def _gguf_data(path: Path) -> tuple[int, int]:
     reader = gguf.GGUFReader(path)
     return sum(int(t.n_elements) for t in reader.tensors), sum(int(t.n_bytes) for t in reader.tensors)
@@ -110,6 +139,8 @@ def test_gpt2_every_route_counts_the_same(gpt2_routes, route):
     assert len(report.ties) == 1
     expected = ["token_embd.weight", "output.weight"] if route.startswith("gguf") else GPT2_TIE
     assert report.ties == [expected]
+    # the same picture: the twelve blocks folded as one row (GGUF names them blk.N, the rest transformer.h.N)
+    assert _folded_blocks(report) == [("blk" if route.startswith("gguf") else "h", "0…11 ×12")]
 
 
 @pytest.mark.parametrize("route", ["save_pretrained file", "save_model"])
@@ -172,6 +203,9 @@ def small_routes(request, tmp_path_factory):
     config, cls, arch = _small(kind)
     torch.manual_seed(0)
     model = cls(config).eval()
+    with torch.no_grad():  # distinct values: the ONNX exporter merges equal initializers (fresh norms are all ones)
+        for p in model.parameters():
+            p.normal_()
     tied = config.tie_word_embeddings
     model.save_pretrained(tmp / "pretrained")
     model.save_pretrained(tmp / "sharded", max_shard_size="40KB")
@@ -185,18 +219,52 @@ def small_routes(request, tmp_path_factory):
     write_gguf(tmp / "q8_0.gguf", arch, 2, shapes, quant="Q8_0", transpose=transpose, copy_head=kind == "gpt2")
     arch_dir = _config_dir(tmp / "arch", model.config)
     one_less = cls(type(config)(**{**config.to_dict(), _layers_key(config): 1}))
+    onnx_folded = _export_onnx(model, tmp / "folded.onnx", fold=True)
+    onnx_unfolded = _export_onnx(model, tmp / "unfolded.onnx", fold=False)
     return {
         "kind": kind, "tied": tied, "model": model, "one_less": one_less,
         "routes": {
             "live": model, "config.json": arch_dir / "config.json", "save_pretrained": tmp / "pretrained",
             "sharded": tmp / "sharded", "save_model": tmp / "save_model.safetensors", "bin": tmp / "state_dict.bin",
             "gguf f16": tmp / "f16.gguf", "gguf q8_0": tmp / "q8_0.gguf",
+            "onnx folded": onnx_folded, "onnx unfolded": onnx_unfolded,
         },
     }
 
 
+def _export_onnx(model, path: Path, *, fold: bool) -> Path:
+    """torch.onnx.export of ``model``'s logits (the TorchScript exporter; dynamo needs onnxscript), with and
+    without ``do_constant_folding``: folded, each Linear's weight is stored transposed as ``onnx::MatMul_<n>``
+    and a tied head as its own transposed initializer; unfolded, the weights keep their names and a tied head is
+    the embedding read again through a Transpose."""
+    import contextlib
+    import io
+    import warnings
+
+    plain = model.forward
+
+    def logits(ids):  # a plain forward for tracing (tensors in, tensors out), names kept: no wrapper module
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        return plain(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
+                     use_cache=False).logits
+
+    model.forward = logits
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.ones(1, 8, dtype=torch.long),), str(path), dynamo=False,
+                              opset_version=17, do_constant_folding=fold)
+    finally:
+        del model.forward
+    return path
+
+
 def _layers_key(config) -> str:
     return "n_layer" if hasattr(config, "n_layer") else "num_hidden_layers"
+
+
+def _head_numel(small_routes) -> int:
+    return small_routes["model"].get_output_embeddings().weight.numel()
 
 
 def _embedding_numel(model) -> int:
@@ -212,6 +280,8 @@ def test_small_models_every_route_counts_the_same(small_routes):
         assert (route, report.total) == (route, total)
         assert (route, report.non_embedding) == (route, non_embedding)
         assert (route, len(report.ties)) == (route, 1 if small_routes["tied"] else 0)
+        container = "blk" if route.startswith("gguf") else "h" if small_routes["kind"] == "gpt2" else "layers"
+        assert (route, _folded_blocks(report)) == (route, [(container, "0…1 ×2")])
 
 
 def test_small_models_stored_facts_are_the_files(small_routes):
@@ -224,6 +294,12 @@ def test_small_models_stored_facts_are_the_files(small_routes):
     for route in ("gguf f16", "gguf q8_0"):
         report = paramscope.inspect(routes[route])
         assert (report.stored_elements, report.bytes) == _gguf_data(routes[route])
+    for route in ("onnx folded", "onnx unfolded"):  # folded and tied, the head is stored a second time
+        report = paramscope.inspect(routes[route])
+        assert (route, report.stored_elements, report.bytes) == (route, *_onnx_data(routes[route]))
+        copy = small_routes["tied"] and route == "onnx folded"
+        assert report.stored_elements == report.total + _head_numel(small_routes) * copy
+        assert report.tree().bytes == report.bytes
     report = paramscope.inspect(routes["bin"])  # torch.save keeps one storage for the tied pair
     state = small_routes["model"].state_dict()
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values()}
@@ -243,7 +319,7 @@ def test_small_models_diff_of_any_two_routes_is_equivalent(small_routes):
 def test_small_models_diff_names_a_removed_layer(small_routes, tmp_path):
     one_less = small_routes["one_less"]
     one_less.save_pretrained(tmp_path / "one_less")
-    for route in ("save_pretrained", "gguf f16"):
+    for route in ("save_pretrained", "gguf f16", "onnx folded", "onnx unfolded"):
         d = compare(paramscope.inspect(small_routes["routes"][route]), paramscope.inspect(tmp_path / "one_less"))
         assert not d.equivalent
         assert d.exit_code() == 1
@@ -255,9 +331,10 @@ def test_diff_cli_exit_codes(small_routes, tmp_path):
     if small_routes["kind"] != "gpt2":
         pytest.skip("the command once is enough")
     routes = small_routes["routes"]
-    same = run_cli("diff", str(routes["save_pretrained"]), str(routes["gguf q8_0"]))
-    assert same.returncode == 0, same.stderr
-    assert "equivalent" in same.stdout
+    for other in ("gguf q8_0", "onnx folded"):
+        same = run_cli("diff", str(routes["save_pretrained"]), str(routes[other]))
+        assert same.returncode == 0, same.stderr
+        assert re.search(r"verdict: (identical|equivalent)", same.stdout), same.stdout  # fp32 ONNX: identical
     small_routes["one_less"].save_pretrained(tmp_path / "one_less")
     different = run_cli("diff", str(routes["save_model"]), str(tmp_path / "one_less"))
     assert different.returncode == 1, different.stderr

@@ -228,3 +228,53 @@ def test_diff_says_why_gguf_names_are_not_mapped(tmp_path):
     assert d.normalisation == ["A: GGUF names not mapped: gguf-py does not know the architecture "
                                "'no-such-architecture'"]
     assert d.only_in_a == ["token_embd.weight"] and not d.equivalent
+
+
+@pytest.mark.parametrize(("arch", "tied"), [
+    ("qwen3moe", True), ("deepseek2", True), ("t5", True), ("jamba", True), ("falcon-h1", True),  # output optional
+    ("bitnet", True), ("openelm", True), ("gemma4-assistant", True),  # token_embd always
+    ("bert", False), ("nomic-bert", False), ("phi2", False),  # not in llama.cpp 0c1e57098bba's fallback list
+])
+def test_gguf_head_fallback_follows_llama_cpp(arch, tied):
+    """llama.cpp 0c1e57098bba, src/models/<arch>.cpp load_arch_tensors: qwen3moe's ``output`` is
+    TENSOR_NOT_REQUIRED with token_embd TENSOR_DUPLICATED; bitnet reads no output tensor; bert has no LM head and
+    phi2 requires its own ``output``."""
+    from paramscope.records import Inventory, TensorRecord
+    from paramscope.ties import apply
+
+    records = [TensorRecord("token_embd.weight", (V, D), "float16"), TensorRecord("blk.0.attn_norm.weight", (D,),
+                                                                                  "float32")]
+    settled = apply(Inventory("x.gguf", "gguf", records, metadata={"general.architecture": arch}), None)
+    if tied:
+        assert [r.name for r in settled.tensors] == ["token_embd.weight", "output.weight", "blk.0.attn_norm.weight"]
+        assert f"no output.weight: llama.cpp uses token_embd.weight as {arch}'s output head (tied)" in settled.notes
+    else:
+        assert settled is not None and [r.name for r in settled.tensors] == [r.name for r in records]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "starcoder", "bloom"])
+def test_gguf_equal_head_of_a_current_converter_is_its_own_tensor(arch):
+    """Only gpt2/mpt's old converters wrote the tied head twice (llama.cpp issue #12567: current converters write
+    lm_head only when the checkpoint has it): an equal ``output.weight`` elsewhere is an untied head."""
+    from paramscope.records import Inventory, TensorRecord
+    from paramscope.ties import apply
+
+    records = [TensorRecord("token_embd.weight", (V, D), "float16"), TensorRecord("output.weight", (V, D), "float16")]
+    inventory = Inventory("x.gguf", "gguf", records, metadata={"general.architecture": arch})
+    assert apply(inventory, None) is inventory
+    assert apply(inventory, {"tie_word_embeddings": True}).tensors[1].tie is not None
+
+
+def test_the_tree_holds_a_stored_copys_bytes(tmp_path):
+    """The tree's root size is the file's bytes: a stored copy counts no parameters but keeps its bytes
+    (GGUF F16 head: V x D x 2 bytes, what gguf-py says the file holds)."""
+    import gguf
+
+    path = _gguf(tmp_path, "gpt2", {"transformer.wte.weight": EMB, "transformer.ln_f.weight": NORM}, copy_head=True)
+    report = paramscope.inspect(path)
+    root = report.tree()
+    heads = {child.path: (child.parameters, child.bytes) for child in root.children}
+    assert root.bytes == report.bytes == sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+    assert heads["output"] == (0, 2 * V * D)
+    assert heads["token_embd"] == (V * D, 2 * V * D)
+    assert root.parameters == report.total == V * D + D

@@ -290,6 +290,13 @@ def _side(report: Report) -> Side:
                 len(report.tensors))
 
 
+def _folded(ra: TensorRecord, rb: TensorRecord) -> bool:
+    """Either record is a weight the ONNX reader named after the layer reading it (``extra["onnx_name"]``, see
+    :mod:`paramscope.sources.onnx`): the exporter stored it as its layer computes with it, transposed."""
+    return any(r.extra is not None and "onnx_name" in r.extra and r.shape is not None and len(r.shape) == 2
+               for r in (ra, rb)) and ra.shape is not None and rb.shape is not None
+
+
 def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
     """Match A's and B's tensors by (normalised) name; A is the model, B the checkpoint."""
     recs_a = [r for r in a.tensors if r.role in COMPARED_ROLES]
@@ -312,7 +319,7 @@ def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
     # llama.cpp's converter stores some weights transposed (GPT-2's Conv1D c_attn/c_proj/c_fc become Linear-shaped:
     # convert_hf_to_gguf.py GPT2Model.modify_tensors): a mapped GGUF tensor of the reversed 2-D shape is the same one
     gguf_pair = normalize and (a.format == "gguf") != (b.format == "gguf")
-    transposed = 0
+    transposed = folded = 0
     for name, ra in map_a.items():
         rb = map_b.get(name)
         if rb is None:
@@ -320,6 +327,8 @@ def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
         if ra.shape != rb.shape:
             if gguf_pair and ra.shape is not None and rb.shape is not None and ra.shape == rb.shape[::-1]:
                 transposed += 1
+            elif _folded(ra, rb) and ra.shape == rb.shape[::-1]:  # type: ignore[index]
+                folded += 1
             else:
                 shapes.append(Change(name, _shape(ra.shape), _shape(rb.shape)))
         if ra.dtype != rb.dtype:
@@ -332,6 +341,9 @@ def compare(a: Report, b: Report, *, normalize: bool = True) -> Diff:
     if transposed:
         notes.append(f"{transposed} GGUF tensors are stored transposed (as llama.cpp's converter writes them): "
                      "compared as the same shapes")
+    if folded:
+        notes.append(f"{folded} ONNX weights are stored transposed (torch.onnx folds a Linear's weight.T into one "
+                     "initializer): compared as the same shapes")
     other_roles = [r.name for r in (*a.tensors, *b.tensors) if r.role not in COMPARED_ROLES]
     if other_roles:
         notes.append(f"{len(other_roles)} tensors that are neither parameters nor buffers (optimizer state, "

@@ -239,6 +239,8 @@ def role_for_file_tensor(dtype: str) -> Role:
 PENDING = {
     "config": "a transformers config.json found beside the weights (a dict, as read): the rules apply it",
     "small_tensors": "read(names) -> {name: bytes}: a few small tensors' bytes from the files read (quantization)",
+    "elements": "read(name, indices) -> [bytes] | None: a few elements of a stored tensor (ONNX: ties.py's "
+                "transposed head)",
     "weights_beside": "the directory of an architecture's config.json: the fit stage compares weights there",
     "model_config": "a live model's own config (config.to_dict(), a dict): the architecture card is read from it",
 }

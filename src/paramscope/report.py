@@ -907,6 +907,7 @@ class Report:
                     node.bytes += size or 0
             return self._sum_up(created)
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
+        from paramscope.ties import is_stored_copy
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
         for record in self.inventory.tensors:
             if record.role is constant:
@@ -914,6 +915,9 @@ class Report:
             module = record.name.rpartition(".")[0]
             node = nodes.get(module) or below.get(module) or place(module)
             if aliases and id(record) in aliases:
+                # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
+                if record.role is parameter and record.shape is not None and is_stored_copy(record):
+                    node.bytes += record.nbytes or 0
                 continue
             if node.path == module:
                 if node.tensors:

@@ -7,19 +7,29 @@ rule below says which names form a group and whether the file stores the tensor 
   tensors): the writer keeps one name and records each removed one in ``__metadata__`` as
   ``{removed: kept}`` (safetensors ``torch.py``, ``_remove_duplicate_names`` and ``save_model``). The removed
   name is put back as an alias of the kept tensor: stored once.
-* **a GGUF head stored twice**: llama.cpp's converter writes ``output.weight`` as a copy of
-  ``token_embd.weight`` for the architectures whose Hugging Face model ties them (``convert_hf_to_gguf.py``:
-  ``GPT2Model`` and ``MPTModel``, "output is tied to (same as) wte in original model"): with the two equal in
-  shape and type, they are one group whose second name is a *stored copy* (:data:`STORED_COPY`).
+* **a GGUF head stored twice**: llama.cpp's old converter wrote ``output.weight`` as a copy of
+  ``token_embd.weight`` for GPT-2 and MPT (``convert-hf-to-gguf.py``: ``GPT2Model`` and ``MPTModel``, "output
+  is tied to (same as) wte in original model"; current converters write ``lm_head`` only when the checkpoint
+  has it, llama.cpp issue #12567): with the two equal in shape and type, they are one group whose second name
+  is a *stored copy* (:data:`STORED_COPY`). Any other architecture's equal pair is a tie only when a config
+  says so (below).
 * **a GGUF head left out**: for the architectures whose llama.cpp loader uses ``token_embd.weight`` as the
-  output head when ``output.weight`` is absent (:data:`GGUF_HEAD_FALLBACK`, ``llama-model.cpp``
-  ``load_tensors``: ``TENSOR_DUPLICATED`` of ``LLM_TENSOR_TOKEN_EMBD``), ``output.weight`` is put back as an
-  alias: stored once.
+  output head when ``output.weight`` is absent (:data:`GGUF_HEAD_FALLBACK`, llama.cpp 0c1e57098bba
+  ``src/models/*.cpp`` ``load_arch_tensors``: ``TENSOR_DUPLICATED`` of ``LLM_TENSOR_TOKEN_EMBD``),
+  ``output.weight`` is put back as an alias: stored once.
 * **a tie the config declares** (``tie_word_embeddings: true``): a head and an embedding of equal shape and
   dtype the file stores under both names are one group, the head a stored copy (a ``.bin`` whose two names
   share one storage is already one group: stored once); a head the file left out (``save_pretrained`` drops
   the tied copy) is put back as an alias when ``architectures`` names a class with a language-model head
-  (:data:`HEAD_CLASSES`).
+  (:data:`HEAD_CLASSES`). A head torch.onnx folded (``extra["onnx_name"]``: stored as its MatMul reads it,
+  transposed) ties in its transposed shape.
+* **a head stored as its embedding transposed** (torch.onnx with ``do_constant_folding``, the default, folds
+  ``Transpose(wte)`` into an initializer of its own, so the file alone shows no tie): a learned ``[D, V]`` tensor
+  whose elements equal an embedding table's ``[V, D]`` (a Gather's data) at :data:`TRANSPOSE_SAMPLES` fixed
+  positions, ``head[j, i] == table[i, j]``, compared as stored bytes, is a stored copy. The reader hands on
+  ``pending["elements"]``, which reads those few elements at their offsets (about 8 KB of fp32, never the
+  tensors); a tensor it cannot read (external data) is not compared. A head that differs from the table only
+  away from the sampled positions would be taken for a copy: a trained head differs almost everywhere.
 
 Every group lists its embedding first (the canonical name, as a live model lists it), so every route shows the
 same group. A stored copy keeps its own bytes: ``stored_elements`` and ``bytes`` describe the file, ``total``
@@ -54,17 +64,38 @@ TIE_KEYS = ("tie_word_embeddings",)
 
 GGUF_HEAD, GGUF_EMBEDDING = "output.weight", "token_embd.weight"
 GGUF_STORED_TWICE = frozenset({"gpt2", "mpt"})
-"""``general.architecture`` values whose llama.cpp converter writes the tied head as a second copy."""
+"""``general.architecture`` values whose llama.cpp converter wrote the tied head as a second copy: the old
+``convert-hf-to-gguf.py`` ``GPT2Model`` ("GPT2 output is tied to (same as) wte in original model") and
+``MPTModel``. Current converters write ``lm_head`` only when the checkpoint has it (llama.cpp issue #12567), so
+for any other architecture a stored ``output.weight`` equal to ``token_embd.weight`` in shape and type is a
+tie only when a config.json says so (:func:`_config_tie`)."""
 GGUF_HEAD_FALLBACK = frozenset({
-    "llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "command-r", "cohere2", "starcoder", "gpt2", "mpt",
+    # ``output`` optional (TENSOR_NOT_REQUIRED), then ``token_embd`` again with TENSOR_DUPLICATED
+    "afmoe", "arcee", "arctic", "bailingmoe3", "bloom", "chameleon", "chatglm", "cogvlm", "cohere2moe", "deci",
+    "deepseek", "deepseek2", "deepseek2-ocr", "deepseek32", "dflash", "dots3note", "dream", "ernie4_5",
+    "ernie4_5-moe", "exaone", "exaone4", "falcon", "falcon-h1", "gemma-embedding", "gemma3", "gemma3n", "gemma4",
+    "glm-dsa", "glm4", "glm4moe", "gpt2", "granite", "granite_swa", "granitehybrid", "granitemoe", "graniteswitch",
+    "grok", "grovemoe", "hrm_text", "hunyuan-dense", "hunyuan-moe", "hunyuan_vl", "hy_v3", "jais2", "laguna",
+    "lfm2", "lfm2moe", "llada", "llama", "llama-embed", "llama4", "maincoder", "mamba", "mamba2", "minicpm",
+    "minicpm3", "minimax-01", "mistral3", "mistral4", "mpt", "nanbeige", "nemotron_h", "nemotron_h_moe", "olmo",
+    "paddleocr", "pangu-embedded", "phi3", "plamo2", "plamo3", "qwen2", "qwen2vl", "qwen3", "qwen35", "qwen35moe",
+    "qwen3moe", "qwen3next", "qwen3tts", "qwen3vl", "qwen3vlmoe", "qwen4exp", "refact", "rnd1", "seed_oss",
+    "smallthinker", "smollm3", "spark2_5", "starcoder", "starcoder2", "t5", "t5encoder", "jamba",
+    # ``token_embd`` always: no ``output`` tensor is read
+    "gemma", "gemma2", "command-r", "cohere2", "openelm", "plm", "pockettts", "gemma4-assistant", "bitnet",
 })
-"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent
-(``llama-model.cpp`` ``load_tensors``: ``output`` is ``TENSOR_NOT_REQUIRED`` and then ``token_embd`` again with
-``TENSOR_DUPLICATED``; Gemma and Command-R take ``token_embd`` always). Only these: an architecture not listed
-keeps what its file stores."""
+"""Architectures whose llama.cpp loader reads ``token_embd.weight`` as the head when ``output.weight`` is absent.
+Read from llama.cpp 0c1e57098bba (October 2026), ``src/models/*.cpp`` ``load_arch_tensors``: for the first group
+``output`` is ``TENSOR_NOT_REQUIRED`` and, when missing, ``token_embd`` is created again with
+``TENSOR_DUPLICATED``; the second group never reads an ``output`` tensor. Only these: an architecture not listed
+keeps what its file stores (its head left out is a head it does not have, as far as we know)."""
 HEAD_CLASSES = {"ForCausalLM": "lm_head.weight", "LMHeadModel": "lm_head.weight",
                 "ForConditionalGeneration": "lm_head.weight"}
 """Endings of a transformers model class that has a language-model head, and the name of its weight."""
+TRANSPOSE_SAMPLES = 1024
+"""Positions compared to call a head its embedding transposed: 1,024 elements of each (4 KB of fp32)."""
+MAX_TRANSPOSED = 16
+"""(embedding, head) pairs of equal transposed shape compared per file (a model has one head per table)."""
 MAX_ALIASES = 4096
 """``__metadata__`` entries considered as aliases (a model shares a handful of tensors; more is not a model)."""
 
@@ -94,7 +125,8 @@ def apply(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
     aliases = _declared_aliases(inventory, names)
     gguf = inventory.format == "gguf" and (GGUF_HEAD in index or GGUF_EMBEDDING in index)
     declared = declares_tie(config) and any(name in index for name in EMBEDDINGS)
-    if not (aliases or gguf or declared):  # the common file: its columns are not turned into records
+    transposed = _transposed_candidates(inventory)
+    if not (aliases or gguf or declared or transposed):  # the common file: its columns are not turned into records
         return inventory
     tensors = list(inventory.tensors)
     notes: list[str] = []
@@ -107,6 +139,9 @@ def apply(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
         changed = changed or done
     if declared:
         done = _config_tie(tensors, config, notes)  # type: ignore[arg-type]
+        changed = changed or done
+    if transposed:
+        done = _transposed_copy(tensors, transposed, inventory.pending["elements"], notes)
         changed = changed or done
     if not changed:
         return inventory
@@ -195,6 +230,62 @@ def _gguf(tensors: list[TensorRecord], metadata: dict[str, Any], notes: list[str
     return True
 
 
+def _transposed_candidates(inventory: Inventory) -> list[tuple[str, str]]:
+    """(embedding, head) name pairs that may be one tensor stored twice, the head transposed: an embedding table
+    (a record of owner ``Embedding``, ``[V, D]``) and an untied learned record ``[D, V]`` of its dtype, in a file
+    whose reader can read a few of their elements (``pending["elements"]``: ONNX initializers). Few records are
+    tables: only their shapes are looked up."""
+    if "elements" not in inventory.pending:
+        return []
+    tensors = inventory.tensors
+    tables = [r for r in tensors if r.owner_type == "Embedding" and r.tie is None and r.shape is not None
+              and len(r.shape) == 2 and r.role is Role.PARAMETER]
+    if not tables:
+        return []
+    wanted = {(r.shape[::-1], r.dtype): r.name for r in tables}  # type: ignore[index]
+    pairs = []
+    for r in tensors:
+        if r.role is Role.PARAMETER and r.owner_type is None and r.tie is None and r.shape is not None:
+            table = wanted.get((r.shape, r.dtype))
+            if table is not None and len(pairs) < MAX_TRANSPOSED:
+                pairs.append((table, r.name))
+    return pairs
+
+
+def sample_positions(rows: int, cols: int, count: int = TRANSPOSE_SAMPLES) -> list[tuple[int, int]]:
+    """``count`` deterministic (i, j) positions of a ``rows`` x ``cols`` matrix, spread over it (Weyl sequences
+    of the golden ratio: neither rows nor columns repeat in a pattern an exporter could align with), the two
+    corners included; every position when the matrix has no more."""
+    if rows * cols <= count:
+        return [(i, j) for i in range(rows) for j in range(cols)]
+    out = [(0, 0), (rows - 1, cols - 1)]
+    for k in range(1, count - 1):
+        out.append((int(k * 0.6180339887498949 * rows) % rows, int(k * 0.7548776662466927 * cols) % cols))
+    return out
+
+
+def _transposed_copy(tensors: list[TensorRecord], pairs: list[tuple[str, str]], read: Any, notes: list[str]) -> bool:
+    """Each head whose elements equal its embedding's, transposed, at :data:`TRANSPOSE_SAMPLES` positions: a
+    stored copy (module docstring). Elements are compared as stored bytes: equal bytes are equal values."""
+    changed = False
+    for table, head in pairs:
+        position = {r.name: i for i, r in enumerate(tensors) if r.name in (table, head)}
+        e, h = position.get(table), position.get(head)
+        if e is None or h is None or tensors[h].tie is not None:
+            continue
+        rows, cols = tensors[e].shape  # type: ignore[misc]
+        positions = sample_positions(rows, cols)
+        mine = read(table, [i * cols + j for i, j in positions])
+        theirs = read(head, [j * rows + i for i, j in positions])
+        if mine is None or theirs is None or mine != theirs:
+            continue
+        _tie_pair(tensors, h, e, copy=True)
+        notes.append(f"{head} is a stored copy of {table}, transposed (equal at {len(positions):,} sampled "
+                     "positions): counted once")
+        changed = True
+    return changed
+
+
 def _head_class(config: dict[str, Any]) -> str | None:
     classes = config.get("architectures")
     if not isinstance(classes, list):
@@ -220,7 +311,9 @@ def _config_tie(tensors: list[TensorRecord], config: dict[str, Any], notes: list
             if e is None:
                 continue
             embedding = tensors[e]
-            if embedding.shape != head.shape or embedding.dtype != head.dtype:
+            folded = head.extra is not None and "onnx_name" in head.extra and embedding.shape is not None
+            if embedding.dtype != head.dtype or (
+                    embedding.shape != head.shape and not (folded and head.shape == embedding.shape[::-1])):
                 continue
             if head.tie is not None and head.tie == embedding.tie:
                 return False  # the file already says so (one storage, or a rule above)

@@ -19,6 +19,7 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+import paramscope
 from paramscope.cli import main
 from paramscope.errors import ParamscopeError
 from paramscope.records import Role
@@ -608,7 +609,8 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     """A real torch.onnx export (the TorchScript exporter: the dynamo one needs onnxscript) of a tiny GPT-2:
     its count is the model's own, sum(p.numel() for p in model.parameters()), and the exporter's ~60 scalar and
     shape Constant nodes are graph constants. Tied, the exporter writes the head as its own initializer (the
-    embedding transposed, ``onnx::MatMul_<n>``): a copy the file's structure cannot tell from a weight."""
+    embedding transposed, ``onnx::MatMul_<n>``): the reader names it after its MatMul's module
+    (``m.lm_head.weight``) and the tie rule finds it equal to the embedding transposed: counted once."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     import warnings
@@ -642,7 +644,11 @@ def test_gpt2_export_counts_its_parameters(tmp_path: Path, tied: bool) -> None:
     expected = sum(p.numel() for p in model.parameters())
     # the hand count: wte 100*32 + wpe 64*32 + 2 blocks of 12,704 + ln_f 64, + the head 32*100 when untied
     assert expected == 30_720 + (0 if tied else 3_200)
-    assert report.total == expected + (3_200 if tied else 0)
+    assert report.total == expected + (3_200 if tied else 0)  # the file alone, before the tie rule
+    settled = paramscope.inspect(path)
+    assert settled.total == expected
+    assert settled.ties == ([["m.transformer.wte.weight", "m.lm_head.weight"]] if tied else [])
+    assert settled.stored_elements == report.total  # the file holds the head twice when tied
     assert report.buffers == 0
     assert report.non_embedding == report.total - 100 * 32 - 64 * 32  # wte and wpe: Gather's data
     assert sorted(r.name for r in reader.read(path).tensors if r.owner_type == "Embedding") == [
@@ -690,3 +696,136 @@ def test_a_million_nodes_are_bounded(tmp_path: Path) -> None:
         data = json.loads(result.stdout)
         assert data["total"] == 4  # an Add operand of 4 floats: a parameter, by use or by storage
         assert ("more than 1,000,000 values" in " ".join(data["notes"])) == (len(inputs) == 2)
+
+
+# --- a head stored as its embedding transposed (torch.onnx with constant folding), and read through a Transpose
+
+
+def _head_model(path: Path, head: np.ndarray | None, *, head_name: str = "onnx::MatMul_7",
+                node: str = "/lm_head/MatMul", extra: list[onnx.TensorProto] = (), rows: int = 1000,
+                cols: int = 64, external: bool = False) -> np.ndarray:
+    """Gather(embedding) -> MatMul(., head) named ``node``; ``head`` None: the embedding read again through a
+    Transpose (the unfolded export). Returns the embedding."""
+    emb = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)
+    nodes = [h.make_node("Gather", ["model.embed_tokens.weight", "ids"], ["x"], name="/model/embed_tokens/Gather")]
+    inits = [nh.from_array(emb, "model.embed_tokens.weight"), *extra]
+    if head is None:
+        nodes.append(h.make_node("Transpose", ["model.embed_tokens.weight"], ["t"], name="/lm_head/Transpose"))
+        nodes.append(h.make_node("MatMul", ["x", "t"], ["y"], name=node))
+    else:
+        nodes.append(h.make_node("MatMul", ["x", head_name], ["y"], name=node))
+        inits.append(nh.from_array(head, head_name))
+    graph = h.make_graph(nodes, "g", [_vi("ids", TP.INT64, [1, 4])], [_vi("y")], inits)
+    model = h.make_model(graph, producer_name="pytorch")
+    if external:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                  size_threshold=0)
+    else:
+        onnx.save(model, str(path))
+    return emb
+
+
+def test_a_folded_head_equal_to_its_embedding_transposed_is_a_stored_copy(tmp_path: Path) -> None:
+    path = tmp_path / "tied.onnx"
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    assert np.array_equal(_head_model(path, np.ascontiguousarray(emb.T)), emb)  # the head: the embedding, .T
+    report = paramscope.inspect(path)
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]  # named by its MatMul's module
+    assert (report.total, report.stored_elements, report.bytes) == (emb.size, 2 * emb.size, 2 * emb.nbytes)
+    assert report.non_embedding == 0
+    assert "lm_head.weight is a stored copy of model.embed_tokens.weight, transposed (equal at 1,024 sampled " \
+        "positions): counted once" in report.notes
+    [head] = [r for r in reader.read(path).tensors if r.name == "lm_head.weight"]
+    assert head.extra == {"onnx_name": "onnx::MatMul_7"}
+
+
+@pytest.mark.parametrize("where", [(0, 0), (999, 63), (618, 48)])  # corners and the first sampled position
+def test_a_head_that_differs_at_a_sampled_position_is_its_own_weight(tmp_path: Path, where: tuple[int, int]) -> None:
+    from paramscope.ties import sample_positions
+
+    assert where in sample_positions(1000, 64)
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    head = np.ascontiguousarray(emb.T)
+    head[where[1], where[0]] += 1
+    _head_model(tmp_path / "untied.onnx", head)
+    report = paramscope.inspect(tmp_path / "untied.onnx")
+    assert report.ties == [] and report.total == report.stored_elements == 2 * emb.size
+
+
+def test_sample_positions_cover_the_matrix() -> None:
+    from paramscope.ties import sample_positions
+
+    positions = sample_positions(50_257, 768)
+    assert len(positions) == len(set(positions)) == 1024
+    assert len({i for i, _ in positions}) == 1024 and len({j for _, j in positions}) > 600
+    assert all(0 <= i < 50_257 and 0 <= j < 768 for i, j in positions)
+    assert sample_positions(3, 4) == [(i, j) for i in range(3) for j in range(4)]  # small: every element
+
+
+def test_a_folded_head_keeps_its_name_where_no_module_or_a_taken_one_would_name_it(tmp_path: Path) -> None:
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "a.onnx", np.ascontiguousarray(emb.T), node="MatMul_3")  # not a module path
+    assert paramscope.inspect(tmp_path / "a.onnx").ties == [["model.embed_tokens.weight", "onnx::MatMul_7"]]
+    taken = nh.from_array(np.ones((2, 2), np.float32), "lm_head.weight")  # the file's own name wins
+    _head_model(tmp_path / "b.onnx", np.ascontiguousarray(emb.T), extra=[taken])
+    names = [r.name for r in reader.read(tmp_path / "b.onnx").tensors]
+    assert names == ["model.embed_tokens.weight", "lm_head.weight", "onnx::MatMul_7"]
+
+
+def test_an_unfolded_tied_head_is_the_embedding_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "unfolded.onnx"
+    emb = _head_model(path, None)
+    report = paramscope.inspect(path)
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
+    assert (report.total, report.stored_elements, report.bytes) == (emb.size, emb.size, emb.nbytes)
+
+
+def test_an_external_head_is_not_sampled(tmp_path: Path) -> None:
+    """External data is never opened (test_external_data_never_opened): no elements to compare, no tie."""
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "ext.onnx", np.ascontiguousarray(emb.T), external=True)
+    report = paramscope.inspect(tmp_path / "ext.onnx")
+    assert report.ties == [] and report.total == 2 * emb.size
+
+
+def test_a_config_beside_an_external_export_ties_the_folded_head(tmp_path: Path) -> None:
+    """No elements to compare, but config.json says tie_word_embeddings: the folded head ([D, V]) is the
+    embedding ([V, D]) stored a second time."""
+    emb = np.random.default_rng(0).standard_normal((1000, 64)).astype(np.float32)
+    _head_model(tmp_path / "ext.onnx", np.ascontiguousarray(emb.T), external=True)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "tie_word_embeddings": True}))
+    report = paramscope.inspect(tmp_path / "ext.onnx")
+    assert report.ties == [["model.embed_tokens.weight", "lm_head.weight"]]
+    assert (report.total, report.stored_elements) == (emb.size, 2 * emb.size)
+
+
+@pytest.mark.slow
+def test_mutated_tied_exports_end_cleanly(tmp_path: Path) -> None:
+    """A folded tied head and an unfolded one, mutated (tests/hostile/_mutate.py): the naming, the alias and the
+    sampled reads end with exit 0 or one line, under the hostile-input limits."""
+    from tests.hostile._mutate import assert_all_clean, write_mutations
+
+    emb = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)  # 2,048 elements: sampled
+    _head_model(tmp_path / "folded.onnx", np.ascontiguousarray(emb.T), rows=64, cols=32)
+    _head_model(tmp_path / "unfolded.onnx", None, rows=64, cols=32)
+    bases = [tmp_path / "folded.onnx", tmp_path / "unfolded.onnx"]
+    assert paramscope.inspect(bases[0]).ties == paramscope.inspect(bases[1]).ties != []
+    assert_all_clean(bases)
+    for k, base in enumerate(bases):
+        seen = assert_all_clean(write_mutations(base, tmp_path / f"mutated{k}", 80, seed=13 + k))
+        assert seen.get(1, 0) > 0
+
+
+def test_elements_are_read_from_a_regular_file_only(tmp_path: Path) -> None:
+    """The sampler opens the file again: a FIFO swapped in meanwhile is not waited on, a short file reads None."""
+    import os
+
+    path = tmp_path / "tied.onnx"
+    emb = _head_model(path, None, rows=64, cols=32)
+    read = reader.read(path).pending["elements"]
+    assert read("model.embed_tokens.weight", [0, 2047]) == [emb[0, 0].tobytes(), emb[63, 31].tobytes()]
+    assert read("model.embed_tokens.weight", [2048]) is None  # past the tensor
+    assert read("nothing", [0]) is None
+    path.unlink()
+    os.mkfifo(path)
+    assert read("model.embed_tokens.weight", [0]) is None

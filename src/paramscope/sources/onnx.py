@@ -42,12 +42,27 @@ element (a bias Added after a MatMul), else constants. Uses are gathered over th
 model by value name (a subgraph reads outer values by name; ONNX names are single-assignment), and the walk
 from each tensor through pass-through outputs marks each value once, so a cycle ends and the work is bounded
 by the number of node inputs.
+
+torch.onnx's TorchScript exporter (``producer_name`` ``pytorch``, :data:`TORCHSCRIPT_PRODUCER`): it names each
+node by the module it comes from (``/model/layers.0/self_attn/q_proj/MatMul``), and with constant folding (its
+default) stores a Linear's weight transposed under a name of its own making (``onnx::MatMul_596``,
+:data:`EXPORTER_NAME`). Such a tensor read by one linear layer (or one Mul: a norm's folded scale) and nothing else
+is named after that module, ``model.layers.0.self_attn.q_proj.weight`` (:data:`FOLDED_SLOTS`), the file's name
+kept in ``extra["onnx_name"]`` (diff compares it as its transpose); a name the file already uses is never taken.
+Unfolded, a tied head is the embedding table read again through a Transpose into a MatMul: the table gets an
+alias named after that MatMul's module (``lm_head.weight``), stored once. The exporter keeps parameters and
+buffers as initializers; a ``Constant`` node's value in its export is a tensor tracing captured (a
+non-persistent buffer, a value computed from one), a graph constant. Each inline 2-D learned tensor's
+``raw_data`` offset is handed on (``pending["elements"]``, :class:`_Elements`) so that :mod:`paramscope.ties`
+can read a few of its elements: a folded tied head is its embedding transposed.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +186,8 @@ FAST_TENSOR_TAGS = _fast_tensor_tags()
 dimension, ``text`` a string, ``add`` a data length, ``ignore`` a varint the reader does not keep, ``slow`` what
 it leaves to :func:`_read_tensor` (packed dims, external_data, a varint field sent length-delimited). A tag not
 listed is a field the reader does not use: skipped by its wire type."""
+RAW_DATA = 9
+RAW_DATA_TAG = RAW_DATA << 3 | LEN  # its offset is kept: the tie rule reads a few elements there
 # Constant's attributes other than a tensor: attribute name -> (dtype, scalar?).
 CONSTANT_LISTS: dict[str, tuple[str, bool]] = {
     "value_float": ("float32", True), "value_int": ("int64", True), "value_string": ("string", True),
@@ -241,6 +258,22 @@ PASS_THROUGH: dict[str, int] = {
 """Operators whose output is their input ``0`` reshaped, retyped or dequantized: a stored tensor's use is
 looked for past them (a tied head's weight Transposed into a MatMul is that MatMul's weight)."""
 OP_NAMES = {op: op for op, _ in USES} | {op: op for op in PASS_THROUGH}
+WEIGHT_SLOTS = {("MatMul", 1): "weight", ("Gemm", 1): "weight", ("Gemm", 2): "bias"}
+"""A linear layer's inputs and the parameter each is, as PyTorch names it (``y = x @ W.T + b``)."""
+FOLDED_SLOTS = {**WEIGHT_SLOTS, ("Mul", 0): "weight", ("Mul", 1): "weight"}
+"""Inputs whose folded value names its module's parameter: a linear layer's, and a norm's scale folded into a
+Mul (Gemma's RMSNorm multiplies by ``1 + weight``: the exporter stores that sum)."""
+WEIGHT_OPS = frozenset(op for op, _ in FOLDED_SLOTS)
+TORCHSCRIPT_PRODUCER = "pytorch"
+"""``producer_name`` of torch.onnx's exports. Its TorchScript exporter stores the module's parameters and
+buffers as initializers (``params_dict``) and every other tensor tracing captured (a non-persistent buffer such
+as rotary ``inv_freq``, a value computed from it) as a ``Constant`` node: such a node's value is in no
+``state_dict``, a graph constant (counted apart, as the live model's non-persistent buffers are not compared)."""
+EXPORTER_NAME = re.compile(r"onnx::[A-Za-z]+_[0-9]+")
+"""The TorchScript exporter's name for a value it made (``onnx::MatMul_596``: a value number, no module): a
+weight it folded (``do_constant_folding``: a Linear's weight Transposed once at export) gets one."""
+MAX_SAMPLES = 4096
+"""Elements :class:`_Elements` reads per call (the tie rule asks for 1,024 pairs: a few KB)."""
 # the precedence of roles when uses disagree: a tensor any learned input reads is a weight
 PRECEDENCE = (LEARNED, STATE, AUX, LITERAL)
 
@@ -338,7 +371,8 @@ class _Edges:
     __slots__ = ("dropped", "inputs", "nodes")
 
     def __init__(self) -> None:
-        self.nodes: list[tuple[str, tuple[str, ...], str]] = []  # (op_type, inputs, a pass-through's output)
+        # (op_type, inputs, a pass-through's output, a MatMul/Gemm node's name)
+        self.nodes: list[tuple[str, tuple[str, ...], str, str]] = []
         self.inputs = 0
         self.dropped = False
 
@@ -481,6 +515,8 @@ def _tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
     fields = _tensor_in_buffer(cursor.buf, cursor.pos, stop) if stop <= len(cursor.buf) else None
     if fields is None:
         return _read_tensor(cursor, end)
+    if "raw_at" in fields:
+        fields["raw_at"] += cursor.base
     cursor.pos = stop
     return fields
 
@@ -519,6 +555,8 @@ def _tensor_in_buffer(buf: bytes, pos: int, stop: int) -> dict[str, Any] | None:
         if action == "add":
             if value > stop - pos:
                 return None
+            if tag == RAW_DATA_TAG:
+                data["raw_at"], data["raw_last"] = pos, value  # where its bytes start (made a file offset by _tensor)
             data[name] = data.get(name, 0) + value
             pos += value
         elif action == "dim":
@@ -588,6 +626,8 @@ def _read_tensor(cursor: _Cursor, end: int) -> dict[str, Any]:
             else:
                 if kind == DATA:
                     data[name] = data.get(name, 0) + length
+                    if field == RAW_DATA:
+                        data["raw_at"], data["raw_last"] = start, length
                 cursor.skip(length)
         elif wire in (FIXED64, FIXED32):
             cursor.skip(cursor.fixed_width(wire, end, here))
@@ -691,6 +731,8 @@ def _finish_tensor(cursor: _Cursor, data: dict[str, Any]) -> dict[str, Any]:
         if data.get(field) is not None and data[field] != numel * width * (2 if type_id in (14, 15) else 1):
             raise cursor.fail(f"{what}: typed data holds a different number of elements than its dims {dims}")
     info: dict[str, Any] = {"name": name, "dims": dims, "numel": numel, "type_id": type_id}
+    if raw is not None and data.get("raw_last") == raw:  # one raw_data field (protobuf keeps the last one)
+        info["raw_at"] = data["raw_at"]
     if data.get("data_location") == 1:
         entries = {e.get("key", ""): e.get("value", "") for e in data.get("external_data", [])}
         info["external"] = entries
@@ -718,7 +760,9 @@ def _finish_node(data: dict[str, Any], edges: _Edges) -> list[dict[str, Any]]:
             op = OP_NAMES.get(op_type, op_type)  # one string per known operator, not one per node
             through = PASS_THROUGH.get(op)
             outputs = data.get("output") if through is not None else None
-            edges.nodes.append((op, tuple(inputs), outputs[0] if outputs else ""))
+            # a weight slot's node name: the module path the TorchScript exporter writes (_module_of)
+            named = data.get("name", "") if op in WEIGHT_OPS else ""
+            edges.nodes.append((op, tuple(inputs), outputs[0] if outputs else "", named))
     label = data.get("name") or f"{op_type or 'node'}_{data['index']}"
     out: list[dict[str, Any]] = []
     is_constant = op_type == "Constant" and data.get("domain", "") in ("", "ai.onnx")
@@ -777,6 +821,10 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
     origin = path.name
     external_files: set[str] = set()
     sparse = 0
+    samples: dict[str, tuple[int, int, int]] = {}
+    taken: set[str] | None = None
+    read_past: set[str] = set()  # values _head_read walked past, for all tables together
+    traced = model.get("producer_name") == TORCHSCRIPT_PRODUCER
     for index, t in enumerate(graph["tensors"]):
         name = _full_name(t, budget) or f"(unnamed tensor {index})"
         if name in seen:
@@ -808,19 +856,31 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
             role = _role(found, stored, t["numel"], t.get("node", False))
             if role is LEARNED and any(use == TABLE for use, _ in found[0]):
                 owner = "Embedding"
+        if traced and "node" in t and role is not LITERAL:  # a tensor tracing captured: in no state_dict
+            role = LITERAL
+        if role is LEARNED and "scope" not in t and EXPORTER_NAME.fullmatch(raw) and raw in uses:
+            if taken is None:  # the file's own names, which a module name never takes
+                taken = {t["name"] for t in graph["tensors"]}
+            named = _exported_name(uses[raw], flows.get(raw), taken, seen)
+            if named is not None:
+                budget.spend(len(named))
+                extra = {**(extra or {}), "onnx_name": raw}
+                name = named
+                seen.add(name)
         constants += role is Role.CONSTANT
-        records.append(
-            TensorRecord(
-                name=name,
-                shape=shape,
-                dtype=dtype,
-                role=role,
-                quant=quant,
-                origin=origin,
-                extra=extra,
-                owner_type=owner,
-            )
-        )
+        head = _head_read(raw, uses, flows, read_past) if owner is not None and "scope" not in t else None
+        if head is not None and taken is None:
+            taken = {t["name"] for t in graph["tensors"]}
+        head = None if head is None or head in seen or head in taken else head
+        record = TensorRecord(name=name, shape=shape, dtype=dtype, role=role, quant=quant, origin=origin,
+                              extra=extra, owner_type=owner, tie=("onnx", name) if head else None)
+        records.append(record)
+        if head is not None:  # one stored table the graph also reads as a linear layer's weight: a tied head
+            budget.spend(len(head))
+            seen.add(head)
+            records.append(record.replace(name=head, owner_type=None, extra={"onnx_read_as": head}))
+        if "raw_at" in t and role is LEARNED and len(shape) == 2 and bits in (8, 16, 32, 64):
+            samples[name] = (t["raw_at"], bits // 8, t["numel"])
     metadata: dict[str, Any] = {}
     for key in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
         if key in model:
@@ -842,16 +902,98 @@ def _inventory(path: Path, model: dict[str, Any], budget: NameBudget) -> Invento
                      "(scalars and integer Constant values as graph constants), not by use")
     if constants:
         notes.append(f"{constants:,} graph constants (scalars, shapes) not counted")
-    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+    pending = {"elements": _Elements(path, samples)} if samples else None
+    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes,
+                     pending=pending)
 
 
-def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: list[str]) -> tuple[
-        dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, bool]]]]:
+def _module_of(node: str) -> str | None:
+    """The module a TorchScript-exported node belongs to: its name less the operator
+    (``/model/layers.0/self_attn/q_proj/MatMul`` -> ``model.layers.0.self_attn.q_proj``); None for other names."""
+    if not node.startswith("/"):
+        return None
+    parts = node[1:].split("/")[:-1]
+    if not parts or not all(parts):
+        return None
+    return ".".join(parts)
+
+
+def _exported_name(uses: list[tuple[str, int, str]], flows: list[tuple[str, bool]] | None, taken: set[str],
+                   seen: set[str]) -> str | None:
+    """A folded weight's module name: an exporter-named tensor (:data:`EXPORTER_NAME`) read by one linear layer
+    and nothing else is that layer's ``weight`` (or ``bias``), under the module its node names; None when the
+    name is taken (kept as the file has it: two tensors never share a name)."""
+    if flows or len(uses) != 1:
+        return None
+    op, index, node = uses[0]
+    slot = FOLDED_SLOTS.get((op, index))
+    module = _module_of(node) if slot is not None else None
+    if module is None:
+        return None
+    name = f"{module}.{slot}"
+    if name in seen or name in taken:
+        return None
+    return name
+
+
+def _head_read(table: str, uses: dict[str, list[tuple[str, int, str]]],
+               flows: dict[str, list[tuple[str, bool]]], walked: set[str]) -> str | None:
+    """The weight name of the first linear layer an embedding table (Gather's data) also feeds, through
+    pass-through operators (an unfolded export of a tied head: ``Transpose(wte) -> MatMul``); None if none.
+    ``walked`` is shared by all tables (as in :func:`_reached`): each value is walked past once."""
+    stack = [table]
+    while stack:
+        value = stack.pop()
+        if value in walked:
+            continue
+        walked.add(value)
+        for op, index, node in uses.get(value, ()):
+            if WEIGHT_SLOTS.get((op, index)) == "weight":
+                module = _module_of(node)
+                if module is not None:
+                    return f"{module}.weight"
+        stack.extend(output for output, dequantizes in flows.get(value, ()) if not dequantizes)
+    return None
+
+
+class _Elements:
+    """``read(name, indices) -> [bytes of each element]`` of a 2-D learned initializer stored inline
+    (``raw_data``), or None: what :mod:`paramscope.ties` compares to find a head stored as its embedding
+    transposed. At most :data:`MAX_SAMPLES` elements a call, each read at its offset: a few KB of the file."""
+
+    def __init__(self, path: Path, where: dict[str, tuple[int, int, int]]) -> None:
+        self.path = path
+        self.where = where  # name -> (file offset of raw_data, bytes per element, elements)
+
+    def __call__(self, name: str, indices: list[int]) -> list[bytes] | None:
+        found = self.where.get(name)
+        if found is None or len(indices) > MAX_SAMPLES:
+            return None
+        at, width, numel = found
+        if any(not 0 <= i < numel for i in indices):
+            return None
+        try:  # opened again after the read: never blocking on what may since have become a FIFO
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            out = [os.pread(fd, width, at + i * width) for i in indices]
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return out if all(len(b) == width for b in out) else None
+
+
+def _uses(nodes: list[tuple[str, tuple[str, ...], str, str]], names: list[str]) -> tuple[
+        dict[str, list[tuple[str, int, str]]], dict[str, list[tuple[str, bool]]]]:
     """Value name -> (output, whether it dequantizes) of every pass-through node reading it as its data input;
     and, for the stored tensors ``names`` and the values that flow from them, value name -> the (op_type, input
-    index) of every other read. Other values' reads are not kept."""
+    index, node name where kept) of every other read. Other values' reads are not kept."""
     flows: dict[str, list[tuple[str, bool]]] = {}
-    for op, inputs, output in nodes:
+    for op, inputs, output, _ in nodes:
         through = PASS_THROUGH.get(op)
         if output and through is not None and through < len(inputs) and inputs[through]:
             flows.setdefault(inputs[through], []).append((output, op == "DequantizeLinear"))
@@ -863,16 +1005,16 @@ def _uses(nodes: list[tuple[str, tuple[str, ...], str]], names: list[str]) -> tu
             wanted.add(value)
             stack.extend(output for output, _ in flows.get(value, ()))
     wanted.discard("")  # an optional input left out, not a tensor without a name
-    uses: dict[str, list[tuple[str, int]]] = {}
-    for op, inputs, _ in nodes:
+    uses: dict[str, list[tuple[str, int, str]]] = {}
+    for op, inputs, _, named in nodes:
         through = PASS_THROUGH.get(op)
         for index, value in enumerate(inputs):
             if value in wanted and index != through:
-                uses.setdefault(value, []).append((op, index))
+                uses.setdefault(value, []).append((op, index, named))
     return uses, flows
 
 
-def _reached(name: str, uses: dict[str, list[tuple[str, int]]], flows: dict[str, list[tuple[str, bool]]],
+def _reached(name: str, uses: dict[str, list[tuple[str, int, str]]], flows: dict[str, list[tuple[str, bool]]],
              seen: set[str]) -> tuple[frozenset[tuple[Role | str, bool]], bool]:
     """The roles (each with whether the path to it dequantized) of the inputs a stored tensor reaches through
     pass-through operators, and whether it reaches an input :data:`USES` does not list. ``seen`` is shared by
@@ -885,7 +1027,7 @@ def _reached(name: str, uses: dict[str, list[tuple[str, int]]], flows: dict[str,
         if value in seen:
             continue
         seen.add(value)
-        for op, index in uses.get(value, ()):
+        for op, index, _ in uses.get(value, ()):
             role = USES.get((op, index)) or USES.get((op, ANY))
             if role is None:
                 unknown = True
