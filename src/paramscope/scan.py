@@ -382,6 +382,21 @@ def models(targets: Iterable[str], *, shard: tuple[int, int] | None = None) -> I
             yield model
 
 
+WORKER_MODULES = ("typing", "paramscope.pipeline", "paramscope.report", "paramscope.architecture",
+                  "paramscope.safety", "paramscope.sources.files")
+"""Imported before the worker threads start. A module the workers import lazily could otherwise be half
+initialised in one thread while another uses it: ``dataclasses`` looks ``typing`` up in ``sys.modules``
+without the import lock, and a class defined while another thread is importing ``typing`` fails with
+"partially initialized module 'typing' has no attribute 'ClassVar'"."""
+
+
+def _import_before_threads(memory: bool) -> None:
+    import importlib
+
+    for name in (*WORKER_MODULES, *(("paramscope.memory",) if memory else ())):
+        importlib.import_module(name)
+
+
 def scan(
     sources: Iterable[str],
     *,
@@ -403,6 +418,7 @@ def scan(
 
     if workers < 1:
         raise ValueError("workers must be 1 or more")
+    _import_before_threads(memory)
     store = Cache(cache) if cache else None
     window: deque[Any] = deque()
     done = 0

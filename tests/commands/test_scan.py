@@ -154,3 +154,15 @@ def test_hostile_targets_end_cleanly(tmp_path):
     for target in (str(tmp_path), f"@{listing}", f"@{tmp_path / 'absent.txt'}", "hf:*/*", "s3://"):
         result = run_cli("scan", target, "-f", "jsonl", timeout=60)
         assert_clean(result)
+
+
+def test_workers_never_meet_a_half_imported_module(zoo):
+    """Each run is a fresh process whose worker threads import the readers lazily: before the scan imported
+    them first, two threads could meet `typing` half initialised ("internal error: ... no attribute
+    'ClassVar'") in about half of the runs with --memory."""
+    for _ in range(4):
+        result = run_cli("scan", str(zoo), "--format", "jsonl", "--fail-on", "none", "--memory", "--workers", "4")
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(rows) == 5
+        assert not [row for row in rows if "internal error" in str(row.get("error"))]
