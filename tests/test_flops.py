@@ -156,6 +156,10 @@ def test_cli_training_cost(monkeypatch):
     assert doc["compute"]["forward_per_token"] == estimate(card, seq=64, attention="eager").forward_per_token
     code, out, _ = run("memory", "x", "--seq", "64", "--format", "markdown")
     assert code == 0 and "| memory | activation peak |" in out and "| compute | forward / token |" in out
+    # with --seq the activations are there: the states' "activations are not included" note is not
+    assert "model states only" not in out
+    code, out, _ = run("memory", "x", "--format", "markdown")
+    assert code == 0 and "model states only" in out
 
 
 def test_cli_training_options_need_seq_and_a_card(monkeypatch):

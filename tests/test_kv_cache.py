@@ -136,6 +136,16 @@ def test_mla_latent_for_vllm_llama_cpp_and_transformers_5_full_heads_for_transfo
     # transformers 4: 128 heads x (128 + 64) keys + 128 heads x 128 values
     e = kv_cache.estimate(card, context=1000, kv_dtype_name="bf16", runtime="transformers-4")
     assert e.kv_bytes == 61 * 1000 * 128 * (192 + 128) * 2
+    # the table says which layout each runtime caches
+    from paramscope.renderers.memory_text import inference_rows
+
+    def labels(runtime: str) -> list[str]:
+        kv = kv_cache.estimate(card, context=1000, kv_dtype_name="bf16", runtime=runtime)
+        return [item for _, item, _, _ in inference_rows(kv_cache.Inference(card=card, kv=kv, fit=None,
+                weights_bytes=0, weights_as=None, show_card=False)) if item.startswith("KV cache")]
+
+    assert labels("vllm") == ["KV cache, MLA latent"]
+    assert labels("transformers-4") == ["KV cache, MLA, full per-head K/V"]
 
 
 def test_sliding_window_layers_stop_growing_and_fit_reports_unbounded():

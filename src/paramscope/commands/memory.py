@@ -243,6 +243,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         raise UsageError(str(exc)) from None
     inference = _inference(report, settings)
     cost = _training_cost(args, report, settings, shard)
+    if cost is not None:  # the states' "activations not included" note is answered by the cost table below
+        from dataclasses import replace
+
+        from paramscope.memory import ACTIVATIONS_NOTE
+
+        result = replace(result, notes=[n for n in result.notes if n != ACTIVATIONS_NOTE])
     text = render_memory(result, args.format, inference=inference)
     if cost is not None:
         import json

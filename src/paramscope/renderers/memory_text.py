@@ -158,7 +158,10 @@ def inference_rows(inf: Inference) -> list[tuple[str, str, int | None, str]]:
     out: list[tuple[str, str, int | None, str]] = [(section, _weights_label(inf), inf.weights_bytes,
                                                     "parameters + buffers")]
     for line in kv.lines:
-        name = "recurrent state" if line.kind == "recurrent" else f"KV cache, {KIND_LABELS[line.kind]}"
+        label = KIND_LABELS[line.kind]
+        if line.kind == "mla" and kv.runtime == "transformers-4":  # that runtime expands the latent per head
+            label = "MLA, full per-head K/V"
+        name = "recurrent state" if line.kind == "recurrent" else f"KV cache, {label}"
         out.append((section, name, line.bytes, line.formula))
     out.append((section, "total", kv.total, "weights + KV cache + recurrent state"))
     return out
