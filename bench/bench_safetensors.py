@@ -14,7 +14,9 @@ Issue 12 (``--targets``): whole CLI processes against the bare script in its own
 ratios from one run: a 100,000-tensor file (names and shapes of a mixture of experts, a ~10 MB header) drawn as the
 default tree (target <= 1.2x the script's time) and as ``--format json -o /dev/null`` (<= 1.5x), both at most 1.5x
 the script's peak RSS; a DeepSeek-V3-shaped checkpoint (163 sparse FP8 shards + index, ~91k tensors) against the
-script run over every shard (<= 2x); a small file against ``python -c pass`` (<= 3x).
+script run over every shard (<= 2x); a small file against ``python -c pass`` (<= 3x). Each row gives wall time
+and CPU time (user + system of the process, ``getrusage(RUSAGE_CHILDREN)``), the base and paramscope run
+alternately so that a machine others load slows both alike; on a busy machine read the CPU ratio.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "sources"))
-from _measure import measure  # noqa: E402 - median wall seconds, peak RSS in MiB
+from _measure import measure, run_once  # noqa: E402 - median wall seconds, peak RSS in MiB
 from _st_helpers import (  # noqa: E402 - the shared fixture writers live beside the tests
     LLAMA2_7B,
     LLAMA2_7B_PARAMS,
@@ -180,6 +184,28 @@ def deepseek_v3_tensors() -> list[tuple[str, str, tuple[int, ...]]]:
     return out
 
 
+def run_cpu(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, from the children's rusage: the process and GNU time around it)
+    and peak RSS (MiB) of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, rss = run_once(argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, rss
+
+
+def measure_pair(base: list[str], ours: list[str], repeat: int) -> tuple[tuple[float, float, float], ...]:
+    """(median wall, median CPU, peak RSS) of ``base`` and of ``ours``, run alternately ``repeat`` times each after
+    a warm-up of each: a load that comes and goes falls on both."""
+    run_once(base)
+    run_once(ours)
+    runs: tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]] = ([], [])
+    for _ in range(repeat):
+        runs[0].append(run_cpu(base))
+        runs[1].append(run_cpu(ours))
+    return tuple((statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), max(r[2] for r in rs))
+                 for rs in runs)
+
+
 def targets(repeats: int) -> None:
     """Issue 12's rows: each command a whole process, ratios to the bare script measured in the same run."""
     py = sys.executable
@@ -210,21 +236,17 @@ def targets(repeats: int) -> None:
              [*cli, str(index), "--format", "json", "-o", "/dev/null"], 2.0),
             ("DeepSeek-V3, tree", [py, "-c", BARE_SHARDS, str(index)], [*cli, str(index)], 2.0),
         ]
-        head = (f"{'row':<48} {'base':>8} {'paramscope':>10} {'time':>6} {'target':>6} {'base RSS':>9} {'RSS':>8} "
-                f"{'RSS':>5}")
+        head = (f"{'row':<48} {'wall base':>9} {'ours':>7} {'ratio':>6} {'CPU base':>9} {'ours':>7} {'ratio':>6} "
+                f"{'target':>6} {'base RSS':>9} {'RSS':>7} {'RSS':>5}")
         print(head)
         print("-" * len(head))
-        baselines: dict[tuple[str, ...], tuple[float, float]] = {}
         for label, base, ours, target in rows:
-            key = tuple(base)
-            if key not in baselines:
-                baselines[key] = measure(base, repeats)
-            base_t, base_m = baselines[key]
-            t, m = measure(ours, repeats)
-            print(f"{label:<48} {base_t * 1000:6.0f}ms {t * 1000:8.0f}ms {t / base_t:5.2f}x {target:5.1f}x "
-                  f"{base_m:7.0f}MB {m:6.0f}MB {m / base_m:4.2f}x")
+            (base_t, base_c, base_m), (t, c, m) = measure_pair(base, ours, repeats)
+            print(f"{label:<48} {base_t * 1000:7.0f}ms {t * 1000:5.0f}ms {t / base_t:5.2f}x {base_c * 1000:7.0f}ms "
+                  f"{c * 1000:5.0f}ms {c / base_c:5.2f}x {target:5.1f}x {base_m:7.0f}MB {m:5.0f}MB {m / base_m:4.2f}x")
         print("base: `python -c pass` for the small file, else the bare script (json.loads + sum numel) in its own "
-              "process; RSS target 1.5x for the 100k file")
+              "process; wall and CPU (user + system) medians, each ratio to the base's; the target applies to both; "
+              "RSS target 1.5x for the 100k file")
 
 
 def main() -> None:

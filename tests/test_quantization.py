@@ -677,3 +677,63 @@ def test_record_replace_copies_with_the_changes():
     assert (copy.name, copy.shape, copy.dtype, copy.owner_type, copy.persistent, copy.origin, copy.extra) == (
         "a.qweight", (4, 8), "int32", "Linear", True, "f", {"k": 1})
     assert (record.role, record.quant, record.tie, record.numel) == (Role.BUFFER, None, ("t", 1), 32)
+
+
+# ---- the scale modules decided over columns (quantization.changes' bulk pass) --------------------------------
+
+
+def _fp8_table(extra: list[tuple[str, str, tuple[int, ...]]] = ()):
+    """A DeepSeek-V3-like table: FP8 weights beside block scales, plus ``extra`` entries."""
+    from paramscope.records import Table
+    from paramscope.sources.safetensors import DTYPES
+
+    entries = [("model.embed.weight", "BF16", (10, 4))]
+    for layer in range(3):
+        for proj, (o, i) in (("q", (256, 128)), ("o", (128, 300))):
+            name = f"model.layers.{layer}.attn.{proj}_proj"
+            entries += [(f"{name}.weight", "F8_E4M3", (o, i)), (f"{name}.weight_scale_inv", "F32", (-(-o // 128),
+                                                                                                     -(-i // 128)))]
+    entries += list(extra)
+    names = [n for n, _, _ in entries]
+    dtypes = [DTYPES[d][0] for _, d, _ in entries]
+    shapes = [s for _, _, s in entries]
+    numel = [math.prod(s) for s in shapes]
+    return Table(names, shapes, dtypes, [Role.PARAMETER] * len(names), numel, numel, ["f"] * len(names))
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    [("lone.weight_scale_inv", "F32", (1, 1))],  # a scale with no weight: nothing changes for it
+    [("bf.weight", "BF16", (4, 4)), ("bf.weight_scale_inv", "F32", (1, 1))],  # not stored one per element
+    [("i8.weight", "I8", (4, 8)), ("i8.weight_scale", "F32", (4, 1))],  # int8 beside a row scale
+])
+@pytest.mark.parametrize("config", [None, CT_CONFIG])
+def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
+    from paramscope import quantization
+
+    table = _fp8_table(extra)
+    cq = config_scheme(config)
+    candidates = [i for i, n in enumerate(table.names) if n.endswith(quantization.SUFFIX_TUPLE)]
+    assert quantization._bulk_scaled(table.names, candidates, (table.dtypes, table.shapes), cq) is not None
+    bulk = quantization.changes(table.names, table.row, cq, None, False, (table.dtypes, table.shapes))
+    loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
+    assert bulk is not None and loop is not None
+    assert list(bulk[0].items()) == list(loop[0].items()) and bulk[1] == loop[1]
+    # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
+    packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
+    assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
+    int8 = [("i8.weight", "compressed-tensors" if config else "int8")] if any(n == "i8.weight" for n, _, _ in extra) \
+        else []
+    assert sorted((n, q.scheme) for n, q in packed.items() if not n.startswith("model.")) == int8
+    assert bulk[1]["quantized_tensors"] == 6 + len(int8) and bulk[1]["bookkeeping_tensors"] == 6 + len(int8)
+
+
+def test_a_module_with_two_scales_is_left_to_the_loop():
+    from paramscope import quantization
+
+    table = _fp8_table([("x.weight", "F8_E4M3", (4, 4)), ("x.weight_scale", "F32", (4, 1)),
+                        ("x.input_scale", "F32", (1,))])
+    candidates = [i for i, n in enumerate(table.names) if n.endswith(quantization.SUFFIX_TUPLE)]
+    assert quantization._bulk_scaled(table.names, candidates, (table.dtypes, table.shapes), None) is None
+    found = quantization.changes(table.names, table.row, None, None, False, (table.dtypes, table.shapes))
+    assert found is not None and found[1]["quantized_tensors"] == 7 and found[1]["bookkeeping_tensors"] == 8

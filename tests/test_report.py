@@ -243,3 +243,83 @@ def test_tensor_rows_follow_the_tree_only_where_it_reordered():
     live = [TensorRecord("a.0.weight", (2,), "float32"), TensorRecord("a.1.weight", (2,), "float32"),
             TensorRecord("a.0.mean", (2,), "float32", role=Role.BUFFER)]
     assert Report(Inventory("m", "test", live)).natural_tensors == live
+
+
+# ---- the module tree as columns (Report.module_columns: the JSON document's modules) -------------------------
+
+
+def _column_report(names: list[str], roles: list[Role] | None = None) -> Report:
+    """A report over columns: each tensor float32 of shape (i + 1,), so each module's figures tell its tensors."""
+    from paramscope.records import Table
+
+    shapes = [(i + 1,) for i in range(len(names))]
+    roles = roles or [Role.PARAMETER] * len(names)
+    table = Table(names, shapes, ["float32"] * len(names), roles, [i + 1 for i in range(len(names))],
+                  [4 * (i + 1) for i in range(len(names))], ["f"] * len(names))
+    report = Report(Inventory("cols", "safetensors", table=table))
+    assert report.columns is not None
+    return report
+
+
+def _walked(report: Report) -> list[tuple]:
+    """The node tree's rows, the reference: tree(None, natural=False) walked, each depth counted from the root."""
+    rows, stack = [], [(report.tree(None, natural=False), 0)]
+    while stack:
+        node, level = stack.pop()
+        rows.append((node.path, level, node.parameters, node.trainable, node.buffers, node.bytes))
+        stack.extend((child, level + 1) for child in reversed(node.children))
+    return rows
+
+
+def _columns(report: Report) -> list[tuple] | None:
+    cols = report.module_columns()
+    if cols is None:
+        return None
+    return [(p, d, n, cols.trainable, b, s)
+            for p, d, n, b, s in zip(cols.paths, cols.depths, cols.parameters, cols.buffers, cols.bytes, strict=True)]
+
+
+def test_module_columns_by_hand():
+    report = _column_report(["a.b.w", "a.b.x", "a.c.w", "a.w", "d.w", "top"],
+                            [Role.PARAMETER, Role.BUFFER, Role.PARAMETER, Role.QUANT_AUX, Role.PARAMETER,
+                             Role.PARAMETER])
+    # numel 1..6, bytes 4 x numel; a quant_aux tensor counts bytes only, a buffer in buffers and bytes
+    assert _columns(report) == [
+        ("", 0, 1 + 3 + 5 + 6, None, 2, 4 * 21),
+        ("a", 1, 1 + 3, None, 2, 4 * (1 + 2 + 3 + 4)),
+        ("a.b", 2, 1, None, 2, 4 * 3),
+        ("a.c", 2, 3, None, 0, 4 * 3),
+        ("d", 1, 5, None, 0, 4 * 5),
+    ]
+    assert _columns(report) == _walked(_column_report(report.columns.names, report.columns.roles))
+
+
+@pytest.mark.parametrize("names", [
+    [f"model.layers.{i}.mlp.experts.{e}.{p}.weight" for i in range(3) for e in range(12) for p in "gud"],
+    ["..w", "a..b.w", ".x", "a.b.c.d.e.w", "a.b.w", "a.bias", "a.b-x.w", "z"],  # empty parts, a sibling after '-'
+    ["m.0.w", "m.1.w", "m.10.w", "m.2.w", "m.w", "n.w"],  # a safetensors header's text order is kept here
+    ["a.x.w", "a.y.q.w", "a.y.r.w", "b.w"],
+])
+def test_module_columns_are_the_walked_tree(names):
+    assert _columns(_column_report(names)) == _walked(_column_report(names))
+
+
+def test_module_columns_refuse_an_order_that_is_not_depth_first():
+    # a's subtree is listed again after b's: the node tree puts a.z under a, before b; the columns cannot
+    report = _column_report(["a.x.w", "b.y.w", "a.z.w"])
+    assert report.module_columns() is None
+    assert [row[0] for row in _walked(report)] == ["", "a", "a.x", "a.z", "b", "b.y"]
+
+
+def test_module_columns_keep_the_tree_text_limit(monkeypatch):
+    import paramscope.report as report_module
+    from paramscope.errors import ParamscopeError
+
+    names = ["a.bb.ccc.w", "a.bb.dd.w"]  # paths a, a.bb, a.bb.ccc, a.bb.dd: 1 + 4 + 8 + 7 = 20 characters
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 19)
+    monkeypatch.setattr(report_module, "_TREE_TEXT_REASON", "too long")
+    for build in (lambda r: r.module_columns(), lambda r: r.tree(None, natural=False)):
+        with pytest.raises(ParamscopeError, match="too long"):
+            build(_column_report(names))
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 20)
+    assert len(_columns(_column_report(names))) == 5

@@ -51,7 +51,8 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
             if inventory.columnar:  # records are made only for the candidates' modules
                 columns = inventory.table
                 prior = "quant" in columns.sparse or Role.QUANT_AUX in columns.roles
-                found = quantization.changes(columns.names, columns.row, cq, blobs, prior)
+                found = quantization.changes(columns.names, columns.row, cq, blobs, prior,
+                                             (columns.dtypes, columns.shapes))
                 if found is not None:
                     change, summary = found
                     table = columns.repacked(change)

@@ -70,17 +70,17 @@ GGUF_FORMAT = "gguf"
 def architecture_of(inventory: Inventory) -> Any:
     """The card of what the reader handed on: GGUF key/values, a config.json (beside the weights or the
     architecture itself), or a live model's own config; None where the source states no architecture."""
+    config = inventory.pending.get("config")
+    live = inventory.pending.get("model_config")
+    if inventory.format != GGUF_FORMAT and not isinstance(config, dict) and not isinstance(live, dict):
+        return None  # nothing to build a card from: the module (and dataclasses, inspect, ast) is not imported
     from paramscope import architecture
 
     if inventory.format == GGUF_FORMAT:
         return architecture.from_gguf(inventory.metadata)
-    config = inventory.pending.get("config")
     if isinstance(config, dict):  # the file as read comes first: it needs no transformers to be believed
         return architecture.from_config(config)
-    live = inventory.pending.get("model_config")
-    if isinstance(live, dict):
-        return architecture.from_config(live, source="live")
-    return None
+    return architecture.from_config(live, source="live")
 
 
 def _with_module_quantization(inventory: Inventory) -> Inventory:

@@ -308,14 +308,19 @@ def summary_of(records: Iterable[TensorRecord]) -> dict[str, Any] | None:
 
 def _summary(pairs: Iterable[tuple[Role, QuantInfo | None]]) -> dict[str, Any] | None:
     """:func:`summary_of` from each tensor's (role, packing)."""
+    return _summary_counted((role, quant, 1) for role, quant in pairs)
+
+
+def _summary_counted(items: Iterable[tuple[Role, QuantInfo | None, int]]) -> dict[str, Any] | None:
+    """:func:`_summary` from (role, packing, how many tensors have them): a model repeats a few packings."""
     schemes: dict[str, int] = {}
     bits_seen: set[float] = set()
     aux = 0
-    for role, quant in pairs:
+    for role, quant, count in items:
         if role is Role.QUANT_AUX:
-            aux += 1
+            aux += count
         elif quant is not None:
-            schemes[quant.scheme] = schemes.get(quant.scheme, 0) + 1
+            schemes[quant.scheme] = schemes.get(quant.scheme, 0) + count
             if quant.bits is not None:
                 bits_seen.add(quant.bits)
     if not schemes and not aux:
@@ -360,7 +365,8 @@ def annotate(
 
 
 def changes(
-    names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True
+    names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True,
+    columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None,
 ) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
     (made only for the candidates' modules). Returns the summary and, by index, what changes: a
@@ -368,22 +374,44 @@ def changes(
     (``Role.QUANT_AUX``, all else kept); or None when nothing is quantized.
     ``prior``: some entry may already be packed or bookkeeping (a reader said so), so the summary must look at
     every record; without it the changed ones alone decide it.
+    ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
+    (an FP8 or int8 weight beside its scales, DeepSeek-V3's 45,000) is then decided from them, no record made.
 
     One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
     """
+    from itertools import compress
+    from operator import methodcaller
+
+    candidates = list(compress(range(len(names)), map(methodcaller("endswith", SUFFIX_TUPLE), names)))
+    if columns is not None and candidates:
+        bulk = _bulk_scaled(names, candidates, columns, cq)
+        if bulk is not None:
+            return _finish(bulk, [], [], bool(bulk), names, row, cq, prior) if bulk else None
     marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
-    for index, name in enumerate(names):
-        if name.endswith(SUFFIX_TUPLE):
+    simple = _SIMPLE_LEAVES
+    for index in candidates:
+        name = names[index]
+        base, dot, leaf = name.rpartition(".")
+        suffix = simple.get(leaf) if dot else None  # the one suffix a dotted leaf can be (the common case)
+        if suffix is None:
             suffix = _suffix(name)
-            if suffix is not None:
-                marked.setdefault(name[: -len(suffix)], {})[suffix] = index
+            if suffix is None:
+                continue
+            base = name[: -len(suffix)]
+        found = marked.get(base)
+        if found is None:
+            marked[base] = {suffix: index}
+        else:
+            found[suffix] = index
     if not marked:
         return None
-    by_name = {name: i for i, name in enumerate(names)}
+    # in C; a name given twice keeps its last index, as a loop would
+    by_name = dict(zip(names, range(len(names)), strict=True))
     final: dict[int, QuantInfo | None] = {}
     ambiguous: list[str] = []
     packed = False
     kv_only: list[int] = []  # attention k/v/q/output scales: bookkeeping once the model is known quantized
+    shared: dict[tuple[str, int, int], QuantInfo] = {}  # one QuantInfo per (scheme, weights, bits): read-only
 
     def get(name: str) -> TensorRecord | None:
         i = by_name.get(name)
@@ -394,13 +422,45 @@ def changes(
     blobs: dict[str, bytes] = read_blobs(blob_names) if read_blobs is not None and blob_names else {}
 
     families_of: dict[tuple[str, ...], set[str]] = {}  # a model repeats a few suffix sets across its modules
+    scaled_only: dict[tuple[str, ...], list[str] | None] = {}  # suffix set -> its aux suffixes, if only "scaled"
+    one_per_element = _ONE_PER_ELEMENT
+    compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     for base, found in marked.items():
         change: dict[int, QuantInfo | None] = {}
         suffixes = tuple(found)
         families = families_of.get(suffixes)
         if families is None:
             families = families_of[suffixes] = {SUFFIXES[s][1] for s in found}
+            scaled_only[suffixes] = _scaled_only(found, families)
         weight_index = by_name.get(base + ".weight")
+        aux_suffixes = scaled_only[suffixes]
+        if aux_suffixes is not None and columns is not None:
+            # The last branch below, the only one such a module can reach, decided from the columns: a weight
+            # stored one per element (FP8, int8) beside its scales
+            if weight_index is None:
+                continue
+            dtype, shape = columns[0][weight_index], columns[1][weight_index]
+            kind = one_per_element.get(dtype)
+            if kind is None:
+                continue
+            scheme, bits = kind
+            if dtype == "int8" and compressed_int8:
+                scheme = "compressed-tensors"
+            stored = 0
+            if shape is not None:
+                stored = 1
+                for dim in shape:
+                    stored *= dim
+            quant = shared.get((scheme, stored, bits))
+            if quant is None:
+                quant = shared[scheme, stored, bits] = QuantInfo(scheme, stored, bits)
+            final[weight_index] = quant
+            packed = True
+            for suffix in aux_suffixes:
+                index = found[suffix]
+                if index != weight_index:
+                    final[index] = None
+            continue
         weight = row(weight_index) if weight_index is not None else None
         if families == {"kv"}:
             kv_only.extend(found.values())
@@ -477,6 +537,14 @@ def changes(
         for index, quant in change.items():
             final[index] = quant
             packed = packed or quant is not None
+    return _finish(final, kv_only, ambiguous, packed, names, row, cq, prior)
+
+
+def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
+            names: list[str], row: Any, cq: ConfigQuant | None, prior: bool,
+            ) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+    """:func:`changes`' answer from what its pass found: the attention scales made bookkeeping where the model is
+    quantized, and the summary."""
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
@@ -490,8 +558,15 @@ def changes(
             return (Role.PARAMETER, quant) if quant is not None else (Role.QUANT_AUX, record.quant)
 
         summary = _summary(map(after, range(len(names))))
-    else:
-        summary = _summary((Role.PARAMETER, q) if q is not None else (Role.QUANT_AUX, None) for q in final.values())
+    else:  # counted by object in C (the shared packings and None), each distinct one looked at once
+        from collections import Counter
+
+        values = list(final.values())
+        by_id = dict(zip(map(id, values), values, strict=True))
+        summary = _summary_counted(
+            (Role.PARAMETER, by_id[key], count) if by_id[key] is not None else (Role.QUANT_AUX, None, count)
+            for key, count in Counter(map(id, values)).items()
+        )
     assert summary is not None  # something was packed, or kv scales became bookkeeping
     if summary["scheme"] is None:
         summary["scheme"] = cq.method  # type: ignore[union-attr]
@@ -500,6 +575,72 @@ def changes(
         summary["ambiguous"] = ambiguous
     return final, summary
 
+
+def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
+                 cq: ConfigQuant | None) -> dict[int, QuantInfo | None] | None:
+    """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
+    suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
+    done over whole columns in C: the same changes, in the same order, as the loop. None where that does not
+    hold (the loop then decides)."""
+    from itertools import chain, compress, repeat
+    from operator import add, itemgetter, methodcaller
+
+    parts = list(map(methodcaller("rpartition", "."), map(names.__getitem__, candidates)))
+    leaves = set(map(itemgetter(2), parts))
+    simple = _SIMPLE_LEAVES
+    if "" in set(map(itemgetter(1), parts)) or not leaves <= simple.keys():
+        return None
+    if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
+        return None
+    bases = list(map(itemgetter(0), parts))
+    if len(set(bases)) != len(bases):  # a module with two suffixes (a weight scale and an input scale)
+        return None
+    by_name = dict(zip(names, range(len(names)), strict=True))
+    weights = list(map(by_name.get, map(add, bases, repeat(".weight"))))
+    dtypes, shapes = columns
+    kinds = _ONE_PER_ELEMENT
+    keep = [w is not None and dtypes[w] in kinds for w in weights]
+    kept = list(compress(weights, keep))
+    if not kept:
+        return {}
+    keys = list(zip(map(dtypes.__getitem__, kept), map(shapes.__getitem__, kept), strict=True))
+    compressed_int8 = cq is not None and cq.method == "compressed-tensors"
+    made: dict[tuple[str, int, float], QuantInfo] = {}
+    of_key: dict[Any, QuantInfo] = {}
+    for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
+        scheme, bits = kinds[dtype]
+        if dtype == "int8" and compressed_int8:
+            scheme = "compressed-tensors"
+        stored = 0
+        if shape is not None:
+            stored = 1
+            for dim in shape:
+                stored *= dim
+        quant = made.get((scheme, stored, bits))
+        if quant is None:
+            quant = made[scheme, stored, bits] = QuantInfo(scheme, stored, bits)
+        of_key[dtype, shape] = quant
+    quants = map(of_key.__getitem__, keys)
+    aux = compress(candidates, keep)
+    # module by module as the loop goes: the weight's packing, then its scale's None
+    pairs = zip(zip(kept, quants, strict=True), zip(aux, repeat(None), strict=False), strict=True)
+    return dict(chain.from_iterable(pairs))
+
+
+def _scaled_only(found: dict[str, int], families: set[str]) -> list[str] | None:
+    """The aux suffixes of a module whose suffixes can reach only the last branch of :func:`changes` (a weight
+    stored one per element beside its scales: no packed word, no bitsandbytes, MLX or NVFP4 mark), else None."""
+    if "scaled" not in families or families & {"bnb4", "bnb8"}:
+        return None
+    if any(s in found for s in (".qweight", ".weight_packed", ".scales", ".biases")) or (
+            "_blocks" in found and "_scales" in found) or (".weight_scale_2" in found and ".weight_scale" in found):
+        return None
+    return [s for s in found if SUFFIXES[s][0] == "aux"]
+
+
+_SIMPLE_LEAVES = {leaf: group[0] for leaf, group in _BY_LEAF.items() if group == ["." + leaf]}
+"""Last dotted parts that name exactly one suffix of the table, that part itself (``weight_scale_inv``): a name
+ending so has that suffix, no other looked at (:func:`_suffix` otherwise)."""
 
 # Quantized dtypes stored one weight per element, recognised by a scale beside them.
 _ONE_PER_ELEMENT: dict[str, tuple[str, int]] = {

@@ -86,6 +86,8 @@ MAX_TREE_TEXT = 128 * 1024 * 1024
 """Characters of module paths in one module tree. Each module's path repeats its parent's, so names near
 both limits above would make a tree quadratic in the input (a 64 KiB name of 1,000 parts alone would spell
 out 32 MiB of paths); an honest 1,000,000-tensor checkpoint needs about a tenth of this."""
+_TREE_TEXT_REASON = (f"the module paths of its tensor names add up to more than {MAX_TREE_TEXT:,} characters (names "
+                     "nest too deeply to list; try a smaller --depth)")
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 EMBEDDING_CLASS_ENDINGS = ("Embedding", "EmbeddingBag")
 """A module class whose name ends so is taken as an embedding subclass (GemmaScaledWordEmbedding): a source
@@ -306,6 +308,10 @@ def natural_order(children: list[ModuleNode]) -> bool:
     return moved_any
 
 
+ModuleColumns = namedtuple("ModuleColumns", "paths depths parameters trainable buffers bytes")
+ModuleColumns.__doc__ = """Every module as columns, depth first (:meth:`Report.module_columns`): path, depth,
+parameters, buffers and bytes of its subtree, one entry per module; ``trainable`` one value for all (a report over
+columns knows no trainability: 0 where there is no parameter, else None)."""
 TypeTotal = namedtuple("TypeTotal", "type modules parameters bytes")
 TypeTotal.__doc__ = "Parameters held by modules of one class: how many modules, parameters and bytes."
 DTypeTotal = namedtuple("DTypeTotal", "dtype parameters buffers bytes")
@@ -865,10 +871,7 @@ class Report:
             for path in reversed(missing):
                 text += len(path)
                 if text > MAX_TREE_TEXT:
-                    raise ParamscopeError(
-                        source, f"the module paths of its tensor names add up to more than {MAX_TREE_TEXT:,} "
-                        "characters (names nest too deeply to list; try a smaller --depth)"
-                    )
+                    raise ParamscopeError(source, _TREE_TEXT_REASON)
                 node = nodes[path] = ModuleNode(path, types.get(path))
                 if parent.children:
                     parent.children.append(node)
@@ -1048,6 +1051,82 @@ class Report:
                     root = self._build_tree(depth)
             self._trees[key] = root
         return root
+
+    def module_columns(self) -> ModuleColumns | None:
+        """Every module of a report over columns, as :meth:`tree` ``(None, natural=False).walk()`` gives them, but
+        as columns (no node per module): for the JSON document's ``modules``, which draws each module once.
+
+        Made in one pass over the distinct modules in the order their first tensor was listed (each made with its
+        missing ancestors, as :meth:`_build_tree` makes nodes). That order is the tree's depth-first order when
+        every module's parent is on the path to the module made before it, as in any file whose names are sorted
+        (safetensors headers are): None otherwise, or where the report is not over columns or holds a graph's
+        constant, and for a tree already built (the caller walks it)."""
+        table = self._table
+        if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
+            return None
+        import operator
+        from itertools import repeat
+        from operator import itemgetter, methodcaller
+
+        split = methodcaller("rpartition", ".")
+        modules = list(map(itemgetter(0), map(split, table.names)))
+        distinct = list(dict.fromkeys(modules))  # in the order their first tensor was listed
+        index = {"": 0}  # path -> its place in the columns
+        paths, parents, depths = [""], [-1], [0]
+        get = index.get
+        text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
+        for module, parent in zip(distinct, map(itemgetter(0), map(split, distinct)), strict=True):
+            if module in index:  # made before, as an ancestor of another
+                continue
+            up = get(parent)
+            if up is None:  # its parent is new too: made first, with any other missing ancestors
+                missing = [parent]
+                above = parent.rpartition(".")[0]
+                while above not in index:
+                    missing.append(above)
+                    above = above.rpartition(".")[0]
+                up = index[above]
+                for path in reversed(missing):
+                    text += len(path)
+                    if text > MAX_TREE_TEXT:
+                        raise ParamscopeError(self.source, _TREE_TEXT_REASON)
+                    index[path] = len(paths)
+                    paths.append(path)
+                    depths.append(depths[up] + 1)
+                    parents.append(up)
+                    up = index[path]
+            index[module] = len(paths)
+            paths.append(module)
+            depths.append(depths[up] + 1)
+            parents.append(up)
+        if sum(map(len, paths)) > MAX_TREE_TEXT:
+            raise ParamscopeError(self.source, _TREE_TEXT_REASON)
+        # Depth first where each module hangs off the path to the one made before it: its parent is that module
+        # or one of its ancestors (a prefix of it that a dot ends)
+        before, above = paths[:-1], list(map(paths.__getitem__, parents[1:]))
+        hangs = map(str.startswith, before, map(str.__add__, above, repeat(".")))
+        rooted = map(operator.not_, parents[1:])  # the root: every module's ancestor
+        if not all(map(operator.or_, map(operator.or_, hangs, map(str.__eq__, before, above)), rooted)):
+            return None
+        count = len(paths)
+        parameters, buffers, size = [0] * count, [0] * count, [0] * count
+        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        for at, role, numel, nbytes in zip(map(index.__getitem__, modules), table.roles, table.numel, table.nbytes,
+                                           strict=True):
+            if role is parameter:
+                parameters[at] += numel
+                size[at] += nbytes or 0
+            elif role is buffer:
+                buffers[at] += numel
+                size[at] += nbytes or 0
+            elif role is quant_aux:
+                size[at] += nbytes or 0
+        for at in range(count - 1, 0, -1):  # children after their parents: backwards is bottom-up
+            up = parents[at]
+            parameters[up] += parameters[at]
+            buffers[up] += buffers[at]
+            size[up] += size[at]
+        return ModuleColumns(paths, depths, parameters, 0 if self._trainability_known else None, buffers, size)
 
     @cached_property
     def natural_tensors(self) -> list[TensorRecord]:

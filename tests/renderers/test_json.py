@@ -117,3 +117,30 @@ def test_render_chunks_left_part_way_resumes_the_collector():
     assert not gc.isenabled()  # paused while the rows are made ...
     pieces.close()
     assert gc.isenabled()  # ... and resumed when the writer stops early (a broken pipe)
+
+
+@pytest.mark.parametrize("types", [{}, {"": "Net", "blk.0": "Block"}])
+def test_modules_written_from_columns_are_the_nodes_text(types):
+    """A report over columns writes its modules from Report.module_columns; the text must be what the node tree
+    gives (the tree built first makes the renderer walk its nodes instead)."""
+    from paramscope.records import Table
+
+    names = ["blk.0.w\u00e9\"\n.weight", "blk.0.norm", "blk.1.a.weight", "blk.1.a.bias", "head.weight", "x"]
+    shapes = [(2, 3), (3,), (4, 4), (4,), (5, 2), (1,)]
+    roles = [Role.PARAMETER, Role.BUFFER, Role.PARAMETER, Role.PARAMETER, Role.PARAMETER, Role.QUANT_AUX]
+    numel = [6, 3, 16, 4, 10, 1]
+
+    def report() -> Report:
+        table = Table(list(names), shapes, ["float16"] * 6, roles, numel, [2 * n for n in numel], ["f"] * 6)
+        return Report(Inventory("cols", "safetensors", table=table, module_types=types))
+
+    from_columns = report()
+    assert from_columns.columns is not None and from_columns.module_columns() is not None
+    from_nodes = report()
+    from_nodes.tree(None, natural=False)
+    assert from_nodes.module_columns() is None
+    text = render(from_columns, "json", RenderOptions())
+    assert text == render(from_nodes, "json", RenderOptions())
+    modules = json.loads(text)["modules"]
+    assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in modules][:3] == [
+        ("", 0, 6 + 16 + 4 + 10, 3, 2 * 40), ("blk", 1, 26, 3, 2 * 29), ("blk.0", 2, 6, 3, 18)]

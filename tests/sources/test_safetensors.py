@@ -7,6 +7,7 @@ import json
 import math
 import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -390,3 +391,29 @@ def test_fuzz_only_paramscope_errors(tmp_path_factory, data):
         read_path(path)
     except ParamscopeError as exc:
         assert "\n" not in str(exc)
+
+
+def test_check_weight_map_agrees_notes_and_names_the_first_disagreement():
+    from paramscope.sources.safetensors import check_weight_map
+
+    owner = {"a": "s1", "b": "s1", "c": "s2"}
+    assert check_weight_map("idx", {"a": "s1", "b": "s1", "c": "s2"}, owner) == []
+    assert check_weight_map("idx", {"c": "s2"}, owner) == [
+        "2 tensors are in the shards but not in the index's weight_map; they are counted."]
+    with pytest.raises(ParamscopeError, match=r"^idx: weight_map puts 'b' in 's2', but it is in 's1'$"):
+        check_weight_map("idx", {"a": "s1", "b": "s2", "z": "s1"}, owner)
+    with pytest.raises(ParamscopeError, match=r"^idx: weight_map puts 'z' in 's1', but no shard holds it$"):
+        check_weight_map("idx", {"a": "s1", "z": "s1"}, owner)
+
+
+def test_a_plain_file_is_settled_without_the_architecture_module(tmp_path):
+    # No config beside the weights: no card to build, so paramscope.architecture (dataclasses, inspect, ast) is not
+    # imported on the way to a report
+    path = tmp_path / "m.safetensors"
+    write_sparse(path, [("a.weight", "BF16", (2, 3))])
+    code = ("import sys; from paramscope import pipeline; from paramscope.report import Report; "
+            f"r = Report(pipeline.read({str(path)!r})); assert r.total == 6, r.total; "
+            "print('paramscope.architecture' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # this run's paramscope
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "False"

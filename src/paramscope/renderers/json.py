@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from paramscope.records import TensorRecord
-    from paramscope.report import ModuleNode, Report
+    from paramscope.report import ModuleColumns, ModuleNode, Report
 
 
 def _tensor(record: TensorRecord, tied_to: str | None) -> dict[str, Any]:
@@ -176,6 +176,10 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
         # Sibling modules repeat their figures (a model's experts and layers): the text from "parameters" on is
         # written once per distinct (parameters, trainable, buffers, bytes).
         tails: dict[tuple[Any, ...], str] = {}
+        columns = report.module_columns() if depth is None else None
+        if columns is not None:  # every module, straight from the columns: no node made
+            yield from _column_module_lines(report, columns, tails, string)
+            return
         # node.walk()'s order, each node's depth its parent's + 1; modules in the source's order (a program sorts
         # as it needs; natural order would look at every one of a full tree's siblings again)
         stack = [(report.tree(depth, natural=False), 0)]
@@ -245,6 +249,32 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
             yield encode(_tensor(r, tied))
             continue
         yield f'{{"name": {string(name)}, {middle}"tied_to": {"null" if tied is None else string(tied)}}}'
+
+
+def _column_module_lines(report: Report, columns: ModuleColumns, tails: dict[tuple[Any, ...], str],
+                         string: Callable[[str], str]) -> Iterator[str]:
+    """:func:`_fast_lines`' module lines from :meth:`Report.module_columns`: the same text as from the nodes."""
+    total = report.total
+    trainable = columns.trainable
+    flag = "null" if trainable is None else trainable
+    types = report.inventory.module_types
+    for path, level, parameters, buffers, size in zip(columns.paths, columns.depths, columns.parameters,
+                                                      columns.buffers, columns.bytes, strict=True):
+        figures = (parameters, buffers, size)
+        tail = tails.get(figures)
+        if tail is None:
+            share = percent(parameters, total)
+            tail = tails[figures] = (
+                f'"parameters": {parameters}, "percent": {"null" if share is None else repr(share)}, '
+                f'"trainable": {flag}, "buffers": {buffers}, "bytes": {size}}}')
+        kind = types.get(path) if types else None
+        if kind is None or type(kind) is str:
+            yield (f'{{"path": {string(path)}, "type": {"null" if kind is None else string(kind)}, '
+                   f'"depth": {level}, {tail}')
+        else:
+            yield _line_encoder()({"path": path, "type": kind, "depth": level, "parameters": parameters,
+                                   "percent": percent(parameters, total), "trainable": trainable, "buffers": buffers,
+                                   "bytes": size})
 
 
 def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callable[[Any], str]) -> str | None:
