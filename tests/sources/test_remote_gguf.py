@@ -61,7 +61,7 @@ def quant_repo(tmp_path_factory):
 
 
 def local_records(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
-    return [(t.name, t.shape, t.dtype) for t in gguf_source.read(path).tensors]
+    return [(t.name, t.shape, t.dtype) for t in gguf_source._read_file(path).tensors]  # one file, not its split
 
 
 def records(inventory) -> list[tuple[str, tuple[int, ...], str]]:
@@ -291,3 +291,33 @@ def test_403_is_one_line_at_once(hub, tmp_path):
     with pytest.raises(ParamscopeError, match=r"m\.gguf: access denied \(set HF_TOKEN to a token with access\)"):
         open_source(f"{hub.url}/plain/m.gguf")
     assert hub.gets("m.gguf") == 1  # not retried
+
+
+def test_a_split_gguf_on_disk_is_one_model(tmp_path):
+    """Any part's path, or the directory, reads every part (gguf-py counts each part's tensors)."""
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    expected = sum(gguf_py_parameters(p) for p in parts)
+    assert expected == SMALL_PARAMS and len(parts) == 3
+    for source in (parts[0], parts[2], tmp_path):
+        inventory = open_source(str(source))
+        assert Report(inventory).total == expected, source
+        names = [t.name for p in parts for t in gguf.GGUFReader(p).tensors]
+        assert [t.name for t in inventory.tensors] == names
+        assert inventory.metadata["gguf.splits"] == 3 and inventory.source == str(source)
+
+
+def test_a_split_gguf_on_disk_with_a_part_missing_is_one_line(tmp_path):
+    from tests.hostile._limits import assert_refused, run_cli
+
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[1].unlink()
+    for source in (parts[0], tmp_path):
+        result = run_cli(str(source))
+        assert_refused(result, str(source), "part m-00002-of-00003.gguf of the split GGUF is missing")
+
+
+def test_a_directory_of_several_gguf_models_is_not_one_model(tmp_path):
+    write_llama_gguf(tmp_path / "m.Q4_0.gguf", "Q4_0", SMALL)
+    write_llama_gguf(tmp_path / "m.Q8_0.gguf", "Q8_0", SMALL)
+    assert not gguf_source.sniff_directory(tmp_path)
+    assert Report(open_source(str(tmp_path / "m.Q8_0.gguf"))).total == SMALL_PARAMS
