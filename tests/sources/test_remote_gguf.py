@@ -61,7 +61,7 @@ def quant_repo(tmp_path_factory):
 
 
 def local_records(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
-    return [(t.name, t.shape, t.dtype) for t in gguf_source._read_file(path).tensors]  # one file, not its split
+    return [(t.name, t.shape, t.dtype) for t in gguf_source.read_file(path).tensors]  # one file, not its split
 
 
 def records(inventory) -> list[tuple[str, tuple[int, ...], str]]:

@@ -837,7 +837,7 @@ def _read_local_file(path: Any, name: str) -> Inventory:
     """A cached GGUF or torch.save shard, by the local readers."""
     from paramscope.sources import gguf, torch_pickle
 
-    return gguf.read(path) if ranged_kind(name) == "gguf" else torch_pickle.read(path)
+    return gguf.read_file(path) if ranged_kind(name) == "gguf" else torch_pickle.read(path)
 
 
 def _shard_records(name: str, inventory: Inventory) -> list[TensorRecord]:
@@ -959,7 +959,7 @@ def read_ranged_parts(
             path = Path(job.local)
             if sizes is not None:
                 sizes[k] = path.stat().st_size
-            return gguf.read(path).replace(source=source)
+            return gguf.read_file(path).replace(source=source)  # this part only: the job list names the others
         assert job.url is not None
         reader = HttpRangeReader(fetcher, source, job.name, job.url)
         inventory = read_ranged_file(reader, source)
