@@ -86,8 +86,10 @@ def test_small_gguf_url_matches_gguf_py_and_the_local_read(hub, tmp_path):
 def test_a_repository_of_eight_quantizations_is_listed_from_headers(hub, quant_repo):
     """The table a user picks from: exact parameters (gguf-py), the file's size, its quantization; each file
     costs at most 1.2x the bytes before its data section, in a few requests."""
+    from paramscope.pipeline import read
+
     hub.add_repo("acme/llama-gguf", quant_repo)
-    inventory = open_source("hf:acme/llama-gguf")
+    inventory = read("hf:acme/llama-gguf")
     rows = inventory.metadata["gguf.files"]
     assert [row["file"] for row in rows] == sorted(f"llama-2-7b.{q}.gguf" for q in QUANTIZATIONS)
     # gguf-py's reader takes seconds on a 32k vocabulary: it is the reference for one file, and paramscope's
@@ -103,8 +105,11 @@ def test_a_repository_of_eight_quantizations_is_listed_from_headers(hub, quant_r
         assert row["data_offset"] == local.metadata["gguf.data_offset"] == reference.data_offset
         assert hub.sent[row["file"]] <= 1.2 * row["data_offset"]
         assert hub.gets(row["file"]) <= 6
-    assert inventory.format == "gguf-listing" and inventory.tensors == []
-    assert any("llama-2-7b.Q4_K_M.gguf" in note and "6,738,415,616 parameters" in note for note in inventory.notes)
+    assert inventory.format == "gguf-listing" and inventory.tensors == [] and "gguf.models" not in inventory.pending
+    # bits per weight as llama.cpp prints it (tensor bytes * 8 / tensor elements), from gguf-py's sizes
+    q4 = next(row for row in rows if row["file"] == "llama-2-7b.Q4_K_M.gguf")
+    expected = 8 * sum(int(t.n_bytes) for t in reference.tensors) / sum(int(t.n_elements) for t in reference.tensors)
+    assert q4["bits_per_weight"] == round(expected, 2) == 4.54  # Q4_K 144 B per 256, output Q6_K 210 B per 256
 
 
 def test_a_named_file_of_the_repository(hub, quant_repo):
@@ -264,7 +269,7 @@ def test_the_file_option_names_a_file_of_the_repository(hub, tmp_path):
         assert err.getvalue() == ""
     out, err = io.StringIO(), io.StringIO()
     assert main(["hf:acme/two", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
-    rows = json.loads(out.getvalue())["metadata"]["gguf.files"]
+    rows = json.loads(out.getvalue())["files"]
     assert [(r["file"], r["quantization"], r["parameters"]) for r in rows] == [
         ("m.Q4_0.gguf", "Q4_0", SMALL_PARAMS), ("m.Q8_0.gguf", "Q8_0", SMALL_PARAMS)]
     out, err = io.StringIO(), io.StringIO()
@@ -321,3 +326,65 @@ def test_a_directory_of_several_gguf_models_is_not_one_model(tmp_path):
     write_llama_gguf(tmp_path / "m.Q8_0.gguf", "Q8_0", SMALL)
     assert not gguf_source.sniff_directory(tmp_path)
     assert Report(open_source(str(tmp_path / "m.Q8_0.gguf"))).total == SMALL_PARAMS
+
+
+def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):
+    """Two quantizations, a split one (one row) and a GPT-2 whose head is a stored copy of its embedding
+    (parameters count it once, as ties.py says llama.cpp writes it): every figure against gguf-py."""
+    import csv
+    import io
+    import json
+    from importlib.resources import files
+
+    from paramscope.cli import main
+
+    jsonschema = pytest.importorskip("jsonschema")
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    write_llama_gguf(repo / "-m.Q4_0.gguf", "Q4_0", SMALL)  # a CSV cell that starts with "-" is a formula
+    split = write_llama_gguf(repo / "m.Q4_K_M.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    write_gguf(repo / "gpt2.F32.gguf", "gpt2", {"token_embd.weight": (50, 16), "output.weight": (50, 16),
+                                                  "blk.0.attn_q.weight": (16, 16)})
+    hub.add_repo("acme/q", repo)
+
+    def reference(paths: list[Path], quantization: str, tied: int = 0) -> dict:
+        tensors = [t for p in paths for t in gguf.GGUFReader(p).tensors]
+        elements, data = sum(int(t.n_elements) for t in tensors), sum(int(t.n_bytes) for t in tensors)
+        return {"file": paths[0].name, "parts": len(paths), "quantization": quantization,
+                "bytes": sum(p.stat().st_size for p in paths), "parameters": elements - tied,
+                "bits_per_weight": round(8 * data / elements, 2), "tensors": len(tensors)}
+
+    expected = [reference([repo / "-m.Q4_0.gguf"], "Q4_0"),
+                reference([repo / "gpt2.F32.gguf"], "float32", tied=50 * 16),
+                reference(split, "Q4_K_M"), reference([repo / "m.Q8_0.gguf"], "Q8_0")]
+    assert [row["parameters"] for row in expected] == [SMALL_PARAMS, 16 * 16 + 50 * 16, SMALL_PARAMS, SMALL_PARAMS]
+
+    def run(fmt: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["hf:acme/q", "--format", fmt, "--no-progress"], stdout=out, stderr=err) == 0
+        assert err.getvalue() == ""
+        return out.getvalue()
+
+    doc = json.loads(run("json"))
+    jsonschema.validate(doc, json.loads(files("paramscope").joinpath("schema/listing-v1.json").read_text()))
+    assert doc["source"] == "hf:acme/q" and doc["files"] == expected
+
+    assert list(csv.DictReader(io.StringIO(run("csv")))) == [
+        {"file": ("'" if row["file"].startswith("-") else "") + row["file"], "parts": str(row["parts"]),
+         "quantization": row["quantization"], "bytes": str(row["bytes"]), "parameters": str(row["parameters"]),
+         "bits_per_weight": str(row["bits_per_weight"])} for row in expected]
+
+    lines = run("tree").splitlines()
+    assert lines[0] == ("4 GGUF models in hf:acme/q; name one to read it: hf:acme/q:-m.Q4_0.gguf "
+                        "(or hf:acme/q --file FILE)")
+    assert lines[2].split() == ["file", "quantization", "size", "parameters", "bits/weight"]
+    bpw = f"{expected[0]['bits_per_weight']:.2f}"
+    assert lines[4].split() == ["-m.Q4_0.gguf", "Q4_0", "1.1", "MiB", "1,824,000", bpw]
+    assert lines[5].split() == ["gpt2.F32.gguf", "float32", "7.5", "KiB", "1,056", "32.00"]
+    assert lines[6].split()[:3] == ["m.Q4_K_M-00001-of-00003.gguf", "(+2", "parts)"]
+    assert lines[7].startswith("m.Q8_0.gguf") and lines[8].startswith("note: Read 6 GGUF header(s) over HTTP")
+    assert run("table") == run("tree")
+
+    markdown = run("markdown").splitlines()
+    assert markdown[4:6] == ["| file | quantization | size | parameters | bits/weight |", "|---|---|---:|---:|---:|"]
+    assert markdown[7] == "| gpt2.F32.gguf | float32 | 7.5 KiB (7,680) | 1,056 | 32.00 |"

@@ -79,6 +79,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     from paramscope.renderers import RenderOptions, render_chunks
 
     report = load_report(args, err)
+    from paramscope.renderers import listing
+
+    if listing.is_listing(report):  # a repository of several GGUF models: the table to pick one from
+        write(listing.render(report, args.format), args, out)
+        return EXIT_OK
     color = wants_color(out, args)
     width = None
     if color:

@@ -566,47 +566,53 @@ class _Hub:
         self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any]
     ) -> tuple[Inventory, int]:
         """Several GGUF models in one repository (its quantizations): each one's header read, listed with its
-        size, quantization and parameters, for the user to name one (``hf:org/name:FILE``)."""
+        size, quantization and bits per weight, for the user to name one (``hf:org/name:FILE``). Each model's
+        inventory is handed on (``pending["gguf.models"]``, in row order): the rules stage settles it and
+        writes the row's logical ``parameters`` (ties applied), which a reader cannot."""
         from concurrent.futures import as_completed
 
         left_out = len(ggufs) - MAX_LISTED_GGUF
         ggufs = ggufs[:MAX_LISTED_GGUF]
         futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
-        rows: list[dict[str, Any]] = [{} for _ in ggufs]
+        found: list[tuple[dict[str, Any], Inventory] | None] = [None] * len(ggufs)
         try:
             for future in as_completed(futures):
-                rows[futures[future]] = future.result()
+                found[futures[future]] = future.result()
         finally:
             for future in futures:
                 future.cancel()
-        notes = [f"{len(rows)} GGUF models in {self.source}; name one to read it, e.g. {self.source}:{rows[0]['file']}"]
-        width = max(len(row["file"]) for row in rows)
-        for row in rows:
-            notes.append(f"{row['file']:<{width}}  {row['quantization']:<16}  {row['bytes']:>15,} bytes  "
-                         f"{row['parameters']:>15,} parameters")
+        rows = [row for row, _ in found]  # type: ignore[misc]
+        models = [inventory for _, inventory in found]  # type: ignore[misc]
+        notes = []
         if left_out > 0:
             notes.append(f"{left_out} more GGUF models are not listed (at most {MAX_LISTED_GGUF} are)")
         inventory = Inventory(source=self.source, format=GGUF_LISTING, tensors=[],
-                              metadata={**metadata, "gguf.files": rows}, notes=notes)
+                              metadata={**metadata, "gguf.files": rows}, notes=notes,
+                              pending={"gguf.models": models})
         return inventory, sum(len(parts) for parts in ggufs)
 
-    def _summary(self, parts: list[str]) -> dict[str, Any]:
-        import math
-
+    def _summary(self, parts: list[str]) -> tuple[dict[str, Any], Inventory]:
+        """One listed model's row (what its header says: quantization, size, elements, bits per weight) and
+        its inventory."""
         jobs = [self.job(part, self.revision, 0) for part in parts]
         sizes: list[int] = [0] * len(jobs)
         inventory = remote.read_ranged_parts(self.fetcher, self.source, jobs, sizes=sizes)
         file_type = inventory.metadata.get("gguf.file_type")
         quantization = str(file_type).removeprefix("MOSTLY_") if file_type else _dominant_dtype(inventory)
-        return {
+        elements, data_bytes = _elements_and_bytes(inventory)
+        row = {
             "file": parts[0],
             "parts": len(parts),
             "quantization": quantization,
             "bytes": sum(sizes),
-            "parameters": sum(math.prod(t.shape) for t in inventory.tensors),
+            "elements": elements,
+            "tensor_bytes": data_bytes,
+            # llama.cpp's "BPW" (llama_model_loader: n_bytes * 8 / n_elements over every tensor of the file)
+            "bits_per_weight": round(8 * data_bytes / elements, 2) if elements else None,
             "tensors": len(inventory.tensors),
             "data_offset": inventory.metadata.get("gguf.data_offset"),
         }
+        return row, inventory
 
     def single_file(
         self,
@@ -676,6 +682,20 @@ def _gguf_models(names: list[str]) -> list[list[str]]:
             models.append(parts)
             seen.update(parts)
     return models
+
+
+def _elements_and_bytes(inventory: Inventory) -> tuple[int, int]:
+    """Elements and data bytes of every tensor as the file stores them (GGML block sizes: paramscope.dtypes)."""
+    import math
+
+    from paramscope import dtypes
+
+    elements = data_bytes = 0
+    for record in inventory.tensors:
+        numel = math.prod(record.shape)
+        elements += numel
+        data_bytes += dtypes.get(record.dtype).nbytes(numel)
+    return elements, data_bytes
 
 
 def _dominant_dtype(inventory: Inventory) -> str:
