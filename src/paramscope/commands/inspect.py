@@ -104,17 +104,23 @@ SAFETY_FORMATS = ("tree", "table")
 
 
 def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
-    """``safety: <verdict>`` for a local pickle or program in a format for people (nothing for formats that
-cannot hold code: :func:`paramscope.safety.worth_saying`)."""
+    """``safety: <verdict>`` for a pickle or program (local, or read by ranged reads) in a format for people
+    (nothing for formats that cannot hold code: :func:`paramscope.safety.worth_saying`)."""
     import os
 
-    if args.format not in SAFETY_FORMATS or args.source is None or not os.path.exists(args.source):
+    if args.format not in SAFETY_FORMATS or args.source is None:
         return []
     from pathlib import Path
 
-    from paramscope.safety import after_read, worth_saying
+    from paramscope.safety import after_read, after_remote_read, worth_saying
 
-    verdict = after_read(Path(args.source), report.format, report.metadata)
+    if os.path.exists(args.source):
+        verdict = after_read(Path(args.source), report.format, report.metadata)
+    else:  # a Hub file or URL read by ranged reads: a pickle among them passed the allow-list
+        remote = after_remote_read(report.format, report.metadata)
+        if remote is None:
+            return []
+        verdict = remote
     return [f"safety: {verdict.line()}\n"] if worth_saying(verdict) else []
 
 

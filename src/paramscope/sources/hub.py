@@ -170,24 +170,10 @@ OFFLINE_MISSING = _Missing()
 def read(text: str, progress: Progress | None = None, filename: str | None = None) -> Inventory:
     """The Inventory of a Hub repository, from config.json and the weights' headers only (safetensors; else
     PyTorch .bin zips; else GGUF files), or of one file of it (``hf:org/name:file.gguf`` or ``filename``)."""
-    text, named = split_file(text)
-    filename = filename or named
-    repo_id, revision = parse(text)
-    source = PREFIX + repo_id + (f"@{revision}" if revision else "")
-    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
-        try:
-            remote.check_url(os.environ["HF_ENDPOINT"])
-        except ValueError as exc:
-            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
-    require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
+    hub, filename = _connect(text, filename)
+    fetcher, env = hub.fetcher, hub.env
     from concurrent.futures import ThreadPoolExecutor
 
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    env = _Env(constants)
-    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers(source, constants.HF_TOKEN_PATH))
-    hub = _Hub(source, repo_id, revision, env, fetcher)
     # One pool for the whole call: config.json downloads on it while the index is fetched here and its
     # shards are read; the config is needed only at the end.
     with ThreadPoolExecutor(max_workers=remote.WORKERS, thread_name_prefix="paramscope-hub") as pool:
@@ -210,6 +196,40 @@ def read(text: str, progress: Progress | None = None, filename: str | None = Non
     if inventory.format in (FORMAT, "pytorch") and config is not None:  # the rules stage applies the config
         pending = {**pending, "config": config}
     return inventory.replace(metadata=metadata, notes=notes, pending=pending)
+
+
+def _connect(text: str, filename: str | None = None) -> tuple[_Hub, str | None]:
+    """The repository ``text`` names (and the file, from ``hf:org/name:FILE`` or ``filename``), with this
+    call's settings and a fetcher; nothing is requested yet."""
+    text, named = split_file(text)
+    filename = filename or named
+    repo_id, revision = parse(text)
+    source = PREFIX + repo_id + (f"@{revision}" if revision else "")
+    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
+        try:
+            remote.check_url(os.environ["HF_ENDPOINT"])
+        except ValueError as exc:
+            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
+    require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    env = _Env(constants)
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers(source, constants.HF_TOKEN_PATH))
+    return _Hub(source, repo_id, revision, env, fetcher), filename
+
+
+def pickle_files(text: str) -> list[Any]:
+    """The torch.save files (pickles) that reading ``text`` reads, for their safety verdict
+    (:func:`paramscope.safety.remote_verdict`): the named file, or the shards a PyTorch index names, or
+    ``pytorch_model.bin`` where the repository has no safetensors weights; each a RangeReader over HTTP (a
+    cached file: its Path). [] where what is read holds no pickle (safetensors, GGUF, a config)."""
+    hub, filename = _connect(text)
+    names = hub.pickle_names(filename)
+    jobs = [hub.job(name, hub.revision, 0) for name in names]
+    return [Path(job.local) if job.local is not None else
+            remote.HttpRangeReader(hub.fetcher, hub.source, job.name, job.url)  # type: ignore[arg-type]
+            for job in jobs]
 
 
 def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future: Any) -> tuple[Inventory, int]:
@@ -497,6 +517,25 @@ class _Hub:
         inventory = Inventory(source=self.source, format="pytorch" if pytorch else FORMAT, tensors=records,
                               metadata={**metadata, **found}, notes=notes)
         return inventory, sum(job.local is None for job in jobs)
+
+    def pickle_names(self, filename: str | None) -> list[str]:
+        """The pickles reading the repository (or its file ``filename``) reads: see :func:`pickle_files`."""
+        if filename is None:
+            names = self.listing()
+            if names is not None and (INDEX_FILE in names or SINGLE_FILE in names):
+                return []  # safetensors is what is read
+            if names is not None and TORCH_INDEX_FILE not in names:
+                return [TORCH_SINGLE_FILE] if TORCH_SINGLE_FILE in names else []
+            filename = TORCH_INDEX_FILE
+        if not filename.endswith(remote.TORCH_INDEX_SUFFIX):
+            return [filename] if remote.ranged_kind(filename) == "pytorch" else []
+        path = self.download(filename)
+        if not isinstance(path, Path):  # no index (no listing to say so first): the single file, if any
+            return [TORCH_SINGLE_FILE] if filename == TORCH_INDEX_FILE else []
+        _, estimates, _ = remote.plan_index(self.source, _read_local(self.source, path, remote.MAX_INDEX_SIZE,
+                                                                     "index"))
+        directory = filename.rpartition("/")[0]
+        return [f"{directory}/{shard}" if directory else shard for shard in estimates]
 
     def listing(self) -> list[str] | None:
         """The repository's file names, from the Hub's API (one request), or None where it has none to give
