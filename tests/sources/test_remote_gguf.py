@@ -326,6 +326,8 @@ def test_a_directory_of_several_gguf_models_is_not_one_model(tmp_path):
     write_llama_gguf(tmp_path / "m.Q8_0.gguf", "Q8_0", SMALL)
     assert not gguf_source.sniff_directory(tmp_path)
     assert Report(open_source(str(tmp_path / "m.Q8_0.gguf"))).total == SMALL_PARAMS
+    (tmp_path / "m.Q4_0.gguf").unlink()
+    assert not gguf_source.sniff_directory(tmp_path)  # one plain file: the directory rules of files.py decide
 
 
 def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):

@@ -474,7 +474,7 @@ REMOTE_MAX_READ = 8 << 20
 
 def read(path: Path) -> Inventory:
     """The tensors of a GGUF file, from its header; of every part of a split GGUF, from any one part's name
-    (or from a directory holding one GGUF model, :func:`sniff_directory`), combined as the remote path does."""
+    (or from a directory holding one split GGUF, :func:`sniff_directory`), combined as the remote path does."""
     named = path
     if path.is_dir():
         models = directory_models(path)
@@ -514,9 +514,11 @@ def directory_models(path: Path) -> list[list[str]]:
 
 
 def sniff_directory(path: Path) -> bool:
-    """A directory is a GGUF model when its GGUF files are one model: one file or the parts of one split
-    (a directory of several quantizations is not: which one is meant is the user's to say)."""
-    return len(directory_models(path)) == 1
+    """A directory is a split GGUF when its GGUF files are the parts of one split model (a directory of
+    several models is not: which one is meant is the user's to say; one plain file is left to the directory
+    rules of :mod:`paramscope.sources.files`)."""
+    models = directory_models(path)
+    return len(models) == 1 and len(models[0]) > 1
 
 
 def read_file(path: Path) -> Inventory:
