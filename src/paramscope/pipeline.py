@@ -71,6 +71,17 @@ LISTING_FORMAT = "gguf-listing"
 """A Hub repository of several GGUF models, listed (:data:`paramscope.sources.hub.GGUF_LISTING`)."""
 
 
+def one_model(report: Report) -> Report:
+    """``report``, unless it lists a repository's GGUF models: what needs one model (memory, diff, a scan row)
+    then says, in one line, how to name one."""
+    if report.format == LISTING_FORMAT:
+        listed = len(report.metadata.get("gguf.files") or [])
+        raise ParamscopeError(report.source, f"a repository of {listed} GGUF models: name one, as "
+                                             f"{report.source}:FILE or --file FILE ('paramscope {report.source}' "
+                                             "lists them)")
+    return report
+
+
 def _with_listed_parameters(inventory: Inventory) -> Inventory:
     """A listing whose rows say each model's parameters as its own report would (ties applied: a head
     llama.cpp reads from the embedding, a head stored as a copy), each model settled as if it were named."""

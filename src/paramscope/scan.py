@@ -222,14 +222,14 @@ def read_row(model: Model, *, memory: bool = False, debug: bool = False) -> dict
 
 
 def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
-    from paramscope.pipeline import settle
+    from paramscope.pipeline import one_model, settle
     from paramscope.report import Report
     from paramscope.sources import open_source
     from paramscope.text import safe
 
     inventory = open_source(model.source)  # pipeline.inspect, in two steps: the config is seen before the rules
     config = inventory.pending.get("config")
-    report = Report(settle(inventory))
+    report = one_model(Report(settle(inventory)))
     from paramscope import safety
 
     if isinstance(config, dict) and config.get("auto_map") and not os.path.exists(model.source):

@@ -390,3 +390,23 @@ def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):
     markdown = run("markdown").splitlines()
     assert markdown[4:6] == ["| file | quantization | size | parameters | bits/weight |", "|---|---|---:|---:|---:|"]
     assert markdown[7] == "| gpt2.F32.gguf | float32 | 7.5 KiB (7,680) | 1,056 | 32.00 |"
+
+
+def test_what_needs_one_model_refuses_a_listing_in_one_line(hub, tmp_path):
+    import io
+
+    from paramscope import scan
+    from paramscope.cli import main
+
+    write_llama_gguf(tmp_path / "repo" / "m.Q8_0.gguf", "Q8_0", SMALL)
+    write_llama_gguf(tmp_path / "repo" / "m.Q4_0.gguf", "Q4_0", SMALL)
+    hub.add_repo("acme/two", tmp_path / "repo")
+    said = ("hf:acme/two: a repository of 2 GGUF models: name one, as hf:acme/two:FILE or --file FILE "
+            "('paramscope hf:acme/two' lists them)")
+    for argv, code in ((["memory", "hf:acme/two"], 1), (["hf:acme/two", "--memory"], 1),
+                       (["diff", "hf:acme/two", "hf:acme/two:m.Q8_0.gguf"], 2)):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(argv, stdout=out, stderr=err) == code, argv
+        assert (out.getvalue(), err.getvalue()) == ("", f"paramscope: {said}\n"), argv
+    (row,) = scan.scan(["hf:acme/*"])
+    assert row["error"] == said.removeprefix("hf:acme/two: ") and row["parameters"] is None

@@ -167,9 +167,10 @@ def add_output_argument(group: argparse._ArgumentGroup) -> None:
                        help="write to FILE instead of standard output ('-': standard output)")
 
 
-def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
-    """The report of ``args.source`` under the options of :func:`add_reading_options`."""
-    from paramscope.pipeline import inspect
+def load_report(args: argparse.Namespace, err: TextIO | None, listing: bool = False) -> Report:
+    """The report of ``args.source`` under the options of :func:`add_reading_options`; a listing of a
+    repository's GGUF models only where the caller shows one (``listing``), else a one-line refusal."""
+    from paramscope.pipeline import inspect, one_model
     from paramscope.sources import EXAMPLE
 
     text = args.source if args.source is not None else EXAMPLE
@@ -182,7 +183,7 @@ def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
         text = f"{text if text.startswith(PREFIX) else PREFIX + text}:{args.file}"
     progress = progress_for(args, err)
     try:
-        return inspect(
+        report = inspect(
             text,
             input_shape=args.input_shape,
             device=args.device,
@@ -197,6 +198,7 @@ def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
     finally:
         if progress is not None:
             progress.close()
+    return report if listing else one_model(report)
 
 
 # ---- terminal, progress and output ------------------------------------------------------------------

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         raise UsageError("--format html writes a whole page: give -o FILE.html (or redirect the output)")
     from paramscope.renderers import RenderOptions, render_chunks
 
-    report = load_report(args, err)
+    report = load_report(args, err, listing=True)
     from paramscope.renderers import listing
 
     if listing.is_listing(report):  # a repository of several GGUF models: the table to pick one from
