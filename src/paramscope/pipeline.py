@@ -86,7 +86,7 @@ def _with_listed_parameters(inventory: Inventory) -> Inventory:
     """A listing whose rows say each model's parameters as its own report would (ties applied: a head
     llama.cpp reads from the embedding, a head stored as a copy), each model settled as if it were named."""
     models = inventory.pending.get("gguf.models") or []
-    rows = [{**row, "parameters": Report(settle(model)).total}
+    rows = [{**row, "parameters": None if model is None else Report(settle(model)).total}
             for row, model in zip(inventory.metadata.get("gguf.files", []), models, strict=True)]
     pending = {k: v for k, v in inventory.pending.items() if k != "gguf.models"}
     return inventory.replace(metadata={**inventory.metadata, "gguf.files": rows}, pending=pending)

@@ -21,7 +21,7 @@ def listed(*rows: dict) -> Report:
 
 
 ROW = {"file": HOSTILE, "parts": 2, "quantization": "Q4_K_M|<b>", "bytes": 3 << 30, "parameters": 6_738_415_616,
-       "elements": 6_738_415_616, "bits_per_weight": 4.54, "tensors": 291, "data_offset": 968_064}
+       "elements": 6_738_415_616, "bits_per_weight": 4.54, "tensors": 291, "data_offset": 968_064, "error": None}
 
 
 def test_text_escapes_terminal_sequences_and_says_how_to_pick():
@@ -40,8 +40,8 @@ def test_text_escapes_terminal_sequences_and_says_how_to_pick():
 def test_csv_neutralises_formulas_and_quotes():
     out = listing.render(listed(ROW), "csv")
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows == [["file", "parts", "quantization", "bytes", "parameters", "bits_per_weight"],
-                    ["'" + HOSTILE.replace("\x1b", "\\x1b"), "2", "Q4_K_M|<b>", str(3 << 30), "6738415616", "4.54"]]
+    assert rows == [["file", "parts", "quantization", "bytes", "parameters", "bits_per_weight", "error"],
+                    ["'" + HOSTILE.replace("\x1b", "\\x1b"), "2", "Q4_K_M|<b>", str(3 << 30), "6738415616", "4.54", ""]]
 
 
 def test_markdown_cells_are_inert():
@@ -55,7 +55,7 @@ def test_markdown_cells_are_inert():
 def test_json_is_the_rows_and_html_is_escaped():
     doc = json.loads(listing.render(listed(ROW), "json"))
     assert doc["files"] == [{k: ROW[k] for k in ("file", "parts", "quantization", "bytes", "parameters",
-                                                 "bits_per_weight", "tensors")}]
+                                                 "bits_per_weight", "tensors", "error")}]
     assert doc["source"] == "hf:acme/q" and doc["metadata"] == {"repository": "acme/q"}
     page = listing.render(listed(ROW), "html")
     assert "<script>" not in page and "&lt;script&gt;" in page and "\x1b" not in page and "a &lt;note&gt;" in page

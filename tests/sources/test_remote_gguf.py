@@ -354,7 +354,7 @@ def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):
         elements, data = sum(int(t.n_elements) for t in tensors), sum(int(t.n_bytes) for t in tensors)
         return {"file": paths[0].name, "parts": len(paths), "quantization": quantization,
                 "bytes": sum(p.stat().st_size for p in paths), "parameters": elements - tied,
-                "bits_per_weight": round(8 * data / elements, 2), "tensors": len(tensors)}
+                "bits_per_weight": round(8 * data / elements, 2), "tensors": len(tensors), "error": None}
 
     expected = [reference([repo / "-m.Q4_0.gguf"], "Q4_0"),
                 reference([repo / "gpt2.F32.gguf"], "float32", tied=50 * 16),
@@ -374,7 +374,7 @@ def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):
     assert list(csv.DictReader(io.StringIO(run("csv")))) == [
         {"file": ("'" if row["file"].startswith("-") else "") + row["file"], "parts": str(row["parts"]),
          "quantization": row["quantization"], "bytes": str(row["bytes"]), "parameters": str(row["parameters"]),
-         "bits_per_weight": str(row["bits_per_weight"])} for row in expected]
+         "bits_per_weight": str(row["bits_per_weight"]), "error": ""} for row in expected]
 
     lines = run("tree").splitlines()
     assert lines[0] == ("4 GGUF models in hf:acme/q; name one to read it: hf:acme/q:-m.Q4_0.gguf "
@@ -410,3 +410,37 @@ def test_what_needs_one_model_refuses_a_listing_in_one_line(hub, tmp_path):
         assert (out.getvalue(), err.getvalue()) == ("", f"paramscope: {said}\n"), argv
     (row,) = scan.scan(["hf:acme/*"])
     assert row["error"] == said.removeprefix("hf:acme/two: ") and row["parameters"] is None
+
+
+def test_a_listed_file_that_cannot_be_read_is_a_row_that_says_so(hub, tmp_path):
+    """A cut header among good files: its row holds the reason (the header read alone says the same), the
+    others are listed; when no file can be read, the first failure is the one line."""
+    import io
+    import json
+
+    from paramscope.cli import main
+
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    cut = write_llama_gguf(repo / "m.Q4_0.gguf", "Q4_0", SMALL)[0]
+    with open(cut, "r+b") as handle:
+        handle.truncate(5000)  # inside the vocabulary
+    hub.add_repo("acme/cut", repo)
+    with pytest.raises(ParamscopeError) as alone:
+        open_source("hf:acme/cut:m.Q4_0.gguf")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/cut", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+    rows = json.loads(out.getvalue())["files"]
+    assert [(r["file"], r["parameters"], r["error"]) for r in rows] == [
+        ("m.Q4_0.gguf", None, alone.value.reason), ("m.Q8_0.gguf", SMALL_PARAMS, None)]
+    assert alone.value.reason == ("the value of key 'tokenizer.ggml.tokens' declares 1000 items of string, more "
+                                  "than the file can hold")
+    out = io.StringIO()
+    assert main(["hf:acme/cut", "--no-progress"], stdout=out, stderr=io.StringIO()) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("name one to read it: hf:acme/cut:m.Q8_0.gguf (or hf:acme/cut --file FILE)")
+    assert lines[4].split() == ["m.Q4_0.gguf", "?", "?", "?", "?"]
+    assert lines[6] == f"note: m.Q4_0.gguf: not read: {rows[0]['error']}"
+    (repo / "m.Q8_0.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ParamscopeError, match=r"^hf:acme/cut: m\.Q4_0\.gguf: the value of key"):
+        open_source("hf:acme/cut")

@@ -41,7 +41,8 @@ def headline(report: Report) -> str:
 
     listed = rows(report)
     source = safe(report.source)
-    example = f"{source}:{safe(listed[0]['file'])}" if listed else f"{source}:FILE"
+    readable = [row for row in listed if not row.get("error")] or listed
+    example = f"{source}:{safe(readable[0]['file'])}" if readable else f"{source}:FILE"
     return (f"{len(listed)} GGUF models in {source}; name one to read it: {example} "
             f"(or {source} --file FILE)")
 
@@ -57,11 +58,20 @@ def _file(row: dict[str, Any]) -> str:
     return safe(row["file"]) + (f" (+{parts - 1} parts)" if parts > 1 else "")
 
 
+def _notes(report: Report) -> list[str]:
+    """The report's notes, after one for each file that could not be read."""
+    from paramscope.text import one_line
+
+    failed = [f"{row['file']}: not read: {one_line(str(row['error']), 500)}"
+              for row in rows(report) if row.get("error")]
+    return [*failed, *report.notes]
+
+
 def text(report: Report) -> str:
     """The table for people: sizes in binary units with the exact bytes, parameters exact."""
     from paramscope.text import exact, human_bytes, safe
 
-    cells = [[_file(r), safe(str(r.get("quantization"))), f"{human_bytes(r.get('bytes'))}",
+    cells = [[_file(r), safe(str(r.get("quantization") or "?")), f"{human_bytes(r.get('bytes'))}",
               exact(r.get("parameters")), _bpw(r.get("bits_per_weight"))] for r in rows(report)]
     headings = [title for _, title in COLUMNS]
     widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, h in enumerate(headings)]
@@ -73,13 +83,13 @@ def text(report: Report) -> str:
 
     lines = [headline(report), "", line(headings), line(["-" * w for w in widths])]
     lines += [line(c) for c in cells]
-    lines += [f"note: {safe(note)}" for note in report.notes]
+    lines += [f"note: {safe(note)}" for note in _notes(report)]
     return "\n".join(lines) + "\n"
 
 
 def document(report: Report) -> dict[str, Any]:
     """The JSON document: what was listed and one object per model."""
-    keys = ("file", "parts", "quantization", "bytes", "parameters", "bits_per_weight", "tensors")
+    keys = ("file", "parts", "quantization", "bytes", "parameters", "bits_per_weight", "tensors", "error")
     return {"schema": SCHEMA, "source": report.source, "format": FORMAT,
             "files": [{key: row.get(key) for key in keys} for row in rows(report)],
             "metadata": {k: v for k, v in report.metadata.items() if k != "gguf.files"},
@@ -95,7 +105,7 @@ def json_text(report: Report) -> str:
 def csv_text(report: Report) -> str:
     from paramscope.renderers.csv import _cell
 
-    keys = ("file", "parts", "quantization", "bytes", "parameters", "bits_per_weight")
+    keys = ("file", "parts", "quantization", "bytes", "parameters", "bits_per_weight", "error")
     lines = [",".join(keys)]
     lines += [",".join(_cell(row.get(key)) for key in keys) for row in rows(report)]
     return "\n".join(lines) + "\n"
@@ -110,10 +120,10 @@ def markdown_text(report: Report) -> str:
     lines.append("|" + "|".join("---:" if key in _NUMERIC else "---" for key, _ in COLUMNS) + "|")
     for row in rows(report):
         lines.append("| " + " | ".join([
-            _name(_file(row)), _name(str(row.get("quantization"))),
+            _name(_file(row)), _name(str(row.get("quantization") or "?")),
             _escape(f"{human_bytes(row.get('bytes'))} ({exact(row.get('bytes'))})"),
             _escape(exact(row.get("parameters"))), _escape(_bpw(row.get("bits_per_weight")))]) + " |")
-    for note in report.notes:
+    for note in _notes(report):
         lines += ["", f"> note: {_name(note)}"]
     return "\n".join(lines) + "\n"
 
@@ -126,10 +136,10 @@ def html_text(report: Report) -> str:
     head = "".join(f"<th>{escape(title)}</th>" for _, title in COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in (
-            _file(row), safe(str(row.get("quantization"))), human_bytes(row.get("bytes")), exact(row.get("parameters")),
-            _bpw(row.get("bits_per_weight")))) + "</tr>\n"
+            _file(row), safe(str(row.get("quantization") or "?")), human_bytes(row.get("bytes")),
+            exact(row.get("parameters")), _bpw(row.get("bits_per_weight")))) + "</tr>\n"
         for row in rows(report))
-    notes = "".join(f"<p>note: {escape(safe(note))}</p>\n" for note in report.notes)
+    notes = "".join(f"<p>note: {escape(safe(note))}</p>\n" for note in _notes(report))
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
             f"{escape(safe(report.source))}</title></head><body>\n<p>{escape(headline(report))}</p>\n"
             f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n{notes}</body></html>\n")

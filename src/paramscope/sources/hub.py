@@ -124,6 +124,9 @@ TORCH_SINGLE_FILE = "pytorch_model.bin"
 MAX_LISTING_BYTES = 16 << 20
 """Bytes of the Hub's file listing of one repository (``/api/models/<repo>/revision/<rev>``)."""
 MAX_LISTED_FILES = 100_000
+LISTED_FIELDS = ("file", "parts", "quantization", "bytes", "elements", "tensor_bytes", "bits_per_weight", "tensors",
+                 "data_offset", "error")
+"""The fields of a listing's row (``metadata["gguf.files"]``); the rules stage adds ``parameters``."""
 MAX_LISTED_GGUF = 64
 """GGUF models whose headers a repository listing reads (a real repository holds a dozen or two)."""
 
@@ -613,15 +616,24 @@ class _Hub:
         left_out = len(ggufs) - MAX_LISTED_GGUF
         ggufs = ggufs[:MAX_LISTED_GGUF]
         futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
-        found: list[tuple[dict[str, Any], Inventory] | None] = [None] * len(ggufs)
+        found: list[tuple[dict[str, Any], Inventory | None]] = [({}, None)] * len(ggufs)
+        failed: dict[int, ParamscopeError] = {}
         try:
             for future in as_completed(futures):
-                found[futures[future]] = future.result()
+                k = futures[future]
+                try:
+                    found[k] = future.result()
+                except ParamscopeError as exc:  # one file that cannot be read is a row that says so
+                    failed[k] = exc
+                    found[k] = (dict.fromkeys(LISTED_FIELDS) | {"file": ggufs[k][0], "parts": len(ggufs[k]),
+                                                                 "error": exc.reason}, None)
         finally:
             for future in futures:
                 future.cancel()
-        rows = [row for row, _ in found]  # type: ignore[misc]
-        models = [inventory for _, inventory in found]  # type: ignore[misc]
+        if len(failed) == len(ggufs):
+            raise failed[0]  # nothing to list: the first file's failure, as its own read would say it
+        rows = [row for row, _ in found]
+        models = [inventory for _, inventory in found]
         notes = []
         if left_out > 0:
             notes.append(f"{left_out} more GGUF models are not listed (at most {MAX_LISTED_GGUF} are)")
@@ -650,6 +662,7 @@ class _Hub:
             "bits_per_weight": round(8 * data_bytes / elements, 2) if elements else None,
             "tensors": len(inventory.tensors),
             "data_offset": inventory.metadata.get("gguf.data_offset"),
+            "error": None,
         }
         return row, inventory
 
