@@ -6,6 +6,7 @@ GGUFReader and with paramscope's local read of the same file; bytes and requests
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from paramscope.sources.ranged import FileRangeReader
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_hub import FakeHub, hub_environment, write_repo
 from _gguf_helpers import write_gguf
-from _gguf_repo import LLAMA_7B_PARAMS, QUANTIZATIONS, gguf_py_parameters, write_llama_gguf
+from _gguf_repo import LLAMA_7B, LLAMA_7B_PARAMS, QUANTIZATIONS, gguf_py_parameters, llama_tensors, write_llama_gguf
 
 pytest.importorskip("huggingface_hub")
 
@@ -106,10 +107,19 @@ def test_a_repository_of_eight_quantizations_is_listed_from_headers(hub, quant_r
         assert hub.sent[row["file"]] <= 1.2 * row["data_offset"]
         assert hub.gets(row["file"]) <= 6
     assert inventory.format == "gguf-listing" and inventory.tensors == [] and "gguf.models" not in inventory.pending
-    # bits per weight as llama.cpp prints it (tensor bytes * 8 / tensor elements), from gguf-py's sizes
+    # bits per weight as llama.cpp prints it (tensor bytes * 8 / tensor elements): from gguf-py's reader for one
+    # file, from gguf-py's block table and the tensors written for every file
     q4 = next(row for row in rows if row["file"] == "llama-2-7b.Q4_K_M.gguf")
     expected = 8 * sum(int(t.n_bytes) for t in reference.tensors) / sum(int(t.n_elements) for t in reference.tensors)
     assert q4["bits_per_weight"] == round(expected, 2) == 4.54  # Q4_K 144 B per 256, output Q6_K 210 B per 256
+    for row in rows:
+        _, big, output = QUANTIZATIONS[row["quantization"]]
+        f32 = gguf.GGMLQuantizationType.F32
+        sizes = [(math.prod(dims), (output if name == "output.weight" else big) if is_big else f32)
+                 for name, dims, is_big in llama_tensors(**LLAMA_7B)]
+        data = sum(n // gguf.GGML_QUANT_SIZES[q][0] * gguf.GGML_QUANT_SIZES[q][1] for n, q in sizes)
+        assert row["bits_per_weight"] == round(8 * data / LLAMA_7B_PARAMS, 2), row["file"]
+        assert row["parts"] == 1 and row["error"] is None
 
 
 def test_a_named_file_of_the_repository(hub, quant_repo):
