@@ -454,3 +454,23 @@ def test_a_listed_file_that_cannot_be_read_is_a_row_that_says_so(hub, tmp_path):
     (repo / "m.Q8_0.gguf").write_bytes(b"GGUF")
     with pytest.raises(ParamscopeError, match=r"^hf:acme/cut: m\.Q4_0\.gguf: the value of key"):
         open_source("hf:acme/cut")
+
+
+def test_hostile_split_parts_on_disk_end_in_one_line(tmp_path):
+    """A part that is a FIFO (never opened to block), a dangling link, a name claiming 1,024 parts: each is one
+    line naming what is wrong, at once."""
+    import os
+
+    from tests.hostile._limits import assert_refused, run_cli
+
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[1].unlink()
+    os.mkfifo(parts[1])
+    assert_refused(run_cli(str(parts[0])), str(parts[1]), "a named pipe (FIFO), not a regular file")
+    parts[1].unlink()
+    parts[1].symlink_to(tmp_path / "nowhere")
+    assert_refused(run_cli(str(tmp_path)), str(tmp_path), "part m-00002-of-00003.gguf of the split GGUF is missing")
+    lone = tmp_path / "x-00001-of-01024.gguf"
+    lone.write_bytes(parts[0].read_bytes())
+    assert_refused(run_cli(str(lone)), str(lone), "part x-00002-of-01024.gguf of the split GGUF is missing "
+                                                  "(and 1022 more of the 1024 parts)")

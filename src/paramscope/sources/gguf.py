@@ -486,7 +486,7 @@ def read(path: Path) -> Inventory:
         parts = split_names(path.name)
     if parts is None:
         return read_file(path)
-    missing = [part for part in parts if not (path.parent / part).is_file()]
+    missing = [part for part in parts if not (path.parent / part).exists()]  # a FIFO is there: read_file refuses it
     if missing:  # every part is checked before any is read: one line names what is not there
         more = f" (and {len(missing) - 1} more of the {len(parts)} parts)" if len(missing) > 1 else ""
         raise ParamscopeError(named, f"part {missing[0]} of the split GGUF is missing{more}")
