@@ -474,3 +474,16 @@ def test_hostile_split_parts_on_disk_end_in_one_line(tmp_path):
     lone.write_bytes(parts[0].read_bytes())
     assert_refused(run_cli(str(lone)), str(lone), "part x-00002-of-01024.gguf of the split GGUF is missing "
                                                   "(and 1022 more of the 1024 parts)")
+
+
+def test_the_help_names_every_remote_source():
+    import io
+
+    from paramscope.cli import main
+
+    out = io.StringIO()
+    assert main(["inspect", "--help"], stdout=out, stderr=io.StringIO()) == 0
+    text = " ".join(out.getvalue().split())
+    for named in ("'hf:org/name[@revision]:FILE'", "--file FILE", "s3://", "gs://", "az://", "https://",
+                  "a split GGUF's parts read as one model", "several GGUF files is listed"):
+        assert named in text, named
