@@ -343,3 +343,10 @@ def test_scan_and_inspect_say_a_hub_pickles_verdict(fake_hub, tmp_path):
     out, err = io.StringIO(), io.StringIO()
     assert main(["hf:acme/safe", "--no-progress"], stdout=out, stderr=err) == 0
     assert out.getvalue().splitlines()[-1] == "safety: safe (pickle of tensors and plain containers only (allow-list))"
+    # the reader refuses the pickle at its first global; the refusal says the verdict: every global, and torch's
+    for argv in (["hf:acme/evil"], ["acme/evil", "--file", "pytorch_model.bin"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main([*argv, "--no-progress"], stdout=out, stderr=err) == 1
+        assert err.getvalue().endswith(f"data.pkl: refuses global '{system}'; safety: needs-trust: imports {system}; "
+                                       "torch.load(weights_only=True) refuses it too\n"), argv
+        assert out.getvalue() == "" and err.getvalue().count("\n") == 1
