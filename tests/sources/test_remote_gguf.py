@@ -487,3 +487,24 @@ def test_the_help_names_every_remote_source():
     for named in ("'hf:org/name[@revision]:FILE'", "--file FILE", "s3://", "gs://", "az://", "https://",
                   "a split GGUF's parts read as one model", "several GGUF files is listed"):
         assert named in text, named
+
+
+def test_a_listed_split_with_a_part_missing_is_a_row_that_says_which(hub, tmp_path):
+    import io
+    import json
+
+    from paramscope.cli import main
+
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    parts = write_llama_gguf(repo / "m.Q4_K_M.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[2].unlink()
+    hub.add_repo("acme/gap", repo)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/gap", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+    rows = json.loads(out.getvalue())["files"]
+    assert [(r["file"], r["parts"], r["parameters"], r["error"]) for r in rows] == [
+        ("m.Q4_K_M-00001-of-00003.gguf", 3, None,
+         "m.Q4_K_M-00003-of-00003.gguf: part of a split GGUF missing from the repository (1 of 3 parts missing)"),
+        ("m.Q8_0.gguf", 1, SMALL_PARAMS, None)]
+    assert hub.gets(parts[0].name) == 0  # a split known to be incomplete is not fetched

@@ -602,10 +602,10 @@ class _Hub:
         if len(ggufs) == 1:
             inventory, read = self.named_file(ggufs[0][0], pool, progress)
             return inventory.replace(metadata={**inventory.metadata, **metadata}), read
-        return self.gguf_listing(ggufs, pool, metadata)
+        return self.gguf_listing(ggufs, pool, metadata, set(names or []))
 
     def gguf_listing(
-        self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any]
+        self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any], present: set[str]
     ) -> tuple[Inventory, int]:
         """Several GGUF models in one repository (its quantizations): each one's header read, listed with its
         size, quantization and bits per weight, for the user to name one (``hf:org/name:FILE``). Each model's
@@ -615,9 +615,17 @@ class _Hub:
 
         left_out = len(ggufs) - MAX_LISTED_GGUF
         ggufs = ggufs[:MAX_LISTED_GGUF]
-        futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
         found: list[tuple[dict[str, Any], Inventory | None]] = [({}, None)] * len(ggufs)
         failed: dict[int, ParamscopeError] = {}
+        for k, parts in enumerate(ggufs):  # a split with a part missing is not fetched: its row says so
+            missing = [part for part in parts if part not in present]
+            if missing:
+                failed[k] = ParamscopeError(self.source, f"{missing[0]}: part of a split GGUF missing from the "
+                                                         f"repository ({len(missing)} of {len(parts)} parts missing)")
+                found[k] = (dict.fromkeys(LISTED_FIELDS) | {"file": parts[0], "parts": len(parts),
+                                                             "error": failed[k].reason}, None)
+        futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs) if k not in failed}
+        headers = sum(len(ggufs[k]) for k in futures.values())
         try:
             for future in as_completed(futures):
                 k = futures[future]
@@ -640,7 +648,7 @@ class _Hub:
         inventory = Inventory(source=self.source, format=GGUF_LISTING, tensors=[],
                               metadata={**metadata, "gguf.files": rows}, notes=notes,
                               pending={"gguf.models": models})
-        return inventory, sum(len(parts) for parts in ggufs)
+        return inventory, headers
 
     def _summary(self, parts: list[str]) -> tuple[dict[str, Any], Inventory]:
         """One listed model's row (what its header says: quantization, size, elements, bits per weight) and
@@ -717,22 +725,17 @@ class _Hub:
 
 def _gguf_models(names: list[str]) -> list[list[str]]:
     """The GGUF models among a repository's files: a single file, or every part of a split one (listed
-    once, by its first part, and only when all its parts are there), in the listing's order."""
+    once, by its first part, also when a part is missing: its row says which), in the listing's order."""
     from paramscope.sources import gguf
 
-    present = set(names)
     models: list[list[str]] = []
     seen: set[str] = set()
     for name in names:
         if not name.lower().endswith(".gguf") or name in seen:
             continue
-        parts = gguf.split_names(name)
-        if parts is None:
-            models.append([name])
-            seen.add(name)
-        elif all(part in present for part in parts):
-            models.append(parts)
-            seen.update(parts)
+        parts = gguf.split_names(name) or [name]
+        models.append(parts)
+        seen.update(parts)
     return models
 
 
