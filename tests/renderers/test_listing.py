@@ -59,3 +59,9 @@ def test_json_is_the_rows_and_html_is_escaped():
     assert doc["source"] == "hf:acme/q" and doc["metadata"] == {"repository": "acme/q"}
     page = listing.render(listed(ROW), "html")
     assert "<script>" not in page and "&lt;script&gt;" in page and "\x1b" not in page and "a &lt;note&gt;" in page
+
+
+def test_the_python_views_of_a_listing_are_the_listing():
+    report = listed(ROW)
+    assert str(report) == listing.render(report, "tree")
+    assert report.to_dict() == json.loads(listing.render(report, "json"))
