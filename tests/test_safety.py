@@ -350,3 +350,23 @@ def test_scan_and_inspect_say_a_hub_pickles_verdict(fake_hub, tmp_path):
         assert err.getvalue().endswith(f"data.pkl: refuses global '{system}'; safety: needs-trust: imports {system}; "
                                        "torch.load(weights_only=True) refuses it too\n"), argv
         assert out.getvalue() == "" and err.getvalue().count("\n") == 1
+
+
+def test_a_pickle_at_a_url_gets_the_same_verdict(fake_hub, tmp_path):
+    import io
+
+    from paramscope.cli import main
+
+    plain = _repo(tmp_path, "plain", {"evil.bin": {"w": torch.zeros(3), "run": _Evil()}, "ok.pt": {"w": torch.ones(2)}})
+    fake_hub.plain = plain
+    system = f"{os.system.__module__}.system"
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/evil.bin") == safety.file_verdict(plain / "evil.bin")
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/ok.pt") == safety.Verdict("safe", safety.PICKLE_SAFE)
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/x.safetensors") is None
+    out, err = io.StringIO(), io.StringIO()
+    assert main([f"{fake_hub.url}/plain/evil.bin", "--no-progress"], stdout=out, stderr=err) == 1
+    assert err.getvalue().endswith(f"; safety: needs-trust: imports {system}; torch.load(weights_only=True) "
+                                   "refuses it too\n")
+    out = io.StringIO()
+    assert main([f"{fake_hub.url}/plain/ok.pt", "--no-progress"], stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue().splitlines()[-1] == "safety: safe (pickle of tensors and plain containers only (allow-list))"

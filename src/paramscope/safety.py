@@ -336,12 +336,13 @@ def ranged_verdict(reader: Any) -> Verdict:
 
 def remote_verdict(source: str) -> Verdict | None:
     """The verdict of the pickles (torch.save files) that reading a Hub ``source`` reads (the named file, else
-    the PyTorch index's shards, else ``pytorch_model.bin``), each by :func:`ranged_verdict` (a cached file: by
-    :func:`file_verdict`); None where it reads no pickle (safetensors, GGUF: safe by construction)."""
-    from paramscope.sources import hub
+    the PyTorch index's shards, else ``pytorch_model.bin``), or an http(s) URL (the file, or its index's shards),
+    each by :func:`ranged_verdict` (a cached file: by :func:`file_verdict`); None where it reads no pickle
+    (safetensors, GGUF: safe by construction)."""
+    from paramscope.sources import hub, remote
 
     try:
-        files = hub.pickle_files(source)
+        files = remote.url_pickles(source) if source.startswith(("http://", "https://")) else hub.pickle_files(source)
     except ParamscopeError as exc:
         return Verdict(UNREADABLE, exc.reason)
     if not files:

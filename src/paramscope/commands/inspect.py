@@ -144,6 +144,8 @@ def _with_verdict(args: argparse.Namespace, exc: Any) -> Any:
 
     if os.path.exists(args.source):
         verdict = safety.path_verdict(Path(args.source))
+    elif args.source.startswith(("http://", "https://")):
+        verdict = safety.remote_verdict(args.source)
     elif args.source.startswith(PREFIX) or looks_like_repo(args.source):
         text = args.source if args.source.startswith(PREFIX) else PREFIX + args.source
         verdict = safety.remote_verdict(f"{text}:{args.file}" if getattr(args, "file", None) else text)

@@ -903,6 +903,26 @@ TORCH_INDEX_SUFFIX = ".bin.index.json"
 """A sharded PyTorch checkpoint's index (``pytorch_model.bin.index.json``): the safetensors index's layout."""
 
 
+def url_pickles(url: str) -> list[HttpRangeReader]:
+    """The torch.save files (pickles) reading ``url`` reads, for their safety verdict
+    (:func:`paramscope.safety.remote_verdict`): the file itself, or the shards of a PyTorch index; [] for any
+    other URL (safetensors, GGUF: no code by construction)."""
+    from urllib.parse import quote, urljoin, urlparse
+
+    source = url
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise ParamscopeError(source, str(exc)) from None
+    fetcher = Fetcher()
+    name = urlparse(url).path.rsplit("/", 1)[-1] or url
+    if name.endswith(TORCH_INDEX_SUFFIX):
+        weight_map, _ = parse_index(source, fetch_file(fetcher, source, name, url, MAX_INDEX_SIZE).body)
+        shards = [shard for shard in dict.fromkeys(weight_map.values()) if ranged_kind(shard) == "pytorch"]
+        return [HttpRangeReader(fetcher, source, shard, urljoin(url, quote(shard))) for shard in shards]
+    return [HttpRangeReader(fetcher, source, name, url)] if ranged_kind(name) == "pytorch" else []
+
+
 def _read_url_ranged(fetcher: Fetcher, source: str, url: str, name: str, progress: Progress | None) -> Inventory:
     """A GGUF file (every part of a split one), a torch.save file, or a sharded PyTorch index, at a URL."""
     from urllib.parse import quote, urljoin
