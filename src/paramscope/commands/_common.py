@@ -25,11 +25,12 @@ SOURCES_HELP = """\
 SOURCE is a checkpoint file or directory (a split GGUF's parts read as one model), a transformers
 config.json (the architecture, built on the meta device), 'hf:org/name[@revision]' or a bare
 'org/name' (config and weight headers from the Hugging Face Hub, never the weights; a repository of
-several GGUF files is listed, one row per file, to pick from), 'hf:org/name[@revision]:FILE' (that one
-file of the repository, as --file FILE), an https:// URL or an s3://, gs:// or az:// object (or
-prefix) of a .safetensors, .gguf or .bin/.pt file or index (headers by ranged reads), 'path/to/file.py:Name' or
-'package.module:Name' (an nn.Module class or factory, built on the meta device: no memory for weights),
-or nothing for the built-in example (the model of the article paramscope grew from).
+several GGUF files is listed, one row per file, to pick from), 'hf:org/name[@revision]:FILE' (that
+one file of the repository, as --file FILE), an https:// URL or an s3://, gs:// or az:// object (or
+prefix) of a .safetensors, .gguf or .bin/.pt file or index (headers by ranged reads),
+'path/to/file.py:Name' or 'package.module:Name' (an nn.Module class or factory, built on the meta
+device: no memory for weights), or nothing for the built-in example (the model of the article
+paramscope grew from).
 """
 
 EPILOG = """\
@@ -167,10 +168,9 @@ def add_output_argument(group: argparse._ArgumentGroup) -> None:
                        help="write to FILE instead of standard output ('-': standard output)")
 
 
-def load_report(args: argparse.Namespace, err: TextIO | None, listing: bool = False) -> Report:
-    """The report of ``args.source`` under the options of :func:`add_reading_options`; a listing of a
-    repository's GGUF models only where the caller shows one (``listing``), else a one-line refusal."""
-    from paramscope.pipeline import inspect, one_model
+def load_report(args: argparse.Namespace, err: TextIO | None) -> Report:
+    """The report of ``args.source`` under the options of :func:`add_reading_options`."""
+    from paramscope.pipeline import inspect
     from paramscope.sources import EXAMPLE
 
     text = args.source if args.source is not None else EXAMPLE
@@ -183,7 +183,7 @@ def load_report(args: argparse.Namespace, err: TextIO | None, listing: bool = Fa
         text = f"{text if text.startswith(PREFIX) else PREFIX + text}:{args.file}"
     progress = progress_for(args, err)
     try:
-        report = inspect(
+        return inspect(
             text,
             input_shape=args.input_shape,
             device=args.device,
@@ -198,7 +198,6 @@ def load_report(args: argparse.Namespace, err: TextIO | None, listing: bool = Fa
     finally:
         if progress is not None:
             progress.close()
-    return report if listing else one_model(report)
 
 
 # ---- terminal, progress and output ------------------------------------------------------------------

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     from paramscope.renderers import RenderOptions, render_chunks
 
     try:
-        report = load_report(args, err, listing=True)
+        report = load_report(args, err)
     except ParamscopeError as exc:
         raise _with_verdict(args, exc) from None
     from paramscope.renderers import listing
