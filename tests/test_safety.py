@@ -247,3 +247,126 @@ def test_mutated_pickles_always_get_a_verdict(tmp_path, legacy):
     assert kinds <= {"safe", "needs-trust", "unreadable", "code"} and "needs-trust" in kinds
     result = assert_clean(run_cli("scan", tmp_path / "mutated", "-f", "jsonl", "--fail-on", "none"), expect=0)
     assert len(result.stdout.splitlines()) == 150
+
+
+# ---- remote pickles (a Hub repository's .bin files): data.pkl by ranged reads, never run ----------------
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("huggingface_hub")
+    sys.path.insert(0, str(Path(__file__).parent / "sources"))
+    from _fake_hub import FakeHub, hub_environment
+
+    hub = FakeHub().start()
+    hub_environment(monkeypatch, tmp_path, hub)
+    yield hub
+    hub.stop()
+
+
+def _repo(tmp_path, name, files):
+    repo = tmp_path / "repos" / name
+    repo.mkdir(parents=True)
+    for filename, obj in files.items():
+        if isinstance(obj, bytes):
+            (repo / filename).write_bytes(obj)
+        else:
+            torch.save(obj, repo / filename)
+    return repo
+
+
+def test_a_hub_pickle_gets_the_local_verdict_by_ranged_reads(fake_hub, tmp_path):
+    """The verdict of a Hub .bin is the local file's (itself checked against torch above), from its zip's
+    directory and data.pkl: the 4 MiB storage is never fetched, and nothing is imported."""
+    import sys
+
+    safe = _repo(tmp_path, "safe", {"pytorch_model.bin": {"w": torch.zeros(1 << 20)}})
+    evil = _repo(tmp_path, "evil", {"pytorch_model.bin": {"w": torch.zeros(1 << 20), "run": _Evil()}})
+    fake_hub.add_repo("acme/safe", safe)
+    fake_hub.add_repo("acme/evil", evil)
+    assert safety.remote_verdict("hf:acme/safe") == safety.Verdict("safe", safety.PICKLE_SAFE)
+    before = set(sys.modules)
+    fake_hub.reset_counts()
+    verdict = safety.remote_verdict("hf:acme/evil")
+    assert set(sys.modules) - before == set()
+    system = f"{os.system.__module__}.system"
+    assert verdict == safety.file_verdict(evil / "pytorch_model.bin")
+    assert (verdict.verdict, verdict.imports, verdict.torch_refuses) == ("needs-trust", (system,), (system,))
+    assert fake_hub.sent["pytorch_model.bin"] < 256 * 1024 < (evil / "pytorch_model.bin").stat().st_size
+
+
+def test_every_shard_of_a_hub_pytorch_index_is_judged(fake_hub, tmp_path):
+    """A shard whose data.pkl names a module that is not installed: listed, and still not imported."""
+    import json
+    import sys
+
+    from tests.sources._pickle_helpers import with_pickle
+
+    repo = _repo(tmp_path, "sharded", {"pytorch_model-00001-of-00002.bin": {"a": torch.zeros(4)},
+                                       "pytorch_model-00002-of-00002.bin": {"b": torch.zeros(4)}})
+    second = repo / "pytorch_model-00002-of-00002.bin"
+    crafted = b"\x80\x02cparamscope_never_imported\nboom\nX\x03\x00\x00\x00abc\x85R."
+    with_pickle(second, tmp_path / "crafted.bin", crafted).replace(second)
+    (repo / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": 32}, "weight_map": {
+        "a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}}))
+    fake_hub.add_repo("acme/sharded", repo)
+    verdict = safety.remote_verdict("hf:acme/sharded")
+    assert (verdict.verdict, verdict.imports) == ("needs-trust", ("paramscope_never_imported.boom",))
+    assert "paramscope_never_imported" not in sys.modules
+    assert verdict.line() == ("needs-trust: imports paramscope_never_imported.boom; "
+                              "torch.load(weights_only=True) refuses it too")
+
+
+def test_scan_and_inspect_say_a_hub_pickles_verdict(fake_hub, tmp_path):
+    import io
+
+    from paramscope import scan
+    from paramscope.cli import main
+
+    fake_hub.add_repo("acme/safe", _repo(tmp_path, "safe", {"pytorch_model.bin": {"w": torch.zeros(3)}}))
+    fake_hub.add_repo("acme/evil", _repo(tmp_path, "evil", {"pytorch_model.bin": {"w": torch.zeros(3),
+                                                                                    "run": _Evil()}}))
+    fake_hub.add_repo("acme/st", _repo(tmp_path, "st", {}))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "repos" / "st" / "model.safetensors")
+    rows = {row["source"]: row for row in scan.scan(["hf:acme/*"])}
+    system = f"{os.system.__module__}.system"
+    assert (rows["hf:acme/evil"]["safety"], rows["hf:acme/evil"]["safety_detail"]) == (
+        "needs-trust", f"needs-trust: imports {system}; torch.load(weights_only=True) refuses it too")
+    assert rows["hf:acme/evil"]["error"] == f"data.pkl: refuses global '{system}'"  # the read refuses it, unrun
+    assert (rows["hf:acme/safe"]["safety"], rows["hf:acme/safe"]["parameters"]) == ("safe", 3)
+    assert rows["hf:acme/st"]["safety"] == "safe"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/safe", "--no-progress"], stdout=out, stderr=err) == 0
+    assert out.getvalue().splitlines()[-1] == "safety: safe (pickle of tensors and plain containers only (allow-list))"
+    # the reader refuses the pickle at its first global; the refusal says the verdict: every global, and torch's
+    for argv in (["hf:acme/evil"], ["acme/evil", "--file", "pytorch_model.bin"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main([*argv, "--no-progress"], stdout=out, stderr=err) == 1
+        assert err.getvalue().endswith(f"data.pkl: refuses global '{system}'; safety: needs-trust: imports {system}; "
+                                       "torch.load(weights_only=True) refuses it too\n"), argv
+        assert out.getvalue() == "" and err.getvalue().count("\n") == 1
+
+
+def test_a_pickle_at_a_url_gets_the_same_verdict(fake_hub, tmp_path):
+    import io
+
+    from paramscope.cli import main
+
+    plain = _repo(tmp_path, "plain", {"evil.bin": {"w": torch.zeros(3), "run": _Evil()}, "ok.pt": {"w": torch.ones(2)}})
+    fake_hub.plain = plain
+    system = f"{os.system.__module__}.system"
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/evil.bin") == safety.file_verdict(plain / "evil.bin")
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/ok.pt") == safety.Verdict("safe", safety.PICKLE_SAFE)
+    assert safety.remote_verdict(f"{fake_hub.url}/plain/x.safetensors") is None
+    out, err = io.StringIO(), io.StringIO()
+    assert main([f"{fake_hub.url}/plain/evil.bin", "--no-progress"], stdout=out, stderr=err) == 1
+    assert err.getvalue().endswith(f"; safety: needs-trust: imports {system}; torch.load(weights_only=True) "
+                                   "refuses it too\n")
+    out = io.StringIO()
+    assert main([f"{fake_hub.url}/plain/ok.pt", "--no-progress"], stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue().splitlines()[-1] == "safety: safe (pickle of tensors and plain containers only (allow-list))"

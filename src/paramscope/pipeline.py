@@ -53,6 +53,8 @@ def settle(inventory: Inventory) -> Inventory:
     """``inventory`` with the rules applied that its kind of source calls for (see the module docstring),
     and its architecture card (:func:`architecture_of`)."""
     card = architecture_of(inventory)
+    if inventory.format == LISTING_FORMAT:
+        return _with_listed_parameters(inventory)
     if inventory.format == LIVE_FORMAT:
         settled = _with_module_quantization(inventory)
     elif inventory.format == ARCHITECTURE_FORMAT:
@@ -65,6 +67,29 @@ def settle(inventory: Inventory) -> Inventory:
 
 
 GGUF_FORMAT = "gguf"
+LISTING_FORMAT = "gguf-listing"
+"""A Hub repository of several GGUF models, listed (:data:`paramscope.sources.hub.GGUF_LISTING`)."""
+
+
+def one_model(report: Report) -> Report:
+    """``report``, unless it lists a repository's GGUF models: what needs one model (memory, diff, a scan row)
+    then says, in one line, how to name one."""
+    if report.format == LISTING_FORMAT:
+        listed = len(report.metadata.get("gguf.files") or [])
+        raise ParamscopeError(report.source, f"a repository of {listed} GGUF models: name one, as "
+                                             f"{report.source}:FILE or --file FILE ('paramscope {report.source}' "
+                                             "lists them)")
+    return report
+
+
+def _with_listed_parameters(inventory: Inventory) -> Inventory:
+    """A listing whose rows say each model's parameters as its own report would (ties applied: a head
+    llama.cpp reads from the embedding, a head stored as a copy), each model settled as if it were named."""
+    models = inventory.pending.get("gguf.models") or []
+    rows = [{**row, "parameters": None if model is None else Report(settle(model)).total}
+            for row, model in zip(inventory.metadata.get("gguf.files", []), models, strict=True)]
+    pending = {k: v for k, v in inventory.pending.items() if k != "gguf.models"}
+    return inventory.replace(metadata={**inventory.metadata, "gguf.files": rows}, pending=pending)
 
 
 def architecture_of(inventory: Inventory) -> Any:

@@ -243,6 +243,7 @@ PENDING = {
                 "transposed head)",
     "weights_beside": "the directory of an architecture's config.json: the fit stage compares weights there",
     "model_config": "a live model's own config (config.to_dict(), a dict): the architecture card is read from it",
+    "gguf.models": "a Hub listing's GGUF models (Inventories, in row order): settled to count each row's parameters",
 }
 """What ``Inventory.pending`` may hold, by key. Only a reader puts anything there."""
 

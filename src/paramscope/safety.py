@@ -269,12 +269,9 @@ def file_verdict(path: Path) -> Verdict:
             return config_verdict(path)
         with open_regular(path) as handle:
             head = handle.read(HEAD_BYTES)
-            if head.startswith(b"PK\x03\x04"):
-                return _zip_verdict(handle, path)
-            if head[:1] == b"\x80" and head[8:9] != b"{":
-                # PROTO: a pickle (a legacy torch.save file starts with one too). A safetensors header of
-                # 128 + 256k bytes starts with 0x80 as well: its JSON opens at byte 8.
-                return _stream_verdict(handle, path)
+            pickled = _pickle_verdict(handle, head, path)
+            if pickled is not None:
+                return pickled
         if not head:
             return Verdict(UNREADABLE, "empty file")
         for name, kind in _SAFE_READERS.items():
@@ -292,6 +289,65 @@ def file_verdict(path: Path) -> Verdict:
         return Verdict(UNREADABLE, f"cannot read: {exc.strerror or exc}")
     except (MemoryError, RecursionError):
         return Verdict(UNREADABLE, "too large or too deeply nested to check")
+
+
+def _pickle_verdict(handle: Any, head: bytes, source: Any) -> Verdict | None:
+    """The verdict of a torch.save zip or a pickle (local file or :class:`~paramscope.sources.ranged.CachedFile`
+    over a remote one), from its first bytes ``head``; None for any other file."""
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_verdict(handle, source)
+    if head[:1] == b"\x80" and head[8:9] != b"{":
+        # PROTO: a pickle (a legacy torch.save file starts with one too). A safetensors header of
+        # 128 + 256k bytes starts with 0x80 as well: its JSON opens at byte 8.
+        return _stream_verdict(handle, source)
+    return None
+
+
+def ranged_verdict(reader: Any) -> Verdict:
+    """The verdict of a remote file served by ``reader`` (a :class:`~paramscope.sources.ranged.RangeReader`:
+    a Hub file, a URL), by ranged reads of what the local verdict reads: a zip's end records, directory and
+    ``data.pkl`` (or a legacy file's first MiB), never a storage. Never raises on bad input: ``unreadable``."""
+    from paramscope.sources.files import HEAD_BYTES
+    from paramscope.sources.ranged import CachedFile
+    from paramscope.sources.torch_pickle import _EOCD, REMOTE_READ_AHEAD, RemoteName
+
+    handle = CachedFile(reader, read_ahead=REMOTE_READ_AHEAD)
+    try:
+        size = handle.size()
+        label = RemoteName(reader.name, reader.name.rsplit("/", 1)[-1], size)
+        head = handle.read(HEAD_BYTES)
+        if head.startswith(b"PK\x03\x04"):
+            handle.prefetch(max(0, size - (65_535 + _EOCD.size)), size)  # end records, usually the directory
+        verdict = _pickle_verdict(handle, head, label)
+        if verdict is not None:
+            return verdict
+        if head[:4] == b"GGUF":
+            return Verdict(SAFE, SAFE_FORMATS["gguf"])
+        return Verdict(UNREADABLE, "not a torch.save file or pickle")
+    except ParamscopeError as exc:
+        return Verdict(UNREADABLE, exc.reason)
+    except OSError as exc:
+        return Verdict(UNREADABLE, f"cannot read: {exc.strerror or exc}")
+    except (MemoryError, RecursionError):
+        return Verdict(UNREADABLE, "too large or too deeply nested to check")
+    finally:
+        handle.close()
+
+
+def remote_verdict(source: str) -> Verdict | None:
+    """The verdict of the pickles (torch.save files) that reading a Hub ``source`` reads (the named file, else
+    the PyTorch index's shards, else ``pytorch_model.bin``), or an http(s) URL (the file, or its index's shards),
+    each by :func:`ranged_verdict` (a cached file: by :func:`file_verdict`); None where it reads no pickle
+    (safetensors, GGUF: safe by construction)."""
+    from paramscope.sources import hub, remote
+
+    try:
+        files = remote.url_pickles(source) if source.startswith(("http://", "https://")) else hub.pickle_files(source)
+    except ParamscopeError as exc:
+        return Verdict(UNREADABLE, exc.reason)
+    if not files:
+        return None
+    return combine(file_verdict(f) if isinstance(f, Path) else ranged_verdict(f) for f in files)
 
 
 MAX_CONFIG_BYTES = 16 << 20
@@ -342,6 +398,17 @@ def after_read(path: Path, format: str, metadata: dict[str, Any]) -> Verdict:
         config = path.parent / "config.json"
         return combine([Verdict(SAFE, PICKLE_SAFE), *([config_verdict(config)] if config.is_file() else [])])
     return path_verdict(path)
+
+
+def after_remote_read(format: str, metadata: dict[str, Any]) -> Verdict | None:
+    """The verdict of a remote torch.save file paramscope has just read by ranged reads (``format``,
+    ``metadata``: the report's): its pickle passed the allow-list, as a local one's (:func:`after_read`);
+    None for the formats that hold no code."""
+    if format != "pytorch":
+        return None
+    if metadata.get("torchscript"):
+        return Verdict(CODE, "TorchScript archive: its code/ is a program torch.jit.load compiles and runs")
+    return Verdict(SAFE, PICKLE_SAFE)
 
 
 def path_verdict(path: Path, files: Iterable[Path] | None = None) -> Verdict:

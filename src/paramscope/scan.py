@@ -222,14 +222,14 @@ def read_row(model: Model, *, memory: bool = False, debug: bool = False) -> dict
 
 
 def _fill(row: dict[str, Any], model: Model, memory: bool) -> None:
-    from paramscope.pipeline import settle
+    from paramscope.pipeline import one_model, settle
     from paramscope.report import Report
     from paramscope.sources import open_source
     from paramscope.text import safe
 
     inventory = open_source(model.source)  # pipeline.inspect, in two steps: the config is seen before the rules
     config = inventory.pending.get("config")
-    report = Report(settle(inventory))
+    report = one_model(Report(settle(inventory)))
     from paramscope import safety
 
     if isinstance(config, dict) and config.get("auto_map") and not os.path.exists(model.source):
@@ -290,7 +290,7 @@ def _verdict(row: dict[str, Any], model: Model) -> None:
 
 def _remote_verdict(model: Model, row: dict[str, Any]) -> Any:
     """Remote models are read from safetensors (or GGUF) headers only: safe by construction where that is what
-    was read; a remote pickle is not fetched to be checked (its verdict would need its data.pkl)."""
+    was read; a Hub repository's pickles are judged from their data.pkl, fetched by range and never run."""
     from paramscope import safety
 
     formats = row.get("formats") or ""
@@ -306,6 +306,10 @@ def _remote_verdict(model: Model, row: dict[str, Any]) -> Any:
         config = safety.config_text_verdict(raw)
         if config.verdict != safety.SAFE:
             return config
+    if model.source.startswith("hf:") and not formats.startswith(("safetensors", "gguf")):
+        pickles = safety.remote_verdict(model.source)  # data.pkl by ranged reads, never run
+        if pickles is not None:
+            return pickles
     if formats.startswith("safetensors"):
         return safety.Verdict(safety.SAFE, safety.SAFE_FORMATS["safetensors"])
     if formats.startswith("gguf"):

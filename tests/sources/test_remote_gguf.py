@@ -6,6 +6,7 @@ GGUFReader and with paramscope's local read of the same file; bytes and requests
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from paramscope.sources.ranged import FileRangeReader
 sys.path.insert(0, str(Path(__file__).parent))
 from _fake_hub import FakeHub, hub_environment, write_repo
 from _gguf_helpers import write_gguf
-from _gguf_repo import LLAMA_7B_PARAMS, QUANTIZATIONS, gguf_py_parameters, write_llama_gguf
+from _gguf_repo import LLAMA_7B, LLAMA_7B_PARAMS, QUANTIZATIONS, gguf_py_parameters, llama_tensors, write_llama_gguf
 
 pytest.importorskip("huggingface_hub")
 
@@ -61,7 +62,7 @@ def quant_repo(tmp_path_factory):
 
 
 def local_records(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
-    return [(t.name, t.shape, t.dtype) for t in gguf_source.read(path).tensors]
+    return [(t.name, t.shape, t.dtype) for t in gguf_source.read_file(path).tensors]  # one file, not its split
 
 
 def records(inventory) -> list[tuple[str, tuple[int, ...], str]]:
@@ -86,8 +87,10 @@ def test_small_gguf_url_matches_gguf_py_and_the_local_read(hub, tmp_path):
 def test_a_repository_of_eight_quantizations_is_listed_from_headers(hub, quant_repo):
     """The table a user picks from: exact parameters (gguf-py), the file's size, its quantization; each file
     costs at most 1.2x the bytes before its data section, in a few requests."""
+    from paramscope.pipeline import read
+
     hub.add_repo("acme/llama-gguf", quant_repo)
-    inventory = open_source("hf:acme/llama-gguf")
+    inventory = read("hf:acme/llama-gguf")
     rows = inventory.metadata["gguf.files"]
     assert [row["file"] for row in rows] == sorted(f"llama-2-7b.{q}.gguf" for q in QUANTIZATIONS)
     # gguf-py's reader takes seconds on a 32k vocabulary: it is the reference for one file, and paramscope's
@@ -103,8 +106,20 @@ def test_a_repository_of_eight_quantizations_is_listed_from_headers(hub, quant_r
         assert row["data_offset"] == local.metadata["gguf.data_offset"] == reference.data_offset
         assert hub.sent[row["file"]] <= 1.2 * row["data_offset"]
         assert hub.gets(row["file"]) <= 6
-    assert inventory.format == "gguf-listing" and inventory.tensors == []
-    assert any("llama-2-7b.Q4_K_M.gguf" in note and "6,738,415,616 parameters" in note for note in inventory.notes)
+    assert inventory.format == "gguf-listing" and inventory.tensors == [] and "gguf.models" not in inventory.pending
+    # bits per weight as llama.cpp prints it (tensor bytes * 8 / tensor elements): from gguf-py's reader for one
+    # file, from gguf-py's block table and the tensors written for every file
+    q4 = next(row for row in rows if row["file"] == "llama-2-7b.Q4_K_M.gguf")
+    expected = 8 * sum(int(t.n_bytes) for t in reference.tensors) / sum(int(t.n_elements) for t in reference.tensors)
+    assert q4["bits_per_weight"] == round(expected, 2) == 4.54  # Q4_K 144 B per 256, output Q6_K 210 B per 256
+    for row in rows:
+        _, big, output = QUANTIZATIONS[row["quantization"]]
+        f32 = gguf.GGMLQuantizationType.F32
+        sizes = [(math.prod(dims), (output if name == "output.weight" else big) if is_big else f32)
+                 for name, dims, is_big in llama_tensors(**LLAMA_7B)]
+        data = sum(n // gguf.GGML_QUANT_SIZES[q][0] * gguf.GGML_QUANT_SIZES[q][1] for n, q in sizes)
+        assert row["bits_per_weight"] == round(8 * data / LLAMA_7B_PARAMS, 2), row["file"]
+        assert row["parts"] == 1 and row["error"] is None
 
 
 def test_a_named_file_of_the_repository(hub, quant_repo):
@@ -264,7 +279,7 @@ def test_the_file_option_names_a_file_of_the_repository(hub, tmp_path):
         assert err.getvalue() == ""
     out, err = io.StringIO(), io.StringIO()
     assert main(["hf:acme/two", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
-    rows = json.loads(out.getvalue())["metadata"]["gguf.files"]
+    rows = json.loads(out.getvalue())["files"]
     assert [(r["file"], r["quantization"], r["parameters"]) for r in rows] == [
         ("m.Q4_0.gguf", "Q4_0", SMALL_PARAMS), ("m.Q8_0.gguf", "Q8_0", SMALL_PARAMS)]
     out, err = io.StringIO(), io.StringIO()
@@ -291,3 +306,205 @@ def test_403_is_one_line_at_once(hub, tmp_path):
     with pytest.raises(ParamscopeError, match=r"m\.gguf: access denied \(set HF_TOKEN to a token with access\)"):
         open_source(f"{hub.url}/plain/m.gguf")
     assert hub.gets("m.gguf") == 1  # not retried
+
+
+def test_a_split_gguf_on_disk_is_one_model(tmp_path):
+    """Any part's path, or the directory, reads every part (gguf-py counts each part's tensors)."""
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    expected = sum(gguf_py_parameters(p) for p in parts)
+    assert expected == SMALL_PARAMS and len(parts) == 3
+    for source in (parts[0], parts[2], tmp_path):
+        inventory = open_source(str(source))
+        assert Report(inventory).total == expected, source
+        names = [t.name for p in parts for t in gguf.GGUFReader(p).tensors]
+        assert [t.name for t in inventory.tensors] == names
+        assert inventory.metadata["gguf.splits"] == 3 and inventory.source == str(source)
+
+
+def test_a_split_gguf_on_disk_with_a_part_missing_is_one_line(tmp_path):
+    from tests.hostile._limits import assert_refused, run_cli
+
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[1].unlink()
+    for source in (parts[0], tmp_path):
+        result = run_cli(str(source))
+        assert_refused(result, str(source), "part m-00002-of-00003.gguf of the split GGUF is missing")
+
+
+def test_a_directory_of_several_gguf_models_is_not_one_model(tmp_path):
+    write_llama_gguf(tmp_path / "m.Q4_0.gguf", "Q4_0", SMALL)
+    write_llama_gguf(tmp_path / "m.Q8_0.gguf", "Q8_0", SMALL)
+    assert not gguf_source.sniff_directory(tmp_path)
+    assert Report(open_source(str(tmp_path / "m.Q8_0.gguf"))).total == SMALL_PARAMS
+    (tmp_path / "m.Q4_0.gguf").unlink()
+    assert not gguf_source.sniff_directory(tmp_path)  # one plain file: the directory rules of files.py decide
+
+
+def test_the_listing_is_a_table_to_pick_from_in_every_format(hub, tmp_path):
+    """Two quantizations, a split one (one row) and a GPT-2 whose head is a stored copy of its embedding
+    (parameters count it once, as ties.py says llama.cpp writes it): every figure against gguf-py."""
+    import csv
+    import io
+    import json
+    from importlib.resources import files
+
+    from paramscope.cli import main
+
+    jsonschema = pytest.importorskip("jsonschema")
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    write_llama_gguf(repo / "-m.Q4_0.gguf", "Q4_0", SMALL)  # a CSV cell that starts with "-" is a formula
+    split = write_llama_gguf(repo / "m.Q4_K_M.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    write_gguf(repo / "gpt2.F32.gguf", "gpt2", {"token_embd.weight": (50, 16), "output.weight": (50, 16),
+                                                  "blk.0.attn_q.weight": (16, 16)})
+    hub.add_repo("acme/q", repo)
+
+    def reference(paths: list[Path], quantization: str, tied: int = 0) -> dict:
+        tensors = [t for p in paths for t in gguf.GGUFReader(p).tensors]
+        elements, data = sum(int(t.n_elements) for t in tensors), sum(int(t.n_bytes) for t in tensors)
+        return {"file": paths[0].name, "parts": len(paths), "quantization": quantization,
+                "bytes": sum(p.stat().st_size for p in paths), "parameters": elements - tied,
+                "bits_per_weight": round(8 * data / elements, 2), "tensors": len(tensors), "error": None}
+
+    expected = [reference([repo / "-m.Q4_0.gguf"], "Q4_0"),
+                reference([repo / "gpt2.F32.gguf"], "float32", tied=50 * 16),
+                reference(split, "Q4_K_M"), reference([repo / "m.Q8_0.gguf"], "Q8_0")]
+    assert [row["parameters"] for row in expected] == [SMALL_PARAMS, 16 * 16 + 50 * 16, SMALL_PARAMS, SMALL_PARAMS]
+
+    def run(fmt: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["hf:acme/q", "--format", fmt, "--no-progress"], stdout=out, stderr=err) == 0
+        assert err.getvalue() == ""
+        return out.getvalue()
+
+    doc = json.loads(run("json"))
+    jsonschema.validate(doc, json.loads(files("paramscope").joinpath("schema/listing-v1.json").read_text()))
+    assert doc["source"] == "hf:acme/q" and doc["files"] == expected
+
+    assert list(csv.DictReader(io.StringIO(run("csv")))) == [
+        {"file": ("'" if row["file"].startswith("-") else "") + row["file"], "parts": str(row["parts"]),
+         "quantization": row["quantization"], "bytes": str(row["bytes"]), "parameters": str(row["parameters"]),
+         "bits_per_weight": str(row["bits_per_weight"]), "error": ""} for row in expected]
+
+    lines = run("tree").splitlines()
+    assert lines[0] == ("4 GGUF models in hf:acme/q; name one to read it: hf:acme/q:-m.Q4_0.gguf "
+                        "(or hf:acme/q --file FILE)")
+    assert lines[2].split() == ["file", "quantization", "size", "parameters", "bits/weight"]
+    bpw = f"{expected[0]['bits_per_weight']:.2f}"
+    assert lines[4].split() == ["-m.Q4_0.gguf", "Q4_0", "1.1", "MiB", "1,824,000", bpw]
+    assert lines[5].split() == ["gpt2.F32.gguf", "float32", "7.5", "KiB", "1,056", "32.00"]
+    assert lines[6].split()[:3] == ["m.Q4_K_M-00001-of-00003.gguf", "(+2", "parts)"]
+    assert lines[7].startswith("m.Q8_0.gguf") and lines[8].startswith("note: Read 6 GGUF header(s) over HTTP")
+    assert run("table") == run("tree")
+
+    markdown = run("markdown").splitlines()
+    assert markdown[4:6] == ["| file | quantization | size | parameters | bits/weight |", "|---|---|---:|---:|---:|"]
+    assert markdown[7] == "| gpt2.F32.gguf | float32 | 7.5 KiB (7,680) | 1,056 | 32.00 |"
+
+
+def test_what_needs_one_model_refuses_a_listing_in_one_line(hub, tmp_path):
+    import io
+
+    from paramscope import scan
+    from paramscope.cli import main
+
+    write_llama_gguf(tmp_path / "repo" / "m.Q8_0.gguf", "Q8_0", SMALL)
+    write_llama_gguf(tmp_path / "repo" / "m.Q4_0.gguf", "Q4_0", SMALL)
+    hub.add_repo("acme/two", tmp_path / "repo")
+    said = ("hf:acme/two: a repository of 2 GGUF models: name one, as hf:acme/two:FILE or --file FILE "
+            "('paramscope hf:acme/two' lists them)")
+    for argv, code in ((["memory", "hf:acme/two"], 1), (["hf:acme/two", "--memory"], 1),
+                       (["diff", "hf:acme/two", "hf:acme/two:m.Q8_0.gguf"], 2)):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(argv, stdout=out, stderr=err) == code, argv
+        assert (out.getvalue(), err.getvalue()) == ("", f"paramscope: {said}\n"), argv
+    (row,) = scan.scan(["hf:acme/*"])
+    assert row["error"] == said.removeprefix("hf:acme/two: ") and row["parameters"] is None
+
+
+def test_a_listed_file_that_cannot_be_read_is_a_row_that_says_so(hub, tmp_path):
+    """A cut header among good files: its row holds the reason (the header read alone says the same), the
+    others are listed; when no file can be read, the first failure is the one line."""
+    import io
+    import json
+
+    from paramscope.cli import main
+
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    cut = write_llama_gguf(repo / "m.Q4_0.gguf", "Q4_0", SMALL)[0]
+    with open(cut, "r+b") as handle:
+        handle.truncate(5000)  # inside the vocabulary
+    hub.add_repo("acme/cut", repo)
+    with pytest.raises(ParamscopeError) as alone:
+        open_source("hf:acme/cut:m.Q4_0.gguf")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/cut", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+    rows = json.loads(out.getvalue())["files"]
+    assert [(r["file"], r["parameters"], r["error"]) for r in rows] == [
+        ("m.Q4_0.gguf", None, alone.value.reason), ("m.Q8_0.gguf", SMALL_PARAMS, None)]
+    assert alone.value.reason == ("the value of key 'tokenizer.ggml.tokens' declares 1000 items of string, more "
+                                  "than the file can hold")
+    out = io.StringIO()
+    assert main(["hf:acme/cut", "--no-progress"], stdout=out, stderr=io.StringIO()) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("name one to read it: hf:acme/cut:m.Q8_0.gguf (or hf:acme/cut --file FILE)")
+    assert lines[4].split() == ["m.Q4_0.gguf", "?", "?", "?", "?"]
+    assert lines[6] == f"note: m.Q4_0.gguf: not read: {rows[0]['error']}"
+    (repo / "m.Q8_0.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ParamscopeError, match=r"^hf:acme/cut: m\.Q4_0\.gguf: the value of key"):
+        open_source("hf:acme/cut")
+
+
+def test_hostile_split_parts_on_disk_end_in_one_line(tmp_path):
+    """A part that is a FIFO (never opened to block), a dangling link, a name claiming 1,024 parts: each is one
+    line naming what is wrong, at once."""
+    import os
+
+    from tests.hostile._limits import assert_refused, run_cli
+
+    parts = write_llama_gguf(tmp_path / "m.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[1].unlink()
+    os.mkfifo(parts[1])
+    assert_refused(run_cli(str(parts[0])), str(parts[1]), "a named pipe (FIFO), not a regular file")
+    parts[1].unlink()
+    parts[1].symlink_to(tmp_path / "nowhere")
+    assert_refused(run_cli(str(tmp_path)), str(tmp_path), "part m-00002-of-00003.gguf of the split GGUF is missing")
+    lone = tmp_path / "x-00001-of-01024.gguf"
+    lone.write_bytes(parts[0].read_bytes())
+    assert_refused(run_cli(str(lone)), str(lone), "part x-00002-of-01024.gguf of the split GGUF is missing "
+                                                  "(and 1022 more of the 1024 parts)")
+
+
+def test_the_help_names_every_remote_source():
+    import io
+
+    from paramscope.cli import main
+
+    out = io.StringIO()
+    assert main(["inspect", "--help"], stdout=out, stderr=io.StringIO()) == 0
+    text = " ".join(out.getvalue().split())
+    for named in ("'hf:org/name[@revision]:FILE'", "--file FILE", "s3://", "gs://", "az://", "https://",
+                  "a split GGUF's parts read as one model", "several GGUF files is listed"):
+        assert named in text, named
+
+
+def test_a_listed_split_with_a_part_missing_is_a_row_that_says_which(hub, tmp_path):
+    import io
+    import json
+
+    from paramscope.cli import main
+
+    repo = tmp_path / "repo"
+    write_llama_gguf(repo / "m.Q8_0.gguf", "Q8_0", SMALL)
+    parts = write_llama_gguf(repo / "m.Q4_K_M.gguf", "Q4_K_M", SMALL, split_max_tensors=7)
+    parts[2].unlink()
+    hub.add_repo("acme/gap", repo)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["hf:acme/gap", "--format", "json", "--no-progress"], stdout=out, stderr=err) == 0
+    rows = json.loads(out.getvalue())["files"]
+    assert [(r["file"], r["parts"], r["parameters"], r["error"]) for r in rows] == [
+        ("m.Q4_K_M-00001-of-00003.gguf", 3, None,
+         "m.Q4_K_M-00003-of-00003.gguf: part of a split GGUF missing from the repository (1 of 3 parts missing)"),
+        ("m.Q8_0.gguf", 1, SMALL_PARAMS, None)]
+    assert hub.gets(parts[0].name) == 0  # a split known to be incomplete is not fetched

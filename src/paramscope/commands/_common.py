@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 SOURCES_HELP = """\
-SOURCE is a checkpoint file or directory, a transformers config.json (the architecture, built on
-the meta device), 'hf:org/name[@revision]' or a bare 'org/name' (config and safetensors headers
-from the Hugging Face Hub, never the weights), an https:// URL of a .safetensors file or index
-(headers by ranged reads), 'path/to/file.py:Name' or 'package.module:Name' (an nn.Module class or
-factory, built on the meta device: no memory for weights), or nothing for the built-in example
-(the model of the article paramscope grew from).
+SOURCE is a checkpoint file or directory (a split GGUF's parts read as one model), a transformers
+config.json (the architecture, built on the meta device), 'hf:org/name[@revision]' or a bare
+'org/name' (config and weight headers from the Hugging Face Hub, never the weights; a repository of
+several GGUF files is listed, one row per file, to pick from), 'hf:org/name[@revision]:FILE' (that
+one file of the repository, as --file FILE), an https:// URL or an s3://, gs:// or az:// object (or
+prefix) of a .safetensors, .gguf or .bin/.pt file or index (headers by ranged reads),
+'path/to/file.py:Name' or 'package.module:Name' (an nn.Module class or factory, built on the meta
+device: no memory for weights), or nothing for the built-in example (the model of the article
+paramscope grew from).
 """
 
 EPILOG = """\

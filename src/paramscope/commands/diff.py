@@ -42,10 +42,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     from paramscope.commands._common import write
     from paramscope.diff import compare
-    from paramscope.pipeline import inspect
+    from paramscope.pipeline import inspect, one_model
     from paramscope.renderers.diff_text import render
 
-    reports = [inspect(source) for source in (args.a, args.b)]
+    reports = [one_model(inspect(source)) for source in (args.a, args.b)]
     result = compare(reports[0], reports[1], normalize=not args.no_normalize)
     write(render(result, args.format, args.strict), args, out)
     return result.exit_code(args.strict)

@@ -76,9 +76,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         return memory.run(args, out, err)
     if args.format == "html" and not args.output and isatty(out):
         raise UsageError("--format html writes a whole page: give -o FILE.html (or redirect the output)")
+    from paramscope.errors import ParamscopeError
     from paramscope.renderers import RenderOptions, render_chunks
 
-    report = load_report(args, err)
+    try:
+        report = load_report(args, err)
+    except ParamscopeError as exc:
+        raise _with_verdict(args, exc) from None
+    from paramscope.renderers import listing
+
+    if listing.is_listing(report):  # a repository of several GGUF models: the table to pick one from
+        write(listing.render(report, args.format), args, out)
+        return EXIT_OK
     color = wants_color(out, args)
     width = None
     if color:
@@ -99,18 +108,52 @@ SAFETY_FORMATS = ("tree", "table")
 
 
 def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
-    """``safety: <verdict>`` for a local pickle or program in a format for people (nothing for formats that
-cannot hold code: :func:`paramscope.safety.worth_saying`)."""
+    """``safety: <verdict>`` for a pickle or program (local, or read by ranged reads) in a format for people
+    (nothing for formats that cannot hold code: :func:`paramscope.safety.worth_saying`)."""
     import os
 
-    if args.format not in SAFETY_FORMATS or args.source is None or not os.path.exists(args.source):
+    if args.format not in SAFETY_FORMATS or args.source is None:
         return []
     from pathlib import Path
 
-    from paramscope.safety import after_read, worth_saying
+    from paramscope.safety import after_read, after_remote_read, worth_saying
 
-    verdict = after_read(Path(args.source), report.format, report.metadata)
+    if os.path.exists(args.source):
+        verdict = after_read(Path(args.source), report.format, report.metadata)
+    else:  # a Hub file or URL read by ranged reads: a pickle among them passed the allow-list
+        remote = after_remote_read(report.format, report.metadata)
+        if remote is None:
+            return []
+        verdict = remote
     return [f"safety: {verdict.line()}\n"] if worth_saying(verdict) else []
+
+
+def _with_verdict(args: argparse.Namespace, exc: Any) -> Any:
+    """A pickle the reader refused (it stops at the first global outside its allow-list), with the safety
+    verdict of the file or Hub repository: every global named, and which torch.load(weights_only=True)
+    refuses too (:mod:`paramscope.safety`: collected, never imported). Any other error as it was."""
+    import os
+
+    if args.source is None or not any(f"refuses {what}" in exc.reason for what in ("global '", "opcode ")):
+        return exc
+    from pathlib import Path
+
+    from paramscope import safety
+    from paramscope.errors import ParamscopeError
+    from paramscope.sources.hub import PREFIX, looks_like_repo
+
+    if os.path.exists(args.source):
+        verdict = safety.path_verdict(Path(args.source))
+    elif args.source.startswith(("http://", "https://")):
+        verdict = safety.remote_verdict(args.source)
+    elif args.source.startswith(PREFIX) or looks_like_repo(args.source):
+        text = args.source if args.source.startswith(PREFIX) else PREFIX + args.source
+        verdict = safety.remote_verdict(f"{text}:{args.file}" if getattr(args, "file", None) else text)
+    else:
+        return exc
+    if verdict is None or verdict.verdict != safety.NEEDS_TRUST:
+        return exc
+    return ParamscopeError(exc.source, f"{exc.reason}; safety: {verdict.line()}")
 
 
 def check_options(args: argparse.Namespace) -> None:

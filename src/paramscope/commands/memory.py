@@ -234,7 +234,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
     _check_cache_options(args)
     settings = {dest: DEFAULTS[dest] if getattr(args, dest) is None else getattr(args, dest)
                 for dest in ESTIMATE_OPTIONS}
-    report = load_report(args, err)
+    from paramscope.pipeline import one_model
+
+    report = one_model(load_report(args, err))  # a listing of a repository's GGUF models: name one
     shard = f"zero{settings['zero']}" if settings["zero"] else ("fsdp" if settings["fsdp"] else "none")
     try:
         result = estimate(report, optimizer=settings["optimizer"], precision=settings["precision"], shard=shard,

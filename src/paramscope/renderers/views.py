@@ -16,14 +16,19 @@ if TYPE_CHECKING:
 
 
 def text(report: Report) -> str:
-    from paramscope.renderers import RenderOptions, render
+    from paramscope.renderers import RenderOptions, listing, render
 
+    if listing.is_listing(report):  # a repository of several GGUF models: its table to pick one from
+        return listing.text(report)
     return render(report, "tree", RenderOptions(color=False))
 
 
 def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
+    from paramscope.renderers import listing
     from paramscope.renderers.json import report_to_dict
 
+    if listing.is_listing(report):
+        return listing.document(report)
     return report_to_dict(report, depth=depth)
 
 

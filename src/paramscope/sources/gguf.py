@@ -473,7 +473,56 @@ REMOTE_MAX_READ = 8 << 20
 
 
 def read(path: Path) -> Inventory:
-    """The tensors of a GGUF file, from its header."""
+    """The tensors of a GGUF file, from its header; of every part of a split GGUF, from any one part's name
+    (or from a directory holding one split GGUF, :func:`sniff_directory`), combined as the remote path does."""
+    named = path
+    if path.is_dir():
+        models = directory_models(path)
+        if len(models) != 1:
+            raise ParamscopeError(path, f"directory holds {len(models)} GGUF models; name one of its files")
+        parts = models[0]
+        path = path / parts[0]
+    else:
+        parts = split_names(path.name)
+    if parts is None:
+        return read_file(path)
+    missing = [part for part in parts if not (path.parent / part).exists()]  # a FIFO is there: read_file refuses it
+    if missing:  # every part is checked before any is read: one line names what is not there
+        more = f" (and {len(missing) - 1} more of the {len(parts)} parts)" if len(missing) > 1 else ""
+        raise ParamscopeError(named, f"part {missing[0]} of the split GGUF is missing{more}")
+    return combine([read_file(path.parent / part) for part in parts], str(named))
+
+
+def directory_models(path: Path) -> list[list[str]]:
+    """The GGUF models in a directory, by name: a single file, or every part of a split one (by its parts'
+    names; a part whose siblings are missing is a model too, so that reading it names what is missing)."""
+    import os
+
+    try:
+        names = sorted(e.name for e in os.scandir(path) if e.name.lower().endswith(".gguf") and e.is_file())
+    except OSError:
+        return []
+    models: list[list[str]] = []
+    seen: set[str] = set()
+    for name in names[: MAX_SPLITS + 1]:
+        if name in seen:
+            continue
+        parts = split_names(name)
+        models.append(parts or [name])
+        seen.update(parts or [name])
+    return models
+
+
+def sniff_directory(path: Path) -> bool:
+    """A directory is a split GGUF when its GGUF files are the parts of one split model (a directory of
+    several models is not: which one is meant is the user's to say; one plain file is left to the directory
+    rules of :mod:`paramscope.sources.files`)."""
+    models = directory_models(path)
+    return len(models) == 1 and len(models[0]) > 1
+
+
+def read_file(path: Path) -> Inventory:
+    """The tensors of one GGUF file, from its header."""
     # The collector is paused inside: it took a third of the time on 100k tensors.
     with unbuffered_reader(path) as handle:
         reader = FileRangeReader(handle, str(path))

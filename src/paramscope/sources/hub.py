@@ -124,6 +124,9 @@ TORCH_SINGLE_FILE = "pytorch_model.bin"
 MAX_LISTING_BYTES = 16 << 20
 """Bytes of the Hub's file listing of one repository (``/api/models/<repo>/revision/<rev>``)."""
 MAX_LISTED_FILES = 100_000
+LISTED_FIELDS = ("file", "parts", "quantization", "bytes", "elements", "tensor_bytes", "bits_per_weight", "tensors",
+                 "data_offset", "error")
+"""The fields of a listing's row (``metadata["gguf.files"]``); the rules stage adds ``parameters``."""
 MAX_LISTED_GGUF = 64
 """GGUF models whose headers a repository listing reads (a real repository holds a dozen or two)."""
 
@@ -170,24 +173,10 @@ OFFLINE_MISSING = _Missing()
 def read(text: str, progress: Progress | None = None, filename: str | None = None) -> Inventory:
     """The Inventory of a Hub repository, from config.json and the weights' headers only (safetensors; else
     PyTorch .bin zips; else GGUF files), or of one file of it (``hf:org/name:file.gguf`` or ``filename``)."""
-    text, named = split_file(text)
-    filename = filename or named
-    repo_id, revision = parse(text)
-    source = PREFIX + repo_id + (f"@{revision}" if revision else "")
-    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
-        try:
-            remote.check_url(os.environ["HF_ENDPOINT"])
-        except ValueError as exc:
-            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
-    require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
+    hub, filename = _connect(text, filename)
+    fetcher, env = hub.fetcher, hub.env
     from concurrent.futures import ThreadPoolExecutor
 
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    env = _Env(constants)
-    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers(source, constants.HF_TOKEN_PATH))
-    hub = _Hub(source, repo_id, revision, env, fetcher)
     # One pool for the whole call: config.json downloads on it while the index is fetched here and its
     # shards are read; the config is needed only at the end.
     with ThreadPoolExecutor(max_workers=remote.WORKERS, thread_name_prefix="paramscope-hub") as pool:
@@ -210,6 +199,40 @@ def read(text: str, progress: Progress | None = None, filename: str | None = Non
     if inventory.format in (FORMAT, "pytorch") and config is not None:  # the rules stage applies the config
         pending = {**pending, "config": config}
     return inventory.replace(metadata=metadata, notes=notes, pending=pending)
+
+
+def _connect(text: str, filename: str | None = None) -> tuple[_Hub, str | None]:
+    """The repository ``text`` names (and the file, from ``hf:org/name:FILE`` or ``filename``), with this
+    call's settings and a fetcher; nothing is requested yet."""
+    text, named = split_file(text)
+    filename = filename or named
+    repo_id, revision = parse(text)
+    source = PREFIX + repo_id + (f"@{revision}" if revision else "")
+    if os.environ.get("HF_ENDPOINT"):  # checked before huggingface_hub is imported: it parses it on import
+        try:
+            remote.check_url(os.environ["HF_ENDPOINT"])
+        except ValueError as exc:
+            raise ParamscopeError(source, f"HF_ENDPOINT {os.environ['HF_ENDPOINT']!r}: {exc}") from None
+    require("huggingface_hub", extra="hub", source=source, purpose="reading from the Hugging Face Hub")
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    env = _Env(constants)
+    fetcher = remote.Fetcher(remote.HttpxTransport(get_session()), _headers(source, constants.HF_TOKEN_PATH))
+    return _Hub(source, repo_id, revision, env, fetcher), filename
+
+
+def pickle_files(text: str) -> list[Any]:
+    """The torch.save files (pickles) that reading ``text`` reads, for their safety verdict
+    (:func:`paramscope.safety.remote_verdict`): the named file, or the shards a PyTorch index names, or
+    ``pytorch_model.bin`` where the repository has no safetensors weights; each a RangeReader over HTTP (a
+    cached file: its Path). [] where what is read holds no pickle (safetensors, GGUF, a config)."""
+    hub, filename = _connect(text)
+    names = hub.pickle_names(filename)
+    jobs = [hub.job(name, hub.revision, 0) for name in names]
+    return [Path(job.local) if job.local is not None else
+            remote.HttpRangeReader(hub.fetcher, hub.source, job.name, job.url)  # type: ignore[arg-type]
+            for job in jobs]
 
 
 def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future: Any) -> tuple[Inventory, int]:
@@ -498,6 +521,25 @@ class _Hub:
                               metadata={**metadata, **found}, notes=notes)
         return inventory, sum(job.local is None for job in jobs)
 
+    def pickle_names(self, filename: str | None) -> list[str]:
+        """The pickles reading the repository (or its file ``filename``) reads: see :func:`pickle_files`."""
+        if filename is None:
+            names = self.listing()
+            if names is not None and (INDEX_FILE in names or SINGLE_FILE in names):
+                return []  # safetensors is what is read
+            if names is not None and TORCH_INDEX_FILE not in names:
+                return [TORCH_SINGLE_FILE] if TORCH_SINGLE_FILE in names else []
+            filename = TORCH_INDEX_FILE
+        if not filename.endswith(remote.TORCH_INDEX_SUFFIX):
+            return [filename] if remote.ranged_kind(filename) == "pytorch" else []
+        path = self.download(filename)
+        if not isinstance(path, Path):  # no index (no listing to say so first): the single file, if any
+            return [TORCH_SINGLE_FILE] if filename == TORCH_INDEX_FILE else []
+        _, estimates, _ = remote.plan_index(self.source, _read_local(self.source, path, remote.MAX_INDEX_SIZE,
+                                                                     "index"))
+        directory = filename.rpartition("/")[0]
+        return [f"{directory}/{shard}" if directory else shard for shard in estimates]
+
     def listing(self) -> list[str] | None:
         """The repository's file names, from the Hub's API (one request), or None where it has none to give
         (an endpoint that is not the Hub, offline)."""
@@ -560,53 +602,77 @@ class _Hub:
         if len(ggufs) == 1:
             inventory, read = self.named_file(ggufs[0][0], pool, progress)
             return inventory.replace(metadata={**inventory.metadata, **metadata}), read
-        return self.gguf_listing(ggufs, pool, metadata)
+        return self.gguf_listing(ggufs, pool, metadata, set(names or []))
 
     def gguf_listing(
-        self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any]
+        self, ggufs: list[list[str]], pool: Any, metadata: dict[str, Any], present: set[str]
     ) -> tuple[Inventory, int]:
         """Several GGUF models in one repository (its quantizations): each one's header read, listed with its
-        size, quantization and parameters, for the user to name one (``hf:org/name:FILE``)."""
+        size, quantization and bits per weight, for the user to name one (``hf:org/name:FILE``). Each model's
+        inventory is handed on (``pending["gguf.models"]``, in row order): the rules stage settles it and
+        writes the row's logical ``parameters`` (ties applied), which a reader cannot."""
         from concurrent.futures import as_completed
 
         left_out = len(ggufs) - MAX_LISTED_GGUF
         ggufs = ggufs[:MAX_LISTED_GGUF]
-        futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs)}
-        rows: list[dict[str, Any]] = [{} for _ in ggufs]
+        found: list[tuple[dict[str, Any], Inventory | None]] = [({}, None)] * len(ggufs)
+        failed: dict[int, ParamscopeError] = {}
+        for k, parts in enumerate(ggufs):  # a split with a part missing is not fetched: its row says so
+            missing = [part for part in parts if part not in present]
+            if missing:
+                failed[k] = ParamscopeError(self.source, f"{missing[0]}: part of a split GGUF missing from the "
+                                                         f"repository ({len(missing)} of {len(parts)} parts missing)")
+                found[k] = (dict.fromkeys(LISTED_FIELDS) | {"file": parts[0], "parts": len(parts),
+                                                             "error": failed[k].reason}, None)
+        futures = {pool.submit(self._summary, parts): k for k, parts in enumerate(ggufs) if k not in failed}
+        headers = sum(len(ggufs[k]) for k in futures.values())
         try:
             for future in as_completed(futures):
-                rows[futures[future]] = future.result()
+                k = futures[future]
+                try:
+                    found[k] = future.result()
+                except ParamscopeError as exc:  # one file that cannot be read is a row that says so
+                    failed[k] = exc
+                    found[k] = (dict.fromkeys(LISTED_FIELDS) | {"file": ggufs[k][0], "parts": len(ggufs[k]),
+                                                                 "error": exc.reason}, None)
         finally:
             for future in futures:
                 future.cancel()
-        notes = [f"{len(rows)} GGUF models in {self.source}; name one to read it, e.g. {self.source}:{rows[0]['file']}"]
-        width = max(len(row["file"]) for row in rows)
-        for row in rows:
-            notes.append(f"{row['file']:<{width}}  {row['quantization']:<16}  {row['bytes']:>15,} bytes  "
-                         f"{row['parameters']:>15,} parameters")
+        if len(failed) == len(ggufs):
+            raise failed[0]  # nothing to list: the first file's failure, as its own read would say it
+        rows = [row for row, _ in found]
+        models = [inventory for _, inventory in found]
+        notes = []
         if left_out > 0:
             notes.append(f"{left_out} more GGUF models are not listed (at most {MAX_LISTED_GGUF} are)")
         inventory = Inventory(source=self.source, format=GGUF_LISTING, tensors=[],
-                              metadata={**metadata, "gguf.files": rows}, notes=notes)
-        return inventory, sum(len(parts) for parts in ggufs)
+                              metadata={**metadata, "gguf.files": rows}, notes=notes,
+                              pending={"gguf.models": models})
+        return inventory, headers
 
-    def _summary(self, parts: list[str]) -> dict[str, Any]:
-        import math
-
+    def _summary(self, parts: list[str]) -> tuple[dict[str, Any], Inventory]:
+        """One listed model's row (what its header says: quantization, size, elements, bits per weight) and
+        its inventory."""
         jobs = [self.job(part, self.revision, 0) for part in parts]
         sizes: list[int] = [0] * len(jobs)
         inventory = remote.read_ranged_parts(self.fetcher, self.source, jobs, sizes=sizes)
         file_type = inventory.metadata.get("gguf.file_type")
         quantization = str(file_type).removeprefix("MOSTLY_") if file_type else _dominant_dtype(inventory)
-        return {
+        elements, data_bytes = _elements_and_bytes(inventory)
+        row = {
             "file": parts[0],
             "parts": len(parts),
             "quantization": quantization,
             "bytes": sum(sizes),
-            "parameters": sum(math.prod(t.shape) for t in inventory.tensors),
+            "elements": elements,
+            "tensor_bytes": data_bytes,
+            # llama.cpp's "BPW" (llama_model_loader: n_bytes * 8 / n_elements over every tensor of the file)
+            "bits_per_weight": round(8 * data_bytes / elements, 2) if elements else None,
             "tensors": len(inventory.tensors),
             "data_offset": inventory.metadata.get("gguf.data_offset"),
+            "error": None,
         }
+        return row, inventory
 
     def single_file(
         self,
@@ -659,23 +725,32 @@ class _Hub:
 
 def _gguf_models(names: list[str]) -> list[list[str]]:
     """The GGUF models among a repository's files: a single file, or every part of a split one (listed
-    once, by its first part, and only when all its parts are there), in the listing's order."""
+    once, by its first part, also when a part is missing: its row says which), in the listing's order."""
     from paramscope.sources import gguf
 
-    present = set(names)
     models: list[list[str]] = []
     seen: set[str] = set()
     for name in names:
         if not name.lower().endswith(".gguf") or name in seen:
             continue
-        parts = gguf.split_names(name)
-        if parts is None:
-            models.append([name])
-            seen.add(name)
-        elif all(part in present for part in parts):
-            models.append(parts)
-            seen.update(parts)
+        parts = gguf.split_names(name) or [name]
+        models.append(parts)
+        seen.update(parts)
     return models
+
+
+def _elements_and_bytes(inventory: Inventory) -> tuple[int, int]:
+    """Elements and data bytes of every tensor as the file stores them (GGML block sizes: paramscope.dtypes)."""
+    import math
+
+    from paramscope import dtypes
+
+    elements = data_bytes = 0
+    for record in inventory.tensors:
+        numel = math.prod(record.shape)
+        elements += numel
+        data_bytes += dtypes.get(record.dtype).nbytes(numel)
+    return elements, data_bytes
 
 
 def _dominant_dtype(inventory: Inventory) -> str:

@@ -837,7 +837,7 @@ def _read_local_file(path: Any, name: str) -> Inventory:
     """A cached GGUF or torch.save shard, by the local readers."""
     from paramscope.sources import gguf, torch_pickle
 
-    return gguf.read(path) if ranged_kind(name) == "gguf" else torch_pickle.read(path)
+    return gguf.read_file(path) if ranged_kind(name) == "gguf" else torch_pickle.read(path)
 
 
 def _shard_records(name: str, inventory: Inventory) -> list[TensorRecord]:
@@ -903,6 +903,26 @@ TORCH_INDEX_SUFFIX = ".bin.index.json"
 """A sharded PyTorch checkpoint's index (``pytorch_model.bin.index.json``): the safetensors index's layout."""
 
 
+def url_pickles(url: str) -> list[HttpRangeReader]:
+    """The torch.save files (pickles) reading ``url`` reads, for their safety verdict
+    (:func:`paramscope.safety.remote_verdict`): the file itself, or the shards of a PyTorch index; [] for any
+    other URL (safetensors, GGUF: no code by construction)."""
+    from urllib.parse import quote, urljoin, urlparse
+
+    source = url
+    try:
+        url = check_url(url)
+    except ValueError as exc:
+        raise ParamscopeError(source, str(exc)) from None
+    fetcher = Fetcher()
+    name = urlparse(url).path.rsplit("/", 1)[-1] or url
+    if name.endswith(TORCH_INDEX_SUFFIX):
+        weight_map, _ = parse_index(source, fetch_file(fetcher, source, name, url, MAX_INDEX_SIZE).body)
+        shards = [shard for shard in dict.fromkeys(weight_map.values()) if ranged_kind(shard) == "pytorch"]
+        return [HttpRangeReader(fetcher, source, shard, urljoin(url, quote(shard))) for shard in shards]
+    return [HttpRangeReader(fetcher, source, name, url)] if ranged_kind(name) == "pytorch" else []
+
+
 def _read_url_ranged(fetcher: Fetcher, source: str, url: str, name: str, progress: Progress | None) -> Inventory:
     """A GGUF file (every part of a split one), a torch.save file, or a sharded PyTorch index, at a URL."""
     from urllib.parse import quote, urljoin
@@ -959,7 +979,7 @@ def read_ranged_parts(
             path = Path(job.local)
             if sizes is not None:
                 sizes[k] = path.stat().st_size
-            return gguf.read(path).replace(source=source)
+            return gguf.read_file(path).replace(source=source)  # this part only: the job list names the others
         assert job.url is not None
         reader = HttpRangeReader(fetcher, source, job.name, job.url)
         inventory = read_ranged_file(reader, source)
