@@ -227,6 +227,8 @@ class DirectoryPlan:
             if len(indexes) > 1:
                 raise ParamscopeError(path, f"several pytorch indexes ({_listed(indexes)}): name one of them")
             inventory = read_pytorch_index(path / indexes[0])
+        elif self.format == "gguf" and _reader("gguf").sniff_directory(path):  # the parts of one split GGUF
+            inventory = _reader("gguf").read(path)
         elif len(files) > 1:
             raise ParamscopeError(path, f"several {self.format} checkpoints ({_listed(files)}): name one of them")
         else:
