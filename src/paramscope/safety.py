@@ -9,8 +9,10 @@ Verdicts, from least to most serious (a model's verdict is the most serious of i
 
 * ``safe``: tensors and plain containers only. Safetensors, GGUF, NumPy ``.npy``/``.npz`` (read as
   ``np.load(allow_pickle=False)`` would: object arrays are refused), ONNX and Keras HDF5 are safe by
-  construction (their formats hold no code); a pickle (``torch.save``) is safe when the allow-list admits it.
-* ``unreadable``: no verdict could be reached (not a checkpoint, truncated, over paramscope's limits).
+  construction (their formats hold no code, so a damaged one is still safe: the damage is the read's error,
+  reported apart); a pickle (``torch.save``) is safe when the allow-list admits it.
+* ``unreadable``: no verdict could be reached (not a checkpoint, a pickle or zip cut short, over paramscope's
+  limits).
 * ``needs-trust``: the pickle names globals outside the allow-list; each is listed, and for each whether
   ``torch.load(weights_only=True)`` (torch's own default allow-list, :data:`TORCH_WEIGHTS_ONLY`, a static
   table of ``torch._weights_only_unpickler._get_allowed_globals``) would refuse it too.
