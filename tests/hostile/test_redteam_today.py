@@ -1,0 +1,257 @@
+"""Red team of the day's new code (scan, the safety verdict, object stores, remote GGUF/zip, the architecture
+card, the K/V cache and --fit, ONNX and Keras roles, ties from files): each test is an adversary's input, run
+as a user would meet it, under tests/hostile/_limits.py's limits (2 GiB, 60 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._limits import assert_clean, assert_refused, run_cli
+
+
+def safetensors(path: Path, names: tuple[str, ...] = ("a.weight",), metadata: dict | None = None) -> Path:
+    header: dict = {name: {"dtype": "F32", "shape": [2, 2], "data_offsets": [16 * i, 16 * (i + 1)]}
+                    for i, name in enumerate(names)}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16 * len(names)))
+    return path
+
+
+def config(path: Path, **fields) -> Path:
+    base = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+            "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": 2, "vocab_size": 100}
+    base.update(fields)
+    path.write_text(json.dumps(base))
+    return path
+
+
+# ---- the architecture card, the K/V cache and --fit ------------------------------------------------------
+
+
+def test_a_config_of_10e18_layers_with_huge_context_and_fit_ends_at_once(tmp_path):
+    source = config(tmp_path / "config.json", num_hidden_layers=10**18)
+    result = assert_clean(run_cli("memory", source, "--context", str(10**15), "--fit", "1e30GiB", timeout=30))
+    assert result.seconds < 20
+
+
+def test_huge_context_and_fit_on_a_sane_config(tmp_path):
+    source = config(tmp_path / "config.json")
+    result = assert_clean(run_cli("memory", source, "--arch", "--context", str(10**15), "--batch", str(10**12),
+                                  "--fit", "1e30GiB", timeout=30))
+    assert result.seconds < 20
+
+
+@pytest.mark.parametrize("value", ["garbage", "", "q4_0" * 1000, "\x1b[31mred", "float16;rm"])
+def test_kv_dtype_garbage_is_bad_usage(tmp_path, value):
+    source = config(tmp_path / "config.json")
+    result = assert_clean(run_cli("memory", source, "--context", "100", "--kv-dtype", value, timeout=30), expect=2)
+    assert "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1e999GiB", "nan", "inf", "-5GiB", "0", "9" * 5000, "1e30000000"])
+def test_fit_garbage_is_bad_usage(tmp_path, value):
+    source = config(tmp_path / "config.json")
+    assert_clean(run_cli("memory", source, "--context", "100", "--fit", value, timeout=30), expect=(0, 2))
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "-1", "1e30", "0"])
+def test_context_garbage(tmp_path, value):
+    source = config(tmp_path / "config.json")
+    assert_clean(run_cli("memory", source, "--context", value, timeout=30), expect=(0, 2))
+
+
+def test_a_million_layer_types_are_bounded(tmp_path):
+    source = config(tmp_path / "config.json", num_hidden_layers=4,
+                    layer_types=["sliding_attention", "full_attention"] * 500_000, sliding_window=16)
+    result = assert_clean(run_cli("memory", source, "--arch", "--context", "1000", timeout=30))
+    assert result.seconds < 20
+
+
+def test_a_million_layer_types_matching_the_layer_count_are_bounded(tmp_path):
+    source = config(tmp_path / "config.json", num_hidden_layers=1_000_000,
+                    layer_types=["sliding_attention", "full_attention"] * 500_000, sliding_window=16)
+    result = assert_clean(run_cli("memory", source, "--arch", "--context", "1000", "--fit", "80GiB", timeout=30))
+    assert result.seconds < 20
+
+
+def test_per_layer_kv_heads_of_a_million(tmp_path):
+    source = config(tmp_path / "config.json", num_hidden_layers=1_000_000, num_key_value_heads=[2] * 1_000_000)
+    assert_clean(run_cli("memory", source, "--arch", "--context", "1000", "--fit", "80GiB", timeout=30))
+
+
+def test_arch_card_names_with_escapes_and_pipes(tmp_path):
+    source = config(tmp_path / "config.json", model_type="\x1b]0;pwned\x07|x|", architectures=["=cmd|' /C calc'!A0"],
+                    layer_types=["\x1b[2J|a|"] * 2)
+    for fmt in ("tree", "markdown", "csv", "table", "json"):
+        result = assert_clean(run_cli("memory", source, "--arch", "--context", "10", "-f", fmt, timeout=30))
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout, fmt
+        if fmt == "csv":
+            assert ",=cmd" not in result.stdout and "\n=cmd" not in result.stdout
+
+
+# ---- the safety verdict ------------------------------------------------------------------------------------
+
+
+def _memo_system_pickle() -> bytes:
+    # GLOBAL 'os system', memoised, popped, fetched back from the memo and called: a trick to hide the call
+    # from a scanner that only looks at GLOBAL followed by REDUCE.
+    return (b"\x80\x02" + b"cos\nsystem\n" + b"q\x01" + b"0" + b"h\x01" + b"X\x04\x00\x00\x00true" + b"\x85R."
+            )
+
+
+def test_a_memo_hidden_os_system_is_needs_trust_and_nothing_is_imported(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(_memo_system_pickle())
+    marker = tmp_path / "ran"
+    code = (
+        "import sys, json; from pathlib import Path\n"
+        "before = set(sys.modules)\n"
+        "from paramscope import safety\n"
+        "mid = set(sys.modules)\n"
+        f"v = safety.file_verdict(Path({str(path)!r}))\n"
+        "after = set(sys.modules) - mid\n"
+        "print(json.dumps([v.verdict, list(v.imports), sorted(after)]))\n"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    verdict, imports, loaded = json.loads(done.stdout)
+    assert verdict == "needs-trust"
+    assert imports == ["os.system"]
+    assert not [m for m in loaded if m in ("os", "posix", "subprocess") or m.startswith("torch")], loaded
+    assert not marker.exists()
+
+
+def test_a_memo_hidden_os_system_in_a_scan_row(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(pickle.dumps(1, protocol=2)[:-1].replace(b"K\x01", b"") + b"" if False else
+                     _memo_system_pickle())
+    result = assert_clean(run_cli("scan", tmp_path, "-f", "jsonl", "--fail-on", "unsafe", timeout=30), expect=1)
+    row = json.loads(result.stdout)
+    assert row["safety"] == "needs-trust"
+    assert "os.system" in row["safety_detail"]
+
+
+# ---- scan targets ----------------------------------------------------------------------------------------
+
+
+def test_scan_list_that_names_itself(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"@{listing}\n{listing}\n")
+    assert_clean(run_cli("scan", f"@{listing}", "-f", "jsonl", timeout=30))
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/urandom"])
+def test_scan_list_that_is_an_endless_device(special):
+    result = run_cli("scan", f"@{special}", "-f", "jsonl", timeout=30)
+    assert_refused(result, special)
+
+
+def test_scan_list_that_is_a_fifo(tmp_path):
+    fifo = tmp_path / "list"
+    os.mkfifo(fifo)
+    assert_refused(run_cli("scan", f"@{fifo}", timeout=20), fifo)
+
+
+def test_scan_list_naming_dev_zero(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("/dev/zero\n")
+    result = assert_clean(run_cli("scan", f"@{listing}", "-f", "jsonl", timeout=30), expect=1)
+    assert json.loads(result.stdout)["error"]
+
+
+def test_scan_cache_that_is_dev_zero(tmp_path):
+    source = safetensors(tmp_path / "model.safetensors")
+    assert_clean(run_cli("scan", source, "--cache", "/dev/zero", timeout=30), "/dev/zero")
+
+
+def test_scan_cache_with_hostile_lines(tmp_path):
+    source = safetensors(tmp_path / "model.safetensors")
+    cache = tmp_path / "cache.jsonl"
+    cache.write_text("[1]\n" + json.dumps({"source": [1]}) + "\n" + json.dumps({"source": str(source), "key": None,
+                                                                              "row": [1, 2]}) + "\n"
+                     + json.dumps({"source": str(source), "key": "x", "row": {"parameters": "\x1b[31m"}}) + "\n"
+                     + "[" * 100_000 + "\n")
+    result = assert_clean(run_cli("scan", source, "--cache", cache, "--resume", "-f", "jsonl", timeout=30))
+    assert "\x1b" not in result.stdout
+
+
+def test_scan_directory_of_a_symlink_loop_a_fifo_and_a_dangling_link(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path)
+    (tmp_path / "self").symlink_to(tmp_path / "self")
+    os.mkfifo(tmp_path / "weights.safetensors")
+    (tmp_path / "gone.safetensors").symlink_to(tmp_path / "nowhere")
+    safetensors(tmp_path / "ok.safetensors")
+    result = assert_clean(run_cli("scan", tmp_path, "-f", "jsonl", timeout=30), expect=0)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["source"]).name for r in rows] == ["ok.safetensors"]
+    assert rows[0]["parameters"] == 4
+
+
+def test_scan_a_fifo_named_directly(tmp_path):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    result = assert_clean(run_cli("scan", fifo, "-f", "jsonl", timeout=20), expect=1)
+    assert json.loads(result.stdout)["error"]
+
+
+def test_scan_a_directory_of_20k_empty_files(tmp_path):
+    for i in range(20_000):
+        (tmp_path / f"m{i:05d}.safetensors").touch()
+    result = assert_clean(run_cli("scan", tmp_path, "-f", "csv", "--no-progress", timeout=60), expect=1)
+    assert len(result.stdout.splitlines()) == 20_001
+    assert result.stderr.strip() == "paramscope: scan: 20000 of 20000 models failed (error: 20000)"
+
+
+def test_scan_names_with_escapes_formulas_and_pipes(tmp_path):
+    names = ["=cmd|' xC calc'!A0.safetensors", "\x1b]0;t\x07|a|b|.safetensors", "+1,2\n3.safetensors"]
+    for name in names:
+        safetensors(tmp_path / name, names=("=HYPERLINK(\"x\")", "\x1b[31m|w|"))
+    for fmt in ("table", "csv", "jsonl"):
+        result = assert_clean(run_cli("scan", tmp_path, "-f", fmt, timeout=30), expect=0)
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout, fmt
+        if fmt == "csv":
+            lines = result.stdout.split("\r\n")
+            assert len(lines) == 5, lines
+            assert not any(line.startswith(("=", "+", "-", "@")) for line in lines)
+
+
+def test_scan_file_changing_while_read(tmp_path):
+    # a header claiming more than the file holds, as a file cut short by a writer mid-scan looks
+    path = tmp_path / "model.safetensors"
+    safetensors(path, names=tuple(f"w{i}" for i in range(100)))
+    os.truncate(path, path.stat().st_size - 800)
+    result = assert_clean(run_cli("scan", tmp_path, "-f", "jsonl", timeout=30), expect=1)
+    assert "model.safetensors" in json.loads(result.stdout)["error"] or json.loads(result.stdout)["error"]
+
+
+@pytest.mark.parametrize("value", ["1e999", "9" * 5000, "1e99999999", "nan"])
+def test_scan_gates_of_absurd_size(tmp_path, value):
+    source = safetensors(tmp_path / "model.safetensors")
+    assert_clean(run_cli("scan", source, "--max-params", value, "--max-bytes", value, timeout=30), expect=(0, 2))
+
+
+# ---- ties from files -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metadata", [
+    {"format": "pt", "a": "b", "b": "a"},
+    {"format": "pt", "a.weight": "a.weight"},
+    {"format": "pt", "b": "a.weight", "a.weight": "b"},
+    {"format": "pt", **{f"alias{i}": "a.weight" for i in range(100_000)}},
+])
+def test_safetensors_alias_cycles_and_floods(tmp_path, metadata):
+    source = safetensors(tmp_path / "model.safetensors", metadata=metadata)
+    result = assert_clean(run_cli(source, "-f", "json", timeout=30), expect=0)
+    assert json.loads(result.stdout)["total"] == 4
