@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from paramscope.errors import ParamscopeError
+from paramscope.errors import ParamscopeError, without_credentials
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def empty_row(source: str, memory: bool = False) -> dict[str, Any]:
     from paramscope.text import safe
 
     row: dict[str, Any] = dict.fromkeys(COLUMNS + (MEMORY_COLUMNS if memory else ()))
-    row["source"] = safe(source)
+    row["source"] = safe(without_credentials(source))
     return row
 
 

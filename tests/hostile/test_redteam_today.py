@@ -255,3 +255,204 @@ def test_safetensors_alias_cycles_and_floods(tmp_path, metadata):
     source = safetensors(tmp_path / "model.safetensors", metadata=metadata)
     result = assert_clean(run_cli(source, "-f", "json", timeout=30), expect=0)
     assert json.loads(result.stdout)["total"] == 4
+
+
+# ---- GGUF key/values that amplify (local and over ranged reads) ----------------------------------------------
+
+GGUF_STRING, GGUF_ARRAY, GGUF_INT32, GGUF_UINT32 = 8, 9, 5, 4
+
+
+def _gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+def _gguf_head(tensors: int, kvs: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, kvs)
+
+
+def _gguf_kv(key: bytes, kind: int, payload: bytes) -> bytes:
+    return _gguf_string(key) + struct.pack("<I", kind) + payload
+
+
+def gguf_file(path: Path, kvs: list[bytes], claimed_kvs: int | None = None, tail: int = 0) -> Path:
+    body = _gguf_head(0, len(kvs) if claimed_kvs is None else claimed_kvs) + b"".join(kvs)
+    path.write_bytes(body)
+    if tail:
+        os.truncate(path, len(body) + tail)  # sparse: claimed array payloads read as zeros, cost no disk
+    return path
+
+
+def _arch_kv() -> bytes:
+    return _gguf_kv(b"general.architecture", GGUF_STRING, _gguf_string(b"llama"))
+
+
+def test_gguf_kv_section_claiming_2_to_60_entries(tmp_path):
+    source = gguf_file(tmp_path / "m.gguf", [_arch_kv()], claimed_kvs=1 << 60)
+    assert_refused(run_cli(source, timeout=30), source)
+
+
+def test_gguf_string_array_of_2_to_60(tmp_path):
+    kv = _gguf_kv(b"tokenizer.ggml.tokens", GGUF_ARRAY, struct.pack("<IQ", GGUF_STRING, 1 << 60))
+    source = gguf_file(tmp_path / "m.gguf", [_arch_kv(), kv], tail=1 << 20)
+    assert_refused(run_cli(source, timeout=30), source)
+
+
+def test_gguf_string_array_of_empty_strings_claiming_10_to_8(tmp_path):
+    # every element is an 8-byte zero length: 800 MB of zeros (sparse) that would make 10^8 Python strings
+    kv = _gguf_kv(b"tokenizer.ggml.tokens", GGUF_ARRAY, struct.pack("<IQ", GGUF_STRING, 10**8))
+    source = gguf_file(tmp_path / "m.gguf", [_arch_kv(), kv], tail=8 * 10**8)
+    result = assert_clean(run_cli(source, "--memory", "--arch", timeout=60))
+    assert result.seconds < 45
+
+
+def test_gguf_per_layer_kv_heads_array_of_10_to_9(tmp_path):
+    kvs = [_arch_kv(), _gguf_kv(b"llama.block_count", GGUF_UINT32, struct.pack("<I", 2)),
+           _gguf_kv(b"llama.attention.head_count", GGUF_UINT32, struct.pack("<I", 4)),
+           _gguf_kv(b"llama.embedding_length", GGUF_UINT32, struct.pack("<I", 64)),
+           _gguf_kv(b"llama.attention.head_count_kv", GGUF_ARRAY, struct.pack("<IQ", GGUF_INT32, 10**9))]
+    source = gguf_file(tmp_path / "m.gguf", kvs, tail=4 * 10**9)
+    result = assert_clean(run_cli("memory", source, "--arch", "--context", "1000", "--fit", "1GiB", timeout=60))
+    assert result.seconds < 45
+
+
+# ---- remote: a server that lies --------------------------------------------------------------------------------
+
+
+class _Liar:
+    """A loopback HTTP server whose every answer is set by the test: ``handler(request) -> (status, headers,
+    body)``."""
+
+    def __init__(self, answer):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        liar = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._do(head=True)
+
+            def do_GET(self):
+                self._do(head=False)
+
+            def _do(self, head):
+                liar.seen.append((self.command, self.path, self.headers.get("Range"),
+                                  self.headers.get("Authorization")))
+                status, headers, body = answer(self)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if not head and body:
+                    try:
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+
+        self.seen: list = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def liar_factory():
+    made = []
+
+    def make(answer):
+        made.append(_Liar(answer))
+        return made[-1]
+
+    yield make
+    for liar in made:
+        liar.close()
+
+
+def _small_gguf(tmp_path: Path) -> bytes:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "sources"))
+    from _gguf_helpers import write_gguf
+
+    write_gguf(tmp_path / "small.gguf", "llama", {"token_embd.weight": (8, 4)})
+    return (tmp_path / "small.gguf").read_bytes()
+
+
+def test_remote_gguf_whose_server_claims_2_to_60_bytes(tmp_path, liar_factory):
+    data = _small_gguf(tmp_path)
+
+    def answer(request):
+        return 206, {"Content-Range": f"bytes 0-{(1 << 60) - 1}/{1 << 60}", "Content-Length": str(len(data)),
+                     "Accept-Ranges": "bytes"}, data
+
+    liar = liar_factory(answer)
+    url = f"{liar.url}/m.gguf"
+    assert_clean(run_cli(url, timeout=40), url)
+
+
+def test_remote_gguf_whose_server_sends_more_than_the_range(tmp_path, liar_factory):
+    data = _small_gguf(tmp_path) + bytes(4 << 20)
+
+    def answer(request):  # ignores Range, says 206 with the whole (padded) file, size unknown
+        return 206, {"Content-Range": f"bytes 0-{len(data) - 1}/*", "Content-Length": str(len(data))}, data
+
+    liar = liar_factory(answer)
+    url = f"{liar.url}/m.gguf"
+    assert_clean(run_cli(url, timeout=40), url)
+
+
+def test_remote_gguf_whose_server_says_less_than_it_sends(tmp_path, liar_factory):
+    data = _small_gguf(tmp_path)
+
+    def answer(request):
+        return 206, {"Content-Range": f"bytes 0-9/{len(data)}", "Content-Length": "10"}, data
+
+    liar = liar_factory(answer)
+    url = f"{liar.url}/m.gguf"
+    assert_clean(run_cli(url, timeout=40), url)
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "file:///dev/zero", "ftp://127.0.0.1/x.gguf",
+                                    "gopher://127.0.0.1/x"])
+def test_remote_redirect_to_another_scheme_is_refused(liar_factory, target):
+    liar = liar_factory(lambda request: (302, {"Location": target, "Content-Length": "0"}, b""))
+    for name in ("m.gguf", "m.safetensors", "m.bin"):
+        url = f"{liar.url}/{name}"
+        result = assert_refused(run_cli(url, timeout=40), url)
+        assert "root:" not in result.stdout + result.stderr
+
+
+def test_remote_redirect_loop_ends(liar_factory):
+    liar = liar_factory(lambda request: (302, {"Location": request.path + "x", "Content-Length": "0"}, b""))
+    url = f"{liar.url}/m.gguf"
+    assert_refused(run_cli(url, timeout=40), url)
+
+
+# ---- credentials in URLs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
+def test_credentials_in_urls_are_never_printed(liar_factory, fmt):
+    liar = liar_factory(lambda request: (404, {"Content-Length": "0"}, b""))
+    port = liar.server.server_address[1]
+    secret = "hunter2SECRETpassw0rd"
+    targets = [f"http://user:{secret}@127.0.0.1:{port}/m.gguf", f"http://user:{secret}@127.0.0.1:{port}/m.safetensors",
+               f"s3://AKIAKEY:{secret}@bucket/m.safetensors", f"http://127.0.0.1:{port}/m.gguf?token={secret}"]
+    for target in targets:
+        result = run_cli(target, timeout=40, env={"AWS_ENDPOINT_URL": liar.url, "AWS_ACCESS_KEY_ID": "x",
+                                                  "AWS_SECRET_ACCESS_KEY": "y"})
+        assert_clean(result, expect=1)
+        assert secret not in result.stderr + result.stdout, (target, result.stderr)
+    result = run_cli("scan", *targets, "-f", fmt, timeout=40,
+                     env={"AWS_ENDPOINT_URL": liar.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
+    assert_clean(result, expect=1)
+    assert secret not in result.stderr + result.stdout, result.stdout
