@@ -456,3 +456,160 @@ def test_credentials_in_urls_are_never_printed(liar_factory, fmt):
                      env={"AWS_ENDPOINT_URL": liar.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
     assert_clean(result, expect=1)
     assert secret not in result.stderr + result.stdout, result.stdout
+
+
+# ---- object stores ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    pytest.importorskip("moto.server")
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    yield f"http://127.0.0.1:{port}"
+    moto.stop()
+
+
+@pytest.fixture
+def bucket(moto_server):
+    boto3 = pytest.importorskip("boto3")
+    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0000",
+           "AWS_SECRET_ACCESS_KEY": "s3cr3tKEYthatMustNeverBePrinted0123456789", "AWS_DEFAULT_REGION": "us-east-1"}
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    import contextlib
+
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket="red")
+    return client, env
+
+
+def test_an_s3_directory_marker_object(bucket, tmp_path):
+    client, env = bucket
+    client.put_object(Bucket="red", Key="dir/", Body=b"")
+    client.put_object(Bucket="red", Key="dir/model.safetensors/", Body=b"")  # a 'directory' named like a file
+    client.put_object(Bucket="red", Key="dir/sub/x.gguf/", Body=b"GGUF")
+    for target in ("s3://red/dir", "s3://red/dir/", "s3://red/dir/model.safetensors", "s3://red/dir/model.safetensors/"):
+        assert_clean(run_cli(target, env=env, timeout=40), expect=(1, 2))
+    result = assert_clean(run_cli("scan", "s3://red/dir/", "-f", "jsonl", env=env, timeout=40), expect=(0, 1))
+    for line in result.stdout.splitlines():
+        assert json.loads(line)["error"] or json.loads(line)["parameters"] == 0
+
+
+def test_an_s3_object_whose_key_has_escapes_and_formulas(bucket, tmp_path):
+    client, env = bucket
+    data = safetensors(tmp_path / "m.safetensors").read_bytes()
+    client.put_object(Bucket="red", Key="esc/=cmd|x\x1b[2J/m.safetensors", Body=data)
+    for fmt in ("table", "csv", "jsonl"):
+        result = assert_clean(run_cli("scan", "s3://red/esc/", "-f", fmt, env=env, timeout=40), expect=0)
+        assert "\x1b" not in result.stdout
+        if fmt == "csv":
+            assert "\n=cmd" not in result.stdout and ",=cmd" not in result.stdout.replace("s3://red/esc/=cmd", "")
+
+
+# ---- a Hub listing that never ends ---------------------------------------------------------------------------------
+
+
+def test_a_hub_listing_of_a_million_repositories(liar_factory):
+    page, pages = 20_000, 50
+
+    def answer(request):
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(request.path)
+        if url.path != "/api/models":
+            return 404, {"Content-Length": "0"}, b""
+        number = int(parse_qs(url.query).get("cursor", ["0"])[0])
+        body = json.dumps([{"id": f"org/r{number}-{i}", "sha": "0" * 40} for i in range(page)]).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if number + 1 < pages:
+            headers["Link"] = f'<{liar.url}/api/models?author=org&cursor={number + 1}>; rel="next"'
+        return 200, headers, body
+
+    liar = liar_factory(answer)
+    result = run_cli("scan", "hf:org/zzz*", "-f", "jsonl", timeout=60, env={"HF_ENDPOINT": liar.url,
+                                                                             "HF_HUB_OFFLINE": "0"})
+    assert_clean(result, expect=0)
+    assert result.stdout == ""
+    assert len([s for s in liar.seen if s[1].startswith("/api/models")]) == pages
+
+
+# ---- ONNX roles by use, Keras roles -----------------------------------------------------------------------------
+
+
+def test_an_onnx_graph_where_every_node_consumes_every_initializer(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    n = 1_500
+    inits = [numpy_helper.from_array(np.zeros((2,), np.float32), f"w{i}") for i in range(n)]
+    names = [f"w{i}" for i in range(n)]
+    nodes = [helper.make_node("Concat", ["x", *names], [f"y{j}"], axis=0) for j in range(n)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info(f"y{n - 1}", onnx.TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    result = assert_clean(run_cli(path, "-f", "json", "--by", "type", timeout=60), expect=0)
+    assert json.loads(result.stdout)["total"] == 2 * n
+    assert result.seconds < 30
+
+
+def test_an_onnx_chain_of_pass_through_ops(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    n = 50_000  # Identity after Identity: a follower of pass-through ops must not recurse once per op
+    nodes = [helper.make_node("Identity", [f"t{i}" if i else "w"], [f"t{i + 1}"]) for i in range(n)]
+    nodes.append(helper.make_node("MatMul", ["x", f"t{n}"], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.zeros((2, 2), np.float32), "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    result = assert_clean(run_cli(path, "-f", "json", "--by", "type", timeout=60), expect=0)
+    assert json.loads(result.stdout)["total"] == 4
+
+
+def _keras_with_config(path: Path, config_text: str, layout: dict) -> Path:
+    import io
+    import zipfile
+
+    h5py = pytest.importorskip("h5py")
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as h5:
+        for name, shape in layout.items():
+            h5.create_dataset(name, shape=shape, dtype="f4")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+        archive.writestr("config.json", config_text)
+        archive.writestr("model.weights.h5", weights.getvalue())
+    return path
+
+
+def test_keras_config_nested_100k_deep(tmp_path):
+    inner: str = json.dumps({"class_name": "Dense", "config": {"name": "d"}})
+    head = '{"class_name": "Sequential", "config": {"layers": ['
+    text = head * 100_000 + inner + "]}}" * 100_000
+    path = _keras_with_config(tmp_path / "m.keras", text, {"layers/dense/vars/0": (3, 2)})
+    result = assert_clean(run_cli(path, "-f", "json", timeout=60))
+    if result.returncode == 0:
+        assert json.loads(result.stdout)["total"] == 6
+
+
+def test_keras_config_of_100k_layers_with_long_names(tmp_path):
+    layers = [{"class_name": "Dense" * 200, "config": {"name": f"\x1b[2J=cmd|{i}" * 20, "trainable": i % 2 == 0}}
+              for i in range(100_000)]
+    text = json.dumps({"class_name": "Sequential", "config": {"name": "m", "layers": layers}})
+    path = _keras_with_config(tmp_path / "m.keras", text, {"layers/dense/vars/0": (3, 2)})
+    result = assert_clean(run_cli(path, "-f", "csv", timeout=60))
+    assert "\x1b" not in result.stdout
+    assert result.seconds < 30
