@@ -677,3 +677,58 @@ def test_verdict_of_a_billion_laughs_pickle(tmp_path):
 def test_memory_absurd_batch_and_gpus(tmp_path, args):
     source = config(tmp_path / "config.json", num_hidden_layers=10**6)
     assert_clean(run_cli("memory", source, "--context", "1000000", *args, "--fit", "80GiB", timeout=30))
+
+
+def test_a_remote_split_gguf_claiming_the_most_parts_a_server_serves_each(tmp_path, liar_factory):
+    from paramscope.sources.gguf import MAX_SPLITS
+
+    data = _small_gguf(tmp_path)
+
+    def answer(request):  # every part is the same small file: the split keys are absent, each part parses
+        return 200, {"Content-Length": str(len(data)), "Accept-Ranges": "bytes"}, data
+
+    liar = liar_factory(answer)
+    url = f"{liar.url}/m-00001-of-{MAX_SPLITS:05d}.gguf"
+    result = assert_clean(run_cli(url, timeout=60), url)
+    assert result.seconds < 45
+    assert len({s[1] for s in liar.seen}) <= MAX_SPLITS
+
+
+def test_a_hub_repository_listing_100k_gguf_files(tmp_path, liar_factory):
+    data = _small_gguf(tmp_path)
+    files = [{"rfilename": f"m{i}.Q4_0.gguf"} for i in range(100_000)]
+    listing = json.dumps({"id": "org/m", "sha": "0" * 40, "siblings": files}).encode()
+
+    def answer(request):
+        if request.path.startswith("/api/models/"):
+            return 200, {"Content-Type": "application/json", "Content-Length": str(len(listing))}, listing
+        return 200, {"Content-Length": str(len(data)), "Accept-Ranges": "bytes"}, data
+
+    liar = liar_factory(answer)
+    result = assert_clean(run_cli("hf:org/m", timeout=60, env={"HF_ENDPOINT": liar.url, "HF_HUB_OFFLINE": "0"}))
+    assert result.seconds < 45
+    assert len([s for s in liar.seen if s[0] == "GET" and "/resolve/" in s[1]]) <= 2 * 64
+
+
+def test_a_remote_torch_zip_whose_directory_claims_2_to_32_entries(liar_factory):
+    # an end-of-central-directory record (zip64 too) claiming more entries than the archive could hold
+    eocd64 = (b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, 1 << 62, 1 << 62, 1 << 40, 0))
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 64, 1)
+    eocd = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    data = b"PK\x03\x04" + bytes(60) + eocd64 + locator + eocd
+
+    def answer(request):
+        rng = request.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            first, _, last = rng[6:].partition("-")
+            start = int(first) if first else max(0, len(data) - int(last))
+            stop = min(len(data), int(last) + 1) if first and last else len(data)
+            body = data[start:stop]
+            return 206, {"Content-Range": f"bytes {start}-{stop - 1}/{len(data)}",
+                         "Content-Length": str(len(body))}, body
+        return 200, {"Content-Length": str(len(data)), "Accept-Ranges": "bytes"}, data
+
+    liar = liar_factory(answer)
+    for name in ("model.pt", "pytorch_model.bin"):
+        url = f"{liar.url}/{name}"
+        assert_refused(run_cli(url, timeout=40), url)
