@@ -39,22 +39,30 @@ def assert_no_formula_cells(text: str) -> list[list[str]]:
     return rows
 
 
-def config(path: Path, **fields) -> Path:
+def config(path: Path, *, alone: bool = False, **fields) -> Path:
+    """A llama config.json with ``fields``; beside a tiny safetensors file (returned: the directory, read from
+    headers in a blink) unless ``alone`` (the config itself: built on the meta device through transformers)."""
     base = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
             "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
             "num_hidden_layers": 2, "vocab_size": 100}
     base.update(fields)
     path.write_text(json.dumps(base))
-    return path
+    if alone:
+        return path
+    safetensors(path.parent / "model.safetensors")
+    return path.parent
 
 
 # ---- the architecture card, the K/V cache and --fit ------------------------------------------------------
 
 
 def test_a_config_of_10e18_layers_with_huge_context_and_fit_ends_at_once(tmp_path):
-    source = config(tmp_path / "config.json", num_hidden_layers=10**18)
-    result = assert_clean(run_cli("memory", source, "--context", str(10**15), "--fit", "1e30GiB", timeout=30))
-    assert result.seconds < 20
+    source = config(tmp_path / "config.json", alone=True, num_hidden_layers=10**18)
+    result = assert_clean(run_cli("memory", source, "--arch", "--context", str(10**15), "--fit", "1000000TiB",
+                                  timeout=40), expect=(0, 1))
+    assert result.seconds < 30
+    refused = assert_clean(run_cli("memory", source, "--context", "10", "--fit", "1e30GiB", timeout=20), expect=2)
+    assert "argument --fit: not a size: '1e30GiB'" in refused.stderr
 
 
 def test_huge_context_and_fit_on_a_sane_config(tmp_path):
