@@ -751,3 +751,73 @@ def test_a_remote_torch_zip_whose_directory_claims_2_to_32_entries(liar_factory)
     for name in ("model.pt", "pytorch_model.bin"):
         url = f"{liar.url}/{name}"
         assert_refused(run_cli(url, timeout=40), url)
+
+
+def _verdict_in_a_fresh_process(path: Path) -> tuple[str, list[str], list[str]]:
+    """(verdict, imports, modules newly loaded by the verdict) from a separate interpreter."""
+    import subprocess
+
+    code = (
+        "import sys, json; from pathlib import Path\n"
+        "from paramscope import safety\n"
+        "mid = set(sys.modules)\n"
+        f"v = safety.file_verdict(Path({str(path)!r}))\n"
+        "print(json.dumps([v.verdict, list(v.imports), sorted(set(sys.modules) - mid)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    return tuple(json.loads(done.stdout))  # type: ignore[return-value]
+
+
+DANGEROUS_MODULES = ("os", "posix", "subprocess", "builtins.eval", "torch", "nt", "shutil", "socket")
+
+
+@pytest.mark.parametrize("data", [
+    # STACK_GLOBAL whose module and name are fetched back from the memo, then called
+    b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93\x94h\x02\x8c\x04true\x85R.",
+    # the call hidden inside the arguments of an allow-listed rebuild function
+    b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(cos\nsystem\nX\x04\x00\x00\x00true\x85RtR.",
+    # builtins.getattr on an allow-listed class, fetching something to call
+    b"\x80\x02cbuiltins\ngetattr\ncollections\nOrderedDict\nX\x08\x00\x00\x00__init__\x86R.",
+    # INST: import and call in one opcode (protocol 0: no PROTO opcode). Before: "unreadable", which
+    # --fail-on unsafe lets through, though pickle.load runs it
+    b"(S'true'\nios\nsystem\n.",
+    # protocol 1 (no PROTO either): GLOBAL, MARK, TUPLE, REDUCE: pickle.dumps(protocol=1) of os.system's reduce
+    b"cposix\nsystem\nq\x00(X\x04\x00\x00\x00trueq\x01tq\x02Rq\x03.",
+])
+def test_hidden_calls_are_needs_trust_and_never_imported(tmp_path, data):
+    path = tmp_path / "model.bin"
+    path.write_bytes(data)
+    verdict, imports, loaded = _verdict_in_a_fresh_process(path)
+    assert verdict == "needs-trust", (verdict, imports)
+    assert imports
+    assert not [m for m in loaded if m.split(".")[0] in DANGEROUS_MODULES], loaded
+
+
+def test_a_torch_zip_whose_data_pkl_calls_os_system(tmp_path):
+    import zipfile
+
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model/data.pkl", _memo_system_pickle())
+        archive.writestr("model/version", "3\n")
+        archive.writestr("model/.data/serialization_id", "1")
+    verdict, imports, loaded = _verdict_in_a_fresh_process(path)
+    assert (verdict, imports) == ("needs-trust", ["os.system"])
+    assert not [m for m in loaded if m.split(".")[0] in DANGEROUS_MODULES], loaded
+    result = assert_clean(run_cli("scan", path, "-f", "jsonl", "--fail-on", "unsafe", timeout=30), expect=1)
+    assert json.loads(result.stdout)["safety"] == "needs-trust"
+
+
+def test_a_torch_zip_whose_data_pkl_is_a_deflate_bomb(tmp_path):
+    import zipfile
+
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02" + b"N0" * (300 << 20) + b"N.")  # 600 MB of POP, ~600 KB
+        archive.writestr("model/version", "3\n")
+    assert path.stat().st_size < 4 << 20
+    verdict, _imports, _loaded = _verdict_in_a_fresh_process(path)
+    assert verdict == "unreadable"
+    result = assert_clean(run_cli("scan", path, "-f", "jsonl", timeout=30), expect=1)
+    assert json.loads(result.stdout)["safety"] == "unreadable"
