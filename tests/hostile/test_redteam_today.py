@@ -729,12 +729,8 @@ def test_a_hub_repository_listing_100k_gguf_files(tmp_path, liar_factory):
     assert len([s for s in liar.seen if s[0] == "GET" and "/resolve/" in s[1]]) <= 2 * 64
 
 
-def test_a_remote_torch_zip_whose_directory_claims_2_to_32_entries(liar_factory):
-    # an end-of-central-directory record (zip64 too) claiming more entries than the archive could hold
-    eocd64 = (b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, 1 << 62, 1 << 62, 1 << 40, 0))
-    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 64, 1)
-    eocd = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
-    data = b"PK\x03\x04" + bytes(60) + eocd64 + locator + eocd
+def _ranged(data: bytes):
+    """An honest server's answer for ``data``: Range honoured."""
 
     def answer(request):
         rng = request.headers.get("Range")
@@ -747,7 +743,29 @@ def test_a_remote_torch_zip_whose_directory_claims_2_to_32_entries(liar_factory)
                          "Content-Length": str(len(body))}, body
         return 200, {"Content-Length": str(len(data)), "Accept-Ranges": "bytes"}, data
 
-    liar = liar_factory(answer)
+    return answer
+
+
+@pytest.mark.parametrize("command", [(), ("-f", "json"), ("-f", "csv"), ("-f", "markdown"), ("memory",)])
+def test_a_presigned_url_that_is_read_never_shows_its_signature(tmp_path, liar_factory, command):
+    # Before: the report's source line (and JSON "source") showed X-Amz-Signature and token values
+    liar = liar_factory(_ranged(safetensors(tmp_path / "m.safetensors").read_bytes()))
+    url = f"{liar.url}/m.safetensors?X-Amz-Signature=SECRETSIG&X-Amz-Credential=AKIASECRET&token=SECRETTOK&v=1"
+    args = ("memory", url) if command == ("memory",) else (url, *command)
+    result = assert_clean(run_cli(*args, timeout=30), expect=0)
+    assert "SECRET" not in result.stdout + result.stderr
+    if command != ("-f", "csv"):  # CSV rows name modules, not the source
+        assert "X-Amz-Signature=***" in result.stdout and "v=1" in result.stdout
+
+
+def test_a_remote_torch_zip_whose_directory_claims_2_to_32_entries(liar_factory):
+    # an end-of-central-directory record (zip64 too) claiming more entries than the archive could hold
+    eocd64 = (b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, 1 << 62, 1 << 62, 1 << 40, 0))
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 64, 1)
+    eocd = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    data = b"PK\x03\x04" + bytes(60) + eocd64 + locator + eocd
+
+    liar = liar_factory(_ranged(data))
     for name in ("model.pt", "pytorch_model.bin"):
         url = f"{liar.url}/{name}"
         assert_refused(run_cli(url, timeout=40), url)

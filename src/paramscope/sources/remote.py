@@ -872,7 +872,9 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
 
     from paramscope.sources import safetensors
 
-    source = url
+    from paramscope.errors import without_credentials
+
+    source = without_credentials(url)  # what the report shows: a presigned URL's signature is a credential
     try:
         url = check_url(url)
     except ValueError as exc:
