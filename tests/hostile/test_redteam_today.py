@@ -839,3 +839,14 @@ def test_a_torch_zip_whose_data_pkl_is_a_deflate_bomb(tmp_path):
     assert verdict == "unreadable"
     result = assert_clean(run_cli("scan", path, "-f", "jsonl", timeout=30), expect=1)
     assert json.loads(result.stdout)["safety"] == "unreadable"
+
+
+@pytest.mark.parametrize("text", [b"<array of ", b"<array of x", b"<array of " + b"9" * 4000 + b" string>"])
+def test_gguf_string_value_mimicking_an_array_summary(tmp_path, text):
+    # Before: tokenizer.ggml.tokens as a STRING "<array of " made the card's vocab an IndexError (exit 3)
+    kvs = [_arch_kv(), _gguf_kv(b"llama.block_count", GGUF_UINT32, struct.pack("<I", 2)),
+           _gguf_kv(b"tokenizer.ggml.tokens", GGUF_STRING, _gguf_string(text))]
+    source = gguf_file(tmp_path / "m.gguf", kvs)
+    card = run_cli("memory", source, "--arch", timeout=30)
+    assert_clean(card, expect=0)
+    assert "vocab: unknown" in card.stdout
