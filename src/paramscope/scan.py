@@ -176,6 +176,10 @@ def walk(root: Path) -> Iterator[Model]:
         stack.extend(reversed([Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]))
 
 
+MAX_HUB_GLOB = 256
+"""Characters of an ``hf:ORG/GLOB`` target, at most: 100,000 '[' made fnmatch run past a minute per repository."""
+
+
 def _hub_models(target: str) -> Iterator[Model]:
     """``hf:org/*``, ``hf:org/prefix*``: the organisation's repositories; ``hf:*/glob``: a search; through
     ``list_models``."""
@@ -185,6 +189,10 @@ def _hub_models(target: str) -> Iterator[Model]:
 
     body = target[len("hf:"):]
     org, _, pattern = body.partition("/")
+    if len(body) > MAX_HUB_GLOB:  # fnmatch translates an unclosed '[' by scanning to the end: quadratic
+        yield Model(target, error=f"a Hub pattern of {len(body):,} characters; at most {MAX_HUB_GLOB} (a repository "
+                                  "id is at most 96)")
+        return
     search = max(re.split(r"[*?\[\]]", pattern), key=len) or None  # the longest literal part: the Hub's search
     if not org or not pattern or ("*" in org and (org != "*" or search is None)):
         yield Model(target, error="give 'hf:ORG/*', 'hf:ORG/PATTERN*' or 'hf:*/PATTERN' (a search: PATTERN "

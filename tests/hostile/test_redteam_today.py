@@ -547,7 +547,13 @@ def test_an_s3_object_whose_key_has_escapes_and_formulas(bucket, tmp_path):
 # ---- a Hub listing that never ends ---------------------------------------------------------------------------------
 
 
-def test_a_hub_listing_of_200k_repositories(liar_factory):
+def _hub_env(liar, tmp_path: Path) -> dict[str, str]:
+    """The fake Hub's endpoint, with huggingface_hub's own caches under tmp_path (never the user's)."""
+    return {"HF_ENDPOINT": liar.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_a_hub_listing_of_200k_repositories(liar_factory, tmp_path):
     page, pages = 20_000, 10  # 200,000 repositories: the listing is streamed, page by page (10^6 took 14 s)
 
     def answer(request):
@@ -564,8 +570,7 @@ def test_a_hub_listing_of_200k_repositories(liar_factory):
         return 200, headers, body
 
     liar = liar_factory(answer)
-    result = run_cli("scan", "hf:org/zzz*", "-f", "jsonl", timeout=60, env={"HF_ENDPOINT": liar.url,
-                                                                             "HF_HUB_OFFLINE": "0"})
+    result = run_cli("scan", "hf:org/zzz*", "-f", "jsonl", timeout=60, env=_hub_env(liar, tmp_path))
     assert_clean(result, expect=0)
     assert result.stdout == ""
     assert len([s for s in liar.seen if s[1].startswith("/api/models")]) == pages
@@ -724,7 +729,7 @@ def test_a_hub_repository_listing_100k_gguf_files(tmp_path, liar_factory):
         return 200, {"Content-Length": str(len(data)), "Accept-Ranges": "bytes"}, data
 
     liar = liar_factory(answer)
-    result = assert_clean(run_cli("hf:org/m", timeout=60, env={"HF_ENDPOINT": liar.url, "HF_HUB_OFFLINE": "0"}))
+    result = assert_clean(run_cli("hf:org/m", timeout=60, env=_hub_env(liar, tmp_path)))
     assert result.seconds < 45
     assert len([s for s in liar.seen if s[0] == "GET" and "/resolve/" in s[1]]) <= 2 * 64
 
@@ -850,3 +855,48 @@ def test_gguf_string_value_mimicking_an_array_summary(tmp_path, text):
     card = run_cli("memory", source, "--arch", timeout=30)
     assert_clean(card, expect=0)
     assert "vocab: unknown" in card.stdout
+
+
+# ---- components by name ----------------------------------------------------------------------------------------
+
+
+def _safetensors_header_only(path: Path, names: list[str]) -> Path:
+    header = {name: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * (i + 1)]} for i, name in enumerate(names)}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    os.truncate(path, path.stat().st_size + 4 * len(names))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_components_of_100k_deep_hostile_names(tmp_path, fmt):
+    deep = ".".join(["layers"] * 990)  # 990 dotted parts (1,000 is the cap), each tried against the rules
+    names = [f"{deep}.{i}.self_attn.\x1b[2J=cmd|x|.weight" for i in range(3)]
+    names += [f"model.layers.{i}.mlp.experts.{i}.w{i % 3}.weight" for i in range(100_000)]
+    source = _safetensors_header_only(tmp_path / "m.safetensors", names)
+    result = assert_clean(run_cli(source, "--by", "type", "-f", fmt, timeout=60), expect=0)
+    assert "\x1b" not in result.stdout
+    assert result.seconds < 30
+    if fmt == "csv":
+        assert_no_formula_cells(result.stdout)
+    if fmt == "json":
+        assert json.loads(result.stdout)["total"] == 100_003
+
+
+def test_a_hub_glob_of_100k_brackets(liar_factory, tmp_path):
+    body = json.dumps([{"id": "org/a", "sha": "0" * 40}]).encode()
+
+    def answer(request):
+        if request.path.split("?")[0] != "/api/models":
+            return 404, {"Content-Length": "0"}, b""
+        return 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body
+
+    liar = liar_factory(answer)
+    target = "hf:org/*" + "[" * 100_000
+    result = run_cli("scan", target, "-f", "jsonl", timeout=60, env=_hub_env(liar, tmp_path))
+    # Before: fnmatch translated the pattern for each repository listed, quadratic in its '[': past 60 s
+    assert_clean(result, expect=1)
+    assert result.seconds < 20
+    assert json.loads(result.stdout)["error"] == ("a Hub pattern of 100,005 characters; at most 256 (a repository "
+                                                  "id is at most 96)")
+    assert liar.seen == []
