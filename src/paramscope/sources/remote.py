@@ -870,9 +870,8 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     """A safetensors file or index at a plain URL (any server honouring ``Range``), headers only."""
     from urllib.parse import quote, urljoin, urlparse
 
-    from paramscope.sources import safetensors
-
     from paramscope.errors import without_credentials
+    from paramscope.sources import safetensors
 
     source = without_credentials(url)  # what the report shows: a presigned URL's signature is a credential
     try:
