@@ -79,6 +79,15 @@ def test_kv_dtype_garbage_is_bad_usage(tmp_path, value):
     assert "\x1b" not in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--kv-dtype", "--weights-as"])
+def test_a_bad_cast_is_bad_usage_before_the_source_is_read(tmp_path, option):
+    # Before: checked after reading the source: a config.json alone is built through transformers (7-30 s)
+    source = config(tmp_path / "config.json", alone=True)
+    result = assert_clean(run_cli("memory", source, "--context", "10", option, "\x1b[2Jnope", timeout=30), expect=2)
+    assert "unknown" in result.stderr and "'\\x1b[2Jnope'" in result.stderr
+    assert result.seconds < 5
+
+
 @pytest.mark.parametrize("value", ["1e999GiB", "nan", "inf", "-5GiB", "0", "9" * 5000, "1e30000000"])
 def test_fit_garbage_is_bad_usage(tmp_path, value):
     source = config(tmp_path / "config.json")

@@ -87,8 +87,20 @@ def _kv_dtype(text: str) -> str:
     if text not in KV_DTYPES:
         from paramscope.text import safe
 
-        raise argparse.ArgumentTypeError(f"unknown KV cache dtype {safe(text[:40])!r}; choose from "
+        raise argparse.ArgumentTypeError(f"unknown KV cache dtype '{safe(text[:40])}'; choose from "
                                          f"{', '.join(KV_DTYPES)}")
+    return text
+
+
+def _weight_format(text: str) -> str:
+    """A --weights-as format, checked when the command line is read (as --kv-dtype: before any source is read)."""
+    from paramscope.memory import ALIASES, WEIGHT_FORMATS
+
+    if text not in WEIGHT_FORMATS and text not in ALIASES:
+        from paramscope.text import safe
+
+        raise argparse.ArgumentTypeError(f"unknown weight format '{safe(text[:40])}'; choose from "
+                                         f"{', '.join([*WEIGHT_FORMATS, *ALIASES])}")
     return text
 
 
@@ -107,7 +119,7 @@ def add_inference_options(group: Any) -> None:
     group.add_argument("--fit", type=_size, metavar="SIZE",
                        help="memory to fit in (24GiB, 24GB, 80G): the longest context and largest batch that fit "
                             "after the weights")
-    group.add_argument("--weights-as", metavar="FORMAT",
+    group.add_argument("--weights-as", type=_weight_format, metavar="FORMAT",
                        help="count the weights cast to FORMAT (bf16, fp8, int8, int4, nf4...) instead of as stored")
 
 
