@@ -90,8 +90,10 @@ class _Targets(argparse.Action):
     """The targets, and as one text (``targets_text``: what the CLI names in its last words on MemoryError)."""
 
     def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        from paramscope.errors import without_credentials
+
         setattr(namespace, self.dest, values)
-        namespace.targets_text = " ".join(values)[:300]
+        namespace.targets_text = without_credentials(" ".join(values)[:300])  # named in an error line
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
