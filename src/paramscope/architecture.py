@@ -438,8 +438,12 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
         tokens = metadata.get("tokenizer.ggml.tokens")
         if isinstance(tokens, list):
             vocab = len(tokens)
-        elif isinstance(tokens, str) and tokens.startswith("<array of "):
-            vocab = _int(int(tokens.split()[2])) if tokens.split()[2].isdigit() else None
+        elif isinstance(tokens, str):  # the reader's summary of a long array: "<array of 128256 string>"
+            import re
+
+            # a string value may mimic it ("<array of "): only the whole pattern, digits bounded, is taken
+            summary = re.fullmatch(r"<array of ([0-9]{1,15}) [a-z0-9_]+>", tokens)
+            vocab = _int(int(summary[1])) if summary else None
     return Architecture(
         source="gguf", model_type=arch, layers=layers, hidden_size=hidden, heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, v_head_dim=num["v_head_dim"], layer_kinds=kinds,

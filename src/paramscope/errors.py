@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 
+def without_credentials(text: str) -> str:
+    """``text`` with the user name and password of every URL in it replaced by ``***`` (``s3://key:secret@b/``,
+    ``https://user:pass@host/``), and the values of query parameters named like credentials too (``?token=``,
+    a presigned URL's ``X-Amz-Signature=``): an error line names its source, and must never show a secret."""
+    if "://" not in text or ("@" not in text and "=" not in text):  # the common message: no regex compiled
+        return text
+    import re
+
+    text = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@", r"\1***@", text)
+    return re.sub(r"(?i)([?&][^=&#\s]*(?:token|sig|secret|pass|pwd|key|credential|auth)[^=&#\s]*=)[^&#\s'\"]*",
+                  r"\1***", text)
+
+
 class ParamscopeError(Exception):
     """Bad input: a file that is not what it claims, a spec that does not resolve, a missing extra.
 
@@ -10,8 +23,8 @@ class ParamscopeError(Exception):
     """
 
     def __init__(self, source: object, reason: str) -> None:
-        self.source = str(source)
-        self.reason = reason
+        self.source = without_credentials(str(source))
+        self.reason = without_credentials(reason)
         super().__init__(f"{self.source}: {reason}")
 
 

@@ -261,6 +261,10 @@ def _zip_verdict(handle: Any, path: Path) -> Verdict:
     return _pickles_verdict(tp._read_member(handle, pkl, path, tp.MAX_PICKLE_BYTES), path, True)
 
 
+_OLD_PICKLE_STARTS = frozenset(b"(c)]}NSVXIJKMLFGTUBCiU\x88\x89")
+"""First bytes of a protocol 0/1 pickle (no PROTO): MARK, GLOBAL, INST's MARK, empty containers, scalars."""
+
+
 def file_verdict(path: Path) -> Verdict:
     """The verdict of one checkpoint file (or ``config.json``). Never raises on bad input: ``unreadable``."""
     from paramscope.sources.files import HEAD_BYTES, _available_reader, open_regular
@@ -284,6 +288,13 @@ def file_verdict(path: Path) -> Verdict:
                     if not isinstance(arg, Path) and hasattr(arg, "close"):
                         arg.close()
                 return Verdict(SAFE, SAFE_FORMATS[kind])
+        if head[0] in _OLD_PICKLE_STARTS:
+            # a protocol 0/1 pickle has no PROTO opcode, yet pickle.load (and torch.load of a file saved with
+            # pickle_protocol=0) runs it all the same: its imports are named, never taken for "unreadable"
+            with open_regular(path) as handle:
+                verdict = _stream_verdict(handle, path)
+            if verdict.verdict == NEEDS_TRUST:
+                return verdict
         return Verdict(UNREADABLE, "not a checkpoint format paramscope knows")
     except ParamscopeError as exc:
         return Verdict(UNREADABLE, exc.reason)

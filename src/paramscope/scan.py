@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from paramscope.errors import ParamscopeError
+from paramscope.errors import ParamscopeError, without_credentials
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class Model:
 
 def expand(target: str, *, depth: int = 0) -> Iterator[Model]:
     """The models a target names (see the module docstring), lazily: a tree or a listing is walked as rows go out."""
-    if target.startswith("@") and depth == 0:
+    if "\0" in target:  # no path or URL holds one (os.stat raises ValueError on it); a list file may
+        yield Model(target, error="a name with a NUL byte names nothing")
+    elif target.startswith("@") and depth == 0:
         yield from _from_list(target[1:])
     elif target.startswith("hf:") and "*" in target:
         yield from _hub_models(target)
@@ -96,14 +98,36 @@ def _is_object_store(text: str) -> bool:
     return bool(OBJECT_STORE.match(text)) and text.split("://", 1)[0].lower() in OBJECT_STORES
 
 
-def _from_list(name: str) -> Iterator[Model]:
+MAX_LINE = 64 << 10
+"""Longest line of a list of targets or of a cache file: a path or URL is far shorter, and /dev/zero-like
+input (one endless line) must end in an error, not in all the memory there is."""
+
+
+def _lines(handle: Any, name: str, what: str) -> Iterator[bytes]:
+    """``handle``'s lines, each at most :data:`MAX_LINE` bytes (a longer one is refused, naming ``name``)."""
+    while line := handle.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            raise ParamscopeError(name, f"{what} has a line longer than {MAX_LINE:,} bytes")
+        yield line
+
+
+def _open_regular(name: str, what: str) -> Any:
+    """``name`` opened for reading, refused unless it is a regular file: a FIFO would wait for a writer for
+    ever and a device (/dev/zero) never ends."""
+    from paramscope.sources.files import open_regular
+
     try:
-        handle = open(name, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ParamscopeError(name, f"cannot read the list of sources: {exc.strerror or exc}") from None
-    with handle:
-        for line in handle:
-            line = line.strip()
+        return open_regular(name)
+    except ParamscopeError as exc:
+        raise ParamscopeError(name, f"cannot read {what}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise ParamscopeError(name, f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _from_list(name: str) -> Iterator[Model]:
+    with _open_regular(name, "the list of sources") as handle:
+        for raw in _lines(handle, name, "the list of sources"):
+            line = raw.decode("utf-8", "surrogateescape").strip()
             if line and not line.startswith("#"):
                 yield from expand(line, depth=1)
 
@@ -113,7 +137,7 @@ def _stat_key(paths: Iterable[str]) -> str | None:
     for path in paths:
         try:
             st = os.stat(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the name
             return None
         parts.append([os.fspath(path), st.st_size, st.st_mtime_ns])
     return hashlib.sha256(json.dumps(parts).encode("utf-8", "surrogateescape")).hexdigest()
@@ -152,6 +176,10 @@ def walk(root: Path) -> Iterator[Model]:
         stack.extend(reversed([Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]))
 
 
+MAX_HUB_GLOB = 256
+"""Characters of an ``hf:ORG/GLOB`` target, at most: 100,000 '[' made fnmatch run past a minute per repository."""
+
+
 def _hub_models(target: str) -> Iterator[Model]:
     """``hf:org/*``, ``hf:org/prefix*``: the organisation's repositories; ``hf:*/glob``: a search; through
     ``list_models``."""
@@ -161,6 +189,10 @@ def _hub_models(target: str) -> Iterator[Model]:
 
     body = target[len("hf:"):]
     org, _, pattern = body.partition("/")
+    if len(body) > MAX_HUB_GLOB:  # fnmatch translates an unclosed '[' by scanning to the end: quadratic
+        yield Model(target, error=f"a Hub pattern of {len(body):,} characters; at most {MAX_HUB_GLOB} (a repository "
+                                  "id is at most 96)")
+        return
     search = max(re.split(r"[*?\[\]]", pattern), key=len) or None  # the longest literal part: the Hub's search
     if not org or not pattern or ("*" in org and (org != "*" or search is None)):
         yield Model(target, error="give 'hf:ORG/*', 'hf:ORG/PATTERN*' or 'hf:*/PATTERN' (a search: PATTERN "
@@ -194,7 +226,7 @@ def empty_row(source: str, memory: bool = False) -> dict[str, Any]:
     from paramscope.text import safe
 
     row: dict[str, Any] = dict.fromkeys(COLUMNS + (MEMORY_COLUMNS if memory else ()))
-    row["source"] = safe(source)
+    row["source"] = safe(without_credentials(source))
     return row
 
 
@@ -320,6 +352,27 @@ def _remote_verdict(model: Model, row: dict[str, Any]) -> Any:
 # ---- the cache ----------------------------------------------------------------------------------
 
 
+def _checked_row(row: Any) -> dict[str, Any] | None:
+    """A row read back from a cache file, as :func:`read_row` would have made it, else None (read again): the
+    file is input like any other, so counts must be counts and strings are escaped again."""
+    from paramscope.text import safe
+
+    if not isinstance(row, dict):
+        return None
+    out: dict[str, Any] = {}
+    for column in (*COLUMNS, *MEMORY_COLUMNS):
+        value = row.get(column)
+        if column in INT_COLUMNS:
+            if value is not None and (type(value) is not int or not 0 <= value < 1 << 80):
+                return None
+        elif value is not None:
+            if not isinstance(value, str):
+                return None
+            value = safe(value)
+        out[column] = value
+    return out
+
+
 class Cache:
     """Rows by source, in a JSON Lines file (``{"source", "key", "row"}`` a line, the last line of a source
     winning). Only each source's key and its line's offset are held; a row is read back when it is used.
@@ -328,20 +381,18 @@ class Cache:
     def __init__(self, path: str) -> None:
         self.path = path
         self.index: dict[str, tuple[str | None, int]] = {}
-        try:
-            with open(path, "rb") as handle:
+        if os.path.lexists(path):
+            with _open_regular(path, "the cache") as handle:
                 offset = 0
-                for line in handle:
+                for line in _lines(handle, path, "the cache"):
                     try:
                         entry = json.loads(line)
-                        self.index[entry["source"]] = (entry.get("key"), offset)
-                    except (ValueError, KeyError, TypeError):
-                        pass  # a line cut short by an interrupted run: that source is read again
+                        key = entry.get("key")
+                        if isinstance(entry["source"], str) and (key is None or isinstance(key, str)):
+                            self.index[entry["source"]] = (key, offset)
+                    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                        pass  # a line cut short by an interrupted run (or not ours): that source is read again
                     offset += len(line)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise ParamscopeError(path, f"cannot read the cache: {exc.strerror or exc}") from None
         try:
             self._out = open(path, "ab")  # noqa: SIM115 - closed by close()
         except OSError as exc:
@@ -355,9 +406,10 @@ class Cache:
         with open(self.path, "rb") as handle:
             handle.seek(found[1])
             try:
-                return json.loads(handle.readline())["row"]
-            except (ValueError, KeyError):
+                row = json.loads(handle.readline(MAX_LINE + 1))["row"]
+            except (ValueError, KeyError, TypeError, RecursionError):
                 return None
+        return _checked_row(row)
 
     def put(self, model: Model, row: dict[str, Any]) -> None:
         if row.get("error") is not None or model.key is None:

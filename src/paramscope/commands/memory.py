@@ -80,13 +80,38 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _kv_dtype(text: str) -> str:
+    """A --kv-dtype name, checked when the command line is read: a wrong one is bad usage before any source is
+    read (reading a config can take seconds)."""
+    from paramscope.kv_cache import KV_DTYPES
+
+    if text not in KV_DTYPES:
+        from paramscope.text import safe
+
+        raise argparse.ArgumentTypeError(f"unknown KV cache dtype '{safe(text[:40])}'; choose from "
+                                         f"{', '.join(KV_DTYPES)}")
+    return text
+
+
+def _weight_format(text: str) -> str:
+    """A --weights-as format, checked when the command line is read (as --kv-dtype: before any source is read)."""
+    from paramscope.memory import ALIASES, WEIGHT_FORMATS
+
+    if text not in WEIGHT_FORMATS and text not in ALIASES:
+        from paramscope.text import safe
+
+        raise argparse.ArgumentTypeError(f"unknown weight format '{safe(text[:40])}'; choose from "
+                                         f"{', '.join([*WEIGHT_FORMATS, *ALIASES])}")
+    return text
+
+
 def add_inference_options(group: Any) -> None:
     """The options of :data:`INFERENCE_OPTIONS`."""
     group.add_argument("--arch", action="store_true", default=None,
                        help="show the architecture card (layers, heads, K/V heads per layer, windows, MLA, experts)")
     group.add_argument("--context", type=positive, metavar="L", help="tokens cached per sequence: adds the KV cache")
     group.add_argument("--batch", type=positive, metavar="B", help="sequences cached at once (default: 1)")
-    group.add_argument("--kv-dtype", metavar="DTYPE",
+    group.add_argument("--kv-dtype", type=_kv_dtype, metavar="DTYPE",
                        help="K/V cache element type: float16 (default), bfloat16, float32, float8_e4m3fn, "
                             "float8_e5m2, fp16, bf16, fp8, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl")
     group.add_argument("--runtime", choices=RUNTIMES,
@@ -95,7 +120,7 @@ def add_inference_options(group: Any) -> None:
     group.add_argument("--fit", type=_size, metavar="SIZE",
                        help="memory to fit in (24GiB, 24GB, 80G): the longest context and largest batch that fit "
                             "after the weights")
-    group.add_argument("--weights-as", metavar="FORMAT",
+    group.add_argument("--weights-as", type=_weight_format, metavar="FORMAT",
                        help="count the weights cast to FORMAT (bf16, fp8, int8, int4, nf4...) instead of as stored")
 
 

@@ -65,7 +65,15 @@ def amount(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     if match is None or match.group(2).lower() not in _SUFFIXES:
         raise argparse.ArgumentTypeError(f"not a number like 7e9, 7B, 10GB or 16GiB: {text[:40]!r}")
-    return int(float(match.group(1)) * _SUFFIXES[match.group(2).lower()])
+    from decimal import Decimal, InvalidOperation
+
+    try:  # exact decimal arithmetic: a float of 1e999 is infinity, and int() of it raises OverflowError
+        value = Decimal(match.group(1)) * _SUFFIXES[match.group(2).lower()]
+        if value.adjusted() > 30:  # past 10^30 (bytes or parameters) is no gate anyone means
+            raise InvalidOperation
+        return int(value)
+    except (ArithmeticError, ValueError):  # decimal's InvalidOperation and Overflow are ArithmeticErrors
+        raise argparse.ArgumentTypeError(f"at most 10^30: {text[:40]!r}") from None
 
 
 def fail_on(text: str) -> tuple[str, ...]:
@@ -82,8 +90,10 @@ class _Targets(argparse.Action):
     """The targets, and as one text (``targets_text``: what the CLI names in its last words on MemoryError)."""
 
     def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        from paramscope.errors import without_credentials
+
         setattr(namespace, self.dest, values)
-        namespace.targets_text = " ".join(values)[:300]
+        namespace.targets_text = without_credentials(" ".join(values)[:300])  # named in an error line
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

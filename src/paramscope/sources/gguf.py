@@ -37,6 +37,10 @@ DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_NAME_BYTES = 65_536  # ggml itself allows 63; anything longer than this is not a tensor name or key
 MAX_ARRAY_DEPTH = 8  # nested arrays deeper than this are hostile, not a model
+MAX_STRINGS, MAX_NESTED = 1 << 24, 1 << 20
+"""Strings of one array, and arrays nested in one array, walked at most: a vocabulary or merges list holds
+< 10^6 strings (llama.cpp writes no nested arrays); 10^8 empty strings or arrays (0.8-1.2 GB of zeros, sparse
+on disk) would take minutes of walking lengths one by one."""
 SHOWN_ARRAY_ITEMS = 16  # arrays up to this many items are kept; longer ones are summarised
 SHOWN_LAYER_ITEMS = 1024  # ...but integers and bools up to this many: per-layer arrays (head_count_kv) feed the card
 SHOWN_STRING_CHARS = 4096  # string values (chat templates) are cut here in the metadata
@@ -313,6 +317,8 @@ class _Cursor:
 
     def skip_strings(self, count: int, what: str) -> None:
         """Skip ``count`` strings by their lengths: the hot loop of a tokenizer vocabulary, kept local."""
+        if count > MAX_STRINGS:
+            raise self.fail(f"{what} holds {count:,} strings (more than {MAX_STRINGS:,}): not a model's")
         unpack = self.u64s.unpack_from
         buf, pos = self.buf, self.pos
         start = self.tell()
@@ -399,11 +405,15 @@ def _read_array(cursor: _Cursor, what: str) -> Any:
 def _skip_nested(cursor: _Cursor, count: int, what: str) -> None:
     """Skip ``count`` arrays, themselves possibly of arrays: a stack of items left per level."""
     stack = [count]
+    walked = 0
     while stack:
         if stack[-1] == 0:
             stack.pop()
             continue
         stack[-1] -= 1
+        walked += 1
+        if walked > MAX_NESTED:
+            raise cursor.fail(f"{what} nests more than {MAX_NESTED:,} arrays: not a model's")
         elem_type = cursor.u32(what)
         n = cursor.u64(what)
         elem_name, _code, size = _value_type(cursor, elem_type, what)

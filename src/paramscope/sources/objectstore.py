@@ -64,6 +64,9 @@ def redact(message: str) -> str:
 def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, path) for ``url``; a missing fsspec or client package is one line naming the extra."""
     scheme = url.split("://", 1)[0].lower()
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+        # s3://key:secret@bucket/: fsspec takes it for a bucket name and quotes it back in its error
+        raise ParamscopeError(url, "credentials in the URL are not supported (give them in the environment)")
     module, extra = EXTRAS.get(scheme, ("fsspec", "s3"))
     try:
         import fsspec

@@ -870,9 +870,10 @@ def read_url(url: str, progress: Progress | None = None) -> Inventory:
     """A safetensors file or index at a plain URL (any server honouring ``Range``), headers only."""
     from urllib.parse import quote, urljoin, urlparse
 
+    from paramscope.errors import without_credentials
     from paramscope.sources import safetensors
 
-    source = url
+    source = without_credentials(url)  # what the report shows: a presigned URL's signature is a credential
     try:
         url = check_url(url)
     except ValueError as exc:
