@@ -961,10 +961,66 @@ class Report:
 
     def _cut_tree(self, table: Table, depth: int, place: Callable[[str], ModuleNode], nodes: dict[str, ModuleNode],
                   created: list[ModuleNode]) -> ModuleNode:
-        """The tree to ``depth`` over columns, each tensor's figures grouped in C by the shown module that counts
-        them: its module cut to ``depth`` parts (a regular expression's match, mapped over the names), then a
-        ``Counter`` of (cut, dtype, shape, role). Python runs once per distinct group and per tensor a shown
-        module holds itself, not once per tensor: the default view of 100,000 tensors shows a few hundred."""
+        """The tree to ``depth`` over columns, by runs: the names that follow one another under the same shown
+        module (a file lists a layer's tensors together) are one run, found in C (``startswith`` its module and a
+        dot, over the names that follow), and a run's figures are C sums over its slice of the columns. Python runs
+        once per run and per name shallower than ``depth``, not once per tensor; names in any order give the same
+        tree (a module split over several runs gathers them all), only more slowly. A report holding a graph's
+        constant (never drawn) goes by :meth:`_cut_tree_counted`."""
+        from itertools import compress, repeat, takewhile
+        from operator import is_, itemgetter, methodcaller, not_
+
+        names, roles = table.names, table.roles
+        following = iter(names)
+        if Role.CONSTANT in roles or not hasattr(following, "__setstate__"):
+            return self._cut_tree_counted(table, depth, place, nodes, created)
+        numel, nbytes = table.numel, table.nbytes
+        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        dots = list(map(str.count, names, repeat(".")))  # a name of d dots has a module of d parts
+        count = len(names)
+        index = 0
+        while index < count:
+            name = names[index]
+            if depth == 0:
+                cut, end = "", count
+            elif dots[index] >= depth:  # its module has `depth` parts or more: cut there, with the names that follow
+                cut = ".".join(name.split(".", depth)[:depth])
+                following.__setstate__(index + 1)  # a list iterator set to a position: islice would walk to it
+                end = index + 1 + len(list(takewhile(methodcaller("startswith", cut + "."), following)))
+            else:  # a module above the cut: shown as it is
+                cut, end = name.rpartition(".")[0], index + 1
+            node = nodes.get(cut) or place(cut)
+            kinds = roles[index:end]
+            if kinds.count(parameter) == end - index:  # the common run: parameters only
+                node.parameters += sum(numel[index:end])
+                node.bytes += sum(filter(None, nbytes[index:end]))
+            else:
+                for role in (parameter, buffer, quant_aux):
+                    if role not in kinds:
+                        continue
+                    mask = list(map(is_, kinds, repeat(role)))
+                    node.bytes += sum(filter(None, compress(nbytes[index:end], mask)))
+                    if role is parameter:
+                        node.parameters += sum(compress(numel[index:end], mask))
+                    elif role is buffer:
+                        node.buffers += sum(compress(numel[index:end], mask))
+            index = end
+        # the tensors a shown module holds itself: those whose module has `depth` parts or fewer (at depth 0, the
+        # root's own: module "", which ".w" has too)
+        if depth:
+            held = compress(range(count), map(depth.__ge__, dots))
+        else:
+            held = compress(range(count), map(not_, map(itemgetter(0), map(methodcaller("rpartition", "."), names))))
+        for index in held:
+            _hold(nodes[names[index].rpartition(".")[0]], index, table)
+        return self._sum_up(created)
+
+    def _cut_tree_counted(self, table: Table, depth: int, place: Callable[[str], ModuleNode],
+                          nodes: dict[str, ModuleNode], created: list[ModuleNode]) -> ModuleNode:
+        """:meth:`_cut_tree` for any order of names: each tensor's figures grouped in C by the shown module that
+        counts them: its module cut to ``depth`` parts (a regular expression's match, mapped over the names), then
+        a ``Counter`` of (cut, dtype, shape, role). Python runs once per distinct group and per tensor a shown
+        module holds itself, not once per tensor."""
         import re
         from collections import Counter
         from itertools import compress
