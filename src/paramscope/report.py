@@ -976,19 +976,27 @@ class Report:
             return self._cut_tree_counted(table, depth, place, nodes, created)
         numel, nbytes = table.numel, table.nbytes
         parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
-        dots = list(map(str.count, names, repeat(".")))  # a name of d dots has a module of d parts
         count = len(names)
+        held: list[int] = []  # the tensors a shown module holds itself, in the order listed
         index = 0
         while index < count:
             name = names[index]
-            if depth == 0:
+            if depth == 0:  # the root's own: module "" (which ".w" has too)
                 cut, end = "", count
-            elif dots[index] >= depth:  # its module has `depth` parts or more: cut there, with the names that follow
+                held = list(compress(range(count), map(not_, map(itemgetter(0), map(methodcaller("rpartition", "."),
+                                                                                     names)))))
+            elif name.count(".") >= depth:  # its module has `depth` parts or more: cut there, with the names after
                 cut = ".".join(name.split(".", depth)[:depth])
                 following.__setstate__(index + 1)  # a list iterator set to a position: islice would walk to it
                 end = index + 1 + len(list(takewhile(methodcaller("startswith", cut + "."), following)))
-            else:  # a module above the cut: shown as it is
+                # held: the run's names with no "." after the cut's (the module is the cut); usually none
+                start = len(cut) + 1
+                if min(map(str.find, names[index:end], repeat("."), repeat(start))) < 0:
+                    found = map(str.find, names[index:end], repeat("."), repeat(start))
+                    held += compress(range(index, end), map((-1).__eq__, found))
+            else:  # a module above the cut, shown as it is and holding the tensor
                 cut, end = name.rpartition(".")[0], index + 1
+                held.append(index)
             node = nodes.get(cut) or place(cut)
             kinds = roles[index:end]
             if kinds.count(parameter) == end - index:  # the common run: parameters only
@@ -1005,12 +1013,6 @@ class Report:
                     elif role is buffer:
                         node.buffers += sum(compress(numel[index:end], mask))
             index = end
-        # the tensors a shown module holds itself: those whose module has `depth` parts or fewer (at depth 0, the
-        # root's own: module "", which ".w" has too)
-        if depth:
-            held = compress(range(count), map(depth.__ge__, dots))
-        else:
-            held = compress(range(count), map(not_, map(itemgetter(0), map(methodcaller("rpartition", "."), names))))
         for index in held:
             _hold(nodes[names[index].rpartition(".")[0]], index, table)
         return self._sum_up(created)
