@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from paramscope import report as report_module
 from paramscope.records import Inventory, QuantInfo, Role, Table, TensorRecord
 from paramscope.report import Report
 
@@ -43,6 +44,7 @@ def _tree(report: Report, depth: int, natural: bool) -> list[tuple]:
 
 @pytest.mark.parametrize("seed", range(80))
 def test_the_cut_tree_is_the_records_tree(seed, monkeypatch):
+    monkeypatch.setattr(report_module, "_SAMPLED_NAMES", 0)  # by runs, however short they are
     records = _records(random.Random(seed))
     by_rows = Report(Inventory("s", "f", list(records)))
     columns = Report(Inventory("s", "f", table=Table.from_records(records)))
@@ -74,3 +76,20 @@ def test_runs_are_found_without_walking_from_the_start():
     elapsed = time.process_time() - start
     assert root.parameters == 600_000 and len(root.children[0].children[0].children) == 500
     assert elapsed < 2.0, elapsed
+
+
+def test_names_in_short_runs_are_counted_instead(monkeypatch):
+    """Shuffled names (a Python step per few names by runs) go to the Counter cut; a header's order does not."""
+    names = [f"model.layers.{i // 50}.mlp.experts.{i % 50}.w" for i in range(5000)]
+    shuffled = names[:]
+    random.Random(1).shuffle(shuffled)
+    counted = []
+    plain = Report._cut_tree_counted
+    monkeypatch.setattr(Report, "_cut_tree_counted", lambda self, *a: counted.append(1) or plain(self, *a))
+    trees = []
+    for order in (names, shuffled):
+        report = Report(Inventory("s", "safetensors", table=Table.from_records(
+            [TensorRecord(n, (2,), "float32") for n in order])))
+        trees.append([(n.path, n.parameters) for n in report.tree(4).walk()])
+        assert len(counted) == (order is shuffled)
+    assert trees[0] == trees[1] and trees[0][0] == ("", 10_000)
