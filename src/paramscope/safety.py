@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections import namedtuple
+from functools import cache
 from pathlib import Path
 
 from paramscope.errors import ParamscopeError
@@ -59,6 +60,7 @@ _SAFE_READERS = {"safetensors": "safetensors", "gguf": "gguf", "numpy_files": "n
                  "keras": "keras"}
 
 
+@cache  # made on first use: the pickle reader's tables are not imported by reading a safetensors file
 def _weights_only_table() -> frozenset[str]:
     """torch 2.x ``torch._weights_only_unpickler._get_allowed_globals()``, written out (tests compare the two):
     what ``torch.load(weights_only=True)`` admits before any ``add_safe_globals``."""
@@ -89,18 +91,23 @@ def _weights_only_table() -> frozenset[str]:
     return frozenset(names)
 
 
-TORCH_WEIGHTS_ONLY = _weights_only_table()
+def __getattr__(name: str) -> Any:
+    """``TORCH_WEIGHTS_ONLY``: :func:`_weights_only_table`, made when first asked for."""
+    if name == "TORCH_WEIGHTS_ONLY":
+        return _weights_only_table()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(namedtuple("Verdict", "verdict reason imports torch_refuses", defaults=((), ()))):
     """One file's (or model's) verdict. ``imports``: globals outside the allow-list, in the order met;
-    ``torch_refuses``: those that ``torch.load(weights_only=True)`` refuses as well."""
+    ``torch_refuses``: those that ``torch.load(weights_only=True)`` refuses as well. (A named tuple, not a
+    dataclass: ``paramscope FILE`` imports this module, and dataclasses costs more than the rest of it.)"""
 
+    __slots__ = ()
     verdict: str
     reason: str
-    imports: tuple[str, ...] = ()
-    torch_refuses: tuple[str, ...] = ()
+    imports: tuple[str, ...]
+    torch_refuses: tuple[str, ...]
 
     def line(self) -> str:
         """One line for people: the verdict, then why (names escaped: they come from the file)."""
@@ -138,7 +145,7 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
     if worst.verdict != NEEDS_TRUST:
         return worst
     names = tuple(imports)[:MAX_LISTED]
-    return Verdict(NEEDS_TRUST, worst.reason, names, tuple(n for n in names if n not in TORCH_WEIGHTS_ONLY))
+    return Verdict(NEEDS_TRUST, worst.reason, names, tuple(n for n in names if n not in _weights_only_table()))
 
 
 def worth_saying(verdict: Verdict) -> bool:
@@ -238,7 +245,7 @@ def _pickles_verdict(data: bytes, source: object, starts_zip: bool) -> Verdict:
     names = tuple(table.refused)
     if names:
         return Verdict(NEEDS_TRUST, "pickle names globals outside the allow-list", names,
-                       tuple(n for n in names if n not in TORCH_WEIGHTS_ONLY))
+                       tuple(n for n in names if n not in _weights_only_table()))
     if problem is not None:
         return Verdict(UNREADABLE, problem)
     return Verdict(SAFE, PICKLE_SAFE)

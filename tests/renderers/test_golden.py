@@ -51,6 +51,20 @@ def test_golden(model, fmt, options, golden):
     _check(golden, render(_reports()[model], fmt, options))
 
 
+COLOUR_CASES = [
+    ("article", RenderOptions(color=True, width=120), "article.tree.ansi"),
+    ("tied", RenderOptions(color=True, width=100, top=2), "tied.top2.tree.ansi"),
+    ("frozen", RenderOptions(color=True, width=120, depth=2), "frozen.depth2.tree.ansi"),
+]
+"""Terminal (ANSI) trees, the golden files written by rich's own Table and Text before the plain layout of
+renderers.console (where colour still goes through rich): colour output is unchanged."""
+
+
+@pytest.mark.parametrize(("model", "options", "golden"), COLOUR_CASES, ids=[c[2] for c in COLOUR_CASES])
+def test_colour_tree_golden(model, options, golden):
+    _check(golden, render(_reports()[model], "tree", options))
+
+
 def test_identical_numbered_layers_collapse_into_one_run():
     import torch
     from torch import nn

@@ -78,8 +78,9 @@ def _terminal_columns() -> int:
     return columns if columns > 0 else 80
 
 
-def build_parser() -> Parser:
-    """The top-level parser and a subparser per command (each with ``--debug`` and ``--version``)."""
+def build_parser(commands: tuple[str, ...] = COMMANDS) -> Parser:
+    """The top-level parser and a subparser per command of ``commands`` (each with ``--debug`` and
+    ``--version``); all of them unless told: :func:`parse` builds only the one it runs."""
     from paramscope.version import __version__
 
     parser = Parser(
@@ -93,7 +94,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=version)
     parser.commands = {}
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", prog="paramscope")
-    for name in COMMANDS:
+    for name in commands:
         module = importlib.import_module(f"paramscope.commands.{name}")
         command = parser.commands[name] = module.add_parser(subparsers)
         command.add_argument("--debug", action="store_true", help="show a traceback on errors")
@@ -104,8 +105,11 @@ def build_parser() -> Parser:
 def parse(argv: list[str]) -> argparse.Namespace:
     """``argv`` parsed, the default command put first where it names none (:func:`with_command`).
     argparse exits (SystemExit) on --help, --version and bad usage."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(with_command(argv))
+    argv = with_command(argv)
+    # The command is the first word: only its module is imported and only its options are built (the others'
+    # cost a small file's reading time again); the top-level --help and --version are given them all.
+    parser = build_parser((argv[0],) if argv[0] in COMMANDS else COMMANDS)
+    args, extra = parser.parse_known_args(argv)
     if extra:  # refused by the command's parser, so that its line points at the command's --help
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return args

@@ -6,17 +6,18 @@ are drawn as the table renderer draws them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
 from paramscope import text
 from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 from paramscope.renderers import RenderOptions
-from paramscope.renderers.console import draw, footer, header
+from paramscope.renderers.console import Grid, Styled, draw, footer, header
 from paramscope.renderers.rows import dtype_label
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
     from paramscope.report import ModuleNode, Report
 
 DEFAULT_DEPTH = 3
@@ -119,13 +120,10 @@ def render(report: Report, options: RenderOptions) -> str:
 
 
 def _render(report: Report, options: RenderOptions) -> str:
-    from rich.table import Table
-    from rich.text import Text
-
     depth = DEFAULT_DEPTH if options.depth is None else options.depth
     show_trainable = report.frozen not in (None, 0)
     show_buffers = report.buffers > 0
-    grid = Table(box=None, pad_edge=False, show_header=True, header_style="bold", padding=(0, 1))
+    grid = Grid()  # drawn by rich only for colour: see renderers.console
     grid.add_column("module", no_wrap=True)
     grid.add_column("type / shape", style="cyan", no_wrap=True)
     grid.add_column("parameters", justify="right")
@@ -138,7 +136,7 @@ def _render(report: Report, options: RenderOptions) -> str:
 
     total = report.total
 
-    def add(label: Text, kind: str, params: str, pct: str, trainable: str, buffers: str, size: str) -> None:
+    def add(label: Styled, kind: str, params: str, pct: str, trainable: str, buffers: str, size: str) -> None:
         row = [label, kind, params, pct]
         if show_trainable:
             row.append(trainable)
@@ -147,15 +145,15 @@ def _render(report: Report, options: RenderOptions) -> str:
         row.append(size)
         grid.add_row(*row)
 
-    def add_module(label: Text, node: ModuleNode) -> None:
+    def add_module(label: Styled, node: ModuleNode) -> None:
         add(label, text.safe(node.type or ""), text.exact(node.parameters), text.percent(node.parameters, total),
             text.exact(node.trainable), text.exact(node.buffers), text.human_bytes(node.bytes))
 
     root = report.tree(depth)
-    add_module(Text(text.safe(root.type or text.root_label(report.source)), style="bold"), root)
+    add_module(Styled(text.safe(root.type or text.root_label(report.source)), style="bold"), root)
     collapsed = False
     for guide, kind, item in _lines(root, depth):
-        label = Text(guide, style="dim")
+        label = Styled(guide, style="dim")
         if kind == "module":
             label.append(text.safe(item.name))
             add_module(label, item)
@@ -191,8 +189,8 @@ def _render(report: Report, options: RenderOptions) -> str:
             else:
                 pct = text.percent(record.numel, total) if record.role is Role.PARAMETER else ""
                 add(label, shape, count, pct, "", "", size)
-    parts = [header(report), Text(""), grid]
+    parts = [header(report), Styled(""), grid]
     if collapsed:
-        parts.append(Text("×N: N identical modules in a row, their sizes summed; their contents are shown once, "
+        parts.append(Styled("×N: N identical modules in a row, their sizes summed; their contents are shown once, "
                           "for one module.", style="dim"))
     return draw(options, *parts, *footer(report, options))
