@@ -59,8 +59,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from paramscope.architecture import Architecture
-from paramscope.errors import ParamscopeError
+from paramscope.architecture import LIMIT, Architecture, family_of, require
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("eager", "flash")
@@ -68,36 +67,6 @@ ATTENTION = ("eager", "flash")
 FP32 = 4
 """Width of the terms that are fp32 whatever the training precision: norm statistics, RMSNorm's
 upcast input, the attention log-sum-exp, the loss buffer."""
-
-
-@dataclass(frozen=True)
-class Family:
-    """What the card does not say but the activations depend on, per ``model_type``."""
-
-    mlp: str  # "gated" (SwiGLU/GeGLU: gate, up, down) or "plain" (fc, act, proj)
-    norm: str  # "rms" or "layer"
-    rope: bool
-    softmax_fp32: bool = False
-    """eager attention takes the softmax in fp32 and casts it back (transformers' ``eager_attention_forward``
-    of Llama and its descendants: ``softmax(..., dtype=torch.float32).to(query.dtype)``): below fp32 the
-    probabilities are kept twice, fp32 for the softmax's backward and at the width for ``P·V``."""
-
-
-FAMILIES: dict[str, Family] = {
-    # transformers' modeling_<type>.py for each: LlamaMLP/MistralMLP/Qwen2MLP... are gated, with RMSNorm.
-    **{t: Family("gated", "rms", True, softmax_fp32=True) for t in (
-        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-        "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3", "olmo2", "granite", "cohere")},
-    # GPT-2 (Conv1D c_fc/c_proj, LayerNorm, learned positions), GPT-NeoX/Falcon-style plain MLPs.
-    "gpt2": Family("plain", "layer", False),
-    "gpt_neox": Family("plain", "layer", True),
-    "gptj": Family("plain", "layer", True),
-    "falcon": Family("plain", "layer", True),
-    "opt": Family("plain", "layer", False),
-    "bloom": Family("plain", "layer", False),
-    "phi": Family("plain", "layer", True),
-}
-DEFAULT_FAMILY = Family("gated", "rms", True, softmax_fp32=True)
 
 
 @dataclass(frozen=True)
@@ -145,45 +114,6 @@ class ActivationEstimate:
         return data
 
 
-LIMIT = 1 << 32
-"""The largest dimension, count, sequence or batch taken (no model comes near; beyond it the products
-would leave the range of a float when printed)."""
-SIZES = ("layers", "hidden_size", "heads", "head_dim", "ffn_size", "moe_ffn_size", "vocab_size", "experts",
-         "experts_per_token", "shared_experts", "sliding_window")
-
-
-def _bounded(card: Architecture) -> None:
-    """Refuse a card with a negative or absurdly large figure (a hostile or broken source)."""
-    values = [(n, getattr(card, n)) for n in SIZES] + [("kv_heads", k) for k in card.kv_heads or ()]
-    bad = [f"{n} = {v if v.bit_length() < 64 else 'over 2^64'}" for n, v in values
-           if v is not None and not 0 <= v <= LIMIT]
-    if bad:
-        raise ParamscopeError(card.source or "architecture",
-                              f"activations cannot use {', '.join(bad[:3])}: each must be between 0 and 2^32")
-
-
-def _need(card: Architecture, *names: str) -> None:
-    missing = [n for n in names if getattr(card, n) is None]
-    if missing:
-        raise ParamscopeError(card.source or "architecture",
-                              f"activations need {', '.join(missing)}, which the source does not state")
-    _bounded(card)
-    zero = [n for n in names if getattr(card, n) < 1]
-    if zero:  # a hostile or broken config: 0 heads would divide by zero
-        raise ParamscopeError(card.source or "architecture",
-                              f"activations need {', '.join(zero)} of 1 or more, and the source states "
-                              + ", ".join(f"{n} = {getattr(card, n)}" for n in zero))
-
-
-def family_of(card: Architecture) -> tuple[Family, list[str]]:
-    """The card's :class:`Family`, and a note when its model type is not in :data:`FAMILIES`."""
-    family = FAMILIES.get(card.model_type or "")
-    if family is not None:
-        return family, []
-    return DEFAULT_FAMILY, [f"model type {card.model_type!r} is not in the table: taken as a gated MLP with "
-                            "RMSNorm and rotary positions (Llama's layout)"]
-
-
 def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str = "none",
              attention: str = "flash", width: int = 2, tp: int = 1, sp: bool = False) -> ActivationEstimate:
     """Activation memory of one micro-batch of ``micro_batch`` sequences of ``seq`` tokens (module docstring).
@@ -198,7 +128,7 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
     for name, value in (("seq", seq), ("micro_batch", micro_batch), ("width", width), ("tp", tp)):
         if not isinstance(value, int) or not 1 <= value <= LIMIT:
             raise ValueError(f"{name} must be a whole number from 1 to 2^32, got {value!r}")
-    _need(card, "layers", "hidden_size", "heads", "vocab_size")
+    require(card, "activations", "layers", "hidden_size", "heads", "vocab_size")
     family, notes = family_of(card)
     h, a, L, V = card.hidden_size, card.heads, card.layers, card.vocab_size
     d = card.head_dim or h // a
@@ -242,7 +172,7 @@ def estimate(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
         layer.append(Term("attention log-sum-exp", "s·b·a, fp32", split(sb * a, t), FP32, "layer"))
     per_mlp = 4 if family.mlp == "gated" else 2
     if moe:
-        _need(card, "experts_per_token")
+        require(card, "activations", "experts_per_token")
         fe = card.moe_ffn_size or f
         k = card.experts_per_token + (card.shared_experts or 0)
         layer.append(Term("MoE expert MLPs", f"{per_mlp}·s·b·f_expert × (top-k + shared = {k})",
@@ -329,7 +259,7 @@ def megatron(card: Architecture, *, seq: int, micro_batch: int, recompute: str =
              sp: bool = False) -> int:
     """Korthikanti et al.'s per-layer bytes × layers, as Megatron-LM's theoretical_memory_usage states them
     (GPT-2 shapes, 2-byte activations, dropout masks), for comparison with :func:`estimate`."""
-    _need(card, "layers", "hidden_size", "heads")
+    require(card, "activations", "layers", "hidden_size", "heads")
     s, b, h, a, t = seq, micro_batch, card.hidden_size, card.heads, tp
     if recompute == "full":
         per = 2 * s * b * h

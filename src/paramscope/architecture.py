@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from paramscope.errors import ParamscopeError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -458,3 +460,76 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
 def with_source(card: Architecture, source: str) -> Architecture:
     """``card`` marked as read from ``source`` (``live`` for a module's own config)."""
     return replace(card, source=source)
+
+
+# ---- what the estimates share: the model type's layer family, the sizes they accept --------------------
+
+@dataclass(frozen=True)
+class Family:
+    """What the card does not say but the activations depend on, per ``model_type``."""
+
+    mlp: str  # "gated" (SwiGLU/GeGLU: gate, up, down) or "plain" (fc, act, proj)
+    norm: str  # "rms" or "layer"
+    rope: bool
+    softmax_fp32: bool = False
+    """eager attention takes the softmax in fp32 and casts it back (transformers' ``eager_attention_forward``
+    of Llama and its descendants: ``softmax(..., dtype=torch.float32).to(query.dtype)``): below fp32 the
+    probabilities are kept twice, fp32 for the softmax's backward and at the width for ``P·V``."""
+
+
+FAMILIES: dict[str, Family] = {
+    # transformers' modeling_<type>.py for each: LlamaMLP/MistralMLP/Qwen2MLP... are gated, with RMSNorm.
+    **{t: Family("gated", "rms", True, softmax_fp32=True) for t in (
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+        "gemma3_text", "phi3", "deepseek_v2", "deepseek_v3", "olmo2", "granite", "cohere")},
+    # GPT-2 (Conv1D c_fc/c_proj, LayerNorm, learned positions), GPT-NeoX/Falcon-style plain MLPs.
+    "gpt2": Family("plain", "layer", False),
+    "gpt_neox": Family("plain", "layer", True),
+    "gptj": Family("plain", "layer", True),
+    "falcon": Family("plain", "layer", True),
+    "opt": Family("plain", "layer", False),
+    "bloom": Family("plain", "layer", False),
+    "phi": Family("plain", "layer", True),
+}
+DEFAULT_FAMILY = Family("gated", "rms", True, softmax_fp32=True)
+
+
+LIMIT = 1 << 32
+"""The largest dimension, count, sequence or batch taken (no model comes near; beyond it the products
+would leave the range of a float when printed)."""
+SIZES = ("layers", "hidden_size", "heads", "head_dim", "ffn_size", "moe_ffn_size", "vocab_size", "experts",
+         "experts_per_token", "shared_experts", "sliding_window")
+
+
+def check_sizes(card: Architecture, what: str) -> None:
+    """Refuse a card with a negative or absurdly large figure (a hostile or broken source)."""
+    values = [(n, getattr(card, n)) for n in SIZES] + [("kv_heads", k) for k in card.kv_heads or ()]
+    bad = [f"{n} = {v if v.bit_length() < 64 else 'over 2^64'}" for n, v in values
+           if v is not None and not 0 <= v <= LIMIT]
+    if bad:
+        raise ParamscopeError(card.source or "architecture",
+                              f"{what} cannot use {', '.join(bad[:3])}: each must be between 0 and 2^32")
+
+
+def require(card: Architecture, what: str, *names: str) -> None:
+    """Refuse (one ParamscopeError naming the source) a card that lacks ``names`` or states them below 1, or that
+    states any size out of range; ``what`` names the estimate that needs them."""
+    missing = [n for n in names if getattr(card, n) is None]
+    if missing:
+        raise ParamscopeError(card.source or "architecture",
+                              f"{what} need {', '.join(missing)}, which the source does not state")
+    check_sizes(card, what)
+    zero = [n for n in names if getattr(card, n) < 1]
+    if zero:  # a hostile or broken config: 0 heads would divide by zero
+        raise ParamscopeError(card.source or "architecture",
+                              f"{what} need {', '.join(zero)} of 1 or more, and the source states "
+                              + ", ".join(f"{n} = {getattr(card, n)}" for n in zero))
+
+
+def family_of(card: Architecture) -> tuple[Family, list[str]]:
+    """The card's :class:`Family`, and a note when its model type is not in :data:`FAMILIES`."""
+    family = FAMILIES.get(card.model_type or "")
+    if family is not None:
+        return family, []
+    return DEFAULT_FAMILY, [f"model type {card.model_type!r} is not in the table: taken as a gated MLP with "
+                            "RMSNorm and rotary positions (Llama's layout)"]

@@ -41,13 +41,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from paramscope.architecture import Architecture
-from paramscope.errors import ParamscopeError
-
-LAYER_NORM = frozenset({"gpt2", "gpt_neox", "gptj", "falcon", "opt", "bloom", "phi"})
-"""Model types with a plain MLP (fc, proj: 2 matrices) and LayerNorm (weight and bias: 2·h parameters per
-norm), as in activations.FAMILIES (the two modules are siblings and may not import each other). Every
-other model type is taken as gated (gate, up, down: 3 matrices) with RMSNorm (h per norm)."""
+from paramscope.architecture import LIMIT, Architecture, family_of, require
 
 
 @dataclass(frozen=True)
@@ -116,38 +110,8 @@ class ComputeEstimate:
         return asdict(self)
 
 
-LIMIT = 1 << 32
-"""The largest dimension, count, sequence or batch taken (no model comes near; beyond it the products
-would leave the range of a float when printed)."""
-SIZES = ("layers", "hidden_size", "heads", "head_dim", "ffn_size", "moe_ffn_size", "vocab_size", "experts",
-         "experts_per_token", "shared_experts", "sliding_window")
-
-
-def _bounded(card: Architecture) -> None:
-    """Refuse a card with a negative or absurdly large figure (a hostile or broken source)."""
-    values = [(n, getattr(card, n)) for n in SIZES] + [("kv_heads", k) for k in card.kv_heads or ()]
-    bad = [f"{n} = {v if v.bit_length() < 64 else 'over 2^64'}" for n, v in values
-           if v is not None and not 0 <= v <= LIMIT]
-    if bad:
-        raise ParamscopeError(card.source or "architecture",
-                              f"FLOPs cannot use {', '.join(bad[:3])}: each must be between 0 and 2^32")
-
-
-def _need(card: Architecture, *names: str) -> None:
-    missing = [n for n in names if getattr(card, n) is None]
-    if missing:
-        raise ParamscopeError(card.source or "architecture",
-                              f"FLOPs need {', '.join(missing)}, which the source does not state")
-    _bounded(card)
-    zero = [n for n in names if getattr(card, n) < 1]
-    if zero:  # a hostile or broken config: 0 heads would divide by zero
-        raise ParamscopeError(card.source or "architecture",
-                              f"FLOPs need {', '.join(zero)} of 1 or more, and the source states "
-                              + ", ".join(f"{n} = {getattr(card, n)}" for n in zero))
-
-
 def _shape(card: Architecture) -> tuple[int, int, int, int, int, int]:
-    _need(card, "layers", "hidden_size", "heads", "vocab_size")
+    require(card, "FLOPs", "layers", "hidden_size", "heads", "vocab_size")
     h, a = card.hidden_size, card.heads
     d = card.head_dim or h // a
     g = max(card.kv_heads) if card.kv_heads else a
@@ -156,7 +120,7 @@ def _shape(card: Architecture) -> tuple[int, int, int, int, int, int]:
 
 
 def _mlp_matrices(card: Architecture) -> int:
-    return 2 if card.model_type in LAYER_NORM else 3
+    return 2 if family_of(card)[0].mlp == "plain" else 3
 
 
 def matmul_parameters(card: Architecture) -> int:
@@ -166,7 +130,7 @@ def matmul_parameters(card: Architecture) -> int:
     per_layer = h * a * d + 2 * h * g * d + a * d * h
     m = _mlp_matrices(card)
     if card.experts:
-        _need(card, "experts_per_token")
+        require(card, "FLOPs", "experts_per_token")
         fe = card.moe_ffn_size or f
         per_layer += h * card.experts + (card.experts_per_token + (card.shared_experts or 0)) * m * h * fe
     else:
@@ -179,7 +143,7 @@ def active_parameters(card: Architecture) -> int:
     the norms (2 per layer and a final one; ``h`` each for RMSNorm, ``2·h`` for LayerNorm). Biases are
     not stated by the card and not counted."""
     L, h, *_ = _shape(card)
-    norm = 2 * h if card.model_type in LAYER_NORM else h
+    norm = 2 * h if family_of(card)[0].norm == "layer" else h
     embedding = 0 if card.tie_word_embeddings else card.vocab_size * h
     return matmul_parameters(card) + embedding + (2 * L + 1) * norm
 
