@@ -1240,6 +1240,10 @@ def _setitems(m: _Machine, pos: int) -> int:
     target = m.top()
     if not isinstance(target, dict) or len(items) % 2:
         raise PickleRefused(f"SETITEMS on a {type(target).__name__} with {len(items)} items")
+    keys = items[::2]
+    if all(type(key) is str for key in keys):  # salted hashes: _setitem would charge and count nothing
+        target.update(zip(keys, items[1::2], strict=True))  # (in order: a repeated key keeps its last value)
+        return pos
     for i in range(0, len(items), 2):
         _setitem(m, target, items[i], items[i + 1])
     return pos

@@ -814,7 +814,9 @@ def _flat_table(path: Path, names: list[str], tensors: list[pr.TensorRef], sizes
             if dtype not in dtypes.DTYPES:
                 raise ParamscopeError(path, f"tensor dtype {dtype!r} is not one paramscope knows")
             itemsizes[dtype] = _itemsize(dtype)
-            byte_size[dtype] = dtypes.DTYPES[dtype].nbytes
+            known = dtypes.DTYPES[dtype]
+            # bytes per element where an element is whole bytes (DType.nbytes' blocks of one), else its rounding
+            byte_size[dtype] = known.block_bytes if known.block_elements == 1 else known.nbytes
             roles[dtype] = role_for_file_tensor(dtype)
     prod = math.prod
     for name, t in zip(names, tensors, strict=True):
@@ -836,7 +838,8 @@ def _flat_table(path: Path, names: list[str], tensors: list[pr.TensorRef], sizes
         add_kind(dtype)
         add_role(roles[dtype])
         add_numel(numel)
-        add_nbytes(byte_size[dtype](numel))
+        size = byte_size[dtype]
+        add_nbytes(numel * size if type(size) is int else size(numel))
     return Table(names, shapes, kinds, col_roles, numels, nbytes, [path.name] * len(names))
 
 
