@@ -1007,7 +1007,10 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
     if stride:
         memo[puts[at]] = stride
         at += 1
-    hooks = hooks.build(m, ()) if type(hooks) is Builder else _call(m, hooks, (), "REDUCE")
+    if type(hooks) is Builder:  # OrderedDict() with no arguments (what _ordered_dict makes of them) in line
+        hooks = ODict() if hooks.build is _ordered_dict else hooks.build(m, ())
+    else:
+        hooks = _call(m, hooks, (), "REDUCE")
     memo[puts[at]] = hooks
     args = (storage, offset, shape, stride, flag, hooks)
     memo[puts[at + 1]] = args

@@ -30,6 +30,7 @@ archives are recognised and refused with an explanation.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import os
@@ -352,7 +353,9 @@ class _Storages:
         stype, key, location, numel = pid[1], pid[2], pid[3], pid[4]
         if type(stype) is not _STORAGE_TYPE:
             raise pr.PickleRefused(f"storage type is a {type(stype).__name__}, not a torch storage class")
-        if type(key) is not str or not _key_match(key) or key in (".", ".."):
+        # (the keys torch.save writes are decimal numbers: ASCII digits are a plain name without the regex)
+        if type(key) is not str or not ((key.isdigit() and key.isascii() and len(key) <= 200) or (
+                _key_match(key) and key not in (".", ".."))):
             shown = repr(key[:60]) if isinstance(key, str) else type(key).__name__
             raise pr.PickleRefused(f"storage key {shown} is not a plain name")
         if type(numel) is not int or numel < 0 or numel >= 1 << 62:
@@ -786,8 +789,9 @@ def _flat_state_dict(value: Any, source: object) -> tuple[list[str], list[pr.Ten
     tensor_type = pr.TensorRef
     if any(type(t) is not tensor_type for t in tensors) or any(type(k) is not str for k in keys):
         return None
+    # a storage no other tensor uses: a distinct tensor object, and tied to none
     storages = [t.storage for t in tensors]
-    if None in storages or len({t.storage.key for t in tensors}) != count:  # (a distinct storage: a distinct tensor)
+    if None in storages or len({storage.key for storage in storages}) != count:
         return None
     lengths = list(map(len, keys))
     if count and (max(lengths) > MAX_NAME_LENGTH or sum(lengths) > _size_of(source) + NAME_ALLOWANCE):
@@ -797,57 +801,54 @@ def _flat_state_dict(value: Any, source: object) -> tuple[list[str], list[pr.Ten
 
 def _flat_table(path: Path, names: list[str], tensors: list[pr.TensorRef], sizes: dict[str, int]) -> Table:
     """The columns of a plain state_dict (:func:`_flat_state_dict`), each tensor checked against its storage as
-    :func:`_inventory` checks it."""
+    :func:`_inventory` checks it. Column by column (a comprehension or ``map`` each: a state_dict has one or two
+    dtypes), the storage bounds in one loop."""
+    kinds = [t.dtype for t in tensors]
     itemsizes: dict[str, int] = {}
     byte_size: dict[str, Any] = {}
     roles: dict[str, Role] = {}
-    shapes: list[tuple[int, ...] | None] = []
-    kinds: list[str] = []
-    col_roles: list[Role] = []
-    numels: list[int] = []
-    nbytes: list[int | None] = []
-    add_shape, add_kind, add_role, add_numel, add_nbytes = (shapes.append, kinds.append, col_roles.append,
-                                                            numels.append, nbytes.append)
-    for t in tensors:  # every dtype first: an unknown one is refused before any storage is checked
-        dtype = t.dtype
-        if dtype not in itemsizes:
-            if dtype not in dtypes.DTYPES:
-                raise ParamscopeError(path, f"tensor dtype {dtype!r} is not one paramscope knows")
-            itemsizes[dtype] = _itemsize(dtype)
-            known = dtypes.DTYPES[dtype]
-            # bytes per element where an element is whole bytes (DType.nbytes' blocks of one), else its rounding
-            byte_size[dtype] = known.block_bytes if known.block_elements == 1 else known.nbytes
-            roles[dtype] = role_for_file_tensor(dtype)
-    prod = math.prod
-    for name, t in zip(names, tensors, strict=True):
-        dtype, shape = t.dtype, t.shape
-        itemsize = itemsizes[dtype]
-        numel = prod(shape)
+    for dtype in dict.fromkeys(kinds):  # every dtype first, in order: an unknown one is refused before any storage
+        if dtype not in dtypes.DTYPES:
+            raise ParamscopeError(path, f"tensor dtype {dtype!r} is not one paramscope knows")
+        itemsizes[dtype] = _itemsize(dtype)
+        known = dtypes.DTYPES[dtype]
+        # bytes per element where an element is whole bytes (DType.nbytes' blocks of one), else its rounding
+        byte_size[dtype] = known.block_bytes if known.block_elements == 1 else known.nbytes
+        roles[dtype] = role_for_file_tensor(dtype)
+    shapes: list[tuple[int, ...] | None] = [t.shape for t in tensors]
+    numels = list(map(math.prod, shapes))  # type: ignore[arg-type]  # never None here: no meta tensors
+    get = sizes.get
+    for name, t, numel in zip(names, tensors, numels, strict=True):
         if numel:  # the last element the tensor reaches (offset + sum((size-1)*stride)) lies in its storage
             extent = t.offset + 1
-            for n, stride in zip(shape, t.stride, strict=True):
+            for n, stride in zip(t.shape, t.stride, strict=True):
                 extent += (n - 1) * stride
+            need = extent * itemsizes[t.dtype]
             key = t.storage.key  # type: ignore[union-attr]  # _flat_state_dict: never a meta tensor
-            if extent * itemsize > sizes.get(key, 0):
+            if need > get(key, 0):
                 raise ParamscopeError(
                     path,
-                    f"tensor {name!r} of shape {list(shape)} at offset {t.offset} needs {extent * itemsize} "
-                    f"bytes of storage {key!r}, which holds {sizes.get(key, 0)}",
+                    f"tensor {name!r} of shape {list(t.shape)} at offset {t.offset} needs {need} "
+                    f"bytes of storage {key!r}, which holds {get(key, 0)}",
                 )
-        add_shape(shape)
-        add_kind(dtype)
-        add_role(roles[dtype])
-        add_numel(numel)
+    nbytes: list[int | None]
+    if len(roles) == 1:
+        (dtype,) = roles
+        col_roles = [roles[dtype]] * len(kinds)
         size = byte_size[dtype]
-        add_nbytes(numel * size if type(size) is int else size(numel))
+        nbytes = [n * size for n in numels] if type(size) is int else list(map(size, numels))
+    else:
+        col_roles = [roles[dtype] for dtype in kinds]
+        nbytes = [n * size if type(size := byte_size[dtype]) is int else size(n)
+                  for n, dtype in zip(numels, kinds, strict=True)]
     return Table(names, shapes, kinds, col_roles, numels, nbytes, [path.name] * len(names))
 
 
 def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str, Any], notes: list[str]) -> Inventory:
     model_key = _model_key(value)
     if isinstance(value, dict):
-        keys = [_key_text(k) for k in value]
-        metadata["top_level_keys"] = keys[:50] + (["..."] if len(keys) > 50 else [])
+        keys = [_key_text(k) for k in itertools.islice(value, 50)]  # (not 100k keys to show 50)
+        metadata["top_level_keys"] = keys + (["..."] if len(value) > 50 else [])
         if model_key is not None:
             metadata["model_key"] = model_key
         for key in STEP_KEYS:
