@@ -818,34 +818,46 @@ def _int_at(data: Any, p: int) -> tuple[Any, int]:
 
 def _ints_at(data: Any, p: int, puts: list[Any]) -> tuple[tuple[int, ...] | None, int, int]:
     """A tuple of ints as the pickler writes one (``EMPTY_TUPLE``, ``TUPLE1..3`` or ``MARK .. TUPLE``, then
-    its PUT; the empty tuple has none): (tuple, steps, next position); tuple None if it is not that."""
-    if data[p] == 0x29:
+    its PUT; the empty tuple has none): (tuple, steps, next position); tuple None if it is not that.
+    Twice per tensor of a state_dict: BININT1 and BININT2 (every dimension below 65,536) and the PUT are read
+    here, not by a call each."""
+    code = data[p]
+    if code == 0x29:
         return (), 1, p + 1
-    marked = data[p] == 0x28
-    steps = 1 if marked else 0
+    marked = code == 0x28
     q = p + 1 if marked else p
-    items = []
+    items: list[int] = []
+    append = items.append
+    count = 0
     while True:
-        if data[q] == 0x4B:  # BININT1, what nearly every dimension and stride is: read here, not by a call
+        code = data[q]
+        if code == 0x4B:
             value, q2 = data[q + 1], q + 2
+        elif code == 0x4D:
+            value, q2 = data[q + 1] | data[q + 2] << 8, q + 3
         else:
             value, q2 = _int_at(data, q)
             if value is None:
                 break
-        if len(items) > MAX_DIMS:
+        if count > MAX_DIMS:
             break
-        items.append(value)
+        append(value)
+        count += 1
         q = q2
     code = data[q]
     if marked:
         if code != 0x74:
             return None, 0, p
-    elif not (0x85 <= code <= 0x87 and code - 0x84 == len(items)):
+    elif not (0x85 <= code <= 0x87 and code - 0x84 == count):
         return None, 0, p
-    put, q = _put_at(data, q + 1, puts)
-    if not put:
-        return None, 0, p
-    return tuple(items), steps + len(items) + 2 + put, q
+    code = data[q + 1]
+    if code == 0x71:
+        puts.append(data[q + 2])
+        return tuple(items), count + (4 if marked else 3), q + 3  # MARK, the ints, TUPLE, PUT: opcode steps
+    if code == 0x72:
+        puts.append(_U32.unpack_from(data, q + 2)[0])
+        return tuple(items), count + (5 if marked else 4), q + 6  # (LONG_BINPUT costs 2)
+    return None, 0, p
 
 
 def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
