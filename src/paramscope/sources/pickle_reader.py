@@ -835,10 +835,12 @@ def _ints_at(data: Any, p: int, puts: list[Any]) -> tuple[tuple[int, ...] | None
             value, q2 = data[q + 1], q + 2
         elif code == 0x4D:
             value, q2 = data[q + 1] | data[q + 2] << 8, q + 3
-        else:
+        elif code == 0x4A or code == 0x8A:  # BININT, LONG1 (the TUPLE that ends the ints is no call)
             value, q2 = _int_at(data, q)
             if value is None:
                 break
+        else:
+            break
         if count > MAX_DIMS:
             break
         append(value)
