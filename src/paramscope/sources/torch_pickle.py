@@ -419,15 +419,21 @@ def _read_zip(handle: Any, path: Path, members: dict[str, Member] | None = None)
         raise ParamscopeError(path, "TorchScript archive without data.pkl: no weights to read")
     data = _read_member(handle, pkl, path, MAX_PICKLE_BYTES)
     storages = _Storages(legacy=False)
-    result = pr.load(data, path, persistent_load=storages, script_classes=script, what="data.pkl")
+    result = pr.load(data, path, persistent_load=storages.__call__, script_classes=script, what="data.pkl")
     if result.end != len(data):
         raise ParamscopeError(path, f"data.pkl has {len(data) - result.end} bytes after its STOP")
     sizes: dict[str, int] = {}
+    base = f"{prefix}/data/"
+    itemsizes: dict[str, int] = {}  # (one or two dtypes for 100k storages)
+    get = members.get
     for key, ref in storages.refs.items():
-        member = members.get(f"{prefix}/data/{key}")
+        member = get(base + key)
         if member is None:
             raise ParamscopeError(path, f"storage {key!r} has no zip member {prefix}/data/{key}")
-        need = ref.numel * _itemsize(ref.dtype)
+        itemsize = itemsizes.get(ref.dtype)
+        if itemsize is None:
+            itemsize = itemsizes[ref.dtype] = _itemsize(ref.dtype)
+        need = ref.numel * itemsize
         if member.size != need:  # torch: "record size (...) does not match expected size (...)"
             raise ParamscopeError(
                 path, f"storage {key!r} declares {need:,} bytes but its zip member holds {member.size:,}"
