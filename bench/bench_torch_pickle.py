@@ -17,7 +17,8 @@ table shows the median wall time and the peak RSS of that process (``os.wait4`` 
 ``--target`` prints issue 12's row alone: ``t100k.bin`` (the 100k-tensor state_dict under a ``.bin`` name), as
 whole processes (paramscope's read, ``torch_pickle.read(path)``; the CLI ``-f json -o /dev/null``; torch.load
 with mmap=True, weights_only=True) and in process (the read or the load alone, timed inside its own child, after
-its imports), time and peak RSS, with the ratios torch over paramscope.
+its imports: wall and CPU time), time and peak RSS, with the ratios torch over paramscope. The rows take turns
+rep by rep: on a shared machine, compare the CPU column.
 
 Run: ``.venv/bin/python bench/bench_torch_pickle.py [--reps 5] [--dir DIR] [--target]``
 """
@@ -40,13 +41,13 @@ READ_ONLY = (
 )
 PICKLE_READ = (
     "import sys, time; from pathlib import Path; from paramscope.sources import torch_pickle; "
-    "start = time.perf_counter(); inv = torch_pickle.read(Path(sys.argv[1])); "
-    "print(time.perf_counter() - start, sum(r.numel for r in inv.tensors))"
+    "start, cpu = time.perf_counter(), time.process_time(); inv = torch_pickle.read(Path(sys.argv[1])); "
+    "print(time.perf_counter() - start, time.process_time() - cpu, sum(r.numel for r in inv.tensors))"
 )
 TORCH_TIMED = (
-    "import sys, time, torch; start = time.perf_counter(); "
+    "import sys, time, torch; start, cpu = time.perf_counter(), time.process_time(); "
     "sd = torch.load(sys.argv[1], mmap=True, weights_only=True, map_location='cpu'); "
-    "print(time.perf_counter() - start, sum(v.numel() for v in sd.values()))"
+    "print(time.perf_counter() - start, time.process_time() - cpu, sum(v.numel() for v in sd.values()))"
 )
 TORCH_SCRIPT = (
     "import sys, torch; sd = torch.load(sys.argv[1], mmap=True, weights_only=True, map_location='cpu'); "
@@ -137,27 +138,34 @@ def target(folder: Path, reps: int) -> None:
         "paramscope CLI -f json -o /dev/null": [py, "-m", "paramscope", path, "-f", "json", "-o", "/dev/null"],
         "torch.load(mmap=True, weights_only=True)": [py, "-c", TORCH_TIMED, path],
     }
+    runs_of: dict[str, list[tuple[float, int, str]]] = {label: [] for label in rows}
+    for _ in range(reps):  # the rows alternate, so that a busy spell on a shared machine falls on each of them
+        for label, cmd in rows.items():
+            runs_of[label].append(run_once(cmd))
     measured = {}
-    for label, cmd in rows.items():
-        runs = [run_once(cmd) for _ in range(reps)]
+    for label, runs in runs_of.items():
         inner = [float(out.split()[0]) for _, _, out in runs if out.strip()]
-        counts = {out.split()[1] for _, _, out in runs if out.strip()}
+        cpu = [float(out.split()[1]) for _, _, out in runs if out.strip()]
+        counts = {out.split()[2] for _, _, out in runs if out.strip()}
         if label.startswith("paramscope CLI"):
             counts = {str(1_600_000)}  # writes to /dev/null: the count is checked by the read row
         if counts != {str(1_600_000)}:
             raise SystemExit(f"{label}: counted {counts}, expected 1600000")
         measured[label] = (statistics.median(r[0] for r in runs), max(r[1] for r in runs),
-                           statistics.median(inner) if inner else None)
-    torch_wall, torch_rss, torch_inner = measured["torch.load(mmap=True, weights_only=True)"]
+                           statistics.median(inner) if inner else None, statistics.median(cpu) if cpu else None)
+    torch_wall, torch_rss, torch_inner, torch_cpu = measured["torch.load(mmap=True, weights_only=True)"]
     print(f"t100k.bin: 100,000 tensors, {os.path.getsize(path):,} bytes (reps={reps}, median wall, max RSS)")
-    print(f"{'':42} {'process':>9} {'in process':>10} {'peak RSS':>9} {'x process':>9} {'x in proc':>9} {'x RSS':>6}")
-    for label, (wall, rss, inner) in measured.items():
+    print(f"{'':42} {'process':>9} {'in process':>10} {'its CPU':>9} {'peak RSS':>9} {'x process':>9} "
+          f"{'x in proc':>9} {'x CPU':>6} {'x RSS':>6}")
+    for label, (wall, rss, inner, cpu_time) in measured.items():
         inner_text = f"{inner * 1000:8.0f}ms" if inner is not None else f"{'-':>10}"
+        cpu_text = f"{cpu_time * 1000:7.0f}ms" if cpu_time is not None else f"{'-':>9}"
         ratio_inner = f"{torch_inner / inner:8.1f}x" if inner is not None else f"{'-':>9}"
-        print(f"{label:42} {wall * 1000:7.0f}ms {inner_text} {rss / 2**20:7.1f}Mi {torch_wall / wall:8.1f}x "
-              f"{ratio_inner} {torch_rss / rss:5.1f}x")
+        ratio_cpu = f"{torch_cpu / cpu_time:5.1f}x" if cpu_time is not None else f"{'-':>6}"
+        print(f"{label:42} {wall * 1000:7.0f}ms {inner_text} {cpu_text} {rss / 2**20:7.1f}Mi {torch_wall / wall:8.1f}x "
+              f"{ratio_inner} {ratio_cpu} {torch_rss / rss:5.1f}x")
     print("x: torch.load over the row (process: whole process, interpreter and imports included; in process: "
-          "the read or load call alone)")
+          "the read or load call alone, wall and CPU time; the rows run in turn, rep by rep)")
 
 
 def main() -> None:

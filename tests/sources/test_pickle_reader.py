@@ -210,8 +210,8 @@ def test_refusal_message_names_the_global():
 def _torch_pickles() -> list[tuple[str, bytes]]:
     """data.pkl of torch.save files covering the forms a rebuild call takes: 0-d to 5-d tensors (EMPTY_TUPLE,
     TUPLE1..3, MARK .. TUPLE), sizes past a byte and past two (BININT2, BININT), views and ties of one storage,
-    requires_grad (NEWTRUE), Parameters, nesting, several storage classes, protocols 2 and 4 (MEMOIZE: read
-    opcode by opcode)."""
+    requires_grad (NEWTRUE), Parameters, nesting, several storage classes, memo keys past a byte (LONG_BINPUT),
+    protocols 2 and 4 (MEMOIZE: read opcode by opcode)."""
     torch = pytest.importorskip("torch")
     import io
     import zipfile
@@ -227,6 +227,8 @@ def _torch_pickles() -> list[tuple[str, bytes]]:
         "views": [base[:4], base[4:], base[:4], base[2:].view(2, 4), base.as_strided((2, 2), (1, 2), 3), base],
         "nested": {"model": state, "optimizer": {"state": {0: {"exp_avg": torch.ones(2, requires_grad=True)}}},
                    "params": list(linear.parameters()), "module": linear.state_dict(keep_vars=True)},
+        # past 255 memo entries: the later calls' PUTs and gets are LONG_BINPUT / LONG_BINGET
+        "long_memo": {f"m.{i}.w": torch.zeros((2, 300, 4)[: i % 3 + 1]) for i in range(60)},
     }
     out = []
     for label, obj in objects.items():

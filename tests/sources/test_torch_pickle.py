@@ -17,6 +17,7 @@ from paramscope.errors import ParamscopeError  # noqa: E402
 from paramscope.records import Role  # noqa: E402
 from paramscope.sources import files, torch_pickle  # noqa: E402
 
+from . import _pickle_helpers as _helpers  # noqa: E402
 from ._pickle_helpers import ours, torch_reference  # noqa: E402
 
 LEGACY = {"_use_new_zipfile_serialization": False}
@@ -350,3 +351,125 @@ def test_storage_member_must_match_exactly(tmp_path):
     rezip(path, tmp_path / "pad.pt", lambda name, data: (name, data + b"\0" * 4 if "/data/" in name else data))
     with pytest.raises(ParamscopeError, match="storage '0' declares 16 bytes but its zip member holds 20"):
         torch_pickle.read(tmp_path / "pad.pt")
+
+
+# ---- a plain state_dict read as columns (the 100k-tensor path), checked against the general walk
+
+
+def _walked(path: Path, monkeypatch) -> list:
+    """The records the general walk makes of ``path`` (the plain-state_dict path turned off)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(torch_pickle, "_flat_state_dict", lambda value, source: None)
+        return torch_pickle.read(path).tensors
+
+
+def test_plain_state_dict_is_read_as_columns_like_the_walk(tmp_path, monkeypatch, container):
+    base = torch.arange(24, dtype=torch.float32)
+    sd = {
+        "emb.weight": torch.zeros(11, 4, dtype=torch.bfloat16),
+        "fc.weight": torch.zeros(6, 4).t(),  # non-contiguous: reaches its storage through strides
+        "fc.bias": torch.zeros(6, dtype=torch.float16),
+        "view": base[4:16].view(3, 4).clone(),
+        "scalar": torch.tensor(3.0, dtype=torch.float64),
+        "empty": torch.zeros(0, 5),
+        "bn.num_batches_tracked": torch.tensor(7),
+        "mask": torch.ones(3, dtype=torch.bool),
+    }
+    path = _save(sd, tmp_path / "plain.pt", **_kwargs(container))
+    taken = []
+    real = torch_pickle._flat_state_dict
+    monkeypatch.setattr(torch_pickle, "_flat_state_dict", lambda value, source: taken.append(1) or real(value, source))
+    inventory = torch_pickle.read(path)
+    assert taken == [1] and inventory.columnar  # the plain-state_dict path made it, as a table
+    assert ours(path) == torch_reference(path)
+    assert inventory.tensors == _walked(path, monkeypatch)
+    rows = {r.name: r for r in inventory.tensors}
+    for name, tensor in sd.items():  # sizes as torch states them
+        assert (rows[name].numel, rows[name].nbytes) == (tensor.numel(), tensor.numel() * tensor.element_size())
+    assert {name for name, r in rows.items() if r.role is Role.BUFFER} == {"bn.num_batches_tracked", "mask"}
+    assert all(r.tie is None and r.origin == "plain.pt" for r in inventory.tensors)
+
+
+@pytest.mark.parametrize("layout", ["tied", "shared_storage", "optimizer_key", "meta", "nested"])
+def test_what_is_not_a_plain_state_dict_goes_through_the_walk(tmp_path, monkeypatch, layout):
+    weight = torch.zeros(4, 3)
+    if layout == "tied":  # one tensor object under two keys: a tie group of two names
+        sd = {"emb.weight": weight, "head.weight": weight}
+    elif layout == "shared_storage":  # two tensor objects on one storage: a view, no tie
+        sd = {"a": weight, "b": weight[1:]}
+    elif layout == "optimizer_key":  # a top-level optimizer key names optimizer state even holding a tensor
+        sd = {"w": weight, "optim": torch.zeros(2)}
+    elif layout == "meta":
+        sd = {"w": torch.zeros(4, 3, device="meta")}
+    else:
+        sd = {"w": weight, "sub": {"x": torch.zeros(2)}}
+    path = _save(sd, tmp_path / "x.pt")
+    monkeypatch.setattr(torch_pickle, "_walk", _counted_walk := _CountedWalk(torch_pickle._walk))
+    inventory = torch_pickle.read(path)
+    assert _counted_walk.calls == 1
+    if layout != "meta":
+        assert ours(path) == torch_reference(path)
+    rows = {r.name: r for r in inventory.tensors}
+    if layout == "tied":
+        assert rows["emb.weight"].tie == rows["head.weight"].tie is not None
+        assert Report(inventory).total == 12
+    elif layout == "shared_storage":
+        assert rows["a"].tie is None and rows["b"].tie is None
+    elif layout == "optimizer_key":
+        assert (rows["w"].role, rows["optim"].role) == (Role.PARAMETER, Role.OPTIMIZER_STATE)
+    elif layout == "meta":
+        assert rows["w"].extra == {"device": "meta"} and rows["w"].shape == (4, 3)
+
+
+class _CountedWalk:
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.real(*args)
+
+
+def test_plain_state_dict_past_the_names_budget_is_refused_as_the_walk_refuses(tmp_path, monkeypatch):
+    path = _save({"a" * 40: torch.zeros(1), "b" * 40: torch.zeros(1)}, tmp_path / "n.pt")
+    for module in (files, torch_pickle):  # the walk's NameBudget reads files', the plain path its own import
+        monkeypatch.setattr(module, "NAME_ALLOWANCE", 60 - os.path.getsize(path))  # room for one name
+    with pytest.raises(ParamscopeError, match=r"tensor names \(paths included\) total more characters"):
+        torch_pickle.read(path)
+
+
+def test_plain_state_dict_tensor_past_its_storage(tmp_path):
+    path = _save({"w": torch.zeros(4, 4)}, tmp_path / "w.pt")
+    name, data = _helpers.pickle_member(path)
+    # the size tuple (4, 4) -> (4, 5), strides still (4, 1): its last element is 1 + 3*4 + 4*1 = 17 elements
+    # (68 bytes) into a 16-element (64-byte) storage
+    edited = data.replace(b"K\x04K\x04\x86", b"K\x04K\x05\x86", 1)
+    assert edited != data
+    bad = tmp_path / "bad.pt"
+    _helpers.rezip(path, bad, lambda n, d: (n, edited) if n == name else (n, d))
+    with pytest.raises(ParamscopeError, match=r"tensor 'w' of shape \[4, 5\] at offset 0 needs 68 bytes of storage "
+                                              r"'0', which holds 64"):
+        torch_pickle.read(bad)
+
+
+def test_member_layout_check_agrees_with_check_zip_entries(tmp_path):
+    path = _save({f"w{i}": torch.zeros(3) for i in range(5)}, tmp_path / "m.pt")
+    with open(path, "rb") as handle:
+        members = torch_pickle._zip_directory(handle, path)
+    data_end = members[torch_pickle._DATA_END].offset
+    plain = {k: m for k, m in members.items() if k != torch_pickle._DATA_END}
+    assert torch_pickle._entries_hold(plain, data_end)
+    first, second = sorted(plain.values(), key=lambda m: m.offset)[:2]
+    lies = {
+        # (torch pads members to 64 bytes: data running up to the next member's header overlaps it)
+        "overlaps the next member": {first.name: first._replace(compressed=second.offset - first.offset,
+                                                                size=second.offset - first.offset)},
+        "past the end of the member data": {second.name: second._replace(offset=data_end - 10)},
+        "is stored but claims": {first.name: first._replace(size=first.size + 1)},
+        "more than deflate can": {first.name: first._replace(method=8, size=first.compressed * 2000)},
+    }
+    for fragment, change in lies.items():
+        edited = {**plain, **change}
+        assert not torch_pickle._entries_hold(edited, data_end)
+        with pytest.raises(ParamscopeError, match=fragment):
+            torch_pickle._check({**edited, torch_pickle._DATA_END: members[torch_pickle._DATA_END]}, path)

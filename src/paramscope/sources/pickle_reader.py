@@ -76,9 +76,12 @@ class StorageType:
     dtype: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(unsafe_hash=True, slots=True)
 class StorageRef:
-    """A persistent reference to a storage: its key in the archive, element dtype and element count."""
+    """A persistent reference to a storage: its key in the archive, element dtype and element count.
+    Treated as immutable (hashed by its fields) but not ``frozen``: a frozen dataclass's ``__init__`` sets
+    each field through ``object.__setattr__``, and one is made per tensor of a checkpoint (2.5 times the
+    cost, a tenth of a 100k-tensor read)."""
 
     key: str
     dtype: str
@@ -815,34 +818,48 @@ def _int_at(data: Any, p: int) -> tuple[Any, int]:
 
 def _ints_at(data: Any, p: int, puts: list[Any]) -> tuple[tuple[int, ...] | None, int, int]:
     """A tuple of ints as the pickler writes one (``EMPTY_TUPLE``, ``TUPLE1..3`` or ``MARK .. TUPLE``, then
-    its PUT; the empty tuple has none): (tuple, steps, next position); tuple None if it is not that."""
-    if data[p] == 0x29:
+    its PUT; the empty tuple has none): (tuple, steps, next position); tuple None if it is not that.
+    Twice per tensor of a state_dict: BININT1 and BININT2 (every dimension below 65,536) and the PUT are read
+    here, not by a call each."""
+    code = data[p]
+    if code == 0x29:
         return (), 1, p + 1
-    marked = data[p] == 0x28
-    steps = 1 if marked else 0
+    marked = code == 0x28
     q = p + 1 if marked else p
-    items = []
+    items: list[int] = []
+    append = items.append
+    count = 0
     while True:
-        if data[q] == 0x4B:  # BININT1, what nearly every dimension and stride is: read here, not by a call
+        code = data[q]
+        if code == 0x4B:
             value, q2 = data[q + 1], q + 2
-        else:
+        elif code == 0x4D:
+            value, q2 = data[q + 1] | data[q + 2] << 8, q + 3
+        elif code == 0x4A or code == 0x8A:  # BININT, LONG1 (the TUPLE that ends the ints is no call)
             value, q2 = _int_at(data, q)
             if value is None:
                 break
-        if len(items) > MAX_DIMS:
+        else:
             break
-        items.append(value)
+        if count > MAX_DIMS:
+            break
+        append(value)
+        count += 1
         q = q2
     code = data[q]
     if marked:
         if code != 0x74:
             return None, 0, p
-    elif not (0x85 <= code <= 0x87 and code - 0x84 == len(items)):
+    elif not (0x85 <= code <= 0x87 and code - 0x84 == count):
         return None, 0, p
-    put, q = _put_at(data, q + 1, puts)
-    if not put:
-        return None, 0, p
-    return tuple(items), steps + len(items) + 2 + put, q
+    code = data[q + 1]
+    if code == 0x71:
+        puts.append(data[q + 2])
+        return tuple(items), count + (4 if marked else 3), q + 3  # MARK, the ints, TUPLE, PUT: opcode steps
+    if code == 0x72:
+        puts.append(_U32.unpack_from(data, q + 2)[0])
+        return tuple(items), count + (5 if marked else 4), q + 6  # (LONG_BINPUT costs 2)
+    return None, 0, p
 
 
 def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
@@ -1004,12 +1021,24 @@ def _rebuild_call(m: _Machine, pos: int, steps: int) -> tuple[int, int] | None:
     if stride:
         memo[puts[at]] = stride
         at += 1
-    hooks = hooks.build(m, ()) if type(hooks) is Builder else _call(m, hooks, (), "REDUCE")
+    if type(hooks) is Builder:  # OrderedDict() with no arguments (what _ordered_dict makes of them) in line
+        hooks = ODict() if hooks.build is _ordered_dict else hooks.build(m, ())
+    else:
+        hooks = _call(m, hooks, (), "REDUCE")
     memo[puts[at]] = hooks
     args = (storage, offset, shape, stride, flag, hooks)
     memo[puts[at + 1]] = args
     function = stack.pop()
-    tensor = function.build(m, args) if type(function) is Builder else _call(m, function, args, "REDUCE")
+    if type(function) is Builder and function.build is _rebuild_tensor_v2 and type(storage) is StorageRef \
+            and len(shape) == len(stride) <= MAX_DIMS and 0 <= offset < _LIMIT \
+            and (not shape or (min(shape) >= 0 and max(shape) < _LIMIT and min(stride) >= 0 and max(stride) < _LIMIT)) \
+            and m.elements >= len(shape) + len(stride):
+        # what _rebuild_tensor_v2 makes of these arguments, its checks already passed above (the sizes and
+        # strides _ints_at read are tuples of ints; each one's elements charged as _ints charges them)
+        m.elements -= len(shape) + len(stride)
+        tensor = TensorRef(storage, offset, shape, stride, storage.dtype, flag)
+    else:
+        tensor = function.build(m, args) if type(function) is Builder else _call(m, function, args, "REDUCE")
     memo[puts[at + 2]] = tensor
     stack.append(tensor)
     return p, steps
@@ -1228,6 +1257,10 @@ def _setitems(m: _Machine, pos: int) -> int:
     target = m.top()
     if not isinstance(target, dict) or len(items) % 2:
         raise PickleRefused(f"SETITEMS on a {type(target).__name__} with {len(items)} items")
+    keys = items[::2]
+    if all(type(key) is str for key in keys):  # salted hashes: _setitem would charge and count nothing
+        target.update(zip(keys, items[1::2], strict=True))  # (in order: a repeated key keeps its last value)
+        return pos
     for i in range(0, len(items), 2):
         _setitem(m, target, items[i], items[i + 1])
     return pos

@@ -30,7 +30,9 @@ archives are recognised and refused with an explanation.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import os
 import re
 import struct
@@ -42,9 +44,17 @@ from typing import Any, NamedTuple
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, Role, TensorRecord, file_record, role_for_file_tensor
+from paramscope.records import MAX_NAME_LENGTH, Inventory, Role, Table, role_for_file_tensor
 from paramscope.sources import pickle_reader as pr
-from paramscope.sources.files import NameBudget, Reader, check_zip_entries, open_regular
+from paramscope.sources.files import (
+    DEFLATE_MAX_RATIO,
+    NAME_ALLOWANCE,
+    ZIP_LOCAL_HEADER,
+    NameBudget,
+    Reader,
+    check_zip_entries,
+    open_regular,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,6 +158,10 @@ _EOCD64_LOCATOR = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_CENTRAL_USED = struct.Struct("<4s6xH8xIIHHH8xI")
+"""The fields of a central directory entry the reader uses (signature, method, compressed and uncompressed
+size, name, extra and comment lengths, local header offset), the others skipped: 8 objects per entry, not 17."""
+assert _CENTRAL_USED.size == _CENTRAL.size
 
 
 def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
@@ -187,12 +201,11 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
     pos = 0
     # The hot loop of a 100k-member archive: names bound locally, the signature checked from the unpacked
     # fields, the duplicate check by the dict's size.
-    unpack, fixed, size, make = _CENTRAL.unpack_from, _CENTRAL.size, len(directory), Member
+    unpack, fixed, size, make = _CENTRAL_USED.unpack_from, _CENTRAL.size, len(directory), tuple.__new__
     for _ in range(count):
         if pos + fixed > size:
             raise ParamscopeError(source, "zip directory entry is corrupt")
-        (signature, _v, _n, _f, method, _t, _d, _c, csize, usize, name_len, extra_len, comment_len, _s, _i, _e,
-         offset) = unpack(directory, pos)
+        signature, method, csize, usize, name_len, extra_len, comment_len, offset = unpack(directory, pos)
         if signature != b"PK\x01\x02":
             raise ParamscopeError(source, "zip directory entry is corrupt")
         name_end = pos + fixed + name_len
@@ -203,7 +216,7 @@ def _zip_directory(handle: Any, source: object) -> dict[str, Member]:
         if usize == 0xFFFFFFFF or csize == 0xFFFFFFFF or offset == 0xFFFFFFFF:
             usize, csize, offset = _zip64_extra(directory[name_end:extra_end], usize, csize, offset, source)
         before = len(members)
-        members[name] = make(name, method, csize, usize, offset, name_len)
+        members[name] = make(Member, (name, method, csize, usize, offset, name_len))  # (half Member()'s cost)
         if len(members) == before:
             raise ParamscopeError(source, f"zip member {name!r} appears twice")
         pos = extra_end + comment_len
@@ -219,10 +232,35 @@ def _check(members: dict[str, Member], source: object) -> dict[str, Member]:
     directory lies, so that read() says what the lie is)."""
     members = dict(members)
     data_end = members.pop(_DATA_END).offset
-    check_zip_entries(
-        source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()], data_end
-    )
+    if not _entries_hold(members, data_end):  # check_zip_entries says which rule a member breaks
+        check_zip_entries(
+            source, [(m.name, m.offset, m.name_len, m.compressed, m.size, m.method) for m in members.values()],
+            data_end,
+        )
     return members
+
+
+_BY_OFFSET = operator.attrgetter("offset")
+
+
+def _entries_hold(members: dict[str, Member], data_end: int) -> bool:
+    """Whether :func:`files.check_zip_entries` accepts these members, found without making its entry tuples or
+    the names it would show (a 100k-member directory): each member's header, name and data end before the
+    next member and before ``data_end``; a stored member's sizes agree; a deflated one inflates no more than
+    deflate can. False where any of those fails (check_zip_entries then refuses it, naming it)."""
+    limit = data_end
+    header, ratio = ZIP_LOCAL_HEADER, DEFLATE_MAX_RATIO
+    for _, method, compressed, size, offset, name_len in reversed(sorted(members.values(), key=_BY_OFFSET)):
+        end = offset + header + name_len + compressed
+        if end > limit or end > data_end:
+            return False
+        if method == 0:
+            if compressed != size:
+                return False
+        elif method == 8 and size > ratio * compressed + 1_024:
+            return False
+        limit = offset
+    return True
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, offset: int, source: object) -> tuple[int, int, int]:
@@ -308,12 +346,16 @@ class _Storages:
         self.refs: dict[str, pr.StorageRef] = {}
 
     def __call__(self, pid: Any) -> pr.StorageRef:
-        if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage":
+        # Called once per tensor of a state_dict: the checks are ordered so that a well-formed reference
+        # costs a few type tests, and a storage named again (a tie, a view) makes no new StorageRef.
+        if type(pid) is not tuple or len(pid) not in (5, 6) or pid[0] != "storage":
             raise pr.PickleRefused(f"persistent id is not a storage reference ({type(pid).__name__})")
-        _, stype, key, location, numel = pid[:5]
-        if not isinstance(stype, pr.StorageType):
+        stype, key, location, numel = pid[1], pid[2], pid[3], pid[4]
+        if type(stype) is not _STORAGE_TYPE:
             raise pr.PickleRefused(f"storage type is a {type(stype).__name__}, not a torch storage class")
-        if not isinstance(key, str) or not _KEY.fullmatch(key) or key in (".", ".."):
+        # (the keys torch.save writes are decimal numbers: ASCII digits are a plain name without the regex)
+        if type(key) is not str or not ((key.isdigit() and key.isascii() and len(key) <= 200) or (
+                _key_match(key) and key not in (".", ".."))):
             shown = repr(key[:60]) if isinstance(key, str) else type(key).__name__
             raise pr.PickleRefused(f"storage key {shown} is not a plain name")
         if type(numel) is not int or numel < 0 or numel >= 1 << 62:
@@ -321,12 +363,17 @@ class _Storages:
             raise pr.PickleRefused(f"storage {key!r} declares {shown} elements")
         if len(pid) == 6 and pid[5] is not None:
             raise pr.PickleRefused("storage views (files of PyTorch before 1.0) are not supported")
-        where = location[:40] if isinstance(location, str) else f"<{type(location).__name__}>"
-        ref = pr.StorageRef(key, stype.dtype, where, numel)
-        known = self.refs.setdefault(key, ref)
-        if known.dtype != ref.dtype or known.numel != ref.numel:
+        known = self.refs.get(key)
+        if known is None:
+            where = location[:40] if isinstance(location, str) else f"<{type(location).__name__}>"
+            known = self.refs[key] = pr.StorageRef(key, stype.dtype, where, numel)
+        elif known.dtype != stype.dtype or known.numel != numel:
             raise pr.PickleRefused(f"storage {key!r} is declared twice with different types or sizes")
         return known
+
+
+_STORAGE_TYPE = pr.StorageType
+_key_match = _KEY.fullmatch
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -372,15 +419,21 @@ def _read_zip(handle: Any, path: Path, members: dict[str, Member] | None = None)
         raise ParamscopeError(path, "TorchScript archive without data.pkl: no weights to read")
     data = _read_member(handle, pkl, path, MAX_PICKLE_BYTES)
     storages = _Storages(legacy=False)
-    result = pr.load(data, path, persistent_load=storages, script_classes=script, what="data.pkl")
+    result = pr.load(data, path, persistent_load=storages.__call__, script_classes=script, what="data.pkl")
     if result.end != len(data):
         raise ParamscopeError(path, f"data.pkl has {len(data) - result.end} bytes after its STOP")
     sizes: dict[str, int] = {}
+    base = f"{prefix}/data/"
+    itemsizes: dict[str, int] = {}  # (one or two dtypes for 100k storages)
+    get = members.get
     for key, ref in storages.refs.items():
-        member = members.get(f"{prefix}/data/{key}")
+        member = get(base + key)
         if member is None:
             raise ParamscopeError(path, f"storage {key!r} has no zip member {prefix}/data/{key}")
-        need = ref.numel * _itemsize(ref.dtype)
+        itemsize = itemsizes.get(ref.dtype)
+        if itemsize is None:
+            itemsize = itemsizes[ref.dtype] = _itemsize(ref.dtype)
+        need = ref.numel * itemsize
         if member.size != need:  # torch: "record size (...) does not match expected size (...)"
             raise ParamscopeError(
                 path, f"storage {key!r} declares {need:,} bytes but its zip member holds {member.size:,}"
@@ -726,11 +779,82 @@ def _model_key(value: Any) -> str | None:
     return None
 
 
+def _flat_state_dict(value: Any, source: object) -> tuple[list[str], list[pr.TensorRef]] | None:
+    """(names, tensors) of a plain state_dict: a dict of str keys to tensors, each a distinct tensor object on a
+    storage no other one uses, none on the meta device, no key an optimizer's, the names within the names'
+    budget. What :func:`_walk` and the naming rule make of such a dict is its keys, in order, each tensor
+    once and tied to none: this says so in a few passes over the dict instead of a walk (a 100k-tensor
+    state_dict's walk was an eighth of its read). None for anything else: the walk reads it."""
+    if type(value) is not dict and type(value) is not pr.ODict:
+        return None
+    count = len(value)
+    if count > MAX_TENSORS or not value.keys().isdisjoint(OPTIMIZER_KEYS):
+        return None
+    keys = list(value)
+    tensors = list(value.values())
+    tensor_type = pr.TensorRef
+    if any(type(t) is not tensor_type for t in tensors) or any(type(k) is not str for k in keys):
+        return None
+    # a storage no other tensor uses: a distinct tensor object, and tied to none
+    storages = [t.storage for t in tensors]
+    if None in storages or len({storage.key for storage in storages}) != count:
+        return None
+    lengths = list(map(len, keys))
+    if count and (max(lengths) > MAX_NAME_LENGTH or sum(lengths) > _size_of(source) + NAME_ALLOWANCE):
+        return None  # the walk spends the budget name by name, and says which limit the names pass
+    return keys, tensors
+
+
+def _flat_table(path: Path, names: list[str], tensors: list[pr.TensorRef], sizes: dict[str, int]) -> Table:
+    """The columns of a plain state_dict (:func:`_flat_state_dict`), each tensor checked against its storage as
+    :func:`_inventory` checks it. Column by column (a comprehension or ``map`` each: a state_dict has one or two
+    dtypes), the storage bounds in one loop."""
+    kinds = [t.dtype for t in tensors]
+    itemsizes: dict[str, int] = {}
+    byte_size: dict[str, Any] = {}
+    roles: dict[str, Role] = {}
+    for dtype in dict.fromkeys(kinds):  # every dtype first, in order: an unknown one is refused before any storage
+        if dtype not in dtypes.DTYPES:
+            raise ParamscopeError(path, f"tensor dtype {dtype!r} is not one paramscope knows")
+        itemsizes[dtype] = _itemsize(dtype)
+        known = dtypes.DTYPES[dtype]
+        # bytes per element where an element is whole bytes (DType.nbytes' blocks of one), else its rounding
+        byte_size[dtype] = known.block_bytes if known.block_elements == 1 else known.nbytes
+        roles[dtype] = role_for_file_tensor(dtype)
+    shapes: list[tuple[int, ...] | None] = [t.shape for t in tensors]
+    numels = list(map(math.prod, shapes))  # type: ignore[arg-type]  # never None here: no meta tensors
+    get = sizes.get
+    for name, t, numel in zip(names, tensors, numels, strict=True):
+        if numel:  # the last element the tensor reaches (offset + sum((size-1)*stride)) lies in its storage
+            extent = t.offset + 1
+            for n, stride in zip(t.shape, t.stride, strict=True):
+                extent += (n - 1) * stride
+            need = extent * itemsizes[t.dtype]
+            key = t.storage.key  # type: ignore[union-attr]  # _flat_state_dict: never a meta tensor
+            if need > get(key, 0):
+                raise ParamscopeError(
+                    path,
+                    f"tensor {name!r} of shape {list(t.shape)} at offset {t.offset} needs {need} "
+                    f"bytes of storage {key!r}, which holds {get(key, 0)}",
+                )
+    nbytes: list[int | None]
+    if len(roles) == 1:
+        (dtype,) = roles
+        col_roles = [roles[dtype]] * len(kinds)
+        size = byte_size[dtype]
+        nbytes = [n * size for n in numels] if type(size) is int else list(map(size, numels))
+    else:
+        col_roles = [roles[dtype] for dtype in kinds]
+        nbytes = [n * size if type(size := byte_size[dtype]) is int else size(n)
+                  for n, dtype in zip(numels, kinds, strict=True)]
+    return Table(names, shapes, kinds, col_roles, numels, nbytes, [path.name] * len(names))
+
+
 def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str, Any], notes: list[str]) -> Inventory:
     model_key = _model_key(value)
     if isinstance(value, dict):
-        keys = [_key_text(k) for k in value]
-        metadata["top_level_keys"] = keys[:50] + (["..."] if len(keys) > 50 else [])
+        keys = [_key_text(k) for k in itertools.islice(value, 50)]  # (not 100k keys to show 50)
+        metadata["top_level_keys"] = keys + (["..."] if len(value) > 50 else [])
         if model_key is not None:
             metadata["model_key"] = model_key
         for key in STEP_KEYS:
@@ -738,6 +862,10 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
                 metadata[key] = value[key]
     else:
         metadata["top_level_type"] = type(value).__name__
+    flat = _flat_state_dict(value, path)
+    if flat is not None:
+        table = _flat_table(path, flat[0], flat[1], sizes)
+        return Inventory(source=str(path), format=FORMAT, table=table, metadata=metadata, notes=notes)
     found = _walk(value, path)
     itemsizes: dict[str, int] = {}
     for _, t in found.tensors:
@@ -747,16 +875,27 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
             itemsizes[t.dtype] = _itemsize(t.dtype)
     roles = {dtype: role_for_file_tensor(dtype) for dtype in itemsizes}
     byte_size = {dtype: dtypes.DTYPES[dtype].nbytes for dtype in itemsizes}
+    # The inventory is built as columns (records.Table), not a TensorRecord per tensor: a 100k-tensor
+    # state_dict's records were a fifth of its read.
     # Per container (the parent of a name): the text its children's names start with, and whether they
     # are optimizer state. A state_dict's 100k names share one parent: its parts are joined once.
     prefixes: dict[int, tuple[str, bool]] = {}
     names, idents = found.names, found.idents
-    records: list[TensorRecord] = []
-    append = records.append
-    origin = path.name
+    count = len(found.tensors)
+    col_names: list[str] = []
+    col_shapes: list[tuple[int, ...] | None] = []
+    col_dtypes: list[str] = []
+    col_roles: list[Role] = []
+    col_numel: list[int] = []
+    col_nbytes: list[int | None] = []
+    add_name, add_shape, add_dtype = col_names.append, col_shapes.append, col_dtypes.append
+    add_role, add_numel, add_nbytes = col_roles.append, col_numel.append, col_nbytes.append
+    ties: dict[int, Any] = {}
+    extras: dict[int, Any] = {}
+    optimizer_role = Role.OPTIMIZER_STATE
     meta_tensors = 0
     prod = math.prod
-    for node, t in found.tensors:
+    for index, (node, t) in enumerate(found.tensors):
         if node is None:  # the whole object is one tensor
             name, optimizer = "", False
         else:
@@ -779,26 +918,36 @@ def _inventory(path: Path, value: Any, sizes: dict[str, int], metadata: dict[str
         storage = t.storage
         if storage is None:
             meta_tensors += 1
-        elif numel:  # the last element the tensor reaches (offset + sum((size-1)*stride)) lies in its storage
-            extent = t.offset + 1
-            for n, s in zip(shape, t.stride, strict=True):
-                extent += (n - 1) * s
-            if extent * itemsizes[dtype] > sizes.get(storage.key, 0):
-                raise ParamscopeError(
-                    path,
-                    f"tensor {name!r} of shape {list(shape)} at offset {t.offset} needs {extent * itemsizes[dtype]} "
-                    f"bytes of storage {storage.key!r}, which holds {sizes.get(storage.key, 0)}",
-                )
-        record = file_record(name, shape, dtype, Role.OPTIMIZER_STATE if optimizer else roles[dtype], origin, numel,
-                             byte_size[dtype](numel))
-        if storage is None:
-            record.extra = {"device": "meta"}
-        elif names[idents[id(t)]] > 1:
-            record.tie = ("torch", _identity(t))
-        append(record)
+            extras[index] = {"device": "meta"}
+        else:
+            if numel:  # the last element the tensor reaches (offset + sum((size-1)*stride)) lies in its storage
+                extent = t.offset + 1
+                for n, s in zip(shape, t.stride, strict=True):
+                    extent += (n - 1) * s
+                need = extent * itemsizes[dtype]
+                if need > sizes.get(storage.key, 0):
+                    raise ParamscopeError(
+                        path,
+                        f"tensor {name!r} of shape {list(shape)} at offset {t.offset} needs {need} "
+                        f"bytes of storage {storage.key!r}, which holds {sizes.get(storage.key, 0)}",
+                    )
+            if names[idents[id(t)]] > 1:
+                ties[index] = ("torch", _identity(t))
+        add_name(name)
+        add_shape(shape)
+        add_dtype(dtype)
+        add_role(optimizer_role if optimizer else roles[dtype])
+        add_numel(numel)
+        add_nbytes(byte_size[dtype](numel))
+    sparse: dict[str, dict[int, Any]] = {}
+    if ties:
+        sparse["tie"] = ties
+    if extras:
+        sparse["extra"] = extras
+    table = Table(col_names, col_shapes, col_dtypes, col_roles, col_numel, col_nbytes, [path.name] * count, sparse)
     if meta_tensors:
         notes.append(f"{meta_tensors} tensors were saved from the meta device (shapes only, no data)")
     if found.left_out:
         notes.append(f"{found.left_out:,} more references to tensors already listed under {MAX_ALIASES} names "
                      "each are not listed")
-    return Inventory(source=str(path), format=FORMAT, tensors=records, metadata=metadata, notes=notes)
+    return Inventory(source=str(path), format=FORMAT, table=table, metadata=metadata, notes=notes)
