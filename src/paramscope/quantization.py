@@ -443,18 +443,7 @@ def changes(
             kind = one_per_element.get(dtype)
             if kind is None:
                 continue
-            scheme, bits = kind
-            if dtype == "int8" and compressed_int8:
-                scheme = "compressed-tensors"
-            stored = 0
-            if shape is not None:
-                stored = 1
-                for dim in shape:
-                    stored *= dim
-            quant = shared.get((scheme, stored, bits))
-            if quant is None:
-                quant = shared[scheme, stored, bits] = QuantInfo(scheme, stored, bits)
-            final[weight_index] = quant
+            final[weight_index] = _scale_quant(shared, kind, dtype, shape, compressed_int8)
             packed = True
             for suffix in aux_suffixes:
                 index = found[suffix]
@@ -576,6 +565,25 @@ def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: l
     return final, summary
 
 
+def _scale_quant(made: dict[tuple[str, int, float], QuantInfo], kind: tuple[str, float], dtype: str,
+                 shape: tuple[int, ...] | None, compressed_int8: bool) -> QuantInfo:
+    """The QuantInfo of a one-element-per-value weight (FP8/int8 with a scale) of ``dtype`` and ``shape``:
+    one object per (scheme, stored elements, bits), shared through ``made``. compressed-tensors' int8 is
+    named for its scheme."""
+    scheme, bits = kind
+    if dtype == "int8" and compressed_int8:
+        scheme = "compressed-tensors"
+    stored = 0
+    if shape is not None:
+        stored = 1
+        for dim in shape:
+            stored *= dim
+    quant = made.get((scheme, stored, bits))
+    if quant is None:
+        quant = made[scheme, stored, bits] = QuantInfo(scheme, stored, bits)
+    return quant
+
+
 def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
                  cq: ConfigQuant | None) -> dict[int, QuantInfo | None] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
@@ -608,18 +616,7 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     made: dict[tuple[str, int, float], QuantInfo] = {}
     of_key: dict[Any, QuantInfo] = {}
     for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
-        scheme, bits = kinds[dtype]
-        if dtype == "int8" and compressed_int8:
-            scheme = "compressed-tensors"
-        stored = 0
-        if shape is not None:
-            stored = 1
-            for dim in shape:
-                stored *= dim
-        quant = made.get((scheme, stored, bits))
-        if quant is None:
-            quant = made[scheme, stored, bits] = QuantInfo(scheme, stored, bits)
-        of_key[dtype, shape] = quant
+        of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
     quants = map(of_key.__getitem__, keys)
     aux = compress(candidates, keep)
     # module by module as the loop goes: the weight's packing, then its scale's None
