@@ -24,7 +24,7 @@ from typing import Any
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.records import Inventory, TensorRecord, role_for_file_tensor
-from paramscope.sources.files import Reader, unbuffered_reader
+from paramscope.sources.files import FileWindow, Reader, unbuffered_reader
 from paramscope.sources.ranged import FileRangeReader
 
 TYPE_CHECKING = False
@@ -202,8 +202,9 @@ def probe(head: bytes, path: Path) -> Reader | None:
     return Reader(read, path) if head[:4] == MAGIC else None
 
 
-class _Cursor:
-    """A forward reader over a :class:`~paramscope.sources.ranged.RangeReader` through one bounded buffer,
+class _Cursor(FileWindow):
+    """A forward reader over a :class:`~paramscope.sources.ranged.RangeReader` through one bounded buffer
+    (:class:`~paramscope.sources.files.FileWindow`'s positions, refilled by range),
     with GGUF's fixed-width integers in the file's byte order: small reads are served from memory, long
     skips cost nothing (the bytes skipped are never fetched), and nothing is read past what a check said
     the file holds. ``buf[0]`` is at file offset ``base``; ``pos`` indexes ``buf``.
@@ -225,15 +226,6 @@ class _Cursor:
         self.base = 0
         self.pos = 0
         self.set_endian("<")
-
-    def tell(self) -> int:
-        return self.base + self.pos
-
-    def left(self) -> int:
-        return self.size - self.tell()
-
-    def fail(self, reason: str) -> ParamscopeError:
-        return ParamscopeError(self.source, reason)
 
     def _fill(self, need: int, what: str = "a field") -> None:
         """Make ``need`` bytes available at ``pos``, or fail: the file ends before ``what``. The bytes still
