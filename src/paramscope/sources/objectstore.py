@@ -40,7 +40,6 @@ EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "
 """URL scheme -> (the package fsspec needs for it, the paramscope extra that installs it)."""
 FIRST_READ = 64 * 1024
 """Bytes of a safetensors file read first: its 8-byte length and, for most files, the whole header."""
-MAX_HEADER = 100 << 20
 MAX_INDEX = 64 << 20
 MAX_CONFIG = 16 << 20
 MAX_OBJECTS = 100_000
@@ -129,26 +128,7 @@ def read_safetensors(reader: Any, source: str, origin: str) -> tuple[list[Any], 
     """Records, ``__metadata__`` and size of the safetensors file behind ``reader`` (two reads at most)."""
     from paramscope.sources import safetensors
 
-    total = reader.size()
-    head = reader.read(0, FIRST_READ)
-    try:
-        n = safetensors.header_length(origin, head[:8], total)
-    except ParamscopeError as exc:
-        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
-    if n > MAX_HEADER:
-        raise ParamscopeError(source, f"{origin}: a header of {n:,} bytes; paramscope reads at most {MAX_HEADER:,}")
-    if 8 + n > len(head):
-        rest = reader.read(len(head), 8 + n)
-        if len(head) + len(rest) != 8 + n:
-            raise ParamscopeError(source, f"{origin}: truncated: the header needs {8 + n:,} bytes")
-        header = head[8:] + rest
-    else:
-        header = head[8 : 8 + n]
-    try:
-        records, metadata = safetensors.records_from_header(origin, header, total, origin)
-    except ParamscopeError as exc:
-        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
-    return records, metadata, total
+    return safetensors.read_ranged(reader, source, origin, FIRST_READ)
 
 
 def read_small(fs: Any, path: str, source: str, name: str, limit: int) -> bytes:

@@ -647,27 +647,7 @@ def read_header(
     name) is the records' origin. At most two ranged GETs."""
     from paramscope.sources import safetensors
 
-    first_read = max(16, first_read)
-    head, total = fetcher.range(source, what, url, 0, first_read)
-    if total is None and len(head) < first_read:
-        total = len(head)
-    try:
-        n = safetensors.header_length(what, head[:8], total)
-    except ParamscopeError as exc:
-        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
-    if 8 + n > len(head):
-        rest, total2 = fetcher.range(source, what, url, len(head), 8 + n)
-        if len(rest) != 8 + n - len(head):
-            raise ParamscopeError(source, f"{what}: truncated: the header needs {8 + n:,} bytes")
-        total = total if total is not None else total2
-        header = head[8:] + rest
-    else:
-        header = head[8 : 8 + n]
-    try:
-        records, metadata = safetensors.records_from_header(what, header, total, what)
-    except ParamscopeError as exc:
-        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
-    return records, metadata, total
+    return safetensors.read_ranged(HttpRangeReader(fetcher, source, what, url), source, what, first_read)
 
 
 def check_shard_name(source: str, name: Any) -> str:

@@ -580,3 +580,33 @@ def small_tensor_reader(source: str, tensors: list[TensorRecord] | Inventory) ->
         return found
 
     return read
+
+
+def read_ranged(reader: Any, source: str, origin: str, first_read: int = 64 * 1024
+                ) -> tuple[list[TensorRecord], dict[str, str], int | None]:
+    """Records, ``__metadata__`` and size of the safetensors file behind ``reader`` (a
+    :class:`~paramscope.sources.ranged.RangeReader`: a URL, a Hub file, an object-store key), in two reads at
+    most: ``first_read`` bytes (an estimate of the header's size), then the rest of the header if it is longer.
+    ``origin`` (the file's name) names the records; errors are about ``source``."""
+    first_read = max(16, first_read)
+    head = reader.read(0, first_read)
+    total = reader.size()
+    if total is None and len(head) < first_read:
+        total = len(head)  # the body ended where the file does
+    try:
+        n = header_length(origin, head[:8], total)
+    except ParamscopeError as exc:
+        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
+    if 8 + n > len(head):
+        rest = reader.read(len(head), 8 + n)
+        if len(rest) != 8 + n - len(head):
+            raise ParamscopeError(source, f"{origin}: truncated: the header needs {8 + n:,} bytes")
+        total = total if total is not None else reader.size()
+        header = head[8:] + rest
+    else:
+        header = head[8 : 8 + n]
+    try:
+        records, metadata = records_from_header(origin, header, total, origin)
+    except ParamscopeError as exc:
+        raise ParamscopeError(source, f"{exc.source}: {exc.reason}") from None
+    return records, metadata, total
