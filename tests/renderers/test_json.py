@@ -144,3 +144,32 @@ def test_modules_written_from_columns_are_the_nodes_text(types):
     modules = json.loads(text)["modules"]
     assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in modules][:3] == [
         ("", 0, 6 + 16 + 4 + 10, 3, 2 * 40), ("blk", 1, 26, 3, 2 * 29), ("blk.0", 2, 6, 3, 18)]
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(escaped):
+    """Plain columns are written by joining each name to the text of its (shape, dtype, role, packing); each line
+    must be the encoder's text of the row's dict, with every name escaped as the encoder escapes it (all plain
+    ASCII, or one name that needs escaping among plain ones) and packed rows kept apart from plain ones."""
+    from paramscope.records import Table
+
+    names = ["a.weight", "a.bias", "b.qweight", "c.qweight", "d.weight", "e.x"]
+    if escaped:
+        names[3] = "c.\u00e9\"\\\x7f\x01.qweight"
+    shapes = [(4, 4), (4,), (4, 4), (4, 4), (4, 4), (4,)]
+    dtypes = ["float16", "float16", "int32", "int32", "int32", "float32"]
+    roles = [Role.PARAMETER] * 5 + [Role.BUFFER]
+    numel = [16, 4, 16, 16, 16, 4]
+    nbytes = [32, 8, 64, 64, 64, 16]
+    # b and c packed alike, d differently; d's plain twin shape/dtype must not take b's text
+    sparse = {"quant": {2: QuantInfo("gptq", 128, 4), 3: QuantInfo("gptq", 128, 4), 4: QuantInfo("awq", 64, 8)}}
+    table = Table(names, shapes, dtypes, roles, numel, nbytes, ["f"] * 6, sparse)
+    report = Report(Inventory("cols", "safetensors", table=table))
+    encode = json.JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": ")).encode
+    records = [table.row(i) for i in range(6)]
+    expected = Report(Inventory("recs", "safetensors", records)).to_dict()["tensors"]
+    lines = [line.strip().rstrip(",") for line in render(report, "json", RenderOptions()).splitlines()]
+    start = lines.index('"tensors": [') + 1
+    assert lines[start : start + 6] == [encode(row) for row in expected]
+    assert json.loads(lines[start + 3])["name"] == names[3]
+    assert json.loads(lines[start + 4])["quant"] == {"scheme": "awq", "bits": 8, "logical": 64, "stored_elements": 16}

@@ -417,3 +417,37 @@ def test_a_plain_file_is_settled_without_the_architecture_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # this run's paramscope
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+def test_shards_read_into_one_table_match_safe_open_row_by_row(tmp_path):
+    """A sharded set is read into one set of columns, the (dtype, shape) checks shared between shards: each row's
+    name, shape, dtype, size and shard must still be what safe_open reads from that shard."""
+    shards = {
+        "s1.safetensors": {"a": np.zeros((4, 4), np.float16), "b": np.zeros(3, np.float32)},
+        "s2.safetensors": {"c": np.zeros((4, 4), np.float16), "d": np.zeros((4, 4), np.int8)},
+        "s3.safetensors": {"e": np.zeros(3, np.float32), "f": np.zeros((2, 4, 4), np.float16)},
+    }
+    weight_map = {name: shard for shard, tensors in shards.items() for name in tensors}
+    index = make_index(tmp_path / "set", weight_map, shards)
+    inv = reader.read(index)
+    expected = []
+    for shard in shards:
+        with safe_open(str(index.parent / shard), framework="numpy") as handle:
+            for name in sorted(handle.keys()):
+                array = handle.get_tensor(name)
+                expected.append((name, array.shape, array.nbytes, shard))
+    rows = [(r.name, r.shape, r.nbytes, r.origin) for r in inv.tensors]
+    assert sorted(rows, key=lambda row: (row[3], row[0])) == expected  # each shard's rows in its header's order
+    assert {r.name: r.dtype for r in inv.tensors} == {"a": "float16", "b": "float32", "c": "float16", "d": "int8",
+                                                     "e": "float32", "f": "float16"}
+    # the second shard reuses the first's (F16, 4, 4) check, and a lie about its size there is still found
+    lie = index.parent / "s2.safetensors"
+    raw = bytearray(lie.read_bytes())
+    n = struct.unpack_from("<Q", raw)[0]
+    header = json.loads(raw[8 : 8 + n])
+    header["c"]["shape"] = [4, 2]
+    text = json.dumps(header, separators=(",", ":")).encode().ljust(n)
+    assert len(text) == n
+    lie.write_bytes(bytes(raw[:8]) + text + bytes(raw[8 + n :]))
+    with pytest.raises(ParamscopeError, match=r"s2\.safetensors: tensor 'c': data_offsets \[0, 32\] hold 32 bytes"):
+        inspect(index)

@@ -281,9 +281,39 @@ _INT_ONLY = {int}
 _ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.values()}
 
 
+class _Columns:
+    """The columns a reader fills as it checks entries: one set for a whole sharded checkpoint (no table per
+    shard, then joined), with the (dtype, *shape) pairs found so far, which the shards of one model share."""
+
+    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sizes")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.shapes: list[tuple[int, ...] | None] = []
+        self.kinds: list[str] = []
+        self.roles: list[Any] = []
+        self.numels: list[int] = []
+        self.sizes: list[int | None] = []
+        self.origins: list[str] = []
+        # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
+        self.checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
+
+    def table(self) -> Table:
+        return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
+
+
 def _validate(
     path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
 ) -> tuple[Table, dict[str, str]]:
+    columns = _Columns()
+    metadata = _check_into(columns, path, header, header_len, file_size, origin)
+    return columns.table(), metadata
+
+
+def _check_into(
+    columns: _Columns, path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
+) -> dict[str, str]:
+    """Check one file's parsed header (the crate's rules) and append its tensors to ``columns``; its metadata."""
     if type(header) is not tuple:
         raise ParamscopeError(path, f"header is a JSON {_json_type(header)}, not an object")
     names = [key for key, _ in header]
@@ -291,17 +321,12 @@ def _validate(
         _no_duplicates(path, header, "header")
     metadata: dict[str, str] | None = None
     spans: list[tuple[int, int, str]] = []
-    # The columns of the table, filled as entries are checked: no object per tensor
-    kept_names: list[str] = []
-    shapes: list[tuple[int, ...] | None] = []
-    kinds: list[str] = []
-    roles: list[Any] = []
-    numels: list[int] = []
-    sizes: list[int | None] = []
+    # The columns, filled as entries are checked: no object per tensor
+    start = len(columns.names)
+    kept_names, shapes, kinds, roles = columns.names, columns.shapes, columns.kinds, columns.roles
+    numels, sizes, checked = columns.numels, columns.sizes, columns.checked
     append_span = spans.append
     dtypes_get = DTYPES.get
-    # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
-    checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
     for name, pairs in header:
         if name == "__metadata__":
             if pairs is None:
@@ -376,7 +401,8 @@ def _validate(
         raise ParamscopeError(
             path, f"{file_size - expected:,} bytes of trailing data after the last tensor (ends at {expected:,})"
         )
-    return Table(kept_names, shapes, kinds, roles, numels, sizes, [origin] * len(kept_names)), metadata or {}
+    columns.origins += [origin] * (len(kept_names) - start)
+    return metadata or {}
 
 
 def _json_type(value: Any) -> str:
@@ -484,20 +510,24 @@ def _read_shards(
     shards: dict[str, Path],
 ) -> tuple[Table, dict[str, str], list[str], dict[str, Any]]:
     """Read every shard; a tensor name found in two shards is an error (which one would load?)."""
-    table = Table.empty()
+    columns = _Columns()  # one set of columns for every shard
+    names = columns.names
     owner: dict[str, str] = {}
     first_meta: dict[str, str] | None = None
-    for label, shard in shards.items():
-        shard_table, meta = read_table(shard, origin=label)
-        if not owner.keys().isdisjoint(shard_table.names):  # the cheap test tripped: find the first name
-            name = next(name for name in shard_table.names if name in owner)
-            raise ParamscopeError(shard, f"tensor {name!r} is also in shard {owner[name]!r}")
-        owner.update(dict.fromkeys(shard_table.names, label))
-        table.extend(shard_table)
-        if first_meta is None and meta:
-            first_meta = meta
+    with paused_gc():
+        for label, shard in shards.items():
+            header, file_size = _read_header_bytes(shard)
+            start = len(names)
+            meta = _check_into(columns, shard, _parse_json(shard, header, pairs=True), len(header), file_size, label)
+            added = names[start:]
+            if not owner.keys().isdisjoint(added):  # the cheap test tripped: find the first name
+                name = next(name for name in added if name in owner)
+                raise ParamscopeError(shard, f"tensor {name!r} is also in shard {owner[name]!r}")
+            owner.update(dict.fromkeys(added, label))
+            if first_meta is None and meta:
+                first_meta = meta
     extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
-    return table, owner, [], extra
+    return columns.table(), owner, [], extra
 
 
 def _read_directory(path: Path) -> Inventory:
