@@ -269,6 +269,12 @@ def _numbers() -> re.Pattern[str]:
     return re.compile(_NUMBER)
 
 
+@functools.cache
+def _leading_zero() -> re.Pattern[str]:
+    """A number of two digits or more written with a leading zero, in names joined by NUL."""
+    return re.compile("(?:^|\0)0[0-9]")
+
+
 def _number_key(digits: str) -> tuple[int, str]:
     """A run of ASCII digits ordered as the number it spells, without making the number (a name may hold
     thousands of digits, more than ``int()`` reads): fewer significant digits first, then as text."""
@@ -287,6 +293,8 @@ def natural_order(children: list[ModuleNode]) -> bool:
     names = [child.path.rpartition(".")[2] for child in children]
     joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
     if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
+        if _leading_zero().search(joined) is None and names == sorted(sorted(names), key=len):
+            return False  # no "07": numeric order is by length, then as text, found in C (a live ModuleList's)
         keys = list(map(_number_key, names))
         if any(a >= b for a, b in pairwise(keys)):
             order = sorted(range(len(children)), key=keys.__getitem__)
@@ -658,10 +666,19 @@ class Report:
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
         # those alone, not on every weight of a million-tensor checkpoint.
         weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
-        keys = {
-            head.tie_key for head in self._heads
-            if (head.owner_type is not None or head.name.endswith(weights)) and is_embedding(head)
-        }
+        # A live model names every holder's class: the rule is decided once per class, not once per tensor
+        by_owner: dict[str, bool] = {}
+        keys = set()
+        for head in self._heads:
+            owner = head.owner_type
+            if owner is not None:
+                hit = by_owner.get(owner)
+                if hit is None:
+                    hit = by_owner[owner] = is_embedding(head)
+            else:
+                hit = head.name.endswith(weights) and is_embedding(head)
+            if hit:
+                keys.add(head.tie_key)
         keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
         return keys
 
@@ -680,6 +697,8 @@ class Report:
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
         keys = self._embedding_keys
+        if not keys:
+            return 0
         return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
 
     @cached_property
@@ -931,15 +950,18 @@ class Report:
                     node.bytes += record.nbytes or 0
                 continue
             if node.path == module:
-                if node.tensors:
-                    node.tensors.append(record)
+                held = node._held  # a list of records on this path (never a table's indices)
+                if held:
+                    held.append(record)
                 else:
-                    node.tensors = [record]
+                    node._held = [record]
             if record.shape is None:
                 continue
             role = record.role
             if role is parameter:
-                numel = record.numel
+                numel = record._numel
+                if numel is None:
+                    numel = record.numel
                 node.parameters += numel
                 node.bytes += record.nbytes or 0
                 if record.trainable is True:

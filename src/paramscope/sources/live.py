@@ -196,6 +196,16 @@ def _aux_param_names() -> frozenset[str]:
     return _AUX_PARAM_NAMES[0]
 
 
+_CLASS_FACTS: dict[type, tuple[str, bool, str | None]] = {}
+"""Per module class, what the walk asks of it (:func:`_class_facts`): one dictionary look-up per module."""
+
+
+def _class_facts(cls: type) -> tuple[str, bool, str | None]:
+    """(class name as shown, whether an FSDP1 unit, the wrapped model's attribute if a wrapper) of a module class:
+    the last along the MRO, since a subclass of DDP is DDP."""
+    return sharding.module_type_name(cls), sharding.is_fsdp1_unit(cls), wrapper_child(cls)
+
+
 def _collect(
     module: Any, uninitialized: type, parameter: type, found: _Found, source: str
 ) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
@@ -219,7 +229,7 @@ def _collect(
     lazy: list[str] = []
     flat: dict[tuple[int, str], Any] = {}
     first: dict[Hashable, int] = {}  # identity -> index of its first record
-    type_names = sharding.TYPE_NAMES
+    class_facts = _CLASS_FACTS
     aux_params = _aux_param_names()
     aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
     wrappers = found.wrappers
@@ -252,8 +262,11 @@ def _collect(
         else:
             visited.add(sub_id)
         cls = type(sub)
-        owner = type_names.get(cls) or sharding.module_type_name(cls)
-        if sharding.is_fsdp1_unit(cls):  # the walk is pre-order: a unit comes before the modules it shards
+        facts = class_facts.get(cls)
+        if facts is None:
+            facts = class_facts[cls] = _class_facts(cls)
+        owner, fsdp1_unit, transparent = facts
+        if fsdp1_unit:  # the walk is pre-order: a unit comes before the modules it shards
             flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
@@ -290,7 +303,9 @@ def _collect(
                 record.name, record.shape, record.dtype, record.role = full, shape, dtype_name, PARAMETER
                 record.trainable, record.owner_type, record.origin = param.requires_grad, owner, "live"
                 record.persistent = record.quant = record.extra = None
-                record.tie = tied(len(records), _identity(param))
+                index = len(records)
+                identity = _tie_key(param) if not param.is_meta else id(param)  # _identity, inlined: it is hot
+                record.tie = None if first.setdefault(identity, index) == index else tied(index, identity)
                 numel = prod(shape)
                 if numel > INT64_MAX or (shape and min(shape) < 0):
                     _check_numel(source, full, shape, numel)
@@ -331,7 +346,6 @@ def _collect(
         children = sub._modules
         if children:
             here = (sub_id, chain)
-            transparent = wrapper_child(cls)  # along the MRO: a subclass of DDP is DDP
             if transparent is not None:
                 wrappers.append(cls.__name__)
             for name, child in reversed(children.items()):
