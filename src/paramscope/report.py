@@ -747,9 +747,6 @@ class Report:
     @cached_property
     def by_type(self) -> list[TypeTotal]:
         """Parameters per class of the module holding them, largest first."""
-        params: dict[str, int] = {}
-        sizes: dict[str, int] = {}
-        modules: dict[str, set[str]] = {}
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
@@ -766,18 +763,19 @@ class Report:
                 size = sum(s or 0 for s in compress(table.nbytes, mask))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
+        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]: one look-up per record
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
             kind = r.owner_type or types.get(module) or "(unknown)"
-            params[kind] = params.get(kind, 0) + numel
-            sizes[kind] = sizes.get(kind, 0) + (size or 0)
-            seen = modules.get(kind)
-            if seen is None:
-                seen = modules[kind] = set()
-            seen.add(module)
-        rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
+            row = kinds.get(kind)
+            if row is None:
+                row = kinds[kind] = [0, 0, set()]
+            row[0] += numel
+            row[1] += size or 0
+            row[2].add(module)
+        rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
@@ -847,11 +845,15 @@ class Report:
                     rows[dtype][0 if role is Role.PARAMETER else 1] += extra
             totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
             return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
+        parameter, buffer = Role.PARAMETER, Role.BUFFER
         for r, numel, size in self._sizes:
-            if r.role is not Role.PARAMETER and r.role is not Role.BUFFER:
+            role = r.role
+            if role is not parameter and role is not buffer:
                 continue
-            row = rows.setdefault(r.dtype, [0, 0, 0])
-            row[0 if r.role is Role.PARAMETER else 1] += numel
+            row = rows.get(r.dtype)
+            if row is None:
+                row = rows[r.dtype] = [0, 0, 0]
+            row[0 if role is parameter else 1] += numel
             row[2] += size or 0
         totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
@@ -963,7 +965,8 @@ class Report:
                 if numel is None:
                     numel = record.numel
                 node.parameters += numel
-                node.bytes += record.nbytes or 0
+                size = record._nbytes  # the property's value where it is known (a source or sized() set it)
+                node.bytes += (size if size is not False else record.nbytes) or 0
                 if record.trainable is True:
                     node.trainable += numel  # type: ignore[operator]
             elif role is buffer:
@@ -1123,13 +1126,17 @@ class Report:
         natural = self._natural
         for node in reversed(created):
             children = node.children
+            if not children:  # a leaf (most nodes): nothing to add
+                continue
             if natural and len(children) > 1 and natural_order(children):
                 self._reordered = True
+            parameters, trainable, buffers, size = node.parameters, node.trainable, node.buffers, node.bytes
             for child in children:
-                node.parameters += child.parameters
-                node.trainable += child.trainable  # type: ignore[operator]
-                node.buffers += child.buffers
-                node.bytes += child.bytes
+                parameters += child.parameters
+                trainable += child.trainable  # type: ignore[operator]
+                buffers += child.buffers
+                size += child.bytes
+            node.parameters, node.trainable, node.buffers, node.bytes = parameters, trainable, buffers, size
         if not self._trainability_known:
             for node in created:
                 node.trainable = None

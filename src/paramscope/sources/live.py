@@ -44,7 +44,8 @@ def _is_ancestor(module_id: int, chain: tuple | None) -> bool:
 _DTYPE_NAMES: dict[Any, str] = {}
 
 
-_ITEMSIZES: dict[str, int] = {}
+_DTYPE_FACTS: dict[Any, tuple[str, int]] = {}
+"""torch dtype -> (its name, :func:`_itemsize`): one look-up per plain parameter."""
 
 
 def _itemsize(name: str) -> int:
@@ -234,8 +235,7 @@ def _collect(
     aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
     wrappers = found.wrappers
     PARAMETER, BUFFER = Role.PARAMETER, Role.BUFFER
-    dtype_names = _DTYPE_NAMES
-    itemsizes = _ITEMSIZES
+    dtype_facts = _DTYPE_FACTS
     new = TensorRecord.__new__
     prod = math.prod
     visited: set[int] = set()
@@ -278,7 +278,8 @@ def _collect(
                 if param is None:
                     continue
                 full = prefix + key
-                if isinstance(param, uninitialized):
+                plain = type(param) is parameter  # an UninitializedParameter is a subclass: never plain
+                if not plain and isinstance(param, uninitialized):
                     lazy.append(full)
                     append(TensorRecord(full, None, _dtype_name(param), PARAMETER, param.requires_grad,
                                         tied(len(records), id(param)), owner, origin="live"))
@@ -286,7 +287,7 @@ def _collect(
                 scales = scales or key in aux_params
                 shape = tuple(param.shape)
                 # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
-                if type(param) is not parameter or flat or shape == (0,):
+                if not plain or flat or shape == (0,):
                     try:
                         special = _special(prefix, key, sub, param, owner, flat, found)
                     except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
@@ -298,7 +299,11 @@ def _collect(
                         records.extend(special)
                         continue
                 dtype = param.dtype
-                dtype_name = dtype_names.get(dtype) or _dtype_name(param)
+                known = dtype_facts.get(dtype)
+                if known is None:
+                    name = _dtype_name(param)
+                    known = dtype_facts[dtype] = (name, _itemsize(name))
+                dtype_name, size = known
                 record = new(TensorRecord)
                 record.name, record.shape, record.dtype, record.role = full, shape, dtype_name, PARAMETER
                 record.trainable, record.owner_type, record.origin = param.requires_grad, owner, "live"
@@ -309,9 +314,6 @@ def _collect(
                 numel = prod(shape)
                 if numel > INT64_MAX or (shape and min(shape) < 0):
                     _check_numel(source, full, shape, numel)
-                size = itemsizes.get(dtype_name)
-                if size is None:
-                    size = itemsizes[dtype_name] = _itemsize(dtype_name)
                 record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
                 append(record)
         params_end = len(records)
