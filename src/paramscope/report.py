@@ -944,8 +944,21 @@ class Report:
         for record in self.inventory.tensors:
             if record.role is constant:
                 continue
-            module = record.name.rpartition(".")[0]
-            node = nodes.get(module) or below.get(module) or place(module)
+            module, dot, _ = record.name.rpartition(".")
+            node = nodes.get(module)
+            if node is None:
+                parent = nodes.get(module.rpartition(".")[0]) if dot and depth is None else None
+                if parent is not None and text + len(module) <= MAX_TREE_TEXT:
+                    # the common new module: its parent is built and there is no cut (place(), inlined: it is hot)
+                    text += len(module)
+                    node = nodes[module] = ModuleNode(module, types.get(module))
+                    if parent.children:
+                        parent.children.append(node)
+                    else:
+                        parent.children = [node]
+                    created.append(node)
+                else:
+                    node = below.get(module) or place(module)
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
                 if record.role is parameter and record.shape is not None and is_stored_copy(record):
