@@ -348,11 +348,15 @@ def _collect(
         children = sub._modules
         if children:
             here = (sub_id, chain)
-            if transparent is not None:
+            if transparent is None:  # the common module: each child under its own name
+                for name, child in reversed(children.items()):
+                    if child is not None:
+                        push((prefix + name, child, here))
+            else:
                 wrappers.append(cls.__name__)
-            for name, child in reversed(children.items()):
-                if child is not None:
-                    push((path if name == transparent else prefix + name, child, here))
+                for name, child in reversed(children.items()):
+                    if child is not None:
+                        push((path if name == transparent else prefix + name, child, here))
     return records, module_types, lazy
 
 
