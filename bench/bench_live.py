@@ -4,11 +4,16 @@ Models: Llama-2-70B built on the meta device (723 tensors) and a synthetic model
 "paramscope report" is inspect() plus every aggregate a renderer draws (totals, ties, tree, by-type,
 by-dtype); "paramscope tree" also renders the default tree view to text.
 
-    .venv/bin/python bench/bench_live.py
+    .venv/bin/python bench/bench_live.py [--repeat 5] [--wall] [--only report]
+
+Times are CPU time of this process (``time.process_time``) by default, which a shared machine disturbs less than
+the wall clock (``--wall``); each is the median of ``--repeat`` runs after one warm-up. To compare two trees of
+the source, run this once with each on PYTHONPATH, alternating, and compare the "x bare" column.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import statistics
@@ -71,17 +76,23 @@ def fvcore_table(model: nn.Module) -> int:
     return parameter_count(model)[""]
 
 
-def timed(fn, model, repeat: int) -> tuple[float, int]:
+def timed(fn, model, repeat: int, clock=time.process_time) -> tuple[float, int]:
     fn(model)  # warm-up (imports, caches)
     times, result = [], 0
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         result = fn(model)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times), result
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per method; the median is shown (default 5)")
+    parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this process's CPU time")
+    parser.add_argument("--only", choices=("report", "tree"), help="time only the bare sum and this paramscope path")
+    args = parser.parse_args()
+    clock = time.perf_counter if args.wall else time.process_time
     warnings.filterwarnings("ignore")
     peers = [
         ("bare sum(p.numel())", bare_sum),
@@ -90,15 +101,17 @@ def main() -> None:
         ("torchinfo.summary", torchinfo_summary),
         ("fvcore count table", fvcore_table),
     ]
+    if args.only:
+        peers = [peers[0], peers[1 if args.only == "report" else 2]]
     for label, build in (("Llama-2-70B (meta, 723 tensors)", llama2_70b), ("20,001 modules", many_modules)):
         model = build()
         print(f"\n{label}")
-        print(f"{'method':24} {'median ms':>10} {'x bare':>8} {'count':>16}")
+        print(f"{'method':24} {'median ms (' + ('wall' if args.wall else 'CPU') + ')':>16} {'x bare':>8} {'count':>16}")
         base = None
         for name, fn in peers:
-            seconds, count = timed(fn, model, repeat=5)
+            seconds, count = timed(fn, model, args.repeat, clock)
             base = base or seconds
-            print(f"{name:24} {seconds * 1000:10.1f} {seconds / base:8.2f} {count:16,}")
+            print(f"{name:24} {seconds * 1000:16.1f} {seconds / base:8.2f} {count:16,}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
-from paramscope.report import Report, size_label
+from paramscope.report import ModuleNode, Report, natural_order, size_label
 
 
 def _moe_inventory(experts: int = 4, per_token: int = 1) -> Inventory:
@@ -323,3 +323,34 @@ def test_module_columns_keep_the_tree_text_limit(monkeypatch):
             build(_column_report(names))
     monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 20)
     assert len(_columns(_column_report(names))) == 5
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["0", "1", "2"], ["0", "2", "10"], ["9", "10", "11"], ["10", "9"], ["0", "10", "2"], ["00", "1"], ["3", "01", "2"],
+     ["1", "1000000000000000000000000000000", "999999999999999999999999999999"]],
+)
+def test_natural_order_of_numbered_siblings_is_their_integer_order(names):
+    # reference: Python's int order (a stable sort, so equal numbers keep the source's order); the fast path for
+    # names without a leading zero must agree with it, and say it moved something exactly when the order changed
+    children = [ModuleNode(f"layers.{name}", None) for name in names]
+    moved = natural_order(children)
+    expected = sorted(names, key=int)
+    assert [child.name for child in children] == expected
+    assert moved is (expected != names)
+
+
+def test_embedding_rule_by_holder_class_decided_per_class_and_by_name_without_one():
+    # hand count: the Embedding's 10x4 and 6x4 weights, the ScaledWordEmbedding subclass's 5x2 weight and the
+    # classless "wte.weight" (3x3) are embeddings; a Linear's weight is not, even under an embedding-like name
+    records = [
+        TensorRecord("a.emb.weight", (10, 4), "float32", owner_type="Embedding"),
+        TensorRecord("b.emb.weight", (6, 4), "float32", owner_type="Embedding"),
+        TensorRecord("c.embed_tokens.weight", (7, 7), "float32", owner_type="Linear"),
+        TensorRecord("d.tok.weight", (5, 2), "float32", owner_type="GemmaScaledWordEmbedding"),
+        TensorRecord("wte.weight", (3, 3), "float32"),
+        TensorRecord("mlp.weight", (2, 2), "float32"),
+    ]
+    report = Report(Inventory("e", "test", records))
+    assert report.embedding == 40 + 24 + 10 + 9
+    assert report.non_embedding == 49 + 4

@@ -269,6 +269,12 @@ def _numbers() -> re.Pattern[str]:
     return re.compile(_NUMBER)
 
 
+@functools.cache
+def _leading_zero() -> re.Pattern[str]:
+    """A number of two digits or more written with a leading zero, in names joined by NUL."""
+    return re.compile("(?:^|\0)0[0-9]")
+
+
 def _number_key(digits: str) -> tuple[int, str]:
     """A run of ASCII digits ordered as the number it spells, without making the number (a name may hold
     thousands of digits, more than ``int()`` reads): fewer significant digits first, then as text."""
@@ -287,6 +293,8 @@ def natural_order(children: list[ModuleNode]) -> bool:
     names = [child.path.rpartition(".")[2] for child in children]
     joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
     if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
+        if _leading_zero().search(joined) is None and names == sorted(sorted(names), key=len):
+            return False  # no "07": numeric order is by length, then as text, found in C (a live ModuleList's)
         keys = list(map(_number_key, names))
         if any(a >= b for a, b in pairwise(keys)):
             order = sorted(range(len(children)), key=keys.__getitem__)
@@ -658,10 +666,19 @@ class Report:
         # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
         # those alone, not on every weight of a million-tensor checkpoint.
         weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
-        keys = {
-            head.tie_key for head in self._heads
-            if (head.owner_type is not None or head.name.endswith(weights)) and is_embedding(head)
-        }
+        # A live model names every holder's class: the rule is decided once per class, not once per tensor
+        by_owner: dict[str, bool] = {}
+        keys = set()
+        for head in self._heads:
+            owner = head.owner_type
+            if owner is not None:
+                hit = by_owner.get(owner)
+                if hit is None:
+                    hit = by_owner[owner] = is_embedding(head)
+            else:
+                hit = head.name.endswith(weights) and is_embedding(head)
+            if hit:
+                keys.add(head.tie_key)
         keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
         return keys
 
@@ -680,6 +697,8 @@ class Report:
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
         keys = self._embedding_keys
+        if not keys:
+            return 0
         return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
 
     @cached_property
@@ -728,9 +747,6 @@ class Report:
     @cached_property
     def by_type(self) -> list[TypeTotal]:
         """Parameters per class of the module holding them, largest first."""
-        params: dict[str, int] = {}
-        sizes: dict[str, int] = {}
-        modules: dict[str, set[str]] = {}
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
@@ -747,18 +763,19 @@ class Report:
                 size = sum(s or 0 for s in compress(table.nbytes, mask))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
+        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]: one look-up per record
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
             kind = r.owner_type or types.get(module) or "(unknown)"
-            params[kind] = params.get(kind, 0) + numel
-            sizes[kind] = sizes.get(kind, 0) + (size or 0)
-            seen = modules.get(kind)
-            if seen is None:
-                seen = modules[kind] = set()
-            seen.add(module)
-        rows = [TypeTotal(k, len(modules[k]), params[k], sizes[k]) for k in params]
+            row = kinds.get(kind)
+            if row is None:
+                row = kinds[kind] = [0, 0, set()]
+            row[0] += numel
+            row[1] += size or 0
+            row[2].add(module)
+        rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
@@ -828,11 +845,15 @@ class Report:
                     rows[dtype][0 if role is Role.PARAMETER else 1] += extra
             totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
             return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
+        parameter, buffer = Role.PARAMETER, Role.BUFFER
         for r, numel, size in self._sizes:
-            if r.role is not Role.PARAMETER and r.role is not Role.BUFFER:
+            role = r.role
+            if role is not parameter and role is not buffer:
                 continue
-            row = rows.setdefault(r.dtype, [0, 0, 0])
-            row[0 if r.role is Role.PARAMETER else 1] += numel
+            row = rows.get(r.dtype)
+            if row is None:
+                row = rows[r.dtype] = [0, 0, 0]
+            row[0 if role is parameter else 1] += numel
             row[2] += size or 0
         totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
@@ -923,25 +944,42 @@ class Report:
         for record in self.inventory.tensors:
             if record.role is constant:
                 continue
-            module = record.name.rpartition(".")[0]
-            node = nodes.get(module) or below.get(module) or place(module)
+            module, dot, _ = record.name.rpartition(".")
+            node = nodes.get(module)
+            if node is None:
+                parent = nodes.get(module.rpartition(".")[0]) if dot and depth is None else None
+                if parent is not None and text + len(module) <= MAX_TREE_TEXT:
+                    # the common new module: its parent is built and there is no cut (place(), inlined: it is hot)
+                    text += len(module)
+                    node = nodes[module] = ModuleNode(module, types.get(module))
+                    if parent.children:
+                        parent.children.append(node)
+                    else:
+                        parent.children = [node]
+                    created.append(node)
+                else:
+                    node = below.get(module) or place(module)
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
                 if record.role is parameter and record.shape is not None and is_stored_copy(record):
                     node.bytes += record.nbytes or 0
                 continue
             if node.path == module:
-                if node.tensors:
-                    node.tensors.append(record)
+                held = node._held  # a list of records on this path (never a table's indices)
+                if held:
+                    held.append(record)
                 else:
-                    node.tensors = [record]
+                    node._held = [record]
             if record.shape is None:
                 continue
             role = record.role
             if role is parameter:
-                numel = record.numel
+                numel = record._numel
+                if numel is None:
+                    numel = record.numel
                 node.parameters += numel
-                node.bytes += record.nbytes or 0
+                size = record._nbytes  # the property's value where it is known (a source or sized() set it)
+                node.bytes += (size if size is not False else record.nbytes) or 0
                 if record.trainable is True:
                     node.trainable += numel  # type: ignore[operator]
             elif role is buffer:
@@ -1101,13 +1139,17 @@ class Report:
         natural = self._natural
         for node in reversed(created):
             children = node.children
+            if not children:  # a leaf (most nodes): nothing to add
+                continue
             if natural and len(children) > 1 and natural_order(children):
                 self._reordered = True
+            parameters, trainable, buffers, size = node.parameters, node.trainable, node.buffers, node.bytes
             for child in children:
-                node.parameters += child.parameters
-                node.trainable += child.trainable  # type: ignore[operator]
-                node.buffers += child.buffers
-                node.bytes += child.bytes
+                parameters += child.parameters
+                trainable += child.trainable  # type: ignore[operator]
+                buffers += child.buffers
+                size += child.bytes
+            node.parameters, node.trainable, node.buffers, node.bytes = parameters, trainable, buffers, size
         if not self._trainability_known:
             for node in created:
                 node.trainable = None

@@ -44,7 +44,8 @@ def _is_ancestor(module_id: int, chain: tuple | None) -> bool:
 _DTYPE_NAMES: dict[Any, str] = {}
 
 
-_ITEMSIZES: dict[str, int] = {}
+_DTYPE_FACTS: dict[Any, tuple[str, int]] = {}
+"""torch dtype -> (its name, :func:`_itemsize`): one look-up per plain parameter."""
 
 
 def _itemsize(name: str) -> int:
@@ -196,6 +197,16 @@ def _aux_param_names() -> frozenset[str]:
     return _AUX_PARAM_NAMES[0]
 
 
+_CLASS_FACTS: dict[type, tuple[str, bool, str | None]] = {}
+"""Per module class, what the walk asks of it (:func:`_class_facts`): one dictionary look-up per module."""
+
+
+def _class_facts(cls: type) -> tuple[str, bool, str | None]:
+    """(class name as shown, whether an FSDP1 unit, the wrapped model's attribute if a wrapper) of a module class:
+    the last along the MRO, since a subclass of DDP is DDP."""
+    return sharding.module_type_name(cls), sharding.is_fsdp1_unit(cls), wrapper_child(cls)
+
+
 def _collect(
     module: Any, uninitialized: type, parameter: type, found: _Found, source: str
 ) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
@@ -219,13 +230,12 @@ def _collect(
     lazy: list[str] = []
     flat: dict[tuple[int, str], Any] = {}
     first: dict[Hashable, int] = {}  # identity -> index of its first record
-    type_names = sharding.TYPE_NAMES
+    class_facts = _CLASS_FACTS
     aux_params = _aux_param_names()
     aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
     wrappers = found.wrappers
     PARAMETER, BUFFER = Role.PARAMETER, Role.BUFFER
-    dtype_names = _DTYPE_NAMES
-    itemsizes = _ITEMSIZES
+    dtype_facts = _DTYPE_FACTS
     new = TensorRecord.__new__
     prod = math.prod
     visited: set[int] = set()
@@ -252,8 +262,11 @@ def _collect(
         else:
             visited.add(sub_id)
         cls = type(sub)
-        owner = type_names.get(cls) or sharding.module_type_name(cls)
-        if sharding.is_fsdp1_unit(cls):  # the walk is pre-order: a unit comes before the modules it shards
+        facts = class_facts.get(cls)
+        if facts is None:
+            facts = class_facts[cls] = _class_facts(cls)
+        owner, fsdp1_unit, transparent = facts
+        if fsdp1_unit:  # the walk is pre-order: a unit comes before the modules it shards
             flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
@@ -265,7 +278,8 @@ def _collect(
                 if param is None:
                     continue
                 full = prefix + key
-                if isinstance(param, uninitialized):
+                plain = type(param) is parameter  # an UninitializedParameter is a subclass: never plain
+                if not plain and isinstance(param, uninitialized):
                     lazy.append(full)
                     append(TensorRecord(full, None, _dtype_name(param), PARAMETER, param.requires_grad,
                                         tied(len(records), id(param)), owner, origin="live"))
@@ -273,7 +287,7 @@ def _collect(
                 scales = scales or key in aux_params
                 shape = tuple(param.shape)
                 # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
-                if type(param) is not parameter or flat or shape == (0,):
+                if not plain or flat or shape == (0,):
                     try:
                         special = _special(prefix, key, sub, param, owner, flat, found)
                     except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
@@ -285,18 +299,21 @@ def _collect(
                         records.extend(special)
                         continue
                 dtype = param.dtype
-                dtype_name = dtype_names.get(dtype) or _dtype_name(param)
+                known = dtype_facts.get(dtype)
+                if known is None:
+                    name = _dtype_name(param)
+                    known = dtype_facts[dtype] = (name, _itemsize(name))
+                dtype_name, size = known
                 record = new(TensorRecord)
                 record.name, record.shape, record.dtype, record.role = full, shape, dtype_name, PARAMETER
                 record.trainable, record.owner_type, record.origin = param.requires_grad, owner, "live"
                 record.persistent = record.quant = record.extra = None
-                record.tie = tied(len(records), _identity(param))
+                index = len(records)
+                identity = _tie_key(param) if not param.is_meta else id(param)  # _identity, inlined: it is hot
+                record.tie = None if first.setdefault(identity, index) == index else tied(index, identity)
                 numel = prod(shape)
                 if numel > INT64_MAX or (shape and min(shape) < 0):
                     _check_numel(source, full, shape, numel)
-                size = itemsizes.get(dtype_name)
-                if size is None:
-                    size = itemsizes[dtype_name] = _itemsize(dtype_name)
                 record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
                 append(record)
         params_end = len(records)
@@ -331,12 +348,15 @@ def _collect(
         children = sub._modules
         if children:
             here = (sub_id, chain)
-            transparent = wrapper_child(cls)  # along the MRO: a subclass of DDP is DDP
-            if transparent is not None:
+            if transparent is None:  # the common module: each child under its own name
+                for name, child in reversed(children.items()):
+                    if child is not None:
+                        push((prefix + name, child, here))
+            else:
                 wrappers.append(cls.__name__)
-            for name, child in reversed(children.items()):
-                if child is not None:
-                    push((path if name == transparent else prefix + name, child, here))
+                for name, child in reversed(children.items()):
+                    if child is not None:
+                        push((path if name == transparent else prefix + name, child, here))
     return records, module_types, lazy
 
 
