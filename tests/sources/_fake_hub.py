@@ -109,6 +109,16 @@ class FakeHub:
     def add_repo(self, repo_id: str, directory: Path) -> None:
         self.repos[repo_id] = directory
 
+    def clear_faults(self, plain: Path | None = None) -> None:
+        """Every fault knob back to a well-behaved server, no repositories, counts reset; ``plain`` served
+        under /plain/ (each test's fixture calls this: a module-scoped server keeps no test's faults)."""
+        self.plain = plain
+        self.fail, self.stall, self.truncate, self.trickle = {}, {}, {}, {}
+        self.missing, self.forbid = set(), set()
+        self.ignore_range, self.token, self.no_api, self.listing = False, None, False, None
+        self.repos.clear()
+        self.reset_counts()
+
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()

@@ -41,12 +41,7 @@ def server():
 @pytest.fixture
 def hub(server, tmp_path, monkeypatch):
     """The server with faults cleared, /plain/ serving tmp_path, the Hub environment pointed at it."""
-    server.plain = tmp_path
-    server.fail, server.stall, server.truncate, server.missing, server.trickle = {}, {}, {}, set(), {}
-    server.forbid = set()
-    server.ignore_range, server.token, server.no_api, server.listing = False, None, False, None
-    server.repos.clear()
-    server.reset_counts()
+    server.clear_faults(plain=tmp_path)
     hub_environment(monkeypatch, tmp_path, server)
     return server
 
