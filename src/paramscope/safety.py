@@ -303,12 +303,17 @@ def file_verdict(path: Path) -> Verdict:
             if verdict.verdict == NEEDS_TRUST:
                 return verdict
         return Verdict(UNREADABLE, "not a checkpoint format paramscope knows")
-    except ParamscopeError as exc:
+    except (ParamscopeError, OSError, MemoryError, RecursionError) as exc:
+        return _unreadable(exc)
+
+
+def _unreadable(exc: BaseException) -> Verdict:
+    """What a verdict says when the file could not be judged (bad input, a read that failed, our limits)."""
+    if isinstance(exc, ParamscopeError):
         return Verdict(UNREADABLE, exc.reason)
-    except OSError as exc:
+    if isinstance(exc, OSError):
         return Verdict(UNREADABLE, f"cannot read: {exc.strerror or exc}")
-    except (MemoryError, RecursionError):
-        return Verdict(UNREADABLE, "too large or too deeply nested to check")
+    return Verdict(UNREADABLE, "too large or too deeply nested to check")
 
 
 def _pickle_verdict(handle: Any, head: bytes, source: Any) -> Verdict | None:
@@ -344,12 +349,8 @@ def ranged_verdict(reader: Any) -> Verdict:
         if head[:4] == b"GGUF":
             return Verdict(SAFE, SAFE_FORMATS["gguf"])
         return Verdict(UNREADABLE, "not a torch.save file or pickle")
-    except ParamscopeError as exc:
-        return Verdict(UNREADABLE, exc.reason)
-    except OSError as exc:
-        return Verdict(UNREADABLE, f"cannot read: {exc.strerror or exc}")
-    except (MemoryError, RecursionError):
-        return Verdict(UNREADABLE, "too large or too deeply nested to check")
+    except (ParamscopeError, OSError, MemoryError, RecursionError) as exc:
+        return _unreadable(exc)
     finally:
         handle.close()
 
