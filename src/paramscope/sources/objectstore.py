@@ -195,7 +195,7 @@ def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
     return ranged(FsspecReader(fs, path, name, source=url), url)
 
 
-def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str, config: Any = None) -> Inventory:
+def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str) -> Inventory:
     from paramscope.sources import remote
 
     name = _base(path)
@@ -212,7 +212,7 @@ def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str, conf
         metadata["index total_size"] = data_size
     notes.append(_note(len(shards), fetched + len(raw)))
     return _with_config(Inventory(source=url, format=FORMAT, tensors=records, metadata=metadata, notes=notes),
-                        fs, directory, url, config)
+                        fs, directory, url)
 
 
 def _read_shards(fs: Any, directory: str, shards: list[str], source: str,
@@ -261,11 +261,10 @@ def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> 
     metadata = {"shards": len(shards), **first, "fetched_bytes": fetched}
     inventory = Inventory(source=url, format=FORMAT, tensors=records, metadata=metadata,
                           notes=[_note(len(shards), fetched)])
-    return _with_config(inventory, fs, directory, url, None, "config.json" in names)
+    return _with_config(inventory, fs, directory, url, "config.json" in names)
 
 
-def _with_config(inventory: Inventory, fs: Any, directory: str, url: str, config: Any,
-                 present: bool | None = None) -> Inventory:
+def _with_config(inventory: Inventory, fs: Any, directory: str, url: str, present: bool | None = None) -> Inventory:
     """The prefix's ``config.json`` handed on to the rules (as beside local weights); a missing one is no error."""
     if present is False:
         return inventory
