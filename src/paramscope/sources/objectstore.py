@@ -168,10 +168,9 @@ def read(url: str, progress: Callable[..., Any] | None = None) -> Inventory:
     from paramscope.sources.safetensors import INDEX_SUFFIX
 
     fs, path = filesystem(url)
-    protocol = url.split("://", 1)[0]
     name = _base(path) or url
     if path.endswith(INDEX_SUFFIX):
-        return _read_index(fs, path, url, progress, protocol)
+        return _read_index(fs, path, url, progress)
     if path.endswith(".safetensors"):
         reader = FsspecReader(fs, path, name, source=url)
         records, metadata, _ = read_safetensors(reader, url, name)
@@ -180,7 +179,7 @@ def read(url: str, progress: Callable[..., Any] | None = None) -> Inventory:
         return Inventory(source=url, format=FORMAT, tensors=records, metadata=meta, notes=[_note(1, reader.fetched)])
     if path.endswith((".gguf", ".bin", ".pt", ".pth", ".ckpt")):
         return _read_other(fs, path, url, name)
-    return _read_prefix(fs, path, url, progress, protocol)
+    return _read_prefix(fs, path, url, progress)
 
 
 def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
@@ -195,7 +194,7 @@ def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
     return ranged(FsspecReader(fs, path, name, source=url), url)
 
 
-def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str) -> Inventory:
+def _read_index(fs: Any, path: str, url: str, progress: Any) -> Inventory:
     from paramscope.sources import remote
 
     name = _base(path)
@@ -241,7 +240,7 @@ def _read_shards(fs: Any, directory: str, shards: list[str], source: str,
     return records, owner, first, sum(r.fetched for r in readers)
 
 
-def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> Inventory:
+def _read_prefix(fs: Any, path: str, url: str, progress: Any) -> Inventory:
     from paramscope.sources.safetensors import INDEX_SUFFIX
 
     entries = _listing(fs, path, url)
@@ -253,7 +252,7 @@ def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> 
     if len(indexes) > 1:
         raise ParamscopeError(url, f"{len(indexes)} safetensors indexes under the prefix: name one")
     if indexes:
-        return _read_index(fs, f"{directory}/{indexes[0]}", url, progress, protocol)
+        return _read_index(fs, f"{directory}/{indexes[0]}", url, progress)
     shards = [n for n in names if n.endswith(".safetensors")]
     if not shards:
         raise ParamscopeError(url, "no safetensors files or index under the prefix")
