@@ -48,7 +48,6 @@ SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KE
                     "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING",
                     "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "GOOGLE_OAUTH_ACCESS_TOKEN")
 _QUERY = re.compile(r"\?[^\s'\"]*")
-SHARD_NAME = re.compile(r"-\d{3,}-of-\d{3,}\.")
 
 
 def redact(message: str) -> str:
@@ -293,7 +292,7 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
     models of their own; prefixes
     below are listed in turn (breadth first, at most :data:`MAX_OBJECTS` objects in all). The key joins the
     objects' ETags, so a rerun with ``--cache`` reads only what changed. A single object URL is itself."""
-    from paramscope.sources import CHECKPOINT_SUFFIXES
+    from paramscope.sources import CHECKPOINT_SUFFIXES, one_model
 
     fs, path = filesystem(url)
     scheme = url.split("://", 1)[0]
@@ -323,10 +322,7 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
         files = sorted((e for e in entries if e.get("type") == "file"), key=lambda e: e["name"])
         names = [_base(e["name"]) for e in files]
         full = [f"{scheme}://{e['name']}" for e in files]
-        tensors = [n for n in names if n.endswith(".safetensors")]
-        whole = any(n.endswith(".safetensors.index.json") for n in names) or (tensors and (
-            "config.json" in names or all(SHARD_NAME.search(n) for n in tensors)))
-        if whole:  # the rule of a local tree (paramscope.scan.walk)
+        if one_model(names):  # the rule of a local tree (paramscope.scan.walk)
             keep = [(f, e) for f, e, n in zip(full, files, names, strict=True)
                     if n.endswith((".safetensors", ".safetensors.index.json")) or n == "config.json"]
             found_any = True
