@@ -257,10 +257,12 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
         notes += found_notes
         inventory = Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
         return inventory, sum(job.local is None for job in jobs)
-    config = hub.load_config(config_future.result())  # for the fallback, and its commit
-    pinned = pinned or _commit_of(config_future.result())
-    if "commit" not in metadata and _commit_of(config_future.result()):
-        metadata["commit"] = _commit_of(config_future.result())
+    config_path = config_future.result()
+    config = hub.load_config(config_path)  # for the fallback, and its commit
+    config_commit = _commit_of(config_path)
+    pinned = pinned or config_commit
+    if "commit" not in metadata and config_commit:
+        metadata["commit"] = config_commit
     inventory = hub.single_file(pinned, pool, progress, metadata, notes, config)
     return inventory, hub.headers_read
 
