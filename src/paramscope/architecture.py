@@ -39,7 +39,7 @@ An attention layer is ``mla`` where the config has ``kv_lora_rank`` (DeepSeek-V2
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from paramscope.errors import ParamscopeError
 
@@ -106,13 +106,6 @@ class Architecture:
     def v_dim(self) -> int | None:
         """The value head width: ``v_head_dim`` when stated (MLA, GGUF ``value_length``), else ``head_dim``."""
         return self.v_head_dim if self.v_head_dim is not None else self.head_dim
-
-    def kinds_count(self) -> dict[str, int]:
-        """How many layers of each kind (only the kinds present)."""
-        out: dict[str, int] = {}
-        for kind in self.layer_kinds or ():
-            out[kind] = out.get(kind, 0) + 1
-        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON values, plus ``unknown``."""
@@ -455,11 +448,6 @@ def from_gguf(metadata: dict[str, Any]) -> Architecture:
         ffn_size=num["ffn_size"] if not isinstance(get("ffn_size"), list) else None,
         moe_ffn_size=num["moe_ffn_size"], vocab_size=vocab, max_context=num["max_context"], notes=tuple(notes),
     )
-
-
-def with_source(card: Architecture, source: str) -> Architecture:
-    """``card`` marked as read from ``source`` (``live`` for a module's own config)."""
-    return replace(card, source=source)
 
 
 # ---- what the estimates share: the model type's layer family, the sizes they accept --------------------

@@ -159,10 +159,12 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
         raise ValueError("the architecture's per-layer fields disagree on the number of layers")
     # layers alike are priced once: a card may list 65,536 layers, and --fit prices it ~80 times
     groups: dict[tuple[str, int, int], int] = {}
+    widths: dict[tuple[str, int], tuple[int, str]] = {}  # (kind, K/V heads) -> elements per token, and how
     for (kind, kv, state), count in Counter(zip(kinds, kv_heads, states, strict=True)).items():
         width = _width(card, kind, kv, runtime)
         if width is None:
             raise ValueError(f"the architecture does not state what a {kind} layer caches per token")
+        widths[kind, kv] = width
         key = (kind, kv, state if kind == "recurrent" else width[0])
         groups[key] = groups.get(key, 0) + count
     lines: list[Line] = []
@@ -182,8 +184,7 @@ def estimate(card: Architecture, *, context: int, batch: int = 1, kv_dtype_name:
             short = runtime.startswith("transformers")  # DynamicSlidingWindowLayer keeps W - 1
             keep = window - 1 if short else window
             tokens, span = min(context, keep), f"min({context}, {'W - 1' if short else 'W'} = {keep})"
-        width = _width(card, kind, kv, runtime)
-        assert width is not None
+        width = widths[kind, kv]
         size = count * batch * _layer_bytes(per, tokens, dtype)
         formula = f"{count} layers x batch {batch} x {span} tokens x {width[1]} = {per} elements ({dtype})"
         lines.append(Line(kind, count, tokens, per, 0, dtype, size, formula))
@@ -265,8 +266,8 @@ def solve(card: Architecture, *, budget: int, weights_bytes: int, context: int, 
         else:
             max_context = _largest(lambda n: size(n, batch) <= free, 1, MAX_SEARCH)
     max_batch: int | None = None
-    if free >= 0 and size(context, 1) <= free:
-        per = size(context, 1)
+    per = size(context, 1) if free >= 0 else None  # one sequence's cache at the context given
+    if per is not None and per <= free:
         max_batch = MAX_SEARCH if per == 0 else min(MAX_SEARCH, free // per)
     return Fit(budget, weights_bytes, context, batch, free, max_context, unbounded, max_batch, card.max_context)
 

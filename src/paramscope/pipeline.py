@@ -52,9 +52,9 @@ def read(
 def settle(inventory: Inventory) -> Inventory:
     """``inventory`` with the rules applied that its kind of source calls for (see the module docstring),
     and its architecture card (:func:`architecture_of`)."""
-    card = architecture_of(inventory)
-    if inventory.format == LISTING_FORMAT:
+    if inventory.format == LISTING_FORMAT:  # each listed model is settled, card and all, on its own
         return _with_listed_parameters(inventory)
+    card = architecture_of(inventory)
     if inventory.format == LIVE_FORMAT:
         settled = _with_module_quantization(inventory)
     elif inventory.format == ARCHITECTURE_FORMAT:

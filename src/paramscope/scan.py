@@ -50,7 +50,6 @@ MEMORY_COLUMNS = ("inference_bytes", "training_bytes")
 training total (AdamW, mixed bf16, one GPU)."""
 INT_COLUMNS = frozenset({"parameters", "active", "stored_bytes", "tie_groups", "files", *MEMORY_COLUMNS})
 
-SHARD_NAME = re.compile(r"-\d{3,}-of-\d{3,}\.")
 OBJECT_STORE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 """URLs; those of :data:`paramscope.sources.OBJECT_STORES` are fsspec's, http(s) the plain URL reader's."""
 
@@ -145,8 +144,7 @@ def _stat_key(paths: Iterable[str]) -> str | None:
 
 def walk(root: Path) -> Iterator[Model]:
     """The models of a directory tree, directory by directory in name order (symbolic links not followed)."""
-    from paramscope.sources import CHECKPOINT_SUFFIXES
-    from paramscope.sources.safetensors import INDEX_SUFFIX
+    from paramscope.sources import CHECKPOINT_SUFFIXES, one_model
 
     stack = [root]
     while stack:
@@ -160,10 +158,7 @@ def walk(root: Path) -> Iterator[Model]:
         names = [e.name for e in files]
         weights = [e.path for e in files if e.name.endswith(CHECKPOINT_SUFFIXES)]
         config = "config.json" in names
-        tensors = [n for n in names if n.endswith(".safetensors")]
-        whole = any(n.endswith(INDEX_SUFFIX) for n in names) or (tensors and (
-            config or all(SHARD_NAME.search(n) for n in tensors)))
-        if whole or (config and not weights):
+        if one_model(names) or (config and not weights):
             listed = [*weights, *([str(directory / "config.json")] if config else [])]
             yield Model(str(directory), tuple(listed), _stat_key(listed))
             continue  # a model's directory is not searched further

@@ -27,6 +27,20 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", 
                        ".npy", ".onnx", ".h5", ".keras")
 """Files a scan of a tree or a prefix takes for checkpoints (and the safety verdict of a directory looks at, with
 its config.json); other files (tokenizers, READMEs) hold no weights."""
+SHARD_NAME = r"-\d{3,}-of-\d{3,}\."
+"""What a shard's name holds: ``model-00001-of-00003.safetensors``."""
+
+
+def one_model(names: list[str]) -> bool:
+    """Whether a directory (or object-store prefix) whose files are ``names`` is one model as a whole: it holds
+    a safetensors index, or safetensors files beside a config.json or all named as shards. The rule of
+    ``paramscope scan``, for a local tree (:func:`paramscope.scan.walk`) and a prefix
+    (:func:`paramscope.sources.objectstore.list_models`) alike."""
+    import re
+
+    tensors = [n for n in names if n.endswith(".safetensors")]
+    return any(n.endswith(".safetensors.index.json") for n in names) or (bool(tensors) and (
+        "config.json" in names or all(re.search(SHARD_NAME, n) for n in tensors)))
 
 
 def open_source(

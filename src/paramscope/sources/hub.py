@@ -257,12 +257,13 @@ def _read_weights(hub: _Hub, pool: Any, progress: Progress | None, config_future
         notes += found_notes
         inventory = Inventory(source=source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
         return inventory, sum(job.local is None for job in jobs)
-    config = hub.load_config(config_future.result())  # for the fallback, and its commit
-    pinned = pinned or _commit_of(config_future.result())
-    if "commit" not in metadata and _commit_of(config_future.result()):
-        metadata["commit"] = _commit_of(config_future.result())
-    hub.pool = pool
-    inventory = hub.single_file(pinned, progress, metadata, notes, config, index_path is OFFLINE_MISSING)
+    config_path = config_future.result()
+    config = hub.load_config(config_path)  # for the fallback, and its commit
+    config_commit = _commit_of(config_path)
+    pinned = pinned or config_commit
+    if "commit" not in metadata and config_commit:
+        metadata["commit"] = config_commit
+    inventory = hub.single_file(pinned, pool, progress, metadata, notes, config)
     return inventory, hub.headers_read
 
 
@@ -326,7 +327,6 @@ class _Hub:
         self.revision = revision
         self.env = env
         self.fetcher = fetcher
-        self.pool: Any = None
         self.headers_read = 0  # by single_file: how many headers came over the network
 
     def download(self, filename: str) -> Path | _Missing | None:
@@ -573,7 +573,7 @@ class _Hub:
         return names
 
     def other_weights(
-        self, revision: str | None, pool: Any, progress: Progress | None, metadata: dict[str, Any]
+        self, pool: Any, progress: Progress | None, metadata: dict[str, Any]
     ) -> tuple[Inventory, int] | None:
         """No safetensors: a PyTorch index or ``pytorch_model.bin``, else the repository's GGUF files (one
         model read; several listed); None where there are none of these."""
@@ -677,11 +677,11 @@ class _Hub:
     def single_file(
         self,
         revision: str | None,
+        pool: Any,
         progress: Progress | None,
         metadata: dict[str, Any],
         notes: list[str],
         config: dict[str, Any] | None,
-        index_unknown: bool,
     ) -> Inventory:
         """No index: ``model.safetensors``; without it, the architecture from config.json on meta."""
         try:
@@ -698,7 +698,7 @@ class _Hub:
                 metadata.update(extra)
                 self.headers_read = 1
                 return Inventory(source=self.source, format=FORMAT, tensors=records, metadata=metadata, notes=notes)
-        other = self.other_weights(revision, self.pool, progress, metadata)
+        other = self.other_weights(pool, progress, metadata)
         if other is not None:
             inventory, self.headers_read = other
             return inventory.replace(notes=[*inventory.notes, *notes])

@@ -48,7 +48,6 @@ SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KE
                     "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_CONNECTION_STRING",
                     "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET", "GOOGLE_OAUTH_ACCESS_TOKEN")
 _QUERY = re.compile(r"\?[^\s'\"]*")
-SHARD_NAME = re.compile(r"-\d{3,}-of-\d{3,}\.")
 
 
 def redact(message: str) -> str:
@@ -168,10 +167,9 @@ def read(url: str, progress: Callable[..., Any] | None = None) -> Inventory:
     from paramscope.sources.safetensors import INDEX_SUFFIX
 
     fs, path = filesystem(url)
-    protocol = url.split("://", 1)[0]
     name = _base(path) or url
     if path.endswith(INDEX_SUFFIX):
-        return _read_index(fs, path, url, progress, protocol)
+        return _read_index(fs, path, url, progress)
     if path.endswith(".safetensors"):
         reader = FsspecReader(fs, path, name, source=url)
         records, metadata, _ = read_safetensors(reader, url, name)
@@ -180,7 +178,7 @@ def read(url: str, progress: Callable[..., Any] | None = None) -> Inventory:
         return Inventory(source=url, format=FORMAT, tensors=records, metadata=meta, notes=[_note(1, reader.fetched)])
     if path.endswith((".gguf", ".bin", ".pt", ".pth", ".ckpt")):
         return _read_other(fs, path, url, name)
-    return _read_prefix(fs, path, url, progress, protocol)
+    return _read_prefix(fs, path, url, progress)
 
 
 def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
@@ -195,7 +193,7 @@ def _read_other(fs: Any, path: str, url: str, name: str) -> Inventory:
     return ranged(FsspecReader(fs, path, name, source=url), url)
 
 
-def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str, config: Any = None) -> Inventory:
+def _read_index(fs: Any, path: str, url: str, progress: Any) -> Inventory:
     from paramscope.sources import remote
 
     name = _base(path)
@@ -212,7 +210,7 @@ def _read_index(fs: Any, path: str, url: str, progress: Any, protocol: str, conf
         metadata["index total_size"] = data_size
     notes.append(_note(len(shards), fetched + len(raw)))
     return _with_config(Inventory(source=url, format=FORMAT, tensors=records, metadata=metadata, notes=notes),
-                        fs, directory, url, config)
+                        fs, directory, url)
 
 
 def _read_shards(fs: Any, directory: str, shards: list[str], source: str,
@@ -241,7 +239,7 @@ def _read_shards(fs: Any, directory: str, shards: list[str], source: str,
     return records, owner, first, sum(r.fetched for r in readers)
 
 
-def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> Inventory:
+def _read_prefix(fs: Any, path: str, url: str, progress: Any) -> Inventory:
     from paramscope.sources.safetensors import INDEX_SUFFIX
 
     entries = _listing(fs, path, url)
@@ -253,7 +251,7 @@ def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> 
     if len(indexes) > 1:
         raise ParamscopeError(url, f"{len(indexes)} safetensors indexes under the prefix: name one")
     if indexes:
-        return _read_index(fs, f"{directory}/{indexes[0]}", url, progress, protocol)
+        return _read_index(fs, f"{directory}/{indexes[0]}", url, progress)
     shards = [n for n in names if n.endswith(".safetensors")]
     if not shards:
         raise ParamscopeError(url, "no safetensors files or index under the prefix")
@@ -261,11 +259,10 @@ def _read_prefix(fs: Any, path: str, url: str, progress: Any, protocol: str) -> 
     metadata = {"shards": len(shards), **first, "fetched_bytes": fetched}
     inventory = Inventory(source=url, format=FORMAT, tensors=records, metadata=metadata,
                           notes=[_note(len(shards), fetched)])
-    return _with_config(inventory, fs, directory, url, None, "config.json" in names)
+    return _with_config(inventory, fs, directory, url, "config.json" in names)
 
 
-def _with_config(inventory: Inventory, fs: Any, directory: str, url: str, config: Any,
-                 present: bool | None = None) -> Inventory:
+def _with_config(inventory: Inventory, fs: Any, directory: str, url: str, present: bool | None = None) -> Inventory:
     """The prefix's ``config.json`` handed on to the rules (as beside local weights); a missing one is no error."""
     if present is False:
         return inventory
@@ -295,7 +292,7 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
     models of their own; prefixes
     below are listed in turn (breadth first, at most :data:`MAX_OBJECTS` objects in all). The key joins the
     objects' ETags, so a rerun with ``--cache`` reads only what changed. A single object URL is itself."""
-    from paramscope.sources import CHECKPOINT_SUFFIXES
+    from paramscope.sources import CHECKPOINT_SUFFIXES, one_model
 
     fs, path = filesystem(url)
     scheme = url.split("://", 1)[0]
@@ -325,10 +322,7 @@ def list_models(url: str) -> Iterator[tuple[str, tuple[str, ...], str]]:
         files = sorted((e for e in entries if e.get("type") == "file"), key=lambda e: e["name"])
         names = [_base(e["name"]) for e in files]
         full = [f"{scheme}://{e['name']}" for e in files]
-        tensors = [n for n in names if n.endswith(".safetensors")]
-        whole = any(n.endswith(".safetensors.index.json") for n in names) or (tensors and (
-            "config.json" in names or all(SHARD_NAME.search(n) for n in tensors)))
-        if whole:  # the rule of a local tree (paramscope.scan.walk)
+        if one_model(names):  # the rule of a local tree (paramscope.scan.walk)
             keep = [(f, e) for f, e, n in zip(full, files, names, strict=True)
                     if n.endswith((".safetensors", ".safetensors.index.json")) or n == "config.json"]
             found_any = True
