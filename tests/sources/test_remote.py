@@ -26,13 +26,6 @@ from _fuzz import mutated
 from _st_helpers import LLAMA2_7B, LLAMA2_7B_PARAMS, llama_tensors, write_sharded
 
 
-@pytest.fixture(scope="module")
-def server():
-    hub = FakeHub().start()
-    yield hub
-    hub.stop()
-
-
 @pytest.fixture
 def plain(server, tmp_path, monkeypatch):
     """The server with a fresh directory served under /plain/, faults cleared, short timeouts."""

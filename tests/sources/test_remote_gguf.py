@@ -21,7 +21,7 @@ from paramscope.sources import open_source, remote
 from paramscope.sources.ranged import FileRangeReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake_hub import FakeHub, hub_environment, write_repo
+from _fake_hub import write_repo
 from _gguf_helpers import write_gguf
 from _gguf_repo import LLAMA_7B, LLAMA_7B_PARAMS, QUANTIZATIONS, gguf_py_parameters, llama_tensors, write_llama_gguf
 
@@ -31,19 +31,6 @@ SMALL = {"vocab": 1000, "hidden": 256, "layers": 2, "ffn": 512}
 SMALL_PARAMS = 2 * 1000 * 256 + 2 * (4 * 256 * 256 + 3 * 256 * 512 + 2 * 256) + 256
 
 
-@pytest.fixture(scope="module")
-def server():
-    hub = FakeHub().start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def hub(server, tmp_path, monkeypatch):
-    """The server with faults cleared, /plain/ serving tmp_path, the Hub environment pointed at it."""
-    server.clear_faults(plain=tmp_path)
-    hub_environment(monkeypatch, tmp_path, server)
-    return server
 
 
 @pytest.fixture(scope="module")

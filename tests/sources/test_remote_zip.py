@@ -18,7 +18,7 @@ from paramscope.sources import open_source, remote, torch_pickle
 from paramscope.sources.ranged import CachedFile, FileRangeReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _fake_hub import FakeHub, hub_environment, write_repo
+from _fake_hub import write_repo
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("huggingface_hub")
@@ -27,18 +27,6 @@ CONFIG = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 
           "vocab_size": 1000, "n_positions": 128}
 
 
-@pytest.fixture(scope="module")
-def server():
-    hub = FakeHub().start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def hub(server, tmp_path, monkeypatch):
-    server.clear_faults(plain=tmp_path)
-    hub_environment(monkeypatch, tmp_path, server)
-    return server
 
 
 def state_dict(layers: int = 2, width: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
