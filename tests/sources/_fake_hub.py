@@ -226,6 +226,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         return True
 
+    def _send_json(self, body: bytes) -> bool:
+        """A 200 with a JSON body, as the Hub's API answers; True: the request is served."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def _list_models(self) -> bool:
         """``/api/models?author=ORG&search=TEXT``: the repositories, as huggingface_hub's list_models reads them
         (one page: no Link header)."""
@@ -238,12 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         author, search = query.get("author", [""])[0], query.get("search", [""])[0]
         repos = [r for r in sorted(self.owner.repos) if (not author or r.split("/")[0] == author) and search in r]
         body = json.dumps([{"id": r, "modelId": r, "sha": self.owner.commit, "private": False} for r in repos]).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        return True
+        return self._send_json(body)
 
     def _api(self) -> bool:
         """``/api/models/<org>/<name>/revision/<rev>``: the repository's files, as the Hub lists them."""
@@ -262,12 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
             root = hub.repos[repo]
             files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
             body = json.dumps({"id": repo, "sha": hub.commit, "siblings": [{"rfilename": f} for f in files]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        return True
+        return self._send_json(body)
 
     def _serve(self, head: bool) -> None:
         hub = self.owner
