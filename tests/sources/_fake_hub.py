@@ -361,11 +361,13 @@ def write_repo(directory: Path, files: dict[str, bytes | dict]) -> Path:
 
 def hub_environment(monkeypatch, tmp_path: Path, hub: FakeHub) -> Path:
     """Point huggingface_hub (as paramscope reads it: the environment at call time) at ``hub``, with a
-    private cache under ``tmp_path``, no token, online, and short timeouts/backoff. Returns the cache dir."""
+    private cache under ``tmp_path``, no token, online, and a short backoff. The timeout stays generous: tests
+    count requests and bytes, and a loaded CI machine must not turn a slow reply into a retry (tests of
+    timeouts set their own). Returns the cache dir."""
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("PARAMSCOPE_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("PARAMSCOPE_HTTP_TIMEOUT", "30")
     monkeypatch.setenv("PARAMSCOPE_HTTP_BACKOFF", "0.01")
     for name in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
