@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
+from operator import itemgetter, sub
 from pathlib import Path
 
 from paramscope.dtypes import nbytes as dtype_bytes
@@ -127,9 +129,9 @@ def read_table(path: Path, origin: str | None = None) -> tuple[Table, dict[str, 
     """The tensors (as columns) and ``__metadata__`` of one safetensors file, validated as the crate does."""
     header, file_size = _read_header_bytes(path)
     with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
-        # the parsed header is passed, not kept, so that it is gone before the collector runs again
-        return _validate(path, _parse_json(path, header, pairs=True), len(header), file_size,
-                         origin if origin is not None else path.name)
+        columns = _Columns()
+        metadata = _header_into(columns, path, header, file_size, origin if origin is not None else path.name)
+        return columns.table(), metadata
 
 
 def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
@@ -158,8 +160,9 @@ def records_from_header(
     Errors name ``source``.
     """
     with paused_gc():
-        table, metadata = _validate(source, _parse_json(source, header, pairs=True), len(header), file_size, origin)
-        return table.rows(), metadata
+        columns = _Columns()
+        metadata = _header_into(columns, source, header, file_size, origin)
+        return columns.table().rows(), metadata
 
 
 def read_small_tensors(path: Path, names: list[str], limit: int, max_header: int) -> dict[str, bytes]:
@@ -277,6 +280,21 @@ def _numel(path: str | Path, name: str, shape: Any) -> int:
     return numel
 
 
+def _sized(
+    path: str | Path, name: str, dtype: str, known: tuple[str, int], shape: Any
+) -> tuple[str, Any, int, tuple[int, ...], int, int | None]:
+    """What a (dtype, shape) pair is found to be: dtype, role, bytes in the file, shape, numel, bytes as counted;
+    refused when its size passes 64 bits or a sub-byte type does not fill whole bytes (the crate's rules)."""
+    numel = _numel(path, name, shape)
+    canonical, bits = known
+    nbits = numel * bits
+    if nbits >= _U64_LIMIT:
+        raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
+    if nbits % 8:
+        raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
+    return (canonical, _ROLES[canonical], nbits >> 3, tuple(shape), numel, dtype_bytes(canonical, numel))
+
+
 _INT_ONLY = {int}
 _ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.values()}
 
@@ -285,7 +303,7 @@ class _Columns:
     """The columns a reader fills as it checks entries: one set for a whole sharded checkpoint (no table per
     shard, then joined), with the (dtype, *shape) pairs found so far, which the shards of one model share."""
 
-    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sizes")
+    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sized_text", "sizes")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -297,6 +315,8 @@ class _Columns:
         self.origins: list[str] = []
         # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
         self.checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
+        # the same, keyed by the header's own text for dtype and shape (the fast path's key; see _fast_check_into)
+        self.sized_text: dict[str, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
 
     def table(self) -> Table:
         return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
@@ -361,14 +381,7 @@ def _check_into(
         key = (dtype, *shape) if type(shape) is list and (not shape or set(map(type, shape)) == _INT_ONLY) else None
         sized = checked.get(key) if key is not None else None
         if sized is None:
-            numel = _numel(path, name, shape)
-            canonical, bits = known
-            nbits = numel * bits
-            if nbits >= _U64_LIMIT:
-                raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
-            if nbits % 8:
-                raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
-            sized = (canonical, _ROLES[canonical], nbits >> 3, tuple(shape), numel, dtype_bytes(canonical, numel))
+            sized = _sized(path, name, dtype, known, shape)
             if key is not None:
                 checked[key] = sized
         canonical, role, size, dims, numel, nbytes = sized
@@ -403,6 +416,138 @@ def _check_into(
         )
     columns.origins += [origin] * (len(kept_names) - start)
     return metadata or {}
+
+
+# ---- the fast path: the canonical header, read by one regular expression ------------------------------
+#
+# Nearly every header is written by the safetensors crate (the Python, PyTorch and Rust writers all call it) in one
+# compact form: ``{"__metadata__":{...},"NAME":{"dtype":"BF16","shape":[64,64],"data_offsets":[128,8320]},...}``
+# then spaces up to an 8-byte boundary. Such a header is read without ``json.loads`` and without a Python loop per
+# tensor: one ``findall`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
+# fast path: it accepts a subset of what the checked path accepts, builds the very same columns, and whatever it does
+# not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
+# duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
+
+_NUMBER = "(?:0|[1-9][0-9]{0,19})"
+"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
+_ENTRY = re.compile(
+    # a separator ("{" for the first member), the name (any JSON string character but an escape), then dtype and
+    # shape as ONE text ('BF16","shape":[64,64') that keys the sizes, then the offsets
+    r'[{,]"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
+    rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}'
+)
+_ENTRY_FIXED = len('{"":{"dtype":"],"data_offsets":[,]}')
+"""The characters of an entry outside its four groups: the entries tile the text iff their lengths add up."""
+_SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
+_SHAPE_SEP = '","shape":['
+# ``"__metadata__":`` first, then null or an object holding only strings (escapes allowed: json.loads reads it)
+_METADATA = re.compile(r'"__metadata__":(null|\{(?:[^"{}\[\]]|"(?:[^"\\\x00-\x1f]|\\.)*")*\}),')
+_get_sized = itemgetter(2)
+
+
+def _fast_check_into(
+    columns: _Columns, path: str | Path, text: str, header_len: int, file_size: int | None, origin: str
+) -> dict[str, str] | None:
+    """:func:`_check_into` for a canonical header's text: the same columns appended and the same metadata
+    returned, or None (``columns`` untouched) when the header is not in the canonical form or does not check out,
+    which the checked path then reads (and refuses with its message, if it must)."""
+    if not text.startswith("{"):
+        return None
+    stop = len(text.rstrip(" ")) - 1  # the closing brace; trailing spaces pad the header, other space falls back
+    if stop < 1 or text[stop] != "}":
+        return None
+    metadata: dict[str, str] | None = None
+    pos = 0
+    if text.startswith('"__metadata__":', 1):
+        found = _METADATA.match(text, 1, stop)
+        if found is None:
+            return None
+        pos = found.end() - 1  # the comma before the first tensor
+        if found.group(1) != "null":
+            try:
+                pairs = json.loads(found.group(1), object_pairs_hook=tuple)
+            except (ValueError, RecursionError):
+                return None
+            if not all(type(v) is str for _, v in pairs) or len(dict(pairs)) != len(pairs):
+                return None
+            metadata = dict(pairs)
+            if ("\\ud" in found.group(1) or "\\uD" in found.group(1)) and not all(
+                _encodable(k) and _encodable(v) for k, v in pairs
+            ):
+                return None
+    # A match starting with "{" after the first would follow "]}" (the end of the entry before it): not JSON.
+    if text.find("]}{", pos, stop) >= 0:
+        return None
+    rows = _ENTRY.findall(text, pos, stop)
+    if not rows:
+        return None
+    names, keys, begin_texts, end_texts = zip(*rows)
+    count = len(names)
+    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up
+    if (count * _ENTRY_FIXED + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
+            + sum(map(len, end_texts))) != stop - pos:
+        return None
+    name_set = set(names)
+    if len(name_set) != count or "__metadata__" in name_set:
+        return None
+    known = columns.sized_text
+    for key in set(keys).difference(known):
+        dtype, _, shape_text = key.partition(_SHAPE_SEP)
+        dtype_info = DTYPES.get(dtype)
+        if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
+            return None
+        shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
+        try:
+            known[key] = _sized(path, "", dtype, dtype_info, shape)
+        except ParamscopeError:
+            return None
+    sized = list(map(known.__getitem__, keys))
+    begins = list(map(int, begin_texts))
+    ends = list(map(int, end_texts))
+    if max(ends) >= _U64_LIMIT or not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
+        return None
+    # Sorted by offset, the tensors must tile the data area from 0. Writers put them in offset order: then the
+    # header's order shows it, in C; else sort (by begin, then end: a zero-size tensor first, as the checked path).
+    if begins[0] != 0 or begins[1:] != ends[:-1]:
+        spans = sorted(zip(begins, ends))
+        if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
+            return None
+        cursor = spans[-1][1]
+    else:
+        cursor = ends[-1]
+    if file_size is not None and 8 + header_len + cursor != file_size:
+        return None
+    columns.names += names
+    columns.kinds += map(itemgetter(0), sized)
+    columns.roles += map(itemgetter(1), sized)
+    columns.shapes += map(itemgetter(3), sized)
+    columns.numels += map(itemgetter(4), sized)
+    columns.sizes += map(itemgetter(5), sized)
+    columns.origins += [origin] * count
+    return metadata or {}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _header_into(
+    columns: _Columns, path: str | Path, header: bytes, file_size: int | None, origin: str
+) -> dict[str, str]:
+    """One file's raw header checked and appended to ``columns`` (the fast path if it can, else the checked one)."""
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # the checked path says where
+    if text is not None:
+        metadata = _fast_check_into(columns, path, text, len(header), file_size, origin)
+        if metadata is not None:
+            return metadata
+    return _check_into(columns, path, _parse_json(path, header, pairs=True), len(header), file_size, origin)
 
 
 def _json_type(value: Any) -> str:
@@ -518,7 +663,7 @@ def _read_shards(
         for label, shard in shards.items():
             header, file_size = _read_header_bytes(shard)
             start = len(names)
-            meta = _check_into(columns, shard, _parse_json(shard, header, pairs=True), len(header), file_size, label)
+            meta = _header_into(columns, shard, header, file_size, label)
             added = names[start:]
             if not owner.keys().isdisjoint(added):  # the cheap test tripped: find the first name
                 name = next(name for name in added if name in owner)
