@@ -275,3 +275,40 @@ def test_shards_agree_with_the_checked_path(tmp_path):
     assert (table.names, table.shapes, table.dtypes, table.numel, table.nbytes, table.origins) == (
         expected.names, expected.shapes, expected.kinds, expected.numels, expected.sizes, expected.origins)
     assert inventory.metadata["shards"] == 4
+
+
+def _shard_set(tmp_path: Path, shards: list[list[str]], broken: int | None = None) -> dict[str, Path]:
+    """Shards holding the named F32 [1] tensors; ``broken`` (an index) gets a gap in its offsets."""
+    found: dict[str, Path] = {}
+    for k, names in enumerate(shards):
+        members = [_entry(name, "F32", "1", 4 * i + (4 if k == broken and i else 0), 4 * i + 4 + (4 if k == broken
+                                                                                                  and i else 0))
+                   for i, name in enumerate(names)]
+        header = _header(*members)
+        path = tmp_path / f"s{k}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * _data_end(header))
+        found[path.name] = path
+    return found
+
+
+@pytest.mark.parametrize(("shards", "broken", "message"), [
+    # the first shard (in reading order) that repeats a name, and its first repeated name (header order)
+    ([["a", "b"], ["c", "b", "a"], ["d"]], None, "s1.safetensors: tensor 'b' is also in shard 's0.safetensors'"),
+    ([["a"], ["b"], ["c", "b"], ["a"]], None, "s2.safetensors: tensor 'b' is also in shard 's1.safetensors'"),
+    # a repeat before a refused shard is what is reported; a refused shard before a repeat is
+    ([["a", "b"], ["b"], ["c", "d"]], 2, "s1.safetensors: tensor 'b' is also in shard 's0.safetensors'"),
+    ([["a", "b"], ["c", "d"], ["a"]], 1, "s1.safetensors: tensor 'd': data_offsets start at 8, which leaves a gap"),
+])
+def test_a_name_in_two_shards_is_reported_as_shard_by_shard(tmp_path, shards, broken, message):
+    paths = _shard_set(tmp_path, shards, broken)
+    with pytest.raises(ParamscopeError) as caught:
+        reader._read_shards(paths)
+    assert f"{Path(caught.value.source).name}: {caught.value.reason}".startswith(message)
+
+
+def test_distinct_shards_give_the_owner_map(tmp_path):
+    paths = _shard_set(tmp_path, [["a", "b"], ["c"], ["d", "e"]])
+    table, owner, _, _ = reader._read_shards(paths)
+    assert owner == {"a": "s0.safetensors", "b": "s0.safetensors", "c": "s1.safetensors", "d": "s2.safetensors",
+                     "e": "s2.safetensors"}
+    assert table.names == ["a", "b", "c", "d", "e"]

@@ -657,22 +657,36 @@ def _read_shards(
     """Read every shard; a tensor name found in two shards is an error (which one would load?)."""
     columns = _Columns()  # one set of columns for every shard
     names = columns.names
-    owner: dict[str, str] = {}
     first_meta: dict[str, str] | None = None
     with paused_gc():
+        # A name in two shards is looked for once, at the end (one dict, in C), not shard by shard; the error is
+        # still the one a shard-by-shard check gives: the first shard that repeats a name, unless a shard before it
+        # is refused for its own sake.
         for label, shard in shards.items():
-            header, file_size = _read_header_bytes(shard)
             start = len(names)
-            meta = _header_into(columns, shard, header, file_size, label)
-            added = names[start:]
-            if not owner.keys().isdisjoint(added):  # the cheap test tripped: find the first name
-                name = next(name for name in added if name in owner)
-                raise ParamscopeError(shard, f"tensor {name!r} is also in shard {owner[name]!r}")
-            owner.update(dict.fromkeys(added, label))
+            try:
+                header, file_size = _read_header_bytes(shard)
+                meta = _header_into(columns, shard, header, file_size, label)
+            except ParamscopeError:
+                _refuse_repeats(shards, names[:start], columns.origins[:start])
+                raise
             if first_meta is None and meta:
                 first_meta = meta
+        owner = dict(zip(names, columns.origins, strict=True))
+        if len(owner) != len(names):
+            _refuse_repeats(shards, names, columns.origins)
     extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
     return columns.table(), owner, [], extra
+
+
+def _refuse_repeats(shards: dict[str, Path], names: list[str], origins: list[str]) -> None:
+    """Raise for the first shard (in reading order) holding a name an earlier shard holds; its first such name.
+    Each shard's own names are distinct (its header check refuses a repeat)."""
+    owner: dict[str, str] = {}
+    for name, origin in zip(names, origins, strict=True):
+        first = owner.setdefault(name, origin)
+        if first != origin:
+            raise ParamscopeError(shards[origin], f"tensor {name!r} is also in shard {first!r}")
 
 
 def _read_directory(path: Path) -> Inventory:
