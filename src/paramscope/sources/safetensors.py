@@ -21,6 +21,7 @@ import math
 import os
 import re
 import struct
+from itertools import accumulate
 from operator import itemgetter, sub
 from pathlib import Path
 
@@ -502,20 +503,23 @@ def _fast_check_into(
         except ParamscopeError:
             return None
     sized = list(map(known.__getitem__, keys))
-    begins = list(map(int, begin_texts))
     ends = list(map(int, end_texts))
-    if max(ends) >= _U64_LIMIT or not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
-        return None
-    # Sorted by offset, the tensors must tile the data area from 0. Writers put them in offset order: then the
-    # header's order shows it, in C; else sort (by begin, then end: a zero-size tensor first, as the checked path).
-    if begins[0] != 0 or begins[1:] != ends[:-1]:
+    # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
+    # offset order: then each begins where the one before it ends (compared as text: no leading zeros) and the
+    # ends are the running sum of the sizes, all in C. Else sort (by begin, then end: a zero-size tensor first, as
+    # the checked path does).
+    if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
+        if list(accumulate(map(_get_sized, sized))) != ends:
+            return None
+    else:
+        begins = list(map(int, begin_texts))
+        if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
+            return None
         spans = sorted(zip(begins, ends))
         if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
             return None
-        cursor = spans[-1][1]
-    else:
-        cursor = ends[-1]
-    if file_size is not None and 8 + header_len + cursor != file_size:
+    cursor = max(ends)
+    if cursor >= _U64_LIMIT or (file_size is not None and 8 + header_len + cursor != file_size):
         return None
     columns.names += names
     columns.kinds += map(itemgetter(0), sized)
