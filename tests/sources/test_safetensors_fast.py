@@ -22,8 +22,9 @@ from paramscope.errors import ParamscopeError
 from paramscope.sources import safetensors as reader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _st_helpers import header_bytes, llama_tensors, write_sharded  # noqa: E402
+from _st_helpers import header_bytes, llama_tensors, write_sharded
 
+TINY = {"layers": 2, "hidden": 64, "intermediate": 128, "vocab": 100, "heads": 4, "kv_heads": 2}
 _FIELDS = ("names", "shapes", "kinds", "roles", "numels", "sizes", "origins")
 
 
@@ -118,7 +119,7 @@ def test_real_torch_headers_agree():
 
 
 def test_fixture_writer_headers_agree():
-    head, data = header_bytes([(n, "BF16", s) for n, s in llama_tensors(layers=2, hidden=64, intermediate=128, vocab=100, heads=4, kv_heads=2)],
+    head, data = header_bytes([(n, "BF16", s) for n, s in llama_tensors(**TINY)],
                               {"format": "pt"})
     header = head[8:]
     assert _agree(header, 8 + len(header) + data)
@@ -266,7 +267,7 @@ def test_every_one_byte_mutation_agrees(which):
 
 def test_shards_agree_with_the_checked_path(tmp_path):
     """A sharded set read through the fast path gives the checked path's table, shard by shard."""
-    tensors = [(n, "BF16", s) for n, s in llama_tensors(layers=3, hidden=64, intermediate=128, vocab=100, heads=4, kv_heads=2)]
+    tensors = [(n, "BF16", s) for n, s in llama_tensors(**TINY)]
     index = write_sharded(tmp_path / "m", tensors, 4)
     inventory = reader.read(index)
     expected = reader._Columns()

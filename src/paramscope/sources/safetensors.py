@@ -482,7 +482,7 @@ def _fast_check_into(
     rows = _ENTRY.findall(text, pos, stop)
     if not rows:
         return None
-    names, keys, begin_texts, end_texts = zip(*rows)
+    names, keys, begin_texts, end_texts = zip(*rows, strict=True)
     count = len(names)
     # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up
     if (count * _ENTRY_FIXED + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
@@ -515,7 +515,7 @@ def _fast_check_into(
         begins = list(map(int, begin_texts))
         if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
             return None
-        spans = sorted(zip(begins, ends))
+        spans = sorted(zip(begins, ends, strict=True))
         if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
             return None
     cursor = max(ends)
