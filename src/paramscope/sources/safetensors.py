@@ -432,13 +432,15 @@ def _check_into(
 _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 """A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
 _ENTRY = re.compile(
-    # a separator ("{" for the first member), the name (any JSON string character but an escape), then dtype and
-    # shape as ONE text ('BF16","shape":[64,64') that keys the sizes, then the offsets
-    r'[{,]"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
-    rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}'
+    # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
+    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (``endpos``: the
+    # closing brace). A literal first character lets the engine skip ahead to each quote.
+    r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
+    rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
 )
-_ENTRY_FIXED = len('{"":{"dtype":"],"data_offsets":[,]}')
-"""The characters of an entry outside its four groups: the entries tile the text iff their lengths add up."""
+_ENTRY_FIXED = len('"":{"dtype":"],"data_offsets":[,]},')
+"""The characters of an entry outside its four groups, its comma included: the entries tile the text iff their
+lengths add up (to one comma less: the last entry ends at the closing brace, not at a comma)."""
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
 _SHAPE_SEP = '","shape":['
 # ``"__metadata__":`` first, then null or an object holding only strings (escapes allowed: json.loads reads it)
@@ -458,12 +460,12 @@ def _fast_check_into(
     if stop < 1 or text[stop] != "}":
         return None
     metadata: dict[str, str] | None = None
-    pos = 0
+    pos = 1
     if text.startswith('"__metadata__":', 1):
         found = _METADATA.match(text, 1, stop)
         if found is None:
             return None
-        pos = found.end() - 1  # the comma before the first tensor
+        pos = found.end()  # after the comma, at the first tensor
         if found.group(1) != "null":
             try:
                 pairs = json.loads(found.group(1), object_pairs_hook=tuple)
@@ -476,16 +478,14 @@ def _fast_check_into(
                 _encodable(k) and _encodable(v) for k, v in pairs
             ):
                 return None
-    # A match starting with "{" after the first would follow "]}" (the end of the entry before it): not JSON.
-    if text.find("]}{", pos, stop) >= 0:
-        return None
     rows = _ENTRY.findall(text, pos, stop)
     if not rows:
         return None
     names, keys, begin_texts, end_texts = zip(*rows, strict=True)
     count = len(names)
-    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up
-    if (count * _ENTRY_FIXED + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
+    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up; then
+    # all but the last end with a comma (only the last can end at ``stop``: a comma there would be one too many)
+    if (count * _ENTRY_FIXED - 1 + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
             + sum(map(len, end_texts))) != stop - pos:
         return None
     name_set = set(names)
