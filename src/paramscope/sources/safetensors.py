@@ -446,6 +446,8 @@ _SHAPE_SEP = '","shape":['
 # ``"__metadata__":`` first, then null or an object holding only strings (escapes allowed: json.loads reads it)
 _METADATA = re.compile(r'"__metadata__":(null|\{(?:[^"{}\[\]]|"(?:[^"\\\x00-\x1f]|\\.)*")*\}),')
 _get_sized = itemgetter(2)
+_PAIRS = json.JSONDecoder(object_pairs_hook=tuple)
+"""One decoder for every shard's ``__metadata__`` (``json.loads`` with a hook makes a new one per call)."""
 
 
 def _fast_check_into(
@@ -468,7 +470,7 @@ def _fast_check_into(
         pos = found.end()  # after the comma, at the first tensor
         if found.group(1) != "null":
             try:
-                pairs = json.loads(found.group(1), object_pairs_hook=tuple)
+                pairs = _PAIRS.decode(found.group(1))
             except (ValueError, RecursionError):
                 return None
             if not all(type(v) is str for _, v in pairs) or len(dict(pairs)) != len(pairs):
@@ -628,7 +630,7 @@ def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[st
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
-    if not all(isinstance(v, str) for v in weight_map.values()):
+    if not set(map(type, weight_map.values())) <= {str}:  # in C: JSON strings are str, never a subclass
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
     return weight_map, declared if isinstance(declared, dict) else {}
