@@ -333,3 +333,36 @@ def test_an_index_of_file_names_is_read():
     raw = json.dumps({"metadata": {"total_size": 8}, "weight_map": {"a": "s0.safetensors", "b": "s1.safetensors"}})
     assert reader.parse_index("i", raw.encode()) == ({"a": "s0.safetensors", "b": "s1.safetensors"},
                                                      {"total_size": 8})
+
+
+def _index(tmp_path: Path, shards: list[list[str]], weight_map: dict[str, str]) -> Path:
+    _shard_set(tmp_path, shards)
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize(("listed", "outcome"), [
+    ({"a": "s0.safetensors", "b": "s0.safetensors", "c": "s1.safetensors"}, []),
+    ({"a": "s0.safetensors", "c": "s1.safetensors"},
+     ["1 tensors are in the shards but not in the index's weight_map; they are counted."]),
+    ({"a": "s0.safetensors", "b": "s1.safetensors", "c": "s1.safetensors"},
+     "weight_map puts 'b' in 's1.safetensors', but it is in 's0.safetensors'"),
+    ({"a": "s0.safetensors", "b": "s0.safetensors", "c": "s1.safetensors", "d": "s1.safetensors"},
+     "weight_map puts 'd' in 's1.safetensors', but no shard holds it"),
+    # as many listed as read, but one read twice and one not read: the repeat is what is reported
+    ({"a": "s0.safetensors", "b": "s0.safetensors", "c": "s1.safetensors", "z": "s1.safetensors"}, "repeat"),
+])
+def test_the_index_and_the_shards_agree_or_are_refused(tmp_path, listed, outcome):
+    shards = [["a", "b"], ["c", "a"]] if outcome == "repeat" else [["a", "b"], ["c"]]
+    index = _index(tmp_path, shards, listed)
+    if isinstance(outcome, list):
+        inventory = reader.read(index)
+        assert inventory.notes == outcome
+        assert inventory.table.names == ["a", "b", "c"]
+        assert inventory.table.origins == ["s0.safetensors", "s0.safetensors", "s1.safetensors"]
+    else:
+        with pytest.raises(ParamscopeError) as caught:
+            reader.read(index)
+        expected = "tensor 'a' is also in shard 's0.safetensors'" if outcome == "repeat" else outcome
+        assert caught.value.reason == expected
