@@ -241,7 +241,9 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
         raise ParamscopeError(path, f"{what} is not valid JSON: {exc}") from None
-    if "\\ud" in text or "\\uD" in text:  # escaped lone surrogates decode to str that cannot be UTF-8
+    # escaped lone surrogates decode to str that cannot be UTF-8; most texts have no backslash at all, which
+    # one byte search finds faster than the two three-character searches
+    if "\\" in text and ("\\ud" in text or "\\uD" in text):
         _check_surrogates(path, value)
     return value
 
