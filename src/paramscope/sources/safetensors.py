@@ -445,8 +445,6 @@ _ENTRY_FIXED = len('"":{"dtype":"],"data_offsets":[,]},')
 lengths add up (to one comma less: the last entry ends at the closing brace, not at a comma)."""
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
 _SHAPE_SEP = '","shape":['
-# ``"__metadata__":`` first, then null or an object holding only strings (escapes allowed: json.loads reads it)
-_METADATA = re.compile(r'"__metadata__":(null|\{(?:[^"{}\[\]]|"(?:[^"\\\x00-\x1f]|\\.)*")*\}),')
 _get_sized = itemgetter(2)
 _PAIRS = json.JSONDecoder(object_pairs_hook=tuple)
 """One decoder for every shard's ``__metadata__`` (``json.loads`` with a hook makes a new one per call)."""
@@ -466,22 +464,22 @@ def _fast_check_into(
     metadata: dict[str, str] | None = None
     pos = 1
     if text.startswith('"__metadata__":', 1):
-        found = _METADATA.match(text, 1, stop)
-        if found is None:
+        # its value read by json itself (from where it starts to where it ends: exact JSON, no regular expression
+        # to backtrack over a long one); the checked path takes anything but null or an object of strings
+        try:
+            value, pos = _PAIRS.raw_decode(text, 16)
+        except (ValueError, RecursionError):
             return None
-        pos = found.end()  # after the comma, at the first tensor
-        if found.group(1) != "null":
-            try:
-                pairs = _PAIRS.decode(found.group(1))
-            except (ValueError, RecursionError):
+        if pos >= stop or text[pos] != ",":
+            return None
+        pos += 1  # at the first tensor
+        if value is not None:
+            if type(value) is not tuple or not all(type(v) is str for _, v in value):
                 return None
-            if not all(type(v) is str for _, v in pairs) or len(dict(pairs)) != len(pairs):
-                return None
-            metadata = dict(pairs)
-            if ("\\ud" in found.group(1) or "\\uD" in found.group(1)) and not all(
-                _encodable(k) and _encodable(v) for k, v in pairs
-            ):
-                return None
+            metadata = dict(value)
+            if len(metadata) != len(value) or (text.find("\\", 16, pos) >= 0
+                                               and not all(_encodable(k) and _encodable(v) for k, v in value)):
+                return None  # a key given twice, an escaped lone surrogate: the checked path says which
     rows = _ENTRY.findall(text, pos, stop)
     if not rows:
         return None
