@@ -20,6 +20,7 @@ from safetensors.numpy import save as save_numpy
 
 from paramscope.errors import ParamscopeError
 from paramscope.sources import safetensors as reader
+from tests.hostile._limits import assert_clean, assert_refused, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _st_helpers import header_bytes, llama_tensors, write_sharded
@@ -366,3 +367,21 @@ def test_the_index_and_the_shards_agree_or_are_refused(tmp_path, listed, outcome
             reader.read(index)
         expected = "tensor 'a' is also in shard 's0.safetensors'" if outcome == "repeat" else outcome
         assert caught.value.reason == expected
+
+
+@pytest.mark.parametrize(("metadata", "refused"), [
+    ('{"k":"' + "a" * 30_000_000 + '"}', None),  # a regular expression once backtracked over this: 4 GB
+    ('{"k":"' + 'a\\"' * 5_000_000 + '"x}', "not valid JSON"),
+    ("[" * 200_000, "nested too deeply"),
+])
+def test_a_huge_metadata_is_read_in_bounded_memory(tmp_path, metadata, refused):
+    header = ('{"__metadata__":' + metadata + "," + A + "}").encode()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    result = run_cli(str(path), "--format", "json")
+    if refused is None:
+        assert_clean(result, str(path))
+        assert result.returncode == 0
+        assert json.loads(result.stdout)["metadata"]["__metadata__"]["k"] == "a" * 30_000_000
+    else:
+        assert_refused(result, str(path), refused)

@@ -12,6 +12,9 @@ and ``SafeTensors::read_metadata``) so a file we accept is a file ``safe_open`` 
 * sorted by offset, the tensors tile the data area from 0 with no gap or overlap, each taking exactly
   ``numel * bits / 8`` bytes (sub-byte types must fill whole bytes), with no overflow past 64 bits;
 * header + last offset is exactly the file size (no trailing data, no truncation).
+
+A header in the crate's own compact form is read by a fast path (one regular expression, columns made in C:
+:func:`_fast_check_into`); anything else, and anything that does not check out, goes the checked way above.
 """
 
 from __future__ import annotations
