@@ -328,14 +328,6 @@ class _Columns:
         return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
 
 
-def _validate(
-    path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
-) -> tuple[Table, dict[str, str]]:
-    columns = _Columns()
-    metadata = _check_into(columns, path, header, header_len, file_size, origin)
-    return columns.table(), metadata
-
-
 def _check_into(
     columns: _Columns, path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
 ) -> dict[str, str]:
