@@ -12,6 +12,9 @@ and ``SafeTensors::read_metadata``) so a file we accept is a file ``safe_open`` 
 * sorted by offset, the tensors tile the data area from 0 with no gap or overlap, each taking exactly
   ``numel * bits / 8`` bytes (sub-byte types must fill whole bytes), with no overflow past 64 bits;
 * header + last offset is exactly the file size (no trailing data, no truncation).
+
+A header in the crate's own compact form is read by a fast path (one regular expression, columns made in C:
+:func:`_fast_check_into`); anything else, and anything that does not check out, goes the checked way above.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
+from itertools import accumulate
+from operator import itemgetter, sub
 from pathlib import Path
 
 from paramscope.dtypes import nbytes as dtype_bytes
@@ -127,9 +133,9 @@ def read_table(path: Path, origin: str | None = None) -> tuple[Table, dict[str, 
     """The tensors (as columns) and ``__metadata__`` of one safetensors file, validated as the crate does."""
     header, file_size = _read_header_bytes(path)
     with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
-        # the parsed header is passed, not kept, so that it is gone before the collector runs again
-        return _validate(path, _parse_json(path, header, pairs=True), len(header), file_size,
-                         origin if origin is not None else path.name)
+        columns = _Columns()
+        metadata = _header_into(columns, path, header, file_size, origin if origin is not None else path.name)
+        return columns.table(), metadata
 
 
 def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
@@ -158,8 +164,9 @@ def records_from_header(
     Errors name ``source``.
     """
     with paused_gc():
-        table, metadata = _validate(source, _parse_json(source, header, pairs=True), len(header), file_size, origin)
-        return table.rows(), metadata
+        columns = _Columns()
+        metadata = _header_into(columns, source, header, file_size, origin)
+        return columns.table().rows(), metadata
 
 
 def read_small_tensors(path: Path, names: list[str], limit: int, max_header: int) -> dict[str, bytes]:
@@ -237,7 +244,9 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
         raise ParamscopeError(path, f"{what} is not valid JSON: {exc}") from None
-    if "\\ud" in text or "\\uD" in text:  # escaped lone surrogates decode to str that cannot be UTF-8
+    # escaped lone surrogates decode to str that cannot be UTF-8; most texts have no backslash at all, which
+    # one byte search finds faster than the two three-character searches
+    if "\\" in text and ("\\ud" in text or "\\uD" in text):
         _check_surrogates(path, value)
     return value
 
@@ -277,6 +286,21 @@ def _numel(path: str | Path, name: str, shape: Any) -> int:
     return numel
 
 
+def _sized(
+    path: str | Path, name: str, dtype: str, known: tuple[str, int], shape: Any
+) -> tuple[str, Any, int, tuple[int, ...], int, int | None]:
+    """What a (dtype, shape) pair is found to be: dtype, role, bytes in the file, shape, numel, bytes as counted;
+    refused when its size passes 64 bits or a sub-byte type does not fill whole bytes (the crate's rules)."""
+    numel = _numel(path, name, shape)
+    canonical, bits = known
+    nbits = numel * bits
+    if nbits >= _U64_LIMIT:
+        raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
+    if nbits % 8:
+        raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
+    return (canonical, _ROLES[canonical], nbits >> 3, tuple(shape), numel, dtype_bytes(canonical, numel))
+
+
 _INT_ONLY = {int}
 _ROLES = {canonical: role_for_file_tensor(canonical) for canonical, _ in DTYPES.values()}
 
@@ -285,7 +309,7 @@ class _Columns:
     """The columns a reader fills as it checks entries: one set for a whole sharded checkpoint (no table per
     shard, then joined), with the (dtype, *shape) pairs found so far, which the shards of one model share."""
 
-    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sizes")
+    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sized_text", "sizes")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -297,17 +321,11 @@ class _Columns:
         self.origins: list[str] = []
         # (dtype, *shape) -> what it was found to be: dtype, role, bytes in the file, shape, numel, bytes as counted
         self.checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
+        # the same, keyed by the header's own text for dtype and shape (the fast path's key; see _fast_check_into)
+        self.sized_text: dict[str, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
 
     def table(self) -> Table:
         return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
-
-
-def _validate(
-    path: str | Path, header: Any, header_len: int, file_size: int | None, origin: str
-) -> tuple[Table, dict[str, str]]:
-    columns = _Columns()
-    metadata = _check_into(columns, path, header, header_len, file_size, origin)
-    return columns.table(), metadata
 
 
 def _check_into(
@@ -361,14 +379,7 @@ def _check_into(
         key = (dtype, *shape) if type(shape) is list and (not shape or set(map(type, shape)) == _INT_ONLY) else None
         sized = checked.get(key) if key is not None else None
         if sized is None:
-            numel = _numel(path, name, shape)
-            canonical, bits = known
-            nbits = numel * bits
-            if nbits >= _U64_LIMIT:
-                raise ParamscopeError(path, f"tensor {name!r}: size of shape {_short(shape)} overflows 64 bits")
-            if nbits % 8:
-                raise ParamscopeError(path, f"tensor {name!r}: {numel} {dtype} elements do not fill whole bytes")
-            sized = (canonical, _ROLES[canonical], nbits >> 3, tuple(shape), numel, dtype_bytes(canonical, numel))
+            sized = _sized(path, name, dtype, known, shape)
             if key is not None:
                 checked[key] = sized
         canonical, role, size, dims, numel, nbytes = sized
@@ -403,6 +414,141 @@ def _check_into(
         )
     columns.origins += [origin] * (len(kept_names) - start)
     return metadata or {}
+
+
+# ---- the fast path: the canonical header, read by one regular expression ------------------------------
+#
+# Nearly every header is written by the safetensors crate (the Python, PyTorch and Rust writers all call it) in one
+# compact form: ``{"__metadata__":{...},"NAME":{"dtype":"BF16","shape":[64,64],"data_offsets":[128,8320]},...}``
+# then spaces up to an 8-byte boundary. Such a header is read without ``json.loads`` and without a Python loop per
+# tensor: one ``findall`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
+# fast path: it accepts a subset of what the checked path accepts, builds the very same columns, and whatever it does
+# not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
+# duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
+
+_NUMBER = "(?:0|[1-9][0-9]{0,19})"
+"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
+_ENTRY = re.compile(
+    # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
+    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (``endpos``: the
+    # closing brace). A literal first character lets the engine skip ahead to each quote.
+    r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
+    rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
+)
+_ENTRY_FIXED = len('"":{"dtype":"],"data_offsets":[,]},')
+"""The characters of an entry outside its four groups, its comma included: the entries tile the text iff their
+lengths add up (to one comma less: the last entry ends at the closing brace, not at a comma)."""
+_SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
+_SHAPE_SEP = '","shape":['
+_get_sized = itemgetter(2)
+_PAIRS = json.JSONDecoder(object_pairs_hook=tuple)
+"""One decoder for every shard's ``__metadata__`` (``json.loads`` with a hook makes a new one per call)."""
+
+
+def _fast_check_into(
+    columns: _Columns, path: str | Path, text: str, header_len: int, file_size: int | None, origin: str
+) -> dict[str, str] | None:
+    """:func:`_check_into` for a canonical header's text: the same columns appended and the same metadata
+    returned, or None (``columns`` untouched) when the header is not in the canonical form or does not check out,
+    which the checked path then reads (and refuses with its message, if it must)."""
+    if not text.startswith("{"):
+        return None
+    stop = len(text.rstrip(" ")) - 1  # the closing brace; trailing spaces pad the header, other space falls back
+    if stop < 1 or text[stop] != "}":
+        return None
+    metadata: dict[str, str] | None = None
+    pos = 1
+    if text.startswith('"__metadata__":', 1):
+        # its value read by json itself (from where it starts to where it ends: exact JSON, no regular expression
+        # to backtrack over a long one); the checked path takes anything but null or an object of strings
+        try:
+            value, pos = _PAIRS.raw_decode(text, 16)
+        except (ValueError, RecursionError):
+            return None
+        if pos >= stop or text[pos] != ",":
+            return None
+        pos += 1  # at the first tensor
+        if value is not None:
+            if type(value) is not tuple or not all(type(v) is str for _, v in value):
+                return None
+            metadata = dict(value)
+            if len(metadata) != len(value) or (text.find("\\", 16, pos) >= 0
+                                               and not all(_encodable(k) and _encodable(v) for k, v in value)):
+                return None  # a key given twice, an escaped lone surrogate: the checked path says which
+    rows = _ENTRY.findall(text, pos, stop)
+    if not rows:
+        return None
+    names, keys, begin_texts, end_texts = zip(*rows, strict=True)
+    count = len(names)
+    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up; then
+    # all but the last end with a comma (only the last can end at ``stop``: a comma there would be one too many)
+    if (count * _ENTRY_FIXED - 1 + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
+            + sum(map(len, end_texts))) != stop - pos:
+        return None
+    name_set = set(names)
+    if len(name_set) != count or "__metadata__" in name_set:
+        return None
+    known = columns.sized_text
+    for key in set(keys).difference(known):
+        dtype, _, shape_text = key.partition(_SHAPE_SEP)
+        dtype_info = DTYPES.get(dtype)
+        if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
+            return None
+        shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
+        try:
+            known[key] = _sized(path, "", dtype, dtype_info, shape)
+        except ParamscopeError:
+            return None
+    sized = list(map(known.__getitem__, keys))
+    ends = list(map(int, end_texts))
+    # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
+    # offset order: then each begins where the one before it ends (compared as text: no leading zeros) and the
+    # ends are the running sum of the sizes, all in C. Else sort (by begin, then end: a zero-size tensor first, as
+    # the checked path does).
+    if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
+        if list(accumulate(map(_get_sized, sized))) != ends:
+            return None
+    else:
+        begins = list(map(int, begin_texts))
+        if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
+            return None
+        spans = sorted(zip(begins, ends, strict=True))
+        if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
+            return None
+    cursor = max(ends)
+    if cursor >= _U64_LIMIT or (file_size is not None and 8 + header_len + cursor != file_size):
+        return None
+    columns.names += names
+    columns.kinds += map(itemgetter(0), sized)
+    columns.roles += map(itemgetter(1), sized)
+    columns.shapes += map(itemgetter(3), sized)
+    columns.numels += map(itemgetter(4), sized)
+    columns.sizes += map(itemgetter(5), sized)
+    columns.origins += [origin] * count
+    return metadata or {}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _header_into(
+    columns: _Columns, path: str | Path, header: bytes, file_size: int | None, origin: str
+) -> dict[str, str]:
+    """One file's raw header checked and appended to ``columns`` (the fast path if it can, else the checked one)."""
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # the checked path says where
+    if text is not None:
+        metadata = _fast_check_into(columns, path, text, len(header), file_size, origin)
+        if metadata is not None:
+            return metadata
+    return _check_into(columns, path, _parse_json(path, header, pairs=True), len(header), file_size, origin)
 
 
 def _json_type(value: Any) -> str:
@@ -479,7 +625,7 @@ def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[st
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
-    if not all(isinstance(v, str) for v in weight_map.values()):
+    if not set(map(type, weight_map.values())) <= {str}:  # in C: JSON strings are str, never a subclass
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
     return weight_map, declared if isinstance(declared, dict) else {}
@@ -497,8 +643,9 @@ def _read_index(path: Path) -> Inventory:
     shards: dict[str, Path] = {}
     for name in dict.fromkeys(weight_map.values()):
         shards[name] = _shard_path(path, directory, name, roots)
-    table, owner, notes, file_meta = _read_shards(shards)
-    notes += check_weight_map(path, weight_map, owner)
+    table, owner, notes, file_meta = _read_shards(shards, weight_map)
+    if owner is not weight_map:  # else the shards were found to hold exactly what the index says (_read_shards)
+        notes += check_weight_map(path, weight_map, owner)
     metadata: dict[str, Any] = {"shards": len(shards)}
     if type(declared.get("total_size")) is int:
         metadata["index total_size"] = declared["total_size"]
@@ -507,27 +654,48 @@ def _read_index(path: Path) -> Inventory:
 
 
 def _read_shards(
-    shards: dict[str, Path],
+    shards: dict[str, Path], weight_map: dict[str, str] | None = None
 ) -> tuple[Table, dict[str, str], list[str], dict[str, Any]]:
-    """Read every shard; a tensor name found in two shards is an error (which one would load?)."""
+    """Read every shard; a tensor name found in two shards is an error (which one would load?). The owner map
+    (tensor -> shard) is ``weight_map`` itself when the shards hold exactly the tensors it lists, each where it
+    says (so each once): one C-level comparison instead of a dict built and compared."""
     columns = _Columns()  # one set of columns for every shard
     names = columns.names
-    owner: dict[str, str] = {}
     first_meta: dict[str, str] | None = None
     with paused_gc():
+        # A name in two shards is looked for once, at the end (one dict, in C), not shard by shard; the error is
+        # still the one a shard-by-shard check gives: the first shard that repeats a name, unless a shard before it
+        # is refused for its own sake.
         for label, shard in shards.items():
-            header, file_size = _read_header_bytes(shard)
             start = len(names)
-            meta = _check_into(columns, shard, _parse_json(shard, header, pairs=True), len(header), file_size, label)
-            added = names[start:]
-            if not owner.keys().isdisjoint(added):  # the cheap test tripped: find the first name
-                name = next(name for name in added if name in owner)
-                raise ParamscopeError(shard, f"tensor {name!r} is also in shard {owner[name]!r}")
-            owner.update(dict.fromkeys(added, label))
+            try:
+                header, file_size = _read_header_bytes(shard)
+                meta = _header_into(columns, shard, header, file_size, label)
+            except ParamscopeError:
+                _refuse_repeats(shards, names[:start], columns.origins[:start])
+                raise
             if first_meta is None and meta:
                 first_meta = meta
+        if (weight_map is not None and len(weight_map) == len(names)
+                and list(map(weight_map.get, names)) == columns.origins):
+            # as many listed as read, and each read one listed in its own shard: two shards cannot share a name
+            owner = weight_map
+        else:
+            owner = dict(zip(names, columns.origins, strict=True))
+        if len(owner) != len(names):
+            _refuse_repeats(shards, names, columns.origins)
     extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
     return columns.table(), owner, [], extra
+
+
+def _refuse_repeats(shards: dict[str, Path], names: list[str], origins: list[str]) -> None:
+    """Raise for the first shard (in reading order) holding a name an earlier shard holds; its first such name.
+    Each shard's own names are distinct (its header check refuses a repeat)."""
+    owner: dict[str, str] = {}
+    for name, origin in zip(names, origins, strict=True):
+        first = owner.setdefault(name, origin)
+        if first != origin:
+            raise ParamscopeError(shards[origin], f"tensor {name!r} is also in shard {first!r}")
 
 
 def _read_directory(path: Path) -> Inventory:
