@@ -114,12 +114,10 @@ def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
 
     if args.format not in SAFETY_FORMATS or args.source is None:
         return []
-    from pathlib import Path
-
     from paramscope.safety import after_read, after_remote_read, worth_saying
 
     if os.path.exists(args.source):
-        verdict = after_read(Path(args.source), report.format, report.metadata)
+        verdict = after_read(args.source, report.format, report.metadata)
     else:  # a Hub file or URL read by ranged reads: a pickle among them passed the allow-list
         remote = after_remote_read(report.format, report.metadata)
         if remote is None:

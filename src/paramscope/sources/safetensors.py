@@ -20,7 +20,6 @@ import json
 import math
 import os
 import struct
-from pathlib import Path
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -30,6 +29,7 @@ from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 FORMAT = "safetensors"
@@ -73,20 +73,24 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 # --------------------------------------------------------------------------------------------- detection
 
 
-def probe(head: bytes, path: Path) -> Reader | None:
+def probe(head: bytes, path: str | Path) -> Reader | None:
     """8-byte little-endian length of a plausible size, then ``{``; or a ``.safetensors`` name.
 
     A declared length above the crate's limit is still claimed (up to 4 GiB) so that the user is told
     the header is too large rather than that the format is unknown.
     """
-    if path.name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
-        return Reader(_read_index, path)
+    name = os.path.basename(path)  # a path as text or a Path (paramscope.sources.files.TEXT_PATH_READERS)
+    if name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
+        from pathlib import Path
+
+        return Reader(_read_index, Path(path))
     if len(head) >= 9 and head[8:9] == b"{":
         (n,) = struct.unpack_from("<Q", head)
         if 2 <= n < 1 << 32:
             return Reader(read, path)
     # The extension is only a hint: claim a (truncated or damaged) .safetensors file that is nothing else.
-    if path.suffix == ".safetensors" and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80")):
+    suffixed = name.endswith(".safetensors") and name != ".safetensors"  # Path(path).suffix == ".safetensors"
+    if suffixed and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80")):
         return Reader(read, path)
     return None
 
@@ -104,12 +108,16 @@ def sniff_directory(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read(path: Path) -> Inventory:
+def read(path: str | Path) -> Inventory:
     """A single file, an index file, or a directory (its index, else all its ``*.safetensors``)."""
-    if path.is_dir():
-        return _read_directory(path)
-    if path.name.endswith(INDEX_SUFFIX):
-        return _read_index(path)
+    if os.path.isdir(path):
+        from pathlib import Path
+
+        return _read_directory(Path(path))
+    if os.path.basename(path).endswith(INDEX_SUFFIX):
+        from pathlib import Path
+
+        return _read_index(Path(path))
     table, metadata = read_table(path)
     info: dict[str, Any] = {}
     if metadata:
@@ -129,7 +137,7 @@ def read_table(path: Path, origin: str | None = None) -> tuple[Table, dict[str, 
     with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
         # the parsed header is passed, not kept, so that it is gone before the collector runs again
         return _validate(path, _parse_json(path, header, pairs=True), len(header), file_size,
-                         origin if origin is not None else path.name)
+                         origin if origin is not None else os.path.basename(path))
 
 
 def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
@@ -577,9 +585,10 @@ def small_tensor_reader(source: str, tensors: list[TensorRecord] | Inventory) ->
     """
     if not isinstance(source, str) or source.startswith(REMOTE_PREFIXES) or "://" in source:
         return lambda names: {}
-    root = Path(source)
-
     def locate(origin: str) -> Path | None:
+        from pathlib import Path
+
+        root = Path(source)
         if root.is_file() and root.name.endswith(".safetensors"):
             return root if origin in ("", root.name) else None
         base = root if root.is_dir() else root.parent
