@@ -438,6 +438,8 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
     """Resolve a shard name from an index, refusing anything that leaves the index's directory."""
     if not name or "\x00" in name:
         raise ParamscopeError(index, f"shard name {name!r} is not a file name")
+    from pathlib import Path
+
     pure = Path(name)
     if pure.is_absolute() or name.startswith(("/", "\\")) or pure.drive or ".." in pure.parts or "\\" in name:
         raise ParamscopeError(index, f"shard {name!r} is outside the index's directory")
