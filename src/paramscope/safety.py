@@ -58,10 +58,6 @@ SAFE_FORMATS = {
 PICKLE_SAFE = "pickle of tensors and plain containers only (allow-list)"
 _SAFE_READERS = {"safetensors": "safetensors", "gguf": "gguf", "numpy_files": "numpy", "onnx": "onnx",
                  "keras": "keras"}
-READ_IS_SAFE = ("safetensors", "gguf")
-"""Formats (a report's ``format``) whose reader claims a file only by a header no pickle or zip has (8-byte
-length and JSON; ``GGUF``), or by its name where the head is neither: a file read as one is safe without a
-second look. (NumPy, Keras and ONNX files may be zips, whose members :func:`file_verdict` looks into.)"""
 
 
 @cache  # made on first use: the pickle reader's tables are not imported by reading a safetensors file
@@ -420,7 +416,10 @@ def after_read(path: Path, format: str, metadata: dict[str, Any]) -> Verdict:
     """The verdict of a local file or directory paramscope has just read (``format``, ``metadata``: the report's).
     A torch.save file that was read passed the allow-list already (the reader refuses any other global), so
     its pickle is not run a second time: it is ``safe``, or ``code`` where it was a TorchScript archive. A file
-    read as one of :data:`READ_IS_SAFE` is that format: :func:`file_verdict` would only probe it again."""
+    read as one of :data:`paramscope.sources.READ_IS_SAFE` is that format: :func:`file_verdict` would only probe
+    it again."""
+    from paramscope.sources import READ_IS_SAFE
+
     if format in READ_IS_SAFE and os.path.isfile(path):
         return Verdict(SAFE, SAFE_FORMATS[format])
     from pathlib import Path

@@ -28,6 +28,11 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", 
                        ".npy", ".onnx", ".h5", ".keras")
 """Files a scan of a tree or a prefix takes for checkpoints (and the safety verdict of a directory looks at, with
 its config.json); other files (tokenizers, READMEs) hold no weights."""
+READ_IS_SAFE = ("safetensors", "gguf")
+"""Formats (an inventory's ``format``) whose reader claims a file only by a header no pickle or zip has (an
+8-byte length and JSON; ``GGUF``), or by its name where the head is neither: a local file read as one holds
+no code, safe by construction (:data:`paramscope.safety.SAFE_FORMATS`, a verdict ``paramscope FILE`` does not
+show), without a second look. (NumPy, Keras and ONNX files may be zips, whose members the safety check opens.)"""
 SHARD_NAME = r"-\d{3,}-of-\d{3,}\."
 """What a shard's name holds: ``model-00001-of-00003.safetensors``."""
 

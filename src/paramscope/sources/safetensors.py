@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -85,7 +84,7 @@ def probe(head: bytes, path: str | Path) -> Reader | None:
 
         return Reader(_read_index, Path(path))
     if len(head) >= 9 and head[8:9] == b"{":
-        (n,) = struct.unpack_from("<Q", head)
+        n = int.from_bytes(head[:8], "little")  # struct's "<Q", without importing struct
         if 2 <= n < 1 << 32:
             return Reader(read, path)
     # The extension is only a hint: claim a (truncated or damaged) .safetensors file that is nothing else.
@@ -148,7 +147,7 @@ def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> i
     """
     if len(prefix) < 8:
         raise ParamscopeError(source, f"truncated: {len(prefix)} bytes, a safetensors file starts with 8")
-    (n,) = struct.unpack_from("<Q", prefix)
+    n = int.from_bytes(prefix[:8], "little")
     if n > MAX_HEADER_SIZE:
         raise ParamscopeError(source, f"header length {n:,} bytes exceeds the safetensors limit of {MAX_HEADER_SIZE:,}")
     if file_size is not None and 8 + n > file_size:
