@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+
 def _view(name: str) -> Callable[..., Any]:
     view = VIEWS.get(name)
     if view is None:  # only when paramscope.report was loaded without its package, which Python never does
