@@ -117,7 +117,7 @@ def read(path: str | Path) -> Inventory:
         from pathlib import Path
 
         return _read_index(Path(path))
-    table, metadata = read_table(path)
+    table, metadata = read_table(path, os.path.basename(path))  # its origin, path.name of a path as text
     info: dict[str, Any] = {}
     if metadata:
         info["__metadata__"] = metadata
@@ -136,7 +136,7 @@ def read_table(path: Path, origin: str | None = None) -> tuple[Table, dict[str, 
     with paused_gc():  # a million-tensor header is millions of small objects: collections walked them for nothing
         # the parsed header is passed, not kept, so that it is gone before the collector runs again
         return _validate(path, _parse_json(path, header, pairs=True), len(header), file_size,
-                         origin if origin is not None else os.path.basename(path))
+                         origin if origin is not None else path.name)
 
 
 def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> int:
