@@ -215,3 +215,86 @@ def test_reading_imports_no_framework(kind, tmp_path, hub):
     assert sorted(forbidden & set(result["modules"])) == []
     # and the bare import, whatever the case: neither torch nor typing
     assert sorted({"torch", "typing"} & set(result["imported"])) == []
+
+
+# ---- issue 12: the whole process of a small file's default run within 3x of ``python -c pass`` -----------
+
+RUN_MAIN = """\
+import json, runpy, sys
+sys.argv = ["paramscope", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("paramscope", run_name="__main__", alter_sys=True)  # python -m paramscope ARGS
+except SystemExit as exc:
+    code = exc.code
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+NOT_FOR_A_SMALL_FILE = frozenset({
+    # pathlib (with urllib.parse, ipaddress and ntpath): local paths are text (paramscope.sources.path_text)
+    "pathlib", "urllib.parse", "ipaddress", "ntpath",
+    "locale",  # argparse's gettext lookups (paramscope.commands._as_written)
+    "fnmatch",  # only --filter matches a glob
+    "struct",  # the header length is int.from_bytes
+    "unicodedata",  # text.safe: printable ASCII names are shown as they are
+    "paramscope.safety",  # safetensors is safe by construction (paramscope.sources.READ_IS_SAFE)
+    "paramscope.renderers.listing",  # a Hub listing is known by its format
+    "paramscope.quantization",  # no name has a quantization suffix (quant_names.candidates)
+}) | SMALL_FILE
+"""What ``python -m paramscope FILE`` (and ``--format json -o OUT``) must not import for a small safetensors file:
+each costs a measurable part of the 3x budget, and none has anything to do there."""
+
+
+@pytest.mark.parametrize("options", [[], ["--format", "json", "-o", "OUT"]], ids=["tree", "json to a file"])
+def test_small_file_run_imports_only_what_it_uses(options, tmp_path):
+    # a tied pair would be one tensor: two distinct 100 x 32 bf16 matrices, 6,400 parameters by hand
+    write_sparse(tmp_path / "m.safetensors", [("model.embed_tokens.weight", "BF16", (100, 32)),
+                                               ("lm_head.weight", "BF16", (100, 32))])
+    out = tmp_path / "out.json"
+    argv = [str(tmp_path / "m.safetensors"), *(str(out) if o == "OUT" else o for o in options)]
+    done = subprocess.run([sys.executable, "-c", RUN_MAIN, json.dumps(argv)], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    *shown, result = done.stdout.splitlines()
+    result = json.loads(result)
+    assert (result["code"], done.stderr) == (0, "")
+    if options:
+        assert json.loads(out.read_text())["total"] == 6400
+    else:
+        assert shown[0] == f"{tmp_path / 'm.safetensors'}  (safetensors)"
+        assert shown[1].split() == ["parameters", "6,400", "6.4K"]
+    assert sorted(NOT_FOR_A_SMALL_FILE & set(result["modules"])) == []
+
+
+@pytest.mark.parametrize("text", ["m.safetensors", "./m.safetensors", "a//m", "a/./b/", "/abs/m", "//net/m",
+                                  "///root/m", "a/../m", "a/b/.", ".", "", "./", "a/"])
+def test_path_text_is_pathlibs_form(text):
+    from pathlib import Path
+
+    from paramscope.sources import path_text
+
+    assert path_text(text) == str(Path(text))
+
+
+@pytest.mark.parametrize("case", ["file", "directory", "missing", "under a file", "nul", "too long", "loop"])
+def test_path_mode_says_what_pathlib_says(case, tmp_path):
+    import errno
+    import stat
+    from pathlib import Path
+
+    from paramscope.sources import path_mode
+
+    (tmp_path / "f").write_bytes(b"x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    path = {"file": tmp_path / "f", "directory": tmp_path, "missing": tmp_path / "no", "under a file": tmp_path / "f/x",
+            "nul": tmp_path / "a\0b", "too long": tmp_path / ("x" * 5000), "loop": tmp_path / "loop"}[case]
+    try:
+        expected: object = (Path(path).exists(), Path(path).is_dir(), Path(path).is_file())
+    except OSError as exc:  # what pathlib raises, path_mode raises
+        expected = exc.errno
+    try:
+        mode = path_mode(str(path))
+        got: object = (mode is not None, stat.S_ISDIR(mode or 0), stat.S_ISREG(mode or 0))
+    except OSError as exc:
+        got = exc.errno
+    assert got == expected
+    assert case != "too long" or got == errno.ENAMETOOLONG  # the case where both raise, not say "no"

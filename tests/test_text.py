@@ -139,3 +139,27 @@ def test_one_percentage_rounding(part, whole, share, shown):
 )
 def test_root_label_names_the_file(source, label):
     assert text.root_label(source) == label
+
+
+def test_safe_is_the_escaping_regex_for_every_code_point():
+    # the rule as first written (a regex over every name, then category Cf/Cc), against which the fast path for
+    # printable ASCII must change nothing: ASCII and the next blocks whole (the C0/C1 controls, the bidi and
+    # zero-width marks), the BOM, surrogates, and format characters past the BMP; alone and inside a name
+    import re
+    import unicodedata
+
+    unsafe = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+    def reference(name: str) -> str:
+        def escape(match: re.Match[str]) -> str:
+            code = ord(match.group())
+            return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+        escaped = unsafe.sub(escape, name)
+        if escaped.isascii():
+            return escaped
+        return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cf", "Cc") else c for c in escaped)
+
+    for code in [*range(0x2100), 0xFEFF, *range(0xD800, 0xE000, 7), 0xDFFF, 0xE0001, 0x1D173, 0x1F600, 0x10FFFF]:
+        for name in (chr(code), f"a.{chr(code)}.b"):
+            assert text.safe(name) == reference(name), hex(code)

@@ -17,7 +17,7 @@ was, after one pass over the names with a C-level suffix test (a 100,000-tensor 
 
 from __future__ import annotations
 
-from paramscope import moe, quantization, ties
+from paramscope import moe, quant_names, ties
 from paramscope.gcpause import paused_gc
 from paramscope.records import Role
 
@@ -44,7 +44,9 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
     table: Table | None = None  # or the columns with a few entries changed (an inventory read as columns)
 
     annotated = None
-    if quantization.candidates(inventory.names):  # the common file has no quantization suffix at all
+    if quant_names.candidates(inventory.names):  # the common file has no quantization suffix at all
+        from paramscope import quantization
+
         blobs = inventory.pending.get("small_tensors")  # the reader's, where it can read small tensors' bytes
         cq = quantization.config_scheme(config)
         with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing

@@ -6,6 +6,10 @@ imports: it is vocabulary, not a rule.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 # Name suffix -> what it marks at the module it ends. "packed": the tensor holding the weights;
 # anything else: bookkeeping (Role.QUANT_AUX) of the family named. Longest suffixes are tried first.
 SUFFIXES: dict[str, tuple[str, str]] = {
@@ -40,6 +44,18 @@ SUFFIXES: dict[str, tuple[str, str]] = {
     "_blocks": ("packed", "mxfp4"),
     "_scales": ("aux", "mxfp4"),
 }
+
+SUFFIX_TUPLE = tuple(SUFFIXES)
+"""For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
+
+
+def candidates(names: Iterable[str]) -> bool:
+    """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
+    test per name over the names alone, so an unquantized inventory's records are never made, nor
+    :mod:`paramscope.quantization` imported)."""
+    from operator import methodcaller
+
+    return any(map(methodcaller("endswith", SUFFIX_TUPLE), names))
 
 
 def aux_parameter_names() -> frozenset[str]:

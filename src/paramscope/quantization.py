@@ -74,8 +74,7 @@ if TYPE_CHECKING:
 SUFFIXES = quant_names.SUFFIXES  # the table, shared with the live reader: paramscope.quant_names
 # Suffixes with no dot before them (gpt-oss ``gate_up_proj_blocks``): looked up by ending, not by leaf.
 UNDOTTED = tuple(s for s in SUFFIXES if not s.startswith("."))
-SUFFIX_TUPLE = tuple(SUFFIXES)
-"""For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
+SUFFIX_TUPLE = quant_names.SUFFIX_TUPLE
 _BY_LEAF: dict[str, list[str]] = {}
 for _suffix_name in sorted(SUFFIXES, key=len, reverse=True):  # longest first within one leaf
     if _suffix_name in UNDOTTED:
@@ -336,12 +335,7 @@ def _summary_counted(items: Iterable[tuple[Role, QuantInfo | None, int]]) -> dic
     return summary
 
 
-def candidates(names: Iterable[str]) -> bool:
-    """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
-    test per name over the names alone, so an unquantized inventory's records are never made)."""
-    from operator import methodcaller
-
-    return any(map(methodcaller("endswith", SUFFIX_TUPLE), names))
+candidates = quant_names.candidates  # whether any name has a suffix of the table: vocabulary, tested before this
 
 
 def annotate(

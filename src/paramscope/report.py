@@ -50,7 +50,6 @@ Counting rules
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import re
 from collections import namedtuple
@@ -62,16 +61,12 @@ from operator import attrgetter
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, Table, TensorRecord, sized
+from paramscope.report_views import VIEWS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-VIEWS: dict[str, Callable[..., Any]] = {}
-"""How a report is shown, by name: ``text`` (the tree ``str()`` gives), ``dict`` (the JSON document),
-``html`` (Jupyter's summary) and ``pandas`` (DataFrames). Filled from above by
-:mod:`paramscope.renderers.views`, so the report never imports the code that draws it."""
 
 
 def _view(name: str) -> Callable[..., Any]:
@@ -1284,6 +1279,8 @@ class Report:
         ``trainable_only`` keeps parameters with ``requires_grad``; ``include_buffers=False`` drops
         buffers; ``exclude_embeddings`` drops embedding weights and everything tied to them.
         """
+        import fnmatch  # only a --filter matches a glob
+
         embedding = self._embedding_keys if exclude_embeddings else set()
 
         def keep(r: TensorRecord) -> bool:

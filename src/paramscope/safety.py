@@ -31,13 +31,13 @@ import json
 import os
 from collections import namedtuple
 from functools import cache
-from pathlib import Path
 
 from paramscope.errors import ParamscopeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
     from typing import Any
 
 SAFE, UNREADABLE, NEEDS_TRUST, CODE = "safe", "unreadable", "needs-trust", "code"
@@ -274,6 +274,8 @@ _OLD_PICKLE_STARTS = frozenset(b"(c)]}NSVXIJKMLFGTUBCiU\x88\x89")
 
 def file_verdict(path: Path) -> Verdict:
     """The verdict of one checkpoint file (or ``config.json``). Never raises on bad input: ``unreadable``."""
+    from pathlib import Path
+
     from paramscope.sources.files import HEAD_BYTES, _available_reader, open_regular
 
     path = Path(path)
@@ -360,6 +362,8 @@ def remote_verdict(source: str) -> Verdict | None:
     the PyTorch index's shards, else ``pytorch_model.bin``), or an http(s) URL (the file, or its index's shards),
     each by :func:`ranged_verdict` (a cached file: by :func:`file_verdict`); None where it reads no pickle
     (safetensors, GGUF: safe by construction)."""
+    from pathlib import Path
+
     from paramscope.sources import hub, remote
 
     try:
@@ -411,7 +415,15 @@ def config_dict_verdict(config: Any) -> Verdict:
 def after_read(path: Path, format: str, metadata: dict[str, Any]) -> Verdict:
     """The verdict of a local file or directory paramscope has just read (``format``, ``metadata``: the report's).
     A torch.save file that was read passed the allow-list already (the reader refuses any other global), so
-    its pickle is not run a second time: it is ``safe``, or ``code`` where it was a TorchScript archive."""
+    its pickle is not run a second time: it is ``safe``, or ``code`` where it was a TorchScript archive. A file
+    read as one of :data:`paramscope.sources.READ_IS_SAFE` is that format: :func:`file_verdict` would only probe
+    it again."""
+    from paramscope.sources import READ_IS_SAFE
+
+    if format in READ_IS_SAFE and os.path.isfile(path):
+        return Verdict(SAFE, SAFE_FORMATS[format])
+    from pathlib import Path
+
     path = Path(path)
     if format == "pytorch" and not path.is_dir():
         if metadata.get("torchscript"):
@@ -434,6 +446,8 @@ def after_remote_read(format: str, metadata: dict[str, Any]) -> Verdict | None:
 
 def path_verdict(path: Path, files: Iterable[Path] | None = None) -> Verdict:
     """A file's verdict, or a directory's: the most serious of its checkpoint files' and its config's."""
+    from pathlib import Path
+
     path = Path(path)
     if not path.is_dir():
         return file_verdict(path)
@@ -444,6 +458,8 @@ def path_verdict(path: Path, files: Iterable[Path] | None = None) -> Verdict:
 
 def checkpoint_files(directory: Path) -> list[Path]:
     """A directory's checkpoint files and config.json, in name order (symbolic links not followed)."""
+    from pathlib import Path
+
     from paramscope.sources import CHECKPOINT_SUFFIXES
 
     try:

@@ -11,10 +11,15 @@ without ``str(int)``, whose digit limit (``sys.set_int_max_str_digits``, process
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+
+UNSAFE = r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+"""Characters :func:`safe` escapes (then any other of category Cf or Cc). Compiled on the first name that is not
+printable ASCII (``re`` keeps it): a small file's names all are, and the compile alone costs more than reading
+them."""
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -24,9 +29,15 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def safe(name: str) -> str:
     """``name`` with control, format and bidi characters escaped (``\\x1b``, ``\\u202e``)."""
-    escaped = _UNSAFE.sub(_escape_char, name)
+    if name.isascii() and name.isprintable():  # none of UNSAFE in it (its ASCII part is what is not printable)
+        return name
+    import re
+
+    escaped = re.sub(UNSAFE, _escape_char, name)
     if escaped.isascii():
         return escaped
+    import unicodedata
+
     # Other invisible format characters (category Cf) are escaped too.
     return "".join(
         f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cf", "Cc") else c for c in escaped

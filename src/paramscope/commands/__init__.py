@@ -14,12 +14,14 @@ The command is the first word only: ``paramscope SOURCE`` (anything that is not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 
 from paramscope.commands._common import SOURCES_HELP, epilog
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import NoReturn
 
 COMMANDS = ("inspect", "diff", "memory", "scan")
@@ -108,11 +110,37 @@ def parse(argv: list[str]) -> argparse.Namespace:
     argv = with_command(argv)
     # The command is the first word: only its module is imported and only its options are built (the others'
     # cost a small file's reading time again); the top-level --help and --version are given them all.
-    parser = build_parser((argv[0],) if argv[0] in COMMANDS else COMMANDS)
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # refused by the command's parser, so that its line points at the command's --help
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    with _as_written():
+        parser = build_parser((argv[0],) if argv[0] in COMMANDS else COMMANDS)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # refused by the command's parser, so that its line points at the command's --help
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+@contextlib.contextmanager
+def _as_written() -> Iterator[None]:
+    """argparse's own words (``usage:``, ``options``, its usage errors) as written, in English as every other line
+    paramscope writes, while a command line is parsed. argparse looks each one up with ``gettext.gettext``, whose
+    every lookup reads the locale variables, imports :mod:`locale` to normalise them and asks the file system for
+    a catalogue Python does not ship (CPython has no translations): 2 ms of reading a small file (issue 12)."""
+    saved = vars(argparse).get("_"), vars(argparse).get("ngettext")
+    if None in saved:  # an argparse that names its lookups otherwise: left as it is
+        yield
+        return
+    argparse._, argparse.ngettext = _word, _words  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
+
+
+def _word(message: str) -> str:
+    return message
+
+
+def _words(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
 
 
 def with_command(argv: list[str]) -> list[str]:

@@ -83,9 +83,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None) -> int:
         report = load_report(args, err)
     except ParamscopeError as exc:
         raise _with_verdict(args, exc) from None
-    from paramscope.renderers import listing
+    from paramscope.pipeline import LISTING_FORMAT
 
-    if listing.is_listing(report):  # a repository of several GGUF models: the table to pick one from
+    if report.format == LISTING_FORMAT:  # a repository of several GGUF models: the table to pick one from
+        from paramscope.renderers import listing
+
         write(listing.render(report, args.format), args, out)
         return EXIT_OK
     color = wants_color(out, args)
@@ -114,12 +116,14 @@ def _safety_line(args: argparse.Namespace, report: Any) -> list[str]:
 
     if args.format not in SAFETY_FORMATS or args.source is None:
         return []
-    from pathlib import Path
+    from paramscope.sources import READ_IS_SAFE
 
+    if report.format in READ_IS_SAFE and os.path.isfile(args.source):  # safe by construction: not worth saying
+        return []
     from paramscope.safety import after_read, after_remote_read, worth_saying
 
     if os.path.exists(args.source):
-        verdict = after_read(Path(args.source), report.format, report.metadata)
+        verdict = after_read(args.source, report.format, report.metadata)
     else:  # a Hub file or URL read by ranged reads: a pickle among them passed the allow-list
         remote = after_remote_read(report.format, report.metadata)
         if remote is None:

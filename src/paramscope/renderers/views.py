@@ -1,4 +1,4 @@
-"""The report's views, registered from the renderers' side: :data:`paramscope.report.VIEWS` is filled
+"""The report's views, registered from the renderers' side: :data:`paramscope.report_views.VIEWS` is filled
 here, so ``str(report)``, ``report.to_dict()``, ``report._repr_html_()`` and ``report.to_pandas()`` work
 while :mod:`paramscope.report` imports no renderer. ``import paramscope`` loads this module; each view
 imports its renderer on first use, so loading it costs nothing.
@@ -6,7 +6,7 @@ imports its renderer on first use, so loading it costs nothing.
 
 from __future__ import annotations
 
-from paramscope import report
+from paramscope.report_views import VIEWS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,4 +44,4 @@ def pandas(report: Report) -> Any:
     return to_pandas(report)
 
 
-report.VIEWS.update(text=text, dict=to_dict, html=html, pandas=pandas)
+VIEWS.update(text=text, dict=to_dict, html=html, pandas=pandas)

@@ -38,15 +38,16 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
 from paramscope.records import MAX_NAME_LENGTH, Inventory
+from paramscope.sources import path_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import zipfile
+    from pathlib import Path
     from typing import BinaryIO
 
 # Each probe is exact enough that no two readers claim one file; the order only puts the readers that
@@ -57,6 +58,9 @@ WEIGHT_READERS = tuple(name for name in READERS if name != CONFIG_READER)
 CONFIG_NAME = "config.json"
 
 HEAD_BYTES = 64
+TEXT_PATH_READERS = frozenset({"safetensors"})
+"""Readers whose probe takes a file's path as it was given (text, from :func:`paramscope.sources.path_text`); the
+others get a ``Path``. Reading a small safetensors file so imports no pathlib (issue 12)."""
 
 
 def _reader(name: str):
@@ -77,16 +81,19 @@ class Reader:
         return self.function(*self.args)
 
 
-def read_path(path: Path) -> Inventory:
+def read_path(path: str | Path) -> Inventory:
     """The Inventory of a checkpoint file or directory (see the module docstring for configs)."""
-    if path.is_dir():
-        return _read_directory(path)
+    if stat.S_ISDIR(path_mode(path) or 0):
+        from pathlib import Path
+
+        return _read_directory(Path(path))
     name, reader = _probe(path, READERS)
     inventory = reader.read()
-    return inventory if name == CONFIG_READER else _with_config(inventory, path.parent / CONFIG_NAME)
+    config_path = os.path.join(os.path.dirname(path), CONFIG_NAME)  # str(Path(path).parent / CONFIG_NAME)
+    return inventory if name == CONFIG_READER else _with_config(inventory, config_path)
 
 
-def _probe(path: Path, readers: tuple[str, ...]) -> tuple[str, Reader]:
+def _probe(path: str | Path, readers: tuple[str, ...]) -> tuple[str, Reader]:
     """The first of ``readers`` whose probe claims the file ``path`` (by its first bytes), with its Reader."""
     with open_regular(path) as handle:
         try:
@@ -97,6 +104,10 @@ def _probe(path: Path, readers: tuple[str, ...]) -> tuple[str, Reader]:
         raise ParamscopeError(path, "empty file")
     for name in readers:
         module = _available_reader(name)
+        if module is not None and name not in TEXT_PATH_READERS:
+            from pathlib import Path
+
+            path = Path(path)
         reader = module.probe(head, path) if module is not None else None
         if reader is not None:
             return name, reader
@@ -341,7 +352,7 @@ def _unread_weight_files(path: Path, limit: int = 3) -> list[str]:
     return names[:limit] + ([f"and {len(names) - limit} more"] if len(names) > limit else [])
 
 
-def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
+def _with_config(inventory: Inventory, config_path: str | Path) -> Inventory:
     """``inventory`` handed on with what the rules stage needs (``pending``): the transformers config at
     ``config_path`` when there is one, and for safetensors a reader of a few small tensors' bytes. No rule
     is applied here: :func:`paramscope.pipeline.settle` applies them (packed quantization, MoE, ties)."""
@@ -351,7 +362,7 @@ def _with_config(inventory: Inventory, config_path: Path) -> Inventory:
         from paramscope.sources.safetensors import small_tensor_reader
 
         pending["small_tensors"] = small_tensor_reader(inventory.source, inventory)
-    if not config_path.is_file():  # none, or not a regular file: is_file() is S_ISREG, symlinks followed
+    if not stat.S_ISREG(path_mode(config_path) or 0):  # none, or not a regular file (Path.is_file())
         if os.path.lexists(config_path):
             notes.append(f"{CONFIG_NAME} beside the weights not used: not a regular file")
         return inventory.replace(pending=pending, notes=notes)

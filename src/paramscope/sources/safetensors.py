@@ -23,10 +23,8 @@ import json
 import math
 import os
 import re
-import struct
 from itertools import accumulate
 from operator import itemgetter, sub
-from pathlib import Path
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -36,6 +34,7 @@ from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 FORMAT = "safetensors"
@@ -79,20 +78,24 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 # --------------------------------------------------------------------------------------------- detection
 
 
-def probe(head: bytes, path: Path) -> Reader | None:
+def probe(head: bytes, path: str | Path) -> Reader | None:
     """8-byte little-endian length of a plausible size, then ``{``; or a ``.safetensors`` name.
 
     A declared length above the crate's limit is still claimed (up to 4 GiB) so that the user is told
     the header is too large rather than that the format is unknown.
     """
-    if path.name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
-        return Reader(_read_index, path)
+    name = os.path.basename(path)  # a path as text or a Path (paramscope.sources.files.TEXT_PATH_READERS)
+    if name.endswith(INDEX_SUFFIX) and head[:1] in (b"{", b" ", b"\n", b"\r", b"\t"):
+        from pathlib import Path
+
+        return Reader(_read_index, Path(path))
     if len(head) >= 9 and head[8:9] == b"{":
-        (n,) = struct.unpack_from("<Q", head)
+        n = int.from_bytes(head[:8], "little")  # struct's "<Q", without importing struct
         if 2 <= n < 1 << 32:
             return Reader(read, path)
     # The extension is only a hint: claim a (truncated or damaged) .safetensors file that is nothing else.
-    if path.suffix == ".safetensors" and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80")):
+    suffixed = name.endswith(".safetensors") and name != ".safetensors"  # Path(path).suffix == ".safetensors"
+    if suffixed and not head.startswith((b"GGUF", b"PK", b"\x93NUMPY", b"\x89HDF", b"\x80")):
         return Reader(read, path)
     return None
 
@@ -110,13 +113,17 @@ def sniff_directory(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read(path: Path) -> Inventory:
+def read(path: str | Path) -> Inventory:
     """A single file, an index file, or a directory (its index, else all its ``*.safetensors``)."""
-    if path.is_dir():
-        return _read_directory(path)
-    if path.name.endswith(INDEX_SUFFIX):
-        return _read_index(path)
-    table, metadata = read_table(path)
+    if os.path.isdir(path):
+        from pathlib import Path
+
+        return _read_directory(Path(path))
+    if os.path.basename(path).endswith(INDEX_SUFFIX):
+        from pathlib import Path
+
+        return _read_index(Path(path))
+    table, metadata = read_table(path, os.path.basename(path))  # its origin, path.name of a path as text
     info: dict[str, Any] = {}
     if metadata:
         info["__metadata__"] = metadata
@@ -146,7 +153,7 @@ def header_length(source: str | Path, prefix: bytes, file_size: int | None) -> i
     """
     if len(prefix) < 8:
         raise ParamscopeError(source, f"truncated: {len(prefix)} bytes, a safetensors file starts with 8")
-    (n,) = struct.unpack_from("<Q", prefix)
+    n = int.from_bytes(prefix[:8], "little")
     if n > MAX_HEADER_SIZE:
         raise ParamscopeError(source, f"header length {n:,} bytes exceeds the safetensors limit of {MAX_HEADER_SIZE:,}")
     if file_size is not None and 8 + n > file_size:
@@ -576,6 +583,8 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
     """Resolve a shard name from an index, refusing anything that leaves the index's directory."""
     if not name or "\x00" in name:
         raise ParamscopeError(index, f"shard name {name!r} is not a file name")
+    from pathlib import Path
+
     pure = Path(name)
     if pure.is_absolute() or name.startswith(("/", "\\")) or pure.drive or ".." in pure.parts or "\\" in name:
         raise ParamscopeError(index, f"shard {name!r} is outside the index's directory")
@@ -745,9 +754,10 @@ def small_tensor_reader(source: str, tensors: list[TensorRecord] | Inventory) ->
     """
     if not isinstance(source, str) or source.startswith(REMOTE_PREFIXES) or "://" in source:
         return lambda names: {}
-    root = Path(source)
-
     def locate(origin: str) -> Path | None:
+        from pathlib import Path
+
+        root = Path(source)
         if root.is_file() and root.name.endswith(".safetensors"):
             return root if origin in ("", root.name) else None
         base = root if root.is_dir() else root.parent
