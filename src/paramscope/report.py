@@ -1247,7 +1247,7 @@ class Report:
                         missing.append(above)
                         above = above.rpartition(".")[0]
                     up = index[above]
-                    if up != last and up != parents[last]:
+                    if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
                         ordered = ordered and _hangs(parents, last, up)
                     for path in reversed(missing):
                         text += len(path)
@@ -1267,8 +1267,8 @@ class Report:
                 buffers[at] += own_buffers
                 size[at] += own_size
                 continue
-            if up != last and up != parents[last]:  # neither the last one's child nor its sibling: further up?
-                ordered = ordered and _hangs(parents, last, up)
+            if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
+                ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
             last, last_parent = place, parent
             parents.append(up)
             depths.append(depths[up] + 1)
