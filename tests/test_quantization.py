@@ -706,6 +706,8 @@ def _fp8_table(extra: list[tuple[str, str, tuple[int, ...]]] = ()):
     [("lone.weight_scale_inv", "F32", (1, 1))],  # a scale with no weight: nothing changes for it
     [("bf.weight", "BF16", (4, 4)), ("bf.weight_scale_inv", "F32", (1, 1))],  # not stored one per element
     [("i8.weight", "I8", (4, 8)), ("i8.weight_scale", "F32", (4, 1))],  # int8 beside a row scale
+    [("sc.weight_scale_inv", "F32", (1, 1)), ("sc.weight", "F8_E4M3", (4, 4))],  # a scale before its weight
+    [("model.layers.0.attn.q_proj.weight", "F8_E4M3", (8, 8))],  # a name given twice: its last place decides
 ])
 @pytest.mark.parametrize("config", [None, CT_CONFIG])
 def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
@@ -724,8 +726,27 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
     int8 = [("i8.weight", "compressed-tensors" if config else "int8")] if any(n == "i8.weight" for n, _, _ in extra) \
         else []
-    assert sorted((n, q.scheme) for n, q in packed.items() if not n.startswith("model.")) == int8
-    assert bulk[1]["quantized_tensors"] == 6 + len(int8) and bulk[1]["bookkeeping_tensors"] == 6 + len(int8)
+    fp8 = [("sc.weight", "fp8")] if any(n == "sc.weight" for n, _, _ in extra) else []
+    assert sorted((n, q.scheme) for n, q in packed.items() if not n.startswith("model.")) == int8 + fp8
+    more = len(int8) + len(fp8)
+    assert bulk[1]["quantized_tensors"] == 6 + more and bulk[1]["bookkeeping_tensors"] == 6 + more
+    if len(set(table.names)) < len(table.names):  # the later q_proj weight (8 x 8) is the one packed
+        assert packed["model.layers.0.attn.q_proj.weight"] == QuantInfo("fp8", 64, 8)
+        assert table.names.index("model.layers.0.attn.q_proj.weight") not in bulk[0]
+
+
+def test_bulk_scale_modules_from_a_scale_listed_first():
+    from paramscope import quantization
+
+    table = _fp8_table()
+    for column in ("names", "shapes", "dtypes", "roles", "numel", "nbytes", "origins"):  # the first scale first
+        values = getattr(table, column)
+        values.insert(0, values.pop(2))
+    assert table.names[:3] == ["model.layers.0.attn.q_proj.weight_scale_inv", "model.embed.weight",
+                               "model.layers.0.attn.q_proj.weight"]
+    bulk = quantization.changes(table.names, table.row, None, None, False, (table.dtypes, table.shapes))
+    assert bulk is not None and bulk[0][2] == QuantInfo("fp8", 256 * 128, 8) and bulk[0][0] is None
+    assert bulk[1]["quantized_tensors"] == 6 and bulk[1]["bookkeeping_tensors"] == 6
 
 
 def test_a_module_with_two_scales_is_left_to_the_loop():
