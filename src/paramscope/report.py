@@ -1208,15 +1208,16 @@ class Report:
         starts = list(compress(range(n), map(ne, modules, [None, *islice(modules, n - 1)])))
         runs = list(map(modules.__getitem__, starts))
         # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
-        # optimizer state's. Most files hold parameters only, of known sizes: no buffers to sum.
+        # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
+        # a column is masked by role only where another role is there, and buffers summed only where there are.
         roles, numel = table.roles, table.numel
         sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
-        if roles.count(Role.PARAMETER) == n:
-            columns = [numel, None, sizes]
-        else:
-            columns = [list(map(mul, numel, map(is_, roles, repeat(Role.PARAMETER)))),
-                       list(map(mul, numel, map(is_, roles, repeat(Role.BUFFER)))),
-                       list(map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE))))]
+        mixed = roles.count(Role.PARAMETER) != n
+        columns = [list(map(mul, numel, map(is_, roles, repeat(Role.PARAMETER)))) if mixed else numel,
+                   list(map(mul, numel, map(is_, roles, repeat(Role.BUFFER)))) if mixed and Role.BUFFER in roles
+                   else None,
+                   list(map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE))))
+                   if mixed and Role.OPTIMIZER_STATE in roles else sizes]
         per_run = []
         for column in columns:
             if column is None:
