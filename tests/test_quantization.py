@@ -758,3 +758,27 @@ def test_a_module_with_two_scales_is_left_to_the_loop():
     assert quantization._bulk_scaled(table.names, candidates, (table.dtypes, table.shapes), None) is None
     found = quantization.changes(table.names, table.row, None, None, False, (table.dtypes, table.shapes))
     assert found is not None and found[1]["quantized_tensors"] == 7 and found[1]["bookkeeping_tensors"] == 8
+
+
+def test_candidates_never_misses_a_suffix_and_passes_plain_names():
+    # reference: str.endswith over the whole table, name by name; the test over the names' last characters may
+    # say True without one (changes then finds none) but never False with one
+    import random
+
+    from paramscope import quantization
+
+    plain = ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "lm_head.bias",
+             "", "w", "x.weight_scale_in", "x.weight_scal"]
+    assert quantization.candidates(plain) is False
+    rng = random.Random(5)
+    pieces = [*quantization.SUFFIX_TUPLE, "weight", ".", "_", "x", "scale", "inv", "weight_"]
+    for suffix in quantization.SUFFIX_TUPLE:
+        for name in (suffix, "m" + suffix, "model.layers.7.mlp" + suffix):
+            assert quantization.candidates([*plain, name]) is True, name
+    for _ in range(3000):
+        names = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(0, 3))]
+        if any(name.endswith(quantization.SUFFIX_TUPLE) for name in names):
+            assert quantization.candidates(names) is True, names
+    # a false alarm changes nothing: the long suffix's last characters alone
+    assert quantization.candidates(["foo_scale_inv"]) is True
+    assert quantization.changes(["foo_scale_inv"], None, None) is None
