@@ -297,8 +297,12 @@ def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[s
         keys = shapes  # one dtype and one role (the common file): the shape alone decides
     else:
         keys = list(zip(shapes, dtypes, map(id, roles), strict=True))  # role by id
-        for index, quant in packing.items():
-            keys[index] = (*keys[index], quant.scheme, quant.bits, quant.logical_numel)
+        if packing:  # and packing by id: a row's text follows from its QuantInfo (alive in the table), set in C
+            from collections import deque
+
+            packed: list[int | None] = [None] * len(keys)
+            deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
+            keys = list(zip(keys, packed, strict=True))
     first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # each key's first row, found in C
     lead = len('{"name": ""')
     tails: dict[Any, str] = {}
