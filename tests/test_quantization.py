@@ -782,3 +782,24 @@ def test_candidates_never_misses_a_suffix_and_passes_plain_names():
     # a false alarm changes nothing: the long suffix's last characters alone
     assert quantization.candidates(["foo_scale_inv"]) is True
     assert quantization.changes(["foo_scale_inv"], None, None) is None
+
+
+def test_repacked_table_is_the_records_changed_one_by_one():
+    # reference: each record replaced as quantization.annotate replaces it (packed: a parameter with its QuantInfo;
+    # bookkeeping: QUANT_AUX, all else kept), the rest untouched
+    from paramscope.records import Table, TensorRecord
+
+    records = [TensorRecord("a.qweight", (4, 2), "int32", role=Role.BUFFER),
+               TensorRecord("a.scales", (1, 16), "float16"),
+               TensorRecord("b.weight", (3, 3), "float16", trainable=True),
+               TensorRecord("c.weight", (8, 8), "float8_e4m3fn"),
+               TensorRecord("c.weight_scale_inv", (1, 1), "float32")]
+    table = Table.from_records(records)
+    gptq, fp8 = QuantInfo("gptq", 64, 4), QuantInfo("fp8", 64, 8)
+    changes = {0: gptq, 1: None, 3: fp8, 4: None}
+    repacked = table.repacked(changes)
+    expected = [r.replace(role=Role.PARAMETER, quant=changes[i]) if changes.get(i) is not None
+                else r.replace(role=Role.QUANT_AUX) if i in changes else r for i, r in enumerate(records)]
+    assert repacked.rows() == expected
+    assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
+    assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed

@@ -348,8 +348,12 @@ def candidates(names: Iterable[str]) -> bool:
 
     Only the distinct last :data:`_TAIL` characters of the names are looked at, gathered in C (a model has a
     handful): a name that ends with a suffix ends with it there, or with its last :data:`_TAIL` characters."""
-    from operator import itemgetter
+    from itertools import islice
+    from operator import itemgetter, methodcaller
 
+    names = list(names)
+    if any(map(methodcaller("endswith", SUFFIX_TUPLE), islice(names, 64))):  # a quantized model shows it at once
+        return True
     tails = set(map(itemgetter(slice(-_TAIL, None)), names))
     return any(tail.endswith(_SHORT_SUFFIXES) or tail in _LONG_TAILS for tail in tails)
 
@@ -601,9 +605,9 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     done over whole columns in C: the same changes, in the same order, as the loop. None where that does not
     hold (the loop then decides)."""
     from itertools import chain, compress, repeat
-    from operator import add, eq, itemgetter, methodcaller, sub
+    from operator import add, eq, itemgetter, sub
 
-    parts = list(map(methodcaller("rpartition", "."), map(names.__getitem__, candidates)))
+    parts = [names[index].rpartition(".") for index in candidates]
     leaves = set(map(itemgetter(2), parts))
     simple = _SIMPLE_LEAVES
     if "" in set(map(itemgetter(1), parts)) or not leaves <= simple.keys():
