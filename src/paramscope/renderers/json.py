@@ -303,15 +303,17 @@ def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[s
             packed: list[int | None] = [None] * len(keys)
             deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
             keys = list(zip(keys, packed, strict=True))
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # each key's first row, found in C
+    # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
+    # then found by that row's number, not by hashing the key again
+    first: dict[Any, int] = {}
+    rows = list(map(first.setdefault, keys, itertools.count()))
     lead = len('{"name": ""')
-    tails: dict[Any, str] = {}
-    for key, index in first.items():
+    tails: dict[int, str] = {}
+    for index in first.values():
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
-        tails[key] = '"' + encode(entry)[lead:]
-    return map("".join, zip(itertools.repeat('{"name": "'), _quoted_names(table.names),
-                            map(tails.__getitem__, keys)))
+        tails[index] = '"' + encode(entry)[lead:]
+    return map("".join, zip(itertools.repeat('{"name": "'), _quoted_names(table.names), map(tails.__getitem__, rows)))
 
 
 def _bulk_module_lines(report: Report, columns: ModuleColumns) -> Iterator[str]:
