@@ -309,6 +309,7 @@ def test_module_columns_are_the_walked_tree(names):
     ["a.b.w", "a.b.x", "c.w", "a.b.y"],  # a module's tensors in two runs, apart: the second adds to the first
     ["a.b.c.d.w", "a.e.w", "f.w"],  # up two and three levels at once
     ["w", "a.w", "v"],  # the root's own tensors, in two runs
+    [],  # no tensor: the root alone
 ])
 def test_module_columns_runs_and_walks(names):
     assert _columns(_column_report(names)) == _walked(_column_report(names))

@@ -1205,7 +1205,7 @@ class Report:
         n = len(names)
         modules = [name.rpartition(".")[0] for name in names]
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
-        starts = list(compress(range(n), map(ne, modules, [None, *islice(modules, n - 1)])))
+        starts = list(compress(range(n), map(ne, modules, [None, *modules[:-1]])))
         runs = list(map(modules.__getitem__, starts))
         # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
         # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
