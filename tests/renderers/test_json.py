@@ -185,3 +185,19 @@ def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(esca
     else:
         assert json.loads(lines[start + 4])["quant"] == {"scheme": "awq", "bits": 8, "logical": 64,
                                                          "stored_elements": 16}
+
+
+def test_a_report_over_no_columns_writes_the_root_alone():
+    # a safetensors file of no tensor is read as empty columns: the modules are the root (0 of everything)
+    from paramscope.records import Table
+
+    report = Report(Inventory("empty", "safetensors", table=Table.empty()))
+    assert report.columns is not None and report.module_columns() is not None
+    text = render(report, "json", RenderOptions())
+    from_nodes = Report(Inventory("empty", "safetensors", table=Table.empty()))
+    from_nodes.tree(None, natural=False)  # the node tree built first: the renderer walks it instead
+    assert text == render(from_nodes, "json", RenderOptions())
+    doc = json.loads(text)
+    assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in doc["modules"]] == [
+        ("", 0, 0, 0, 0)]
+    assert doc["tensors"] == []
