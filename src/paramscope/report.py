@@ -1205,27 +1205,29 @@ class Report:
         n = len(names)
         modules = [name.rpartition(".")[0] for name in names]
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
-        starts = list(compress(range(n), map(ne, modules, [None, *modules[:-1]])))
+        boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
+        starts = list(compress(range(n), boundary))
         runs = list(map(modules.__getitem__, starts))
+        del modules
         # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
         # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
         # a column is masked by role only where another role is there, and buffers summed only where there are.
+        # Each is streamed through its running total, of which only the values at the runs' bounds are kept.
         roles, numel = table.roles, table.numel
         sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
         mixed = roles.count(Role.PARAMETER) != n
-        columns = [list(map(mul, numel, map(is_, roles, repeat(Role.PARAMETER)))) if mixed else numel,
-                   list(map(mul, numel, map(is_, roles, repeat(Role.BUFFER)))) if mixed and Role.BUFFER in roles
-                   else None,
-                   list(map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE))))
+        columns = [map(mul, numel, map(is_, roles, repeat(Role.PARAMETER))) if mixed else numel,
+                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
+                   map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
                    if mixed and Role.OPTIMIZER_STATE in roles else sizes]
         per_run = []
         for column in columns:
             if column is None:
                 per_run.append(repeat(0))
             else:
-                totals = list(accumulate(column, initial=0))
-                marks = [*map(totals.__getitem__, starts), totals[n]]
+                marks = list(compress(accumulate(column, initial=0), boundary))
                 per_run.append(map(sub, islice(marks, 1, None), marks))
+        del boundary
         # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
         # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums
         index = {"": 0}
@@ -1235,7 +1237,7 @@ class Report:
         last, last_parent = 0, None  # the module made last, and its parent's path
         ordered = True  # each module made hangs off the path to the one made before it (depth first)
         for module, parent, own_parameters, own_buffers, own_size in zip(
-            runs, [m.rpartition(".")[0] for m in runs], *per_run, strict=False  # no buffers: zeros without end
+            runs, (m.rpartition(".")[0] for m in runs), *per_run, strict=False  # no buffers: zeros without end
         ):
             if parent == last_parent:  # the last one's sibling (a header lists them together)
                 up = parents[last]
@@ -1277,6 +1279,7 @@ class Report:
             buffers.append(own_buffers)
             size.append(own_size)
         paths = list(index)  # in the order they were placed
+        del index, runs, per_run
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:

@@ -295,14 +295,14 @@ def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[s
     keys: list[Any]
     if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
         keys = shapes  # one dtype and one role (the common file): the shape alone decides
-    else:
-        keys = list(zip(shapes, dtypes, map(id, roles), strict=True))  # role by id
-        if packing:  # and packing by id: a row's text follows from its QuantInfo (alive in the table), set in C
-            from collections import deque
+    elif not packing:
+        keys = list(zip(shapes, dtypes, roles, strict=True))  # a Role hashes as its str, in C
+    else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
+        from collections import deque
 
-            packed: list[int | None] = [None] * len(keys)
-            deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
-            keys = list(zip(keys, packed, strict=True))
+        packed: list[int | None] = [None] * len(shapes)
+        deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
+        keys = list(zip(shapes, dtypes, roles, packed, strict=True))
     # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
     # then found by that row's number, not by hashing the key again
     first: dict[Any, int] = {}
