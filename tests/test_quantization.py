@@ -706,6 +706,8 @@ def _fp8_table(extra: list[tuple[str, str, tuple[int, ...]]] = ()):
     [("lone.weight_scale_inv", "F32", (1, 1))],  # a scale with no weight: nothing changes for it
     [("bf.weight", "BF16", (4, 4)), ("bf.weight_scale_inv", "F32", (1, 1))],  # not stored one per element
     [("i8.weight", "I8", (4, 8)), ("i8.weight_scale", "F32", (4, 1))],  # int8 beside a row scale
+    [("sc.weight_scale_inv", "F32", (1, 1)), ("sc.weight", "F8_E4M3", (4, 4))],  # a scale before its weight
+    [("model.layers.0.attn.q_proj.weight", "F8_E4M3", (8, 8))],  # a name given twice: its last place decides
 ])
 @pytest.mark.parametrize("config", [None, CT_CONFIG])
 def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
@@ -724,8 +726,27 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
     int8 = [("i8.weight", "compressed-tensors" if config else "int8")] if any(n == "i8.weight" for n, _, _ in extra) \
         else []
-    assert sorted((n, q.scheme) for n, q in packed.items() if not n.startswith("model.")) == int8
-    assert bulk[1]["quantized_tensors"] == 6 + len(int8) and bulk[1]["bookkeeping_tensors"] == 6 + len(int8)
+    fp8 = [("sc.weight", "fp8")] if any(n == "sc.weight" for n, _, _ in extra) else []
+    assert sorted((n, q.scheme) for n, q in packed.items() if not n.startswith("model.")) == int8 + fp8
+    more = len(int8) + len(fp8)
+    assert bulk[1]["quantized_tensors"] == 6 + more and bulk[1]["bookkeeping_tensors"] == 6 + more
+    if len(set(table.names)) < len(table.names):  # the later q_proj weight (8 x 8) is the one packed
+        assert packed["model.layers.0.attn.q_proj.weight"] == QuantInfo("fp8", 64, 8)
+        assert table.names.index("model.layers.0.attn.q_proj.weight") not in bulk[0]
+
+
+def test_bulk_scale_modules_from_a_scale_listed_first():
+    from paramscope import quantization
+
+    table = _fp8_table()
+    for column in ("names", "shapes", "dtypes", "roles", "numel", "nbytes", "origins"):  # the first scale first
+        values = getattr(table, column)
+        values.insert(0, values.pop(2))
+    assert table.names[:3] == ["model.layers.0.attn.q_proj.weight_scale_inv", "model.embed.weight",
+                               "model.layers.0.attn.q_proj.weight"]
+    bulk = quantization.changes(table.names, table.row, None, None, False, (table.dtypes, table.shapes))
+    assert bulk is not None and bulk[0][2] == QuantInfo("fp8", 256 * 128, 8) and bulk[0][0] is None
+    assert bulk[1]["quantized_tensors"] == 6 and bulk[1]["bookkeeping_tensors"] == 6
 
 
 def test_a_module_with_two_scales_is_left_to_the_loop():
@@ -737,3 +758,48 @@ def test_a_module_with_two_scales_is_left_to_the_loop():
     assert quantization._bulk_scaled(table.names, candidates, (table.dtypes, table.shapes), None) is None
     found = quantization.changes(table.names, table.row, None, None, False, (table.dtypes, table.shapes))
     assert found is not None and found[1]["quantized_tensors"] == 7 and found[1]["bookkeeping_tensors"] == 8
+
+
+def test_candidates_never_misses_a_suffix_and_passes_plain_names():
+    # reference: str.endswith over the whole table, name by name; the test over the names' last characters may
+    # say True without one (changes then finds none) but never False with one
+    import random
+
+    from paramscope import quantization
+
+    plain = ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "lm_head.bias",
+             "", "w", "x.weight_scale_in", "x.weight_scal"]
+    assert quantization.candidates(plain) is False
+    rng = random.Random(5)
+    pieces = [*quantization.SUFFIX_TUPLE, "weight", ".", "_", "x", "scale", "inv", "weight_"]
+    for suffix in quantization.SUFFIX_TUPLE:
+        for name in (suffix, "m" + suffix, "model.layers.7.mlp" + suffix):
+            assert quantization.candidates([*plain, name]) is True, name
+    for _ in range(3000):
+        names = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(0, 3))]
+        if any(name.endswith(quantization.SUFFIX_TUPLE) for name in names):
+            assert quantization.candidates(names) is True, names
+    # a false alarm changes nothing: the long suffix's last characters alone
+    assert quantization.candidates(["foo_scale_inv"]) is True
+    assert quantization.changes(["foo_scale_inv"], None, None) is None
+
+
+def test_repacked_table_is_the_records_changed_one_by_one():
+    # reference: each record replaced as quantization.annotate replaces it (packed: a parameter with its QuantInfo;
+    # bookkeeping: QUANT_AUX, all else kept), the rest untouched
+    from paramscope.records import Table, TensorRecord
+
+    records = [TensorRecord("a.qweight", (4, 2), "int32", role=Role.BUFFER),
+               TensorRecord("a.scales", (1, 16), "float16"),
+               TensorRecord("b.weight", (3, 3), "float16", trainable=True),
+               TensorRecord("c.weight", (8, 8), "float8_e4m3fn"),
+               TensorRecord("c.weight_scale_inv", (1, 1), "float32")]
+    table = Table.from_records(records)
+    gptq, fp8 = QuantInfo("gptq", 64, 4), QuantInfo("fp8", 64, 8)
+    changes = {0: gptq, 1: None, 3: fp8, 4: None}
+    repacked = table.repacked(changes)
+    expected = [r.replace(role=Role.PARAMETER, quant=changes[i]) if changes.get(i) is not None
+                else r.replace(role=Role.QUANT_AUX) if i in changes else r for i, r in enumerate(records)]
+    assert repacked.rows() == expected
+    assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
+    assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed

@@ -304,10 +304,71 @@ def test_module_columns_are_the_walked_tree(names):
     assert _columns(_column_report(names)) == _walked(_column_report(names))
 
 
+@pytest.mark.parametrize("names", [
+    ["a.b.w", "c.w", "a.w"],  # a module listed again after another subtree: its sums grow, its place stays
+    ["a.b.w", "a.b.x", "c.w", "a.b.y"],  # a module's tensors in two runs, apart: the second adds to the first
+    ["a.b.c.d.w", "a.e.w", "f.w"],  # up two and three levels at once
+    ["w", "a.w", "v"],  # the root's own tensors, in two runs
+    [],  # no tensor: the root alone
+])
+def test_module_columns_runs_and_walks(names):
+    assert _columns(_column_report(names)) == _walked(_column_report(names))
+
+
+def _first_listed_order(names: list[str]) -> list[str]:
+    """The reference order of modules: each module's missing ancestors, then the module, as first listed."""
+    paths = [""]
+    for name in names:
+        module = name.rpartition(".")[0]
+        chain = []
+        while module not in paths:
+            chain.append(module)
+            module = module.rpartition(".")[0]
+        paths.extend(reversed(chain))
+    return paths
+
+
+def test_module_columns_match_the_tree_on_random_names():
+    # reference: the node tree walked; the columns answer exactly where the first-listed order is depth first
+    # (each module's parent is the one before it or an ancestor of it), with every role and unknown sizes
+    import random
+
+    from paramscope.records import Table
+
+    rng = random.Random(12)
+    roles = [Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX, Role.OPTIMIZER_STATE]
+    answered = refused = 0
+    for _ in range(400):
+        names = [".".join(rng.choice("abc") for _ in range(rng.randint(1, 4))) + f".t{i}"
+                 for i in range(rng.randint(1, 12))]
+        if rng.random() < 0.5:
+            names.sort()
+        count = len(names)
+        table = Table(names, [(i + 1,) for i in range(count)], ["float32"] * count,
+                      [rng.choice(roles) if rng.random() < 0.3 else Role.PARAMETER for _ in names],
+                      [i + 1 for i in range(count)],
+                      [None if rng.random() < 0.1 else 4 * (i + 1) for i in range(count)], ["f"] * count)
+        report = Report(Inventory("cols", "safetensors", table=table))
+        walked = _walked(Report(Inventory("cols", "safetensors", table=table)))
+        order = _first_listed_order(names)
+        depth_first = all(order[i - 1] == parent or order[i - 1].startswith(parent + ".") or not parent
+                          for i, parent in enumerate((path.rpartition(".")[0] for path in order), start=0) if i)
+        columns = _columns(report)
+        if depth_first:
+            assert columns == walked, names
+            answered += 1
+        else:
+            assert columns is None, names
+            refused += 1
+    assert answered > 100 and refused > 100
+
+
 def test_module_columns_refuse_an_order_that_is_not_depth_first():
     # a's subtree is listed again after b's: the node tree puts a.z under a, before b; the columns cannot
     report = _column_report(["a.x.w", "b.y.w", "a.z.w"])
     assert report.module_columns() is None
+    # the same where a's new child is made on the way to its own child (a.z, then a.z.q)
+    assert _column_report(["a.x.w", "b.y.w", "a.z.q.w"]).module_columns() is None
     assert [row[0] for row in _walked(report)] == ["", "a", "a.x", "a.z", "b", "b.y"]
 
 

@@ -49,13 +49,27 @@ SUFFIX_TUPLE = tuple(SUFFIXES)
 """For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
 
 
-def candidates(names: Iterable[str]) -> bool:
-    """Whether any name ends with a suffix of the table: when none does, nothing is quantized (one C-level
-    test per name over the names alone, so an unquantized inventory's records are never made, nor
-    :mod:`paramscope.quantization` imported)."""
-    from operator import methodcaller
+_TAIL = 8
+"""Characters at the end of a name that :func:`candidates` looks at: what tells the suffixes apart there."""
+_SHORT_SUFFIXES = tuple(suffix for suffix in SUFFIX_TUPLE if len(suffix) <= _TAIL)
+_LONG_TAILS = frozenset(suffix[-_TAIL:] for suffix in SUFFIX_TUPLE if len(suffix) > _TAIL)
 
-    return any(map(methodcaller("endswith", SUFFIX_TUPLE), names))
+
+def candidates(names: Iterable[str]) -> bool:
+    """False where no name ends with a suffix of the table: then nothing is quantized (so an unquantized
+    inventory's records are never made, nor :mod:`paramscope.quantization` imported). True may be a false
+    alarm (:func:`paramscope.quantization.changes` looks at each name).
+
+    Only the distinct last :data:`_TAIL` characters of the names are looked at, gathered in C (a model has a
+    handful): a name that ends with a suffix ends with it there, or with its last :data:`_TAIL` characters."""
+    from itertools import islice
+    from operator import itemgetter, methodcaller
+
+    names = list(names)
+    if any(map(methodcaller("endswith", SUFFIX_TUPLE), islice(names, 64))):  # a quantized model shows it at once
+        return True
+    tails = set(map(itemgetter(slice(-_TAIL, None)), names))
+    return any(tail.endswith(_SHORT_SUFFIXES) or tail in _LONG_TAILS for tail in tails)
 
 
 def aux_parameter_names() -> frozenset[str]:

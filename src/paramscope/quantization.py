@@ -585,9 +585,9 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     done over whole columns in C: the same changes, in the same order, as the loop. None where that does not
     hold (the loop then decides)."""
     from itertools import chain, compress, repeat
-    from operator import add, itemgetter, methodcaller
+    from operator import add, eq, itemgetter, sub
 
-    parts = list(map(methodcaller("rpartition", "."), map(names.__getitem__, candidates)))
+    parts = [names[index].rpartition(".") for index in candidates]
     leaves = set(map(itemgetter(2), parts))
     simple = _SIMPLE_LEAVES
     if "" in set(map(itemgetter(1), parts)) or not leaves <= simple.keys():
@@ -597,8 +597,15 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     bases = list(map(itemgetter(0), parts))
     if len(set(bases)) != len(bases):  # a module with two suffixes (a weight scale and an input scale)
         return None
-    by_name = dict(zip(names, range(len(names)), strict=True))
-    weights = list(map(by_name.get, map(add, bases, repeat(".weight"))))
+    # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
+    # twice (a dict of every name gives a name's last place); else looked up by name
+    wanted = list(map(add, bases, repeat(".weight")))
+    before = list(map(sub, candidates, repeat(1)))
+    if candidates[0] > 0 and all(map(eq, map(names.__getitem__, before), wanted)) and len(set(names)) == len(names):
+        weights: list[int | None] = before
+    else:
+        by_name = dict(zip(names, range(len(names)), strict=True))
+        weights = list(map(by_name.get, wanted))
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
     keep = [w is not None and dtypes[w] in kinds for w in weights]

@@ -380,17 +380,22 @@ class Table:
         """A new table with the rules' packing applied (:func:`paramscope.quantization.changes`): an entry given a
         :class:`QuantInfo` becomes a parameter standing for its logical elements, one given None becomes
         bookkeeping (``Role.QUANT_AUX``); nothing else changes. The columns that change are copied."""
+        from collections import deque
+        from itertools import compress, repeat
+        from operator import attrgetter, is_, is_not
+
         roles, numel = list(self.roles), list(self.numel)
         sparse = {field: dict(values) for field, values in self.sparse.items()}
         packing = sparse.setdefault("quant", {})
-        parameter, aux = Role.PARAMETER, Role.QUANT_AUX
-        for index, quant in changes.items():
-            if quant is None:
-                roles[index] = aux
-            else:
-                roles[index] = parameter
-                packing[index] = quant
-                numel[index] = quant.logical_numel
+        # Set in C, column by column (DeepSeek-V3 changes 90,000 entries): bookkeeping, then the packed ones
+        indices, quants = list(changes), list(changes.values())
+        deque(map(roles.__setitem__, compress(indices, map(is_, quants, repeat(None))), repeat(Role.QUANT_AUX)),
+              maxlen=0)
+        packed = list(compress(indices, map(is_not, quants, repeat(None))))
+        quants = [quant for quant in quants if quant is not None]
+        deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
+        packing.update(zip(packed, quants, strict=True))
+        deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)
         sparse = {field: values for field, values in sparse.items() if values}
         return Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
                      self.uninitialized)

@@ -349,6 +349,13 @@ def module_parameters(
     return counts
 
 
+def _hangs(parents: list[int], last: int, up: int) -> bool:
+    """Whether module ``up`` is the module at ``last`` or one of its ancestors (parents before children)."""
+    while last > up:
+        last = parents[last]
+    return last == up
+
+
 class Report:
     """Every figure about one model, computed from its records by the rules in this module's docstring."""
 
@@ -1178,72 +1185,111 @@ class Report:
         missing ancestors, as :meth:`_build_tree` makes nodes). That order is the tree's depth-first order when
         every module's parent is on the path to the module made before it, as in any file whose names are sorted
         (safetensors headers are): None otherwise, or where the report is not over columns or holds a graph's
-        constant, and for a tree already built (the caller walks it)."""
+        constant, and for a tree already built (the caller walks it).
+
+        The one pass goes over runs of tensors of one module listed together (as a header lists them), their sums
+        taken beforehand in C from running totals; a module listed right after its sibling takes the sibling's
+        parent without a look-up. A 100,000-tensor header is benchmarked, and on it every step per module counts."""
         table = self._table
         if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
             return None
-        import operator
-        from itertools import repeat
-        from operator import itemgetter, methodcaller
+        from itertools import accumulate, compress, islice, repeat
+        from operator import is_, is_not, mul, ne, sub
 
-        split = methodcaller("rpartition", ".")
-        modules = list(map(itemgetter(0), map(split, table.names)))
-        distinct = list(dict.fromkeys(modules))  # in the order their first tensor was listed
-        index = {"": 0}  # path -> its place in the columns
-        paths, parents, depths = [""], [-1], [0]
-        get = index.get
+        names = table.names
+        n = len(names)
+        modules = [name.rpartition(".")[0] for name in names]
+        # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
+        boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
+        starts = list(compress(range(n), boundary))
+        runs = list(map(modules.__getitem__, starts))
+        del modules
+        # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
+        # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
+        # a column is masked by role only where another role is there, and buffers summed only where there are.
+        # Each is streamed through its running total, of which only the values at the runs' bounds are kept.
+        roles, numel = table.roles, table.numel
+        sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
+        mixed = roles.count(Role.PARAMETER) != n
+        columns = [map(mul, numel, map(is_, roles, repeat(Role.PARAMETER))) if mixed else numel,
+                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
+                   map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
+                   if mixed and Role.OPTIMIZER_STATE in roles else sizes]
+        per_run = []
+        for column in columns:
+            if column is None:
+                per_run.append(repeat(0))
+            else:
+                marks = list(compress(accumulate(column, initial=0), boundary))
+                per_run.append(map(sub, islice(marks, 1, None), marks))
+        del boundary
+        # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
+        # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums
+        index = {"": 0}
+        parents, depths, parameters, buffers, size = [-1], [0], [0], [0], [0]
+        get, setdefault = index.get, index.setdefault
         text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
-        for module, parent in zip(distinct, map(itemgetter(0), map(split, distinct)), strict=True):
-            if module in index:  # made before, as an ancestor of another
+        last, last_parent = 0, None  # the module made last, and its parent's path
+        ordered = True  # each module made hangs off the path to the one made before it (depth first)
+        for module, parent, own_parameters, own_buffers, own_size in zip(
+            runs, (m.rpartition(".")[0] for m in runs), *per_run, strict=False  # no buffers: zeros without end
+        ):
+            if parent == last_parent:  # the last one's sibling (a header lists them together)
+                up = parents[last]
+            else:
+                up = get(parent)
+                if up is None:  # its parent is new too: made first, with any other missing ancestors
+                    missing = [parent]
+                    above = parent.rpartition(".")[0]
+                    while above not in index:
+                        missing.append(above)
+                        above = above.rpartition(".")[0]
+                    up = index[above]
+                    if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
+                        ordered = ordered and _hangs(parents, last, up)
+                    for path in reversed(missing):
+                        text += len(path)
+                        if text > MAX_TREE_TEXT:
+                            raise ParamscopeError(self.source, _TREE_TEXT_REASON)
+                        last = index[path] = len(parents)
+                        parents.append(up)
+                        depths.append(depths[up] + 1)
+                        parameters.append(0)
+                        buffers.append(0)
+                        size.append(0)
+                        up = last
+            place = len(parents)
+            at = setdefault(module, place)
+            if at != place:  # made before: its sums grow
+                parameters[at] += own_parameters
+                buffers[at] += own_buffers
+                size[at] += own_size
                 continue
-            up = get(parent)
-            if up is None:  # its parent is new too: made first, with any other missing ancestors
-                missing = [parent]
-                above = parent.rpartition(".")[0]
-                while above not in index:
-                    missing.append(above)
-                    above = above.rpartition(".")[0]
-                up = index[above]
-                for path in reversed(missing):
-                    text += len(path)
-                    if text > MAX_TREE_TEXT:
-                        raise ParamscopeError(self.source, _TREE_TEXT_REASON)
-                    index[path] = len(paths)
-                    paths.append(path)
-                    depths.append(depths[up] + 1)
-                    parents.append(up)
-                    up = index[path]
-            index[module] = len(paths)
-            paths.append(module)
-            depths.append(depths[up] + 1)
+            if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
+                ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
+            last, last_parent = place, parent
             parents.append(up)
+            depths.append(depths[up] + 1)
+            parameters.append(own_parameters)
+            buffers.append(own_buffers)
+            size.append(own_size)
+        paths = list(index)  # in the order they were placed
+        del index, runs, per_run
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
-        # Depth first where each module hangs off the path to the one made before it: its parent is that module
-        # or one of its ancestors (a prefix of it that a dot ends)
-        before, above = paths[:-1], list(map(paths.__getitem__, parents[1:]))
-        hangs = map(str.startswith, before, map(str.__add__, above, repeat(".")))
-        rooted = map(operator.not_, parents[1:])  # the root: every module's ancestor
-        if not all(map(operator.or_, map(operator.or_, hangs, map(str.__eq__, before, above)), rooted)):
+        if not ordered:
             return None
-        count = len(paths)
-        parameters, buffers, size = [0] * count, [0] * count, [0] * count
-        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
-        for at, role, numel, nbytes in zip(map(index.__getitem__, modules), table.roles, table.numel, table.nbytes,
-                                           strict=True):
-            if role is parameter:
-                parameters[at] += numel
-                size[at] += nbytes or 0
-            elif role is buffer:
-                buffers[at] += numel
-                size[at] += nbytes or 0
-            elif role is quant_aux:
-                size[at] += nbytes or 0
-        for at in range(count - 1, 0, -1):  # children after their parents: backwards is bottom-up
-            up = parents[at]
-            parameters[up] += parameters[at]
-            buffers[up] += buffers[at]
-            size[up] += size[at]
+        if columns[1] is None:  # nothing in buffers to add up
+            for at in range(len(parents) - 1, 0, -1):  # children after their parents: backwards is bottom-up
+                up = parents[at]
+                parameters[up] += parameters[at]
+                size[up] += size[at]
+        else:
+            for at in range(len(parents) - 1, 0, -1):
+                up = parents[at]
+                parameters[up] += parameters[at]
+                buffers[up] += buffers[at]
+                size[up] += size[at]
         return ModuleColumns(paths, depths, parameters, 0 if self._trainability_known else None, buffers, size)
 
     @cached_property

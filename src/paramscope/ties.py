@@ -121,10 +121,10 @@ def apply(inventory: Inventory, config: dict[str, Any] | None) -> Inventory:
     """``inventory`` with the ties its file and config state (module docstring), and a note for each; the same
     inventory when there are none. Cheap when nothing applies: only a few names are looked up."""
     names = inventory.names
-    index = {name: i for i, name in enumerate(names) if name in _WANTED}
+    present = _WANTED.intersection(names)  # the few heads and embeddings named, found in C
     aliases = _declared_aliases(inventory, names)
-    gguf = inventory.format == "gguf" and (GGUF_HEAD in index or GGUF_EMBEDDING in index)
-    declared = declares_tie(config) and any(name in index for name in EMBEDDINGS)
+    gguf = inventory.format == "gguf" and (GGUF_HEAD in present or GGUF_EMBEDDING in present)
+    declared = declares_tie(config) and any(name in present for name in EMBEDDINGS)
     transposed = _transposed_candidates(inventory)
     if not (aliases or gguf or declared or transposed):  # the common file: its columns are not turned into records
         return inventory

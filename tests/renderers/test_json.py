@@ -120,14 +120,16 @@ def test_render_chunks_left_part_way_resumes_the_collector():
 
 
 @pytest.mark.parametrize("types", [{}, {"": "Net", "blk.0": "Block"}])
-def test_modules_written_from_columns_are_the_nodes_text(types):
+@pytest.mark.parametrize("buffered", [True, False])  # without buffers a line's tail is written per bytes alone
+def test_modules_written_from_columns_are_the_nodes_text(types, buffered):
     """A report over columns writes its modules from Report.module_columns; the text must be what the node tree
     gives (the tree built first makes the renderer walk its nodes instead)."""
     from paramscope.records import Table
 
     names = ["blk.0.w\u00e9\"\n.weight", "blk.0.norm", "blk.1.a.weight", "blk.1.a.bias", "head.weight", "x"]
     shapes = [(2, 3), (3,), (4, 4), (4,), (5, 2), (1,)]
-    roles = [Role.PARAMETER, Role.BUFFER, Role.PARAMETER, Role.PARAMETER, Role.PARAMETER, Role.QUANT_AUX]
+    roles = [Role.PARAMETER, Role.BUFFER if buffered else Role.PARAMETER, Role.PARAMETER, Role.PARAMETER,
+             Role.PARAMETER, Role.QUANT_AUX]
     numel = [6, 3, 16, 4, 10, 1]
 
     def report() -> Report:
@@ -142,12 +144,15 @@ def test_modules_written_from_columns_are_the_nodes_text(types):
     text = render(from_columns, "json", RenderOptions())
     assert text == render(from_nodes, "json", RenderOptions())
     modules = json.loads(text)["modules"]
+    held = 3 if buffered else 0  # blk.0.norm's 3 elements: a buffer, or parameters
     assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in modules][:3] == [
-        ("", 0, 6 + 16 + 4 + 10, 3, 2 * 40), ("blk", 1, 26, 3, 2 * 29), ("blk.0", 2, 6, 3, 18)]
+        ("", 0, 6 + 16 + 4 + 10 + 3 - held, held, 2 * 40), ("blk", 1, 26 + 3 - held, held, 2 * 29),
+        ("blk.0", 2, 6 + 3 - held, held, 18)]
 
 
 @pytest.mark.parametrize("escaped", [False, True])
-def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(escaped):
+@pytest.mark.parametrize("uniform", [False, True])  # one dtype and role, nothing packed: a line's text per shape
+def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(escaped, uniform):
     """Plain columns are written by joining each name to the text of its (shape, dtype, role, packing); each line
     must be the encoder's text of the row's dict, with every name escaped as the encoder escapes it (all plain
     ASCII, or one name that needs escaping among plain ones) and packed rows kept apart from plain ones."""
@@ -163,6 +168,9 @@ def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(esca
     nbytes = [32, 8, 64, 64, 64, 16]
     # b and c packed alike, d differently; d's plain twin shape/dtype must not take b's text
     sparse = {"quant": {2: QuantInfo("gptq", 128, 4), 3: QuantInfo("gptq", 128, 4), 4: QuantInfo("awq", 64, 8)}}
+    if uniform:
+        dtypes, roles, sparse = ["float16"] * 6, [Role.PARAMETER] * 6, {}
+        nbytes = [2 * n for n in numel]
     table = Table(names, shapes, dtypes, roles, numel, nbytes, ["f"] * 6, sparse)
     report = Report(Inventory("cols", "safetensors", table=table))
     encode = json.JSONEncoder(ensure_ascii=True, default=str, separators=(", ", ": ")).encode
@@ -172,4 +180,24 @@ def test_tensor_lines_joined_from_columns_are_the_encoders_text_of_each_row(esca
     start = lines.index('"tensors": [') + 1
     assert lines[start : start + 6] == [encode(row) for row in expected]
     assert json.loads(lines[start + 3])["name"] == names[3]
-    assert json.loads(lines[start + 4])["quant"] == {"scheme": "awq", "bits": 8, "logical": 64, "stored_elements": 16}
+    if uniform:
+        assert [json.loads(line)["bytes"] for line in lines[start: start + 6]] == [32, 8, 32, 32, 32, 8]
+    else:
+        assert json.loads(lines[start + 4])["quant"] == {"scheme": "awq", "bits": 8, "logical": 64,
+                                                         "stored_elements": 16}
+
+
+def test_a_report_over_no_columns_writes_the_root_alone():
+    # a safetensors file of no tensor is read as empty columns: the modules are the root (0 of everything)
+    from paramscope.records import Table
+
+    report = Report(Inventory("empty", "safetensors", table=Table.empty()))
+    assert report.columns is not None and report.module_columns() is not None
+    text = render(report, "json", RenderOptions())
+    from_nodes = Report(Inventory("empty", "safetensors", table=Table.empty()))
+    from_nodes.tree(None, natural=False)  # the node tree built first: the renderer walks it instead
+    assert text == render(from_nodes, "json", RenderOptions())
+    doc = json.loads(text)
+    assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in doc["modules"]] == [
+        ("", 0, 0, 0, 0)]
+    assert doc["tensors"] == []

@@ -291,36 +291,54 @@ def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[s
     its name and the text of everything after it, which depends only on (shape, dtype, role, packing) and is
     encoded once per distinct key; the rows are then joined from the columns by C loops."""
     packing = table.sparse.get("quant", {})
-    keys: list[Any] = list(zip(table.shapes, table.dtypes, map(id, table.roles), strict=True))  # role by id
-    for index, quant in packing.items():
-        keys[index] = (*keys[index], quant.scheme, quant.bits, quant.logical_numel)
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # each key's first row, found in C
+    shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
+    keys: list[Any]
+    if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
+        keys = shapes  # one dtype and one role (the common file): the shape alone decides
+    elif not packing:
+        keys = list(zip(shapes, dtypes, roles, strict=True))  # a Role hashes as its str, in C
+    else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
+        from collections import deque
+
+        packed: list[int | None] = [None] * len(shapes)
+        deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
+        keys = list(zip(shapes, dtypes, roles, packed, strict=True))
+    # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
+    # then found by that row's number, not by hashing the key again
+    first: dict[Any, int] = {}
+    rows = list(map(first.setdefault, keys, itertools.count()))
     lead = len('{"name": ""')
-    tails: dict[Any, str] = {}
-    for key, index in first.items():
+    tails: dict[int, str] = {}
+    for index in first.values():
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
-        tails[key] = '"' + encode(entry)[lead:]
-    return map("".join, zip(itertools.repeat('{"name": "'), _quoted_names(table.names),
-                            map(tails.__getitem__, keys)))
+        tails[index] = '"' + encode(entry)[lead:]
+    return map("".join, zip(itertools.repeat('{"name": "'), _quoted_names(table.names), map(tails.__getitem__, rows)))
 
 
 def _bulk_module_lines(report: Report, columns: ModuleColumns) -> Iterator[str]:
-    """:func:`_column_module_lines`' text where no module has a type: each line joined from the columns in C, the
-    text from ``"parameters"`` on written once per distinct (parameters, buffers, bytes)."""
+    """:func:`_column_module_lines`' text where no module has a type: each line joined from the columns in C, from
+    texts written once per distinct value: the part from ``"type"`` to ``"parameters"`` per depth, the part from
+    ``"parameters"`` to ``"buffers"`` per distinct parameters, and the rest per distinct (buffers, bytes)."""
     total = report.total
     trainable = columns.trainable
     flag = "null" if trainable is None else trainable
-    keys = list(zip(columns.parameters, columns.buffers, columns.bytes, strict=True))
-    tails: dict[tuple[Any, ...], str] = {}
-    for parameters, buffers, size in dict.fromkeys(keys):
+    middle = [f'", "type": null, "depth": {depth}, "parameters": ' for depth in range(max(columns.depths) + 1)]
+    counted = {}
+    for parameters in dict.fromkeys(columns.parameters):
         share = percent(parameters, total)
-        tails[parameters, buffers, size] = (
-            f'"parameters": {parameters}, "percent": {"null" if share is None else repr(share)}, '
-            f'"trainable": {flag}, "buffers": {buffers}, "bytes": {size}}}')
+        counted[parameters] = (f'{parameters}, "percent": {"null" if share is None else repr(share)}, '
+                               f'"trainable": {flag}, "buffers": ')
+    if not any(columns.buffers):  # the common file: the tail is its bytes alone
+        ends = {size: f'0, "bytes": {size}}}' for size in dict.fromkeys(columns.bytes)}
+        tails = map(ends.__getitem__, columns.bytes)
+    else:
+        keys = list(zip(columns.buffers, columns.bytes, strict=True))
+        ends = {key: f'{key[0]}, "bytes": {key[1]}}}' for key in dict.fromkeys(keys)}
+        tails = map(ends.__getitem__, keys)
     return map("".join, zip(itertools.repeat('{"path": "'), _quoted_names(columns.paths),
-                            itertools.repeat('", "type": null, "depth": '), map(str, columns.depths),
-                            itertools.repeat(", "), map(tails.__getitem__, keys)))
+                            map(middle.__getitem__, columns.depths), map(counted.__getitem__, columns.parameters),
+                            tails))
 
 
 def _column_module_lines(report: Report, columns: ModuleColumns, tails: dict[tuple[Any, ...], str],
