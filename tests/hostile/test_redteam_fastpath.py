@@ -191,7 +191,7 @@ def _crate(tmp_path: Path, header: bytes, data: int) -> str:
     try:
         with safetensors.safe_open(str(path), "numpy") as handle:
             handle.keys()
-    except Exception as exc:  # noqa: BLE001 - the crate's error type is not importable
+    except safetensors.SafetensorError as exc:
         return str(exc)
     return "ok"
 
@@ -271,7 +271,8 @@ def test_a_remote_header_goes_the_same_way():
     assert [(r.name, r.shape, r.numel, r.origin) for r in records] == [
         ("a", (2, 2), 4, "m.safetensors"), ("b", (4,), 4, "m.safetensors")]
     assert metadata == {"format": "pt"}
-    with pytest.raises(ParamscopeError, match=r"^hf:x: 1 bytes of trailing data after the last tensor \(ends at 180\)$"):
+    trailing = r"^hf:x: 1 bytes of trailing data after the last tensor \(ends at 180\)$"
+    with pytest.raises(ParamscopeError, match=trailing):
         reader.records_from_header("hf:x", header, 8 + len(header) + 25, "m.safetensors")
     with pytest.raises(ParamscopeError, match=r"shape \[0, 18446744073709551616\] overflows 64 bits"):
         reader.records_from_header("hf:x", _header(_entry("z", "U8", f"0,{U64}", 0, 0)), None, "m.safetensors")
@@ -318,7 +319,7 @@ def test_a_huge_canonical_header_that_falls_back_at_the_end(tmp_path, label, mes
     ("shapes one past the bound", ('"a":{"dtype":"U8","shape":[' + "1," * 200 + '1],"data_offsets":[0,1]},') * 220_000
      + '"z":1', "header has the key 'a' more than once"),
     # every name scanned to a backslash, then backtracked
-    ("escaped names", ('"' + "a" * 1000 + '\\u0041":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},') * 95_000
+    ("escaped names", ('"' + "a" * 1000 + '\\u0041":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},') * 94_000
      + '"z":1', "header has the key 'aaaa"),
 ])
 def test_a_header_of_near_misses_is_refused_in_bounded_time(tmp_path, label, body, message):
@@ -326,3 +327,58 @@ def test_a_header_of_near_misses_is_refused_in_bounded_time(tmp_path, label, bod
     assert 90_000_000 < len(header) <= reader.MAX_HEADER_SIZE
     path = _write(tmp_path / "nasty.safetensors", header, 0)
     assert_refused(run_cli(path, "--format", "json"), path, message)
+
+
+# ---- differential fuzzing: random splices of the characters the expression and JSON care about ------------------
+
+_SEEDS = [
+    _header('"__metadata__":{"format":"pt","k":"v"}', _entry("a", "F32", "2,2", 0, 16), _entry("z", "U8", "0", 16, 16),
+            _entry("b", "F4", "4", 16, 18), pad="  "),
+    _header(_entry("b", "BF16", "4", 16, 24), _entry("a", "F32", "2,2", 0, 16), _entry("s", "I64", "", 24, 32)),
+    _header('"__metadata__":null', _entry("é☃", "F6_E2M3", "4,1", 0, 3)),
+]
+_ALPHABET = ['"', "\\", "-", "+", ".", "e", "E", "0", "1", "9", ",", ":", "[", "]", "{", "}", " ", "\t", "\0", "u",
+             "\\u0061", "\\ud800", "__metadata__", '"a"', "18446744073709551616", "-0", "00", "é", "\u2028",
+             '"dtype":"F32"', '"data_offsets":[0,16]', '"shape":[2,2]']
+
+
+@pytest.mark.parametrize("seed", range(len(_SEEDS)))
+def test_random_splices_agree(seed):
+    """Each case replaces, inserts or deletes up to three random spans; the fast path, when it takes the result, must
+    give the checked path's answer, and the reader as a whole always does (errors included)."""
+    import random
+
+    rng = random.Random(seed)
+    base = _SEEDS[seed].decode()
+    data_end = 32 if seed == 1 else (18 if seed == 0 else 3)
+    taken = cases = 0
+    for _ in range(3000):
+        text = base
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text))
+            cut = rng.choice((0, 0, 1, 2, 5))
+            text = text[:at] + (rng.choice(_ALPHABET) if rng.random() < 0.8 else "") + text[at + cut:]
+        header = text.encode("utf-8", "surrogatepass")
+        for size in (None, 8 + len(header) + data_end):
+            checked = _checked(header, size)
+            fast = _fast(header, size)
+            if fast is not None:
+                assert fast == checked, header
+                taken += 1
+            assert _whole(header, size) == checked, header
+            cases += 1
+    assert 100 < taken < cases, (taken, cases)
+
+
+@pytest.mark.parametrize(("prefix", "rest", "message"), [
+    (0, b"", "header is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    (1, b"{", "header is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
+    (8, b"{       ", "header is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 9"),
+    (50, b"{}", "header length 50 bytes runs past the end of the file (10 bytes)"),
+    (100_000_001, b"{}", "header length 100,000,001 bytes exceeds the safetensors limit of 100,000,000"),
+    ((1 << 64) - 1, b"{}", "header length 18,446,744,073,709,551,615 bytes exceeds the safetensors limit"),
+])
+def test_the_declared_header_length_against_the_file(tmp_path, prefix, rest, message):
+    path = tmp_path / "len.safetensors"
+    path.write_bytes(struct.pack("<Q", prefix) + rest)
+    assert_refused(run_cli(path), path, message)
