@@ -556,6 +556,7 @@ def _header_into(
         metadata = _fast_check_into(columns, path, text, len(header), file_size, origin)
         if metadata is not None:
             return metadata
+        del text  # the checked path decodes the bytes again: hold one copy of a 100 MB header's text, not two
     return _check_into(columns, path, _parse_json(path, header, pairs=True), len(header), file_size, origin)
 
 
