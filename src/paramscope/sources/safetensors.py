@@ -232,6 +232,10 @@ def _no_duplicates(path: str | Path, pairs: Any, what: str) -> dict[str, Any]:
     return result
 
 
+def _int_or_negative_zero(literal: str) -> int | float:
+    return -0.0 if literal == "-0" else int(literal)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -245,8 +249,11 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
     except UnicodeDecodeError as exc:
         raise ParamscopeError(path, f"{what} is not valid UTF-8 (byte {exc.start})") from None
     hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
+    # serde reads -0 as the float -0.0, which no usize field (a dimension, an offset) takes; Python reads the int 0.
+    # Only a text holding "-0" pays a Python call per integer.
+    parse_int = _int_or_negative_zero if "-0" in text else None
     try:
-        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant, parse_int=parse_int)
     except RecursionError:
         raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
@@ -288,7 +295,8 @@ def _numel(path: str | Path, name: str, shape: Any) -> int:
     numel = 1  # slow path, exact: stop at the first running product past 64 bits
     for dim in shape:
         numel *= dim
-        if numel >= _U64_LIMIT:
+        # a dimension past 64 bits is no usize (serde refuses it even where a zero before it makes the product 0)
+        if numel >= _U64_LIMIT or dim >= _U64_LIMIT:
             raise ParamscopeError(path, f"tensor {name!r}: shape {_short(shape)} overflows 64 bits")
     return numel
 
@@ -555,6 +563,7 @@ def _header_into(
         metadata = _fast_check_into(columns, path, text, len(header), file_size, origin)
         if metadata is not None:
             return metadata
+        del text  # the checked path decodes the bytes again: hold one copy of a 100 MB header's text, not two
     return _check_into(columns, path, _parse_json(path, header, pairs=True), len(header), file_size, origin)
 
 
