@@ -291,6 +291,8 @@ def natural_order(children: list[ModuleNode]) -> bool:
     The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
     whether anything moved."""
     names = [child.path.rpartition(".")[2] for child in children]
+    if names[0] == "0" and names == list(map(str, range(len(names)))):
+        return False  # "0", "1", "2", ...: a ModuleList or Sequential in order (a live model's common case), in C
     joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
     if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
         if _leading_zero().search(joined) is None and names == sorted(sorted(names), key=len):
@@ -483,10 +485,15 @@ class Report:
         return {r.name: group[0].name for group in self._aliased.values() for r in group}
 
     @cached_property
-    def _sizes(self) -> list[tuple[TensorRecord, int, int | None]]:
-        """(record, logical elements, stored bytes) for each unique record, computed once."""
-        with paused_gc():
-            return sized(self._heads)
+    def _size_columns(self) -> tuple[list[TensorRecord], list[int], list[int | None]]:
+        """The unique initialized records, their logical elements and stored bytes (:func:`sized`), computed once."""
+        return sized(self._heads)
+
+    @property
+    def _sizes(self) -> Iterable[tuple[TensorRecord, int, int | None]]:
+        """(record, logical elements, stored bytes) for each unique initialized record: :attr:`_size_columns`
+        zipped, each pass made anew (no tuple per record is kept)."""
+        return zip(*self._size_columns, strict=True)
 
     @cached_property
     def _totals(self) -> dict[str, Any]:

@@ -238,6 +238,7 @@ def _collect(
     dtype_facts = _DTYPE_FACTS
     new = TensorRecord.__new__
     prod = math.prod
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     visited: set[int] = set()
     stack: list[tuple[str, Any, tuple | None]] = [("", module, None)]
     pop, push = stack.pop, stack.append
@@ -286,6 +287,7 @@ def _collect(
                     continue
                 scales = scales or key in aux_params
                 shape = tuple(param.shape)
+                shape = shapes.setdefault(shape, shape)  # one tuple per distinct shape: fewer objects for the GC
                 # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
                 if not plain or flat or shape == (0,):
                     try:
@@ -312,7 +314,7 @@ def _collect(
                 identity = _tie_key(param) if not param.is_meta else id(param)  # _identity, inlined: it is hot
                 record.tie = None if first.setdefault(identity, index) == index else tied(index, identity)
                 numel = prod(shape)
-                if numel > INT64_MAX or (shape and min(shape) < 0):
+                if numel > INT64_MAX:  # a plain Parameter's sizes are torch's own, which refuses a negative one
                     _check_numel(source, full, shape, numel)
                 record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
                 append(record)
