@@ -154,6 +154,7 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
 
 
 _NONE: Any = ()
+_new = object.__new__
 _COLUMN_SPARSE = frozenset({"quant"})
 """The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
 trainability, an owner class) has the report count record by record."""
@@ -290,6 +291,10 @@ def natural_order(children: list[ModuleNode]) -> bool:
 
     The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
     whether anything moved."""
+    if len(children) == 2:  # a block of two numbered modules (a live Sequential's Linear and norm) ends here
+        first, second = children[0].path, children[1].path
+        if (first == "0" or first.endswith(".0")) and (second == "1" or second.endswith(".1")):
+            return False
     names = [child.path.rpartition(".")[2] for child in children]
     if names[0] == "0" and names == list(map(str, range(len(names)))):
         return False  # "0", "1", "2", ...: a ModuleList or Sequential in order (a live model's common case), in C
@@ -948,30 +953,41 @@ class Report:
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         from paramscope.ties import is_stored_copy
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
+        new = _new
+        last = None  # the module of the record before (a live model lists its records module by module)
+        node, own = root, False
         for record in self.inventory.tensors:
             if record.role is constant:
                 continue
-            module, dot, _ = record.name.rpartition(".")
-            node = nodes.get(module)
-            if node is None:
-                parent = nodes.get(module.rpartition(".")[0]) if dot and depth is None else None
-                if parent is not None and text + len(module) <= MAX_TREE_TEXT:
-                    # the common new module: its parent is built and there is no cut (place(), inlined: it is hot)
-                    text += len(module)
-                    node = nodes[module] = ModuleNode(module, types.get(module))
-                    if parent.children:
-                        parent.children.append(node)
+            module = record.name.rpartition(".")[0]
+            if module != last:
+                last = module
+                node = nodes.get(module)
+                if node is None:
+                    # (a name without a dot is the root's, and the root is always built)
+                    parent = nodes.get(module.rpartition(".")[0]) if depth is None else None
+                    if parent is not None and text + len(module) <= MAX_TREE_TEXT:
+                        # the common new module: its parent is built and there is no cut (place() and
+                        # ModuleNode(), inlined: this is the hot path of a live model's tree)
+                        text += len(module)
+                        node = nodes[module] = new(ModuleNode)
+                        node.path, node.type = module, types.get(module)
+                        node.parameters = node.trainable = node.buffers = node.bytes = 0
+                        node._held = node.aliases = node.children = _NONE
+                        if parent.children:
+                            parent.children.append(node)
+                        else:
+                            parent.children = [node]
+                        created.append(node)
                     else:
-                        parent.children = [node]
-                    created.append(node)
-                else:
-                    node = below.get(module) or place(module)
+                        node = below.get(module) or place(module)
+                own = node.path == module
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
                 if record.role is parameter and record.shape is not None and is_stored_copy(record):
                     node.bytes += record.nbytes or 0
                 continue
-            if node.path == module:
+            if own:
                 held = node._held  # a list of records on this path (never a table's indices)
                 if held:
                     held.append(record)
