@@ -273,7 +273,12 @@ def _collect(
         prefix = path + "." if path else ""
         start = len(records)
         scales = False  # a parameter or buffer here is named like a quantization scale
-        parameters = sub._parameters
+        state = sub.__dict__
+        try:  # from the instance's dict: three attribute reads through nn.Module's __getattr__ hook cost more
+            # than the rest of a leaf module's visit
+            parameters, buffers, children = state["_parameters"], state["_buffers"], state["_modules"]
+        except KeyError:  # a module whose Module.__init__ did not run: whatever attribute access says
+            parameters, buffers, children = sub._parameters, sub._buffers, sub._modules
         if parameters:
             for key, param in parameters.items():
                 if param is None:
@@ -325,7 +330,6 @@ def _collect(
                 r = records[i]
                 if r.role is PARAMETER and r.quant is None and r.name.rpartition(".")[2] in aux_params:
                     records[i] = r.replace(role=Role.QUANT_AUX)
-        buffers = sub._buffers
         if buffers:
             non_persistent = sub._non_persistent_buffers_set
             for key, buf in buffers.items():
@@ -347,7 +351,6 @@ def _collect(
                                     persistent=key not in non_persistent, origin="live"))
         if scales:
             records[start:params_end] = _mark_scaled(records[start:params_end], found)
-        children = sub._modules
         if children:
             here = (sub_id, chain)
             if transparent is None:  # the common module: each child under its own name
