@@ -383,15 +383,16 @@ class Report:
         tensors = inventory.tensors
         if not inventory.columnar:
             check_names(inventory.source, tensors)
+        count = len(tensors)
+        # (both tests in C: a set of the names, the ties' None counted)
+        if len(set(map(attrgetter("name"), tensors))) == count and \
+                list(map(attrgetter("tie"), tensors)).count(None) == count:
+            # No tie and no name twice: every record is its own group (the common case for files, and
+            # cheaper than a dict of a million tie keys)
+            self._heads = tensors
+            self._aliased = {}
+            return
         with paused_gc():
-            names = {r.name for r in tensors}
-            if len(names) == len(tensors) and all(r.tie is None for r in tensors):
-                # No tie and no name twice: every record is its own group (the common case for files, and
-                # cheaper than a dict of a million tie keys)
-                self._heads = tensors
-                self._aliased = {}
-                return
-            del names
             heads: dict[Hashable, TensorRecord] = {}
             aliases: dict[Hashable, list[TensorRecord]] = {}
             for record in tensors:
@@ -775,18 +776,25 @@ class Report:
                 size = sum(s or 0 for s in compress(table.nbytes, mask))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
-        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]: one look-up per record
+        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
+        last: tuple[str, str | None] | None = None  # (module, owner) of the record before
+        row: list[Any] = []
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
-            kind = r.owner_type or types.get(module) or "(unknown)"
-            row = kinds.get(kind)
-            if row is None:
-                row = kinds[kind] = [0, 0, set()]
+            owner = r.owner_type
+            if last is None or module != last[0] or owner != last[1]:
+                # a new module (or holder class): a live model's records come module by module, so the class
+                # is looked up once per module, not once per record
+                last = (module, owner)
+                kind = owner or types.get(module) or "(unknown)"
+                row = kinds.get(kind)  # type: ignore[assignment]
+                if row is None:
+                    row = kinds[kind] = [0, 0, set()]
+                row[2].add(module)
             row[0] += numel
             row[1] += size or 0
-            row[2].add(module)
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
