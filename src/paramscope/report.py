@@ -665,8 +665,15 @@ class Report:
             return []  # a table with an uninitialized entry is counted record by record
         return [r.name for r in self.tensors if not r.initialized]
 
-    @cached_property
+    @property
     def _embedding_keys(self) -> set[Hashable]:
+        """The tie keys of the embedding weights' groups (:attr:`_embeddings`)."""
+        return self._embeddings[0]
+
+    @cached_property
+    def _embeddings(self) -> tuple[set[Hashable], list[TensorRecord]]:
+        """The tie keys of the embedding weights' groups, and each such group's head (its record in
+        :attr:`_heads`), so that counting them is a pass over these few records, not over every record."""
         def is_embedding(r: TensorRecord) -> bool:
             if r.owner_type is not None:  # the source named the class: nn.Embedding (or a subclass named for it,
                 # Gemma's ScaledWordEmbedding), or the table a reader marked (Keras's `embeddings`, vars/0)
@@ -682,6 +689,7 @@ class Report:
         # A live model names every holder's class: the rule is decided once per class, not once per tensor
         by_owner: dict[str, bool] = {}
         keys = set()
+        heads: dict[int, TensorRecord] = {}  # id -> head: a head found both ways is one head
         for head in self._heads:
             owner = head.owner_type
             if owner is not None:
@@ -692,8 +700,12 @@ class Report:
                 hit = head.name.endswith(weights) and is_embedding(head)
             if hit:
                 keys.add(head.tie_key)
-        keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
-        return keys
+                heads[id(head)] = head
+        for key, group in self._aliased.items():
+            if any(is_embedding(r) for r in group):
+                keys.add(key)
+                heads[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
+        return keys, list(heads.values())
 
     @cached_property
     def embedding(self) -> int:
@@ -709,10 +721,8 @@ class Report:
             ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
-        keys = self._embedding_keys
-        if not keys:
-            return 0
-        return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
+        # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
+        return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
     @cached_property
     def non_embedding(self) -> int:
