@@ -787,17 +787,18 @@ class Report:
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
-        last: tuple[str, str | None] | None = None  # (module, owner) of the record before
+        last_module: str | None = None  # the module and holder class of the record before
+        last_owner: str | None = None
         row: list[Any] = []
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
             owner = r.owner_type
-            if last is None or module != last[0] or owner != last[1]:
+            if module != last_module or owner != last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
                 # is looked up once per module, not once per record
-                last = (module, owner)
+                last_module, last_owner = module, owner
                 kind = owner or types.get(module) or "(unknown)"
                 row = kinds.get(kind)  # type: ignore[assignment]
                 if row is None:
