@@ -238,7 +238,7 @@ def _collect(
     dtype_facts = _DTYPE_FACTS
     new = TensorRecord.__new__
     prod = math.prod
-    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    shapes: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}  # shape -> (that tuple, its product)
     visited: set[int] = set()
     stack: list[tuple[str, Any, tuple | None]] = [("", module, None)]
     pop, push = stack.pop, stack.append
@@ -292,7 +292,11 @@ def _collect(
                     continue
                 scales = scales or key in aux_params
                 shape = tuple(param.shape)
-                shape = shapes.setdefault(shape, shape)  # one tuple per distinct shape: fewer objects for the GC
+                # one tuple and one product per distinct shape: fewer objects for the GC to walk, fewer products
+                known_shape = shapes.get(shape)
+                if known_shape is None:
+                    known_shape = shapes[shape] = (shape, prod(shape))
+                shape, numel = known_shape
                 # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
                 if not plain or flat or shape == (0,):
                     try:
@@ -312,13 +316,17 @@ def _collect(
                     known = dtype_facts[dtype] = (name, _itemsize(name))
                 dtype_name, size = known
                 record = new(TensorRecord)
-                record.name, record.shape, record.dtype, record.role = full, shape, dtype_name, PARAMETER
-                record.trainable, record.owner_type, record.origin = param.requires_grad, owner, "live"
+                record.name = full
+                record.shape = shape
+                record.dtype = dtype_name
+                record.role = PARAMETER
+                record.trainable = param.requires_grad
+                record.owner_type = owner
+                record.origin = "live"
                 record.persistent = record.quant = record.extra = None
                 index = len(records)
                 identity = _tie_key(param) if not param.is_meta else id(param)  # _identity, inlined: it is hot
                 record.tie = None if first.setdefault(identity, index) == index else tied(index, identity)
-                numel = prod(shape)
                 if numel > INT64_MAX:  # a plain Parameter's sizes are torch's own, which refuses a negative one
                     _check_numel(source, full, shape, numel)
                 record._numel, record._nbytes = numel, numel * size if size else False  # False: computed on use
