@@ -381,11 +381,14 @@ class Report:
                 self._aliased: dict[Hashable, list[TensorRecord]] = {}
                 return
         tensors = inventory.tensors
-        if not inventory.columnar:
-            check_names(inventory.source, tensors)
+        if inventory.columnar:  # the names checked above
+            names = inventory.table.names
+        else:  # listed once, in C, for both uses
+            names = list(map(attrgetter("name"), tensors))
+            check_names(inventory.source, names)
         count = len(tensors)
         # (both tests in C: a set of the names, the ties' None counted)
-        if len(set(map(attrgetter("name"), tensors))) == count and \
+        if len(set(names)) == count and \
                 list(map(attrgetter("tie"), tensors)).count(None) == count:
             # No tie and no name twice: every record is its own group (the common case for files, and
             # cheaper than a dict of a million tie keys)
