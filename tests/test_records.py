@@ -16,8 +16,9 @@ def test_sized_uses_kept_sizes_and_computes_the_rest_once_per_dtype_and_shape():
     kept = file_record("x", (2, 2), "float32", Role.PARAMETER, "", 4, 16)
     fresh = [TensorRecord("y", (2, 2), "float32"), TensorRecord("z", (2, 2), "float32"), TensorRecord("u", None, "f")]
     unknown = TensorRecord("w", (7,), "no-such-dtype")
-    rows = sized([kept, *fresh, unknown])
-    assert [(r.name, n, b) for r, n, b in rows] == [("x", 4, 16), ("y", 4, 16), ("z", 4, 16), ("w", 7, None)]
+    records, numel, nbytes = sized([kept, *fresh, unknown])
+    assert [r.name for r in records] == ["x", "y", "z", "w"]  # the uninitialized "u" left out
+    assert (numel, nbytes) == ([4, 4, 4, 7], [16, 16, 16, None])
     assert fresh[1]._numel == 4 and fresh[1]._nbytes == 16  # sized records keep their sizes
 
 

@@ -389,12 +389,14 @@ def test_module_columns_keep_the_tree_text_limit(monkeypatch):
 @pytest.mark.parametrize(
     "names",
     [["0", "1", "2"], ["0", "2", "10"], ["9", "10", "11"], ["10", "9"], ["0", "10", "2"], ["00", "1"], ["3", "01", "2"],
-     ["1", "1000000000000000000000000000000", "999999999999999999999999999999"]],
+     ["1", "1000000000000000000000000000000", "999999999999999999999999999999"],
+     ["0", "1"], ["1", "0"], ["0", "01"], ["10", "11"], ["10", "1"]],  # two siblings: the fast path's cases
 )
-def test_natural_order_of_numbered_siblings_is_their_integer_order(names):
-    # reference: Python's int order (a stable sort, so equal numbers keep the source's order); the fast path for
-    # names without a leading zero must agree with it, and say it moved something exactly when the order changed
-    children = [ModuleNode(f"layers.{name}", None) for name in names]
+@pytest.mark.parametrize("parent", ["layers.", ""])  # a module's children, and the root's
+def test_natural_order_of_numbered_siblings_is_their_integer_order(names, parent):
+    # reference: Python's int order (a stable sort, so equal numbers keep the source's order); the fast paths for
+    # names without a leading zero must agree with it, and say they moved something exactly when the order changed
+    children = [ModuleNode(f"{parent}{name}", None) for name in names]
     moved = natural_order(children)
     expected = sorted(names, key=int)
     assert [child.name for child in children] == expected

@@ -194,14 +194,19 @@ def file_record(name: str, shape: tuple[int, ...], dtype: str, role: Role, origi
 _new = object.__new__
 
 
-def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | None]]:
-    """(record, logical elements, stored bytes) of each initialized record, its sizes kept on it.
+def sized(records: list[TensorRecord]) -> tuple[list[TensorRecord], list[int], list[int | None]]:
+    """The initialized records, their logical elements and their stored bytes, as three columns; the sizes are
+    kept on each record.
 
-    A model repeats a few (dtype, shape) pairs, so each pair is sized once: a million records cost a million
-    dictionary look-ups rather than a million products and dtype look-ups."""
+    Columns rather than a (record, elements, bytes) tuple per record: zipped, they are read one record at a time
+    all the same, and 100,000 tuples that live as long as the report would each be walked by the cyclic garbage
+    collector. A model repeats a few (dtype, shape) pairs, so each pair is sized once: a million records cost a
+    million dictionary look-ups rather than a million products and dtype look-ups."""
     known: dict[tuple[str, tuple[int, ...]], tuple[int, int | None]] = {}
-    out = []
-    append = out.append
+    kept: list[TensorRecord] = []
+    numels: list[int] = []
+    sizes: list[int | None] = []
+    keep, add_numel, add_size = kept.append, numels.append, sizes.append
     for r in records:
         shape = r.shape
         if shape is None:
@@ -209,19 +214,24 @@ def sized(records: list[TensorRecord]) -> list[tuple[TensorRecord, int, int | No
         numel = r._numel
         if numel is not None:  # sized before (or by the reader): numel and, if computed, bytes are kept
             size = r._nbytes
-            append((r, numel, size if size is not False else r.nbytes))
+            keep(r)
+            add_numel(numel)
+            add_size(size if size is not False else r.nbytes)
             continue
         if r.quant is not None:
-            append((r, r.numel, r.nbytes))
-            continue
-        key = (r.dtype, shape)
-        found = known.get(key)
-        if found is None:
-            found = known[key] = (r.numel, r.nbytes)
+            numel, size = r.numel, r.nbytes
         else:
-            r._numel, r._nbytes = found
-        append((r, *found))
-    return out
+            key = (r.dtype, shape)
+            found = known.get(key)
+            if found is None:
+                found = known[key] = (r.numel, r.nbytes)
+            else:
+                r._numel, r._nbytes = found
+            numel, size = found
+        keep(r)
+        add_numel(numel)
+        add_size(size)
+    return kept, numels, sizes
 
 
 def role_for_file_tensor(dtype: str) -> Role:

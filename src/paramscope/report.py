@@ -149,6 +149,7 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
 
 
 _NONE: Any = ()
+_new = object.__new__
 _COLUMN_SPARSE = frozenset({"quant"})
 """The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
 trainability, an owner class) has the report count record by record."""
@@ -285,7 +286,13 @@ def natural_order(children: list[ModuleNode]) -> bool:
 
     The cheap case first: all names numbers (a ``ModuleList``), already ascending (a live model) or not. Returns
     whether anything moved."""
+    if len(children) == 2:  # a block of two numbered modules (a live Sequential's Linear and norm) ends here
+        first, second = children[0].path, children[1].path
+        if (first == "0" or first.endswith(".0")) and (second == "1" or second.endswith(".1")):
+            return False
     names = [child.path.rpartition(".")[2] for child in children]
+    if names[0] == "0" and names == list(map(str, range(len(names)))):
+        return False  # "0", "1", "2", ...: a ModuleList or Sequential in order (a live model's common case), in C
     joined = "\0".join(names)  # one C call each decides the common cases: no number at all, or all numbers
     if joined.isascii() and joined.replace("\0", "").isdigit() and all(names):
         if _leading_zero().search(joined) is None and names == sorted(sorted(names), key=len):
@@ -376,17 +383,21 @@ class Report:
                 self._aliased: dict[Hashable, list[TensorRecord]] = {}
                 return
         tensors = inventory.tensors
-        if not inventory.columnar:
-            check_names(inventory.source, tensors)
+        if inventory.columnar:  # the names checked above
+            names = inventory.table.names
+        else:  # listed once, in C, for both uses
+            names = list(map(attrgetter("name"), tensors))
+            check_names(inventory.source, names)
+        count = len(tensors)
+        # (both tests in C: a set of the names, the ties' None counted)
+        if len(set(names)) == count and \
+                list(map(attrgetter("tie"), tensors)).count(None) == count:
+            # No tie and no name twice: every record is its own group (the common case for files, and
+            # cheaper than a dict of a million tie keys)
+            self._heads = tensors
+            self._aliased = {}
+            return
         with paused_gc():
-            names = {r.name for r in tensors}
-            if len(names) == len(tensors) and all(r.tie is None for r in tensors):
-                # No tie and no name twice: every record is its own group (the common case for files, and
-                # cheaper than a dict of a million tie keys)
-                self._heads = tensors
-                self._aliased = {}
-                return
-            del names
             heads: dict[Hashable, TensorRecord] = {}
             aliases: dict[Hashable, list[TensorRecord]] = {}
             for record in tensors:
@@ -485,10 +496,15 @@ class Report:
         return {r.name: group[0].name for group in self._aliased.values() for r in group}
 
     @cached_property
-    def _sizes(self) -> list[tuple[TensorRecord, int, int | None]]:
-        """(record, logical elements, stored bytes) for each unique record, computed once."""
-        with paused_gc():
-            return sized(self._heads)
+    def _size_columns(self) -> tuple[list[TensorRecord], list[int], list[int | None]]:
+        """The unique initialized records, their logical elements and stored bytes (:func:`sized`), computed once."""
+        return sized(self._heads)
+
+    @property
+    def _sizes(self) -> Iterable[tuple[TensorRecord, int, int | None]]:
+        """(record, logical elements, stored bytes) for each unique initialized record: :attr:`_size_columns`
+        zipped, each pass made anew (no tuple per record is kept)."""
+        return zip(*self._size_columns, strict=True)
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
@@ -654,8 +670,15 @@ class Report:
             return []  # a table with an uninitialized entry is counted record by record
         return [r.name for r in self.tensors if not r.initialized]
 
-    @cached_property
+    @property
     def _embedding_keys(self) -> set[Hashable]:
+        """The tie keys of the embedding weights' groups (:attr:`_embeddings`)."""
+        return self._embeddings[0]
+
+    @cached_property
+    def _embeddings(self) -> tuple[set[Hashable], list[TensorRecord]]:
+        """The tie keys of the embedding weights' groups, and each such group's head (its record in
+        :attr:`_heads`), so that counting them is a pass over these few records, not over every record."""
         def is_embedding(r: TensorRecord) -> bool:
             if r.owner_type is not None:  # the source named the class: nn.Embedding (or a subclass named for it,
                 # Gemma's ScaledWordEmbedding), or the table a reader marked (Keras's `embeddings`, vars/0)
@@ -671,6 +694,7 @@ class Report:
         # A live model names every holder's class: the rule is decided once per class, not once per tensor
         by_owner: dict[str, bool] = {}
         keys = set()
+        heads: dict[int, TensorRecord] = {}  # id -> head: a head found both ways is one head
         for head in self._heads:
             owner = head.owner_type
             if owner is not None:
@@ -681,8 +705,12 @@ class Report:
                 hit = head.name.endswith(weights) and is_embedding(head)
             if hit:
                 keys.add(head.tie_key)
-        keys.update(key for key, group in self._aliased.items() if any(is_embedding(r) for r in group))
-        return keys
+                heads[id(head)] = head
+        for key, group in self._aliased.items():
+            if any(is_embedding(r) for r in group):
+                keys.add(key)
+                heads[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
+        return keys, list(heads.values())
 
     @cached_property
     def embedding(self) -> int:
@@ -698,10 +726,8 @@ class Report:
             ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
-        keys = self._embedding_keys
-        if not keys:
-            return 0
-        return sum(n for r, n, _ in self._sizes if r.role is Role.PARAMETER and r.tie_key in keys)
+        # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
+        return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
     @cached_property
     def non_embedding(self) -> int:
@@ -765,18 +791,26 @@ class Report:
                 size = sum(s or 0 for s in compress(table.nbytes, mask))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
-        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]: one look-up per record
+        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
+        last_module: str | None = None  # the module and holder class of the record before
+        last_owner: str | None = None
+        row: list[Any] = []
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
-            kind = r.owner_type or types.get(module) or "(unknown)"
-            row = kinds.get(kind)
-            if row is None:
-                row = kinds[kind] = [0, 0, set()]
+            owner = r.owner_type
+            if module != last_module or owner != last_owner:
+                # a new module (or holder class): a live model's records come module by module, so the class
+                # is looked up once per module, not once per record
+                last_module, last_owner = module, owner
+                kind = owner or types.get(module) or "(unknown)"
+                row = kinds.get(kind)  # type: ignore[assignment]
+                if row is None:
+                    row = kinds[kind] = [0, 0, set()]
+                row[2].add(module)
             row[0] += numel
             row[1] += size or 0
-            row[2].add(module)
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
@@ -943,30 +977,41 @@ class Report:
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         from paramscope.ties import is_stored_copy
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
+        new = _new
+        last = None  # the module of the record before (a live model lists its records module by module)
+        node, own = root, False
         for record in self.inventory.tensors:
             if record.role is constant:
                 continue
-            module, dot, _ = record.name.rpartition(".")
-            node = nodes.get(module)
-            if node is None:
-                parent = nodes.get(module.rpartition(".")[0]) if dot and depth is None else None
-                if parent is not None and text + len(module) <= MAX_TREE_TEXT:
-                    # the common new module: its parent is built and there is no cut (place(), inlined: it is hot)
-                    text += len(module)
-                    node = nodes[module] = ModuleNode(module, types.get(module))
-                    if parent.children:
-                        parent.children.append(node)
+            module = record.name.rpartition(".")[0]
+            if module != last:
+                last = module
+                node = nodes.get(module)
+                if node is None:
+                    # (a name without a dot is the root's, and the root is always built)
+                    parent = nodes.get(module.rpartition(".")[0]) if depth is None else None
+                    if parent is not None and text + len(module) <= MAX_TREE_TEXT:
+                        # the common new module: its parent is built and there is no cut (place() and
+                        # ModuleNode(), inlined: this is the hot path of a live model's tree)
+                        text += len(module)
+                        node = nodes[module] = new(ModuleNode)
+                        node.path, node.type = module, types.get(module)
+                        node.parameters = node.trainable = node.buffers = node.bytes = 0
+                        node._held = node.aliases = node.children = _NONE
+                        if parent.children:
+                            parent.children.append(node)
+                        else:
+                            parent.children = [node]
+                        created.append(node)
                     else:
-                        parent.children = [node]
-                    created.append(node)
-                else:
-                    node = below.get(module) or place(module)
+                        node = below.get(module) or place(module)
+                own = node.path == module
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
                 if record.role is parameter and record.shape is not None and is_stored_copy(record):
                     node.bytes += record.nbytes or 0
                 continue
-            if node.path == module:
+            if own:
                 held = node._held  # a list of records on this path (never a table's indices)
                 if held:
                     held.append(record)
