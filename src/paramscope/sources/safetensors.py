@@ -244,9 +244,22 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParamscopeError(path, f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    value: Any = _UNREAD
+    if not pairs:
+        # Objects made in C (no list of pairs per object, no call): where the text holds no more colons than the
+        # objects hold keys, no key was given twice (each key is followed by a colon; a colon in a string only
+        # adds to the count). Else, and on any error, parsed again by the pairs, which says what is wrong.
+        try:
+            value = json.loads(text, parse_constant=_reject_constant)
+        except (RecursionError, ValueError):
+            value = _UNREAD
+        else:
+            if text.count(":") != _keys_held(value):
+                value = _UNREAD
     hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
     try:
-        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
+        if value is _UNREAD:
+            value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant)
     except RecursionError:
         raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
@@ -256,6 +269,26 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
     if "\\" in text and ("\\ud" in text or "\\uD" in text):
         _check_surrogates(path, value)
     return value
+
+
+_UNREAD = object()
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _keys_held(value: Any) -> int:
+    """How many keys the objects of a parsed JSON value hold, all levels down (each container's values looked at
+    in C for containers among them)."""
+    keys, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            keys += len(item)
+            item = item.values()
+        elif type(item) is not list:
+            continue
+        if not set(map(type, item)) <= _SCALARS:
+            stack.extend(inner for inner in item if type(inner) is dict or type(inner) is list)
+    return keys
 
 
 def _check_surrogates(path: str | Path, value: Any) -> None:
