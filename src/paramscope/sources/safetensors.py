@@ -461,7 +461,7 @@ def _check_into(
 # Nearly every header is written by the safetensors crate (the Python, PyTorch and Rust writers all call it) in one
 # compact form: ``{"__metadata__":{...},"NAME":{"dtype":"BF16","shape":[64,64],"data_offsets":[128,8320]},...}``
 # then spaces up to an 8-byte boundary. Such a header is read without ``json.loads`` and without a Python loop per
-# tensor: one ``findall`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
+# tensor: one ``split`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
 # fast path: it accepts a subset of what the checked path accepts, builds the very same columns, and whatever it does
 # not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
 # duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
@@ -470,14 +470,11 @@ _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 """A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
 _ENTRY = re.compile(
     # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
-    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (``endpos``: the
-    # closing brace). A literal first character lets the engine skip ahead to each quote.
+    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (of the entries' text,
+    # cut before the closing brace). A literal first character lets the engine skip ahead to each quote.
     r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
     rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
 )
-_ENTRY_FIXED = len('"":{"dtype":"],"data_offsets":[,]},')
-"""The characters of an entry outside its four groups, its comma included: the entries tile the text iff their
-lengths add up (to one comma less: the last entry ends at the closing brace, not at a comma)."""
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
 _SHAPE_SEP = '","shape":['
 _get_sized = itemgetter(2)
@@ -515,16 +512,15 @@ def _fast_check_into(
             if len(metadata) != len(value) or (text.find("\\", 16, pos) >= 0
                                                and not all(_encodable(k) and _encodable(v) for k, v in value)):
                 return None  # a key given twice, an escaped lone surrogate: the checked path says which
-    rows = _ENTRY.findall(text, pos, stop)
-    if not rows:
+    # split by the entries, the text between them comes with their groups, flat: [between, name, key, begin, end,
+    # between, ..., after the last]. The matches tile text[pos:stop] iff nothing is between them; all but the last
+    # then end with a comma (only the last can end at the end), and the last must not (one comma too many)
+    pieces = _ENTRY.split(text[pos:stop])
+    if len(pieces) == 1 or any(pieces[0::5]) or text[stop - 1] != "}":
         return None
-    names, keys, begin_texts, end_texts = zip(*rows, strict=True)
+    names, keys, begin_texts, end_texts = pieces[1::5], pieces[2::5], pieces[3::5], pieces[4::5]
+    del pieces
     count = len(names)
-    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up; then
-    # all but the last end with a comma (only the last can end at ``stop``: a comma there would be one too many)
-    if (count * _ENTRY_FIXED - 1 + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
-            + sum(map(len, end_texts))) != stop - pos:
-        return None
     name_set = set(names)
     if len(name_set) != count or "__metadata__" in name_set:
         return None
