@@ -371,12 +371,9 @@ def changes(
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
     (an FP8 or int8 weight beside its scales, DeepSeek-V3's 45,000) is then decided from them, no record made.
 
-    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
+    One pass with C-level suffix tests finds the candidates; only their modules are looked at again.
     """
-    from itertools import compress
-    from operator import methodcaller
-
-    candidates = list(compress(range(len(names)), map(methodcaller("endswith", SUFFIX_TUPLE), names)))
+    candidates = quant_names.ending_with_a_suffix(names)
     if columns is not None and candidates:
         bulk = _bulk_scaled(names, candidates, columns, cq)
         if bulk is not None:

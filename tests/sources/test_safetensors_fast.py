@@ -143,6 +143,8 @@ EDGE = {
     # (header, the fast path takes it)
     "canonical": (_header(A, B), True),
     "padded with spaces": (_header(A, B, pad="     "), True),
+    "padded with many spaces": (_header(A, B, pad=" " * 100), True),
+    "spaces only": (b" " * 9, False),
     "metadata first": (_header('"__metadata__":{"format":"pt"}', A, B), True),
     "metadata null": (_header('"__metadata__":null', A, B), True),
     "metadata empty": (_header('"__metadata__":{}', A, B), True),

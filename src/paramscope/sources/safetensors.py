@@ -490,7 +490,14 @@ def _fast_check_into(
     which the checked path then reads (and refuses with its message, if it must)."""
     if not text.startswith("{"):
         return None
-    stop = len(text.rstrip(" ")) - 1  # the closing brace; trailing spaces pad the header, other space falls back
+    # the closing brace; trailing spaces pad the header (to 8 bytes: looked for from the end, no copy made unless
+    # there are many), other space falls back
+    stop = len(text) - 1
+    while text[stop] == " " and stop > 0:
+        stop -= 1
+        if len(text) - stop > 64:
+            stop = len(text.rstrip(" ")) - 1
+            break
     if stop < 1 or text[stop] != "}":
         return None
     metadata: dict[str, str] | None = None
