@@ -1224,7 +1224,7 @@ class Report:
                 per_run.append(column)
             else:
                 marks = list(compress(accumulate(column, initial=0), boundary))
-                per_run.append(map(sub, islice(marks, 1, None), marks))
+                per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
         # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
         # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums
