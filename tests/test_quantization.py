@@ -720,7 +720,7 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     bulk = quantization.changes(table.names, table.row, cq, None, False, (table.dtypes, table.shapes))
     loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
     assert bulk is not None and loop is not None
-    assert list(bulk[0].items()) == list(loop[0].items()) and bulk[1] == loop[1]
+    assert bulk[0] == loop[0] and bulk[1] == loop[1]  # the same changes (the bulk pass lists the weights first)
     # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
     packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)

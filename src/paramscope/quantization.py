@@ -585,21 +585,30 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
                  ) -> tuple[dict[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
-    done over whole columns in C: the same changes, in the same order, as the loop, and their count by (role,
-    packing) for the summary. None where that does not hold (the loop then decides)."""
+    done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
+    their count by (role, packing) for the summary. None where that does not hold (the loop then decides)."""
     from collections import Counter
-    from itertools import chain, compress, repeat
-    from operator import add, eq, itemgetter, sub
+    from itertools import compress, repeat
+    from operator import add, eq, itemgetter, methodcaller, sub
 
-    parts = [names[index].rpartition(".") for index in candidates]
-    leaves = set(map(itemgetter(2), parts))
+    chosen = list(map(names.__getitem__, candidates))
+    leaf = chosen[0].rpartition(".")[2]
+    if all(map(methodcaller("endswith", "." + leaf), chosen)):  # one last part (the common file): cut off in C
+        leaves = {leaf}
+        bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
+    else:
+        parts = [name.rpartition(".") for name in chosen]
+        leaves = set(map(itemgetter(2), parts))
+        if "" in set(map(itemgetter(1), parts)):
+            return None
+        bases = list(map(itemgetter(0), parts))
+        del parts
+    del chosen
     simple = _SIMPLE_LEAVES
-    if "" in set(map(itemgetter(1), parts)) or not leaves <= simple.keys():
+    if not leaves <= simple.keys():
         return None
     if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
         return None
-    bases = list(map(itemgetter(0), parts))
-    del parts
     distinct = len(set(names)) == len(names)
     # A module with two suffixes (a weight scale and an input scale) is the loop's; with one suffix among the
     # candidates and no name given twice, no base can come twice (a base and the suffix make the name)
@@ -644,14 +653,12 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
         for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
             of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
     del kept_dtypes, kept_shapes
-    quants = map(of_key.__getitem__, keys)
-    aux = compress(candidates, keep)
-    # module by module as the loop goes: the weight's packing, then its scale's None
-    pairs = zip(zip(kept, quants, strict=True), zip(aux, repeat(None), strict=False), strict=True)
+    final: dict[int, QuantInfo | None] = dict(zip(kept, map(of_key.__getitem__, keys), strict=True))
+    final.update(zip(compress(candidates, keep), repeat(None)))  # a weight's name ends so, never a scale's
     counted: list[tuple[Role, QuantInfo | None, int]] = [
         (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))
-    return dict(chain.from_iterable(pairs)), counted
+    return final, counted
 
 
 def _scaled_only(found: dict[str, int], families: set[str]) -> list[str] | None:
