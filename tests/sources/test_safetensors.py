@@ -451,3 +451,20 @@ def test_shards_read_into_one_table_match_safe_open_row_by_row(tmp_path):
     lie.write_bytes(bytes(raw[:8]) + text + bytes(raw[8 + n :]))
     with pytest.raises(ParamscopeError, match=r"s2\.safetensors: tensor 'c': data_offsets \[0, 32\] hold 32 bytes"):
         inspect(index)
+
+
+def test_index_shards_plain_linked_and_not_files(tmp_path):
+    # a plain shard is taken at one look; a link inside the directory is resolved and allowed; a directory or
+    # a missing name under a plain name gets the resolving path's own message
+    index = make_index(tmp_path / "ck", {"a": "s1.safetensors", "b": "link.safetensors"},
+                       {"s1.safetensors": {"a": np.zeros(2, np.float32)}})
+    save_file({"b": np.zeros(3, np.float32)}, str(tmp_path / "ck" / "real.safetensors"))
+    os.symlink("real.safetensors", tmp_path / "ck" / "link.safetensors")
+    table = read_path(index).table
+    assert table.names == ["a", "b"] and table.numel == [2, 3]
+    assert table.origins == ["s1.safetensors", "link.safetensors"]
+    for name, message in (("sub", "is missing"), ("gone.safetensors", "is missing")):
+        (tmp_path / "ck" / "sub").mkdir(exist_ok=True)
+        index = make_index(tmp_path / "ck", {"a": "s1.safetensors", "b": name}, {})
+        with pytest.raises(ParamscopeError, match=f"shard '{name}' {message}"):
+            read_path(index)

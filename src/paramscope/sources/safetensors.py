@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import stat
 from itertools import accumulate
 from operator import itemgetter, sub
 
@@ -619,6 +620,16 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
     """Resolve a shard name from an index, refusing anything that leaves the index's directory."""
     if not name or "\x00" in name:
         raise ParamscopeError(index, f"shard name {name!r} is not a file name")
+    if "/" not in name and "\\" not in name and name != "." and name != "..":
+        # A plain file name (every shard of a real index): a regular file there, not a link, is inside the
+        # directory (its real path the directory's own, resolved, with the name): one lstat, no resolving
+        candidate = directory / name
+        try:
+            plain = stat.S_ISREG(os.lstat(candidate).st_mode)
+        except (OSError, ValueError):
+            plain = False  # looked at again below, which says what is wrong
+        if plain:
+            return candidate
     from pathlib import Path
 
     pure = Path(name)
