@@ -720,7 +720,7 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     bulk = quantization.changes(table.names, table.row, cq, None, False, (table.dtypes, table.shapes))
     loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
     assert bulk is not None and loop is not None
-    assert list(bulk[0].items()) == list(loop[0].items()) and bulk[1] == loop[1]
+    assert bulk[0] == loop[0] and bulk[1] == loop[1]  # the same changes (the bulk pass lists the weights first)
     # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
     packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
@@ -803,3 +803,22 @@ def test_repacked_table_is_the_records_changed_one_by_one():
     assert repacked.rows() == expected
     assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
     assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed
+
+
+def test_names_ending_with_a_suffix_are_the_endswith_ones():
+    # reference: str.endswith over the whole suffix table, name by name; the pass tests each name against the
+    # suffixes ending with its last character only
+    import random
+
+    from paramscope import quant_names
+
+    rng = random.Random(7)
+    pieces = [*quant_names.SUFFIX_TUPLE, "", ".weight", "_scale", "inv", ".", "x", "é", "☃"]
+    names = ["", ".", "qweight", ".qweight", "a.weight_scale_inv", "a.weight_scale_in", "a.SCB", "a.scb"]
+    for _ in range(5000):
+        head = "".join(rng.choice("ab._") for _ in range(rng.randint(0, 5)))
+        tail = rng.choice(pieces)
+        names.append(head + tail[: rng.randint(0, len(tail))] if rng.random() < 0.3 else head + tail)
+    expected = [i for i, name in enumerate(names) if name.endswith(quant_names.SUFFIX_TUPLE)]
+    assert quant_names.ending_with_a_suffix(names) == expected
+    assert len(expected) > 1000 and len(names) - len(expected) > 1000

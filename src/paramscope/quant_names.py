@@ -49,6 +49,24 @@ SUFFIX_TUPLE = tuple(SUFFIXES)
 """For the one cheap test every name gets: ``name.endswith(SUFFIX_TUPLE)`` runs in C."""
 
 
+BY_LAST: dict[str, tuple[str, ...]] = {}
+"""The suffixes by their last character: a name can only end with those its own last character keys (a test of a
+handful of suffixes, not all of them)."""
+for _suffix in SUFFIX_TUPLE:
+    BY_LAST[_suffix[-1]] = (*BY_LAST.get(_suffix[-1], ()), _suffix)
+del _suffix
+
+
+def ending_with_a_suffix(names: list[str]) -> list[int]:
+    """The places of the names that end with a suffix of the table, in order: each name tested (in C) against the
+    suffixes that end with its last character only."""
+    from itertools import compress, repeat
+    from operator import itemgetter
+
+    lasts = map(itemgetter(slice(-1, None)), names)  # "" for an empty name: no suffix
+    return list(compress(range(len(names)), map(str.endswith, names, map(BY_LAST.get, lasts, repeat(())))))
+
+
 _TAIL = 8
 """Characters at the end of a name that :func:`candidates` looks at: what tells the suffixes apart there."""
 _SHORT_SUFFIXES = tuple(suffix for suffix in SUFFIX_TUPLE if len(suffix) <= _TAIL)

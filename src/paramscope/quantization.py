@@ -371,16 +371,14 @@ def changes(
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
     (an FP8 or int8 weight beside its scales, DeepSeek-V3's 45,000) is then decided from them, no record made.
 
-    One pass with a C-level suffix test finds the candidates; only their modules are looked at again.
+    One pass with C-level suffix tests finds the candidates; only their modules are looked at again.
     """
-    from itertools import compress
-    from operator import methodcaller
-
-    candidates = list(compress(range(len(names)), map(methodcaller("endswith", SUFFIX_TUPLE), names)))
+    candidates = quant_names.ending_with_a_suffix(names)
     if columns is not None and candidates:
         bulk = _bulk_scaled(names, candidates, columns, cq)
         if bulk is not None:
-            return _finish(bulk, [], [], bool(bulk), names, row, cq, prior) if bulk else None
+            final, counted = bulk
+            return _finish(final, [], [], bool(final), names, row, cq, prior, counted) if final else None
     marked: dict[str, dict[str, int]] = {}  # module base -> suffix -> index
     simple = _SIMPLE_LEAVES
     for index in candidates:
@@ -525,9 +523,11 @@ def changes(
 
 def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
             names: list[str], row: Any, cq: ConfigQuant | None, prior: bool,
+            counted: list[tuple[Role, QuantInfo | None, int]] | None = None,
             ) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`changes`' answer from what its pass found: the attention scales made bookkeeping where the model is
-    quantized, and the summary."""
+    quantized, and the summary. ``counted``: where the pass counted ``final``'s values itself, (role, packing,
+    how many) as :func:`_summary_counted` takes them."""
     if not packed and not (kv_only and cq is not None):
         return None
     for index in kv_only:  # a quantized model's attention scales
@@ -541,6 +541,8 @@ def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: l
             return (Role.PARAMETER, quant) if quant is not None else (Role.QUANT_AUX, record.quant)
 
         summary = _summary(map(after, range(len(names))))
+    elif counted is not None and not kv_only:
+        summary = _summary_counted(counted)
     else:  # counted by object in C (the shared packings and None), each distinct one looked at once
         from collections import Counter
 
@@ -579,50 +581,84 @@ def _scale_quant(made: dict[tuple[str, int, float], QuantInfo], kind: tuple[str,
 
 
 def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
-                 cq: ConfigQuant | None) -> dict[int, QuantInfo | None] | None:
+                 cq: ConfigQuant | None,
+                 ) -> tuple[dict[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
-    done over whole columns in C: the same changes, in the same order, as the loop. None where that does not
-    hold (the loop then decides)."""
-    from itertools import chain, compress, repeat
-    from operator import add, eq, itemgetter, sub
+    done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
+    their count by (role, packing) for the summary. None where that does not hold (the loop then decides)."""
+    from collections import Counter
+    from itertools import compress, repeat
+    from operator import add, eq, itemgetter, methodcaller, sub
 
-    parts = [names[index].rpartition(".") for index in candidates]
-    leaves = set(map(itemgetter(2), parts))
+    chosen = list(map(names.__getitem__, candidates))
+    leaf = chosen[0].rpartition(".")[2]
+    if all(map(methodcaller("endswith", "." + leaf), chosen)):  # one last part (the common file): cut off in C
+        leaves = {leaf}
+        bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
+    else:
+        parts = [name.rpartition(".") for name in chosen]
+        leaves = set(map(itemgetter(2), parts))
+        if "" in set(map(itemgetter(1), parts)):
+            return None
+        bases = list(map(itemgetter(0), parts))
+        del parts
+    del chosen
     simple = _SIMPLE_LEAVES
-    if "" in set(map(itemgetter(1), parts)) or not leaves <= simple.keys():
+    if not leaves <= simple.keys():
         return None
     if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
         return None
-    bases = list(map(itemgetter(0), parts))
-    if len(set(bases)) != len(bases):  # a module with two suffixes (a weight scale and an input scale)
+    distinct = len(set(names)) == len(names)
+    # A module with two suffixes (a weight scale and an input scale) is the loop's; with one suffix among the
+    # candidates and no name given twice, no base can come twice (a base and the suffix make the name)
+    if not (distinct and len(leaves) == 1) and len(set(bases)) != len(bases):
         return None
     # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
     # twice (a dict of every name gives a name's last place); else looked up by name
     wanted = list(map(add, bases, repeat(".weight")))
     before = list(map(sub, candidates, repeat(1)))
-    if candidates[0] > 0 and all(map(eq, map(names.__getitem__, before), wanted)) and len(set(names)) == len(names):
+    if candidates[0] > 0 and distinct and all(map(eq, map(names.__getitem__, before), wanted)):
         weights: list[int | None] = before
     else:
         by_name = dict(zip(names, range(len(names)), strict=True))
         weights = list(map(by_name.get, wanted))
+    del wanted, bases
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
-    keep = [w is not None and dtypes[w] in kinds for w in weights]
-    kept = list(compress(weights, keep))
+    if None in weights:
+        keep = [w is not None and dtypes[w] in kinds for w in weights]
+        kept = list(compress(weights, keep))
+    else:  # every scale's weight found: kept where stored one per element
+        kept_dtypes = list(map(dtypes.__getitem__, weights))
+        keep = list(map(kinds.__contains__, kept_dtypes))
+        kept = weights if all(keep) else list(compress(weights, keep))
     if not kept:
-        return {}
-    keys = list(zip(map(dtypes.__getitem__, kept), map(shapes.__getitem__, kept), strict=True))
+        return {}, []
     compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     made: dict[tuple[str, int, float], QuantInfo] = {}
-    of_key: dict[Any, QuantInfo] = {}
-    for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
-        of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
-    quants = map(of_key.__getitem__, keys)
-    aux = compress(candidates, keep)
-    # module by module as the loop goes: the weight's packing, then its scale's None
-    pairs = zip(zip(kept, quants, strict=True), zip(aux, repeat(None), strict=False), strict=True)
-    return dict(chain.from_iterable(pairs))
+    kept_dtypes = list(map(dtypes.__getitem__, kept))
+    kept_shapes = list(map(shapes.__getitem__, kept))
+    if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):
+        # One dtype (the common file): a weight's packing follows from its shape, keyed by the shape's identity
+        # (the reader shares one tuple among equal shapes; equal ones apart share their QuantInfo through made)
+        dtype = kept_dtypes[0]
+        keys: list[Any] = list(map(id, kept_shapes))
+        shape_of = dict(zip(keys, kept_shapes, strict=True))  # each distinct key's shape, first listed first
+        of_key = {key: _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
+                  for key, shape in shape_of.items()}
+    else:
+        keys = list(zip(kept_dtypes, kept_shapes, strict=True))
+        of_key = {}
+        for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
+            of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
+    del kept_dtypes, kept_shapes
+    final: dict[int, QuantInfo | None] = dict(zip(kept, map(of_key.__getitem__, keys), strict=True))
+    final.update(zip(compress(candidates, keep), repeat(None)))  # a weight's name ends so, never a scale's
+    counted: list[tuple[Role, QuantInfo | None, int]] = [
+        (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
+    counted.append((Role.QUANT_AUX, None, len(kept)))
+    return final, counted
 
 
 def _scaled_only(found: dict[str, int], families: set[str]) -> list[str] | None:

@@ -392,17 +392,17 @@ class Table:
         bookkeeping (``Role.QUANT_AUX``); nothing else changes. The columns that change are copied."""
         from collections import deque
         from itertools import compress, repeat
-        from operator import attrgetter, is_, is_not
+        from operator import attrgetter, is_not, not_
 
         roles, numel = list(self.roles), list(self.numel)
         sparse = {field: dict(values) for field, values in self.sparse.items()}
         packing = sparse.setdefault("quant", {})
         # Set in C, column by column (DeepSeek-V3 changes 90,000 entries): bookkeeping, then the packed ones
         indices, quants = list(changes), list(changes.values())
-        deque(map(roles.__setitem__, compress(indices, map(is_, quants, repeat(None))), repeat(Role.QUANT_AUX)),
-              maxlen=0)
-        packed = list(compress(indices, map(is_not, quants, repeat(None))))
-        quants = [quant for quant in quants if quant is not None]
+        is_packed = list(map(is_not, quants, repeat(None)))
+        deque(map(roles.__setitem__, compress(indices, map(not_, is_packed)), repeat(Role.QUANT_AUX)), maxlen=0)
+        packed = list(compress(indices, is_packed))
+        quants = list(compress(quants, is_packed))
         deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
         packing.update(zip(packed, quants, strict=True))
         deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)

@@ -1247,7 +1247,8 @@ class Report:
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
         boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
         starts = list(compress(range(n), boundary))
-        runs = list(map(modules.__getitem__, starts))
+        single = len(starts) == n  # every run a single tensor (a file of one weight per module): runs are tensors
+        runs = modules if single else list(map(modules.__getitem__, starts))
         del modules
         # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
         # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
@@ -1264,9 +1265,11 @@ class Report:
         for column in columns:
             if column is None:
                 per_run.append(repeat(0))
+            elif single:  # each run's sums are its tensor's
+                per_run.append(column)
             else:
                 marks = list(compress(accumulate(column, initial=0), boundary))
-                per_run.append(map(sub, islice(marks, 1, None), marks))
+                per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
         # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
         # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums

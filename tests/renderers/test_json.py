@@ -121,12 +121,14 @@ def test_render_chunks_left_part_way_resumes_the_collector():
 
 @pytest.mark.parametrize("types", [{}, {"": "Net", "blk.0": "Block"}])
 @pytest.mark.parametrize("buffered", [True, False])  # without buffers a line's tail is written per bytes alone
-def test_modules_written_from_columns_are_the_nodes_text(types, buffered):
+@pytest.mark.parametrize("escaped", ["module", "leaf", "none"])  # where a character to escape is: paths plain or not
+def test_modules_written_from_columns_are_the_nodes_text(types, buffered, escaped):
     """A report over columns writes its modules from Report.module_columns; the text must be what the node tree
     gives (the tree built first makes the renderer walk its nodes instead)."""
     from paramscope.records import Table
 
-    names = ["blk.0.w\u00e9\"\n.weight", "blk.0.norm", "blk.1.a.weight", "blk.1.a.bias", "head.weight", "x"]
+    first = {"module": "blk.0.w\u00e9\"\n.weight", "leaf": "blk.0.w\u00e9\"\n", "none": "blk.0.w.weight"}[escaped]
+    names = [first, "blk.0.norm", "blk.1.a.weight", "blk.1.a.bias", "head.weight", "x"]
     shapes = [(2, 3), (3,), (4, 4), (4,), (5, 2), (1,)]
     roles = [Role.PARAMETER, Role.BUFFER if buffered else Role.PARAMETER, Role.PARAMETER, Role.PARAMETER,
              Role.PARAMETER, Role.QUANT_AUX]

@@ -451,3 +451,55 @@ def test_shards_read_into_one_table_match_safe_open_row_by_row(tmp_path):
     lie.write_bytes(bytes(raw[:8]) + text + bytes(raw[8 + n :]))
     with pytest.raises(ParamscopeError, match=r"s2\.safetensors: tensor 'c': data_offsets \[0, 32\] hold 32 bytes"):
         inspect(index)
+
+
+def test_index_shards_plain_linked_and_not_files(tmp_path):
+    # a plain shard is taken at one look; a link inside the directory is resolved and allowed; a directory or
+    # a missing name under a plain name gets the resolving path's own message
+    index = make_index(tmp_path / "ck", {"a": "s1.safetensors", "b": "link.safetensors"},
+                       {"s1.safetensors": {"a": np.zeros(2, np.float32)}})
+    save_file({"b": np.zeros(3, np.float32)}, str(tmp_path / "ck" / "real.safetensors"))
+    os.symlink("real.safetensors", tmp_path / "ck" / "link.safetensors")
+    table = read_path(index).table
+    assert table.names == ["a", "b"] and table.numel == [2, 3]
+    assert table.origins == ["s1.safetensors", "link.safetensors"]
+    for name, message in (("sub", "is missing"), ("gone.safetensors", "is missing")):
+        (tmp_path / "ck" / "sub").mkdir(exist_ok=True)
+        index = make_index(tmp_path / "ck", {"a": "s1.safetensors", "b": name}, {})
+        with pytest.raises(ParamscopeError, match=f"shard '{name}' {message}"):
+            read_path(index)
+
+
+@pytest.mark.parametrize("text", [
+    '{"weight_map": {"a": "s1", "b": "s2"}, "metadata": {"total_size": 4}}',
+    '{"weight_map": {"a:b": "s:1", "c": "s2"}}',  # colons in strings: counted, then parsed again by pairs
+    '{"weight_map": {"a": "s1", "a": "s2"}}',  # a key twice
+    '{"weight_map": {"a:": "s1", "a:": "s2"}}',  # a key twice, among colons in strings
+    '{"x": [{"k": 1}, [{"k": 2, "k": 3}]], "weight_map": {}}',  # twice deep inside a list
+    '{"x": [{"k": 1}, [{"k": 2}], {"": {"": null}}], "weight_map": {}}',
+    '{"weight_map": {"a": "s1"}, "weight_map": {"b": "s2"}}',
+    '{"weight_map": {"a": "s1"}',  # not JSON
+    '{"weight_map": {"a": NaN}}',
+])
+def test_index_json_is_what_the_pairs_parse_gives(text):
+    # reference: json with a hook that refuses a key given twice (the checked way, one call per object)
+    from paramscope.sources.safetensors import _parse_json
+
+    def strict(pairs):
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ParamscopeError("i", "has a key more than once")
+        return dict(pairs)
+
+    try:
+        expected = json.loads(text, object_pairs_hook=strict, parse_constant=lambda c: (_ for _ in ()).throw(
+            ValueError(c)))
+    except ParamscopeError:
+        with pytest.raises(ParamscopeError, match="more than once"):
+            _parse_json("i", text.encode(), what="index")
+        return
+    except ValueError:
+        with pytest.raises(ParamscopeError, match="not valid JSON"):
+            _parse_json("i", text.encode(), what="index")
+        return
+    assert _parse_json("i", text.encode(), what="index") == expected

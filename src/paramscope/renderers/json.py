@@ -166,17 +166,20 @@ def _line_encoder() -> Callable[[Any], str]:
     return lambda value: join(iterencode(value, 0))
 
 
-def _lines(report: Report, key: str, depth: int | None, encode: Callable[[Any], str]) -> Iterator[str]:
+def _lines(report: Report, key: str, depth: int | None, encode: Callable[[Any], str],
+           seen: dict[int, tuple[list[str], bool]] | None = None) -> Iterator[str]:
     """The lines of ``modules`` or ``tensors``: where the report has plain columns, an iterator that makes each line
-    in C (no Python frame per line: 100,000 lines); else :func:`_fast_lines`."""
+    in C (no Python frame per line: 100,000 lines); else :func:`_fast_lines`. ``seen``: what :func:`_plain_text`
+    found of the names already, for the document being written."""
+    seen = {} if seen is None else seen
     if key == "tensors":
         table = report.columns
         if table is not None and _plain_columns(table):
-            return _column_tensor_lines(table, encode)
+            return _column_tensor_lines(table, encode, seen)
     elif depth is None and not report.inventory.module_types:
         columns = report.module_columns()
         if columns is not None:
-            return _bulk_module_lines(report, columns)
+            return _bulk_module_lines(report, columns, seen)
     return _fast_lines(report, key, depth, encode)
 
 
@@ -276,17 +279,29 @@ def _plain_columns(table: Any) -> bool:
             and set(map(type, itertools.chain.from_iterable(table.shapes))) <= {int})
 
 
-def _quoted_names(names: list[str]) -> list[str] | Iterator[str]:
-    """Each name as ``encode_basestring_ascii`` writes it, without its quotes. Most checkpoints' names are plain
-    ASCII with nothing to escape (found by one search over them all): those are the names themselves."""
+def _plain_text(names: list[str], seen: dict[int, tuple[list[str], bool]]) -> bool:
+    """Whether every name is plain ASCII with nothing to escape (one search over them all), remembered in ``seen``
+    by the list (kept there, so its id stays its own) for the document's other lines."""
+    known = seen.get(id(names))
+    if known is not None and known[0] is names:
+        return known[1]
     joined = "".join(names)
-    if joined.isascii() and not joined.encode("ascii").translate(None, _PLAIN):  # nothing left once plain is gone
+    plain = joined.isascii() and not joined.encode("ascii").translate(None, _PLAIN)  # nothing left once plain is gone
+    seen[id(names)] = (names, plain)
+    return plain
+
+
+def _quoted_names(names: list[str], plain: bool) -> list[str] | Iterator[str]:
+    """Each name as ``encode_basestring_ascii`` writes it, without its quotes: where ``plain``
+    (:func:`_plain_text`), as most checkpoints' names are, the names themselves."""
+    if plain:
         return names
     string = json.encoder.encode_basestring_ascii
     return (string(name)[1:-1] for name in names)
 
 
-def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[str]:
+def _column_tensor_lines(table: Any, encode: Callable[[Any], str],
+                         seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
     """:func:`_fast_lines`' tensor lines from plain columns, with as little as possible done per row: a line is
     its name and the text of everything after it, which depends only on (shape, dtype, role, packing) and is
     encoded once per distinct key; the rows are then joined from the columns by C loops."""
@@ -313,10 +328,12 @@ def _column_tensor_lines(table: Any, encode: Callable[[Any], str]) -> Iterator[s
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
         tails[index] = '"' + encode(entry)[lead:]
-    return map("".join, zip(itertools.repeat('{"name": "'), _quoted_names(table.names), map(tails.__getitem__, rows)))
+    quoted = _quoted_names(table.names, _plain_text(table.names, seen))
+    return map("".join, zip(itertools.repeat('{"name": "'), quoted, map(tails.__getitem__, rows)))
 
 
-def _bulk_module_lines(report: Report, columns: ModuleColumns) -> Iterator[str]:
+def _bulk_module_lines(report: Report, columns: ModuleColumns,
+                       seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
     """:func:`_column_module_lines`' text where no module has a type: each line joined from the columns in C, from
     texts written once per distinct value: the part from ``"type"`` to ``"parameters"`` per depth, the part from
     ``"parameters"`` to ``"buffers"`` per distinct parameters, and the rest per distinct (buffers, bytes)."""
@@ -336,7 +353,10 @@ def _bulk_module_lines(report: Report, columns: ModuleColumns) -> Iterator[str]:
         keys = list(zip(columns.buffers, columns.bytes, strict=True))
         ends = {key: f'{key[0]}, "bytes": {key[1]}}}' for key in dict.fromkeys(keys)}
         tails = map(ends.__getitem__, keys)
-    return map("".join, zip(itertools.repeat('{"path": "'), _quoted_names(columns.paths),
+    # A module's path is the start of a tensor's name: plain wherever the names are (the tensors' lines ask too)
+    names = report.columns.names if report.columns is not None else None
+    plain = (names is not None and _plain_text(names, seen)) or _plain_text(columns.paths, seen)
+    return map("".join, zip(itertools.repeat('{"path": "'), _quoted_names(columns.paths, plain),
                             map(middle.__getitem__, columns.depths), map(counted.__getitem__, columns.parameters),
                             tails))
 
@@ -386,12 +406,13 @@ def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callab
 def _pieces(report: Report, options: RenderOptions) -> Iterator[str]:
     doc = _document(report, options.top, lambda key: None)  # the long lists are written row by row below
     encode = _line_encoder()
+    seen: dict[int, tuple[list[str], bool]] = {}  # the names found plain or not, for this document
     separator = "{\n"
     for key, value in doc.items():
         yield f"{separator}  {encode(key)}: "
         separator = ",\n"
         if key in _STREAMED:
-            rows = _lines(report, key, options.depth, encode)
+            rows = _lines(report, key, options.depth, encode, seen)
             empty = True
             while block := ",\n    ".join(itertools.islice(rows, _CHUNK)):
                 yield "[\n    " if empty else ",\n    "

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import stat
 from itertools import accumulate
 from operator import itemgetter, sub
 
@@ -248,12 +249,25 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParamscopeError(path, f"{what} is not valid UTF-8 (byte {exc.start})") from None
-    hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
     # serde reads -0 as the float -0.0, which no usize field (a dimension, an offset) takes; Python reads the int 0.
     # Only a text holding "-0" pays a Python call per integer.
     parse_int = _int_or_negative_zero if "-0" in text else None
+    value: Any = _UNREAD
+    if not pairs:
+        # Objects made in C (no list of pairs per object, no call): where the text holds no more colons than the
+        # objects hold keys, no key was given twice (each key is followed by a colon; a colon in a string only
+        # adds to the count). Else, and on any error, parsed again by the pairs, which says what is wrong.
+        try:
+            value = json.loads(text, parse_constant=_reject_constant, parse_int=parse_int)
+        except (RecursionError, ValueError):
+            value = _UNREAD
+        else:
+            if text.count(":") != _keys_held(value):
+                value = _UNREAD
+    hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
     try:
-        value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant, parse_int=parse_int)
+        if value is _UNREAD:
+            value = json.loads(text, object_pairs_hook=hook, parse_constant=_reject_constant, parse_int=parse_int)
     except RecursionError:
         raise ParamscopeError(path, f"{what} JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, over-long integer literals, NaN
@@ -263,6 +277,26 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
     if "\\" in text and ("\\ud" in text or "\\uD" in text):
         _check_surrogates(path, value)
     return value
+
+
+_UNREAD = object()
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _keys_held(value: Any) -> int:
+    """How many keys the objects of a parsed JSON value hold, all levels down (each container's values looked at
+    in C for containers among them)."""
+    keys, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            keys += len(item)
+            item = item.values()
+        elif type(item) is not list:
+            continue
+        if not set(map(type, item)) <= _SCALARS:
+            stack.extend(inner for inner in item if type(inner) is dict or type(inner) is list)
+    return keys
 
 
 def _check_surrogates(path: str | Path, value: Any) -> None:
@@ -436,7 +470,7 @@ def _check_into(
 # Nearly every header is written by the safetensors crate (the Python, PyTorch and Rust writers all call it) in one
 # compact form: ``{"__metadata__":{...},"NAME":{"dtype":"BF16","shape":[64,64],"data_offsets":[128,8320]},...}``
 # then spaces up to an 8-byte boundary. Such a header is read without ``json.loads`` and without a Python loop per
-# tensor: one ``findall`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
+# tensor: one ``split`` (in C) gives every entry's text, and the columns are made by C-level maps. It is only a
 # fast path: it accepts a subset of what the checked path accepts, builds the very same columns, and whatever it does
 # not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
 # duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
@@ -445,14 +479,11 @@ _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 """A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
 _ENTRY = re.compile(
     # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
-    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (``endpos``: the
-    # closing brace). A literal first character lets the engine skip ahead to each quote.
+    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (of the entries' text,
+    # cut before the closing brace). A literal first character lets the engine skip ahead to each quote.
     r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
     rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
 )
-_ENTRY_FIXED = len('"":{"dtype":"],"data_offsets":[,]},')
-"""The characters of an entry outside its four groups, its comma included: the entries tile the text iff their
-lengths add up (to one comma less: the last entry ends at the closing brace, not at a comma)."""
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
 _SHAPE_SEP = '","shape":['
 _get_sized = itemgetter(2)
@@ -468,7 +499,14 @@ def _fast_check_into(
     which the checked path then reads (and refuses with its message, if it must)."""
     if not text.startswith("{"):
         return None
-    stop = len(text.rstrip(" ")) - 1  # the closing brace; trailing spaces pad the header, other space falls back
+    # the closing brace; trailing spaces pad the header (to 8 bytes: looked for from the end, no copy made unless
+    # there are many), other space falls back
+    stop = len(text) - 1
+    while text[stop] == " " and stop > 0:
+        stop -= 1
+        if len(text) - stop > 64:
+            stop = len(text.rstrip(" ")) - 1
+            break
     if stop < 1 or text[stop] != "}":
         return None
     metadata: dict[str, str] | None = None
@@ -490,16 +528,15 @@ def _fast_check_into(
             if len(metadata) != len(value) or (text.find("\\", 16, pos) >= 0
                                                and not all(_encodable(k) and _encodable(v) for k, v in value)):
                 return None  # a key given twice, an escaped lone surrogate: the checked path says which
-    rows = _ENTRY.findall(text, pos, stop)
-    if not rows:
+    # split by the entries, the text between them comes with their groups, flat: [between, name, key, begin, end,
+    # between, ..., after the last]. The matches tile text[pos:stop] iff nothing is between them; all but the last
+    # then end with a comma (only the last can end at the end), and the last must not (one comma too many)
+    pieces = _ENTRY.split(text[pos:stop])
+    if len(pieces) == 1 or any(pieces[0::5]) or text[stop - 1] != "}":
         return None
-    names, keys, begin_texts, end_texts = zip(*rows, strict=True)
+    names, keys, begin_texts, end_texts = pieces[1::5], pieces[2::5], pieces[3::5], pieces[4::5]
+    del pieces
     count = len(names)
-    # findall's matches are disjoint and in order: they tile text[pos:stop] exactly iff their lengths add up; then
-    # all but the last end with a comma (only the last can end at ``stop``: a comma there would be one too many)
-    if (count * _ENTRY_FIXED - 1 + sum(map(len, names)) + sum(map(len, keys)) + sum(map(len, begin_texts))
-            + sum(map(len, end_texts))) != stop - pos:
-        return None
     name_set = set(names)
     if len(name_set) != count or "__metadata__" in name_set:
         return None
@@ -592,6 +629,16 @@ def _shard_path(index: Path, directory: Path, name: str, roots: list[Path]) -> P
     """Resolve a shard name from an index, refusing anything that leaves the index's directory."""
     if not name or "\x00" in name:
         raise ParamscopeError(index, f"shard name {name!r} is not a file name")
+    if "/" not in name and "\\" not in name and name != "." and name != "..":
+        # A plain file name (every shard of a real index): a regular file there, not a link, is inside the
+        # directory (its real path the directory's own, resolved, with the name): one lstat, no resolving
+        candidate = directory / name
+        try:
+            plain = stat.S_ISREG(os.lstat(candidate).st_mode)
+        except (OSError, ValueError):
+            plain = False  # looked at again below, which says what is wrong
+        if plain:
+            return candidate
     from pathlib import Path
 
     pure = Path(name)
