@@ -152,7 +152,11 @@ _NONE: Any = ()
 _new = object.__new__
 _COLUMN_SPARSE = frozenset({"quant"})
 """The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
-trainability, an owner class) has the report count record by record."""
+trainability, an owner class) has the report count record by record, but for a live model's table."""
+_LIVE_SPARSE = frozenset({"trainable", "owner_type", "persistent"})
+"""The sparse fields of a live model's table (:func:`paramscope.sources.live._collect_columns`: trainability and
+the holder's class for every entry, persistence for each buffer): a report counts such a table over its columns
+too (:attr:`Report._live`), trainability included."""
 
 
 class _Held(list):  # type: ignore[type-arg]
@@ -372,15 +376,25 @@ class Report:
         self._natural = True  # whether the tree being built puts siblings in natural order (tree(natural=))
         self._reordered = False  # whether a tree built put numbered siblings in an order the source did not
         self._table: Table | None = None
+        self._live: Table | None = None
         if inventory.columnar:
             table = inventory.table
             check_names(inventory.source, table.names)
-            simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
-            if simple and len(set(table.names)) == len(table):
+            sparse = table.sparse
+            distinct = not table.uninitialized and len(set(table.names)) == len(table)
+            if distinct and sparse.keys() <= _COLUMN_SPARSE:
                 # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
                 # the columns, and records are made only for what is drawn (the common file)
                 self._table = table
                 self._aliased: dict[Hashable, list[TensorRecord]] = {}
+                return
+            if distinct and sparse.keys() <= _LIVE_SPARSE and \
+                    len(sparse.get("trainable", ())) == len(sparse.get("owner_type", ())) == len(table):
+                # A live model's columns (no tie, nothing lazy or packed; trainability and holder class known per
+                # entry): counted over them as well, trainability included. Report.columns stays None, so the
+                # renderers, which write rows from columns with no trainability, draw records as before.
+                self._live = table
+                self._aliased = {}
                 return
         tensors = inventory.tensors
         if inventory.columnar:  # the names checked above
@@ -457,7 +471,7 @@ class Report:
 
         from paramscope import dtypes
 
-        table = self._table
+        table = self._table if self._table is not None else self._live
         assert table is not None
         by_id = {id(role): role for role in Role}
         counts = Counter(zip(table.dtypes, table.shapes, map(id, table.roles), strict=True))
@@ -473,7 +487,7 @@ class Report:
     def _packed(self) -> list[tuple[str, Role, int]]:
         """A report over columns: (dtype, role, logical less stored elements) of each packed entry, the
         correction :attr:`_groups` (which size entries by their stored shape) needs."""
-        table = self._table
+        table = self._table if self._table is not None else self._live
         assert table is not None
         out = []
         shapes, dtypes, roles, numel = table.shapes, table.dtypes, table.roles, table.numel
@@ -511,6 +525,8 @@ class Report:
         """Every headline figure in one pass over the unique records (or the groups of a table's columns)."""
         if self._table is not None:
             return self._table_totals()
+        if self._live is not None:
+            return self._live_totals()
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
@@ -609,6 +625,28 @@ class Report:
             "known": known, "stored_elements": total - unpacked,
         }
 
+    def _live_totals(self) -> dict[str, Any]:
+        """:attr:`_totals` over a live model's columns: :meth:`_table_totals`' sums, and the trainable and frozen
+        parameters summed in C over the trainability column (the rule of :attr:`_totals`: known where every
+        parameter says True or False)."""
+        from itertools import compress, repeat
+        from operator import and_, is_
+
+        totals = self._table_totals()
+        table = self._live
+        assert table is not None
+        roles, numel = table.roles, table.numel
+        flags = list(map(table.sparse["trainable"].__getitem__, range(len(roles))))
+        params = list(map(is_, roles, repeat(Role.PARAMETER)))
+        known = set(map(type, compress(flags, params))) <= {bool}
+        if known:
+            trainable = sum(compress(numel, map(and_, params, map(is_, flags, repeat(True)))))
+            frozen = sum(compress(numel, map(and_, params, map(is_, flags, repeat(False)))))
+        else:
+            trainable = frozen = None
+        totals.update(trainable=trainable, frozen=frozen, known=known)
+        return totals
+
     @property
     def total(self) -> int:
         """Parameter elements, each tie group once."""
@@ -666,7 +704,7 @@ class Report:
     @cached_property
     def uninitialized(self) -> list[str]:
         """Names of tensors whose shape is not known yet (lazy modules before a dry run)."""
-        if self._table is not None:
+        if self._table is not None or self._live is not None:
             return []  # a table with an uninitialized entry is counted record by record
         return [r.name for r in self.tensors if not r.initialized]
 
@@ -726,6 +764,15 @@ class Report:
             ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
+        live = self._live
+        if live is not None and None not in (owners := live.sparse["owner_type"]).values():
+            # every entry's holder class known: the rule is decided once per class, then summed over the columns
+            hits = {owner for owner in set(owners.values())
+                    if owner in EMBEDDING_TYPES or owner.endswith(EMBEDDING_CLASS_ENDINGS)}
+            if not hits:
+                return 0
+            roles, numel = live.roles, live.numel
+            return sum(numel[i] for i, owner in owners.items() if owner in hits and roles[i] is Role.PARAMETER)
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
@@ -795,11 +842,17 @@ class Report:
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
         row: list[Any] = []
-        for r, numel, size in self._sizes:
-            if r.role is not parameter:
+        live = self._live
+        if live is not None:  # a live model's columns: the same pass, over them
+            owners = map(live.sparse["owner_type"].__getitem__, range(len(live)))
+            entries: Iterable[tuple[str, Role, str | None, int, int | None]] = zip(
+                live.names, live.roles, owners, live.numel, live.nbytes)
+        else:
+            entries = ((r.name, r.role, r.owner_type, numel, size) for r, numel, size in self._sizes)
+        for name, role, owner, numel, size in entries:
+            if role is not parameter:
                 continue
-            module = r.name.rpartition(".")[0]
-            owner = r.owner_type
+            module = name.rpartition(".")[0]
             if module != last_module or owner != last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
                 # is looked up once per module, not once per record
@@ -862,6 +915,10 @@ class Report:
         types = self.inventory.module_types
         if not types:
             return False
+        if self._live is not None:  # every module holding a tensor, from the names (no record made)
+            from operator import itemgetter, methodcaller
+
+            return set(map(itemgetter(0), map(methodcaller("rpartition", "."), self._live.names))) <= types.keys()
         # a reader may name a class or two it is sure of (GGUF's token_embd is an Embedding): that is not a
         # model's classes, so names decide unless every module holding a tensor has its class
         return all(r.module in types for r in self.tensors)
@@ -897,7 +954,7 @@ class Report:
     def top(self, k: int) -> list[TensorRecord]:
         """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order. The records
         shown carry no tie key (a storage pointer, a reader's internal identity): :attr:`ties` names the groups."""
-        table = self._table
+        table = self._table if self._table is not None else self._live
         if table is not None:  # a stable sort of the indices (reversed sorts keep equal items in order)
             top = [table.row(i) for i in sorted(range(len(table)), key=table.numel.__getitem__, reverse=True)[:k]]
         else:
@@ -968,6 +1025,56 @@ class Report:
                 if role is parameter:
                     node.parameters += numel
                     node.bytes += size or 0
+                elif role is buffer:
+                    node.buffers += numel
+                    node.bytes += size or 0
+                elif role is quant_aux:
+                    node.bytes += size or 0
+            return self._sum_up(created)
+        live = self._live
+        if live is not None:
+            # A live model's columns (no tie, nothing uninitialized): the pass over the records below, over the
+            # columns, trainable parameters included; a module keeps the indices of the tensors it holds
+            flags = live.sparse["trainable"]
+            new = _new
+            last = None  # the module of the entry before (a live model lists its tensors module by module)
+            node, own = created[0], False
+            for index, (name, role, numel, size) in enumerate(
+                zip(live.names, live.roles, live.numel, live.nbytes, strict=True)
+            ):
+                module = name.rpartition(".")[0]
+                if module != last:
+                    last = module
+                    node = nodes.get(module)
+                    if node is None:
+                        parent = nodes.get(module.rpartition(".")[0]) if depth is None else None
+                        if parent is not None and text + len(module) <= MAX_TREE_TEXT:
+                            # the common new module, its parent built and no cut: place() and ModuleNode(), inlined
+                            text += len(module)
+                            node = nodes[module] = new(ModuleNode)
+                            node.path, node.type = module, types.get(module)
+                            node.parameters = node.trainable = node.buffers = node.bytes = 0
+                            node._held = node.aliases = node.children = _NONE
+                            if parent.children:
+                                parent.children.append(node)
+                            else:
+                                parent.children = [node]
+                            created.append(node)
+                        else:
+                            node = below.get(module) or place(module)
+                    own = node.path == module
+                if own:
+                    held = node._held
+                    if held:
+                        held.append(index)  # type: ignore[arg-type]
+                    else:
+                        held = node._held = _Held((index,))
+                        held.table = live
+                if role is parameter:
+                    node.parameters += numel
+                    node.bytes += size or 0
+                    if flags[index] is True:
+                        node.trainable += numel  # type: ignore[operator]
                 elif role is buffer:
                     node.buffers += numel
                     node.bytes += size or 0
