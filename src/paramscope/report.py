@@ -153,6 +153,9 @@ _new = object.__new__
 _COLUMN_SPARSE = frozenset({"quant"})
 """The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
 trainability, an owner class) has the report count record by record, but for a live model's table."""
+_FEW_CLASSES = 32
+"""Report._live_by_type sums over the columns once per class: past this many classes, the one pass over every
+entry is cheaper."""
 _LIVE_SPARSE = frozenset({"trainable", "owner_type", "persistent"})
 """The sparse fields of a live model's table (:func:`paramscope.sources.live._collect_columns`: trainability and
 the holder's class for every entry, persistence for each buffer): a report counts such a table over its columns
@@ -632,19 +635,36 @@ class Report:
         from itertools import compress, repeat
         from operator import and_, is_
 
-        totals = self._table_totals()
         table = self._live
         assert table is not None
-        roles, numel = table.roles, table.numel
-        flags = list(map(table.sparse["trainable"].__getitem__, range(len(roles))))
-        params = list(map(is_, roles, repeat(Role.PARAMETER)))
-        known = set(map(type, compress(flags, params))) <= {bool}
-        if known:
-            trainable = sum(compress(numel, map(and_, params, map(is_, flags, repeat(True)))))
-            frozen = sum(compress(numel, map(and_, params, map(is_, flags, repeat(False)))))
+        roles, numel, nbytes = table.roles, table.numel, table.nbytes
+        count = len(roles)
+        parameter, buffer = Role.PARAMETER, Role.BUFFER
+        parameters, buffers = roles.count(parameter), roles.count(buffer)
+        if parameters + buffers != count:  # another role (not met in a live walk): the groups' sums
+            totals = self._table_totals()
         else:
-            trainable = frozen = None
-        totals.update(trainable=trainable, frozen=frozen, known=known)
+            params = list(map(is_, roles, repeat(parameter))) if parameters != count else None
+            own = nbytes if params is None else list(compress(nbytes, params))
+            totals = {"total": sum(numel) if params is None else sum(compress(numel, params)),
+                      "parameter_bytes": None if None in own else sum(own), "other": {}, "aux_bytes": 0}
+            if buffers:
+                kept = list(map(is_, roles, repeat(buffer)))
+                own = list(compress(nbytes, kept))
+                totals["buffers"], totals["buffer_bytes"] = sum(compress(numel, kept)), None if None in own else sum(own)
+            else:
+                totals["buffers"], totals["buffer_bytes"] = 0, 0
+            totals["stored_elements"] = totals["total"]  # nothing packed
+        flags = list(map(table.sparse["trainable"].__getitem__, range(count)))
+        if parameters == count:
+            known = set(map(type, flags)) <= {bool}
+            frozen = sum(compress(numel, map(is_, flags, repeat(False)))) if known and False in flags else 0
+        else:
+            params = list(map(is_, roles, repeat(parameter)))
+            known = set(map(type, compress(flags, params))) <= {bool}
+            frozen = sum(compress(numel, map(and_, params, map(is_, flags, repeat(False))))) if known else 0
+        totals.update(trainable=totals["total"] - frozen if known else None, frozen=frozen if known else None,
+                      known=known)
         return totals
 
     @property
@@ -843,8 +863,11 @@ class Report:
         last_owner: str | None = None
         row: list[Any] = []
         live = self._live
-        if live is not None:  # a live model's columns: the same pass, over them
-            owners = map(live.sparse["owner_type"].__getitem__, range(len(live)))
+        if live is not None:  # a live model's columns: the same sums, over them
+            owners = list(map(live.sparse["owner_type"].__getitem__, range(len(live))))
+            classes = set(owners)
+            if len(classes) <= _FEW_CLASSES and all(type(owner) is str and owner for owner in classes):
+                return self._live_by_type(live, owners, classes)
             entries: Iterable[tuple[str, Role, str | None, int, int | None]] = zip(
                 live.names, live.roles, owners, live.numel, live.nbytes)
         else:
@@ -865,6 +888,27 @@ class Report:
             row[0] += numel
             row[1] += size or 0
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
+        return sorted(rows, key=lambda t: (-t.parameters, t.type))
+
+    @staticmethod
+    def _live_by_type(table: Table, owners: list[str], classes: set[str]) -> list[TypeTotal]:
+        """:attr:`by_type` over a live model's columns where every entry names its holder's class (so that class
+        is the type: the rule's ``owner or module type or "(unknown)"`` stops at the first): per class, C sums
+        over the parameters it holds, and its modules the distinct paths they are held at."""
+        from itertools import compress, repeat
+        from operator import is_, itemgetter, methodcaller
+
+        names, numel, nbytes, roles = table.names, table.numel, table.nbytes, table.roles
+        if roles.count(Role.PARAMETER) != len(roles):
+            params = list(map(is_, roles, repeat(Role.PARAMETER)))
+            names, numel, nbytes, owners = (list(compress(column, params)) for column in (names, numel, nbytes, owners))
+        rows = []
+        for owner in dict.fromkeys(owners):  # the classes holding parameters
+            mask = list(map(owner.__eq__, owners)) if len(classes) > 1 else None
+            held = names if mask is None else compress(names, mask)
+            modules = len(set(map(itemgetter(0), map(methodcaller("rpartition", "."), held))))
+            rows.append(TypeTotal(owner, modules, sum(numel if mask is None else compress(numel, mask)),
+                                  sum(filter(None, nbytes if mask is None else compress(nbytes, mask)))))
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
@@ -927,7 +971,7 @@ class Report:
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
-        if self._table is not None:
+        if self._table is not None or self._live is not None:
             for dtype, _, role, numel, size, count in self._groups:
                 if role is Role.PARAMETER or role is Role.BUFFER:
                     row = rows.setdefault(dtype, [0, 0, 0])
@@ -1035,24 +1079,31 @@ class Report:
         if live is not None:
             # A live model's columns (no tie, nothing uninitialized): the pass over the records below, over the
             # columns, trainable parameters included; a module keeps the indices of the tensors it holds
-            flags = live.sparse["trainable"]
+            flags = map(live.sparse["trainable"].__getitem__, range(len(live)))
             new = _new
             last = None  # the module of the entry before (a live model lists its tensors module by module)
             node, own = created[0], False
-            for index, (name, role, numel, size) in enumerate(
-                zip(live.names, live.roles, live.numel, live.nbytes, strict=True)
+            for index, (name, role, numel, size, flag) in enumerate(
+                zip(live.names, live.roles, live.numel, live.nbytes, flags, strict=True)
             ):
                 module = name.rpartition(".")[0]
                 if module != last:
                     last = module
                     node = nodes.get(module)
-                    if node is None:
-                        parent = nodes.get(module.rpartition(".")[0]) if depth is None else None
-                        if parent is not None and text + len(module) <= MAX_TREE_TEXT:
-                            # the common new module, its parent built and no cut: place() and ModuleNode(), inlined
-                            text += len(module)
-                            node = nodes[module] = new(ModuleNode)
-                            node.path, node.type = module, types.get(module)
+                    if node is None and depth is None:
+                        # a new module and no cut: place() and ModuleNode(), inlined (this is the hot path)
+                        missing = [module]
+                        path = module.rpartition(".")[0]
+                        while path not in nodes:
+                            missing.append(path)
+                            path = path.rpartition(".")[0]
+                        parent = nodes[path]
+                        for path in reversed(missing):
+                            text += len(path)
+                            if text > MAX_TREE_TEXT:
+                                raise ParamscopeError(source, _TREE_TEXT_REASON)
+                            node = nodes[path] = new(ModuleNode)
+                            node.path, node.type = path, types.get(path)
                             node.parameters = node.trainable = node.buffers = node.bytes = 0
                             node._held = node.aliases = node.children = _NONE
                             if parent.children:
@@ -1060,8 +1111,9 @@ class Report:
                             else:
                                 parent.children = [node]
                             created.append(node)
-                        else:
-                            node = below.get(module) or place(module)
+                            parent = node
+                    elif node is None:
+                        node = below.get(module) or place(module)
                     own = node.path == module
                 if own:
                     held = node._held
@@ -1073,7 +1125,7 @@ class Report:
                 if role is parameter:
                     node.parameters += numel
                     node.bytes += size or 0
-                    if flags[index] is True:
+                    if flag is True:
                         node.trainable += numel  # type: ignore[operator]
                 elif role is buffer:
                     node.buffers += numel

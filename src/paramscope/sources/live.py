@@ -439,8 +439,10 @@ def _collect_columns(module: Any, uninitialized: type, parameter: type) -> tuple
                     continue
                 if type(param) is not parameter or key in aux_params:  # lazy, a subclass, or a scale's name
                     return None
-                known_shape = shape_facts.get(shape := tuple(param.shape))
+                # torch.Size is a tuple: it finds a shape seen before without a tuple made for it
+                known_shape = shape_facts.get(size := param.shape)
                 if known_shape is None:
+                    shape = tuple(size)
                     known_shape = shape_facts[shape] = (shape, prod(shape))
                 shape, numel = known_shape
                 if shape == (0,) or numel > INT64_MAX:  # maybe ZeRO-3's emptied data; a size _collect refuses
