@@ -152,14 +152,7 @@ _NONE: Any = ()
 _new = object.__new__
 _COLUMN_SPARSE = frozenset({"quant"})
 """The sparse fields a report counted over columns handles (:attr:`Report._packed`); any other (a tie, known
-trainability, an owner class) has the report count record by record, but for a live model's table."""
-_FEW_CLASSES = 32
-"""Report._live_by_type sums over the columns once per class: past this many classes, the one pass over every
-entry is cheaper."""
-_LIVE_SPARSE = frozenset({"trainable", "owner_type", "persistent"})
-"""The sparse fields of a live model's table (:func:`paramscope.sources.live._collect_columns`: trainability and
-the holder's class for every entry, persistence for each buffer): a report counts such a table over its columns
-too (:attr:`Report._live`), trainability included."""
+trainability, an owner class) has the report count record by record."""
 
 
 class _Held(list):  # type: ignore[type-arg]
@@ -379,25 +372,15 @@ class Report:
         self._natural = True  # whether the tree being built puts siblings in natural order (tree(natural=))
         self._reordered = False  # whether a tree built put numbered siblings in an order the source did not
         self._table: Table | None = None
-        self._live: Table | None = None
         if inventory.columnar:
             table = inventory.table
             check_names(inventory.source, table.names)
-            sparse = table.sparse
-            distinct = not table.uninitialized and len(set(table.names)) == len(table)
-            if distinct and sparse.keys() <= _COLUMN_SPARSE:
+            simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
+            if simple and len(set(table.names)) == len(table):
                 # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
                 # the columns, and records are made only for what is drawn (the common file)
                 self._table = table
                 self._aliased: dict[Hashable, list[TensorRecord]] = {}
-                return
-            if distinct and sparse.keys() <= _LIVE_SPARSE and \
-                    len(sparse.get("trainable", ())) == len(sparse.get("owner_type", ())) == len(table):
-                # A live model's columns (no tie, nothing lazy or packed; trainability and holder class known per
-                # entry): counted over them as well, trainability included. Report.columns stays None, so the
-                # renderers, which write rows from columns with no trainability, draw records as before.
-                self._live = table
-                self._aliased = {}
                 return
         tensors = inventory.tensors
         if inventory.columnar:  # the names checked above
@@ -474,7 +457,7 @@ class Report:
 
         from paramscope import dtypes
 
-        table = self._table if self._table is not None else self._live
+        table = self._table
         assert table is not None
         by_id = {id(role): role for role in Role}
         counts = Counter(zip(table.dtypes, table.shapes, map(id, table.roles), strict=True))
@@ -490,7 +473,7 @@ class Report:
     def _packed(self) -> list[tuple[str, Role, int]]:
         """A report over columns: (dtype, role, logical less stored elements) of each packed entry, the
         correction :attr:`_groups` (which size entries by their stored shape) needs."""
-        table = self._table if self._table is not None else self._live
+        table = self._table
         assert table is not None
         out = []
         shapes, dtypes, roles, numel = table.shapes, table.dtypes, table.roles, table.numel
@@ -528,8 +511,6 @@ class Report:
         """Every headline figure in one pass over the unique records (or the groups of a table's columns)."""
         if self._table is not None:
             return self._table_totals()
-        if self._live is not None:
-            return self._live_totals()
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
@@ -628,45 +609,6 @@ class Report:
             "known": known, "stored_elements": total - unpacked,
         }
 
-    def _live_totals(self) -> dict[str, Any]:
-        """:attr:`_totals` over a live model's columns: :meth:`_table_totals`' sums, and the trainable and frozen
-        parameters summed in C over the trainability column (the rule of :attr:`_totals`: known where every
-        parameter says True or False)."""
-        from itertools import compress, repeat
-        from operator import and_, is_
-
-        table = self._live
-        assert table is not None
-        roles, numel, nbytes = table.roles, table.numel, table.nbytes
-        count = len(roles)
-        parameter, buffer = Role.PARAMETER, Role.BUFFER
-        parameters, buffers = roles.count(parameter), roles.count(buffer)
-        if parameters + buffers != count:  # another role (not met in a live walk): the groups' sums
-            totals = self._table_totals()
-        else:
-            params = list(map(is_, roles, repeat(parameter))) if parameters != count else None
-            own = nbytes if params is None else list(compress(nbytes, params))
-            totals = {"total": sum(numel) if params is None else sum(compress(numel, params)),
-                      "parameter_bytes": None if None in own else sum(own), "other": {}, "aux_bytes": 0}
-            if buffers:
-                kept = list(map(is_, roles, repeat(buffer)))
-                own = list(compress(nbytes, kept))
-                totals["buffers"], totals["buffer_bytes"] = sum(compress(numel, kept)), None if None in own else sum(own)
-            else:
-                totals["buffers"], totals["buffer_bytes"] = 0, 0
-            totals["stored_elements"] = totals["total"]  # nothing packed
-        flags = list(map(table.sparse["trainable"].__getitem__, range(count)))
-        if parameters == count:
-            known = set(map(type, flags)) <= {bool}
-            frozen = sum(compress(numel, map(is_, flags, repeat(False)))) if known and False in flags else 0
-        else:
-            params = list(map(is_, roles, repeat(parameter)))
-            known = set(map(type, compress(flags, params))) <= {bool}
-            frozen = sum(compress(numel, map(and_, params, map(is_, flags, repeat(False))))) if known else 0
-        totals.update(trainable=totals["total"] - frozen if known else None, frozen=frozen if known else None,
-                      known=known)
-        return totals
-
     @property
     def total(self) -> int:
         """Parameter elements, each tie group once."""
@@ -724,7 +666,7 @@ class Report:
     @cached_property
     def uninitialized(self) -> list[str]:
         """Names of tensors whose shape is not known yet (lazy modules before a dry run)."""
-        if self._table is not None or self._live is not None:
+        if self._table is not None:
             return []  # a table with an uninitialized entry is counted record by record
         return [r.name for r in self.tensors if not r.initialized]
 
@@ -784,15 +726,6 @@ class Report:
             ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
-        live = self._live
-        if live is not None and None not in (owners := live.sparse["owner_type"]).values():
-            # every entry's holder class known: the rule is decided once per class, then summed over the columns
-            hits = {owner for owner in set(owners.values())
-                    if owner in EMBEDDING_TYPES or owner.endswith(EMBEDDING_CLASS_ENDINGS)}
-            if not hits:
-                return 0
-            roles, numel = live.roles, live.numel
-            return sum(numel[i] for i, owner in owners.items() if owner in hits and roles[i] is Role.PARAMETER)
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
@@ -862,20 +795,11 @@ class Report:
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
         row: list[Any] = []
-        live = self._live
-        if live is not None:  # a live model's columns: the same sums, over them
-            owners = list(map(live.sparse["owner_type"].__getitem__, range(len(live))))
-            classes = set(owners)
-            if len(classes) <= _FEW_CLASSES and all(type(owner) is str and owner for owner in classes):
-                return self._live_by_type(live, owners, classes)
-            entries: Iterable[tuple[str, Role, str | None, int, int | None]] = zip(
-                live.names, live.roles, owners, live.numel, live.nbytes)
-        else:
-            entries = ((r.name, r.role, r.owner_type, numel, size) for r, numel, size in self._sizes)
-        for name, role, owner, numel, size in entries:
-            if role is not parameter:
+        for r, numel, size in self._sizes:
+            if r.role is not parameter:
                 continue
-            module = name.rpartition(".")[0]
+            module = r.name.rpartition(".")[0]
+            owner = r.owner_type
             if module != last_module or owner != last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
                 # is looked up once per module, not once per record
@@ -888,27 +812,6 @@ class Report:
             row[0] += numel
             row[1] += size or 0
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
-        return sorted(rows, key=lambda t: (-t.parameters, t.type))
-
-    @staticmethod
-    def _live_by_type(table: Table, owners: list[str], classes: set[str]) -> list[TypeTotal]:
-        """:attr:`by_type` over a live model's columns where every entry names its holder's class (so that class
-        is the type: the rule's ``owner or module type or "(unknown)"`` stops at the first): per class, C sums
-        over the parameters it holds, and its modules the distinct paths they are held at."""
-        from itertools import compress, repeat
-        from operator import is_, itemgetter, methodcaller
-
-        names, numel, nbytes, roles = table.names, table.numel, table.nbytes, table.roles
-        if roles.count(Role.PARAMETER) != len(roles):
-            params = list(map(is_, roles, repeat(Role.PARAMETER)))
-            names, numel, nbytes, owners = (list(compress(column, params)) for column in (names, numel, nbytes, owners))
-        rows = []
-        for owner in dict.fromkeys(owners):  # the classes holding parameters
-            mask = list(map(owner.__eq__, owners)) if len(classes) > 1 else None
-            held = names if mask is None else compress(names, mask)
-            modules = len(set(map(itemgetter(0), map(methodcaller("rpartition", "."), held))))
-            rows.append(TypeTotal(owner, modules, sum(numel if mask is None else compress(numel, mask)),
-                                  sum(filter(None, nbytes if mask is None else compress(nbytes, mask)))))
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
@@ -959,10 +862,6 @@ class Report:
         types = self.inventory.module_types
         if not types:
             return False
-        if self._live is not None:  # every module holding a tensor, from the names (no record made)
-            from operator import itemgetter, methodcaller
-
-            return set(map(itemgetter(0), map(methodcaller("rpartition", "."), self._live.names))) <= types.keys()
         # a reader may name a class or two it is sure of (GGUF's token_embd is an Embedding): that is not a
         # model's classes, so names decide unless every module holding a tensor has its class
         return all(r.module in types for r in self.tensors)
@@ -971,7 +870,7 @@ class Report:
     def by_dtype(self) -> list[DTypeTotal]:
         """Elements and bytes per stored dtype, largest first."""
         rows: dict[str, list[int]] = {}
-        if self._table is not None or self._live is not None:
+        if self._table is not None:
             for dtype, _, role, numel, size, count in self._groups:
                 if role is Role.PARAMETER or role is Role.BUFFER:
                     row = rows.setdefault(dtype, [0, 0, 0])
@@ -998,7 +897,7 @@ class Report:
     def top(self, k: int) -> list[TensorRecord]:
         """The ``k`` largest tensors (tie groups once), largest first; ties in size keep source order. The records
         shown carry no tie key (a storage pointer, a reader's internal identity): :attr:`ties` names the groups."""
-        table = self._table if self._table is not None else self._live
+        table = self._table
         if table is not None:  # a stable sort of the indices (reversed sorts keep equal items in order)
             top = [table.row(i) for i in sorted(range(len(table)), key=table.numel.__getitem__, reverse=True)[:k]]
         else:
@@ -1075,64 +974,6 @@ class Report:
                 elif role is quant_aux:
                     node.bytes += size or 0
             return self._sum_up(created)
-        live = self._live
-        if live is not None:
-            # A live model's columns (no tie, nothing uninitialized): the pass over the records below, over the
-            # columns, trainable parameters included; a module keeps the indices of the tensors it holds
-            flags = map(live.sparse["trainable"].__getitem__, range(len(live)))
-            new = _new
-            last = None  # the module of the entry before (a live model lists its tensors module by module)
-            node, own = created[0], False
-            for index, (name, role, numel, size, flag) in enumerate(
-                zip(live.names, live.roles, live.numel, live.nbytes, flags, strict=True)
-            ):
-                module = name.rpartition(".")[0]
-                if module != last:
-                    last = module
-                    node = nodes.get(module)
-                    if node is None and depth is None:
-                        # a new module and no cut: place() and ModuleNode(), inlined (this is the hot path)
-                        missing = [module]
-                        path = module.rpartition(".")[0]
-                        while path not in nodes:
-                            missing.append(path)
-                            path = path.rpartition(".")[0]
-                        parent = nodes[path]
-                        for path in reversed(missing):
-                            text += len(path)
-                            if text > MAX_TREE_TEXT:
-                                raise ParamscopeError(source, _TREE_TEXT_REASON)
-                            node = nodes[path] = new(ModuleNode)
-                            node.path, node.type = path, types.get(path)
-                            node.parameters = node.trainable = node.buffers = node.bytes = 0
-                            node._held = node.aliases = node.children = _NONE
-                            if parent.children:
-                                parent.children.append(node)
-                            else:
-                                parent.children = [node]
-                            created.append(node)
-                            parent = node
-                    elif node is None:
-                        node = below.get(module) or place(module)
-                    own = node.path == module
-                if own:
-                    held = node._held
-                    if held:
-                        held.append(index)  # type: ignore[arg-type]
-                    else:
-                        held = node._held = _Held((index,))
-                        held.table = live
-                if role is parameter:
-                    node.parameters += numel
-                    node.bytes += size or 0
-                    if flag is True:
-                        node.trainable += numel  # type: ignore[operator]
-                elif role is buffer:
-                    node.buffers += numel
-                    node.bytes += size or 0
-                elif role is quant_aux:
-                    node.bytes += size or 0
-            return self._sum_up(created)
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         from paramscope.ties import is_stored_copy
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
@@ -1146,15 +987,22 @@ class Report:
             if module != last:
                 last = module
                 node = nodes.get(module)
-                if node is None:
-                    # (a name without a dot is the root's, and the root is always built)
-                    parent = nodes.get(module.rpartition(".")[0]) if depth is None else None
-                    if parent is not None and text + len(module) <= MAX_TREE_TEXT:
-                        # the common new module: its parent is built and there is no cut (place() and
-                        # ModuleNode(), inlined: this is the hot path of a live model's tree)
-                        text += len(module)
-                        node = nodes[module] = new(ModuleNode)
-                        node.path, node.type = module, types.get(module)
+                if node is None and depth is None:
+                    # a new module and no cut: place() and ModuleNode(), inlined, this is the hot path of a live
+                    # model's tree (its missing ancestors too: a block whose own module holds no tensor, measured
+                    # about 2 ms less over bench/bench_live.py's 5,000 such blocks). The root is always built.
+                    missing = [module]
+                    path = module.rpartition(".")[0]
+                    while path not in nodes:
+                        missing.append(path)
+                        path = path.rpartition(".")[0]
+                    parent = nodes[path]
+                    for path in reversed(missing):
+                        text += len(path)
+                        if text > MAX_TREE_TEXT:
+                            raise ParamscopeError(source, _TREE_TEXT_REASON)
+                        node = nodes[path] = new(ModuleNode)
+                        node.path, node.type = path, types.get(path)
                         node.parameters = node.trainable = node.buffers = node.bytes = 0
                         node._held = node.aliases = node.children = _NONE
                         if parent.children:
@@ -1162,8 +1010,9 @@ class Report:
                         else:
                             parent.children = [node]
                         created.append(node)
-                    else:
-                        node = below.get(module) or place(module)
+                        parent = node
+                elif node is None:
+                    node = below.get(module) or place(module)
                 own = node.path == module
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's

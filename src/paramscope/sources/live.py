@@ -27,7 +27,7 @@ from typing import Any
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, QuantInfo, Role, Table, TensorRecord
+from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
 from paramscope.sources import sharding
 from paramscope.sources.sharding import wrapper_child
 
@@ -111,14 +111,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
     if example_input is not None and _has_uninitialized(module, UninitializedTensorMixin):
         module = dry_run_on_meta(module, example_input, source=name)
 
-    model_config = _model_config(module)
-    # a live model's own config: the rules stage reads its architecture card from it
-    pending: dict[str, Any] = {"model_config": model_config} if model_config is not None else {}
     with paused_gc():
-        columns = _collect_columns(module, UninitializedTensorMixin, torch.nn.Parameter)
-        if columns is not None:  # the common model: nothing special met, its tensors as columns
-            table, module_types = columns
-            return Inventory(name, "torch.nn.Module", module_types=module_types, pending=pending, table=table)
         found = _Found()
         records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found, name)
     notes = []
@@ -139,8 +132,11 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
             f"parameters are sharded ({'; '.join(labels)}): counts are of the whole, unsharded model; "
             f"this process holds {local:,} parameter elements of them"
         )
-    if found.schemes:  # quantized modules found: the rules stage summarises them as it does a file's (settle)
-        pending = {"module_quantization": sorted(found.schemes), **pending}
+    # quantized modules found: the rules stage summarises them as it does a file's (paramscope.pipeline.settle)
+    pending: dict[str, Any] = {"module_quantization": sorted(found.schemes)} if found.schemes else {}
+    model_config = _model_config(module)
+    if model_config is not None:  # a transformers model's own config: the rules stage reads its architecture card
+        pending["model_config"] = model_config
     return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes, pending=pending)
 
 
@@ -375,134 +371,6 @@ def _collect(
                     if child is not None:
                         push((path if name == transparent else prefix + name, child, here))
     return records, module_types, lazy
-
-
-def _collect_columns(module: Any, uninitialized: type, parameter: type) -> tuple[Table, dict[str, str]] | None:
-    """:func:`_collect` for the common model, as a :class:`~paramscope.records.Table` of columns and the module
-    types by path; None as soon as the walk meets anything :func:`_collect` treats apart, which then walks again
-    and makes records: a tensor met twice (a tie), a lazy tensor, a tensor subclass (sharded, quantized), ZeRO-3's
-    emptied data, a wrapper or an FSDP1 unit, a name a quantization scheme gives its scales, a size to refuse.
-
-    The same traversal, in the same order (the rules are :func:`_collect`'s); what it records per tensor is what a
-    record would hold: trainability and the holder's class for every entry, persistence for each buffer (the
-    table's sparse ``trainable``, ``owner_type`` and ``persistent``, in index order), origin ``live``. Columns
-    rather than a record per tensor: lists of strings and tuples of ints are all but free to the cyclic garbage
-    collector, which would otherwise walk 20,000 records after the walk and at every full collection after it."""
-    names: list[str] = []
-    shapes: list[tuple[int, ...]] = []
-    dtype_column: list[str] = []
-    roles: list[Role] = []
-    numels: list[int] = []
-    nbytes: list[int | None] = []
-    trainable: dict[int, bool] = {}
-    owners: dict[int, str] = {}
-    persistent: dict[int, bool] = {}
-    add_name, add_shape, add_dtype, add_role = names.append, shapes.append, dtype_column.append, roles.append
-    add_numel, add_nbytes = numels.append, nbytes.append
-    module_types: dict[str, str] = {}
-    seen: set[Hashable] = set()  # every tensor's identity (:func:`_identity`): one met again is a tie
-    class_facts = _CLASS_FACTS
-    aux_params = _aux_param_names()
-    aux_buffers = sharding.QUANT_AUX_BUFFERS | aux_params
-    PARAMETER, BUFFER = Role.PARAMETER, Role.BUFFER
-    dtype_facts = _DTYPE_FACTS
-    prod = math.prod
-    shape_facts: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}  # shape -> (that tuple, its product)
-    visited: set[int] = set()
-    stack: list[tuple[str, Any, tuple | None]] = [("", module, None)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        path, sub, chain = pop()
-        sub_id = id(sub)
-        if sub_id in visited:
-            if _is_ancestor(sub_id, chain):
-                continue  # a cycle: the module contains itself
-        else:
-            visited.add(sub_id)
-        cls = type(sub)
-        facts = class_facts.get(cls)
-        if facts is None:
-            facts = class_facts[cls] = _class_facts(cls)
-        owner, fsdp1_unit, transparent = facts
-        if fsdp1_unit or transparent is not None:
-            return None
-        module_types[path] = owner
-        prefix = path + "." if path else ""
-        state = sub.__dict__
-        try:  # the instance's dict, as _collect reads it
-            parameters, buffers, children = state["_parameters"], state["_buffers"], state["_modules"]
-        except KeyError:
-            parameters, buffers, children = sub._parameters, sub._buffers, sub._modules
-        if parameters:
-            for key, param in parameters.items():
-                if param is None:
-                    continue
-                if type(param) is not parameter or key in aux_params:  # lazy, a subclass, or a scale's name
-                    return None
-                # torch.Size is a tuple: it finds a shape seen before without a tuple made for it
-                known_shape = shape_facts.get(size := param.shape)
-                if known_shape is None:
-                    shape = tuple(size)
-                    known_shape = shape_facts[shape] = (shape, prod(shape))
-                shape, numel = known_shape
-                if shape == (0,) or numel > INT64_MAX:  # maybe ZeRO-3's emptied data; a size _collect refuses
-                    return None
-                identity = _tie_key(param) if not param.is_meta else id(param)  # _identity, inlined: it is hot
-                if identity in seen:
-                    return None
-                seen.add(identity)
-                dtype = param.dtype
-                known = dtype_facts.get(dtype)
-                if known is None:
-                    dtype_name = _dtype_name(param)
-                    known = dtype_facts[dtype] = (dtype_name, _itemsize(dtype_name))
-                dtype_name, size = known
-                index = len(names)
-                add_name(prefix + key)
-                add_shape(shape)
-                add_dtype(dtype_name)
-                add_role(PARAMETER)
-                add_numel(numel)
-                add_nbytes(numel * size if size else dtypes.nbytes(dtype_name, numel))
-                trainable[index] = param.requires_grad
-                owners[index] = owner
-        if buffers:
-            non_persistent = sub._non_persistent_buffers_set
-            for key, buf in buffers.items():
-                if buf is None:
-                    continue
-                if key in aux_buffers or isinstance(buf, uninitialized):
-                    return None
-                shape = tuple(buf.shape)
-                numel = prod(shape)
-                if numel > INT64_MAX or any(d < 0 for d in shape):
-                    return None
-                identity = _identity(buf)
-                if identity in seen:
-                    return None
-                seen.add(identity)
-                dtype_name = _dtype_name(buf)
-                index = len(names)
-                add_name(prefix + key)
-                add_shape(shape)
-                add_dtype(dtype_name)
-                add_role(BUFFER)
-                add_numel(numel)
-                add_nbytes(dtypes.nbytes(dtype_name, numel))
-                trainable[index] = False
-                owners[index] = owner
-                persistent[index] = key not in non_persistent
-        if children:
-            here = (sub_id, chain)
-            for name, child in reversed(children.items()):
-                if child is not None:
-                    push((prefix + name, child, here))
-    if not names:  # nothing to count: the records' way says so as well, and needs no column mode of its own
-        return None
-    sparse: dict[str, dict[int, Any]] = {"trainable": trainable, "owner_type": owners}
-    if persistent:
-        sparse["persistent"] = persistent
-    return Table(names, shapes, dtype_column, roles, numels, nbytes, ["live"] * len(names), sparse), module_types
 
 
 def _quantized(params: list[TensorRecord]) -> bool:
