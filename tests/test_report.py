@@ -417,3 +417,29 @@ def test_embedding_rule_by_holder_class_decided_per_class_and_by_name_without_on
     report = Report(Inventory("e", "test", records))
     assert report.embedding == 40 + 24 + 10 + 9
     assert report.non_embedding == 49 + 4
+
+
+def test_record_tree_makes_missing_ancestors_in_order_and_keeps_the_text_limit(monkeypatch):
+    # Records (trainability known: counted record by record). a.bb.ccc's parents a and a.bb hold nothing, so the
+    # tree makes them on the way; paths a, a.bb, a.bb.ccc, a.bb.dd, e: 1 + 4 + 8 + 7 + 1 = 21 characters
+    import paramscope.report as report_module
+    from paramscope.errors import ParamscopeError
+
+    def report() -> Report:
+        records = [TensorRecord("a.bb.ccc.w", (2, 3), "float32", trainable=True, owner_type="Linear"),
+                   TensorRecord("a.bb.dd.w", (4,), "float16", trainable=False, owner_type="Linear"),
+                   TensorRecord("e.w", (5,), "float32", trainable=True)]
+        return Report(Inventory("m", "torch.nn.Module", records, {"": "M", "a.bb": "Block"}))
+
+    rows = [(n.path, n.type, n.parameters, n.trainable, n.bytes, [t.name for t in n.tensors])
+            for n in report().tree(None).walk()]
+    assert rows == [("", "M", 15, 11, 52, []), ("a", None, 10, 6, 32, []), ("a.bb", "Block", 10, 6, 32, []),
+                    ("a.bb.ccc", None, 6, 6, 24, ["a.bb.ccc.w"]), ("a.bb.dd", None, 4, 0, 8, ["a.bb.dd.w"]),
+                    ("e", None, 5, 5, 20, ["e.w"])]
+    monkeypatch.setattr(report_module, "_TREE_TEXT_REASON", "too long")
+    for limit in (12, 13, 20):  # past a.bb.ccc (13), past a.bb.dd (20), past e (21)
+        monkeypatch.setattr(report_module, "MAX_TREE_TEXT", limit)
+        with pytest.raises(ParamscopeError, match="too long"):
+            report().tree(None)
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 21)
+    assert len(list(report().tree(None).walk())) == 6
