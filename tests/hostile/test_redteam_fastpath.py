@@ -21,53 +21,11 @@ import pytest
 from paramscope.errors import ParamscopeError
 from paramscope.sources import safetensors as reader
 from tests.hostile._limits import assert_clean, assert_refused, run_cli
-
-_FIELDS = ("names", "shapes", "kinds", "roles", "numels", "sizes", "origins")
-
-
-def _columns(columns: reader._Columns) -> dict[str, list]:
-    return {field: list(getattr(columns, field)) for field in _FIELDS}
-
-
-def _checked(header: bytes, file_size: int | None) -> tuple:
-    columns = reader._Columns()
-    try:
-        metadata = reader._check_into(columns, "f", reader._parse_json("f", header, pairs=True), len(header),
-                                      file_size, "o")
-    except ParamscopeError as exc:
-        return ("error", exc.reason)
-    return ("ok", _columns(columns), metadata)
-
-
-def _fast(header: bytes, file_size: int | None) -> tuple | None:
-    try:
-        text = header.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    columns = reader._Columns()
-    metadata = reader._fast_check_into(columns, "f", text, len(header), file_size, "o")
-    if metadata is None:
-        assert _columns(columns) == {field: [] for field in _FIELDS}, "a fallback left columns behind"
-        return None
-    return ("ok", _columns(columns), metadata)
-
-
-def _whole(header: bytes, file_size: int | None) -> tuple:
-    columns = reader._Columns()
-    try:
-        metadata = reader._header_into(columns, "f", header, file_size, "o")
-    except ParamscopeError as exc:
-        return ("error", exc.reason)
-    return ("ok", _columns(columns), metadata)
-
-
-def _entry(name: str, dtype: str, shape: str, begin: int | str, end: int | str) -> str:
-    return f'"{name}":{{"dtype":"{dtype}","shape":[{shape}],"data_offsets":[{begin},{end}]}}'
-
-
-def _header(*members: str, pad: str = "") -> bytes:
-    return ("{" + ",".join(members) + "}" + pad).encode()
-
+from tests.sources._st_paths import checked as _checked
+from tests.sources._st_paths import entry as _entry
+from tests.sources._st_paths import fast as _fast
+from tests.sources._st_paths import header_of as _header
+from tests.sources._st_paths import whole as _whole
 
 A = _entry("a", "F32", "2,2", 0, 16)
 B = _entry("b", "BF16", "4", 16, 24)

@@ -21,50 +21,16 @@ from safetensors.numpy import save as save_numpy
 from paramscope.errors import ParamscopeError
 from paramscope.sources import safetensors as reader
 from tests.hostile._limits import assert_clean, assert_refused, run_cli
+from tests.sources._st_paths import checked as _checked
+from tests.sources._st_paths import entry as _entry
+from tests.sources._st_paths import fast as _fast
+from tests.sources._st_paths import header_of as _header
+from tests.sources._st_paths import whole as _whole
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _st_helpers import header_bytes, llama_tensors, write_sharded
 
 TINY = {"layers": 2, "hidden": 64, "intermediate": 128, "vocab": 100, "heads": 4, "kv_heads": 2}
-_FIELDS = ("names", "shapes", "kinds", "roles", "numels", "sizes", "origins")
-
-
-def _columns(columns: reader._Columns) -> dict[str, list]:
-    return {field: list(getattr(columns, field)) for field in _FIELDS}
-
-
-def _checked(header: bytes, file_size: int | None) -> tuple:
-    """The checked path alone: ("ok", columns, metadata) or ("error", message)."""
-    columns = reader._Columns()
-    try:
-        parsed = reader._parse_json("f", header, pairs=True)
-        metadata = reader._check_into(columns, "f", parsed, len(header), file_size, "o")
-    except ParamscopeError as exc:
-        return ("error", exc.reason)
-    return ("ok", _columns(columns), metadata)
-
-
-def _fast(header: bytes, file_size: int | None) -> tuple | None:
-    """The fast path alone: ("ok", columns, metadata), or None when it falls back (columns then untouched)."""
-    try:
-        text = header.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    columns = reader._Columns()
-    metadata = reader._fast_check_into(columns, "f", text, len(header), file_size, "o")
-    if metadata is None:
-        assert _columns(columns) == {field: [] for field in _FIELDS}, "a fallback left columns behind"
-        return None
-    return ("ok", _columns(columns), metadata)
-
-
-def _whole(header: bytes, file_size: int | None) -> tuple:
-    columns = reader._Columns()
-    try:
-        metadata = reader._header_into(columns, "f", header, file_size, "o")
-    except ParamscopeError as exc:
-        return ("error", exc.reason)
-    return ("ok", _columns(columns), metadata)
 
 
 def _agree(header: bytes, file_size: int | None) -> bool:
@@ -126,14 +92,6 @@ def test_fixture_writer_headers_agree():
     assert _agree(header, 8 + len(header) + data)
     assert _agree(header, None)
     assert not _agree(header, 8 + len(header) + data + 1)  # trailing data: the checked path says so
-
-
-def _entry(name: str, dtype: str, shape: str, begin: int | str, end: int | str) -> str:
-    return f'"{name}":{{"dtype":"{dtype}","shape":[{shape}],"data_offsets":[{begin},{end}]}}'
-
-
-def _header(*members: str, pad: str = "") -> bytes:
-    return ("{" + ",".join(members) + "}" + pad).encode()
 
 
 A = _entry("a", "F32", "2,2", 0, 16)
