@@ -136,23 +136,20 @@ def test_gguf_keys_are_gguf_py_constants():
 
 
 def _gguf(path: Path, arch: str, layers: int, kv: int | list[int], **extra: int) -> str:
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
+    pytest.importorskip("gguf")
+    from tests.sources._gguf_helpers import write_gguf
 
-    w = gguf.GGUFWriter(path, arch)
-    w.add_block_count(layers)
-    w.add_embedding_length(64)
-    w.add_head_count(8)
-    w.add_head_count_kv(kv)
-    w.add_context_length(4096)
-    w.add_feed_forward_length(128)
-    for key, value in extra.items():
-        w.add_uint32(f"{arch}.{key}", value)
-    w.add_tensor("token_embd.weight", np.zeros((10, 64), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    def configure(w) -> None:
+        w.add_block_count(layers)
+        w.add_embedding_length(64)
+        w.add_head_count(8)
+        w.add_head_count_kv(kv)
+        w.add_context_length(4096)
+        w.add_feed_forward_length(128)
+        for key, value in extra.items():
+            w.add_uint32(f"{arch}.{key}", value)
+
+    write_gguf(path, arch, {"token_embd.weight": (10, 64)}, configure)
     return str(path)
 
 

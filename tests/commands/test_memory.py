@@ -174,20 +174,17 @@ def test_csv_and_markdown_carry_the_inference_rows(tmp_path):
 # ---- hostile architecture fields: bounded time and memory, exit 0 or one line ----------------------------
 
 def _hostile_gguf(path, **kv):
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
+    pytest.importorskip("gguf")
+    from tests.sources._gguf_helpers import write_gguf
 
-    w = gguf.GGUFWriter(path, "llama")
-    for key, value in kv.items():
-        if isinstance(value, list):
-            w.add_array(f"llama.{key}", value)
-        else:
-            w.add_uint64(f"llama.{key}", value)
-    w.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    def configure(w) -> None:
+        for key, value in kv.items():
+            if isinstance(value, list):
+                w.add_array(f"llama.{key}", value)
+            else:
+                w.add_uint64(f"llama.{key}", value)
+
+    write_gguf(path, "llama", {"token_embd.weight": (4, 32)}, configure)
     return str(path)
 
 

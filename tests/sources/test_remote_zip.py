@@ -86,11 +86,18 @@ def test_a_legacy_file_url(hub, tmp_path):
     assert Report(inventory).total == torch_numel(path)
 
 
-def test_a_hub_repository_with_only_pytorch_model_bin(hub, tmp_path):
-    repo = tmp_path / "repo"
+def write_bin_repo(repo: Path, files: dict[str, str] | None = None) -> Path:
+    """A repository holding only ``pytorch_model.bin`` (and ``files``, e.g. a config.json); the .bin's path."""
     repo.mkdir()
     torch.save(state_dict(), repo / "pytorch_model.bin")
-    write_repo(repo, {"config.json": CONFIG})
+    if files:
+        write_repo(repo, files)
+    return repo / "pytorch_model.bin"
+
+
+def test_a_hub_repository_with_only_pytorch_model_bin(hub, tmp_path):
+    repo = tmp_path / "repo"
+    write_bin_repo(repo, {"config.json": CONFIG})
     hub.add_repo("acme/old", repo)
     inventory = open_source("hf:acme/old")
     assert Report(inventory).total == torch_numel(repo / "pytorch_model.bin")
@@ -101,8 +108,7 @@ def test_a_hub_repository_with_only_pytorch_model_bin(hub, tmp_path):
 
 def test_without_the_listing_api_the_usual_names_are_tried(hub, tmp_path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-    torch.save(state_dict(), repo / "pytorch_model.bin")
+    write_bin_repo(repo)
     hub.add_repo("acme/old", repo)
     hub.no_api = True
     inventory = open_source("hf:acme/old")
@@ -221,9 +227,7 @@ def test_offline_a_bin_repository_falls_back_to_its_cached_config(hub, tmp_path,
     what is left (as for a safetensors repository whose headers are not cached)."""
     pytest.importorskip("transformers")
     repo = tmp_path / "repo"
-    repo.mkdir()
-    torch.save(state_dict(), repo / "pytorch_model.bin")
-    write_repo(repo, {"config.json": CONFIG})
+    write_bin_repo(repo, {"config.json": CONFIG})
     hub.add_repo("acme/old", repo)
     online = open_source("hf:acme/old")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
