@@ -721,6 +721,10 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
     assert bulk is not None and loop is not None
     assert bulk[0] == loop[0] and bulk[1] == loop[1]  # the same changes (the bulk pass lists the weights first)
+    # the table the bulk pass's changes make is the loop's, each record replaced as annotate replaces it
+    by_hand = [r.replace(role=Role.PARAMETER, quant=loop[0][i]) if loop[0].get(i) is not None
+               else r.replace(role=Role.QUANT_AUX) if i in loop[0] else r for i, r in enumerate(table.rows())]
+    assert table.repacked(bulk[0]).rows() == table.repacked(loop[0]).rows() == by_hand
     # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
     packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)

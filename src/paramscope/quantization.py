@@ -593,51 +593,66 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
 
     chosen = list(map(names.__getitem__, candidates))
     leaf = chosen[0].rpartition(".")[2]
-    if all(map(methodcaller("endswith", "." + leaf), chosen)):  # one last part (the common file): cut off in C
+    single = all(map(str.endswith, chosen, repeat("." + leaf)))  # one last part (the common file)
+    if single:
         leaves = {leaf}
-        bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
     else:
-        parts = [name.rpartition(".") for name in chosen]
-        leaves = set(map(itemgetter(2), parts))
-        if "" in set(map(itemgetter(1), parts)):
+        parts = list(map(methodcaller("rpartition", "."), chosen))
+        if "" in set(map(itemgetter(1), parts)):  # a name with no dot
             return None
-        bases = list(map(itemgetter(0), parts))
+        leaves = set(map(itemgetter(2), parts))
         del parts
-    del chosen
     simple = _SIMPLE_LEAVES
     if not leaves <= simple.keys():
         return None
     if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
         return None
     distinct = len(set(names)) == len(names)
-    # A module with two suffixes (a weight scale and an input scale) is the loop's; with one suffix among the
-    # candidates and no name given twice, no base can come twice (a base and the suffix make the name)
-    if not (distinct and len(leaves) == 1) and len(set(bases)) != len(bases):
-        return None
-    # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
-    # twice (a dict of every name gives a name's last place); else looked up by name
-    wanted = list(map(add, bases, repeat(".weight")))
     before = list(map(sub, candidates, repeat(1)))
-    if candidates[0] > 0 and distinct and all(map(eq, map(names.__getitem__, before), wanted)):
-        weights: list[int | None] = before
-    else:
-        by_name = dict(zip(names, range(len(names)), strict=True))
-        weights = list(map(by_name.get, wanted))
-    del wanted, bases
+    # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
+    # twice (a dict of every name gives a name's last place): with one last part "weight" + tail (DeepSeek-V3's
+    # "weight_scale_inv"), a scale's name is its weight's name and the tail, compared in C with no base cut out.
+    # One suffix among the candidates and no name given twice: no base can come twice (a base and the suffix make
+    # the name), so no module holds two of them.
+    weights: list[int | None] | None = None
+    if single and distinct and leaf.startswith("weight") and candidates[0] > 0:
+        tail = leaf[len("weight"):]
+        if all(map(eq, chosen, map(add, map(names.__getitem__, before), repeat(tail)))):
+            weights = before
+    if weights is None:
+        if single:
+            bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
+        else:
+            bases = list(map(itemgetter(0), map(methodcaller("rpartition", "."), chosen)))
+        # A module with two suffixes (a weight scale and an input scale) is the loop's
+        if not (distinct and single) and len(set(bases)) != len(bases):
+            return None
+        wanted = list(map(add, bases, repeat(".weight")))
+        if candidates[0] > 0 and distinct and all(map(eq, map(names.__getitem__, before), wanted)):
+            weights = before
+        else:
+            by_name = dict(zip(names, range(len(names)), strict=True))
+            weights = list(map(by_name.get, wanted))
+        del wanted, bases
+    del chosen
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
     if None in weights:
         keep = [w is not None and dtypes[w] in kinds for w in weights]
         kept = list(compress(weights, keep))
+        kept_dtypes = list(map(dtypes.__getitem__, kept))
     else:  # every scale's weight found: kept where stored one per element
         kept_dtypes = list(map(dtypes.__getitem__, weights))
         keep = list(map(kinds.__contains__, kept_dtypes))
-        kept = weights if all(keep) else list(compress(weights, keep))
+        if all(keep):
+            kept = weights
+        else:
+            kept = list(compress(weights, keep))
+            kept_dtypes = list(compress(kept_dtypes, keep))
     if not kept:
         return {}, []
     compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     made: dict[tuple[str, int, float], QuantInfo] = {}
-    kept_dtypes = list(map(dtypes.__getitem__, kept))
     kept_shapes = list(map(shapes.__getitem__, kept))
     if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):
         # One dtype (the common file): a weight's packing follows from its shape, keyed by the shape's identity

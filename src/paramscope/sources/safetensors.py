@@ -475,13 +475,16 @@ def _check_into(
 # not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
 # duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
 
-_NUMBER = "(?:0|[1-9][0-9]{0,19})"
-"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
+_NUMBER = "(?:0|[1-9][0-9]{0,19}+)"
+"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded (the digits
+are followed by a comma or a bracket, never a digit: a possessive repeat matches as the plain one would)."""
 _ENTRY = re.compile(
     # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
     # that keys the sizes, then the offsets; then the comma before the next entry, or the end (of the entries' text,
     # cut before the closing brace). A literal first character lets the engine skip ahead to each quote.
-    r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
+    # (possessive repeats, "*+": what each class takes is never given back, since the character after it is not in
+    # the class; the same matches, without the engine saving a place to backtrack to at every character)
+    r'"([^"\\\x00-\x1f]*+)":\{"dtype":"([A-Z0-9_]{1,16}+","shape":\[[0-9,]{0,400}+)\],'
     rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
 )
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
