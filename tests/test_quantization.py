@@ -721,7 +721,9 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
     assert bulk is not None and loop is not None
     assert bulk[0] == loop[0] and bulk[1] == loop[1]  # the same changes (the bulk pass lists the weights first)
-    # the table the bulk pass's changes make is the loop's, each record replaced as annotate replaces it
+    # the bulk pass hands its changes split (packed, packings, bookkeeping); the table they make is the loop's
+    # dict's, each record replaced as annotate replaces it
+    assert isinstance(bulk[0], quantization.SplitChanges) and dict(bulk[0]) == loop[0] and len(bulk[0]) == len(loop[0])
     by_hand = [r.replace(role=Role.PARAMETER, quant=loop[0][i]) if loop[0].get(i) is not None
                else r.replace(role=Role.QUANT_AUX) if i in loop[0] else r for i, r in enumerate(table.rows())]
     assert table.repacked(bulk[0]).rows() == table.repacked(loop[0]).rows() == by_hand
@@ -807,6 +809,21 @@ def test_repacked_table_is_the_records_changed_one_by_one():
     assert repacked.rows() == expected
     assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
     assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed
+
+
+def test_split_changes_are_the_dict_they_stand_for():
+    # reference: the dict of the three lists (packed index -> its packing, bookkeeping index -> None)
+    from paramscope.quantization import SplitChanges
+
+    fp8, other = QuantInfo("fp8", 64, 8), QuantInfo("fp8", 16, 8)
+    split = SplitChanges([0, 4], [fp8, other], [1, 5])
+    expected = {0: fp8, 4: other, 1: None, 5: None}
+    assert split == expected and dict(split) == expected and len(split) == 4 and bool(split)
+    assert split[4] is other and split[1] is None and 2 not in split and 5 in split and list(split) == [0, 4, 1, 5]
+    assert split.split() == ([0, 4], [fp8, other], [1, 5])
+    assert not SplitChanges([], [], []) and SplitChanges([], [], [3]) == {3: None}
+    with pytest.raises(KeyError):
+        split[2]
 
 
 def test_names_ending_with_a_suffix_are_the_endswith_ones():

@@ -61,12 +61,14 @@ parameter, and the summary lists it under ``ambiguous`` so a note says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # collections is loaded already (records' enum loads functools, which loads it)
+
 from paramscope import quant_names
 from paramscope.records import QuantInfo, Role, TensorRecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 # ---- the tables -------------------------------------------------------------------------------------
@@ -361,11 +363,12 @@ def annotate(
 def changes(
     names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True,
     columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None,
-) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
     (made only for the candidates' modules). Returns the summary and, by index, what changes: a
     :class:`QuantInfo` for a tensor that becomes a packed parameter, None for one that becomes bookkeeping
-    (``Role.QUANT_AUX``, all else kept); or None when nothing is quantized.
+    (``Role.QUANT_AUX``, all else kept), as a dict or, from the pass over columns, a :class:`SplitChanges`; or None
+    when nothing is quantized.
     ``prior``: some entry may already be packed or bookkeeping (a reader said so), so the summary must look at
     every record; without it the changed ones alone decide it.
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
@@ -521,17 +524,19 @@ def changes(
     return _finish(final, kv_only, ambiguous, packed, names, row, cq, prior)
 
 
-def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
+def _finish(final: Mapping[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
             names: list[str], row: Any, cq: ConfigQuant | None, prior: bool,
             counted: list[tuple[Role, QuantInfo | None, int]] | None = None,
-            ) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+            ) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`changes`' answer from what its pass found: the attention scales made bookkeeping where the model is
     quantized, and the summary. ``counted``: where the pass counted ``final``'s values itself, (role, packing,
     how many) as :func:`_summary_counted` takes them."""
     if not packed and not (kv_only and cq is not None):
         return None
-    for index in kv_only:  # a quantized model's attention scales
-        final[index] = None
+    if kv_only:  # a quantized model's attention scales (found by the module loop, whose answer is a dict)
+        final = final if isinstance(final, dict) else dict(final)
+        for index in kv_only:
+            final[index] = None
     if prior:
         def after(index: int) -> tuple[Role, QuantInfo | None]:
             record = row(index)
@@ -580,9 +585,46 @@ def _scale_quant(made: dict[tuple[str, int, float], QuantInfo], kind: tuple[str,
     return quant
 
 
+class SplitChanges(Mapping):
+    """:func:`changes`' answer (index -> QuantInfo, or None for bookkeeping) kept as the three lists the bulk pass
+    makes: the packed indices, their packings in the same order, the bookkeeping indices (no index in two). The
+    columns are set from the lists (:meth:`paramscope.records.Table.repacked` asks :meth:`split`); the mapping, a
+    dict made on first use, serves whoever looks an index up. Read-only, as the dict it stands for is to be."""
+
+    __slots__ = ("_dict", "aux", "packed", "quants")
+
+    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int]) -> None:
+        self.packed, self.quants, self.aux = packed, quants, aux
+        self._dict: dict[int, QuantInfo | None] | None = None
+
+    def split(self) -> tuple[list[int], list[QuantInfo], list[int]]:
+        return self.packed, self.quants, self.aux
+
+    def _as_dict(self) -> dict[int, QuantInfo | None]:
+        if self._dict is None:
+            from itertools import repeat
+
+            made: dict[int, QuantInfo | None] = dict(zip(self.packed, self.quants, strict=True))
+            made.update(zip(self.aux, repeat(None)))
+            self._dict = made
+        return self._dict
+
+    def __getitem__(self, index: int) -> QuantInfo | None:
+        return self._as_dict()[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self._as_dict())
+
+    def __bool__(self) -> bool:
+        return bool(self.packed or self.aux)
+
+
 def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
                  cq: ConfigQuant | None,
-                 ) -> tuple[dict[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
+                 ) -> tuple[Mapping[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
     done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
@@ -668,8 +710,8 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
         for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
             of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
     del kept_dtypes, kept_shapes
-    final: dict[int, QuantInfo | None] = dict(zip(kept, map(of_key.__getitem__, keys), strict=True))
-    final.update(zip(compress(candidates, keep), repeat(None)))  # a weight's name ends so, never a scale's
+    # a weight's name ends with ".weight", no suffix of the table: the packed and the bookkeeping never meet
+    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)))
     counted: list[tuple[Role, QuantInfo | None, int]] = [
         (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))
