@@ -811,6 +811,25 @@ def test_repacked_table_is_the_records_changed_one_by_one():
     assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed
 
 
+def test_fp8_table_settled_twice_is_settled_once():
+    # the second pass sees packed and bookkeeping entries already (prior): its split changes are looked up by index,
+    # and the table, summary and notes come out as the first pass left them. By hand: six FP8 weights (128 x 300 and
+    # 256 x 128 elements, three of each) counted as stored, six scales made bookkeeping
+    from paramscope.records import Inventory
+
+    table = _fp8_table()
+    once = apply_config(Inventory(source="t", format="safetensors", table=table), None)
+    twice = apply_config(once, None)
+    assert once.table.roles.count(Role.QUANT_AUX) == 6 and sum(once.table.numel[i] for i, r in
+                                                              enumerate(once.table.roles) if r is Role.PARAMETER) \
+        == 10 * 4 + 3 * (256 * 128 + 128 * 300)
+    assert twice.table.roles == once.table.roles and twice.table.numel == once.table.numel
+    assert twice.table.sparse == once.table.sparse and twice.notes == once.notes
+    assert twice.metadata["quantization"] == once.metadata["quantization"]
+    summary = once.metadata["quantization"]
+    assert summary["quantized_tensors"] == 6 == summary["bookkeeping_tensors"] and summary["from"] == "tensor names"
+
+
 def test_split_changes_are_the_dict_they_stand_for():
     # reference: the dict of the three lists (packed index -> its packing, bookkeeping index -> None)
     from paramscope.quantization import SplitChanges
