@@ -25,7 +25,7 @@ import os
 import re
 import stat
 from itertools import accumulate
-from operator import itemgetter, sub
+from operator import eq, itemgetter, sub
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -744,8 +744,11 @@ def _read_shards(
                 raise
             if first_meta is None and meta:
                 first_meta = meta
-        if (weight_map is not None and len(weight_map) == len(names)
-                and list(map(weight_map.get, names)) == columns.origins):
+        if weight_map is not None and len(weight_map) == len(names) and (
+                # listed in the order read (an index written shard by shard): compared in step, no lookup; else
+                # each read one looked up
+                (all(map(eq, weight_map, names)) and list(weight_map.values()) == columns.origins)
+                or list(map(weight_map.get, names)) == columns.origins):
             # as many listed as read, and each read one listed in its own shard: two shards cannot share a name
             owner = weight_map
         else:
