@@ -688,15 +688,28 @@ def check_index_size(source: str | Path, size: int) -> None:
 def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any]]:
     """The weight map (tensor -> shard file name) and the declared ``metadata`` of an index's JSON, local or
     fetched; ``raw`` at most :data:`MAX_INDEX_SIZE` bytes."""
+    weight_map, declared, _ = _parse_index(source, raw)
+    return weight_map, declared
+
+
+def _parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    """:func:`parse_index`, and the shard file names, each once, in the order first listed."""
     check_index_size(source, len(raw))
     index = _parse_json(source, raw, what="index")
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
-    if not set(map(type, weight_map.values())) <= {str}:  # in C: JSON strings are str, never a subclass
+    # Every value a str (JSON strings are str, never a subclass) where the distinct values are: a value of another
+    # type is not hashable (an array, an object) or is a distinct value of its own (no str equals a number, a bool
+    # or null). The distinct values are a few hundred shards: their types are looked at, not 100,000 values'
+    try:
+        shards = list(dict.fromkeys(weight_map.values()))
+    except TypeError:
+        shards = None
+    if shards is None or not set(map(type, shards)) <= {str}:
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
-    return weight_map, declared if isinstance(declared, dict) else {}
+    return weight_map, declared if isinstance(declared, dict) else {}, shards
 
 
 def _read_index(path: Path) -> Inventory:
@@ -705,11 +718,11 @@ def _read_index(path: Path) -> Inventory:
         raw = path.read_bytes()
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    weight_map, declared = parse_index(path, raw)
+    weight_map, declared, names = _parse_index(path, raw)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
-    for name in dict.fromkeys(weight_map.values()):
+    for name in names:
         shards[name] = _shard_path(path, directory, name, roots)
     table, owner, notes, file_meta = _read_shards(shards, weight_map)
     if owner is not weight_map:  # else the shards were found to hold exactly what the index says (_read_shards)
