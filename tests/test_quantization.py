@@ -721,6 +721,12 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     loop = quantization.changes(table.names, table.row, cq, None, False)  # no columns: module by module
     assert bulk is not None and loop is not None
     assert bulk[0] == loop[0] and bulk[1] == loop[1]  # the same changes (the bulk pass lists the weights first)
+    # the bulk pass hands its changes split (packed, packings, bookkeeping); the table they make is the loop's
+    # dict's, each record replaced as annotate replaces it
+    assert isinstance(bulk[0], quantization.SplitChanges) and dict(bulk[0]) == loop[0] and len(bulk[0]) == len(loop[0])
+    by_hand = [r.replace(role=Role.PARAMETER, quant=loop[0][i]) if loop[0].get(i) is not None
+               else r.replace(role=Role.QUANT_AUX) if i in loop[0] else r for i, r in enumerate(table.rows())]
+    assert table.repacked(bulk[0]).rows() == table.repacked(loop[0]).rows() == by_hand
     # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
     packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
@@ -803,6 +809,40 @@ def test_repacked_table_is_the_records_changed_one_by_one():
     assert repacked.rows() == expected
     assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
     assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed
+
+
+def test_fp8_table_settled_twice_is_settled_once():
+    # the second pass sees packed and bookkeeping entries already (prior): its split changes are looked up by index,
+    # and the table, summary and notes come out as the first pass left them. By hand: six FP8 weights (128 x 300 and
+    # 256 x 128 elements, three of each) counted as stored, six scales made bookkeeping
+    from paramscope.records import Inventory
+
+    table = _fp8_table()
+    once = apply_config(Inventory(source="t", format="safetensors", table=table), None)
+    twice = apply_config(once, None)
+    assert once.table.roles.count(Role.QUANT_AUX) == 6 and sum(once.table.numel[i] for i, r in
+                                                              enumerate(once.table.roles) if r is Role.PARAMETER) \
+        == 10 * 4 + 3 * (256 * 128 + 128 * 300)
+    assert twice.table.roles == once.table.roles and twice.table.numel == once.table.numel
+    assert twice.table.sparse == once.table.sparse and twice.notes == once.notes
+    assert twice.metadata["quantization"] == once.metadata["quantization"]
+    summary = once.metadata["quantization"]
+    assert summary["quantized_tensors"] == 6 == summary["bookkeeping_tensors"] and summary["from"] == "tensor names"
+
+
+def test_split_changes_are_the_dict_they_stand_for():
+    # reference: the dict of the three lists (packed index -> its packing, bookkeeping index -> None)
+    from paramscope.quantization import SplitChanges
+
+    fp8, other = QuantInfo("fp8", 64, 8), QuantInfo("fp8", 16, 8)
+    split = SplitChanges([0, 4], [fp8, other], [1, 5])
+    expected = {0: fp8, 4: other, 1: None, 5: None}
+    assert split == expected and dict(split) == expected and len(split) == 4 and bool(split)
+    assert split[4] is other and split[1] is None and 2 not in split and 5 in split and list(split) == [0, 4, 1, 5]
+    assert split.split() == ([0, 4], [fp8, other], [1, 5])
+    assert not SplitChanges([], [], []) and SplitChanges([], [], [3]) == {3: None}
+    with pytest.raises(KeyError):
+        split[2]
 
 
 def test_names_ending_with_a_suffix_are_the_endswith_ones():

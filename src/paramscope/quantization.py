@@ -61,12 +61,14 @@ parameter, and the summary lists it under ``ambiguous`` so a note says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # collections is loaded already (records' enum loads functools, which loads it)
+
 from paramscope import quant_names
 from paramscope.records import QuantInfo, Role, TensorRecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 # ---- the tables -------------------------------------------------------------------------------------
@@ -361,11 +363,12 @@ def annotate(
 def changes(
     names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True,
     columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None,
-) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
     (made only for the candidates' modules). Returns the summary and, by index, what changes: a
     :class:`QuantInfo` for a tensor that becomes a packed parameter, None for one that becomes bookkeeping
-    (``Role.QUANT_AUX``, all else kept); or None when nothing is quantized.
+    (``Role.QUANT_AUX``, all else kept), as a dict or, from the pass over columns, a :class:`SplitChanges`; or None
+    when nothing is quantized.
     ``prior``: some entry may already be packed or bookkeeping (a reader said so), so the summary must look at
     every record; without it the changed ones alone decide it.
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
@@ -521,17 +524,19 @@ def changes(
     return _finish(final, kv_only, ambiguous, packed, names, row, cq, prior)
 
 
-def _finish(final: dict[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
+def _finish(final: Mapping[int, QuantInfo | None], kv_only: list[int], ambiguous: list[str], packed: bool,
             names: list[str], row: Any, cq: ConfigQuant | None, prior: bool,
             counted: list[tuple[Role, QuantInfo | None, int]] | None = None,
-            ) -> tuple[dict[int, QuantInfo | None], dict[str, Any]] | None:
+            ) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`changes`' answer from what its pass found: the attention scales made bookkeeping where the model is
     quantized, and the summary. ``counted``: where the pass counted ``final``'s values itself, (role, packing,
     how many) as :func:`_summary_counted` takes them."""
     if not packed and not (kv_only and cq is not None):
         return None
-    for index in kv_only:  # a quantized model's attention scales
-        final[index] = None
+    if kv_only:  # a quantized model's attention scales (found by the module loop, whose answer is a dict)
+        final = final if isinstance(final, dict) else dict(final)
+        for index in kv_only:
+            final[index] = None
     if prior:
         def after(index: int) -> tuple[Role, QuantInfo | None]:
             record = row(index)
@@ -580,9 +585,46 @@ def _scale_quant(made: dict[tuple[str, int, float], QuantInfo], kind: tuple[str,
     return quant
 
 
+class SplitChanges(Mapping):
+    """:func:`changes`' answer (index -> QuantInfo, or None for bookkeeping) kept as the three lists the bulk pass
+    makes: the packed indices, their packings in the same order, the bookkeeping indices (no index in two). The
+    columns are set from the lists (:meth:`paramscope.records.Table.repacked` asks :meth:`split`); the mapping, a
+    dict made on first use, serves whoever looks an index up. Read-only, as the dict it stands for is to be."""
+
+    __slots__ = ("_dict", "aux", "packed", "quants")
+
+    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int]) -> None:
+        self.packed, self.quants, self.aux = packed, quants, aux
+        self._dict: dict[int, QuantInfo | None] | None = None
+
+    def split(self) -> tuple[list[int], list[QuantInfo], list[int]]:
+        return self.packed, self.quants, self.aux
+
+    def _as_dict(self) -> dict[int, QuantInfo | None]:
+        if self._dict is None:
+            from itertools import repeat
+
+            made: dict[int, QuantInfo | None] = dict(zip(self.packed, self.quants, strict=True))
+            made.update(zip(self.aux, repeat(None)))
+            self._dict = made
+        return self._dict
+
+    def __getitem__(self, index: int) -> QuantInfo | None:
+        return self._as_dict()[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self._as_dict())
+
+    def __bool__(self) -> bool:
+        return bool(self.packed or self.aux)
+
+
 def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
                  cq: ConfigQuant | None,
-                 ) -> tuple[dict[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
+                 ) -> tuple[Mapping[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
     done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
@@ -593,51 +635,66 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
 
     chosen = list(map(names.__getitem__, candidates))
     leaf = chosen[0].rpartition(".")[2]
-    if all(map(methodcaller("endswith", "." + leaf), chosen)):  # one last part (the common file): cut off in C
+    single = all(map(str.endswith, chosen, repeat("." + leaf)))  # one last part (the common file)
+    if single:
         leaves = {leaf}
-        bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
     else:
-        parts = [name.rpartition(".") for name in chosen]
-        leaves = set(map(itemgetter(2), parts))
-        if "" in set(map(itemgetter(1), parts)):
+        parts = list(map(methodcaller("rpartition", "."), chosen))
+        if "" in set(map(itemgetter(1), parts)):  # a name with no dot
             return None
-        bases = list(map(itemgetter(0), parts))
+        leaves = set(map(itemgetter(2), parts))
         del parts
-    del chosen
     simple = _SIMPLE_LEAVES
     if not leaves <= simple.keys():
         return None
     if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
         return None
     distinct = len(set(names)) == len(names)
-    # A module with two suffixes (a weight scale and an input scale) is the loop's; with one suffix among the
-    # candidates and no name given twice, no base can come twice (a base and the suffix make the name)
-    if not (distinct and len(leaves) == 1) and len(set(bases)) != len(bases):
-        return None
-    # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
-    # twice (a dict of every name gives a name's last place); else looked up by name
-    wanted = list(map(add, bases, repeat(".weight")))
     before = list(map(sub, candidates, repeat(1)))
-    if candidates[0] > 0 and distinct and all(map(eq, map(names.__getitem__, before), wanted)):
-        weights: list[int | None] = before
-    else:
-        by_name = dict(zip(names, range(len(names)), strict=True))
-        weights = list(map(by_name.get, wanted))
-    del wanted, bases
+    # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
+    # twice (a dict of every name gives a name's last place): with one last part "weight" + tail (DeepSeek-V3's
+    # "weight_scale_inv"), a scale's name is its weight's name and the tail, compared in C with no base cut out.
+    # One suffix among the candidates and no name given twice: no base can come twice (a base and the suffix make
+    # the name), so no module holds two of them.
+    weights: list[int | None] | None = None
+    if single and distinct and leaf.startswith("weight") and candidates[0] > 0:
+        tail = leaf[len("weight"):]
+        if all(map(eq, chosen, map(add, map(names.__getitem__, before), repeat(tail)))):
+            weights = before
+    if weights is None:
+        if single:
+            bases = list(map(itemgetter(slice(None, -len(leaf) - 1)), chosen))
+        else:
+            bases = list(map(itemgetter(0), map(methodcaller("rpartition", "."), chosen)))
+        # A module with two suffixes (a weight scale and an input scale) is the loop's
+        if not (distinct and single) and len(set(bases)) != len(bases):
+            return None
+        wanted = list(map(add, bases, repeat(".weight")))
+        if candidates[0] > 0 and distinct and all(map(eq, map(names.__getitem__, before), wanted)):
+            weights = before
+        else:
+            by_name = dict(zip(names, range(len(names)), strict=True))
+            weights = list(map(by_name.get, wanted))
+        del wanted, bases
+    del chosen
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
     if None in weights:
         keep = [w is not None and dtypes[w] in kinds for w in weights]
         kept = list(compress(weights, keep))
+        kept_dtypes = list(map(dtypes.__getitem__, kept))
     else:  # every scale's weight found: kept where stored one per element
         kept_dtypes = list(map(dtypes.__getitem__, weights))
         keep = list(map(kinds.__contains__, kept_dtypes))
-        kept = weights if all(keep) else list(compress(weights, keep))
+        if all(keep):
+            kept = weights
+        else:
+            kept = list(compress(weights, keep))
+            kept_dtypes = list(compress(kept_dtypes, keep))
     if not kept:
         return {}, []
     compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     made: dict[tuple[str, int, float], QuantInfo] = {}
-    kept_dtypes = list(map(dtypes.__getitem__, kept))
     kept_shapes = list(map(shapes.__getitem__, kept))
     if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):
         # One dtype (the common file): a weight's packing follows from its shape, keyed by the shape's identity
@@ -653,8 +710,8 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
         for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
             of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
     del kept_dtypes, kept_shapes
-    final: dict[int, QuantInfo | None] = dict(zip(kept, map(of_key.__getitem__, keys), strict=True))
-    final.update(zip(compress(candidates, keep), repeat(None)))  # a weight's name ends so, never a scale's
+    # a weight's name ends with ".weight", no suffix of the table: the packed and the bookkeeping never meet
+    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)))
     counted: list[tuple[Role, QuantInfo | None, int]] = [
         (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))

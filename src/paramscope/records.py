@@ -15,7 +15,7 @@ from paramscope import dtypes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Mapping
     from typing import Any
 
 
@@ -386,7 +386,7 @@ class Table:
         sparse = {field: values for field, values in sparse.items() if values}
         return Table(names, shapes, dtypes, roles, numel, nbytes, origins, sparse, uninitialized)
 
-    def repacked(self, changes: dict[int, QuantInfo | None]) -> Table:
+    def repacked(self, changes: Mapping[int, QuantInfo | None]) -> Table:
         """A new table with the rules' packing applied (:func:`paramscope.quantization.changes`): an entry given a
         :class:`QuantInfo` becomes a parameter standing for its logical elements, one given None becomes
         bookkeeping (``Role.QUANT_AUX``); nothing else changes. The columns that change are copied."""
@@ -397,12 +397,19 @@ class Table:
         roles, numel = list(self.roles), list(self.numel)
         sparse = {field: dict(values) for field, values in self.sparse.items()}
         packing = sparse.setdefault("quant", {})
-        # Set in C, column by column (DeepSeek-V3 changes 90,000 entries): bookkeeping, then the packed ones
-        indices, quants = list(changes), list(changes.values())
-        is_packed = list(map(is_not, quants, repeat(None)))
-        deque(map(roles.__setitem__, compress(indices, map(not_, is_packed)), repeat(Role.QUANT_AUX)), maxlen=0)
-        packed = list(compress(indices, is_packed))
-        quants = list(compress(quants, is_packed))
+        # Set in C, column by column (DeepSeek-V3 changes 90,000 entries): bookkeeping, then the packed ones. Changes
+        # that come split already (paramscope.quantization.SplitChanges: packed, their packings, bookkeeping) are
+        # set from their lists; a dict is split here
+        split = getattr(changes, "split", None)
+        if split is not None:
+            packed, quants, aux = split()
+        else:
+            indices, quants = list(changes), list(changes.values())
+            is_packed = list(map(is_not, quants, repeat(None)))
+            aux = list(compress(indices, map(not_, is_packed)))
+            packed = list(compress(indices, is_packed))
+            quants = list(compress(quants, is_packed))
+        deque(map(roles.__setitem__, aux, repeat(Role.QUANT_AUX)), maxlen=0)
         deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
         packing.update(zip(packed, quants, strict=True))
         deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)

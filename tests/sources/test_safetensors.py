@@ -22,6 +22,7 @@ from paramscope import inspect
 from paramscope.cli import main
 from paramscope.errors import ParamscopeError
 from paramscope.records import Role
+from paramscope.report import Report
 from paramscope.sources import safetensors as reader
 from paramscope.sources.files import read_path
 
@@ -333,6 +334,28 @@ def test_bad_indexes(tmp_path, case, capsys):
     with pytest.raises(ParamscopeError, match=message):
         read_path(index)
     assert_cli_fails(index, capsys)
+
+
+@pytest.mark.parametrize("order", ["read", "other"])
+def test_index_in_the_shards_order_or_not_is_checked_alike(tmp_path, order):
+    # the weight map compared in step with the names read (listed shard by shard, as read) or looked up name by name:
+    # the same answers. By hand: 2 + 3 + 4 elements, no note; a tensor put in the wrong shard named; one unlisted noted
+    shards = {"s1.safetensors": {"a": np.zeros(2, np.float32), "b": np.zeros(3, np.float32)},
+              "s2.safetensors": {"c": np.zeros(4, np.float32)}}
+    listed = [("a", "s1"), ("b", "s1"), ("c", "s2")]
+    if order == "other":
+        listed = [listed[1], listed[0], listed[2]]
+    good = {name: shard + ".safetensors" for name, shard in listed}
+    inventory = read_path(make_index(tmp_path / "good", good, shards))
+    assert [r.name for r in inventory.tensors] == ["a", "b", "c"] and inventory.notes == []
+    assert Report(inventory).total == 9 and inventory.metadata["shards"] == 2
+    wrong = {**good, "b": "s2.safetensors"}
+    with pytest.raises(ParamscopeError, match=r"weight_map puts 'b' in 's2.safetensors', but it is in 's1.safet"):
+        read_path(make_index(tmp_path / "wrong", wrong, shards))
+    unlisted = {name: shard for name, shard in good.items() if name != "b"}
+    inventory = read_path(make_index(tmp_path / "unlisted", unlisted, shards))
+    assert inventory.notes == ["1 tensors are in the shards but not in the index's weight_map; they are counted."]
+    assert Report(inventory).total == 9
 
 
 def test_index_symlink_escaping_directory(tmp_path, capsys):

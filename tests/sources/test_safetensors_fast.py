@@ -287,7 +287,7 @@ def test_distinct_shards_give_the_owner_map(tmp_path):
     assert table.names == ["a", "b", "c", "d", "e"]
 
 
-@pytest.mark.parametrize("value", [1, None, True, ["a.safetensors"], {"a": "b"}])
+@pytest.mark.parametrize("value", [1, 1.5, None, True, False, 0, ["a.safetensors"], {"a": "b"}, []])
 def test_an_index_value_that_is_not_a_file_name_is_refused(value):
     raw = json.dumps({"weight_map": {"a": "s0.safetensors", "b": value}}).encode()
     with pytest.raises(ParamscopeError, match="weight_map values must be shard file names"):
@@ -298,6 +298,9 @@ def test_an_index_of_file_names_is_read():
     raw = json.dumps({"metadata": {"total_size": 8}, "weight_map": {"a": "s0.safetensors", "b": "s1.safetensors"}})
     assert reader.parse_index("i", raw.encode()) == ({"a": "s0.safetensors", "b": "s1.safetensors"},
                                                      {"total_size": 8})
+    # the shards each once, first listed first (what the reader opens, in order)
+    raw = json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s0.safetensors", "c": "s1.safetensors"}})
+    assert reader._parse_index("i", raw.encode())[2] == ["s1.safetensors", "s0.safetensors"]
 
 
 def _index(tmp_path: Path, shards: list[list[str]], weight_map: dict[str, str]) -> Path:

@@ -25,7 +25,7 @@ import os
 import re
 import stat
 from itertools import accumulate
-from operator import itemgetter, sub
+from operator import eq, itemgetter, sub
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -475,13 +475,16 @@ def _check_into(
 # not fully recognise (any whitespace, an escape in a name, another field order, a leading zero, an unknown dtype, a
 # duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
 
-_NUMBER = "(?:0|[1-9][0-9]{0,19})"
-"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded."""
+_NUMBER = "(?:0|[1-9][0-9]{0,19}+)"
+"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded (the digits
+are followed by a comma or a bracket, never a digit: a possessive repeat matches as the plain one would)."""
 _ENTRY = re.compile(
     # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
     # that keys the sizes, then the offsets; then the comma before the next entry, or the end (of the entries' text,
     # cut before the closing brace). A literal first character lets the engine skip ahead to each quote.
-    r'"([^"\\\x00-\x1f]*)":\{"dtype":"([A-Z0-9_]{1,16}","shape":\[[0-9,]{0,400})\],'
+    # (possessive repeats, "*+": what each class takes is never given back, since the character after it is not in
+    # the class; the same matches, without the engine saving a place to backtrack to at every character)
+    r'"([^"\\\x00-\x1f]*+)":\{"dtype":"([A-Z0-9_]{1,16}+","shape":\[[0-9,]{0,400}+)\],'
     rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
 )
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
@@ -685,15 +688,28 @@ def check_index_size(source: str | Path, size: int) -> None:
 def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any]]:
     """The weight map (tensor -> shard file name) and the declared ``metadata`` of an index's JSON, local or
     fetched; ``raw`` at most :data:`MAX_INDEX_SIZE` bytes."""
+    weight_map, declared, _ = _parse_index(source, raw)
+    return weight_map, declared
+
+
+def _parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    """:func:`parse_index`, and the shard file names, each once, in the order first listed."""
     check_index_size(source, len(raw))
     index = _parse_json(source, raw, what="index")
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
-    if not set(map(type, weight_map.values())) <= {str}:  # in C: JSON strings are str, never a subclass
+    # Every value a str (JSON strings are str, never a subclass) where the distinct values are: a value of another
+    # type is not hashable (an array, an object) or is a distinct value of its own (no str equals a number, a bool
+    # or null). The distinct values are a few hundred shards: their types are looked at, not 100,000 values'
+    try:
+        shards = list(dict.fromkeys(weight_map.values()))
+    except TypeError:
+        shards = None
+    if shards is None or not set(map(type, shards)) <= {str}:
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
-    return weight_map, declared if isinstance(declared, dict) else {}
+    return weight_map, declared if isinstance(declared, dict) else {}, shards
 
 
 def _read_index(path: Path) -> Inventory:
@@ -702,11 +718,11 @@ def _read_index(path: Path) -> Inventory:
         raw = path.read_bytes()
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    weight_map, declared = parse_index(path, raw)
+    weight_map, declared, names = _parse_index(path, raw)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
-    for name in dict.fromkeys(weight_map.values()):
+    for name in names:
         shards[name] = _shard_path(path, directory, name, roots)
     table, owner, notes, file_meta = _read_shards(shards, weight_map)
     if owner is not weight_map:  # else the shards were found to hold exactly what the index says (_read_shards)
@@ -741,8 +757,11 @@ def _read_shards(
                 raise
             if first_meta is None and meta:
                 first_meta = meta
-        if (weight_map is not None and len(weight_map) == len(names)
-                and list(map(weight_map.get, names)) == columns.origins):
+        if weight_map is not None and len(weight_map) == len(names) and (
+                # listed in the order read (an index written shard by shard): compared in step, no lookup; else
+                # each read one looked up
+                (all(map(eq, weight_map, names)) and list(weight_map.values()) == columns.origins)
+                or list(map(weight_map.get, names)) == columns.origins):
             # as many listed as read, and each read one listed in its own shard: two shards cannot share a name
             owner = weight_map
         else:
