@@ -508,36 +508,42 @@ class Report:
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
-        """Every headline figure in one pass over the unique records (or the groups of a table's columns)."""
+        """Every headline figure, and the rows of :attr:`by_dtype` (``"dtypes"``: dtype -> [parameters, buffers,
+        bytes]), from the unique records grouped by (role, dtype, trainable) (or from the groups of a table's
+        columns)."""
         if self._table is not None:
             return self._table_totals()
+        groups, unpacked = self._record_groups
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
         aux_bytes: int | None = 0
         known = True
         other: dict[str, int] = {}
-        unpacked = 0  # logical less stored elements of packed parameters
-        for r, numel, size in self._sizes:
-            role = r.role
+        rows: dict[str, list[int]] = {}  # dtype -> [parameters, buffers, bytes]
+        for (_, dtype, trained), (role, numel, size, unknown) in groups.items():
             if role is Role.PARAMETER:
                 total += numel
-                if r.quant is not None:
-                    unpacked += numel - r.stored_numel
-                if r.trainable is True:
+                if trained is True:
                     trainable += numel
-                elif r.trainable is False:
+                elif trained is False:
                     frozen += numel
                 else:
                     known = False
-                parameter_bytes = None if size is None or parameter_bytes is None else parameter_bytes + size
+                parameter_bytes = None if unknown or parameter_bytes is None else parameter_bytes + size
             elif role is Role.BUFFER:
                 buffers += numel
-                buffer_bytes = None if size is None or buffer_bytes is None else buffer_bytes + size
+                buffer_bytes = None if unknown or buffer_bytes is None else buffer_bytes + size
             else:
                 other[role.value] = other.get(role.value, 0) + numel
                 if role is Role.QUANT_AUX:
-                    aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size
+                    aux_bytes = None if unknown or aux_bytes is None else aux_bytes + size
+                continue
+            row = rows.get(dtype)
+            if row is None:
+                row = rows[dtype] = [0, 0, 0]
+            row[0 if role is Role.PARAMETER else 1] += numel
+            row[2] += size  # the known sizes: a dtype of unknown size adds none
         copies, copy_bytes = self._stored_copies
         if copy_bytes is None:
             parameter_bytes = None
@@ -554,7 +560,51 @@ class Report:
             "aux_bytes": aux_bytes,
             "known": known,
             "stored_elements": total - unpacked + copies,
+            "dtypes": rows,
         }
+
+    @cached_property
+    def _record_groups(self) -> tuple[dict[tuple[int, str, bool | None], list[Any]], int]:
+        """The unique initialized records grouped by (role, dtype, trainable), in first-seen order: (id of the role,
+        dtype, trainable) -> [role, logical elements, bytes of the known sizes, whether a size was unknown]; and the
+        logical less stored elements of the packed parameters.
+
+        Every headline figure and every dtype's row is a sum over a few groups (a model has a handful), so the
+        pass over the records does little per record: records come in runs of one role, dtype and trainability
+        (a module's weight and bias, block after block), a run's sums are kept in locals and added to its group
+        when it ends, and the group is looked up once per run, not once per record."""
+        groups: dict[tuple[int, str, bool | None], list[Any]] = {}
+        role: Any = _NONE  # the current run's role, dtype and trainability: no record has these
+        dtype: Any = _NONE
+        trained: Any = _NONE
+        group: list[Any] = [None, 0, 0, False]  # the current run's group (at first, a dummy)
+        numels = sizes = 0  # the current run's sums
+        unknown = False  # whether a size in the current run was unknown (a dtype paramscope cannot size)
+        unpacked = 0
+        parameter = Role.PARAMETER
+        for r, numel, size in self._sizes:
+            if r.role is not role or r.dtype is not dtype or r.trainable is not trained:
+                group[1] += numels
+                group[2] += sizes
+                group[3] = group[3] or unknown
+                numels = sizes = 0
+                unknown = False
+                role, dtype, trained = r.role, r.dtype, r.trainable
+                key = (id(role), dtype, trained)  # a role's id: an enum's hash is a Python call
+                group = groups.get(key)  # type: ignore[assignment]
+                if group is None:
+                    group = groups[key] = [role, 0, 0, False]
+            numels += numel
+            if size is None:
+                unknown = True
+            else:
+                sizes += size
+            if r.quant is not None and role is parameter:
+                unpacked += numel - r.stored_numel
+        group[1] += numels
+        group[2] += sizes
+        group[3] = group[3] or unknown
+        return groups, unpacked
 
     @cached_property
     def _stored_copies(self) -> tuple[int, int | None]:
@@ -794,7 +844,8 @@ class Report:
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
-        row: list[Any] = []
+        row: list[Any] = [0, 0, set()]
+        numels = sizes = 0  # the current run's sums, added to its class's row when the run ends
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
@@ -803,14 +854,20 @@ class Report:
             if module != last_module or owner != last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
                 # is looked up once per module, not once per record
+                row[0] += numels
+                row[1] += sizes
+                numels = sizes = 0
                 last_module, last_owner = module, owner
                 kind = owner or types.get(module) or "(unknown)"
                 row = kinds.get(kind)  # type: ignore[assignment]
                 if row is None:
                     row = kinds[kind] = [0, 0, set()]
                 row[2].add(module)
-            row[0] += numel
-            row[1] += size or 0
+            numels += numel
+            if size is not None:
+                sizes += size
+        row[0] += numels
+        row[1] += sizes
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
@@ -881,17 +938,8 @@ class Report:
                     rows[dtype][0 if role is Role.PARAMETER else 1] += extra
             totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
             return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
-        parameter, buffer = Role.PARAMETER, Role.BUFFER
-        for r, numel, size in self._sizes:
-            role = r.role
-            if role is not parameter and role is not buffer:
-                continue
-            row = rows.get(r.dtype)
-            if row is None:
-                row = rows[r.dtype] = [0, 0, 0]
-            row[0 if role is parameter else 1] += numel
-            row[2] += size or 0
-        totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
+        # counted with the headline figures, in their pass (:attr:`_totals`)
+        totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in self._totals["dtypes"].items()]
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
 
     def top(self, k: int) -> list[TensorRecord]:
