@@ -56,7 +56,6 @@ from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
 from itertools import pairwise
-from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
@@ -131,12 +130,12 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
     for all formats at once."""
     if not records:
         return
-    names = records if type(records[0]) is str else list(map(attrgetter("name"), records))
-    lengths = list(map(len, names))
+    names = records if type(records[0]) is str else [r.name for r in records]
     # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting
-    if max(lengths) < MAX_NAME_PARTS - 1:
+    if max(map(len, names)) < MAX_NAME_PARTS - 1:
         return
-    for name, length in zip(names, lengths, strict=True):
+    for name in names:
+        length = len(name)
         if length > MAX_NAME_LENGTH:
             problem = f"is {length:,} characters long (at most {MAX_NAME_LENGTH:,} are read)"
         elif length >= MAX_NAME_PARTS - 1 and name.count(".") >= MAX_NAME_PARTS:
@@ -385,13 +384,12 @@ class Report:
         tensors = inventory.tensors
         if inventory.columnar:  # the names checked above
             names = inventory.table.names
-        else:  # listed once, in C, for both uses
-            names = list(map(attrgetter("name"), tensors))
+        else:  # listed once for both uses (a list comprehension reads a slot faster than map(attrgetter))
+            names = [r.name for r in tensors]
             check_names(inventory.source, names)
         count = len(tensors)
         # (both tests in C: a set of the names, the ties' None counted)
-        if len(set(names)) == count and \
-                list(map(attrgetter("tie"), tensors)).count(None) == count:
+        if len(set(names)) == count and [r.tie for r in tensors].count(None) == count:
             # No tie and no name twice: every record is its own group (the common case for files, and
             # cheaper than a dict of a million tie keys)
             self._heads = tensors
@@ -729,38 +727,41 @@ class Report:
     def _embeddings(self) -> tuple[set[Hashable], list[TensorRecord]]:
         """The tie keys of the embedding weights' groups, and each such group's head (its record in
         :attr:`_heads`), so that counting them is a pass over these few records, not over every record."""
+        def is_embedding_class(owner: str) -> bool:
+            # the source named the class: nn.Embedding (or a subclass named for it, Gemma's ScaledWordEmbedding),
+            # or the table a reader marked (Keras's `embeddings`, vars/0)
+            return owner in EMBEDDING_TYPES or owner.endswith(EMBEDDING_CLASS_ENDINGS)
+
         def is_embedding(r: TensorRecord) -> bool:
-            if r.owner_type is not None:  # the source named the class: nn.Embedding (or a subclass named for it,
-                # Gemma's ScaledWordEmbedding), or the table a reader marked (Keras's `embeddings`, vars/0)
-                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
+            if r.owner_type is not None:
+                return is_embedding_class(r.owner_type)
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
             return _embedding_name().search(module) is not None
 
-        # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
-        # those alone, not on every weight of a million-tensor checkpoint.
-        weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
-        # A live model names every holder's class: the rule is decided once per class, not once per tensor
-        by_owner: dict[str, bool] = {}
-        keys = set()
-        heads: dict[int, TensorRecord] = {}  # id -> head: a head found both ways is one head
-        for head in self._heads:
-            owner = head.owner_type
-            if owner is not None:
-                hit = by_owner.get(owner)
-                if hit is None:
-                    hit = by_owner[owner] = is_embedding(head)
-            else:
-                hit = head.name.endswith(weights) and is_embedding(head)
-            if hit:
-                keys.add(head.tie_key)
-                heads[id(head)] = head
+        from itertools import compress
+
+        heads = self._heads
+        owners = [r.owner_type for r in heads]
+        # A live model names every holder's class: the rule is decided once per class (in C, the classes listed
+        # once), and the records of an embedding class picked in C, not tested one by one
+        classes = dict.fromkeys(owners)
+        embedding_classes = {owner for owner in classes if owner is not None and is_embedding_class(owner)}
+        found = list(compress(heads, map(embedding_classes.__contains__, owners))) if embedding_classes else []
+        if None in classes:
+            # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
+            # those alone, not on every weight of a million-tensor checkpoint.
+            weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
+            found += [r for r, owner in zip(heads, owners, strict=True)
+                      if owner is None and r.name.endswith(weights) and is_embedding(r)]
+        keys = {r.tie_key for r in found}
+        hits = {id(r): r for r in found}  # id -> head: a head found both ways is one head
         for key, group in self._aliased.items():
             if any(is_embedding(r) for r in group):
                 keys.add(key)
-                heads[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
-        return keys, list(heads.values())
+                hits[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
+        return keys, list(hits.values())
 
     @cached_property
     def embedding(self) -> int:
@@ -844,25 +845,29 @@ class Report:
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
+        kind: str | None = None  # the class the current run of records counts under, and its row
         row: list[Any] = [0, 0, set()]
-        numels = sizes = 0  # the current run's sums, added to its class's row when the run ends
+        held = row[2]
+        numels = sizes = 0  # the current run's sums, added to its class's row when the class changes
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
-            owner = r.owner_type
-            if module != last_module or owner != last_owner:
+            if module != last_module or r.owner_type is not last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
-                # is looked up once per module, not once per record
-                row[0] += numels
-                row[1] += sizes
-                numels = sizes = 0
-                last_module, last_owner = module, owner
-                kind = owner or types.get(module) or "(unknown)"
-                row = kinds.get(kind)  # type: ignore[assignment]
-                if row is None:
-                    row = kinds[kind] = [0, 0, set()]
-                row[2].add(module)
+                # is looked up once per module, not once per record, and its row once per run of one class
+                last_module, last_owner = module, r.owner_type
+                new_kind = last_owner or types.get(module) or "(unknown)"
+                if new_kind is not kind:
+                    row[0] += numels
+                    row[1] += sizes
+                    numels = sizes = 0
+                    kind = new_kind
+                    row = kinds.get(kind)  # type: ignore[assignment]
+                    if row is None:
+                        row = kinds[kind] = [0, 0, set()]
+                    held = row[2]
+                held.add(module)
             numels += numel
             if size is not None:
                 sizes += size
