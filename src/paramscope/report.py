@@ -845,34 +845,23 @@ class Report:
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
-        kind: str | None = None  # the class the current run of records counts under, and its row
-        row: list[Any] = [0, 0, set()]
-        held = row[2]
-        numels = sizes = 0  # the current run's sums, added to its class's row when the class changes
+        row: list[Any] = []
         for r, numel, size in self._sizes:
             if r.role is not parameter:
                 continue
             module = r.name.rpartition(".")[0]
-            if module != last_module or r.owner_type is not last_owner:
+            owner = r.owner_type
+            if module != last_module or owner != last_owner:
                 # a new module (or holder class): a live model's records come module by module, so the class
-                # is looked up once per module, not once per record, and its row once per run of one class
-                last_module, last_owner = module, r.owner_type
-                new_kind = last_owner or types.get(module) or "(unknown)"
-                if new_kind is not kind:
-                    row[0] += numels
-                    row[1] += sizes
-                    numels = sizes = 0
-                    kind = new_kind
-                    row = kinds.get(kind)  # type: ignore[assignment]
-                    if row is None:
-                        row = kinds[kind] = [0, 0, set()]
-                    held = row[2]
-                held.add(module)
-            numels += numel
-            if size is not None:
-                sizes += size
-        row[0] += numels
-        row[1] += sizes
+                # is looked up once per module, not once per record
+                last_module, last_owner = module, owner
+                kind = owner or types.get(module) or "(unknown)"
+                row = kinds.get(kind)  # type: ignore[assignment]
+                if row is None:
+                    row = kinds[kind] = [0, 0, set()]
+                row[2].add(module)
+            row[0] += numel
+            row[1] += size or 0
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
