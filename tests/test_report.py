@@ -516,3 +516,25 @@ def test_grouped_totals_keep_unknown_sizes_and_other_roles_apart_by_hand():
     assert list(report.other) == ["optimizer_state", "quant_aux"]  # first-seen order
     assert [(d.dtype, d.parameters, d.buffers, d.bytes) for d in report.by_dtype] == [
         ("int64", 0, 7, 56), ("float32", 13, 0, 52), ("no-such-dtype", 5, 0, 0)]
+
+
+def test_tie_groups_among_unique_names_and_a_tie_key_shaped_like_a_name_key():
+    # hand count: "a" and "c" share storage 7, "b" and "e" storage ("s", 1); "d" stands alone
+    records = [
+        TensorRecord("a", (2, 3), "float32", tie=7),
+        TensorRecord("b", (4,), "float32", tie=("s", 1)),
+        TensorRecord("c", (2, 3), "float32", tie=7),
+        TensorRecord("d", (5,), "float32"),
+        TensorRecord("e", (4,), "float32", tie=("s", 1)),
+    ]
+    report = Report(Inventory("t", "test", records))
+    assert [r.name for r in report.unique] == ["a", "b", "d"]
+    assert report.ties == [["a", "c"], ["b", "e"]]
+    assert report.total == 6 + 4 + 5
+    assert report.canonical_name == {"a": "a", "c": "a", "b": "b", "e": "b"}
+    # a tie key equal to an untied record's own key, ("name", its name), is that record's group (records.tie_key)
+    shaped = [*records, TensorRecord("f", (5,), "float32", tie=("name", "d"))]
+    report = Report(Inventory("t", "test", shaped))
+    assert [r.name for r in report.unique] == ["a", "b", "d"]
+    assert report.ties == [["a", "c"], ["b", "e"], ["d", "f"]]
+    assert report.total == 15

@@ -389,23 +389,43 @@ class Report:
             check_names(inventory.source, names)
         count = len(tensors)
         # (both tests in C: a set of the names, the ties' None counted)
-        if len(set(names)) == count and [r.tie for r in tensors].count(None) == count:
+        unique_names = len(set(names)) == count
+        ties = [r.tie for r in tensors]
+        untied = ties.count(None)
+        if unique_names and untied == count:
             # No tie and no name twice: every record is its own group (the common case for files, and
             # cheaper than a dict of a million tie keys)
             self._heads = tensors
             self._aliased = {}
             return
+        aliases: dict[Hashable, list[TensorRecord]] = {}
         with paused_gc():
-            heads: dict[Hashable, TensorRecord] = {}
-            aliases: dict[Hashable, list[TensorRecord]] = {}
-            for record in tensors:
-                key = record.tie_key
-                if key in heads:
-                    aliases.setdefault(key, [heads[key]]).append(record)
-                else:
-                    heads[key] = record
-            self._heads = list(heads.values())
-            self._aliased = aliases
+            if unique_names and not any(isinstance(k, tuple) and k[:1] == ("name",) for k in ties if k is not None):
+                # A few tied records among unique names (a tied head): a record without a tie is its own group
+                # (its key, ("name", its name), is no other record's: no tie key has that form), so only the tied
+                # ones are looked up, not a tie key made and hashed for every record
+                first: dict[Hashable, TensorRecord] = {}
+                group_heads: list[TensorRecord] = []
+                keep = group_heads.append
+                for record, key in zip(tensors, ties, strict=True):
+                    if key is None:
+                        keep(record)
+                    elif key in first:
+                        aliases.setdefault(key, [first[key]]).append(record)
+                    else:
+                        first[key] = record
+                        keep(record)
+                self._heads = group_heads
+            else:
+                heads: dict[Hashable, TensorRecord] = {}
+                for record in tensors:
+                    key = record.tie_key
+                    if key in heads:
+                        aliases.setdefault(key, [heads[key]]).append(record)
+                    else:
+                        heads[key] = record
+                self._heads = list(heads.values())
+        self._aliased = aliases
 
     # ---- what the source said -------------------------------------------------------------
     @property
