@@ -22,6 +22,29 @@ def test_sized_uses_kept_sizes_and_computes_the_rest_once_per_dtype_and_shape():
     assert fresh[1]._numel == 4 and fresh[1]._nbytes == 16  # sized records keep their sizes
 
 
+
+def test_sized_takes_the_columns_as_they_are_only_when_every_record_is_initialized_and_sized():
+    sized_already = [file_record(f"m{i}.weight", (i, 3), "float32", Role.PARAMETER, "", 3 * i, 12 * i)
+                     for i in range(1, 4)]
+    records, numel, nbytes = sized(sized_already)
+    assert (numel, nbytes) == ([3, 6, 9], [12, 24, 36])
+    assert records == sized_already
+    # an uninitialized record whose (zero) count was read still has no shape: it is left out all the same
+    lazy = TensorRecord("lazy.weight", None, "float32")
+    assert lazy.numel == 0 and lazy._numel == 0
+    records, numel, nbytes = sized([*sized_already, lazy])
+    assert [r.name for r in records] == ["m1.weight", "m2.weight", "m3.weight"] and numel == [3, 6, 9]
+    # an empty tensor (0 bytes, which compares equal to the "not sized" mark False) and an unknown dtype
+    empty = TensorRecord("e", (0, 4), "float32")
+    odd = TensorRecord("o", (5,), "no-such-dtype")
+    assert (empty.nbytes, odd.nbytes) == (0, None)  # both sized now
+    records, numel, nbytes = sized([empty, odd, *sized_already])
+    assert (numel, nbytes) == ([0, 5, 3, 6, 9], [0, None, 12, 24, 36])
+    # a record sized by count only (its bytes not yet read) has them computed
+    half = TensorRecord("h", (2, 2), "bfloat16")
+    half._numel = 4
+    assert sized([half, *sized_already])[2] == [8, 12, 24, 36] and half._nbytes == 8
+
 # ---- Table: an inventory's tensors as columns ---------------------------------------------------------
 
 from paramscope.records import Inventory, QuantInfo, Table  # noqa: E402

@@ -443,3 +443,98 @@ def test_record_tree_makes_missing_ancestors_in_order_and_keeps_the_text_limit(m
             report().tree(None)
     monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 21)
     assert len(list(report().tree(None).walk())) == 6
+
+
+def test_headline_figures_and_dtype_and_type_rows_match_torch_whatever_the_runs():
+    # The totals come from records grouped by (role, dtype, trainable) in runs, by_type from runs of one module:
+    # dtypes, trainability and roles that change every record or two, checked against torch's own numbers.
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    import paramscope
+
+    blocks: list[nn.Module] = []
+    for i in range(6):
+        linear = nn.Linear(4, 3)
+        if i % 2:
+            linear.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16))  # weight bf16, bias fp32
+        if i % 3 == 0:
+            linear.bias.requires_grad_(False)
+        blocks += [linear, nn.BatchNorm1d(3)]  # float32 and int64 buffers between the parameters
+    model = nn.Sequential(*blocks, nn.Linear(3, 2).to(torch.float16), nn.Embedding(5, 2))
+    report = paramscope.inspect(model)
+    params, buffers = list(model.parameters()), list(model.buffers())
+
+    def size(ts):
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    assert report.total == sum(p.numel() for p in params) == 6 * 15 + 6 * 6 + 8 + 10
+    assert report.trainable == sum(p.numel() for p in params if p.requires_grad) == report.total - 2 * 3
+    assert report.frozen == 6
+    assert report.buffers == sum(b.numel() for b in buffers)
+    assert (report.parameter_bytes, report.buffer_bytes) == (size(params), size(buffers))
+    assert report.bytes == size(params) + size(buffers)
+    assert report.non_embedding == report.total - 10
+    expected: dict[str, list[int]] = {}
+    for tensors, column in ((params, 0), (buffers, 1)):
+        for t in tensors:
+            row = expected.setdefault(str(t.dtype).removeprefix("torch."), [0, 0, 0])
+            row[column] += t.numel()
+            row[2] += t.numel() * t.element_size()
+    assert {d.dtype: [d.parameters, d.buffers, d.bytes] for d in report.by_dtype} == expected
+    assert set(expected) == {"float32", "bfloat16", "float16", "int64"}
+    types: dict[str, list[int]] = {}
+    for _, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if own:
+            row = types.setdefault(type(module).__name__, [0, 0, 0])
+            row[0] += 1
+            row[1] += sum(p.numel() for p in own)
+            row[2] += size(own)
+    assert {t.type: [t.modules, t.parameters, t.bytes] for t in report.by_type} == types
+
+
+def test_grouped_totals_keep_unknown_sizes_and_other_roles_apart_by_hand():
+    # hand count: an unknown dtype in the middle of a run of float32 parameters makes parameter bytes unknown but
+    # leaves every dtype's known bytes; optimizer state and bookkeeping are neither parameters nor buffers
+    records = [
+        TensorRecord("a.weight", (2, 3), "float32", trainable=True),
+        TensorRecord("a.odd", (5,), "no-such-dtype", trainable=True),
+        TensorRecord("a.bias", (3,), "float32", trainable=True),
+        TensorRecord("a.exp_avg", (2, 3), "float32", role=Role.OPTIMIZER_STATE),
+        TensorRecord("a.scales", (4,), "float16", role=Role.QUANT_AUX),
+        TensorRecord("b.weight", (4,), "float32", trainable=False),
+        TensorRecord("b.ids", (7,), "int64", role=Role.BUFFER),
+        TensorRecord("b.scales", (2,), "float16", role=Role.QUANT_AUX),
+        TensorRecord("c.exp_avg", (1,), "float32", role=Role.OPTIMIZER_STATE),
+    ]
+    report = Report(Inventory("g", "test", records))
+    assert (report.total, report.trainable, report.frozen, report.buffers) == (6 + 5 + 3 + 4, 14, 4, 7)
+    assert report.parameter_bytes is None and report.bytes is None
+    assert (report.buffer_bytes, report.quant_aux_bytes) == (56, 12)
+    assert report.other == {"optimizer_state": 7, "quant_aux": 6}
+    assert list(report.other) == ["optimizer_state", "quant_aux"]  # first-seen order
+    assert [(d.dtype, d.parameters, d.buffers, d.bytes) for d in report.by_dtype] == [
+        ("int64", 0, 7, 56), ("float32", 13, 0, 52), ("no-such-dtype", 5, 0, 0)]
+
+
+def test_tie_groups_among_unique_names_and_a_tie_key_shaped_like_a_name_key():
+    # hand count: "a" and "c" share storage 7, "b" and "e" storage ("s", 1); "d" stands alone
+    records = [
+        TensorRecord("a", (2, 3), "float32", tie=7),
+        TensorRecord("b", (4,), "float32", tie=("s", 1)),
+        TensorRecord("c", (2, 3), "float32", tie=7),
+        TensorRecord("d", (5,), "float32"),
+        TensorRecord("e", (4,), "float32", tie=("s", 1)),
+    ]
+    report = Report(Inventory("t", "test", records))
+    assert [r.name for r in report.unique] == ["a", "b", "d"]
+    assert report.ties == [["a", "c"], ["b", "e"]]
+    assert report.total == 6 + 4 + 5
+    assert report.canonical_name == {"a": "a", "c": "a", "b": "b", "e": "b"}
+    # a tie key equal to an untied record's own key, ("name", its name), is that record's group (records.tie_key)
+    shaped = [*records, TensorRecord("f", (5,), "float32", tie=("name", "d"))]
+    report = Report(Inventory("t", "test", shaped))
+    assert [r.name for r in report.unique] == ["a", "b", "d"]
+    assert report.ties == [["a", "c"], ["b", "e"], ["d", "f"]]
+    assert report.total == 15

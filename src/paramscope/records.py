@@ -202,6 +202,13 @@ def sized(records: list[TensorRecord]) -> tuple[list[TensorRecord], list[int], l
     all the same, and 100,000 tuples that live as long as the report would each be walked by the cyclic garbage
     collector. A model repeats a few (dtype, shape) pairs, so each pair is sized once: a million records cost a
     million dictionary look-ups rather than a million products and dtype look-ups."""
+    # The common case, every record initialized and sized already (a live model's, a reader's): the columns are
+    # two list comprehensions and three tests in C (a third of the loop below: 1.0 ms against 1.5 for 20,000)
+    numels = [r._numel for r in records if r.shape is not None]
+    if len(numels) == len(records) and None not in numels:
+        sizes = [r._nbytes for r in records]
+        if False not in sizes:  # (a size of 0 compares equal to False too: that record takes the loop below)
+            return records, numels, sizes  # type: ignore[return-value]
     known: dict[tuple[str, tuple[int, ...]], tuple[int, int | None]] = {}
     kept: list[TensorRecord] = []
     numels: list[int] = []

@@ -56,7 +56,6 @@ from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
 from itertools import pairwise
-from operator import attrgetter
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
@@ -131,12 +130,12 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
     for all formats at once."""
     if not records:
         return
-    names = records if type(records[0]) is str else list(map(attrgetter("name"), records))
-    lengths = list(map(len, names))
+    names = records if type(records[0]) is str else [r.name for r in records]
     # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting
-    if max(lengths) < MAX_NAME_PARTS - 1:
+    if max(map(len, names)) < MAX_NAME_PARTS - 1:
         return
-    for name, length in zip(names, lengths, strict=True):
+    for name in names:
+        length = len(name)
         if length > MAX_NAME_LENGTH:
             problem = f"is {length:,} characters long (at most {MAX_NAME_LENGTH:,} are read)"
         elif length >= MAX_NAME_PARTS - 1 and name.count(".") >= MAX_NAME_PARTS:
@@ -385,29 +384,48 @@ class Report:
         tensors = inventory.tensors
         if inventory.columnar:  # the names checked above
             names = inventory.table.names
-        else:  # listed once, in C, for both uses
-            names = list(map(attrgetter("name"), tensors))
+        else:  # listed once for both uses (a list comprehension reads a slot faster than map(attrgetter))
+            names = [r.name for r in tensors]
             check_names(inventory.source, names)
         count = len(tensors)
         # (both tests in C: a set of the names, the ties' None counted)
-        if len(set(names)) == count and \
-                list(map(attrgetter("tie"), tensors)).count(None) == count:
+        unique_names = len(set(names)) == count
+        ties = [r.tie for r in tensors]
+        untied = ties.count(None)
+        if unique_names and untied == count:
             # No tie and no name twice: every record is its own group (the common case for files, and
             # cheaper than a dict of a million tie keys)
             self._heads = tensors
             self._aliased = {}
             return
+        aliases: dict[Hashable, list[TensorRecord]] = {}
         with paused_gc():
-            heads: dict[Hashable, TensorRecord] = {}
-            aliases: dict[Hashable, list[TensorRecord]] = {}
-            for record in tensors:
-                key = record.tie_key
-                if key in heads:
-                    aliases.setdefault(key, [heads[key]]).append(record)
-                else:
-                    heads[key] = record
-            self._heads = list(heads.values())
-            self._aliased = aliases
+            if unique_names and not any(isinstance(k, tuple) and k[:1] == ("name",) for k in ties if k is not None):
+                # A few tied records among unique names (a tied head): a record without a tie is its own group
+                # (its key, ("name", its name), is no other record's: no tie key has that form), so only the tied
+                # ones are looked up, not a tie key made and hashed for every record
+                first: dict[Hashable, TensorRecord] = {}
+                group_heads: list[TensorRecord] = []
+                keep = group_heads.append
+                for record, key in zip(tensors, ties, strict=True):
+                    if key is None:
+                        keep(record)
+                    elif key in first:
+                        aliases.setdefault(key, [first[key]]).append(record)
+                    else:
+                        first[key] = record
+                        keep(record)
+                self._heads = group_heads
+            else:
+                heads: dict[Hashable, TensorRecord] = {}
+                for record in tensors:
+                    key = record.tie_key
+                    if key in heads:
+                        aliases.setdefault(key, [heads[key]]).append(record)
+                    else:
+                        heads[key] = record
+                self._heads = list(heads.values())
+        self._aliased = aliases
 
     # ---- what the source said -------------------------------------------------------------
     @property
@@ -508,36 +526,42 @@ class Report:
 
     @cached_property
     def _totals(self) -> dict[str, Any]:
-        """Every headline figure in one pass over the unique records (or the groups of a table's columns)."""
+        """Every headline figure, and the rows of :attr:`by_dtype` (``"dtypes"``: dtype -> [parameters, buffers,
+        bytes]), from the unique records grouped by (role, dtype, trainable) (or from the groups of a table's
+        columns)."""
         if self._table is not None:
             return self._table_totals()
+        groups, unpacked = self._record_groups
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
         aux_bytes: int | None = 0
         known = True
         other: dict[str, int] = {}
-        unpacked = 0  # logical less stored elements of packed parameters
-        for r, numel, size in self._sizes:
-            role = r.role
+        rows: dict[str, list[int]] = {}  # dtype -> [parameters, buffers, bytes]
+        for (_, dtype, trained), (role, numel, size, unknown) in groups.items():
             if role is Role.PARAMETER:
                 total += numel
-                if r.quant is not None:
-                    unpacked += numel - r.stored_numel
-                if r.trainable is True:
+                if trained is True:
                     trainable += numel
-                elif r.trainable is False:
+                elif trained is False:
                     frozen += numel
                 else:
                     known = False
-                parameter_bytes = None if size is None or parameter_bytes is None else parameter_bytes + size
+                parameter_bytes = None if unknown or parameter_bytes is None else parameter_bytes + size
             elif role is Role.BUFFER:
                 buffers += numel
-                buffer_bytes = None if size is None or buffer_bytes is None else buffer_bytes + size
+                buffer_bytes = None if unknown or buffer_bytes is None else buffer_bytes + size
             else:
                 other[role.value] = other.get(role.value, 0) + numel
                 if role is Role.QUANT_AUX:
-                    aux_bytes = None if size is None or aux_bytes is None else aux_bytes + size
+                    aux_bytes = None if unknown or aux_bytes is None else aux_bytes + size
+                continue
+            row = rows.get(dtype)
+            if row is None:
+                row = rows[dtype] = [0, 0, 0]
+            row[0 if role is Role.PARAMETER else 1] += numel
+            row[2] += size  # the known sizes: a dtype of unknown size adds none
         copies, copy_bytes = self._stored_copies
         if copy_bytes is None:
             parameter_bytes = None
@@ -554,7 +578,51 @@ class Report:
             "aux_bytes": aux_bytes,
             "known": known,
             "stored_elements": total - unpacked + copies,
+            "dtypes": rows,
         }
+
+    @cached_property
+    def _record_groups(self) -> tuple[dict[tuple[int, str, bool | None], list[Any]], int]:
+        """The unique initialized records grouped by (role, dtype, trainable), in first-seen order: (id of the role,
+        dtype, trainable) -> [role, logical elements, bytes of the known sizes, whether a size was unknown]; and the
+        logical less stored elements of the packed parameters.
+
+        Every headline figure and every dtype's row is a sum over a few groups (a model has a handful), so the
+        pass over the records does little per record: records come in runs of one role, dtype and trainability
+        (a module's weight and bias, block after block), a run's sums are kept in locals and added to its group
+        when it ends, and the group is looked up once per run, not once per record."""
+        groups: dict[tuple[int, str, bool | None], list[Any]] = {}
+        role: Any = _NONE  # the current run's role, dtype and trainability: no record has these
+        dtype: Any = _NONE
+        trained: Any = _NONE
+        group: list[Any] = [None, 0, 0, False]  # the current run's group (at first, a dummy)
+        numels = sizes = 0  # the current run's sums
+        unknown = False  # whether a size in the current run was unknown (a dtype paramscope cannot size)
+        unpacked = 0
+        parameter = Role.PARAMETER
+        for r, numel, size in self._sizes:
+            if r.role is not role or r.dtype is not dtype or r.trainable is not trained:
+                group[1] += numels
+                group[2] += sizes
+                group[3] = group[3] or unknown
+                numels = sizes = 0
+                unknown = False
+                role, dtype, trained = r.role, r.dtype, r.trainable
+                key = (id(role), dtype, trained)  # a role's id: an enum's hash is a Python call
+                group = groups.get(key)  # type: ignore[assignment]
+                if group is None:
+                    group = groups[key] = [role, 0, 0, False]
+            numels += numel
+            if size is None:
+                unknown = True
+            else:
+                sizes += size
+            if r.quant is not None and role is parameter:
+                unpacked += numel - r.stored_numel
+        group[1] += numels
+        group[2] += sizes
+        group[3] = group[3] or unknown
+        return groups, unpacked
 
     @cached_property
     def _stored_copies(self) -> tuple[int, int | None]:
@@ -679,38 +747,41 @@ class Report:
     def _embeddings(self) -> tuple[set[Hashable], list[TensorRecord]]:
         """The tie keys of the embedding weights' groups, and each such group's head (its record in
         :attr:`_heads`), so that counting them is a pass over these few records, not over every record."""
+        def is_embedding_class(owner: str) -> bool:
+            # the source named the class: nn.Embedding (or a subclass named for it, Gemma's ScaledWordEmbedding),
+            # or the table a reader marked (Keras's `embeddings`, vars/0)
+            return owner in EMBEDDING_TYPES or owner.endswith(EMBEDDING_CLASS_ENDINGS)
+
         def is_embedding(r: TensorRecord) -> bool:
-            if r.owner_type is not None:  # the source named the class: nn.Embedding (or a subclass named for it,
-                # Gemma's ScaledWordEmbedding), or the table a reader marked (Keras's `embeddings`, vars/0)
-                return r.owner_type in EMBEDDING_TYPES or r.owner_type.endswith(EMBEDDING_CLASS_ENDINGS)
+            if r.owner_type is not None:
+                return is_embedding_class(r.owner_type)
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
             return _embedding_name().search(module) is not None
 
-        # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
-        # those alone, not on every weight of a million-tensor checkpoint.
-        weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
-        # A live model names every holder's class: the rule is decided once per class, not once per tensor
-        by_owner: dict[str, bool] = {}
-        keys = set()
-        heads: dict[int, TensorRecord] = {}  # id -> head: a head found both ways is one head
-        for head in self._heads:
-            owner = head.owner_type
-            if owner is not None:
-                hit = by_owner.get(owner)
-                if hit is None:
-                    hit = by_owner[owner] = is_embedding(head)
-            else:
-                hit = head.name.endswith(weights) and is_embedding(head)
-            if hit:
-                keys.add(head.tie_key)
-                heads[id(head)] = head
+        from itertools import compress
+
+        heads = self._heads
+        owners = [r.owner_type for r in heads]
+        # A live model names every holder's class: the rule is decided once per class (in C, the classes listed
+        # once), and the records of an embedding class picked in C, not tested one by one
+        classes = dict.fromkeys(owners)
+        embedding_classes = {owner for owner in classes if owner is not None and is_embedding_class(owner)}
+        found = list(compress(heads, map(embedding_classes.__contains__, owners))) if embedding_classes else []
+        if None in classes:
+            # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
+            # those alone, not on every weight of a million-tensor checkpoint.
+            weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
+            found += [r for r, owner in zip(heads, owners, strict=True)
+                      if owner is None and r.name.endswith(weights) and is_embedding(r)]
+        keys = {r.tie_key for r in found}
+        hits = {id(r): r for r in found}  # id -> head: a head found both ways is one head
         for key, group in self._aliased.items():
             if any(is_embedding(r) for r in group):
                 keys.add(key)
-                heads[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
-        return keys, list(heads.values())
+                hits[id(group[0])] = group[0]  # a group's first record is its head (Report.__init__)
+        return keys, list(hits.values())
 
     @cached_property
     def embedding(self) -> int:
@@ -881,17 +952,8 @@ class Report:
                     rows[dtype][0 if role is Role.PARAMETER else 1] += extra
             totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
             return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
-        parameter, buffer = Role.PARAMETER, Role.BUFFER
-        for r, numel, size in self._sizes:
-            role = r.role
-            if role is not parameter and role is not buffer:
-                continue
-            row = rows.get(r.dtype)
-            if row is None:
-                row = rows[r.dtype] = [0, 0, 0]
-            row[0 if role is parameter else 1] += numel
-            row[2] += size or 0
-        totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in rows.items()]
+        # counted with the headline figures, in their pass (:attr:`_totals`)
+        totals = [DTypeTotal(d, p, b, n) for d, (p, b, n) in self._totals["dtypes"].items()]
         return sorted(totals, key=lambda t: (-t.bytes, t.dtype))
 
     def top(self, k: int) -> list[TensorRecord]:
