@@ -779,11 +779,10 @@ class Report:
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
             from itertools import compress
-            from operator import itemgetter, methodcaller
 
             # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
             mask = list(map(Role.PARAMETER.__eq__, table.roles))
-            held = set(map(itemgetter(0), map(methodcaller("rpartition", "."), compress(table.names, mask))))
+            held = set(compress(self._tensor_modules, mask))
             if not held:
                 return []
             size = self.parameter_bytes
@@ -1230,6 +1229,14 @@ class Report:
             self._trees[key] = root
         return root
 
+    @cached_property
+    def _tensor_modules(self) -> list[str]:
+        """Each entry's module (its name less the last part) of a report over columns, made once for :attr:`by_type`
+        and :meth:`module_columns`, which drops it."""
+        table = self._table
+        assert table is not None
+        return [name.rpartition(".")[0] for name in table.names]
+
     def module_columns(self) -> ModuleColumns | None:
         """Every module of a report over columns, as :meth:`tree` ``(None, natural=False).walk()`` gives them, but
         as columns (no node per module): for the JSON document's ``modules``, which draws each module once.
@@ -1249,9 +1256,9 @@ class Report:
         from itertools import accumulate, compress, islice, repeat
         from operator import is_, is_not, mul, ne, sub
 
-        names = table.names
-        n = len(names)
-        modules = [name.rpartition(".")[0] for name in names]
+        n = len(table.names)
+        modules = self._tensor_modules
+        self.__dict__.pop("_tensor_modules", None)  # made for by_type too; not kept once the modules are made
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
         boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
         starts = list(compress(range(n), boundary))
@@ -1280,16 +1287,17 @@ class Report:
                 per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
         # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
-        # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums
+        # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums. The
+        # loop places modules only; each run's place is kept, and the sums are put at their places by C loops after
         index = {"": 0}
-        parents, depths, parameters, buffers, size = [-1], [0], [0], [0], [0]
+        parents, depths, places = [-1], [0], []
         get, setdefault = index.get, index.setdefault
+        add_parent, add_depth, add_place = parents.append, depths.append, places.append
         text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
         last, last_parent = 0, None  # the module made last, and its parent's path
         ordered = True  # each module made hangs off the path to the one made before it (depth first)
-        for module, parent, own_parameters, own_buffers, own_size in zip(
-            runs, (m.rpartition(".")[0] for m in runs), *per_run, strict=False  # no buffers: zeros without end
-        ):
+        again = False  # some module's place was made before its run (listed apart, or made as an ancestor)
+        for module, parent in zip(runs, [m.rpartition(".")[0] for m in runs], strict=True):
             if parent == last_parent:  # the last one's sibling (a header lists them together)
                 up = parents[last]
             else:
@@ -1308,34 +1316,48 @@ class Report:
                         if text > MAX_TREE_TEXT:
                             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
                         last = index[path] = len(parents)
-                        parents.append(up)
-                        depths.append(depths[up] + 1)
-                        parameters.append(0)
-                        buffers.append(0)
-                        size.append(0)
+                        add_parent(up)
+                        add_depth(depths[up] + 1)
                         up = last
             place = len(parents)
             at = setdefault(module, place)
             if at != place:  # made before: its sums grow
-                parameters[at] += own_parameters
-                buffers[at] += own_buffers
-                size[at] += own_size
+                add_place(at)
+                again = True
                 continue
             if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
                 ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
             last, last_parent = place, parent
-            parents.append(up)
-            depths.append(depths[up] + 1)
-            parameters.append(own_parameters)
-            buffers.append(own_buffers)
-            size.append(own_size)
+            add_parent(up)
+            add_depth(depths[up] + 1)
+            add_place(place)
+        count = len(parents)
+        parameters, buffers, size = [0] * count, [0] * count, [0] * count
+        if again:  # a place can take the sums of several runs
+            for at, own_parameters, own_buffers, own_size in zip(places, *per_run, strict=False):
+                parameters[at] += own_parameters
+                buffers[at] += own_buffers
+                size[at] += own_size
+        else:
+            from collections import deque
+
+            deque(map(parameters.__setitem__, places, per_run[0]), maxlen=0)
+            if columns[1] is not None:
+                deque(map(buffers.__setitem__, places, per_run[1]), maxlen=0)
+            deque(map(size.__setitem__, places, per_run[2]), maxlen=0)
+        del places
         paths = list(index)  # in the order they were placed
         del index, runs, per_run
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
             return None
-        if columns[1] is None:  # nothing in buffers to add up
+        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None)
+
+    def _summed(self, paths: list[str], parents: list[int], depths: list[int], parameters: list[int],
+                buffers: list[int], size: list[int], any_buffers: bool) -> ModuleColumns:
+        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first)."""
+        if not any_buffers:  # nothing in buffers to add up
             for at in range(len(parents) - 1, 0, -1):  # children after their parents: backwards is bottom-up
                 up = parents[at]
                 parameters[up] += parameters[at]
