@@ -363,6 +363,114 @@ def _hangs(parents: list[int], last: int, up: int) -> bool:
     return last == up
 
 
+def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], list[int], list[int], bool, bool]:
+    """:meth:`Report.module_columns`' modules, one run at a time: (paths, parents, depths, each run's place, whether
+    a place takes several runs, whether depth first)."""
+    # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
+    # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums. The
+    # loop places modules only; each run's place is kept, and the sums are put at their places by C loops after
+    index = {"": 0}
+    parents, depths, places = [-1], [0], []
+    get, setdefault = index.get, index.setdefault
+    add_parent, add_depth, add_place = parents.append, depths.append, places.append
+    text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
+    last, last_parent = 0, None  # the module made last, and its parent's path
+    ordered = True  # each module made hangs off the path to the one made before it (depth first)
+    again = False  # some module's place was made before its run (listed apart, or made as an ancestor)
+    for module, parent in zip(runs, [m.rpartition(".")[0] for m in runs], strict=True):
+        if parent == last_parent:  # the last one's sibling (a header lists them together)
+            up = parents[last]
+        else:
+            up = get(parent)
+            if up is None:  # its parent is new too: made first, with any other missing ancestors
+                missing = [parent]
+                above = parent.rpartition(".")[0]
+                while above not in index:
+                    missing.append(above)
+                    above = above.rpartition(".")[0]
+                up = index[above]
+                if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
+                    ordered = ordered and _hangs(parents, last, up)
+                for path in reversed(missing):
+                    text += len(path)
+                    if text > MAX_TREE_TEXT:
+                        raise ParamscopeError(source, _TREE_TEXT_REASON)
+                    last = index[path] = len(parents)
+                    add_parent(up)
+                    add_depth(depths[up] + 1)
+                    up = last
+        place = len(parents)
+        at = setdefault(module, place)
+        if at != place:  # made before: its sums grow
+            add_place(at)
+            again = True
+            continue
+        if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
+            ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
+        last, last_parent = place, parent
+        add_parent(up)
+        add_depth(depths[up] + 1)
+        add_place(place)
+    return list(index), parents, depths, places, again, ordered
+
+
+def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
+    """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
+    together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each). Only the groups'
+    parents and the ancestors made are looked up; the runs are added to the columns in bulk. None (and
+    :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
+    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`."""
+    from itertools import compress
+    from operator import ne
+
+    up_paths = [run.rpartition(".")[0] for run in runs]
+    # group g is runs[starts[g]:starts[g + 1]], one parent's children listed together
+    starts = list(compress(range(len(runs) + 1), [*map(ne, up_paths, [None, *up_paths[:-1]]), True]))
+    made = {"": 0}  # path -> place of each module made without tensors of its own
+    get = made.get
+    paths, parents, depths, places = [""], [-1], [0], []
+    text = 0  # characters of the ancestors made, against MAX_TREE_TEXT
+    ordered = True
+    for start, end in pairwise(starts):
+        parent = up_paths[start]
+        last = len(paths) - 1
+        up = get(parent)
+        if up is None:  # made first, with any other missing ancestors
+            above = parent.rpartition(".")[0]
+            up = get(above)
+            if up is None:  # more than one missing
+                missing = [parent, above]
+                above = above.rpartition(".")[0]
+                while above not in made:
+                    missing.append(above)
+                    above = above.rpartition(".")[0]
+                up = made[above]
+            else:  # one: an expert of an expert list, a layer of a layer list
+                missing = (parent,)
+            if up != last and up != parents[last] and up != parents[parents[last]]:
+                ordered = ordered and _hangs(parents, last, up)
+            for path in reversed(missing):
+                text += len(path)
+                if text > MAX_TREE_TEXT:
+                    return None
+                made[path] = place = len(paths)
+                paths.append(path)
+                parents.append(up)
+                depths.append(depths[up] + 1)
+                up = place
+        elif up != last and up != parents[last] and up != parents[parents[last]]:
+            ordered = ordered and _hangs(parents, last, up)
+        count = end - start
+        place = len(paths)
+        paths += runs[start:end]
+        parents += [up] * count
+        depths += [depths[up] + 1] * count
+        places += range(place, place + count)
+    if len(set(paths)) != len(paths):  # a module made twice: the runs one by one add the second to the first
+        return None
+    return paths, parents, depths, places, False, ordered
+
+
 class Report:
     """Every figure about one model, computed from its records by the rules in this module's docstring."""
 
@@ -1286,51 +1394,11 @@ class Report:
                 marks = list(compress(accumulate(column, initial=0), boundary))
                 per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
-        # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
-        # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums. The
-        # loop places modules only; each run's place is kept, and the sums are put at their places by C loops after
-        index = {"": 0}
-        parents, depths, places = [-1], [0], []
-        get, setdefault = index.get, index.setdefault
-        add_parent, add_depth, add_place = parents.append, depths.append, places.append
-        text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
-        last, last_parent = 0, None  # the module made last, and its parent's path
-        ordered = True  # each module made hangs off the path to the one made before it (depth first)
-        again = False  # some module's place was made before its run (listed apart, or made as an ancestor)
-        for module, parent in zip(runs, [m.rpartition(".")[0] for m in runs], strict=True):
-            if parent == last_parent:  # the last one's sibling (a header lists them together)
-                up = parents[last]
-            else:
-                up = get(parent)
-                if up is None:  # its parent is new too: made first, with any other missing ancestors
-                    missing = [parent]
-                    above = parent.rpartition(".")[0]
-                    while above not in index:
-                        missing.append(above)
-                        above = above.rpartition(".")[0]
-                    up = index[above]
-                    if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
-                        ordered = ordered and _hangs(parents, last, up)
-                    for path in reversed(missing):
-                        text += len(path)
-                        if text > MAX_TREE_TEXT:
-                            raise ParamscopeError(self.source, _TREE_TEXT_REASON)
-                        last = index[path] = len(parents)
-                        add_parent(up)
-                        add_depth(depths[up] + 1)
-                        up = last
-            place = len(parents)
-            at = setdefault(module, place)
-            if at != place:  # made before: its sums grow
-                add_place(at)
-                again = True
-                continue
-            if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
-                ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
-            last, last_parent = place, parent
-            add_parent(up)
-            add_depth(depths[up] + 1)
-            add_place(place)
+        # The modules, each made after its parent (missing ancestors made on the way), each run's sums added at its
+        # module's place
+        placed = _by_siblings(runs) or _one_by_one(runs, self.source)
+        del runs
+        paths, parents, depths, places, again, ordered = placed
         count = len(parents)
         parameters, buffers, size = [0] * count, [0] * count, [0] * count
         if again:  # a place can take the sums of several runs
@@ -1345,9 +1413,7 @@ class Report:
             if columns[1] is not None:
                 deque(map(buffers.__setitem__, places, per_run[1]), maxlen=0)
             deque(map(size.__setitem__, places, per_run[2]), maxlen=0)
-        del places
-        paths = list(index)  # in the order they were placed
-        del index, runs, per_run
+        del places, per_run
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
