@@ -363,6 +363,44 @@ def test_module_columns_match_the_tree_on_random_names():
     assert answered > 100 and refused > 100
 
 
+def test_module_columns_by_sibling_groups_are_the_one_by_one_loop():
+    # reference: the loop that places one run at a time (_one_by_one); the sibling groups (_by_siblings) answer
+    # the same wherever they answer, and decline only where a module would be made twice (listed apart, made as
+    # an ancestor before or after its own tensors)
+    import random
+
+    from paramscope.report import _by_siblings, _one_by_one
+
+    rng = random.Random(7)
+    answered = declined = 0
+    for _ in range(800):
+        runs = [".".join(rng.choice("abc") for _ in range(rng.choice((0, 1, 2, 3, 3, 3, 4))))
+                for _ in range(rng.randint(0, 10))]
+        runs = [run for i, run in enumerate(runs) if i == 0 or run != runs[i - 1]]  # runs: a module once in a row
+        if rng.random() < 0.5:
+            runs.sort()
+        twice = "" in runs or len(set(runs)) < len(runs) or any(
+            other.startswith(run + ".") for run in runs for other in runs)
+        grouped = _by_siblings(runs)
+        assert (grouped is None) == twice, runs
+        if grouped is None:
+            declined += 1
+        else:
+            assert grouped == _one_by_one(runs, "x"), runs
+            answered += 1
+    assert answered > 200 and declined > 200
+    # a checkpoint's layout is answered by the groups: DeepSeek-V3's experts, each a group of three projections
+    runs = [f"model.layers.{i}.mlp.experts.{e}.{p}" for i in range(2) for e in range(3) for p in ("g", "u", "d")]
+    grouped = _by_siblings(runs)
+    assert grouped == _one_by_one(runs, "x")
+    assert grouped[0][:6] == ["", "model", "model.layers", "model.layers.0", "model.layers.0.mlp",
+                              "model.layers.0.mlp.experts"]
+    assert grouped[0][6:11] == ["model.layers.0.mlp.experts.0", *(f"model.layers.0.mlp.experts.0.{p}" for p in "gud"),
+                                "model.layers.0.mlp.experts.1"]
+    assert grouped[1][6:11] == [5, 6, 6, 6, 5] and grouped[2][6:11] == [6, 7, 7, 7, 6]
+    assert grouped[3][:4] == [7, 8, 9, 11] and grouped[4:] == (False, True)
+
+
 def test_module_columns_refuse_an_order_that_is_not_depth_first():
     # a's subtree is listed again after b's: the node tree puts a.z under a, before b; the columns cannot
     report = _column_report(["a.x.w", "b.y.w", "a.z.w"])
