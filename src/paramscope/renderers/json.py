@@ -133,9 +133,6 @@ def _add_architecture(doc: dict[str, Any], report: Report) -> None:
 _ROW_LISTS = frozenset({"by_type", "by_dtype", "modules", "tensors"})
 _CHUNK = 4096  # rows joined at a time: a few thousand short strings alive, not millions
 _SEPARATOR = ",\n    "  # between two lines of a long list
-_SHARED_SHAPES = 4096
-"""Distinct shape objects above which a table's shapes are taken as not shared among equal shapes (a reader that
-makes one tuple per tensor) and are matched by value instead: each distinct key's text is encoded once."""
 
 
 def render(report: Report, options: RenderOptions) -> str:
@@ -327,22 +324,17 @@ def _column_tensor_blocks(table: Any, encode: Callable[[Any], str],
     role, packing) and is encoded once per distinct key; the rows are then joined from the columns by C loops."""
     packing = table.sparse.get("quant", {})
     shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
-    # A shape by its identity: a reader shares one tuple among equal shapes (safetensors does), and then no row's
-    # shape is hashed; where it does not, equal shapes are found by value once and named by their first one's id
-    shape_keys = list(map(id, shapes))
-    if len(dict.fromkeys(shape_keys)) > _SHARED_SHAPES:
-        shape_keys = list(map({}.setdefault, shapes, shape_keys))
-    keys: list[Any]
+    keys: Any
     if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
-        keys = shape_keys  # one dtype and one role (the common file): the shape alone decides
+        keys = shapes  # one dtype and one role (the common file): the shape alone decides
     elif not packing:
-        keys = list(zip(shape_keys, dtypes, map(id, roles), strict=True))
+        keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
     else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
         from collections import deque
 
         packed: list[int | None] = [None] * len(shapes)
         deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
-        keys = list(zip(shape_keys, dtypes, map(id, roles), packed, strict=True))
+        keys = zip(shapes, dtypes, roles, packed, strict=True)
     # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
     # then found by that row's number, not by hashing the key again
     first: dict[Any, int] = {}
