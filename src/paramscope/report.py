@@ -416,29 +416,56 @@ def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], lis
 
 def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
     """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
-    together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each). Only the groups'
+    together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each), and a stretch of
+    groups whose parents are new siblings at a time (a layer's 256 experts: :func:`_stretch`). Only the groups'
     parents and the ancestors made are looked up; the runs are added to the columns in bulk. None (and
     :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
     its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`."""
-    from itertools import compress
-    from operator import ne
+    from itertools import chain, compress, repeat
+    from operator import ne, sub
 
     up_paths = [run.rpartition(".")[0] for run in runs]
     # group g is runs[starts[g]:starts[g + 1]], one parent's children listed together
     starts = list(compress(range(len(runs) + 1), [*map(ne, up_paths, [None, *up_paths[:-1]]), True]))
+    groups = len(starts) - 1
+    group_parents = list(map(up_paths.__getitem__, starts[:-1]))
+    del up_paths
+    # the groups whose parents share their parent (a layer's experts), stretch by stretch: each group's stretch end
+    above_parents = [parent.rpartition(".")[0] for parent in group_parents]
+    edges = list(compress(range(groups + 1), [*map(ne, above_parents, [None, *above_parents[:-1]]), True]))
+    stretch_ends = list(chain.from_iterable(map(repeat, edges[1:], map(sub, edges[1:], edges))))
     made = {"": 0}  # path -> place of each module made without tensors of its own
     get = made.get
-    paths, parents, depths, places = [""], [-1], [0], []
+    columns = paths, parents, depths, places = [""], [-1], [0], []
     text = 0  # characters of the ancestors made, against MAX_TREE_TEXT
     ordered = True
-    for start, end in pairwise(starts):
-        parent = up_paths[start]
+    single_until = 0  # a stretch found not to be new siblings goes group by group
+    g = 0
+    while g < groups:
+        start, end = starts[g], starts[g + 1]
+        parent = group_parents[g]
         last = len(paths) - 1
         up = get(parent)
         if up is None:  # made first, with any other missing ancestors
-            above = parent.rpartition(".")[0]
-            up = get(above)
+            up = get(above_parents[g])
+            if up is not None and stretch_ends[g] - g > 1 and g >= single_until:  # new siblings in a stretch?
+                # group g's parent is new and its own parent made: so are the stretch's others' where none was
+                # made before and none twice, and the groups of one size (a layer's experts) go in one step
+                stretch_end = stretch_ends[g]
+                sizes = set(map(sub, starts[g + 1:stretch_end + 1], starts[g:stretch_end]))
+                stretch = group_parents[g:stretch_end]
+                if len(sizes) == 1 and made.keys().isdisjoint(stretch) and len(set(stretch)) == len(stretch):
+                    if up != last and up != parents[last] and up != parents[parents[last]]:
+                        ordered = ordered and _hangs(parents, last, up)
+                    text += sum(map(len, stretch))
+                    if text > MAX_TREE_TEXT:
+                        return None
+                    _stretch(columns, made, runs, stretch, start, sizes.pop(), up)
+                    g = stretch_end
+                    continue
+                single_until = stretch_end
             if up is None:  # more than one missing
+                above = above_parents[g]
                 missing = [parent, above]
                 above = above.rpartition(".")[0]
                 while above not in made:
@@ -446,7 +473,7 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
                     above = above.rpartition(".")[0]
                 up = made[above]
             else:  # one: an expert of an expert list, a layer of a layer list
-                missing = (parent,)
+                missing = [parent]
             if up != last and up != parents[last] and up != parents[parents[last]]:
                 ordered = ordered and _hangs(parents, last, up)
             for path in reversed(missing):
@@ -466,9 +493,31 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
         parents += [up] * count
         depths += [depths[up] + 1] * count
         places += range(place, place + count)
+        g += 1
     if len(set(paths)) != len(paths):  # a module made twice: the runs one by one add the second to the first
         return None
     return paths, parents, depths, places, False, ordered
+
+
+def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: dict[str, int], runs: list[str],
+             stretch: list[str], start: int, size: int, up: int) -> None:
+    """:func:`_by_siblings`' columns for a stretch of groups of ``size`` runs each, from ``runs[start]`` on, whose
+    parents (``stretch``) are new siblings, children of the module at place ``up``: each parent made, then its
+    group's runs, as group by group, but by C loops over the whole stretch (row k of the stretch is parent k and
+    its runs, ``size + 1`` places)."""
+    from itertools import chain, compress, repeat
+
+    paths, parents, depths, places = columns
+    count = len(stretch)
+    base = len(paths)
+    end = start + count * size
+    paths += chain.from_iterable(zip(stretch, *[runs[start + j:end:size] for j in range(size)], strict=True))
+    placed = range(base, base + count * (size + 1), size + 1)  # each parent's place
+    made.update(zip(stretch, placed, strict=True))
+    parents += chain.from_iterable(zip(repeat(up, count), *[placed] * size, strict=True))
+    depth = depths[up] + 1
+    depths += [depth, *[depth + 1] * size] * count
+    places += compress(range(base, base + count * (size + 1)), [False, *[True] * size] * count)
 
 
 class Report:
