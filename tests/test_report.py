@@ -401,6 +401,33 @@ def test_module_columns_by_sibling_groups_are_the_one_by_one_loop():
     assert grouped[3][:4] == [7, 8, 9, 11] and grouped[4:] == (False, True)
 
 
+@pytest.mark.parametrize(("runs", "stretches"), [
+    # a layer's experts after the first (whose list is new too): one stretch of groups of three, per layer
+    ([f"m.l.{i}.e.{e}.{p}" for i in range(2) for e in range(4) for p in "gud"], [3, 3]),
+    (["m.a", "m.b", "head"], []),  # the root is a group's parent already made: no stretch
+    (["x.a.w", "x.b.w", "x.b.v", "x.c.w"], []),  # groups of two sizes: group by group
+    (["x.a.w", "y.q", "x.b.w", "x.c.w"], [2]),  # x's subtree listed apart: one stretch, not depth first
+    (["s.0.w", "s.1.w", "s.1.w2", "t.0.w", "s.2.w", "s.3.w"], [2]),  # two sizes, then s.2 and s.3 after t
+    (["e.0.a", "e.1.a", "e.1.a"], []),  # a module in two runs: declined
+    (["e.0.a", "e.1.a", "e.2.a", "e.1.b"], []),  # e.1 twice in the stretch: group by group (e.1 found again)
+])
+def test_module_columns_by_stretches_are_the_one_by_one_loop(monkeypatch, runs, stretches):
+    import paramscope.report as report_module
+
+    runs = [run for i, run in enumerate(runs) if i == 0 or run != runs[i - 1]]
+    made = []
+    stretch = report_module._stretch
+    monkeypatch.setattr(report_module, "_stretch", lambda *a: made.append(len(a[3])) or stretch(*a))
+    grouped = report_module._by_siblings(runs)
+    assert made == stretches
+    reference = report_module._one_by_one(runs, "x")
+    again = reference[4]  # a module placed before its run: listed apart, or made as an ancestor before
+    if not again and not any(other.startswith(run + ".") for run in runs for other in runs):
+        assert grouped == reference
+    else:
+        assert grouped is None
+
+
 def test_module_columns_refuse_an_order_that_is_not_depth_first():
     # a's subtree is listed again after b's: the node tree puts a.z under a, before b; the columns cannot
     report = _column_report(["a.x.w", "b.y.w", "a.z.w"])
