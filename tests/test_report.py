@@ -451,6 +451,28 @@ def test_module_columns_keep_the_tree_text_limit(monkeypatch):
     assert len(_columns(_column_report(names))) == 5
 
 
+@pytest.mark.parametrize("limit", [15, 39])  # over in the stretch's own count, over only in all the paths' count
+def test_module_columns_keep_the_tree_text_limit_in_a_stretch(monkeypatch, limit):
+    import paramscope.report as report_module
+    from paramscope.errors import ParamscopeError
+
+    # paths m, m.e, m.e.0, m.e.0.x, m.e.1, m.e.1.x, m.e.2, m.e.2.x: 40 characters; m.e.1 and m.e.2 made by a stretch
+    names = ["m.e.0.x.w", "m.e.1.x.w", "m.e.2.x.w"]
+    stretches = []
+    stretch = report_module._stretch
+    monkeypatch.setattr(report_module, "_stretch", lambda *a: stretches.append(a[3]) or stretch(*a))
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", limit)
+    monkeypatch.setattr(report_module, "_TREE_TEXT_REASON", "too long")
+    for build in (lambda r: r.module_columns(), lambda r: r.tree(None, natural=False)):
+        with pytest.raises(ParamscopeError, match="too long"):
+            build(_column_report(names))
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 40)
+    stretches.clear()
+    assert [row[0] for row in _columns(_column_report(names))] == [
+        "", "m", "m.e", "m.e.0", "m.e.0.x", "m.e.1", "m.e.1.x", "m.e.2", "m.e.2.x"]
+    assert stretches == [["m.e.1", "m.e.2"]]
+
+
 @pytest.mark.parametrize(
     "names",
     [["0", "1", "2"], ["0", "2", "10"], ["9", "10", "11"], ["10", "9"], ["0", "10", "2"], ["00", "1"], ["3", "01", "2"],
