@@ -186,16 +186,21 @@ def _blocks(report: Report, key: str, depth: int | None, encode: Callable[[Any],
     return iter(lambda: _SEPARATOR.join(itertools.islice(lines, _CHUNK)), "")
 
 
-def _joined(columns: list[list[str]], first: str) -> Iterator[str]:
+def _joined(columns: list[list[str] | Iterator[str]], first: str) -> Iterator[str]:
     """Blocks of :data:`_CHUNK` rows, a row being ``first`` and then one piece from each column in turn. The last
     column's pieces end with :data:`_SEPARATOR` and the next row's ``first``, so a block is one join of its pieces
-    (no string per row), the text of its last row's last piece cut back to end the block."""
-    from itertools import chain
+    (no string per row), the text of its last row's last piece cut back to end the block. A column is a list (of
+    texts shared by many rows) or an iterator, read a block at a time (a million escaped names are never all made
+    at once)."""
+    from itertools import chain, islice
 
     cut = len(_SEPARATOR) + len(first)
-    for start in range(0, len(columns[0]), _CHUNK):
+    rows = len(next(column for column in columns if type(column) is list))
+    for start in range(0, rows, _CHUNK):
+        end = start + _CHUNK
         parts = [first]
-        parts += chain.from_iterable(zip(*[column[start:start + _CHUNK] for column in columns], strict=True))
+        parts += chain.from_iterable(zip(*[column[start:end] if type(column) is list else islice(column, _CHUNK)
+                                           for column in columns], strict=True))
         parts[-1] = parts[-1][:-cut]
         yield "".join(parts)
 
@@ -347,7 +352,7 @@ def _column_tensor_blocks(table: Any, encode: Callable[[Any], str],
         entry["name"] = ""
         tails[index] = '"' + encode(entry)[lead:] + _SEPARATOR + head
     quoted = _quoted_names(table.names, _plain_text(table.names, seen))
-    return _joined([quoted if type(quoted) is list else list(quoted), list(map(tails.__getitem__, rows))], head)
+    return _joined([quoted, list(map(tails.__getitem__, rows))], head)
 
 
 def _bulk_module_blocks(report: Report, columns: ModuleColumns,
@@ -375,8 +380,7 @@ def _bulk_module_blocks(report: Report, columns: ModuleColumns,
     # A module's path is the start of a tensor's name: plain wherever the names are (the tensors' lines ask too)
     names = report.columns.names if report.columns is not None else None
     plain = (names is not None and _plain_text(names, seen)) or _plain_text(columns.paths, seen)
-    quoted = _quoted_names(columns.paths, plain)
-    return _joined([quoted if type(quoted) is list else list(quoted), list(map(middle.__getitem__, columns.depths)),
+    return _joined([_quoted_names(columns.paths, plain), list(map(middle.__getitem__, columns.depths)),
                     list(map(counted.__getitem__, columns.parameters)), tails], head)
 
 
