@@ -363,6 +363,71 @@ def test_module_columns_match_the_tree_on_random_names():
     assert answered > 100 and refused > 100
 
 
+def test_module_columns_by_sibling_groups_are_the_one_by_one_loop():
+    # reference: the loop that places one run at a time (_one_by_one); the sibling groups (_by_siblings) answer
+    # the same wherever they answer, and decline only where a module would be made twice (listed apart, made as
+    # an ancestor before or after its own tensors)
+    import random
+
+    from paramscope.report import _by_siblings, _one_by_one
+
+    rng = random.Random(7)
+    answered = declined = 0
+    for _ in range(800):
+        runs = [".".join(rng.choice("abc") for _ in range(rng.choice((0, 1, 2, 3, 3, 3, 4))))
+                for _ in range(rng.randint(0, 10))]
+        runs = [run for i, run in enumerate(runs) if i == 0 or run != runs[i - 1]]  # runs: a module once in a row
+        if rng.random() < 0.5:
+            runs.sort()
+        twice = "" in runs or len(set(runs)) < len(runs) or any(
+            other.startswith(run + ".") for run in runs for other in runs)
+        grouped = _by_siblings(runs)
+        assert (grouped is None) == twice, runs
+        if grouped is None:
+            declined += 1
+        else:
+            assert grouped == _one_by_one(runs, "x"), runs
+            answered += 1
+    assert answered > 200 and declined > 200
+    # a checkpoint's layout is answered by the groups: DeepSeek-V3's experts, each a group of three projections
+    runs = [f"model.layers.{i}.mlp.experts.{e}.{p}" for i in range(2) for e in range(3) for p in ("g", "u", "d")]
+    grouped = _by_siblings(runs)
+    assert grouped == _one_by_one(runs, "x")
+    assert grouped[0][:6] == ["", "model", "model.layers", "model.layers.0", "model.layers.0.mlp",
+                              "model.layers.0.mlp.experts"]
+    assert grouped[0][6:11] == ["model.layers.0.mlp.experts.0", *(f"model.layers.0.mlp.experts.0.{p}" for p in "gud"),
+                                "model.layers.0.mlp.experts.1"]
+    assert grouped[1][6:11] == [5, 6, 6, 6, 5] and grouped[2][6:11] == [6, 7, 7, 7, 6]
+    assert grouped[3][:4] == [7, 8, 9, 11] and grouped[4:] == (False, True)
+
+
+@pytest.mark.parametrize(("runs", "stretches"), [
+    # a layer's experts after the first (whose list is new too): one stretch of groups of three, per layer
+    ([f"m.l.{i}.e.{e}.{p}" for i in range(2) for e in range(4) for p in "gud"], [3, 3]),
+    (["m.a", "m.b", "head"], []),  # the root is a group's parent already made: no stretch
+    (["x.a.w", "x.b.w", "x.b.v", "x.c.w"], []),  # groups of two sizes: group by group
+    (["x.a.w", "y.q", "x.b.w", "x.c.w"], [2]),  # x's subtree listed apart: one stretch, not depth first
+    (["s.0.w", "s.1.w", "s.1.w2", "t.0.w", "s.2.w", "s.3.w"], [2]),  # two sizes, then s.2 and s.3 after t
+    (["e.0.a", "e.1.a", "e.1.a"], []),  # a module in two runs: declined
+    (["e.0.a", "e.1.a", "e.2.a", "e.1.b"], []),  # e.1 twice in the stretch: group by group (e.1 found again)
+])
+def test_module_columns_by_stretches_are_the_one_by_one_loop(monkeypatch, runs, stretches):
+    import paramscope.report as report_module
+
+    runs = [run for i, run in enumerate(runs) if i == 0 or run != runs[i - 1]]
+    made = []
+    stretch = report_module._stretch
+    monkeypatch.setattr(report_module, "_stretch", lambda *a: made.append(len(a[3])) or stretch(*a))
+    grouped = report_module._by_siblings(runs)
+    assert made == stretches
+    reference = report_module._one_by_one(runs, "x")
+    again = reference[4]  # a module placed before its run: listed apart, or made as an ancestor before
+    if not again and not any(other.startswith(run + ".") for run in runs for other in runs):
+        assert grouped == reference
+    else:
+        assert grouped is None
+
+
 def test_module_columns_refuse_an_order_that_is_not_depth_first():
     # a's subtree is listed again after b's: the node tree puts a.z under a, before b; the columns cannot
     report = _column_report(["a.x.w", "b.y.w", "a.z.w"])
@@ -384,6 +449,28 @@ def test_module_columns_keep_the_tree_text_limit(monkeypatch):
             build(_column_report(names))
     monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 20)
     assert len(_columns(_column_report(names))) == 5
+
+
+@pytest.mark.parametrize("limit", [15, 39])  # over in the stretch's own count, over only in all the paths' count
+def test_module_columns_keep_the_tree_text_limit_in_a_stretch(monkeypatch, limit):
+    import paramscope.report as report_module
+    from paramscope.errors import ParamscopeError
+
+    # paths m, m.e, m.e.0, m.e.0.x, m.e.1, m.e.1.x, m.e.2, m.e.2.x: 40 characters; m.e.1 and m.e.2 made by a stretch
+    names = ["m.e.0.x.w", "m.e.1.x.w", "m.e.2.x.w"]
+    stretches = []
+    stretch = report_module._stretch
+    monkeypatch.setattr(report_module, "_stretch", lambda *a: stretches.append(a[3]) or stretch(*a))
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", limit)
+    monkeypatch.setattr(report_module, "_TREE_TEXT_REASON", "too long")
+    for build in (lambda r: r.module_columns(), lambda r: r.tree(None, natural=False)):
+        with pytest.raises(ParamscopeError, match="too long"):
+            build(_column_report(names))
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", 40)
+    stretches.clear()
+    assert [row[0] for row in _columns(_column_report(names))] == [
+        "", "m", "m.e", "m.e.0", "m.e.0.x", "m.e.1", "m.e.1.x", "m.e.2", "m.e.2.x"]
+    assert stretches == [["m.e.1", "m.e.2"]]
 
 
 @pytest.mark.parametrize(

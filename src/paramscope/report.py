@@ -362,6 +362,163 @@ def _hangs(parents: list[int], last: int, up: int) -> bool:
     return last == up
 
 
+def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], list[int], list[int], bool, bool]:
+    """:meth:`Report.module_columns`' modules, one run at a time: (paths, parents, depths, each run's place, whether
+    a place takes several runs, whether depth first)."""
+    # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
+    # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums. The
+    # loop places modules only; each run's place is kept, and the sums are put at their places by C loops after
+    index = {"": 0}
+    parents, depths, places = [-1], [0], []
+    get, setdefault = index.get, index.setdefault
+    add_parent, add_depth, add_place = parents.append, depths.append, places.append
+    text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
+    last, last_parent = 0, None  # the module made last, and its parent's path
+    ordered = True  # each module made hangs off the path to the one made before it (depth first)
+    again = False  # some module's place was made before its run (listed apart, or made as an ancestor)
+    for module, parent in zip(runs, [m.rpartition(".")[0] for m in runs], strict=True):
+        if parent == last_parent:  # the last one's sibling (a header lists them together)
+            up = parents[last]
+        else:
+            up = get(parent)
+            if up is None:  # its parent is new too: made first, with any other missing ancestors
+                missing = [parent]
+                above = parent.rpartition(".")[0]
+                while above not in index:
+                    missing.append(above)
+                    above = above.rpartition(".")[0]
+                up = index[above]
+                if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
+                    ordered = ordered and _hangs(parents, last, up)
+                for path in reversed(missing):
+                    text += len(path)
+                    if text > MAX_TREE_TEXT:
+                        raise ParamscopeError(source, _TREE_TEXT_REASON)
+                    last = index[path] = len(parents)
+                    add_parent(up)
+                    add_depth(depths[up] + 1)
+                    up = last
+        place = len(parents)
+        at = setdefault(module, place)
+        if at != place:  # made before: its sums grow
+            add_place(at)
+            again = True
+            continue
+        if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
+            ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
+        last, last_parent = place, parent
+        add_parent(up)
+        add_depth(depths[up] + 1)
+        add_place(place)
+    return list(index), parents, depths, places, again, ordered
+
+
+def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
+    """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
+    together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each), and a stretch of
+    groups whose parents are new siblings at a time (a layer's 256 experts: :func:`_stretch`). Only the groups'
+    parents and the ancestors made are looked up; the runs are added to the columns in bulk. None (and
+    :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
+    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`."""
+    from itertools import chain, compress, repeat
+    from operator import ne, sub
+
+    up_paths = [run.rpartition(".")[0] for run in runs]
+    # group g is runs[starts[g]:starts[g + 1]], one parent's children listed together
+    starts = list(compress(range(len(runs) + 1), [*map(ne, up_paths, [None, *up_paths[:-1]]), True]))
+    groups = len(starts) - 1
+    group_parents = list(map(up_paths.__getitem__, starts[:-1]))
+    del up_paths
+    # the groups whose parents share their parent (a layer's experts), stretch by stretch: each group's stretch end
+    above_parents = [parent.rpartition(".")[0] for parent in group_parents]
+    edges = list(compress(range(groups + 1), [*map(ne, above_parents, [None, *above_parents[:-1]]), True]))
+    stretch_ends = list(chain.from_iterable(map(repeat, edges[1:], map(sub, edges[1:], edges))))
+    made = {"": 0}  # path -> place of each module made without tensors of its own
+    get = made.get
+    columns = paths, parents, depths, places = [""], [-1], [0], []
+    text = 0  # characters of the ancestors made, against MAX_TREE_TEXT
+    ordered = True
+    single_until = 0  # a stretch found not to be new siblings goes group by group
+    g = 0
+    while g < groups:
+        start, end = starts[g], starts[g + 1]
+        parent = group_parents[g]
+        last = len(paths) - 1
+        up = get(parent)
+        if up is None:  # made first, with any other missing ancestors
+            up = get(above_parents[g])
+            if up is not None and stretch_ends[g] - g > 1 and g >= single_until:  # new siblings in a stretch?
+                # group g's parent is new and its own parent made: so are the stretch's others' where none was
+                # made before and none twice, and the groups of one size (a layer's experts) go in one step
+                stretch_end = stretch_ends[g]
+                sizes = set(map(sub, starts[g + 1:stretch_end + 1], starts[g:stretch_end]))
+                stretch = group_parents[g:stretch_end]
+                if len(sizes) == 1 and made.keys().isdisjoint(stretch) and len(set(stretch)) == len(stretch):
+                    if up != last and up != parents[last] and up != parents[parents[last]]:
+                        ordered = ordered and _hangs(parents, last, up)
+                    text += sum(map(len, stretch))
+                    if text > MAX_TREE_TEXT:
+                        return None
+                    _stretch(columns, made, runs, stretch, start, sizes.pop(), up)
+                    g = stretch_end
+                    continue
+                single_until = stretch_end
+            if up is None:  # more than one missing
+                above = above_parents[g]
+                missing = [parent, above]
+                above = above.rpartition(".")[0]
+                while above not in made:
+                    missing.append(above)
+                    above = above.rpartition(".")[0]
+                up = made[above]
+            else:  # one: an expert of an expert list, a layer of a layer list
+                missing = [parent]
+            if up != last and up != parents[last] and up != parents[parents[last]]:
+                ordered = ordered and _hangs(parents, last, up)
+            for path in reversed(missing):
+                text += len(path)
+                if text > MAX_TREE_TEXT:
+                    return None
+                made[path] = place = len(paths)
+                paths.append(path)
+                parents.append(up)
+                depths.append(depths[up] + 1)
+                up = place
+        elif up != last and up != parents[last] and up != parents[parents[last]]:
+            ordered = ordered and _hangs(parents, last, up)
+        count = end - start
+        place = len(paths)
+        paths += runs[start:end]
+        parents += [up] * count
+        depths += [depths[up] + 1] * count
+        places += range(place, place + count)
+        g += 1
+    if len(set(paths)) != len(paths):  # a module made twice: the runs one by one add the second to the first
+        return None
+    return paths, parents, depths, places, False, ordered
+
+
+def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: dict[str, int], runs: list[str],
+             stretch: list[str], start: int, size: int, up: int) -> None:
+    """:func:`_by_siblings`' columns for a stretch of groups of ``size`` runs each, from ``runs[start]`` on, whose
+    parents (``stretch``) are new siblings, children of the module at place ``up``: each parent made, then its
+    group's runs, as group by group, but by C loops over the whole stretch (row k of the stretch is parent k and
+    its runs, ``size + 1`` places)."""
+    from itertools import chain, compress, repeat
+
+    paths, parents, depths, places = columns
+    count = len(stretch)
+    base = len(paths)
+    end = start + count * size
+    paths += chain.from_iterable(zip(stretch, *[runs[start + j:end:size] for j in range(size)], strict=True))
+    placed = range(base, base + count * (size + 1), size + 1)  # each parent's place
+    made.update(zip(stretch, placed, strict=True))
+    parents += chain.from_iterable(zip(repeat(up, count), *[placed] * size, strict=True))
+    depth = depths[up] + 1
+    depths += [depth, *[depth + 1] * size] * count
+    places += compress(range(base, base + count * (size + 1)), [False, *[True] * size] * count)
+
+
 class Report:
     """Every figure about one model, computed from its records by the rules in this module's docstring."""
 
@@ -790,11 +947,10 @@ class Report:
         if table is not None:  # no tie and no owner class: a weight counts by its module's name alone
             weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
             search = _embedding_name().search
-            from itertools import compress
-            from operator import methodcaller
+            from itertools import compress, repeat
 
             names, roles, numel = table.names, table.roles, table.numel
-            ends = map(methodcaller("endswith", weights), names)  # the cheap test, in C, picks the few candidates
+            ends = map(str.endswith, names, repeat(weights))  # the cheap test, in C, picks the few candidates
             return sum(numel[i] for i in compress(range(len(names)), ends)
                        if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
@@ -850,11 +1006,10 @@ class Report:
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
             from itertools import compress
-            from operator import itemgetter, methodcaller
 
             # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
             mask = list(map(Role.PARAMETER.__eq__, table.roles))
-            held = set(map(itemgetter(0), map(methodcaller("rpartition", "."), compress(table.names, mask))))
+            held = set(compress(self._tensor_modules, mask))
             if not held:
                 return []
             size = self.parameter_bytes
@@ -1292,6 +1447,14 @@ class Report:
             self._trees[key] = root
         return root
 
+    @cached_property
+    def _tensor_modules(self) -> list[str]:
+        """Each entry's module (its name less the last part) of a report over columns, made once for :attr:`by_type`
+        and :meth:`module_columns`, which drops it."""
+        table = self._table
+        assert table is not None
+        return [name.rpartition(".")[0] for name in table.names]
+
     def module_columns(self) -> ModuleColumns | None:
         """Every module of a report over columns, as :meth:`tree` ``(None, natural=False).walk()`` gives them, but
         as columns (no node per module): for the JSON document's ``modules``, which draws each module once.
@@ -1303,17 +1466,19 @@ class Report:
         constant, and for a tree already built (the caller walks it).
 
         The one pass goes over runs of tensors of one module listed together (as a header lists them), their sums
-        taken beforehand in C from running totals; a module listed right after its sibling takes the sibling's
-        parent without a look-up. A 100,000-tensor header is benchmarked, and on it every step per module counts."""
+        taken beforehand in C from running totals, and places a group of sibling runs at a time (:func:`_by_siblings`;
+        :func:`_one_by_one` where a module's runs are apart); the sums are put at their places by C loops after. A
+        100,000-tensor header and DeepSeek-V3's 91,991 tensors are benchmarked: on them every step per module counts."""
         table = self._table
+        modules = self.__dict__.pop("_tensor_modules", None)  # made for by_type too: not kept past this
         if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
             return None
         from itertools import accumulate, compress, islice, repeat
         from operator import is_, is_not, mul, ne, sub
 
-        names = table.names
-        n = len(names)
-        modules = [name.rpartition(".")[0] for name in names]
+        n = len(table.names)
+        if modules is None:
+            modules = [name.rpartition(".")[0] for name in table.names]
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
         boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
         starts = list(compress(range(n), boundary))
@@ -1341,63 +1506,36 @@ class Report:
                 marks = list(compress(accumulate(column, initial=0), boundary))
                 per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
-        # The modules, each made after its parent (missing ancestors made on the way) at the next place: index maps
-        # a path to its place; a module listed again (or made before as an ancestor) adds to its place's sums
-        index = {"": 0}
-        parents, depths, parameters, buffers, size = [-1], [0], [0], [0], [0]
-        get, setdefault = index.get, index.setdefault
-        text = 0  # characters of the ancestors made on the way, against MAX_TREE_TEXT (the rest are checked below)
-        last, last_parent = 0, None  # the module made last, and its parent's path
-        ordered = True  # each module made hangs off the path to the one made before it (depth first)
-        for module, parent, own_parameters, own_buffers, own_size in zip(
-            runs, (m.rpartition(".")[0] for m in runs), *per_run, strict=False  # no buffers: zeros without end
-        ):
-            if parent == last_parent:  # the last one's sibling (a header lists them together)
-                up = parents[last]
-            else:
-                up = get(parent)
-                if up is None:  # its parent is new too: made first, with any other missing ancestors
-                    missing = [parent]
-                    above = parent.rpartition(".")[0]
-                    while above not in index:
-                        missing.append(above)
-                        above = above.rpartition(".")[0]
-                    up = index[above]
-                    if up != last and up != parents[last] and up != parents[parents[last]]:  # not 1 or 2 up
-                        ordered = ordered and _hangs(parents, last, up)
-                    for path in reversed(missing):
-                        text += len(path)
-                        if text > MAX_TREE_TEXT:
-                            raise ParamscopeError(self.source, _TREE_TEXT_REASON)
-                        last = index[path] = len(parents)
-                        parents.append(up)
-                        depths.append(depths[up] + 1)
-                        parameters.append(0)
-                        buffers.append(0)
-                        size.append(0)
-                        up = last
-            place = len(parents)
-            at = setdefault(module, place)
-            if at != place:  # made before: its sums grow
+        # The modules, each made after its parent (missing ancestors made on the way), each run's sums added at its
+        # module's place
+        placed = _by_siblings(runs) or _one_by_one(runs, self.source)
+        del runs
+        paths, parents, depths, places, again, ordered = placed
+        count = len(parents)
+        parameters, buffers, size = [0] * count, [0] * count, [0] * count
+        if again:  # a place can take the sums of several runs
+            for at, own_parameters, own_buffers, own_size in zip(places, *per_run, strict=False):
                 parameters[at] += own_parameters
                 buffers[at] += own_buffers
                 size[at] += own_size
-                continue
-            if up != last and up != parents[last] and up != parents[parents[last]]:  # not its child, sibling or
-                ordered = ordered and _hangs(parents, last, up)  # parent's sibling: further up?
-            last, last_parent = place, parent
-            parents.append(up)
-            depths.append(depths[up] + 1)
-            parameters.append(own_parameters)
-            buffers.append(own_buffers)
-            size.append(own_size)
-        paths = list(index)  # in the order they were placed
-        del index, runs, per_run
+        else:
+            from collections import deque
+
+            deque(map(parameters.__setitem__, places, per_run[0]), maxlen=0)
+            if columns[1] is not None:
+                deque(map(buffers.__setitem__, places, per_run[1]), maxlen=0)
+            deque(map(size.__setitem__, places, per_run[2]), maxlen=0)
+        del places, per_run
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
             return None
-        if columns[1] is None:  # nothing in buffers to add up
+        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None)
+
+    def _summed(self, paths: list[str], parents: list[int], depths: list[int], parameters: list[int],
+                buffers: list[int], size: list[int], any_buffers: bool) -> ModuleColumns:
+        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first)."""
+        if not any_buffers:  # nothing in buffers to add up
             for at in range(len(parents) - 1, 0, -1):  # children after their parents: backwards is bottom-up
                 up = parents[at]
                 parameters[up] += parameters[at]

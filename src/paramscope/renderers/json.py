@@ -132,6 +132,7 @@ def _add_architecture(doc: dict[str, Any], report: Report) -> None:
 
 _ROW_LISTS = frozenset({"by_type", "by_dtype", "modules", "tensors"})
 _CHUNK = 4096  # rows joined at a time: a few thousand short strings alive, not millions
+_SEPARATOR = ",\n    "  # between two lines of a long list
 
 
 def render(report: Report, options: RenderOptions) -> str:
@@ -166,21 +167,42 @@ def _line_encoder() -> Callable[[Any], str]:
     return lambda value: join(iterencode(value, 0))
 
 
-def _lines(report: Report, key: str, depth: int | None, encode: Callable[[Any], str],
-           seen: dict[int, tuple[list[str], bool]] | None = None) -> Iterator[str]:
-    """The lines of ``modules`` or ``tensors``: where the report has plain columns, an iterator that makes each line
-    in C (no Python frame per line: 100,000 lines); else :func:`_fast_lines`. ``seen``: what :func:`_plain_text`
+def _blocks(report: Report, key: str, depth: int | None, encode: Callable[[Any], str],
+            seen: dict[int, tuple[list[str], bool]] | None = None) -> Iterator[str]:
+    """The lines of ``modules`` or ``tensors`` in blocks of up to :data:`_CHUNK` lines joined by :data:`_SEPARATOR`:
+    where the report has plain columns, each block joined in C from texts written once per distinct value (no
+    string per line: 100,000 lines); else :func:`_fast_lines`' lines joined. ``seen``: what :func:`_plain_text`
     found of the names already, for the document being written."""
     seen = {} if seen is None else seen
     if key == "tensors":
         table = report.columns
         if table is not None and _plain_columns(table):
-            return _column_tensor_lines(table, encode, seen)
+            return _column_tensor_blocks(table, encode, seen)
     elif depth is None and not report.inventory.module_types:
         columns = report.module_columns()
         if columns is not None:
-            return _bulk_module_lines(report, columns, seen)
-    return _fast_lines(report, key, depth, encode)
+            return _bulk_module_blocks(report, columns, seen)
+    lines = _fast_lines(report, key, depth, encode)
+    return iter(lambda: _SEPARATOR.join(itertools.islice(lines, _CHUNK)), "")
+
+
+def _joined(columns: list[list[str] | Iterator[str]], first: str) -> Iterator[str]:
+    """Blocks of :data:`_CHUNK` rows, a row being ``first`` and then one piece from each column in turn. The last
+    column's pieces end with :data:`_SEPARATOR` and the next row's ``first``, so a block is one join of its pieces
+    (no string per row), the text of its last row's last piece cut back to end the block. A column is a list (of
+    texts shared by many rows) or an iterator, read a block at a time (a million escaped names are never all made
+    at once)."""
+    from itertools import chain, islice
+
+    cut = len(_SEPARATOR) + len(first)
+    rows = len(next(column for column in columns if type(column) is list))
+    for start in range(0, rows, _CHUNK):
+        end = start + _CHUNK
+        parts = [first]
+        parts += chain.from_iterable(zip(*[column[start:end] if type(column) is list else islice(column, _CHUNK)
+                                           for column in columns], strict=True))
+        parts[-1] = parts[-1][:-cut]
+        yield "".join(parts)
 
 
 def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[Any], str]) -> Iterator[str]:
@@ -300,46 +322,48 @@ def _quoted_names(names: list[str], plain: bool) -> list[str] | Iterator[str]:
     return (string(name)[1:-1] for name in names)
 
 
-def _column_tensor_lines(table: Any, encode: Callable[[Any], str],
-                         seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
-    """:func:`_fast_lines`' tensor lines from plain columns, with as little as possible done per row: a line is
-    its name and the text of everything after it, which depends only on (shape, dtype, role, packing) and is
-    encoded once per distinct key; the rows are then joined from the columns by C loops."""
+def _column_tensor_blocks(table: Any, encode: Callable[[Any], str],
+                          seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
+    """:func:`_fast_lines`' tensor lines from plain columns, in blocks (:func:`_joined`), with as little as possible
+    done per row: a line is its name and the text of everything after it, which depends only on (shape, dtype,
+    role, packing) and is encoded once per distinct key; the rows are then joined from the columns by C loops."""
     packing = table.sparse.get("quant", {})
     shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
-    keys: list[Any]
+    keys: Any
     if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
         keys = shapes  # one dtype and one role (the common file): the shape alone decides
     elif not packing:
-        keys = list(zip(shapes, dtypes, roles, strict=True))  # a Role hashes as its str, in C
+        keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
     else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
         from collections import deque
 
         packed: list[int | None] = [None] * len(shapes)
         deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
-        keys = list(zip(shapes, dtypes, roles, packed, strict=True))
+        keys = zip(shapes, dtypes, roles, packed, strict=True)
     # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
     # then found by that row's number, not by hashing the key again
     first: dict[Any, int] = {}
     rows = list(map(first.setdefault, keys, itertools.count()))
+    head = '{"name": "'
     lead = len('{"name": ""')
     tails: dict[int, str] = {}
     for index in first.values():
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
-        tails[index] = '"' + encode(entry)[lead:]
+        tails[index] = '"' + encode(entry)[lead:] + _SEPARATOR + head
     quoted = _quoted_names(table.names, _plain_text(table.names, seen))
-    return map("".join, zip(itertools.repeat('{"name": "'), quoted, map(tails.__getitem__, rows)))
+    return _joined([quoted, list(map(tails.__getitem__, rows))], head)
 
 
-def _bulk_module_lines(report: Report, columns: ModuleColumns,
-                       seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
-    """:func:`_column_module_lines`' text where no module has a type: each line joined from the columns in C, from
-    texts written once per distinct value: the part from ``"type"`` to ``"parameters"`` per depth, the part from
-    ``"parameters"`` to ``"buffers"`` per distinct parameters, and the rest per distinct (buffers, bytes)."""
+def _bulk_module_blocks(report: Report, columns: ModuleColumns,
+                        seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
+    """:func:`_column_module_lines`' text where no module has a type, in blocks (:func:`_joined`) from texts written
+    once per distinct value: the part from ``"type"`` to ``"parameters"`` per depth, the part from ``"parameters"``
+    to ``"buffers"`` per distinct parameters, and the rest per distinct (buffers, bytes)."""
     total = report.total
     trainable = columns.trainable
     flag = "null" if trainable is None else trainable
+    head = '{"path": "'
     middle = [f'", "type": null, "depth": {depth}, "parameters": ' for depth in range(max(columns.depths) + 1)]
     counted = {}
     for parameters in dict.fromkeys(columns.parameters):
@@ -347,18 +371,17 @@ def _bulk_module_lines(report: Report, columns: ModuleColumns,
         counted[parameters] = (f'{parameters}, "percent": {"null" if share is None else repr(share)}, '
                                f'"trainable": {flag}, "buffers": ')
     if not any(columns.buffers):  # the common file: the tail is its bytes alone
-        ends = {size: f'0, "bytes": {size}}}' for size in dict.fromkeys(columns.bytes)}
-        tails = map(ends.__getitem__, columns.bytes)
+        ends = {size: f'0, "bytes": {size}}}{_SEPARATOR}{head}' for size in dict.fromkeys(columns.bytes)}
+        tails = list(map(ends.__getitem__, columns.bytes))
     else:
         keys = list(zip(columns.buffers, columns.bytes, strict=True))
-        ends = {key: f'{key[0]}, "bytes": {key[1]}}}' for key in dict.fromkeys(keys)}
-        tails = map(ends.__getitem__, keys)
+        ends = {key: f'{key[0]}, "bytes": {key[1]}}}{_SEPARATOR}{head}' for key in dict.fromkeys(keys)}
+        tails = list(map(ends.__getitem__, keys))
     # A module's path is the start of a tensor's name: plain wherever the names are (the tensors' lines ask too)
     names = report.columns.names if report.columns is not None else None
     plain = (names is not None and _plain_text(names, seen)) or _plain_text(columns.paths, seen)
-    return map("".join, zip(itertools.repeat('{"path": "'), _quoted_names(columns.paths, plain),
-                            map(middle.__getitem__, columns.depths), map(counted.__getitem__, columns.parameters),
-                            tails))
+    return _joined([_quoted_names(columns.paths, plain), list(map(middle.__getitem__, columns.depths)),
+                    list(map(counted.__getitem__, columns.parameters)), tails], head)
 
 
 def _column_module_lines(report: Report, columns: ModuleColumns, tails: dict[tuple[Any, ...], str],
@@ -412,10 +435,9 @@ def _pieces(report: Report, options: RenderOptions) -> Iterator[str]:
         yield f"{separator}  {encode(key)}: "
         separator = ",\n"
         if key in _STREAMED:
-            rows = _lines(report, key, options.depth, encode, seen)
             empty = True
-            while block := ",\n    ".join(itertools.islice(rows, _CHUNK)):
-                yield "[\n    " if empty else ",\n    "
+            for block in _blocks(report, key, options.depth, encode, seen):
+                yield "[\n    " if empty else _SEPARATOR
                 yield block
                 empty = False
             yield "[]" if empty else "\n  ]"
