@@ -27,7 +27,7 @@ from typing import Any
 from paramscope import dtypes
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import Inventory, QuantInfo, Role, TensorRecord
+from paramscope.records import Inventory, ModuleWalk, QuantInfo, Role, TensorRecord
 from paramscope.sources import sharding
 from paramscope.sources.sharding import wrapper_child
 
@@ -113,7 +113,7 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
 
     with paused_gc():
         found = _Found()
-        records, module_types, lazy = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found, name)
+        records, module_types, lazy, walk = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found, name)
     notes = []
     if lazy:
         notes.append(
@@ -137,7 +137,8 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
     model_config = _model_config(module)
     if model_config is not None:  # a transformers model's own config: the rules stage reads its architecture card
         pending["model_config"] = model_config
-    return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes, pending=pending)
+    return Inventory(name, "torch.nn.Module", records, module_types, metadata=metadata, notes=notes, pending=pending,
+                     walk=walk)
 
 
 INT64_MAX = (1 << 63) - 1
@@ -209,8 +210,9 @@ def _class_facts(cls: type) -> tuple[str, bool, str | None]:
 
 def _collect(
     module: Any, uninitialized: type, parameter: type, found: _Found, source: str
-) -> tuple[list[TensorRecord], dict[str, str], list[str]]:
-    """Records, module types by path, and the names of uninitialized tensors: one pass over the modules.
+) -> tuple[list[TensorRecord], dict[str, str], list[str], ModuleWalk | None]:
+    """Records, module types by path, the names of uninitialized tensors, and the modules visited
+    (:class:`~paramscope.records.ModuleWalk`, None where it would not match the names): one pass over the modules.
 
     Every module reachable from ``module`` is visited under every path it has (as
     ``named_modules(remove_duplicate=False)`` would), pre-order, cycles cut: a module met again is looked for
@@ -223,6 +225,12 @@ def _collect(
     in one dictionary: a tensor seen once carries no tie key at all (so a model without ties is counted record by
     record, with no key per tensor); the first and every later record of a repeated one carry :func:`_tie_key`.
     Sizes are computed and checked here (:func:`_check_numel`), once.
+
+    The walk hands on what it knows of the modules' structure (each visit's parent, where its records start), so
+    the report need not parse it back out of the names; it does so only where that structure is exactly what the
+    names say: every path seen once (no wrapper's child sharing its path), no name with a dot in it (torch
+    refuses one, a module's dictionaries written by hand do not), no record made by :func:`_special` (FSDP1's flat
+    parameter and a quantized weight's side tables are named for other modules).
     """
     records: list[TensorRecord] = []
     append = records.append
@@ -240,7 +248,10 @@ def _collect(
     prod = math.prod
     shapes: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}  # shape -> (that tuple, its product)
     visited: set[int] = set()
-    stack: list[tuple[str, Any, tuple | None]] = [("", module, None)]
+    parents: list[int] = []  # per visit, the visit of its parent (the root: -1)
+    starts: list[int] = []  # per visit, the index of its first record
+    named = True  # whether the names say what parents and starts say (see above)
+    stack: list[tuple[str, Any, tuple | None, int]] = [("", module, None, -1)]
     pop, push = stack.pop, stack.append
 
     def tied(index: int, key: Hashable) -> Hashable | None:
@@ -255,13 +266,17 @@ def _collect(
         return tie
 
     while stack:
-        path, sub, chain = pop()
+        path, sub, chain, parent = pop()
         sub_id = id(sub)
         if sub_id in visited:
             if _is_ancestor(sub_id, chain):
                 continue  # a cycle: the module contains itself
         else:
             visited.add(sub_id)
+        visit = len(starts)
+        start = len(records)
+        starts.append(start)
+        parents.append(parent)
         cls = type(sub)
         facts = class_facts.get(cls)
         if facts is None:
@@ -271,7 +286,6 @@ def _collect(
             flat.update(sharding.flat_index([sub]))
         module_types[path] = owner
         prefix = path + "." if path else ""
-        start = len(records)
         scales = False  # a parameter or buffer here is named like a quantization scale
         state = sub.__dict__
         try:  # from the instance's dict: one attribute read, not three through nn.Module's __getattr__ hook
@@ -283,6 +297,8 @@ def _collect(
             for key, param in parameters.items():
                 if param is None:
                     continue
+                if "." in key:
+                    named = False
                 full = prefix + key
                 plain = type(param) is parameter  # an UninitializedParameter is a subclass: never plain
                 if not plain and isinstance(param, uninitialized):
@@ -305,6 +321,7 @@ def _collect(
                         # a framework's metadata that does not say what its documentation says: one line, named
                         raise ParamscopeError(full, f"unreadable sharding/quantization metadata: {exc}") from exc
                     if special is not None:
+                        named = False
                         for r in special:
                             _check_numel(source, r.name, r.shape, r.numel)
                         records.extend(special)
@@ -343,6 +360,8 @@ def _collect(
             for key, buf in buffers.items():
                 if buf is None:
                     continue
+                if "." in key:
+                    named = False
                 full = prefix + key
                 shape = None if isinstance(buf, uninitialized) else tuple(buf.shape)
                 role = BUFFER
@@ -364,13 +383,21 @@ def _collect(
             if transparent is None:  # the common module: each child under its own name
                 for name, child in reversed(children.items()):
                     if child is not None:
-                        push((prefix + name, child, here))
+                        if "." in name:
+                            named = False
+                        push((prefix + name, child, here, visit))
             else:
                 wrappers.append(cls.__name__)
                 for name, child in reversed(children.items()):
                     if child is not None:
-                        push((path if name == transparent else prefix + name, child, here))
-    return records, module_types, lazy
+                        if "." in name:
+                            named = False
+                        push((path if name == transparent else prefix + name, child, here, visit))
+    walk = None
+    if named and len(module_types) == len(starts):  # each path once: the wrapped model's visit shares none
+        starts.append(len(records))
+        walk = ModuleWalk(list(module_types), parents, starts)
+    return records, module_types, lazy, walk
 
 
 def _quantized(params: list[TensorRecord]) -> bool:
