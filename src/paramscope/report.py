@@ -199,8 +199,8 @@ class ModuleNode:
         self.bytes = 0
         # Empty until something is added: a shared empty tuple, not three new lists for each of a million
         # leaf modules. A report's tree is read-only; the build replaces them with lists.
-        self._held: list[TensorRecord] | _Held | range = _NONE
-        self._rows: list[TensorRecord] | None = None  # what a range in _held indexes
+        self._held: list[TensorRecord] | _Held | int = _NONE
+        self._rows: tuple[list[TensorRecord], list[int]] | None = None  # what an int in _held indexes
         self.aliases: list[tuple[str, str]] = _NONE
         self.children: list[ModuleNode] = _NONE
 
@@ -211,8 +211,9 @@ class ModuleNode:
         if type(held) is _Held:
             row = held.table.row
             held = self._held = [row(i) for i in held]
-        elif type(held) is range:  # a run of a live walk's records (Report._walk_tree): no list per module until read
-            held = self._held = self._rows[held.start:held.stop]  # type: ignore[index]
+        elif type(held) is int:  # module k of a live walk (Report._walk_tree): its records, listed once read
+            records, starts = self._rows  # type: ignore[misc]
+            held = self._held = records[starts[held]:starts[held + 1]]
         return held  # type: ignore[return-value]
 
     @tensors.setter
@@ -1074,8 +1075,9 @@ class Report:
         ``starts[k]:starts[k + 1]``; a module gets a node when it or a module below it holds a record, made (with its
         missing ancestors) where its first record comes, as by names."""
         records = self.inventory.tensors
-        types = self.inventory.module_types
         paths, parents, starts = walk
+        types = list(self.inventory.module_types.values())  # the walk's: one per path, in its order
+        rows = (records, starts)  # what each node's _held (its module's index) reads, once asked
         source = self.inventory.source
         parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
@@ -1084,24 +1086,31 @@ class Report:
         made: list[ModuleNode | None] = [None] * len(paths)
         made[0] = root
         new = _new
-        text = 0  # characters of the paths built, against MAX_TREE_TEXT (as by names)
+        # characters of the paths built, against MAX_TREE_TEXT (as by names): counted only if all the paths, built or
+        # not, could pass it
+        text = 0 if sum(map(len, paths)) > MAX_TREE_TEXT else None
         # the modules that hold records themselves, in the walk's order
         for k in compress(range(len(paths)), map(lt, starts, islice(starts, 1, None))):
             node = made[k]
             if node is None:
-                missing = [k]
-                up = parents[k]
-                while made[up] is None:
-                    missing.append(up)
-                    up = parents[up]
-                parent = made[up]
+                parent = made[parents[k]]
+                if parent is None:  # missing ancestors too (a block whose own module holds no tensor)
+                    missing = [k]
+                    up = parents[k]
+                    while made[up] is None:
+                        missing.append(up)
+                        up = parents[up]
+                    parent = made[up]
+                else:
+                    missing = (k,)
                 for j in reversed(missing):
                     path = paths[j]
-                    text += len(path)
-                    if text > MAX_TREE_TEXT:
-                        raise ParamscopeError(source, _TREE_TEXT_REASON)
+                    if text is not None:
+                        text += len(path)
+                        if text > MAX_TREE_TEXT:
+                            raise ParamscopeError(source, _TREE_TEXT_REASON)
                     node = made[j] = new(ModuleNode)
-                    node.path, node.type = path, types.get(path)
+                    node.path, node.type = path, types[j]
                     node.parameters = node.trainable = node.buffers = node.bytes = 0
                     node._held = node.aliases = node.children = _NONE
                     node._rows = None
@@ -1112,39 +1121,52 @@ class Report:
                     created.append(node)
                     parent = node
             lo, hi = starts[k], starts[k + 1]
+            parameters = trainable = buffers = size = 0
             if aliases:
                 held = []
-            else:  # every record held, read as a list only if asked (ModuleNode.tensors)
-                node._held, node._rows = range(lo, hi), records  # type: ignore[union-attr]
-            parameters = trainable = buffers = size = 0
-            for index in range(lo, hi):
-                record = records[index]
-                if aliases:
+                for record in records[lo:hi]:
                     if id(record) in aliases:
                         # a stored copy (ties.STORED_COPY) counts once but is held twice
                         if record.role is parameter and record.shape is not None and is_stored_copy(record):
                             size += record.nbytes or 0
                         continue
                     held.append(record)
-                if record.shape is None:
-                    continue
-                role = record.role
-                if role is parameter:
-                    numel = record._numel
-                    if numel is None:
+                    if record.shape is None:
+                        continue
+                    role = record.role
+                    if role is parameter:
                         numel = record.numel
-                    parameters += numel
-                    nbytes = record._nbytes  # the property's value where it is known (the walk set it)
-                    size += (nbytes if nbytes is not False else record.nbytes) or 0
-                    if record.trainable is True:
-                        trainable += numel
-                elif role is buffer:
-                    buffers += record.numel
-                    size += record.nbytes or 0
-                elif role is quant_aux:
-                    size += record.nbytes or 0
-            if aliases and held:
-                node._held = held  # type: ignore[union-attr]
+                        parameters += numel
+                        size += record.nbytes or 0
+                        if record.trainable is True:
+                            trainable += numel
+                    elif role is buffer:
+                        buffers += record.numel
+                        size += record.nbytes or 0
+                    elif role is quant_aux:
+                        size += record.nbytes or 0
+                if held:
+                    node._held = held  # type: ignore[union-attr]
+            else:  # every record held, read as a list only if asked (ModuleNode.tensors): the common model
+                node._held, node._rows = k, rows  # type: ignore[union-attr]
+                for record in records[lo:hi]:
+                    if record.shape is None:
+                        continue
+                    role = record.role
+                    if role is parameter:
+                        numel = record._numel
+                        if numel is None:
+                            numel = record.numel
+                        parameters += numel
+                        nbytes = record._nbytes  # the property's value where it is known (the walk set it)
+                        size += (nbytes if nbytes is not False else record.nbytes) or 0
+                        if record.trainable is True:
+                            trainable += numel
+                    elif role is buffer:
+                        buffers += record.numel
+                        size += record.nbytes or 0
+                    elif role is quant_aux:
+                        size += record.nbytes or 0
             node.parameters, node.trainable = parameters, trainable  # type: ignore[union-attr]
             node.buffers, node.bytes = buffers, size  # type: ignore[union-attr]
         if aliases:  # grouped by their canonical tensor in the order those were first listed, as by names

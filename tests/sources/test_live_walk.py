@@ -164,3 +164,25 @@ def test_ties_found_at_the_end_of_the_walk():
     tied = [r for r in paramscope.inspect(llama).tensors if r.tie is not None]
     assert [r.name for r in tied] == ["model.embed_tokens.weight", "lm_head.weight"]
     assert tied[0].tie == tied[1].tie == ("object", id(llama.lm_head.weight))  # meta: every data_ptr() is 0
+
+
+@pytest.mark.parametrize("limit", [4, 5, 6])
+def test_the_tree_text_limit_holds_by_index_as_by_names(monkeypatch, limit):
+    from paramscope import report as report_module
+    from paramscope.errors import ParamscopeError
+
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2)), nn.ReLU(), nn.Linear(2, 2))  # built: 0, 0.0, 2 (5 chars)
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", limit)  # all paths: 0, 0.0, 1, 2 (6 chars)
+    report = paramscope.inspect(model)
+    assert report.inventory.walk is not None
+    outcomes = []
+    for each in (report, _by_names(report)):
+        try:
+            outcomes.append([n.path for n in each.tree().walk()])
+        except ParamscopeError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    if limit >= 5:
+        assert outcomes[0] == ["", "0", "0.0", "2"]
+    else:
+        assert "module paths of its tensor names add up to more than" in outcomes[0]
