@@ -249,7 +249,8 @@ def _collect(
     dtype_facts = _DTYPE_FACTS
     new = TensorRecord.__new__
     prod = math.prod
-    shapes: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {}  # shape -> (that tuple, its product)
+    # shape -> (that tuple, its product, whether it is (0,))
+    shapes: dict[tuple[int, ...], tuple[tuple[int, ...], int, bool]] = {}
     visited: set[int] = set()
     parents: list[int] = []  # per visit, the visit of its parent (the root: -1)
     starts: list[int] = []  # per visit, the index of its first record
@@ -300,14 +301,18 @@ def _collect(
                                         origin="live"))
                     continue
                 scales = scales or key in aux_params
-                shape = tuple(param.shape)
-                # one tuple and one product per distinct shape: fewer objects for the GC to walk, fewer products
-                known_shape = shapes.get(shape)
+                # one tuple and one product per distinct shape: fewer objects for the GC to walk, fewer products.
+                # A plain Parameter's shape is a torch.Size, which hashes and compares as its tuple: looked up as it
+                # is (a subclass's shape may be anything: made a tuple first)
+                known_shape = shapes.get(param.shape) if plain else None
                 if known_shape is None:
-                    known_shape = shapes[shape] = (shape, prod(shape))
-                shape, numel = known_shape
+                    shape = tuple(param.shape)
+                    known_shape = shapes.get(shape)
+                    if known_shape is None:
+                        known_shape = shapes[shape] = (shape, prod(shape), shape == (0,))
+                shape, numel, emptied = known_shape
                 # Only these can be special: a tensor subclass, a module under FSDP1, or ZeRO-3's emptied data.
-                if not plain or flat or shape == (0,):
+                if not plain or flat or emptied:
                     try:
                         special = _special(prefix, key, sub, param, owner, flat, found)
                     except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:
