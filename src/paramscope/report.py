@@ -1092,34 +1092,47 @@ class Report:
         # the modules that hold records themselves, in the walk's order
         for k in compress(range(len(paths)), map(lt, starts, islice(starts, 1, None))):
             node = made[k]
-            if node is None:
-                parent = made[parents[k]]
-                if parent is None:  # missing ancestors too (a block whose own module holds no tensor)
-                    missing = [k]
-                    up = parents[k]
+            if node is None:  # always but for the root: a module comes before the modules below it
+                up = parents[k]
+                parent = made[up]
+                if parent is None:  # missing ancestors first (a block whose own module holds no tensor)
+                    missing = []
                     while made[up] is None:
                         missing.append(up)
                         up = parents[up]
                     parent = made[up]
+                    for j in reversed(missing):
+                        path = paths[j]
+                        if text is not None:
+                            text += len(path)
+                            if text > MAX_TREE_TEXT:
+                                raise ParamscopeError(source, _TREE_TEXT_REASON)
+                        node = made[j] = new(ModuleNode)
+                        node.path, node.type = path, types[j]
+                        node.parameters = node.trainable = node.buffers = node.bytes = 0
+                        node._held = node.aliases = node.children = _NONE
+                        node._rows = None
+                        if parent.children:  # type: ignore[union-attr]
+                            parent.children.append(node)  # type: ignore[union-attr]
+                        else:
+                            parent.children = [node]  # type: ignore[union-attr]
+                        created.append(node)
+                        parent = node
+                # the module itself: its figures are set below, once counted
+                path = paths[k]
+                if text is not None:
+                    text += len(path)
+                    if text > MAX_TREE_TEXT:
+                        raise ParamscopeError(source, _TREE_TEXT_REASON)
+                node = made[k] = new(ModuleNode)
+                node.path, node.type = path, types[k]
+                node._held = node.aliases = node.children = _NONE
+                node._rows = None
+                if parent.children:  # type: ignore[union-attr]
+                    parent.children.append(node)  # type: ignore[union-attr]
                 else:
-                    missing = (k,)
-                for j in reversed(missing):
-                    path = paths[j]
-                    if text is not None:
-                        text += len(path)
-                        if text > MAX_TREE_TEXT:
-                            raise ParamscopeError(source, _TREE_TEXT_REASON)
-                    node = made[j] = new(ModuleNode)
-                    node.path, node.type = path, types[j]
-                    node.parameters = node.trainable = node.buffers = node.bytes = 0
-                    node._held = node.aliases = node.children = _NONE
-                    node._rows = None
-                    if parent.children:  # type: ignore[union-attr]
-                        parent.children.append(node)  # type: ignore[union-attr]
-                    else:
-                        parent.children = [node]  # type: ignore[union-attr]
-                    created.append(node)
-                    parent = node
+                    parent.children = [node]  # type: ignore[union-attr]
+                created.append(node)
             lo, hi = starts[k], starts[k + 1]
             parameters = trainable = buffers = size = 0
             if aliases:
