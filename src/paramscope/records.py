@@ -453,7 +453,8 @@ class Inventory:
     reader reads, the rules stage (:func:`paramscope.pipeline.settle`) applies rules to what it was given.
 
     ``walk`` is the module structure a live walk saw (:class:`ModuleWalk`), which lets the report build the module
-    tree by index instead of from names; it belongs to these very records, so :meth:`replace` drops it with them.
+    tree by index instead of from names; it belongs to these very records and module types, so :meth:`replace`
+    drops it with either.
 
     An inventory is treated as immutable, like its records: a stage returns a new one (:meth:`replace`).
     """
@@ -531,6 +532,8 @@ class Inventory:
         else:
             fields["tensors"], fields["table"], fields["walk"] = self._rows, self._table, self.walk
         fields.update(changes)
+        if "module_types" in changes:  # the walk's class names are these, path for path
+            fields["walk"] = None
         return Inventory(**fields)
 
     def __repr__(self) -> str:

@@ -146,6 +146,7 @@ def test_a_stage_that_changes_the_records_drops_the_walk():
     inventory = report.inventory
     assert inventory.replace(notes=["x"]).walk is inventory.walk
     assert inventory.replace(tensors=inventory.tensors[::-1]).walk is None
+    assert inventory.replace(module_types={**inventory.module_types}).walk is None
     filtered = report.filter(pattern="*weight*")
     assert filtered.inventory.walk is None
     assert filtered.tree().parameters == sum(r.numel for r in filtered.unique if r.role.value == "parameter")
