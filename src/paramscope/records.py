@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import namedtuple
 
 from paramscope import dtypes
 
@@ -440,6 +441,14 @@ class Table:
         self.uninitialized += other.uninitialized
 
 
+ModuleWalk = namedtuple("ModuleWalk", "paths parents starts")
+ModuleWalk.__doc__ = """The modules a live walk visited, in its (pre-)order, and where their records are: ``paths[k]``
+is module k's path (distinct: module 0 is the root, ''), ``parents[k]`` its parent's index (k > 0: a parent comes
+first), and module k holds exactly the records ``starts[k]:starts[k + 1]`` (``starts`` has one more entry, the
+number of records), each named ``paths[k]`` + '.' + a name without a dot (the root's: that name alone). So the
+tree by index is the tree by names: a source gives one only where that holds."""
+
+
 class Inventory:
     """Everything one source observed: the tensors, and what it knows about the modules around them.
 
@@ -457,10 +466,15 @@ class Inventory:
     ``pending`` is what a reader hands the stages above it and never shows (see :data:`PENDING`): the
     reader reads, the rules stage (:func:`paramscope.pipeline.settle`) applies rules to what it was given.
 
+    ``walk`` is the module structure a live walk saw (:class:`ModuleWalk`), which lets the report build the module
+    tree by index instead of from names; it belongs to these very records and module types, so :meth:`replace`
+    drops it with either.
+
     An inventory is treated as immutable, like its records: a stage returns a new one (:meth:`replace`).
     """
 
-    __slots__ = ("_rows", "_table", "architecture", "format", "metadata", "module_types", "notes", "pending", "source")
+    __slots__ = ("_rows", "_table", "architecture", "format", "metadata", "module_types", "notes", "pending", "source",
+                 "walk")
     _FIELDS = ("source", "format", "module_types", "metadata", "notes", "pending", "architecture")
 
     def __init__(
@@ -474,8 +488,10 @@ class Inventory:
         pending: dict[str, Any] | None = None,
         table: Table | None = None,
         architecture: Any = None,
+        walk: ModuleWalk | None = None,
     ) -> None:
         self.source = source
+        self.walk = walk
         self.architecture = architecture  # paramscope.architecture.Architecture, set by pipeline.settle
         self.format = format
         if tensors is None and table is None:
@@ -526,9 +542,12 @@ class Inventory:
         fields = {name: getattr(self, name) for name in self._FIELDS}
         if "tensors" in changes or "table" in changes:
             fields["tensors"], fields["table"] = changes.pop("tensors", None), changes.pop("table", None)
+            # new records (reordered, filtered, renamed): the walk's indices and paths say nothing about them
         else:
-            fields["tensors"], fields["table"] = self._rows, self._table
+            fields["tensors"], fields["table"], fields["walk"] = self._rows, self._table, self.walk
         fields.update(changes)
+        if "module_types" in changes:  # the walk's class names are these, path for path
+            fields["walk"] = None
         return Inventory(**fields)
 
     def __repr__(self) -> str:

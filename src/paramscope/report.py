@@ -55,11 +55,12 @@ import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
-from itertools import pairwise
+from itertools import compress, islice, pairwise
+from operator import lt
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, Table, TensorRecord, sized
+from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, ModuleWalk, Role, Table, TensorRecord, sized
 from paramscope.report_views import VIEWS
 
 TYPE_CHECKING = False
@@ -186,7 +187,8 @@ class ModuleNode:
     (name here, canonical name) pairs for tied tensors held here but counted elsewhere.
     """
 
-    __slots__ = ("_held", "aliases", "buffers", "bytes", "children", "parameters", "path", "trainable", "type")
+    __slots__ = ("_held", "_rows", "aliases", "buffers", "bytes", "children", "parameters", "path", "trainable",
+                 "type")
 
     def __init__(self, path: str, type: str | None) -> None:
         self.path = path
@@ -197,7 +199,8 @@ class ModuleNode:
         self.bytes = 0
         # Empty until something is added: a shared empty tuple, not three new lists for each of a million
         # leaf modules. A report's tree is read-only; the build replaces them with lists.
-        self._held: list[TensorRecord] | _Held = _NONE
+        self._held: list[TensorRecord] | _Held | int = _NONE
+        self._rows: tuple[list[TensorRecord], list[int]] | None = None  # what an int in _held indexes
         self.aliases: list[tuple[str, str]] = _NONE
         self.children: list[ModuleNode] = _NONE
 
@@ -208,6 +211,9 @@ class ModuleNode:
         if type(held) is _Held:
             row = held.table.row
             held = self._held = [row(i) for i in held]
+        elif type(held) is int:  # module k of a live walk (Report._walk_tree): its records, listed once read
+            records, starts = self._rows  # type: ignore[misc]
+            held = self._held = records[starts[held]:starts[held + 1]]
         return held  # type: ignore[return-value]
 
     @tensors.setter
@@ -249,7 +255,7 @@ class ModuleNode:
         copy = ModuleNode(self.path, self.type)
         copy.parameters, copy.trainable = self.parameters, self.trainable
         copy.buffers, copy.bytes = self.buffers, self.bytes
-        copy._held, copy.aliases = self._held, self.aliases
+        copy._held, copy._rows, copy.aliases = self._held, self._rows, self.aliases
         return copy
 
     def __repr__(self) -> str:
@@ -1170,6 +1176,9 @@ class Report:
         table = self._table
         if table is not None and depth is not None:
             return self._cut_tree(table, depth, place, nodes, created)
+        walk = self.inventory.walk
+        if walk is not None and depth is None and table is None:
+            return self._walk_tree(walk, root, created)
         if table is not None:
             # Over the columns (no tie, nothing uninitialized, no trainability): a module keeps the indices of
             # the tensors it holds, and their records are made only if they are read (ModuleNode.tensors)
@@ -1222,6 +1231,7 @@ class Report:
                         node.path, node.type = path, types.get(path)
                         node.parameters = node.trainable = node.buffers = node.bytes = 0
                         node._held = node.aliases = node.children = _NONE
+                        node._rows = None
                         if parent.children:
                             parent.children.append(node)
                         else:
@@ -1271,6 +1281,134 @@ class Report:
                     node = nodes.get(module)
                     if node is None:  # an alias below the cut is not shown
                         continue
+                    if node.aliases:
+                        node.aliases.append((alias.name, head.name))
+                    else:
+                        node.aliases = [(alias.name, head.name)]
+        return self._sum_up(created)
+
+    def _walk_tree(self, walk: ModuleWalk, root: ModuleNode, created: list[ModuleNode]) -> ModuleNode:
+        """The whole tree of a live model, by the structure its walk saw (:class:`~paramscope.records.ModuleWalk`):
+        the tree :meth:`_build_tree` makes from the names, with no name parsed. Module k holds the records
+        ``starts[k]:starts[k + 1]``; a module gets a node when it or a module below it holds a record, made (with its
+        missing ancestors) where its first record comes, as by names."""
+        records = self.inventory.tensors
+        paths, parents, starts = walk
+        types = list(self.inventory.module_types.values())  # the walk's: one per path, in its order
+        rows = (records, starts)  # what each node's _held (its module's index) reads, once asked
+        source = self.inventory.source
+        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
+        if aliases:
+            from paramscope.ties import is_stored_copy
+        made: list[ModuleNode | None] = [None] * len(paths)
+        made[0] = root
+        new = _new
+        # characters of the paths built, against MAX_TREE_TEXT (as by names): counted only if all the paths, built or
+        # not, could pass it
+        text = 0 if sum(map(len, paths)) > MAX_TREE_TEXT else None
+        # the modules that hold records themselves, in the walk's order
+        for k in compress(range(len(paths)), map(lt, starts, islice(starts, 1, None))):
+            node = made[k]
+            if node is None:  # always but for the root: a module comes before the modules below it
+                up = parents[k]
+                parent = made[up]
+                if parent is None:  # missing ancestors first (a block whose own module holds no tensor)
+                    missing = []
+                    while made[up] is None:
+                        missing.append(up)
+                        up = parents[up]
+                    parent = made[up]
+                    for j in reversed(missing):
+                        path = paths[j]
+                        if text is not None:
+                            text += len(path)
+                            if text > MAX_TREE_TEXT:
+                                raise ParamscopeError(source, _TREE_TEXT_REASON)
+                        node = made[j] = new(ModuleNode)
+                        node.path, node.type = path, types[j]
+                        node.parameters = node.trainable = node.buffers = node.bytes = 0
+                        node._held = node.aliases = node.children = _NONE
+                        node._rows = None
+                        if parent.children:  # type: ignore[union-attr]
+                            parent.children.append(node)  # type: ignore[union-attr]
+                        else:
+                            parent.children = [node]  # type: ignore[union-attr]
+                        created.append(node)
+                        parent = node
+                # the module itself: its figures are set below, once counted
+                path = paths[k]
+                if text is not None:
+                    text += len(path)
+                    if text > MAX_TREE_TEXT:
+                        raise ParamscopeError(source, _TREE_TEXT_REASON)
+                node = made[k] = new(ModuleNode)
+                node.path, node.type = path, types[k]
+                node._held = node.aliases = node.children = _NONE
+                node._rows = None
+                if parent.children:  # type: ignore[union-attr]
+                    parent.children.append(node)  # type: ignore[union-attr]
+                else:
+                    parent.children = [node]  # type: ignore[union-attr]
+                created.append(node)
+            lo, hi = starts[k], starts[k + 1]
+            parameters = trainable = buffers = size = 0
+            if aliases:
+                held = []
+                for record in records[lo:hi]:
+                    if id(record) in aliases:
+                        # a stored copy (ties.STORED_COPY) counts once but is held twice
+                        if record.role is parameter and record.shape is not None and is_stored_copy(record):
+                            size += record.nbytes or 0
+                        continue
+                    held.append(record)
+                    if record.shape is None:
+                        continue
+                    role = record.role
+                    if role is parameter:
+                        numel = record.numel
+                        parameters += numel
+                        size += record.nbytes or 0
+                        if record.trainable is True:
+                            trainable += numel
+                    elif role is buffer:
+                        buffers += record.numel
+                        size += record.nbytes or 0
+                    elif role is quant_aux:
+                        size += record.nbytes or 0
+                if held:
+                    node._held = held  # type: ignore[union-attr]
+            else:  # every record held, read as a list only if asked (ModuleNode.tensors): the common model
+                node._held, node._rows = k, rows  # type: ignore[union-attr]
+                for record in records[lo:hi]:
+                    if record.shape is None:
+                        continue
+                    role = record.role
+                    if role is parameter:
+                        numel = record._numel
+                        if numel is None:
+                            numel = record.numel
+                        parameters += numel
+                        nbytes = record._nbytes  # the property's value where it is known (the walk set it)
+                        size += (nbytes if nbytes is not False else record.nbytes) or 0
+                        if record.trainable is True:
+                            trainable += numel
+                    elif role is buffer:
+                        buffers += record.numel
+                        size += record.nbytes or 0
+                    elif role is quant_aux:
+                        size += record.nbytes or 0
+            node.parameters, node.trainable = parameters, trainable  # type: ignore[union-attr]
+            node.buffers, node.bytes = buffers, size  # type: ignore[union-attr]
+        if aliases:  # grouped by their canonical tensor in the order those were first listed, as by names
+            nodes = {node.path: node for node in created}
+            first = {id(group[0]): group for group in self._aliased.values()}
+            for head in self._heads:
+                group = first.get(id(head))
+                if group is None:
+                    continue
+                for alias in group[1:]:
+                    node = nodes[alias.name.rpartition(".")[0]]
                     if node.aliases:
                         node.aliases.append((alias.name, head.name))
                     else:

@@ -1,0 +1,189 @@
+"""The live walk's module structure (records.ModuleWalk) and the tree the report builds from it by index: the same
+tree, node for node, as the one built from the names, and no structure where the names would say otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import paramscope
+from paramscope.records import ModuleWalk
+from paramscope.report import Report
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv10 = nn.Conv2d(2, 2, 1)  # before conv2: natural order puts conv2 first
+        self.conv2 = nn.Conv2d(2, 3, 1)
+        self.norm = nn.BatchNorm2d(3)
+
+
+class Everything(nn.Module):
+    """Ties, a frozen layer, buffers (one non-persistent), a shared submodule, modules without tensors, a lazy layer,
+    parameters on a container, numbered siblings past 9."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        shared = nn.Linear(8, 8)
+        self.a = shared
+        self.b = nn.Sequential(nn.ReLU(), shared)
+        self.frozen = nn.Linear(8, 4)
+        self.frozen.requires_grad_(False)
+        self.blocks = nn.ModuleList([Block() for _ in range(12)])
+        self.lazy = nn.LazyLinear(5)
+        self.head = nn.Linear(8, 50, bias=False)
+        self.head.weight = self.emb.weight
+        self.register_buffer("mask", torch.ones(3), persistent=False)
+        self.empty = nn.Sequential(nn.ReLU(), nn.Identity())
+        self.root_p = nn.Parameter(torch.zeros(2))
+
+
+class DataParallel(nn.Module):
+    """A DDP-like wrapper (matched by class name): its child is visited under the wrapper's own path."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
+def _tiny_llama() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=11,
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    with torch.device("meta"):
+        return LlamaForCausalLM(config)
+
+
+def _by_names(report: Report) -> Report:
+    """The same records without the walk's structure (a new list of them drops it): the tree from the names."""
+    return Report(report.inventory.replace(tensors=list(report.tensors)))
+
+
+def _nodes(report: Report, *, natural: bool = True) -> list[tuple]:
+    return [(n.path, n.type, n.parameters, n.trainable, n.buffers, n.bytes, [id(t) for t in n.tensors], n.aliases,
+             [c.path for c in n.children]) for n in report.tree(natural=natural).walk()]
+
+
+MODELS = {
+    "everything": Everything,
+    "tiny llama, tied": _tiny_llama,
+    "blocks": lambda: nn.Sequential(*(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.GELU()) for _ in range(12))),
+}
+
+
+@pytest.mark.parametrize("make", MODELS.values(), ids=MODELS.keys())
+def test_the_tree_by_index_is_the_tree_by_names(make):
+    report = paramscope.inspect(make())
+    assert report.inventory.walk is not None
+    by_names = _by_names(report)
+    assert by_names.inventory.walk is None
+    for natural in (True, False):
+        assert _nodes(report, natural=natural) == _nodes(by_names, natural=natural)
+    for depth in (0, 1, 2):
+        assert _nodes_at(report, depth) == _nodes_at(by_names, depth)
+    assert report.natural_tensors == by_names.natural_tensors
+
+
+def _nodes_at(report: Report, depth: int) -> list[tuple]:
+    return [(n.path, n.parameters, n.bytes, [t.name for t in n.tensors], n.aliases) for n in report.tree(depth).walk()]
+
+
+def test_the_walk_by_hand():
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Sequential(nn.Linear(2, 1, bias=False)))
+    inventory = paramscope.inspect(model).inventory
+    # records: 0.weight 0.bias 2.0.weight; ReLU (1) and the inner Sequential (2) hold none themselves
+    assert inventory.walk == ModuleWalk(["", "0", "1", "2", "2.0"], [-1, 0, 0, 0, 3], [0, 0, 2, 2, 2, 3])
+    root = paramscope.inspect(model).tree()
+    assert [n.path for n in root.walk()] == ["", "0", "2", "2.0"]  # no node for a module without tensors
+    assert [t.name for t in root.children[1].children[0].tensors] == ["2.0.weight"]
+    assert root.parameters == 2 * 2 + 2 + 2 == 8
+
+
+def test_a_shared_submodule_is_two_visits_with_its_tensors_aliased():
+    report = paramscope.inspect(Everything())
+    walk = report.inventory.walk
+    assert walk.paths.index("a") < walk.paths.index("b.1")
+    node = {n.path: n for n in report.tree().walk()}["b.1"]
+    assert node.aliases == [("b.1.weight", "a.weight"), ("b.1.bias", "a.bias")]
+    assert list(node.tensors) == [] and node.parameters == 0
+
+
+def test_held_tensors_are_read_from_the_records_on_demand():
+    report = paramscope.inspect(Everything())
+    node = {n.path: n for n in report.tree().walk()}["blocks.11.norm"]
+    names = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert [t.name for t in node.tensors] == [f"blocks.11.norm.{n}" for n in names]
+    assert all(a is b for a, b in zip(node.tensors, [r for r in report.tensors if r.name.startswith("blocks.11.norm.")],
+                                      strict=True))
+    pruned = report.tree(3)  # copies of the nodes share what they hold
+    assert {n.path: n for n in pruned.walk()}["blocks.11.norm"].tensors == node.tensors
+
+
+def test_a_wrapper_and_hand_written_dotted_names_leave_the_names_to_decide():
+    wrapped = paramscope.inspect(DataParallel(Everything()))
+    assert wrapped.inventory.walk is None  # the wrapped model's visit shares the wrapper's path
+    assert _nodes(wrapped) == _nodes(_by_names(wrapped))
+    assert [n.path for n in wrapped.tree().children][:3] == ["emb", "a", "b"]
+
+    odd = nn.Module()
+    odd.x = nn.Linear(2, 2)
+    odd._parameters["p.q"] = nn.Parameter(torch.zeros(3))  # torch's register_parameter refuses a dot
+    assert paramscope.inspect(odd).inventory.walk is None
+    for dotted in ("_modules", "_buffers"):
+        odd = nn.Module()
+        getattr(odd, dotted)["m.n"] = nn.Linear(2, 3) if dotted == "_modules" else torch.zeros(2)
+        report = paramscope.inspect(odd)
+        assert report.inventory.walk is None
+        assert [n.path for n in report.tree().walk()] == ["", "m", "m.n"] if dotted == "_modules" else ["", "m"]
+
+
+def test_a_stage_that_changes_the_records_drops_the_walk():
+    report = paramscope.inspect(Everything())
+    inventory = report.inventory
+    assert inventory.replace(notes=["x"]).walk is inventory.walk
+    assert inventory.replace(tensors=inventory.tensors[::-1]).walk is None
+    assert inventory.replace(module_types={**inventory.module_types}).walk is None
+    filtered = report.filter(pattern="*weight*")
+    assert filtered.inventory.walk is None
+    assert filtered.tree().parameters == sum(r.numel for r in filtered.unique if r.role.value == "parameter")
+
+
+def test_ties_found_at_the_end_of_the_walk():
+    model = Everything()
+    report = paramscope.inspect(model)
+    ties = {r.name: r.tie for r in report.tensors if r.tie is not None}
+    # meta or not, tied by the object here (the embedding's weight held twice), the shared Linear's two
+    assert ties["emb.weight"] == ties["head.weight"] != ties["a.weight"] == ties["b.1.weight"]
+    assert ties["a.bias"] == ties["b.1.bias"]
+    assert set(ties) == {"emb.weight", "head.weight", "a.weight", "b.1.weight", "a.bias", "b.1.bias"}
+    assert ties["a.weight"] == ("data", "cpu", model.a.weight.data_ptr(), (8, 8), torch.float32)
+    llama = _tiny_llama()
+    tied = [r for r in paramscope.inspect(llama).tensors if r.tie is not None]
+    assert [r.name for r in tied] == ["model.embed_tokens.weight", "lm_head.weight"]
+    assert tied[0].tie == tied[1].tie == ("object", id(llama.lm_head.weight))  # meta: every data_ptr() is 0
+
+
+@pytest.mark.parametrize("limit", [4, 5, 6])
+def test_the_tree_text_limit_holds_by_index_as_by_names(monkeypatch, limit):
+    from paramscope import report as report_module
+    from paramscope.errors import ParamscopeError
+
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2)), nn.ReLU(), nn.Linear(2, 2))  # built: 0, 0.0, 2 (5 chars)
+    monkeypatch.setattr(report_module, "MAX_TREE_TEXT", limit)  # all paths: 0, 0.0, 1, 2 (6 chars)
+    report = paramscope.inspect(model)
+    assert report.inventory.walk is not None
+    outcomes = []
+    for each in (report, _by_names(report)):
+        try:
+            outcomes.append([n.path for n in each.tree().walk()])
+        except ParamscopeError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    if limit >= 5:
+        assert outcomes[0] == ["", "0", "0.0", "2"]
+    else:
+        assert "module paths of its tensor names add up to more than" in outcomes[0]
