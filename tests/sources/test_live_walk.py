@@ -187,3 +187,57 @@ def test_the_tree_text_limit_holds_by_index_as_by_names(monkeypatch, limit):
         assert outcomes[0] == ["", "0", "0.0", "2"]
     else:
         assert "module paths of its tensor names add up to more than" in outcomes[0]
+
+
+def _broken(where: str, key: object, value: object) -> nn.Module:
+    """A module whose ``where`` dict (``_parameters``, ``_buffers``, ``_modules``) holds ``value`` under ``key``,
+    set by hand past nn.Module's checks, one level down."""
+    inner = nn.Linear(2, 2)
+    getattr(inner, where)[key] = value
+    return nn.Sequential(nn.Linear(2, 2), inner)
+
+
+@pytest.mark.parametrize(("where", "key", "value", "reason"), [
+    ("_modules", 3, nn.Linear(2, 2), "module '1' holds a submodule under a key of type int, not a string"),
+    ("_parameters", 7, nn.Parameter(torch.zeros(2)),
+     "module '1' holds a parameter under a key of type int, not a string"),
+    ("_buffers", (1,), torch.zeros(2), "module '1' holds a buffer under a key of type tuple, not a string"),
+    ("_modules", "x", 5, "module '1' holds a submodule 'x' of type int, not a torch.nn.Module"),
+    ("_parameters", "p", 5, "module '1' holds a parameter 'p' of type int, not a tensor"),
+    ("_buffers", "b", "text", "module '1' holds a buffer 'b' of type str, not a tensor"),
+])
+def test_a_module_layout_broken_by_hand_is_named_in_one_line(where, key, value, reason):
+    model = _broken(where, key, value)
+    with pytest.raises(paramscope.ParamscopeError) as caught:
+        paramscope.inspect(model)
+    assert caught.value.reason == reason
+    assert caught.value.source == "Sequential"
+
+
+def test_a_module_whose_init_did_not_run_or_whose_dict_is_replaced_is_named():
+    class NoInit(nn.Module):
+        def __init__(self) -> None:  # nn.Module.__init__ never called
+            pass
+
+    with pytest.raises(paramscope.ParamscopeError, match=r"^NoInit: the root module has no _parameters \(its "
+                                                        r"nn.Module.__init__ did not run\)$"):
+        paramscope.inspect(NoInit())
+    model = nn.Sequential(nn.Linear(2, 2))
+    model._modules = [nn.Linear(2, 2)]  # type: ignore[assignment]
+    with pytest.raises(paramscope.ParamscopeError, match="the root module's _modules is of type list, not the dict"):
+        paramscope.inspect(model)
+
+
+def test_a_broken_layout_from_the_command_line_exits_1_with_one_line(tmp_path):
+    from tests.hostile._limits import run_cli
+
+    script = tmp_path / "broken.py"
+    script.write_text("from torch import nn\n"
+                      "class Broken(nn.Sequential):\n"
+                      "    def __init__(self):\n"
+                      "        super().__init__(nn.Linear(2, 2))\n"
+                      "        self._modules[3] = nn.Linear(2, 2)\n")
+    result = run_cli(f"{script}:Broken")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"paramscope: {script}:Broken: the root module holds a submodule under a key of type int, not a string"]

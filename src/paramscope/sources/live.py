@@ -111,9 +111,17 @@ def from_module(module: Any, *, source: str | None = None, example_input: Any = 
     if example_input is not None and _has_uninitialized(module, UninitializedTensorMixin):
         module = dry_run_on_meta(module, example_input, source=name)
 
-    with paused_gc():
-        found = _Found()
-        records, module_types, lazy, walk = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found, name)
+    try:
+        with paused_gc():
+            found = _Found()
+            records, module_types, lazy, walk = _collect(module, UninitializedTensorMixin, torch.nn.Parameter, found,
+                                                         name)
+    except (TypeError, AttributeError) as exc:
+        # the walk trusts what nn.Module keeps; a module that broke it by hand is named here, not on the hot path
+        problem = _malformed(module, torch)
+        if problem is None:
+            raise
+        raise ParamscopeError(name, problem) from exc
     notes = []
     if lazy:
         notes.append(
@@ -407,6 +415,41 @@ def _collect(
         starts.append(len(records))
         walk = ModuleWalk(list(module_types), parents, starts)
     return records, module_types, lazy, walk
+
+
+_HOLDINGS = (("_parameters", "a parameter", "a tensor"), ("_buffers", "a buffer", "a tensor"),
+             ("_modules", "a submodule", "a torch.nn.Module"))
+"""What ``nn.Module`` keeps of its own: (the dict, what one entry is, what its value must be)."""
+
+
+def _malformed(module: Any, torch: Any, limit: int = 1_000_000) -> str | None:
+    """What breaks ``nn.Module``'s own layout in ``module`` or below (a dict that is not one, a key that is not a
+    string, a value that is neither None nor a tensor / module), said in words; None if nothing does. The walk
+    (:func:`_collect`) assumes that layout, as ``named_parameters()`` does; this is looked at only when it failed.
+    Each module once, at most ``limit`` of them."""
+    stack: list[tuple[str, Any]] = [("", module)]
+    seen: set[int] = set()
+    while stack and len(seen) < limit:
+        path, sub = stack.pop()
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        where = f"module {path!r}" if path else "the root module"
+        for attribute, entry, kind in _HOLDINGS:
+            held = getattr(sub, "__dict__", {}).get(attribute)
+            if held is None:
+                return f"{where} has no {attribute} (its nn.Module.__init__ did not run)"
+            if not isinstance(held, dict):
+                return f"{where}'s {attribute} is of type {type(held).__name__}, not the dict nn.Module keeps"
+            for key, value in held.items():
+                if not isinstance(key, str):
+                    return f"{where} holds {entry} under a key of type {type(key).__name__}, not a string"
+                wanted = torch.nn.Module if attribute == "_modules" else torch.Tensor
+                if value is not None and not isinstance(value, wanted):
+                    return f"{where} holds {entry} {key!r} of type {type(value).__name__}, not {kind}"
+                if attribute == "_modules" and value is not None:
+                    stack.append((f"{path}.{key}" if path else key, value))
+    return None
 
 
 def _quantized(params: list[TensorRecord]) -> bool:
