@@ -1269,23 +1269,26 @@ class Report:
                 node.bytes += record.nbytes or 0
             elif role is quant_aux:
                 node.bytes += record.nbytes or 0
-        # Aliases, grouped by their canonical tensor in the order those were first listed.
         if aliases:
-            first = {id(group[0]): group for group in self._aliased.values()}
-            for head in self._heads:
-                group = first.get(id(head))
-                if group is None:
-                    continue
-                for alias in group[1:]:
-                    module = alias.name.rpartition(".")[0]
-                    node = nodes.get(module)
-                    if node is None:  # an alias below the cut is not shown
-                        continue
-                    if node.aliases:
-                        node.aliases.append((alias.name, head.name))
-                    else:
-                        node.aliases = [(alias.name, head.name)]
+            self._place_aliases(nodes)
         return self._sum_up(created)
+
+    def _place_aliases(self, nodes: dict[str, ModuleNode]) -> None:
+        """Each alias named at its module's node (``nodes``: path -> node; an alias below the cut is not shown),
+        grouped by its canonical tensor in the order those were first listed."""
+        first = {id(group[0]): group for group in self._aliased.values()}
+        for head in self._heads:
+            group = first.get(id(head))
+            if group is None:
+                continue
+            for alias in group[1:]:
+                node = nodes.get(alias.name.rpartition(".")[0])
+                if node is None:
+                    continue
+                if node.aliases:
+                    node.aliases.append((alias.name, head.name))
+                else:
+                    node.aliases = [(alias.name, head.name)]
 
     def _walk_tree(self, walk: ModuleWalk, root: ModuleNode, created: list[ModuleNode]) -> ModuleNode:
         """The whole tree of a live model, by the structure its walk saw (:class:`~paramscope.records.ModuleWalk`):
@@ -1311,108 +1314,66 @@ class Report:
         for k in compress(range(len(paths)), map(lt, starts, islice(starts, 1, None))):
             node = made[k]
             if node is None:  # always but for the root: a module comes before the modules below it
+                # the module and its missing ancestors (a block whose own module holds no tensor), top down
+                missing = [k]
                 up = parents[k]
+                while made[up] is None:
+                    missing.append(up)
+                    up = parents[up]
                 parent = made[up]
-                if parent is None:  # missing ancestors first (a block whose own module holds no tensor)
-                    missing = []
-                    while made[up] is None:
-                        missing.append(up)
-                        up = parents[up]
-                    parent = made[up]
-                    for j in reversed(missing):
-                        path = paths[j]
-                        if text is not None:
-                            text += len(path)
-                            if text > MAX_TREE_TEXT:
-                                raise ParamscopeError(source, _TREE_TEXT_REASON)
-                        node = made[j] = new(ModuleNode)
-                        node.path, node.type = path, types[j]
-                        node.parameters = node.trainable = node.buffers = node.bytes = 0
-                        node._held = node.aliases = node.children = _NONE
-                        node._rows = None
-                        if parent.children:  # type: ignore[union-attr]
-                            parent.children.append(node)  # type: ignore[union-attr]
-                        else:
-                            parent.children = [node]  # type: ignore[union-attr]
-                        created.append(node)
-                        parent = node
-                # the module itself: its figures are set below, once counted
-                path = paths[k]
-                if text is not None:
-                    text += len(path)
-                    if text > MAX_TREE_TEXT:
-                        raise ParamscopeError(source, _TREE_TEXT_REASON)
-                node = made[k] = new(ModuleNode)
-                node.path, node.type = path, types[k]
-                node._held = node.aliases = node.children = _NONE
-                node._rows = None
-                if parent.children:  # type: ignore[union-attr]
-                    parent.children.append(node)  # type: ignore[union-attr]
-                else:
-                    parent.children = [node]  # type: ignore[union-attr]
-                created.append(node)
-            lo, hi = starts[k], starts[k + 1]
+                for j in reversed(missing):
+                    path = paths[j]
+                    if text is not None:
+                        text += len(path)
+                        if text > MAX_TREE_TEXT:
+                            raise ParamscopeError(source, _TREE_TEXT_REASON)
+                    node = made[j] = new(ModuleNode)
+                    node.path, node.type = path, types[j]
+                    node.parameters = node.trainable = node.buffers = node.bytes = 0  # the module's: set below
+                    node._held = node.aliases = node.children = _NONE
+                    node._rows = None
+                    if parent.children:  # type: ignore[union-attr]
+                        parent.children.append(node)  # type: ignore[union-attr]
+                    else:
+                        parent.children = [node]  # type: ignore[union-attr]
+                    created.append(node)
+                    parent = node
+            counted = records[starts[k]:starts[k + 1]]
             parameters = trainable = buffers = size = 0
-            if aliases:
+            if aliases:  # an alias is not held; a stored copy (ties.STORED_COPY) counts once but is held twice
                 held = []
-                for record in records[lo:hi]:
-                    if id(record) in aliases:
-                        # a stored copy (ties.STORED_COPY) counts once but is held twice
-                        if record.role is parameter and record.shape is not None and is_stored_copy(record):
-                            size += record.nbytes or 0
-                        continue
-                    held.append(record)
-                    if record.shape is None:
-                        continue
-                    role = record.role
-                    if role is parameter:
-                        numel = record.numel
-                        parameters += numel
+                for record in counted:
+                    if id(record) not in aliases:
+                        held.append(record)
+                    elif record.role is parameter and record.shape is not None and is_stored_copy(record):
                         size += record.nbytes or 0
-                        if record.trainable is True:
-                            trainable += numel
-                    elif role is buffer:
-                        buffers += record.numel
-                        size += record.nbytes or 0
-                    elif role is quant_aux:
-                        size += record.nbytes or 0
+                counted = held
                 if held:
                     node._held = held  # type: ignore[union-attr]
             else:  # every record held, read as a list only if asked (ModuleNode.tensors): the common model
                 node._held, node._rows = k, rows  # type: ignore[union-attr]
-                for record in records[lo:hi]:
-                    if record.shape is None:
-                        continue
-                    role = record.role
-                    if role is parameter:
-                        numel = record._numel
-                        if numel is None:
-                            numel = record.numel
-                        parameters += numel
-                        nbytes = record._nbytes  # the property's value where it is known (the walk set it)
-                        size += (nbytes if nbytes is not False else record.nbytes) or 0
-                        if record.trainable is True:
-                            trainable += numel
-                    elif role is buffer:
-                        buffers += record.numel
-                        size += record.nbytes or 0
-                    elif role is quant_aux:
-                        size += record.nbytes or 0
+            for record in counted:
+                if record.shape is None:
+                    continue
+                role = record.role
+                if role is parameter:
+                    numel = record._numel
+                    if numel is None:
+                        numel = record.numel
+                    parameters += numel
+                    nbytes = record._nbytes  # the property's value where it is known (the walk set it)
+                    size += (nbytes if nbytes is not False else record.nbytes) or 0
+                    if record.trainable is True:
+                        trainable += numel
+                elif role is buffer:
+                    buffers += record.numel
+                    size += record.nbytes or 0
+                elif role is quant_aux:
+                    size += record.nbytes or 0
             node.parameters, node.trainable = parameters, trainable  # type: ignore[union-attr]
             node.buffers, node.bytes = buffers, size  # type: ignore[union-attr]
-        if aliases:  # grouped by their canonical tensor in the order those were first listed, as by names
-            nodes = {node.path: node for node in created}
-            first = {id(group[0]): group for group in self._aliased.values()}
-            for head in self._heads:
-                group = first.get(id(head))
-                if group is None:
-                    continue
-                for alias in group[1:]:
-                    node = nodes[alias.name.rpartition(".")[0]]
-                    if node.aliases:
-                        node.aliases.append((alias.name, head.name))
-                    else:
-                        node.aliases = [(alias.name, head.name)]
+        if aliases:
+            self._place_aliases({node.path: node for node in created})
         return self._sum_up(created)
 
     def _cut_tree(self, table: Table, depth: int, place: Callable[[str], ModuleNode], nodes: dict[str, ModuleNode],
