@@ -538,7 +538,7 @@ class Report:
             table = inventory.table
             check_names(inventory.source, table.names)
             simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
-            if simple and len(set(table.names)) == len(table):
+            if simple and table.fact("distinct"):
                 # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
                 # the columns, and records are made only for what is drawn (the common file)
                 self._table = table

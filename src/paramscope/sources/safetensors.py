@@ -358,7 +358,8 @@ class _Columns:
     """The columns a reader fills as it checks entries: one set for a whole sharded checkpoint (no table per
     shard, then joined), with the (dtype, *shape) pairs found so far, which the shards of one model share."""
 
-    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sized_text", "sizes")
+    __slots__ = ("checked", "kinds", "names", "numels", "origins", "plain_names", "roles", "shapes", "sized_text",
+                 "sizes")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -372,9 +373,20 @@ class _Columns:
         self.checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
         # the same, keyed by the header's own text for dtype and shape (the fast path's key; see _fast_check_into)
         self.sized_text: dict[str, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
+        # every header so far read by the fast path, its text ASCII without DEL: every name is then printable ASCII
+        # without a quote or a backslash (the fast path's pattern takes neither, nor a control character)
+        self.plain_names = True
 
     def table(self) -> Table:
-        return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
+        """The columns as a :class:`Table`, with the facts the checks found (``Table.facts``): no name twice (every
+        header's check refuses a name it gives twice, :func:`_read_shards` one that two shards give, before the
+        table is handed on), names and dtypes str and shapes of ints (as parsed and checked), and plain names where
+        :attr:`plain_names` says so."""
+        table = Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
+        table.facts.update(distinct=True, typed=True)
+        if self.plain_names:
+            table.facts["plain_names"] = True
+        return table
 
 
 def _check_into(
@@ -462,6 +474,7 @@ def _check_into(
             path, f"{file_size - expected:,} bytes of trailing data after the last tensor (ends at {expected:,})"
         )
     columns.origins += [origin] * (len(kept_names) - start)
+    columns.plain_names = False  # not looked at: Table.fact works it out if asked
     return metadata or {}
 
 
@@ -580,6 +593,8 @@ def _fast_check_into(
     columns.numels += map(itemgetter(4), sized)
     columns.sizes += map(itemgetter(5), sized)
     columns.origins += [origin] * count
+    if columns.plain_names and not (text.isascii() and "\x7f" not in text):
+        columns.plain_names = False
     return metadata or {}
 
 
