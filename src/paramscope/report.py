@@ -630,24 +630,53 @@ class Report:
         return self.inventory.tensors
 
     @cached_property
+    def row_kinds(self) -> list[int]:
+        """A report over columns: each entry's kind, the number of the first entry of the same shape, dtype, role and
+        packing (its :class:`QuantInfo` by identity: the rules share one among equal packings): what an entry's
+        counts and its JSON line after the name follow from. Found in C, one dict look-up per entry (setdefault
+        keeps the first)."""
+        from itertools import count
+
+        table = self._table
+        assert table is not None
+        packing = table.sparse.get("quant", {})
+        shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
+        keys: Any
+        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
+            keys = shapes  # one dtype and one role (the common file): the shape alone decides
+        elif not packing:
+            keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
+        else:  # and packing by identity, set in C
+            from collections import deque
+
+            packed: list[int | None] = [None] * len(shapes)
+            deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
+            keys = zip(shapes, dtypes, roles, packed, strict=True)
+        first: dict[Any, int] = {}
+        return list(map(first.setdefault, keys, count()))
+
+    @cached_property
     def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
         """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
-        (dtype, shape, role), in first-seen order. Counted in C (``Counter`` over the zipped columns: a role is
-        keyed by its id, since an enum's hash is a Python call); sized once per group."""
+        (dtype, shape, role), in first-seen order: the entries of each kind (:attr:`row_kinds`) counted in C, the
+        kinds that differ only in packing then summed; sized once per group."""
         from collections import Counter
 
         from paramscope import dtypes
 
         table = self._table
         assert table is not None
-        by_id = {id(role): role for role in Role}
-        counts = Counter(zip(table.dtypes, table.shapes, map(id, table.roles), strict=True))
+        shapes, kinds, roles = table.shapes, table.dtypes, table.roles
+        counts: dict[tuple[str, tuple[int, ...], Role], int] = {}
+        for first, count in Counter(self.row_kinds).items():
+            key = (kinds[first], shapes[first], roles[first])  # type: ignore[index]
+            counts[key] = counts.get(key, 0) + count
         out = []
-        for (dtype, shape, role_id), count in counts.items():
+        for (dtype, shape, role), count in counts.items():
             numel = 1
             for dim in shape:
                 numel *= dim
-            out.append((dtype, shape, by_id[role_id], numel, dtypes.nbytes(dtype, numel), count))
+            out.append((dtype, shape, role, numel, dtypes.nbytes(dtype, numel), count))
         return out
 
     @cached_property

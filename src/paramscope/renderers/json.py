@@ -174,7 +174,7 @@ def _blocks(report: Report, key: str, depth: int | None, encode: Callable[[Any],
     if key == "tensors":
         table = report.columns
         if table is not None and table.fact("typed"):  # plain values only (Table.fact)
-            return _column_tensor_blocks(table, encode)
+            return _column_tensor_blocks(report, table, encode)
     elif depth is None and not report.inventory.module_types:
         columns = report.module_columns()
         if columns is not None:
@@ -297,31 +297,16 @@ def _quoted_names(names: list[str], plain: bool) -> list[str] | Iterator[str]:
     return (string(name)[1:-1] for name in names)
 
 
-def _column_tensor_blocks(table: Any, encode: Callable[[Any], str]) -> Iterator[str]:
+def _column_tensor_blocks(report: Report, table: Any, encode: Callable[[Any], str]) -> Iterator[str]:
     """:func:`_fast_lines`' tensor lines from plain columns, in blocks (:func:`_joined`), with as little as possible
-    done per row: a line is its name and the text of everything after it, which depends only on (shape, dtype,
-    role, packing) and is encoded once per distinct key; the rows are then joined from the columns by C loops."""
-    packing = table.sparse.get("quant", {})
-    shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
-    keys: Any
-    if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
-        keys = shapes  # one dtype and one role (the common file): the shape alone decides
-    elif not packing:
-        keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
-    else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
-        from collections import deque
-
-        packed: list[int | None] = [None] * len(shapes)
-        deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
-        keys = zip(shapes, dtypes, roles, packed, strict=True)
-    # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
-    # then found by that row's number, not by hashing the key again
-    first: dict[Any, int] = {}
-    rows = list(map(first.setdefault, keys, itertools.count()))
+    done per row: a line is its name and the text of everything after it, which depends only on the entry's kind
+    (shape, dtype, role, packing: :attr:`Report.row_kinds`) and is encoded once per kind; the rows are then joined
+    from the columns by C loops."""
+    rows = report.row_kinds
     head = '{"name": "'
     lead = len('{"name": ""')
     tails: dict[int, str] = {}
-    for index in first.values():
+    for index in dict.fromkeys(rows):
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
         tails[index] = '"' + encode(entry)[lead:] + _SEPARATOR + head
