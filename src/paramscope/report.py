@@ -1040,16 +1040,22 @@ class Report:
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
-            from itertools import compress
+            from itertools import compress, repeat
+            from operator import is_
 
-            # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
-            mask = list(map(Role.PARAMETER.__eq__, table.roles))
-            held = set(compress(self._tensor_modules, mask))
+            # which entries are parameters (a table's roles are Role members: compared by identity), and their
+            # modules, in C
+            if table.roles.count(Role.PARAMETER) == len(table.roles):
+                mask = None
+                held = set(self._tensor_modules)
+            else:
+                mask = list(map(is_, table.roles, repeat(Role.PARAMETER)))
+                held = set(compress(self._tensor_modules, mask))
             if not held:
                 return []
             size = self.parameter_bytes
             if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
-                size = sum(s or 0 for s in compress(table.nbytes, mask))
+                size = sum(s or 0 for s in (compress(table.nbytes, mask) if mask is not None else table.nbytes))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]

@@ -568,22 +568,23 @@ def _fast_check_into(
         except ParamscopeError:
             return None
     sized = list(map(known.__getitem__, keys))
-    ends = list(map(int, end_texts))
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
-    # offset order: then each begins where the one before it ends (compared as text: no leading zeros) and the
-    # ends are the running sum of the sizes, all in C. Else sort (by begin, then end: a zero-size tensor first, as
-    # the checked path does).
+    # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
+    # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
+    # than reading the offsets). Else sort (by begin, then end: a zero-size tensor first, as the checked path does).
     if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
-        if list(accumulate(map(_get_sized, sized))) != ends:
+        if list(map(str, accumulate(map(_get_sized, sized)))) != end_texts:
             return None
+        cursor = int(end_texts[-1])  # the sizes are never negative: the last end is the largest
     else:
+        ends = list(map(int, end_texts))
         begins = list(map(int, begin_texts))
         if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
             return None
         spans = sorted(zip(begins, ends, strict=True))
         if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
             return None
-    cursor = max(ends)
+        cursor = max(ends)
     if cursor >= _U64_LIMIT or (file_size is not None and 8 + header_len + cursor != file_size):
         return None
     columns.names += names
