@@ -656,19 +656,25 @@ class Report:
         return list(map(first.setdefault, keys, count()))
 
     @cached_property
+    def kind_counts(self) -> dict[int, int]:
+        """A report over columns: how many entries are of each kind (:attr:`row_kinds`), kinds in first-seen order;
+        counted in C."""
+        from collections import Counter
+
+        return Counter(self.row_kinds)
+
+    @cached_property
     def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
         """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
         (dtype, shape, role), in first-seen order: the entries of each kind (:attr:`row_kinds`) counted in C, the
         kinds that differ only in packing then summed; sized once per group."""
-        from collections import Counter
-
         from paramscope import dtypes
 
         table = self._table
         assert table is not None
         shapes, kinds, roles = table.shapes, table.dtypes, table.roles
         counts: dict[tuple[str, tuple[int, ...], Role], int] = {}
-        for first, count in Counter(self.row_kinds).items():
+        for first, count in self.kind_counts.items():
             key = (kinds[first], shapes[first], roles[first])  # type: ignore[index]
             counts[key] = counts.get(key, 0) + count
         out = []

@@ -306,7 +306,7 @@ def _column_tensor_blocks(report: Report, table: Any, encode: Callable[[Any], st
     head = '{"name": "'
     lead = len('{"name": ""')
     tails: dict[int, str] = {}
-    for index in dict.fromkeys(rows):
+    for index in report.kind_counts:  # each kind's first entry
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
         tails[index] = '"' + encode(entry)[lead:] + _SEPARATOR + head
