@@ -666,17 +666,24 @@ class Report:
     @cached_property
     def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
         """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
-        (dtype, shape, role), in first-seen order: the entries of each kind (:attr:`row_kinds`) counted in C, the
-        kinds that differ only in packing then summed; sized once per group."""
+        (dtype, shape, role), in first-seen order, counted in C (``Counter`` over the zipped columns); where each
+        entry's kind was found already (:attr:`row_kinds`, which the JSON lines need), the kinds are counted and
+        those that differ only in packing summed. Sized once per group."""
         from paramscope import dtypes
 
         table = self._table
         assert table is not None
         shapes, kinds, roles = table.shapes, table.dtypes, table.roles
-        counts: dict[tuple[str, tuple[int, ...], Role], int] = {}
-        for first, count in self.kind_counts.items():
-            key = (kinds[first], shapes[first], roles[first])  # type: ignore[index]
-            counts[key] = counts.get(key, 0) + count
+        counts: dict[tuple[str, tuple[int, ...], Role], int]
+        if "row_kinds" in self.__dict__:
+            counts = {}
+            for first, count in self.kind_counts.items():
+                key = (kinds[first], shapes[first], roles[first])  # type: ignore[index]
+                counts[key] = counts.get(key, 0) + count
+        else:
+            from collections import Counter
+
+            counts = Counter(zip(kinds, shapes, roles, strict=True))  # type: ignore[arg-type]  # Role hashes in C
         out = []
         for (dtype, shape, role), count in counts.items():
             numel = 1

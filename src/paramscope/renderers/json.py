@@ -385,6 +385,9 @@ def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callab
 
 
 def _pieces(report: Report, options: RenderOptions) -> Iterator[str]:
+    table = report.columns
+    if table is not None and table.fact("typed"):
+        report.row_kinds  # noqa: B018  # the tensors' lines take each entry's kind: found first, the counts take it too
     doc = _document(report, options.top, lambda key: None)  # the long lists are written row by row below
     encode = _line_encoder()
     separator = "{\n"
