@@ -419,13 +419,16 @@ def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], lis
     return list(index), parents, depths, places, again, ordered
 
 
-def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
+def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | None = None,
+                 ) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
     """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
     together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each), and a stretch of
     groups whose parents are new siblings at a time (a layer's 256 experts: :func:`_stretch`). Only the groups'
     parents and the ancestors made are looked up; the runs are added to the columns in bulk. None (and
     :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
-    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`."""
+    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`.
+    So every run's module is a leaf. ``stretches``, if given, gets (first place, parents, runs each, their parent's
+    place) of each stretch placed at once."""
     from itertools import chain, compress, repeat
     from operator import ne, sub
 
@@ -465,7 +468,10 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
                     text += sum(map(len, stretch))
                     if text > MAX_TREE_TEXT:
                         return None
-                    _stretch(columns, made, runs, stretch, start, sizes.pop(), up)
+                    size = sizes.pop()
+                    if stretches is not None:
+                        stretches.append((len(paths), len(stretch), size, up))
+                    _stretch(columns, made, runs, stretch, start, size, up)
                     g = stretch_end
                     continue
                 single_until = stretch_end
@@ -502,6 +508,40 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
     if len(set(paths)) != len(paths):  # a module made twice: the runs one by one add the second to the first
         return None
     return paths, parents, depths, places, False, ordered
+
+
+def _stretches_summed(parents: list[int], columns: list[list[int]], stretches: list[tuple[int, int, int, int]],
+                      ) -> list[int] | None:
+    """The stretches of :func:`_stretch` summed up by C loops, in place in ``columns`` (each module's own sums,
+    depth first): each stretch parent takes its runs' sums (leaves: :func:`_by_siblings`), and their common parent
+    the parents'. Returns the other places, bottom-up, for the loop of :meth:`Report._summed` to add up; None (and
+    nothing changed) where a module outside a stretch hangs off a stretch's parent (a module listed apart), or a
+    stretch's parent is one (a stretch inside a stretch): the loop then adds up every module."""
+    from itertools import chain
+
+    heads: set[int] = set()
+    for base, count, size, _ in stretches:
+        heads.update(range(base, base + count * (size + 1), size + 1))
+    bounds = [0, *chain.from_iterable((base, base + count * (size + 1)) for base, count, size, _ in stretches),
+              len(parents)]
+    # the places between the stretches (each gap bounds[k]:bounds[k + 1], k even; the root, place 0, left out),
+    # last first and each backwards
+    rest = list(chain.from_iterable(range(bounds[k + 1] - 1, bounds[k] - 1 if k else 0, -1)
+                                    for k in range(len(bounds) - 2, -1, -2)))
+    if not heads.isdisjoint(map(parents.__getitem__, rest)) or not heads.isdisjoint(up for *_, up in stretches):
+        return None
+    from operator import add
+
+    for base, count, size, up in stretches:
+        width = size + 1
+        end = base + count * width
+        for column in columns:
+            sums = column[base:end:width]  # each parent's own (none: a parent made for its runs)
+            for j in range(1, width):
+                sums = list(map(add, sums, column[base + j:end:width]))
+            column[base:end:width] = sums
+            column[up] += sum(sums)
+    return rest
 
 
 def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: dict[str, int], runs: list[str],
@@ -1694,7 +1734,11 @@ class Report:
         del boundary
         # The modules, each made after its parent (missing ancestors made on the way), each run's sums added at its
         # module's place
-        placed = _by_siblings(runs) or _one_by_one(runs, self.source)
+        stretches: list[tuple[int, int, int, int]] = []
+        placed = _by_siblings(runs, stretches)
+        if placed is None:
+            stretches = []
+            placed = _one_by_one(runs, self.source)
         del runs
         paths, parents, depths, places, again, ordered = placed
         count = len(parents)
@@ -1716,18 +1760,26 @@ class Report:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
             return None
-        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None)
+        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None, stretches)
 
     def _summed(self, paths: list[str], parents: list[int], depths: list[int], parameters: list[int],
-                buffers: list[int], size: list[int], any_buffers: bool) -> ModuleColumns:
-        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first)."""
+                buffers: list[int], size: list[int], any_buffers: bool,
+                stretches: list[tuple[int, int, int, int]] | None = None) -> ModuleColumns:
+        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first).
+        The stretches :func:`_by_siblings` placed at once are summed by C loops (:func:`_stretches_summed`); the
+        other modules one by one."""
+        columns = [parameters, size, buffers] if any_buffers else [parameters, size]
+        bottom_up: Iterable[int] = range(len(parents) - 1, 0, -1)  # children after their parents: backwards
+        rest = _stretches_summed(parents, columns, stretches) if stretches else None
+        if rest is not None:
+            bottom_up = rest
         if not any_buffers:  # nothing in buffers to add up
-            for at in range(len(parents) - 1, 0, -1):  # children after their parents: backwards is bottom-up
+            for at in bottom_up:
                 up = parents[at]
                 parameters[up] += parameters[at]
                 size[up] += size[at]
         else:
-            for at in range(len(parents) - 1, 0, -1):
+            for at in bottom_up:
                 up = parents[at]
                 parameters[up] += parameters[at]
                 buffers[up] += buffers[at]
