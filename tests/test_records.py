@@ -112,3 +112,47 @@ def test_an_inventory_makes_each_view_from_the_other_once():
     swapped = by_table.replace(tensors=records[:1])
     assert not swapped.columnar and swapped.names == ["embed_tokens.weight"]
     assert Inventory("s", "f").tensors == []
+
+
+def test_table_facts_are_worked_out_once_and_kept_only_where_the_columns_stay():
+    names = ["a.weight", "b.weight", "a.weight"]
+    table = Table(names, [(2,), (True,), (1,)], ["float32"] * 3, [Role.PARAMETER] * 3, [2, 1, 1], [8, 4, 4],
+                  ["f"] * 3)
+    assert table.facts == {}
+    assert table.fact("distinct") is False  # a.weight twice
+    assert table.fact("typed") is False  # (True,): a bool, not an int
+    assert table.facts == {"distinct": False, "typed": False}
+    names.pop()  # the lists are never changed in place; done here to show the answer is kept, not worked out again
+    assert table.fact("distinct") is False
+    quoted = Table(['x."q"', "y"], [(1,), (2,)], ["int8", "int8"], [Role.PARAMETER] * 2, [1, 2], [1, 2], ["f"] * 2)
+    assert quoted.fact("typed") is True and quoted.fact("plain_names") is False  # a quote: JSON escapes it
+    assert Table(["é"], [(1,)], ["int8"], [Role.PARAMETER], [1], [1], ["f"]).fact("plain_names") is False
+    assert Table(["a\x7f"], [(1,)], ["int8"], [Role.PARAMETER], [1], [1], ["f"]).fact("plain_names") is False
+    plain = Table(["m.w", "m.s"], [(4,), None], ["float8_e4m3fn", "float32"], [Role.PARAMETER, Role.BUFFER], [4, 0],
+                  [4, None], ["f", "f"], uninitialized=1)
+    assert plain.fact("typed") and plain.fact("plain_names") and plain.fact("distinct")
+    # repacked keeps them (same names, shapes, dtypes); changed and extend do not
+    repacked = plain.repacked({0: QuantInfo("fp8", 4, 8)})
+    assert repacked.facts == plain.facts and repacked.roles == [Role.PARAMETER, Role.BUFFER]
+    assert plain.changed({0: plain.row(0).replace(name="m.s")}).facts == {}
+    plain.extend(Table(["m.w"], [(4,)], ["int8"], [Role.PARAMETER], [4], [4], ["g"]))
+    assert plain.facts == {} and plain.fact("distinct") is False
+
+
+def test_the_safetensors_reader_states_the_facts_its_checks_found(tmp_path):
+    from paramscope.sources import safetensors as reader
+    from tests.sources._st_paths import entry, header_of
+
+    def table_of(header: bytes, data: int) -> Table:
+        path = tmp_path / "m.safetensors"
+        path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * data)
+        return reader.read(path).table
+
+    canonical = table_of(header_of(entry("a", "F32", "2,2", 0, 16), entry("b", "U8", "0", 16, 16)), 16)
+    assert canonical.facts == {"distinct": True, "typed": True, "plain_names": True}
+    # a name JSON escapes: the fast path still reads it, plain names are then left to be worked out (and are not)
+    accented = table_of(header_of(entry("é", "F32", "2,2", 0, 16)), 16)
+    assert accented.facts == {"distinct": True, "typed": True} and accented.fact("plain_names") is False
+    # the checked path (spaces): plain names worked out on use
+    spaced = table_of(b'{"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}', 16)
+    assert spaced.facts == {"distinct": True, "typed": True} and spaced.fact("plain_names") is True

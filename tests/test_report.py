@@ -625,3 +625,48 @@ def test_tie_groups_among_unique_names_and_a_tie_key_shaped_like_a_name_key():
     assert [r.name for r in report.unique] == ["a", "b", "d"]
     assert report.ties == [["a", "c"], ["b", "e"], ["d", "f"]]
     assert report.total == 15
+
+
+def test_module_columns_summed_by_stretches_match_the_tree(monkeypatch):
+    # reference: the node tree walked. Experts-like names (a stretch of new sibling modules, each holding runs)
+    # sum their stretches by C loops; a module listed apart under a stretch's parent, or a stretch inside a
+    # stretch, sends every module through the loop: both answers exactly the tree's
+    import random
+
+    import paramscope.report as report_module
+    from paramscope.records import Table
+
+    answers: list[bool] = []
+    summed = report_module._stretches_summed
+
+    def spy(*args):
+        rest = summed(*args)
+        answers.append(rest is not None)
+        return rest
+
+    monkeypatch.setattr(report_module, "_stretches_summed", spy)
+    rng = random.Random(7)
+    for _ in range(600):
+        names: list[str] = []
+        for layer in range(rng.randint(1, 3)):
+            experts = rng.randint(1, 5)
+            projections, kept = rng.sample(["g", "u", "d"], rng.randint(1, 3)), rng.randint(1, 2)  # alike (a stretch)
+            for expert in range(experts):
+                if rng.random() < 0.2:  # or not
+                    projections, kept = rng.sample(["g", "u", "d"], rng.randint(1, 3)), rng.randint(1, 2)
+                for proj in projections:
+                    names += [f"m.l.{layer}.x.{expert}.{proj}.w", f"m.l.{layer}.x.{expert}.{proj}.s"][:kept]
+            if rng.random() < 0.3:  # modules under the last expert's (a stretch's parent): one, or a stretch of them
+                names += [f"m.l.{layer}.x.{experts - 1}.{part}.r.w" for part in "ab"[:rng.randint(1, 2)]]
+            if rng.random() < 0.2:
+                names.append(f"m.l.{layer}.n.w")
+        names = list(dict.fromkeys(names))
+        count = len(names)
+        table = Table(names, [(i + 1,) for i in range(count)], ["float32"] * count,
+                      [rng.choice([Role.BUFFER, Role.QUANT_AUX]) if rng.random() < 0.3 else Role.PARAMETER
+                       for _ in names], [i + 1 for i in range(count)], [4 * (i + 1) for i in range(count)],
+                      ["f"] * count)
+        columns = _columns(Report(Inventory("cols", "safetensors", table=table)))
+        if columns is not None:  # (None: a module listed apart after its siblings, no longer depth first)
+            assert columns == _walked(Report(Inventory("cols", "safetensors", table=table))), names
+    assert answers.count(True) > 50 and answers.count(False) > 5, (answers.count(True), answers.count(False))

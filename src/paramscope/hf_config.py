@@ -54,7 +54,7 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
                 columns = inventory.table
                 prior = "quant" in columns.sparse or Role.QUANT_AUX in columns.roles
                 found = quantization.changes(columns.names, columns.row, cq, blobs, prior,
-                                             (columns.dtypes, columns.shapes))
+                                             (columns.dtypes, columns.shapes), columns.fact("distinct"))
                 if found is not None:
                     change, summary = found
                     table = columns.repacked(change)

@@ -362,7 +362,7 @@ def annotate(
 
 def changes(
     names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True,
-    columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None,
+    columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None, distinct: bool | None = None,
 ) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
     (made only for the candidates' modules). Returns the summary and, by index, what changes: a
@@ -373,12 +373,14 @@ def changes(
     every record; without it the changed ones alone decide it.
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
     (an FP8 or int8 weight beside its scales, DeepSeek-V3's 45,000) is then decided from them, no record made.
+    ``distinct``: whether no name is given twice, where the caller knows (a table's ``distinct`` fact); else
+    looked at when needed.
 
     One pass with C-level suffix tests finds the candidates; only their modules are looked at again.
     """
     candidates = quant_names.ending_with_a_suffix(names)
     if columns is not None and candidates:
-        bulk = _bulk_scaled(names, candidates, columns, cq)
+        bulk = _bulk_scaled(names, candidates, columns, cq, distinct)
         if bulk is not None:
             final, counted = bulk
             return _finish(final, [], [], bool(final), names, row, cq, prior, counted) if final else None
@@ -623,7 +625,7 @@ class SplitChanges(Mapping):
 
 
 def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[str], list[tuple[int, ...] | None]],
-                 cq: ConfigQuant | None,
+                 cq: ConfigQuant | None, distinct: bool | None = None,
                  ) -> tuple[Mapping[int, QuantInfo | None], list[tuple[Role, QuantInfo | None, int]]] | None:
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
@@ -649,7 +651,8 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
         return None
     if any(_scaled_only({simple[leaf]: 0}, {SUFFIXES[simple[leaf]][1]}) is None for leaf in leaves):
         return None
-    distinct = len(set(names)) == len(names)
+    if distinct is None:  # (a table knows: Table.fact)
+        distinct = len(set(names)) == len(names)
     before = list(map(sub, candidates, repeat(1)))
     # Each module's weight, found where a sorted header puts it, just before its scale, when no name is given
     # twice (a dict of every name gives a name's last place): with one last part "weight" + tail (DeepSeek-V3's

@@ -280,9 +280,14 @@ class Table:
     columns directly (a 100,000-tensor header is six lists, not 100,000 objects); :meth:`row` is the
     :class:`TensorRecord` view of one entry for code that wants records. ``uninitialized`` counts the entries
     whose shape is None. Treated as immutable, like records.
+
+    ``facts``: what is known of the names, shapes and dtypes columns as a whole (:data:`TABLE_FACTS`), each worked
+    out once, on first use (:meth:`fact`), or found by the checks of the reader that built the columns; a table
+    made from another with those three columns unchanged (:meth:`repacked`) keeps them.
     """
 
-    __slots__ = ("dtypes", "names", "nbytes", "numel", "origins", "roles", "shapes", "sparse", "uninitialized")
+    __slots__ = ("dtypes", "facts", "names", "nbytes", "numel", "origins", "roles", "shapes", "sparse",
+                 "uninitialized")
 
     def __init__(self, names: list[str], shapes: list[tuple[int, ...] | None], dtypes: list[str], roles: list[Role],
                  numel: list[int], nbytes: list[int | None], origins: list[str],
@@ -291,6 +296,15 @@ class Table:
         self.numel, self.nbytes, self.origins = numel, nbytes, origins
         self.sparse = sparse if sparse is not None else {}
         self.uninitialized = uninitialized
+        self.facts: dict[str, bool] = {}
+
+    def fact(self, name: str) -> bool:
+        """Whether fact ``name`` (:data:`TABLE_FACTS`) holds of the names, shapes and dtypes columns: worked out
+        (in C, over the whole columns) the first time it is asked, unless the reader's checks found it."""
+        known = self.facts.get(name)
+        if known is None:
+            known = self.facts[name] = _TABLE_FACTS[name](self)
+        return known
 
     @classmethod
     def empty(cls) -> Table:
@@ -422,8 +436,10 @@ class Table:
         packing.update(zip(packed, quants, strict=True))
         deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)
         sparse = {field: values for field, values in sparse.items() if values}
-        return Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
-                     self.uninitialized)
+        table = Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
+                      self.uninitialized)
+        table.facts = self.facts  # the same names, shapes and dtypes (lists never changed in place)
+        return table
 
     def extend(self, other: Table) -> None:
         """Append ``other``'s entries (a reader joining its shards' tables; only while it builds one)."""
@@ -439,6 +455,45 @@ class Table:
         self.nbytes += other.nbytes
         self.origins += other.origins
         self.uninitialized += other.uninitialized
+        self.facts = {}  # new entries: worked out again when asked
+
+
+def _distinct(table: Table) -> bool:
+    return len(set(table.names)) == len(table.names)
+
+
+def _typed(table: Table) -> bool:
+    # (True,) == (1,): a shape of bools would share a line's text with one of ints
+    from itertools import chain
+
+    shapes = table.shapes if not table.uninitialized else [shape for shape in table.shapes if shape is not None]
+    return (set(map(type, table.names)) <= {str} and set(map(type, table.dtypes)) <= {str}
+            and set(map(type, chain.from_iterable(shapes))) <= {int})
+
+
+_PLAIN = bytes(set(range(0x20, 0x7F)) - set(b'"\\'))
+"""The characters JSON (``encode_basestring_ascii``) writes as themselves: printable ASCII but the quote and
+backslash."""
+
+
+def plain_text(texts: list[str]) -> bool:
+    """Whether every text is printable ASCII with nothing JSON escapes (one search over them all, in C)."""
+    joined = "".join(texts)
+    return joined.isascii() and not joined.encode("ascii").translate(None, _PLAIN)  # nothing left once plain is gone
+
+
+def _plain_names(table: Table) -> bool:
+    return plain_text(table.names)  # (str names only: asked after "typed")
+
+
+_TABLE_FACTS = {"distinct": _distinct, "typed": _typed, "plain_names": _plain_names}
+TABLE_FACTS = {
+    "distinct": "no name is given twice",
+    "typed": "every name and dtype is a str (no subclass) and every shape a tuple of ints (no bool) or None",
+    "plain_names": "every name is printable ASCII without a quote or a backslash: JSON writes it as it is "
+                   "(ask only where \"typed\" holds)",
+}
+"""The facts a :class:`Table` knows of its names, shapes and dtypes columns (:meth:`Table.fact`)."""
 
 
 ModuleWalk = namedtuple("ModuleWalk", "paths parents starts")

@@ -419,13 +419,16 @@ def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], lis
     return list(index), parents, depths, places, again, ordered
 
 
-def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
+def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | None = None,
+                 ) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
     """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
     together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each), and a stretch of
     groups whose parents are new siblings at a time (a layer's 256 experts: :func:`_stretch`). Only the groups'
     parents and the ancestors made are looked up; the runs are added to the columns in bulk. None (and
     :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
-    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`."""
+    its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`.
+    So every run's module is a leaf. ``stretches``, if given, gets (first place, parents, runs each, their parent's
+    place) of each stretch placed at once."""
     from itertools import chain, compress, repeat
     from operator import ne, sub
 
@@ -465,7 +468,10 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
                     text += sum(map(len, stretch))
                     if text > MAX_TREE_TEXT:
                         return None
-                    _stretch(columns, made, runs, stretch, start, sizes.pop(), up)
+                    size = sizes.pop()
+                    if stretches is not None:
+                        stretches.append((len(paths), len(stretch), size, up))
+                    _stretch(columns, made, runs, stretch, start, size, up)
                     g = stretch_end
                     continue
                 single_until = stretch_end
@@ -504,6 +510,40 @@ def _by_siblings(runs: list[str]) -> tuple[list[str], list[int], list[int], list
     return paths, parents, depths, places, False, ordered
 
 
+def _stretches_summed(parents: list[int], columns: list[list[int]], stretches: list[tuple[int, int, int, int]],
+                      ) -> list[int] | None:
+    """The stretches of :func:`_stretch` summed up by C loops, in place in ``columns`` (each module's own sums,
+    depth first): each stretch parent takes its runs' sums (leaves: :func:`_by_siblings`), and their common parent
+    the parents'. Returns the other places, bottom-up, for the loop of :meth:`Report._summed` to add up; None (and
+    nothing changed) where a module outside a stretch hangs off a stretch's parent (a module listed apart), or a
+    stretch's parent is one (a stretch inside a stretch): the loop then adds up every module."""
+    from itertools import chain
+
+    heads: set[int] = set()
+    for base, count, size, _ in stretches:
+        heads.update(range(base, base + count * (size + 1), size + 1))
+    bounds = [0, *chain.from_iterable((base, base + count * (size + 1)) for base, count, size, _ in stretches),
+              len(parents)]
+    # the places between the stretches (each gap bounds[k]:bounds[k + 1], k even; the root, place 0, left out),
+    # last first and each backwards
+    rest = list(chain.from_iterable(range(bounds[k + 1] - 1, bounds[k] - 1 if k else 0, -1)
+                                    for k in range(len(bounds) - 2, -1, -2)))
+    if not heads.isdisjoint(map(parents.__getitem__, rest)) or not heads.isdisjoint(up for *_, up in stretches):
+        return None
+    from operator import add
+
+    for base, count, size, up in stretches:
+        width = size + 1
+        end = base + count * width
+        for column in columns:
+            sums = column[base:end:width]  # each parent's own (none: a parent made for its runs)
+            for j in range(1, width):
+                sums = list(map(add, sums, column[base + j:end:width]))
+            column[base:end:width] = sums
+            column[up] += sum(sums)
+    return rest
+
+
 def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: dict[str, int], runs: list[str],
              stretch: list[str], start: int, size: int, up: int) -> None:
     """:func:`_by_siblings`' columns for a stretch of groups of ``size`` runs each, from ``runs[start]`` on, whose
@@ -538,7 +578,7 @@ class Report:
             table = inventory.table
             check_names(inventory.source, table.names)
             simple = table.sparse.keys() <= _COLUMN_SPARSE and not table.uninitialized
-            if simple and len(set(table.names)) == len(table):
+            if simple and table.fact("distinct"):
                 # Columns with no tie, no name twice and nothing sparse but packing: every figure is counted over
                 # the columns, and records are made only for what is drawn (the common file)
                 self._table = table
@@ -630,24 +670,66 @@ class Report:
         return self.inventory.tensors
 
     @cached_property
-    def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
-        """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
-        (dtype, shape, role), in first-seen order. Counted in C (``Counter`` over the zipped columns: a role is
-        keyed by its id, since an enum's hash is a Python call); sized once per group."""
+    def row_kinds(self) -> list[int]:
+        """A report over columns: each entry's kind, the number of the first entry of the same shape, dtype, role and
+        packing (its :class:`QuantInfo` by identity: the rules share one among equal packings): what an entry's
+        counts and its JSON line after the name follow from. Found in C, one dict look-up per entry (setdefault
+        keeps the first)."""
+        from itertools import count
+
+        table = self._table
+        assert table is not None
+        packing = table.sparse.get("quant", {})
+        shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
+        keys: Any
+        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
+            keys = shapes  # one dtype and one role (the common file): the shape alone decides
+        elif not packing:
+            keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
+        else:  # and packing by identity, set in C
+            from collections import deque
+
+            packed: list[int | None] = [None] * len(shapes)
+            deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
+            keys = zip(shapes, dtypes, roles, packed, strict=True)
+        first: dict[Any, int] = {}
+        return list(map(first.setdefault, keys, count()))
+
+    @cached_property
+    def kind_counts(self) -> dict[int, int]:
+        """A report over columns: how many entries are of each kind (:attr:`row_kinds`), kinds in first-seen order;
+        counted in C."""
         from collections import Counter
 
+        return Counter(self.row_kinds)
+
+    @cached_property
+    def _groups(self) -> list[tuple[str, tuple[int, ...], Role, int, int | None, int]]:
+        """A report over columns: (dtype, shape, role, elements, bytes, how many tensors) for each distinct
+        (dtype, shape, role), in first-seen order, counted in C (``Counter`` over the zipped columns); where each
+        entry's kind was found already (:attr:`row_kinds`, which the JSON lines need), the kinds are counted and
+        those that differ only in packing summed. Sized once per group."""
         from paramscope import dtypes
 
         table = self._table
         assert table is not None
-        by_id = {id(role): role for role in Role}
-        counts = Counter(zip(table.dtypes, table.shapes, map(id, table.roles), strict=True))
+        shapes, kinds, roles = table.shapes, table.dtypes, table.roles
+        counts: dict[tuple[str, tuple[int, ...], Role], int]
+        if "row_kinds" in self.__dict__:
+            counts = {}
+            for first, count in self.kind_counts.items():
+                key = (kinds[first], shapes[first], roles[first])  # type: ignore[index]
+                counts[key] = counts.get(key, 0) + count
+        else:
+            from collections import Counter
+
+            counts = Counter(zip(kinds, shapes, roles, strict=True))  # type: ignore[arg-type]  # Role hashes in C
         out = []
-        for (dtype, shape, role_id), count in counts.items():
+        for (dtype, shape, role), count in counts.items():
             numel = 1
             for dim in shape:
                 numel *= dim
-            out.append((dtype, shape, by_id[role_id], numel, dtypes.nbytes(dtype, numel), count))
+            out.append((dtype, shape, role, numel, dtypes.nbytes(dtype, numel), count))
         return out
 
     @cached_property
@@ -1011,16 +1093,22 @@ class Report:
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
-            from itertools import compress
+            from itertools import compress, repeat
+            from operator import is_
 
-            # which entries are parameters, and their modules, in C (Role is a str enum: its __eq__ is str's)
-            mask = list(map(Role.PARAMETER.__eq__, table.roles))
-            held = set(compress(self._tensor_modules, mask))
+            # which entries are parameters (a table's roles are Role members: compared by identity), and their
+            # modules, in C
+            if table.roles.count(Role.PARAMETER) == len(table.roles):
+                mask = None
+                held = set(self._tensor_modules)
+            else:
+                mask = list(map(is_, table.roles, repeat(Role.PARAMETER)))
+                held = set(compress(self._tensor_modules, mask))
             if not held:
                 return []
             size = self.parameter_bytes
             if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
-                size = sum(s or 0 for s in compress(table.nbytes, mask))
+                size = sum(s or 0 for s in (compress(table.nbytes, mask) if mask is not None else table.nbytes))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
         parameter = Role.PARAMETER
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
@@ -1607,7 +1695,11 @@ class Report:
         del boundary
         # The modules, each made after its parent (missing ancestors made on the way), each run's sums added at its
         # module's place
-        placed = _by_siblings(runs) or _one_by_one(runs, self.source)
+        stretches: list[tuple[int, int, int, int]] = []
+        placed = _by_siblings(runs, stretches)
+        if placed is None:
+            stretches = []
+            placed = _one_by_one(runs, self.source)
         del runs
         paths, parents, depths, places, again, ordered = placed
         count = len(parents)
@@ -1629,18 +1721,26 @@ class Report:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
             return None
-        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None)
+        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None, stretches)
 
     def _summed(self, paths: list[str], parents: list[int], depths: list[int], parameters: list[int],
-                buffers: list[int], size: list[int], any_buffers: bool) -> ModuleColumns:
-        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first)."""
+                buffers: list[int], size: list[int], any_buffers: bool,
+                stretches: list[tuple[int, int, int, int]] | None = None) -> ModuleColumns:
+        """:meth:`module_columns`' columns from each module's own sums, its children's added (modules depth first).
+        The stretches :func:`_by_siblings` placed at once are summed by C loops (:func:`_stretches_summed`); the
+        other modules one by one."""
+        columns = [parameters, size, buffers] if any_buffers else [parameters, size]
+        bottom_up: Iterable[int] = range(len(parents) - 1, 0, -1)  # children after their parents: backwards
+        rest = _stretches_summed(parents, columns, stretches) if stretches else None
+        if rest is not None:
+            bottom_up = rest
         if not any_buffers:  # nothing in buffers to add up
-            for at in range(len(parents) - 1, 0, -1):  # children after their parents: backwards is bottom-up
+            for at in bottom_up:
                 up = parents[at]
                 parameters[up] += parameters[at]
                 size[up] += size[at]
         else:
-            for at in range(len(parents) - 1, 0, -1):
+            for at in bottom_up:
                 up = parents[at]
                 parameters[up] += parameters[at]
                 buffers[up] += buffers[at]

@@ -340,3 +340,40 @@ def test_the_declared_header_length_against_the_file(tmp_path, prefix, rest, mes
     path = tmp_path / "len.safetensors"
     path.write_bytes(struct.pack("<Q", prefix) + rest)
     assert_refused(run_cli(path), path, message)
+
+
+# ---- a name given twice in one shard of an index: looked for at the end, refused as the shard's own check did -------
+
+_TWICE = (_entry("a", "U8", "1", 0, 1), _entry("a", "U8", "1", 1, 2))
+
+
+@pytest.mark.parametrize(("headers", "data", "where", "message"), [
+    # the shard itself (the index lists the name once)
+    ([_header(*_TWICE)], [2], 0, "header has the key 'a' more than once"),
+    # before a shard refused for its own sake: the repeat is the first shard's refusal, as read shard by shard
+    ([_header(*_TWICE), _header(_entry("b", "U8", "1", 0, 1))], [2, 2], 0, "header has the key 'a' more than once"),
+    # after a shard that repeats another's name: that shard is refused first
+    ([_header(_entry("a", "U8", "1", 0, 1)), _header(_entry("a", "U8", "1", 0, 1)),
+      _header(_entry("b", "U8", "1", 0, 1), _entry("b", "U8", "1", 1, 2))], [1, 1, 2], 1,
+     "tensor 'a' is also in shard 's0.safetensors'"),
+    # a shard repeating its own name and another's: its own repeat first
+    ([_header(_entry("a", "U8", "1", 0, 1)),
+      _header(_entry("a", "U8", "1", 0, 1), _entry("c", "U8", "1", 1, 2), _entry("c", "U8", "1", 2, 3))], [1, 3], 1,
+     "header has the key 'c' more than once"),
+])
+def test_a_name_twice_in_a_shard_of_an_index_is_refused_by_that_shard(tmp_path, headers, data, where, message):
+    """The fast path leaves a shard's own repeats to the end of an index's read (where the index's names, matched in
+    order, prove there is none); the refusal is the one a shard-by-shard read gives (each shard listed, in order)."""
+    weight_map = {}
+    for k, header in enumerate(headers):
+        _write(tmp_path / f"s{k}.safetensors", header, data[k])
+        weight_map[f"listed{k}"] = f"s{k}.safetensors"  # each shard listed, in order (the names then disagree)
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    assert_refused(run_cli(index, "--format", "json"), tmp_path / f"s{where}.safetensors", message)
+
+
+def test_an_index_whose_shards_hold_its_names_in_order_gives_distinct_names(tmp_path):
+    index = _shards(tmp_path, [_header(A, B), _header(_entry("c", "U8", "1", 0, 1))], [24, 1])
+    table = reader.read(index).table
+    assert table.names == ["a", "b", "c"] and table.facts["distinct"] is True

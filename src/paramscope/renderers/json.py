@@ -9,7 +9,7 @@ import itertools
 import json
 
 from paramscope.gcpause import paused_gc
-from paramscope.records import Role
+from paramscope.records import Role, plain_text
 from paramscope.renderers import RenderOptions
 from paramscope.renderers.rows import percent
 
@@ -167,21 +167,18 @@ def _line_encoder() -> Callable[[Any], str]:
     return lambda value: join(iterencode(value, 0))
 
 
-def _blocks(report: Report, key: str, depth: int | None, encode: Callable[[Any], str],
-            seen: dict[int, tuple[list[str], bool]] | None = None) -> Iterator[str]:
+def _blocks(report: Report, key: str, depth: int | None, encode: Callable[[Any], str]) -> Iterator[str]:
     """The lines of ``modules`` or ``tensors`` in blocks of up to :data:`_CHUNK` lines joined by :data:`_SEPARATOR`:
     where the report has plain columns, each block joined in C from texts written once per distinct value (no
-    string per line: 100,000 lines); else :func:`_fast_lines`' lines joined. ``seen``: what :func:`_plain_text`
-    found of the names already, for the document being written."""
-    seen = {} if seen is None else seen
+    string per line: 100,000 lines); else :func:`_fast_lines`' lines joined."""
     if key == "tensors":
         table = report.columns
-        if table is not None and _plain_columns(table):
-            return _column_tensor_blocks(table, encode, seen)
+        if table is not None and table.fact("typed"):  # plain values only (Table.fact)
+            return _column_tensor_blocks(report, table, encode)
     elif depth is None and not report.inventory.module_types:
         columns = report.module_columns()
         if columns is not None:
-            return _bulk_module_blocks(report, columns, seen)
+            return _bulk_module_blocks(report, columns)
     lines = _fast_lines(report, key, depth, encode)
     return iter(lambda: _SEPARATOR.join(itertools.islice(lines, _CHUNK)), "")
 
@@ -290,73 +287,34 @@ def _fast_lines(report: Report, key: str, depth: int | None, encode: Callable[[A
         yield f'{{"name": {string(name)}, {middle}"tied_to": {"null" if tied is None else string(tied)}}}'
 
 
-_PLAIN = bytes(set(range(0x20, 0x7F)) - set(b'"\\'))
-"""The characters ``encode_basestring_ascii`` writes as themselves: printable ASCII but the quote and backslash."""
-
-
-def _plain_columns(table: Any) -> bool:
-    """Columns of plain values only: str names and dtypes, shapes of true ints (``(True,) == (1,)`` would
-    share a line's text between two different shapes). Checked once over the columns, in C."""
-    return (set(map(type, table.names)) <= {str} and set(map(type, table.dtypes)) <= {str}
-            and set(map(type, itertools.chain.from_iterable(table.shapes))) <= {int})
-
-
-def _plain_text(names: list[str], seen: dict[int, tuple[list[str], bool]]) -> bool:
-    """Whether every name is plain ASCII with nothing to escape (one search over them all), remembered in ``seen``
-    by the list (kept there, so its id stays its own) for the document's other lines."""
-    known = seen.get(id(names))
-    if known is not None and known[0] is names:
-        return known[1]
-    joined = "".join(names)
-    plain = joined.isascii() and not joined.encode("ascii").translate(None, _PLAIN)  # nothing left once plain is gone
-    seen[id(names)] = (names, plain)
-    return plain
-
-
 def _quoted_names(names: list[str], plain: bool) -> list[str] | Iterator[str]:
     """Each name as ``encode_basestring_ascii`` writes it, without its quotes: where ``plain``
-    (:func:`_plain_text`), as most checkpoints' names are, the names themselves."""
+    (:func:`paramscope.records.plain_text`, a table's ``plain_names``), as most checkpoints' names are, the names
+    themselves."""
     if plain:
         return names
     string = json.encoder.encode_basestring_ascii
     return (string(name)[1:-1] for name in names)
 
 
-def _column_tensor_blocks(table: Any, encode: Callable[[Any], str],
-                          seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
+def _column_tensor_blocks(report: Report, table: Any, encode: Callable[[Any], str]) -> Iterator[str]:
     """:func:`_fast_lines`' tensor lines from plain columns, in blocks (:func:`_joined`), with as little as possible
-    done per row: a line is its name and the text of everything after it, which depends only on (shape, dtype,
-    role, packing) and is encoded once per distinct key; the rows are then joined from the columns by C loops."""
-    packing = table.sparse.get("quant", {})
-    shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
-    keys: Any
-    if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
-        keys = shapes  # one dtype and one role (the common file): the shape alone decides
-    elif not packing:
-        keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
-    else:  # and packing by identity: a row's text follows from its QuantInfo (alive in the table), set in C
-        from collections import deque
-
-        packed: list[int | None] = [None] * len(shapes)
-        deque(map(packed.__setitem__, packing.keys(), map(id, packing.values())), maxlen=0)
-        keys = zip(shapes, dtypes, roles, packed, strict=True)
-    # Each row's first row of its key, in C with one look-up per row (setdefault keeps the first): the tails are
-    # then found by that row's number, not by hashing the key again
-    first: dict[Any, int] = {}
-    rows = list(map(first.setdefault, keys, itertools.count()))
+    done per row: a line is its name and the text of everything after it, which depends only on the entry's kind
+    (shape, dtype, role, packing: :attr:`Report.row_kinds`) and is encoded once per kind; the rows are then joined
+    from the columns by C loops."""
+    rows = report.row_kinds
     head = '{"name": "'
     lead = len('{"name": ""')
     tails: dict[int, str] = {}
-    for index in first.values():
+    for index in report.kind_counts:  # each kind's first entry
         entry = _tensor(table.row(index), None)
         entry["name"] = ""
         tails[index] = '"' + encode(entry)[lead:] + _SEPARATOR + head
-    quoted = _quoted_names(table.names, _plain_text(table.names, seen))
+    quoted = _quoted_names(table.names, table.fact("plain_names"))
     return _joined([quoted, list(map(tails.__getitem__, rows))], head)
 
 
-def _bulk_module_blocks(report: Report, columns: ModuleColumns,
-                        seen: dict[int, tuple[list[str], bool]]) -> Iterator[str]:
+def _bulk_module_blocks(report: Report, columns: ModuleColumns) -> Iterator[str]:
     """:func:`_column_module_lines`' text where no module has a type, in blocks (:func:`_joined`) from texts written
     once per distinct value: the part from ``"type"`` to ``"parameters"`` per depth, the part from ``"parameters"``
     to ``"buffers"`` per distinct parameters, and the rest per distinct (buffers, bytes)."""
@@ -378,8 +336,8 @@ def _bulk_module_blocks(report: Report, columns: ModuleColumns,
         ends = {key: f'{key[0]}, "bytes": {key[1]}}}{_SEPARATOR}{head}' for key in dict.fromkeys(keys)}
         tails = list(map(ends.__getitem__, keys))
     # A module's path is the start of a tensor's name: plain wherever the names are (the tensors' lines ask too)
-    names = report.columns.names if report.columns is not None else None
-    plain = (names is not None and _plain_text(names, seen)) or _plain_text(columns.paths, seen)
+    table = report.columns
+    plain = (table is not None and table.fact("typed") and table.fact("plain_names")) or plain_text(columns.paths)
     return _joined([_quoted_names(columns.paths, plain), list(map(middle.__getitem__, columns.depths)),
                     list(map(counted.__getitem__, columns.parameters)), tails], head)
 
@@ -427,16 +385,18 @@ def _middle(r: TensorRecord, roles: dict[Role, tuple[str, bool]], encode: Callab
 
 
 def _pieces(report: Report, options: RenderOptions) -> Iterator[str]:
+    table = report.columns
+    if table is not None and table.fact("typed"):
+        report.row_kinds  # noqa: B018  # the tensors' lines take each entry's kind: found first, the counts take it too
     doc = _document(report, options.top, lambda key: None)  # the long lists are written row by row below
     encode = _line_encoder()
-    seen: dict[int, tuple[list[str], bool]] = {}  # the names found plain or not, for this document
     separator = "{\n"
     for key, value in doc.items():
         yield f"{separator}  {encode(key)}: "
         separator = ",\n"
         if key in _STREAMED:
             empty = True
-            for block in _blocks(report, key, options.depth, encode, seen):
+            for block in _blocks(report, key, options.depth, encode):
                 yield "[\n    " if empty else _SEPARATOR
                 yield block
                 empty = False

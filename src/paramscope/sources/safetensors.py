@@ -358,7 +358,8 @@ class _Columns:
     """The columns a reader fills as it checks entries: one set for a whole sharded checkpoint (no table per
     shard, then joined), with the (dtype, *shape) pairs found so far, which the shards of one model share."""
 
-    __slots__ = ("checked", "kinds", "names", "numels", "origins", "roles", "shapes", "sized_text", "sizes")
+    __slots__ = ("checked", "kinds", "names", "numels", "origins", "plain_names", "roles", "shapes", "sized_text",
+                 "sizes")
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -372,9 +373,20 @@ class _Columns:
         self.checked: dict[tuple, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
         # the same, keyed by the header's own text for dtype and shape (the fast path's key; see _fast_check_into)
         self.sized_text: dict[str, tuple[str, Any, int, tuple[int, ...], int, int | None]] = {}
+        # every header so far read by the fast path, its text ASCII without DEL: every name is then printable ASCII
+        # without a quote or a backslash (the fast path's pattern takes neither, nor a control character)
+        self.plain_names = True
 
     def table(self) -> Table:
-        return Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
+        """The columns as a :class:`Table`, with the facts the checks found (``Table.facts``): no name twice (every
+        header's check refuses a name it gives twice, :func:`_read_shards` one that two shards give, before the
+        table is handed on), names and dtypes str and shapes of ints (as parsed and checked), and plain names where
+        :attr:`plain_names` says so."""
+        table = Table(self.names, self.shapes, self.kinds, self.roles, self.numels, self.sizes, self.origins)
+        table.facts.update(distinct=True, typed=True)
+        if self.plain_names:
+            table.facts["plain_names"] = True
+        return table
 
 
 def _check_into(
@@ -462,6 +474,7 @@ def _check_into(
             path, f"{file_size - expected:,} bytes of trailing data after the last tensor (ends at {expected:,})"
         )
     columns.origins += [origin] * (len(kept_names) - start)
+    columns.plain_names = False  # not looked at: Table.fact works it out if asked
     return metadata or {}
 
 
@@ -495,11 +508,14 @@ _PAIRS = json.JSONDecoder(object_pairs_hook=tuple)
 
 
 def _fast_check_into(
-    columns: _Columns, path: str | Path, text: str, header_len: int, file_size: int | None, origin: str
+    columns: _Columns, path: str | Path, text: str, header_len: int, file_size: int | None, origin: str,
+    repeats_later: bool = False,
 ) -> dict[str, str] | None:
     """:func:`_check_into` for a canonical header's text: the same columns appended and the same metadata
     returned, or None (``columns`` untouched) when the header is not in the canonical form or does not check out,
-    which the checked path then reads (and refuses with its message, if it must)."""
+    which the checked path then reads (and refuses with its message, if it must). ``repeats_later``: a name given
+    twice is not looked for here; the caller does it (:func:`_read_shards`, where an index's names can prove there
+    is none)."""
     if not text.startswith("{"):
         return None
     # the closing brace; trailing spaces pad the header (to 8 bytes: looked for from the end, no copy made unless
@@ -540,8 +556,7 @@ def _fast_check_into(
     names, keys, begin_texts, end_texts = pieces[1::5], pieces[2::5], pieces[3::5], pieces[4::5]
     del pieces
     count = len(names)
-    name_set = set(names)
-    if len(name_set) != count or "__metadata__" in name_set:
+    if "__metadata__" in names or (not repeats_later and len(set(names)) != count):
         return None
     known = columns.sized_text
     for key in set(keys).difference(known):
@@ -555,22 +570,23 @@ def _fast_check_into(
         except ParamscopeError:
             return None
     sized = list(map(known.__getitem__, keys))
-    ends = list(map(int, end_texts))
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
-    # offset order: then each begins where the one before it ends (compared as text: no leading zeros) and the
-    # ends are the running sum of the sizes, all in C. Else sort (by begin, then end: a zero-size tensor first, as
-    # the checked path does).
+    # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
+    # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
+    # than reading the offsets). Else sort (by begin, then end: a zero-size tensor first, as the checked path does).
     if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
-        if list(accumulate(map(_get_sized, sized))) != ends:
+        if list(map(str, accumulate(map(_get_sized, sized)))) != end_texts:
             return None
+        cursor = int(end_texts[-1])  # the sizes are never negative: the last end is the largest
     else:
+        ends = list(map(int, end_texts))
         begins = list(map(int, begin_texts))
         if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
             return None
         spans = sorted(zip(begins, ends, strict=True))
         if spans[0][0] != 0 or any(spans[k][0] != spans[k - 1][1] for k in range(1, count)):
             return None
-    cursor = max(ends)
+        cursor = max(ends)
     if cursor >= _U64_LIMIT or (file_size is not None and 8 + header_len + cursor != file_size):
         return None
     columns.names += names
@@ -580,6 +596,8 @@ def _fast_check_into(
     columns.numels += map(itemgetter(4), sized)
     columns.sizes += map(itemgetter(5), sized)
     columns.origins += [origin] * count
+    if columns.plain_names and not (text.isascii() and "\x7f" not in text):
+        columns.plain_names = False
     return metadata or {}
 
 
@@ -592,15 +610,16 @@ def _encodable(text: str) -> bool:
 
 
 def _header_into(
-    columns: _Columns, path: str | Path, header: bytes, file_size: int | None, origin: str
+    columns: _Columns, path: str | Path, header: bytes, file_size: int | None, origin: str, repeats_later: bool = False
 ) -> dict[str, str]:
-    """One file's raw header checked and appended to ``columns`` (the fast path if it can, else the checked one)."""
+    """One file's raw header checked and appended to ``columns`` (the fast path if it can, else the checked one);
+    ``repeats_later``: see :func:`_fast_check_into`."""
     try:
         text = header.decode("utf-8")
     except UnicodeDecodeError:
         text = None  # the checked path says where
     if text is not None:
-        metadata = _fast_check_into(columns, path, text, len(header), file_size, origin)
+        metadata = _fast_check_into(columns, path, text, len(header), file_size, origin, repeats_later)
         if metadata is not None:
             return metadata
         del text  # the checked path decodes the bytes again: hold one copy of a 100 MB header's text, not two
@@ -743,6 +762,10 @@ def _read_shards(
     columns = _Columns()  # one set of columns for every shard
     names = columns.names
     first_meta: dict[str, str] | None = None
+    # With an index, a name given twice in one shard is looked for at the end too (the fast path skips its own
+    # look): the index's names, a dict's keys, are distinct, so names read to match them in order are too
+    later = weight_map is not None
+    bounds: list[int] = []  # where each shard read begins in the columns
     with paused_gc():
         # A name in two shards is looked for once, at the end (one dict, in C), not shard by shard; the error is
         # still the one a shard-by-shard check gives: the first shard that repeats a name, unless a shard before it
@@ -751,35 +774,57 @@ def _read_shards(
             start = len(names)
             try:
                 header, file_size = _read_header_bytes(shard)
-                meta = _header_into(columns, shard, header, file_size, label)
+                meta = _header_into(columns, shard, header, file_size, label, later)
             except ParamscopeError:
-                _refuse_repeats(shards, names[:start], columns.origins[:start])
+                _refuse_repeats(shards, names[:start], columns.origins[:start], bounds if later else None)
                 raise
+            bounds.append(start)
             if first_meta is None and meta:
                 first_meta = meta
-        if weight_map is not None and len(weight_map) == len(names) and (
-                # listed in the order read (an index written shard by shard): compared in step, no lookup; else
-                # each read one looked up
-                (all(map(eq, weight_map, names)) and list(weight_map.values()) == columns.origins)
-                or list(map(weight_map.get, names)) == columns.origins):
-            # as many listed as read, and each read one listed in its own shard: two shards cannot share a name
+        count = len(names)
+        listed = weight_map is not None and len(weight_map) == count
+        # listed in the order read (an index written shard by shard): compared in step, no lookup
+        in_order = listed and all(map(eq, weight_map, names))  # type: ignore[arg-type]
+        if in_order and list(weight_map.values()) == columns.origins:  # type: ignore[union-attr]
+            # as many listed as read, each read one listed in its own shard, and in order: no name twice
             owner = weight_map
         else:
-            owner = dict(zip(names, columns.origins, strict=True))
-        if len(owner) != len(names):
-            _refuse_repeats(shards, names, columns.origins)
+            if later:
+                _refuse_repeats(shards, names, columns.origins, bounds)
+            if listed and list(map(weight_map.get, names)) == columns.origins:  # type: ignore[union-attr]
+                # each read one looked up, listed in its own shard: two shards cannot share a name
+                owner = weight_map
+            else:
+                owner = dict(zip(names, columns.origins, strict=True))
+            if len(owner) != count:
+                _refuse_repeats(shards, names, columns.origins)
     extra: dict[str, Any] = {"__metadata__": first_meta} if first_meta else {}
     return columns.table(), owner, [], extra
 
 
-def _refuse_repeats(shards: dict[str, Path], names: list[str], origins: list[str]) -> None:
+def _refuse_repeats(shards: dict[str, Path], names: list[str], origins: list[str],
+                    bounds: list[int] | None = None) -> None:
     """Raise for the first shard (in reading order) holding a name an earlier shard holds; its first such name.
-    Each shard's own names are distinct (its header check refuses a repeat)."""
+    Each shard's own names are distinct (its header check refuses a repeat), unless ``bounds`` (where each shard
+    begins in ``names``) is given: then a shard's own repeat is refused first, as its header check would have."""
     owner: dict[str, str] = {}
-    for name, origin in zip(names, origins, strict=True):
-        first = owner.setdefault(name, origin)
-        if first != origin:
-            raise ParamscopeError(shards[origin], f"tensor {name!r} is also in shard {first!r}")
+    if bounds is None:
+        for name, origin in zip(names, origins, strict=True):
+            first = owner.setdefault(name, origin)
+            if first != origin:
+                raise ParamscopeError(shards[origin], f"tensor {name!r} is also in shard {first!r}")
+        return
+    for start, end in zip(bounds, [*bounds[1:], len(names)][:len(bounds)], strict=True):
+        part = names[start:end]
+        if not part:
+            continue
+        origin = origins[start]
+        if len(set(part)) != len(part):
+            _no_duplicates(shards[origin], [(name, None) for name in part], "header")
+        for name in part:
+            first = owner.setdefault(name, origin)
+            if first != origin:
+                raise ParamscopeError(shards[origin], f"tensor {name!r} is also in shard {first!r}")
 
 
 def _read_directory(path: Path) -> Inventory:
