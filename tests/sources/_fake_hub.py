@@ -42,6 +42,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -181,8 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _locate(self) -> tuple[str, Path] | None:
-        """(file name, path on disk) for /org/name/resolve/rev/file, /blobs/org/name/file, /plain/file."""
+    def _locate(self, answered: Callable[[], None]) -> tuple[str, Path] | None:
+        """(file name, path on disk) for /org/name/resolve/rev/file, /blobs/org/name/file, /plain/file; else None,
+        ``answered()`` called first (it records the request: before the answer, so that a client's next request,
+        a redirect's, can never be recorded before this one)."""
         hub = self.owner
         path = self.path.split("?", 1)[0]
         parts = path.lstrip("/").split("/")
@@ -191,16 +194,22 @@ class _Handler(BaseHTTPRequestHandler):
             return name, hub.plain / name
         if parts[0] == "blobs" and len(parts) >= 4:
             repo, name = "/".join(parts[1:3]), "/".join(parts[3:])
-            return (name, hub.repos[repo] / name) if repo in hub.repos else None
+            if repo in hub.repos:
+                return name, hub.repos[repo] / name
+            answered()
+            return None
         if len(parts) >= 5 and parts[2] == "resolve":
             repo, name = "/".join(parts[:2]), "/".join(parts[4:])
             if repo not in hub.repos:
+                answered()
                 self._error(401, "RepoNotFound")
                 return None
             if parts[3] not in ("main", COMMIT):
+                answered()
                 self._error(404, "RevisionNotFound")
                 return None
             if hub.redirect and name.endswith(".safetensors"):
+                answered()
                 self.send_response(302)
                 self.send_header("Location", f"{hub.redirect_base}/blobs/{repo}/{name}")
                 self.send_header("X-Repo-Commit", hub.commit)
@@ -208,6 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return None
             return name, hub.repos[repo] / name
+        answered()
         self._error(404)
         return None
 
@@ -273,12 +283,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self._stats() or self._list_models() or self._api():
             return
         range_header = self.headers.get("Range")
-        located = self._locate()
+        method, authorization = "HEAD" if head else "GET", self.headers.get("Authorization")
+        located = self._locate(lambda: hub._record(method, self.path, range_header, authorization))
         if located is None:
-            hub._record("HEAD" if head else "GET", self.path, range_header, self.headers.get("Authorization"))
             return
         name, path = located
-        hub._record("HEAD" if head else "GET", name, range_header, self.headers.get("Authorization"))
+        hub._record(method, name, range_header, authorization)
         guarded = hub.token is not None and name.endswith(hub.token_scope)
         if guarded and self.headers.get("Authorization") != f"Bearer {hub.token}":
             self._error(401, "GatedRepo")
