@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -91,3 +92,19 @@ def test_garbage_cycles_promoted_are_still_collected(collector):
         del a, b
     assert gc.collect() >= 2  # a full collection finds it in the oldest generation
     assert kept
+
+
+def test_the_programs_young_garbage_is_collected_when_the_pause_starts_not_promoted(collector):
+    gc.collect()
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # the program's cycle, garbage and still young when the pause starts
+    probe = weakref.ref(a)
+    del a, b
+    with paused_gc():
+        kept = _burst(gcpause.YOUNG_OBJECTS_TO_PROMOTE + 1)
+    assert probe() is None  # collected, not moved to the oldest generation with the burst to wait for a full one
+    assert id(kept[0]) in {id(o) for o in gc.get_objects(generation=2)}

@@ -10,8 +10,11 @@ allocation after it starts a young-generation collection that walks all of them 
 report: ~4 ms, twice per report, measured by bench/bench_live.py) and finds nothing, since they are acyclic
 and live as long as the report. Where a burst left more than :data:`YOUNG_OBJECTS_TO_PROMOTE` young objects,
 they are moved to the oldest generation instead, without being walked (``gc.freeze()`` then
-``gc.unfreeze()``: two list splices that also reset the young count). Anything else young at that moment is
-moved with them; it is still collected, by the next full collection. A program that froze objects itself
+``gc.unfreeze()``: two list splices that also reset the young count). So that only the burst is moved, the
+program's own young objects are collected when the pause starts (``gc.collect(1)``: what the collector would
+soon do anyway, and cheap, the young generations being small); promoted with them, the program's cyclic garbage
+would wait for a full collection, which promotions never bring nearer (measured: 300 reports of a 10,000-record
+model, each followed by 2,000 garbage cycles, kept 190,000 more objects alive). A program that froze objects itself
 (``gc.get_freeze_count()``) is left as it is: unfreezing would release its objects too.
 """
 
@@ -29,6 +32,8 @@ cheap and the collector's usual rhythm for the program's own objects is kept."""
 @contextmanager
 def paused_gc() -> Iterator[None]:
     was_enabled = gc.isenabled()
+    if was_enabled and not gc.get_freeze_count():
+        gc.collect(1)  # the program's young objects collected as usual now, so a promotion after is of ours alone
     gc.disable()
     try:
         yield
