@@ -1291,7 +1291,6 @@ class Report:
         aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
         from paramscope.ties import is_stored_copy
         # Nodes are created in the order the source listed tensors, aliases and uninitialized ones included.
-        new = _new
         last = None  # the module of the record before (a live model lists its records module by module)
         node, own = root, False
         for record in self.inventory.tensors:
@@ -1300,34 +1299,7 @@ class Report:
             module = record.name.rpartition(".")[0]
             if module != last:
                 last = module
-                node = nodes.get(module)
-                if node is None and depth is None:
-                    # a new module and no cut: place() and ModuleNode(), inlined, this is the hot path of a live
-                    # model's tree (its missing ancestors too: a block whose own module holds no tensor, measured
-                    # about 2 ms less over bench/bench_live.py's 5,000 such blocks). The root is always built.
-                    missing = [module]
-                    path = module.rpartition(".")[0]
-                    while path not in nodes:
-                        missing.append(path)
-                        path = path.rpartition(".")[0]
-                    parent = nodes[path]
-                    for path in reversed(missing):
-                        text += len(path)
-                        if text > MAX_TREE_TEXT:
-                            raise ParamscopeError(source, _TREE_TEXT_REASON)
-                        node = nodes[path] = new(ModuleNode)
-                        node.path, node.type = path, types.get(path)
-                        node.parameters = node.trainable = node.buffers = node.bytes = 0
-                        node._held = node.aliases = node.children = _NONE
-                        node._rows = None
-                        if parent.children:
-                            parent.children.append(node)
-                        else:
-                            parent.children = [node]
-                        created.append(node)
-                        parent = node
-                elif node is None:
-                    node = below.get(module) or place(module)
+                node = nodes.get(module) or below.get(module) or place(module)
                 own = node.path == module
             if aliases and id(record) in aliases:
                 # a stored copy (ties.STORED_COPY) counts once but is held twice: its bytes are the file's
