@@ -262,6 +262,146 @@ class ModuleNode:
         return f"<ModuleNode {self.path!r} {self.type} parameters={self.parameters}>"
 
 
+class _WalkNode(ModuleNode):
+    """The root of a live model's tree (:class:`_WalkTree`): its figures set when it is made, the nodes below it made
+    when its children are first read. Until then the ``children`` slot is left unset, so that read falls through to
+    :meth:`__getattr__`, which makes them and sets the slot (every later read is a plain slot's)."""
+
+    __slots__ = ("_of",)
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "children":
+            raise AttributeError(name)
+        kids = self.children = self._of.build(self)
+        return kids
+
+
+class _WalkTree:
+    """A live model's module tree as the walk saw it (:class:`~paramscope.records.ModuleWalk`), down to ``depth``
+    levels: the tree :meth:`Report._build_tree` makes from the names, node for node, where no tensor is tied.
+
+    The walk is pre-order, so a module's subtree is a span of modules (``k`` up to the first module after it that is
+    not below it, its *end*) and its records a span of records (``starts[k]`` up to its end's start): a subtree's
+    figures are the running totals of the records (:func:`_running_totals`, counted once per report) at the two ends,
+    subtracted. A module gets a node where its span holds a record; a module at the cut stands for its whole span,
+    which the build steps over. The root is made at once (its figures are every record's), the nodes below it when
+    they are first read, all in one pass: a report whose tree is not drawn makes one node, a view cut at three
+    levels the nodes it shows."""
+
+    __slots__ = ("depth", "natural", "report", "walk")
+
+    def __init__(self, report: Report, walk: ModuleWalk, depth: int | None, natural: bool) -> None:
+        self.report, self.walk, self.depth, self.natural = report, walk, depth, natural
+
+    def root(self) -> ModuleNode:
+        report, walk = self.report, self.walk
+        root = _new(_WalkNode)
+        root.path, root.type = walk.paths[0], report.inventory.module_types.get(walk.paths[0])
+        # every record's figures (the running totals' last)
+        root.parameters, root.trainable, root.buffers, root.bytes = report._walk_running[-1]
+        if not report._trainability_known:
+            root.trainable = None
+        root._held, root._rows = (0, (report.inventory.tensors, walk.starts)) if walk.starts[1] else (_NONE, None)
+        root.aliases = _NONE
+        if not walk.starts[-1] or (self.depth is not None and self.depth <= 0):
+            root.children = _NONE
+        root._of = self
+        return root
+
+    def build(self, root: ModuleNode) -> list[ModuleNode]:
+        """Every node below ``root`` down to the depth shown, in one pass over the walk's modules (children of a
+        node in the walk's order, then put in natural order as :meth:`Report._sum_up` puts a built tree's)."""
+        root.children = _NONE  # until a child is made (the build reads it: never through __getattr__ again)
+        with paused_gc():
+            return self._build(root)
+
+    def _build(self, root: ModuleNode) -> list[ModuleNode]:
+        paths, parents, starts = self.walk
+        report = self.report
+        types = list(report.inventory.module_types.values())  # the walk's: one per path, in its order
+        running = report._walk_running
+        rows = (report.inventory.tensors, starts)  # what each node's _held (its module's index) reads, once asked
+        known = report._trainability_known
+        n = len(paths)
+        ends = report._walk_ends
+        made: list[Any] = [None] * n  # module -> its node
+        made[0] = root
+        given = []  # nodes given a child, in the order they were made (parents before their children)
+        new = _new
+        if self.depth is None:  # every module whose span holds a record, found in C
+            spans = compress(range(1, n), map(lt, map(starts.__getitem__, range(1, n)),
+                                              map(starts.__getitem__, islice(ends, 1, None))))
+        else:
+            spans = self._cut(ends, self.depth)
+        for k in spans:
+            parent = made[parents[k]]
+            node = made[k] = new(ModuleNode)
+            node.path, node.type = paths[k], types[k]
+            first, last = running[starts[k]], running[starts[ends[k]]]
+            node.parameters, node.buffers, node.bytes = last[0] - first[0], last[2] - first[2], last[3] - first[3]
+            node.trainable = last[1] - first[1] if known else None
+            if starts[k] < starts[k + 1]:  # records of its own, read as a list only if asked (ModuleNode.tensors)
+                node._held, node._rows = k, rows
+            else:
+                node._held, node._rows = _NONE, None
+            node.aliases = node.children = _NONE
+            if parent.children:
+                parent.children.append(node)
+            else:
+                parent.children = [node]
+                given.append(parent)
+        if self.natural:
+            for parent in given:
+                if len(parent.children) > 1 and natural_order(parent.children):
+                    report._reordered = True
+        return root.children
+
+    def _cut(self, ends: list[int], depth: int) -> list[int]:
+        """The modules down to ``depth`` levels whose spans hold a record, in the walk's order; a module at
+        ``depth`` stands for its span, which is stepped over."""
+        parents, starts = self.walk.parents, self.walk.starts
+        depths = [0] * len(parents)
+        shown = []
+        k = 1
+        while k < len(parents):
+            end = ends[k]
+            if starts[k] == starts[end]:  # nothing held in its span: no node, nor any below it
+                k = end
+                continue
+            shown.append(k)
+            level = depths[k] = depths[parents[k]] + 1
+            k = end if level >= depth else k + 1
+        return shown
+
+
+def _running_totals(records: list[TensorRecord]) -> list[tuple[int, int, int, int]]:
+    """(parameters, trainable, buffers, bytes) of the records before each index, and of them all at the end: the
+    tree's counting rule (:meth:`Report._build_tree`) as running totals, so a span's figures are one subtraction."""
+    parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+    parameters = trainable = buffers = size = 0
+    running = [(0, 0, 0, 0)]
+    add = running.append
+    for record in records:
+        if record.shape is not None:
+            role = record.role
+            if role is parameter:
+                numel = record._numel
+                if numel is None:
+                    numel = record.numel
+                parameters += numel
+                nbytes = record._nbytes  # the property's value where it is known (the walk set it)
+                size += (nbytes if nbytes is not False else record.nbytes) or 0
+                if record.trainable is True:
+                    trainable += numel
+            elif role is buffer:
+                buffers += record.numel
+                size += record.nbytes or 0
+            elif role is quant_aux:
+                size += record.nbytes or 0
+        add((parameters, trainable, buffers, size))
+    return running
+
+
 _NUMBER = r"[0-9]+"
 
 
@@ -1592,9 +1732,12 @@ class Report:
         Siblings are in natural order (:func:`natural_order`: what people read); ``natural=False`` keeps the
         source's order, for the JSON document, whose every module would otherwise be looked at again for a
         program that can sort for itself. Built once per depth and order and kept (treat it as read-only); only
-        the levels asked for are built."""
+        the levels asked for are built. A live model's tree is counted whole from its walk and its nodes made as
+        they are read (:class:`_WalkTree`)."""
         key = (depth, natural)
         root = self._trees.get(key)
+        if root is None and self._walk_countable:
+            root = self._trees[key] = _WalkTree(self, self.inventory.walk, depth, natural).root()  # type: ignore[arg-type]
         if root is None:
             full = self._trees.get((None, natural))
             with paused_gc():
@@ -1720,6 +1863,31 @@ class Report:
         return ModuleColumns(paths, depths, parameters, 0 if self._trainability_known else None, buffers, size)
 
     @cached_property
+    def _walk_countable(self) -> bool:
+        """Whether the tree is a live walk's, counted by :class:`_WalkTree`: no tensor tied (an alias is held but
+        not counted, and named at its module: :meth:`_walk_tree` places them), and every path short enough that
+        the whole tree passes :data:`MAX_TREE_TEXT` (otherwise the build counts what it makes, and may refuse)."""
+        walk = self.inventory.walk
+        return (walk is not None and self._table is None and not self._aliased
+                and sum(map(len, walk.paths)) <= MAX_TREE_TEXT)
+
+    @cached_property
+    def _walk_running(self) -> list[tuple[int, int, int, int]]:
+        return _running_totals(self.inventory.tensors)
+
+    @cached_property
+    def _walk_ends(self) -> list[int]:
+        """Per module of the walk, the first module after its subtree (pre-order: a subtree is a span), found
+        children before parents."""
+        parents = self.inventory.walk.parents  # type: ignore[union-attr]
+        ends = list(range(1, len(parents) + 1))
+        for k in range(len(parents) - 1, 0, -1):
+            up = parents[k]
+            if ends[k] > ends[up]:
+                ends[up] = ends[k]
+        return ends
+
+    @cached_property
     def natural_tensors(self) -> list[TensorRecord]:
         """Every record (aliases included) in the module tree's natural order: where the tree had to put numbered
         siblings in order (a file lists ``layers.10`` before ``layers.2``), records go module by module in the
@@ -1728,6 +1896,9 @@ class Report:
             root = self.tree(None)
         except ParamscopeError:  # names too deep to build every module of: the rows stay in the source's order
             return self.tensors
+        if type(root) is _WalkNode:  # made as read: whether a sibling moves is known once all are made
+            for _ in root.walk():
+                pass
         if not self._reordered:
             return self.tensors
         rank = {node.path: index for index, node in enumerate(root.walk())}

@@ -41,6 +41,23 @@ class Everything(nn.Module):
         self.root_p = nn.Parameter(torch.zeros(2))
 
 
+class Untied(nn.Module):
+    """Everything but ties (whose tree is built whole, Report._walk_tree): what Report counts from the walk's running
+    totals and makes node by node as read (report._WalkTree)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.frozen = nn.Linear(8, 4)
+        self.frozen.requires_grad_(False)
+        self.blocks = nn.ModuleList([Block() for _ in range(12)])
+        self.lazy = nn.LazyLinear(5)
+        self.register_buffer("mask", torch.ones(3), persistent=False)
+        self.empty = nn.Sequential(nn.ReLU(), nn.Identity())
+        self.deep = nn.Sequential(nn.Sequential(nn.ReLU(), nn.Sequential(nn.Linear(3, 3))), nn.ReLU())
+        self.root_p = nn.Parameter(torch.zeros(2))
+
+
 class DataParallel(nn.Module):
     """A DDP-like wrapper (matched by class name): its child is visited under the wrapper's own path."""
 
@@ -49,11 +66,11 @@ class DataParallel(nn.Module):
         self.module = module
 
 
-def _tiny_llama() -> nn.Module:
+def _tiny_llama(tied: bool = True) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=11,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=tied)
     with torch.device("meta"):
         return LlamaForCausalLM(config)
 
@@ -71,6 +88,8 @@ def _nodes(report: Report, *, natural: bool = True) -> list[tuple]:
 MODELS = {
     "everything": Everything,
     "tiny llama, tied": _tiny_llama,
+    "untied": Untied,
+    "tiny llama, untied": lambda: _tiny_llama(tied=False),
     "blocks": lambda: nn.Sequential(*(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.GELU()) for _ in range(12))),
 }
 
@@ -88,8 +107,57 @@ def test_the_tree_by_index_is_the_tree_by_names(make):
     assert report.natural_tensors == by_names.natural_tensors
 
 
-def _nodes_at(report: Report, depth: int) -> list[tuple]:
-    return [(n.path, n.parameters, n.bytes, [t.name for t in n.tensors], n.aliases) for n in report.tree(depth).walk()]
+@pytest.mark.parametrize("first", [None, 0, 2, "natural_tensors"])
+def test_a_tree_asked_in_any_order_is_the_tree_by_names(first):
+    """Whatever is asked first (the whole tree, a cut, the rows in natural order), the rest agrees with the names."""
+    report = paramscope.inspect(Untied())
+    if first == "natural_tensors":
+        names = [r.name for r in report.natural_tensors]  # the root's own first, then conv2 before conv10
+        assert names[:2] == ["root_p", "mask"] and names[5:8] == ["blocks.0.conv2.weight", "blocks.0.conv2.bias",
+                                                                  "blocks.0.conv10.weight"]
+    else:
+        report.tree(first)
+    by_names = _by_names(report)
+    for depth in (2, None, 1):
+        assert _nodes_at(report, depth) == _nodes_at(by_names, depth)
+    assert report.natural_tensors == by_names.natural_tensors
+
+
+def test_an_untied_live_tree_makes_its_nodes_as_they_are_read():
+    from paramscope.report import ModuleNode, _WalkNode
+
+    model = nn.Sequential(*(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.GELU()) for _ in range(30)))
+    report = paramscope.inspect(model)
+    root = report.tree()
+    assert type(root) is _WalkNode
+    # the figures of the whole model, counted before any node below the root is made: 30 x (2*2 + 2 + 2 + 2)
+    assert (root.parameters, root.trainable, root.buffers, root.bytes) == (300, 300, 0, 1200)
+    def made(node: ModuleNode) -> bool:  # whether its children are made: the slot is set
+        return ModuleNode.__dict__["children"].__get__(node) is not None
+
+    with pytest.raises(AttributeError):
+        made(root)  # nothing made yet
+    shown = report.tree(1)  # a tree of its own, cut at the first level
+    assert [n.path for n in shown.walk()] == ["", *map(str, range(30))]
+    assert all(made(block) and block.children == () for block in shown.children)
+    with pytest.raises(AttributeError):
+        made(root)
+    assert len(root.children) == 30 and made(root)  # read once: the whole tree made, in one pass
+    assert all(made(block) for block in root.children)
+    assert [n.parameters for n in root.children[7].children] == [6, 4]  # GELU holds nothing: no node
+    assert [t.name for t in root.children[7].children[1].tensors] == ["7.1.weight", "7.1.bias"]
+
+
+def test_a_tied_model_is_built_whole_by_index():
+    from paramscope.report import _WalkNode
+
+    report = paramscope.inspect(_tiny_llama(tied=True))
+    assert report.inventory.walk is not None and type(report.tree()) is not _WalkNode
+
+
+def _nodes_at(report: Report, depth: int | None) -> list[tuple]:
+    return [(n.path, n.type, n.parameters, n.trainable, n.buffers, n.bytes, [t.name for t in n.tensors], n.aliases)
+            for n in report.tree(depth).walk()]
 
 
 def test_the_walk_by_hand():
