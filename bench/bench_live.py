@@ -2,7 +2,9 @@
 
 Models: Llama-2-70B built on the meta device (723 tensors) and a synthetic model of 20,000+ modules.
 "paramscope report" is inspect() plus every aggregate a renderer draws (totals, ties, tree, by-type,
-by-dtype); "paramscope tree" also renders the default tree view to text.
+by-dtype). A live model's tree is counted whole when asked for, its nodes made when first read: "paramscope report,
+every node" also reads every node of the whole tree (what a JSON document or a full-depth table draws);
+"paramscope tree" renders the default tree view (three levels) to text.
 
     .venv/bin/python bench/bench_live.py [--repeat 5] [--wall] [--only report]
 
@@ -54,6 +56,14 @@ def paramscope_report(model: nn.Module) -> int:
     return report.total
 
 
+def paramscope_every_node(model: nn.Module) -> int:
+    report = paramscope.inspect(model)
+    for _ in report.tree().walk():
+        pass
+    _ = report.by_type, report.by_dtype, report.ties, report.bytes, report.non_embedding
+    return report.total
+
+
 def paramscope_tree(model: nn.Module) -> int:
     report = paramscope.inspect(model)
     render(report, "tree", RenderOptions())
@@ -90,19 +100,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per method; the median is shown (default 5)")
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this process's CPU time")
-    parser.add_argument("--only", choices=("report", "tree"), help="time only the bare sum and this paramscope path")
+    parser.add_argument("--only", choices=("report", "nodes", "tree"),
+                        help="time only the bare sum and one paramscope path (report; report, every node; tree text)")
     args = parser.parse_args()
     clock = time.perf_counter if args.wall else time.process_time
     warnings.filterwarnings("ignore")
     peers = [
         ("bare sum(p.numel())", bare_sum),
         ("paramscope report", paramscope_report),
+        ("paramscope every node", paramscope_every_node),
         ("paramscope tree text", paramscope_tree),
         ("torchinfo.summary", torchinfo_summary),
         ("fvcore count table", fvcore_table),
     ]
     if args.only:
-        peers = [peers[0], peers[1 if args.only == "report" else 2]]
+        peers = [peers[0], peers[{"report": 1, "nodes": 2, "tree": 3}[args.only]]]
     for label, build in (("Llama-2-70B (meta, 723 tensors)", llama2_70b), ("20,001 modules", many_modules)):
         model = build()
         print(f"\n{label}")

@@ -288,22 +288,27 @@ class _WalkTree:
     they are first read, all in one pass: a report whose tree is not drawn makes one node, a view cut at three
     levels the nodes it shows."""
 
-    __slots__ = ("depth", "natural", "report", "walk")
+    __slots__ = ("depth", "inventory", "known", "natural", "reordered", "running")
 
-    def __init__(self, report: Report, walk: ModuleWalk, depth: int | None, natural: bool) -> None:
-        self.report, self.walk, self.depth, self.natural = report, walk, depth, natural
+    def __init__(self, inventory: Inventory, running: list[tuple[int, int, int, int]], known: bool, depth: int | None,
+                 natural: bool) -> None:
+        # not the report: the report keeps the tree, and a tree that kept the report would make it a cycle, freed only
+        # by a collection (a program making reports one after another would wait on the collector for each)
+        self.inventory, self.running, self.known, self.depth, self.natural = inventory, running, known, depth, natural
+        self.reordered = False  # whether the build put numbered siblings in an order the walk did not
 
     def root(self) -> ModuleNode:
-        report, walk = self.report, self.walk
+        inventory, walk = self.inventory, self.inventory.walk
         root = _new(_WalkNode)
-        root.path, root.type = walk.paths[0], report.inventory.module_types.get(walk.paths[0])
+        root.path, root.type = walk.paths[0], inventory.module_types.get(walk.paths[0])  # type: ignore[union-attr]
         # every record's figures (the running totals' last)
-        root.parameters, root.trainable, root.buffers, root.bytes = report._walk_running[-1]
-        if not report._trainability_known:
+        root.parameters, root.trainable, root.buffers, root.bytes = self.running[-1]
+        if not self.known:
             root.trainable = None
-        root._held, root._rows = (0, (report.inventory.tensors, walk.starts)) if walk.starts[1] else (_NONE, None)
+        starts = walk.starts  # type: ignore[union-attr]
+        root._held, root._rows = (0, (inventory.tensors, starts)) if starts[1] else (_NONE, None)
         root.aliases = _NONE
-        if not walk.starts[-1] or (self.depth is not None and self.depth <= 0):
+        if not starts[-1] or (self.depth is not None and self.depth <= 0):
             root.children = _NONE
         root._of = self
         return root
@@ -316,14 +321,14 @@ class _WalkTree:
             return self._build(root)
 
     def _build(self, root: ModuleNode) -> list[ModuleNode]:
-        paths, parents, starts = self.walk
-        report = self.report
-        types = list(report.inventory.module_types.values())  # the walk's: one per path, in its order
-        running = report._walk_running
-        rows = (report.inventory.tensors, starts)  # what each node's _held (its module's index) reads, once asked
-        known = report._trainability_known
+        inventory = self.inventory
+        paths, parents, starts = inventory.walk  # type: ignore[misc]
+        types = list(inventory.module_types.values())  # the walk's: one per path, in its order
+        running = self.running
+        rows = (inventory.tensors, starts)  # what each node's _held (its module's index) reads, once asked
+        known = self.known
         n = len(paths)
-        ends = report._walk_ends
+        ends = _span_ends(parents)
         made: list[Any] = [None] * n  # module -> its node
         made[0] = root
         given = []  # nodes given a child, in the order they were made (parents before their children)
@@ -353,13 +358,13 @@ class _WalkTree:
         if self.natural:
             for parent in given:
                 if len(parent.children) > 1 and natural_order(parent.children):
-                    report._reordered = True
+                    self.reordered = True
         return root.children
 
     def _cut(self, ends: list[int], depth: int) -> list[int]:
         """The modules down to ``depth`` levels whose spans hold a record, in the walk's order; a module at
         ``depth`` stands for its span, which is stepped over."""
-        parents, starts = self.walk.parents, self.walk.starts
+        parents, starts = self.inventory.walk.parents, self.inventory.walk.starts  # type: ignore[union-attr]
         depths = [0] * len(parents)
         shown = []
         k = 1
@@ -372,6 +377,17 @@ class _WalkTree:
             level = depths[k] = depths[parents[k]] + 1
             k = end if level >= depth else k + 1
         return shown
+
+
+def _span_ends(parents: list[int]) -> list[int]:
+    """Per module of a pre-order walk (``parents``: each one's parent's index), the first module after its subtree
+    (a subtree is a span), found children before parents."""
+    ends = list(range(1, len(parents) + 1))
+    for k in range(len(parents) - 1, 0, -1):
+        up = parents[k]
+        if ends[k] > ends[up]:
+            ends[up] = ends[k]
+    return ends
 
 
 def _running_totals(records: list[TensorRecord]) -> list[tuple[int, int, int, int]]:
@@ -1737,7 +1753,8 @@ class Report:
         key = (depth, natural)
         root = self._trees.get(key)
         if root is None and self._walk_countable:
-            root = self._trees[key] = _WalkTree(self, self.inventory.walk, depth, natural).root()  # type: ignore[arg-type]
+            tree = _WalkTree(self.inventory, self._walk_running, self._trainability_known, depth, natural)
+            root = self._trees[key] = tree.root()
         if root is None:
             full = self._trees.get((None, natural))
             with paused_gc():
@@ -1873,19 +1890,9 @@ class Report:
 
     @cached_property
     def _walk_running(self) -> list[tuple[int, int, int, int]]:
+        """The running totals of a live walk's records (:func:`_running_totals`): one count for every depth and
+        order of its tree."""
         return _running_totals(self.inventory.tensors)
-
-    @cached_property
-    def _walk_ends(self) -> list[int]:
-        """Per module of the walk, the first module after its subtree (pre-order: a subtree is a span), found
-        children before parents."""
-        parents = self.inventory.walk.parents  # type: ignore[union-attr]
-        ends = list(range(1, len(parents) + 1))
-        for k in range(len(parents) - 1, 0, -1):
-            up = parents[k]
-            if ends[k] > ends[up]:
-                ends[up] = ends[k]
-        return ends
 
     @cached_property
     def natural_tensors(self) -> list[TensorRecord]:
@@ -1899,6 +1906,7 @@ class Report:
         if type(root) is _WalkNode:  # made as read: whether a sibling moves is known once all are made
             for _ in root.walk():
                 pass
+            self._reordered = self._reordered or root._of.reordered
         if not self._reordered:
             return self.tensors
         rank = {node.path: index for index, node in enumerate(root.walk())}
