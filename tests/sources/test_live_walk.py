@@ -309,3 +309,16 @@ def test_a_broken_layout_from_the_command_line_exits_1_with_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"paramscope: {script}:Broken: the root module holds a submodule under a key of type int, not a string"]
+
+
+def test_a_report_and_its_live_tree_are_freed_without_a_collection():
+    """The tree keeps the inventory, not the report that keeps the tree: no cycle to wait on the collector for."""
+    import gc
+
+    model = nn.Sequential(*(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)) for _ in range(5)))
+    gc.collect()
+    report = paramscope.inspect(model)
+    assert len(list(report.tree().walk())) == 16 and len(list(report.tree(1).walk())) == 6
+    assert report.natural_tensors == report.tensors
+    del report
+    assert gc.collect() == 0
