@@ -593,10 +593,13 @@ class SplitChanges(Mapping):
     columns are set from the lists (:meth:`paramscope.records.Table.repacked` asks :meth:`split`); the mapping, a
     dict made on first use, serves whoever looks an index up. Read-only, as the dict it stands for is to be."""
 
-    __slots__ = ("_dict", "aux", "packed", "quants")
+    __slots__ = ("_dict", "aux", "packed", "quants", "stored")
 
-    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int]) -> None:
+    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int], stored: bool = False) -> None:
         self.packed, self.quants, self.aux = packed, quants, aux
+        # every packing's logical elements are its entry's stored elements (a weight stored one per element, FP8 or
+        # int8: :func:`_scale_quant`), which the table counts already: repacked leaves the numel column as it is
+        self.stored = stored
         self._dict: dict[int, QuantInfo | None] | None = None
 
     def split(self) -> tuple[list[int], list[QuantInfo], list[int]]:
@@ -714,7 +717,7 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
             of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
     del kept_dtypes, kept_shapes
     # a weight's name ends with ".weight", no suffix of the table: the packed and the bookkeeping never meet
-    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)))
+    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)), stored=True)
     counted: list[tuple[Role, QuantInfo | None, int]] = [
         (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))
