@@ -685,16 +685,17 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     del chosen
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
-    if None in weights:
+    keep: list[bool] | None  # which scales' weights are kept; None: every one
+    if weights is not before and None in weights:  # (a scale's neighbour is always there)
         keep = [w is not None and dtypes[w] in kinds for w in weights]
         kept = list(compress(weights, keep))
         kept_dtypes = list(map(dtypes.__getitem__, kept))
     else:  # every scale's weight found: kept where stored one per element
         kept_dtypes = list(map(dtypes.__getitem__, weights))
-        keep = list(map(kinds.__contains__, kept_dtypes))
-        if all(keep):
-            kept = weights
+        if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):  # one dtype (the common file): all or none
+            keep, kept = None, weights if kept_dtypes[0] in kinds else []
         else:
+            keep = list(map(kinds.__contains__, kept_dtypes))
             kept = list(compress(weights, keep))
             kept_dtypes = list(compress(kept_dtypes, keep))
     if not kept:
@@ -702,24 +703,25 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     made: dict[tuple[str, int, float], QuantInfo] = {}
     kept_shapes = list(map(shapes.__getitem__, kept))
-    if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):
-        # One dtype (the common file): a weight's packing follows from its shape, keyed by the shape's identity
-        # (the reader shares one tuple among equal shapes; equal ones apart share their QuantInfo through made)
+    # A weight's packing follows from its dtype and shape, which a model repeats (a few of each): counted in C first
+    # (the distinct keys in first-seen order), then one QuantInfo per distinct key, shared through made
+    keys: list[Any]
+    if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):  # one dtype (the common file): keyed by shape alone
         dtype = kept_dtypes[0]
-        keys: list[Any] = list(map(id, kept_shapes))
-        shape_of = dict(zip(keys, kept_shapes, strict=True))  # each distinct key's shape, first listed first
-        of_key = {key: _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
-                  for key, shape in shape_of.items()}
+        keys = kept_shapes
+        counts = Counter(keys)
+        of_key = {shape: _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8) for shape in counts}
     else:
         keys = list(zip(kept_dtypes, kept_shapes, strict=True))
-        of_key = {}
-        for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
-            of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
-    del kept_dtypes, kept_shapes
+        counts = Counter(keys)
+        of_key = {(dtype, shape): _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
+                  for dtype, shape in counts}
+    del kept_dtypes
     # a weight's name ends with ".weight", no suffix of the table: the packed and the bookkeeping never meet
-    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)), stored=True)
+    aux = candidates if keep is None else list(compress(candidates, keep))
+    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), aux, stored=True)
     counted: list[tuple[Role, QuantInfo | None, int]] = [
-        (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
+        (Role.PARAMETER, of_key[key], count) for key, count in counts.items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))
     return final, counted
 

@@ -435,7 +435,8 @@ class Table:
             packed = list(compress(indices, is_packed))
             quants = list(compress(quants, is_packed))
         deque(map(roles.__setitem__, aux, repeat(Role.QUANT_AUX)), maxlen=0)
-        deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
+        if self.roles.count(Role.PARAMETER) != len(roles):  # (counted by identity, in C) else they are already
+            deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
         packing.update(zip(packed, quants, strict=True))
         if not same:
             deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)
