@@ -303,6 +303,29 @@ def test_an_index_of_file_names_is_read():
     assert reader._parse_index("i", raw.encode())[2] == ["s1.safetensors", "s0.safetensors"]
 
 
+@pytest.mark.parametrize("document", [
+    {"metadata": {"total_size": 8, "a": {"b": [1, {"c": 2}]}}, "weight_map": {"x": "s1.st", "y": "s0.st", "z": "s1.st"}},
+    {"weight_map": {"x:1": "s1.st", "y": "s0:1.st", "z": "s1.st"}},  # colons in strings: parsed again by the pairs
+    {"weight_map": {"x": "s1.st"}, "extra": [{"weight_map": {"y": 1}}], "more": {"weight_map": ["z"]}},
+])
+def test_an_index_is_what_json_reads(document):
+    # reference: json.loads of the same text; the shards each once, first listed first, as dict.fromkeys lists them
+    raw = json.dumps(document).encode()
+    weight_map, declared, shards = reader._parse_index("i", raw)
+    assert weight_map == json.loads(raw)["weight_map"] and declared == json.loads(raw).get("metadata", {})
+    assert shards == list(dict.fromkeys(document["weight_map"].values()))
+
+
+@pytest.mark.parametrize("text", [
+    '{"weight_map": {"x": "s0.st", "x": "s1.st"}}',  # a name given twice: the count of keys finds it
+    '{"weight_map": {"x": "s0.st"}, "weight_map": {"y": "s1.st"}}',
+    '{"weight_map": {"x": "s0.st"}, "metadata": {"a": 1, "a": 2}}',
+])
+def test_an_index_with_a_key_given_twice_is_refused(text):
+    with pytest.raises(ParamscopeError, match="more than once"):
+        reader._parse_index("i", text.encode())
+
+
 def _index(tmp_path: Path, shards: list[list[str]], weight_map: dict[str, str]) -> Path:
     _shard_set(tmp_path, shards)
     index = tmp_path / "model.safetensors.index.json"

@@ -35,6 +35,7 @@ from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -241,10 +242,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool = False) -> Any:
+def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool = False,
+                held: Callable[[Any], int] | None = None) -> Any:
     """Strict JSON. With ``pairs``, every object comes back as a tuple of (key, value) pairs, so that
     duplicate keys can be found without a Python call per object (the caller checks them); without it,
-    objects are dicts and a duplicate key is an error here."""
+    objects are dicts and a duplicate key is an error here. ``held``: how many keys the objects of a parsed
+    value hold (:func:`_keys_held`, where the caller knows a quicker count for its document)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -262,7 +265,7 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         except (RecursionError, ValueError):
             value = _UNREAD
         else:
-            if text.count(":") != _keys_held(value):
+            if text.count(":") != (held or _keys_held)(value):
                 value = _UNREAD
     hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
     try:
@@ -714,17 +717,36 @@ def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[st
 def _parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
     """:func:`parse_index`, and the shard file names, each once, in the order first listed."""
     check_index_size(source, len(raw))
-    index = _parse_json(source, raw, what="index")
+    distinct: list[list[Any]] = []  # the weight_map's distinct values, where the count of keys found them
+
+    def held(index: Any) -> int:
+        # _keys_held, but the weight_map's 100,000 values are looked at once, here, for the shards too: where they
+        # are all hashable, none is an object or an array (json makes no tuples), so they hold no keys
+        weight_map = index.get("weight_map") if type(index) is dict else None
+        if type(weight_map) is dict:
+            try:
+                distinct.append(list(dict.fromkeys(weight_map.values())))
+            except TypeError:
+                pass
+            else:
+                return len(index) + len(weight_map) + _keys_held([v for k, v in index.items() if k != "weight_map"])
+        return _keys_held(index)
+
+    index = _parse_json(source, raw, what="index", held=held)
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
     # Every value a str (JSON strings are str, never a subclass) where the distinct values are: a value of another
     # type is not hashable (an array, an object) or is a distinct value of its own (no str equals a number, a bool
     # or null). The distinct values are a few hundred shards: their types are looked at, not 100,000 values'
-    try:
-        shards = list(dict.fromkeys(weight_map.values()))
-    except TypeError:
-        shards = None
+    shards: list[Any] | None
+    if distinct:  # (a text parsed again by its pairs, a colon in a string, gives the same values, or is refused)
+        shards = distinct[0]
+    else:
+        try:
+            shards = list(dict.fromkeys(weight_map.values()))
+        except TypeError:
+            shards = None
     if shards is None or not set(map(type, shards)) <= {str}:
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
