@@ -304,7 +304,8 @@ def test_an_index_of_file_names_is_read():
 
 
 @pytest.mark.parametrize("document", [
-    {"metadata": {"total_size": 8, "a": {"b": [1, {"c": 2}]}}, "weight_map": {"x": "s1.st", "y": "s0.st", "z": "s1.st"}},
+    {"metadata": {"total_size": 8, "a": {"b": [1, {"c": 2}]}},
+     "weight_map": {"x": "s1.st", "y": "s0.st", "z": "s1.st"}},
     {"weight_map": {"x:1": "s1.st", "y": "s0:1.st", "z": "s1.st"}},  # colons in strings: parsed again by the pairs
     {"weight_map": {"x": "s1.st"}, "extra": [{"weight_map": {"y": 1}}], "more": {"weight_map": ["z"]}},
 ])
