@@ -633,14 +633,20 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
     done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
-    their count by (role, packing) for the summary. None where that does not hold (the loop then decides)."""
+    their count by (role, packing) for the summary. None where that does not hold (the loop then decides).
+    ``candidates``: the places of the names that end with a suffix of the table, in order
+    (:func:`paramscope.quant_names.ending_with_a_suffix`)."""
     from collections import Counter
     from itertools import compress, repeat
     from operator import add, eq, itemgetter, methodcaller, sub
 
     chosen = list(map(names.__getitem__, candidates))
     leaf = chosen[0].rpartition(".")[2]
-    single = all(map(str.endswith, chosen, repeat("." + leaf)))  # one last part (the common file)
+    # One last part (the common file)? Each candidate ends with a suffix of the table: where all end with one
+    # character that ends one suffix alone (DeepSeek-V3's "v", of ".weight_scale_inv"), all end with that suffix,
+    # found by their last characters (one-character strings are shared: nothing made), no suffix tested again
+    single = quant_names.BY_LAST.get(chosen[0][-1:]) == ("." + leaf,) and len(set(map(itemgetter(-1), chosen))) == 1
+    single = single or all(map(str.endswith, chosen, repeat("." + leaf)))
     if single:
         leaves = {leaf}
     else:
