@@ -562,17 +562,20 @@ def _fast_check_into(
     if "__metadata__" in names or (not repeats_later and len(set(names)) != count):
         return None
     known = columns.sized_text
-    for key in set(keys).difference(known):
-        dtype, _, shape_text = key.partition(_SHAPE_SEP)
-        dtype_info = DTYPES.get(dtype)
-        if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
-            return None
-        shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
-        try:
-            known[key] = _sized(path, "", dtype, dtype_info, shape)
-        except ParamscopeError:
-            return None
-    sized = list(map(known.__getitem__, keys))
+    try:  # the shards of one model repeat a few (dtype, shape): after the first, every one is known already
+        sized = list(map(known.__getitem__, keys))
+    except KeyError:
+        for key in set(keys).difference(known):
+            dtype, _, shape_text = key.partition(_SHAPE_SEP)
+            dtype_info = DTYPES.get(dtype)
+            if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
+                return None
+            shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
+            try:
+                known[key] = _sized(path, "", dtype, dtype_info, shape)
+            except ParamscopeError:
+                return None
+        sized = list(map(known.__getitem__, keys))
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
     # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
     # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
