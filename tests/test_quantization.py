@@ -727,6 +727,10 @@ def test_bulk_scale_modules_are_what_the_module_loop_decides(extra, config):
     by_hand = [r.replace(role=Role.PARAMETER, quant=loop[0][i]) if loop[0].get(i) is not None
                else r.replace(role=Role.QUANT_AUX) if i in loop[0] else r for i, r in enumerate(table.rows())]
     assert table.repacked(bulk[0]).rows() == table.repacked(loop[0]).rows() == by_hand
+    # every bulk packing stands for its entry's stored elements (FP8, int8): the repacked table keeps the numel
+    # column, which is then each entry's product of its shape (the reference: math.prod), the loop's numel
+    assert bulk[0].stored and table.repacked(bulk[0]).numel is table.numel
+    assert table.repacked(loop[0]).numel == [math.prod(shape) for shape in table.shapes] == table.numel
     # by hand: six FP8 weights (and the int8 one) stand for their stored elements; each beside scale is bookkeeping
     packed = {table.names[i]: q for i, q in bulk[0].items() if q is not None}
     assert packed["model.layers.0.attn.o_proj.weight"] == QuantInfo("fp8", 128 * 300, 8)
@@ -809,6 +813,22 @@ def test_repacked_table_is_the_records_changed_one_by_one():
     assert repacked.rows() == expected
     assert repacked.numel == [64, 16, 9, 64, 1] and repacked.sparse["quant"] == {0: gptq, 3: fp8}
     assert table.roles[0] is Role.BUFFER and "quant" not in table.sparse  # the given table is not changed
+
+
+def test_stored_split_changes_set_numel_over_an_earlier_packing():
+    # an entry packed before counts its old packing's elements (64, not its shape's 16): a packing that stands for
+    # the stored elements sets them again (by hand: 16 = 4 x 4), as a dict of the same changes does
+    from paramscope.quantization import SplitChanges
+    from paramscope.records import Table, TensorRecord
+
+    table = Table.from_records([TensorRecord("a.weight", (4, 4), "float8_e4m3fn", quant=QuantInfo("gptq", 64, 4)),
+                                TensorRecord("a.weight_scale", (1, 1), "float32")])
+    fp8 = QuantInfo("fp8", 16, 8)
+    assert table.numel == [64, 1]
+    split = table.repacked(SplitChanges([0], [fp8], [1], stored=True))
+    assert split.numel == [16, 1] and split.numel is not table.numel and table.numel == [64, 1]
+    assert split.rows() == table.repacked({0: fp8, 1: None}).rows()
+    assert split.roles == [Role.PARAMETER, Role.QUANT_AUX] and split.sparse["quant"] == {0: fp8}
 
 
 def test_fp8_table_settled_twice_is_settled_once():

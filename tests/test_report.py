@@ -670,3 +670,53 @@ def test_module_columns_summed_by_stretches_match_the_tree(monkeypatch):
         if columns is not None:  # (None: a module listed apart after its siblings, no longer depth first)
             assert columns == _walked(Report(Inventory("cols", "safetensors", table=table))), names
     assert answers.count(True) > 50 and answers.count(False) > 5, (answers.count(True), answers.count(False))
+
+
+def test_packed_corrections_by_kind_are_the_entries_summed():
+    # reference: each packed entry's logical less stored elements (the per-entry pass, no kinds found), and by hand:
+    # three GPTQ qweights [4, 2] int32 standing for 64 weights each (64 - 8 = 56 more each, two of one packing and
+    # one of another), two FP8 weights counted as stored (no correction), a scale made bookkeeping
+    from paramscope.records import Table
+
+    gptq, other, fp8 = QuantInfo("gptq", 64, 4), QuantInfo("gptq", 64, 4), QuantInfo("fp8", 16, 8)
+    records = [TensorRecord("a.qweight", (4, 2), "int32", quant=gptq),
+               TensorRecord("b.qweight", (4, 2), "int32", quant=gptq),
+               TensorRecord("c.qweight", (4, 2), "int32", quant=other),
+               TensorRecord("d.weight", (4, 4), "float8_e4m3fn", quant=fp8),
+               TensorRecord("e.weight", (4, 4), "float8_e4m3fn", quant=fp8),
+               TensorRecord("e.weight_scale_inv", (1, 1), "float32", role=Role.QUANT_AUX),
+               TensorRecord("f.bias", (4,), "float32")]
+
+    def report() -> Report:
+        return Report(Inventory(source="t", format="safetensors", table=Table.from_records(records)))
+
+    per_entry, by_kind = report(), report()
+    assert by_kind.row_kinds == [0, 0, 2, 3, 3, 5, 6]  # the packing by identity: c's is a kind of its own
+    assert sorted(per_entry._packed) == [("int32", Role.PARAMETER, 56)] * 3
+    assert sorted(by_kind._packed) == [("int32", Role.PARAMETER, 56), ("int32", Role.PARAMETER, 112)]
+    for r in (per_entry, by_kind):
+        assert r.total == 3 * 64 + 2 * 16 + 4 and r.stored_elements == 3 * 8 + 2 * 16 + 4
+        assert [tuple(d) for d in r.by_dtype] == [("int32", 192, 0, 96), ("float8_e4m3fn", 32, 0, 32),
+                                                  ("float32", 4, 0, 16)]
+
+
+def test_a_table_with_other_roles_counts_its_parameters_only():
+    # reference: the same records counted as records (the general rules), and by hand: the embedding is the
+    # parameter embed_tokens (6), not the buffer named like one; three modules hold parameters; the modules'
+    # parameters leave the buffer and the scale out
+    from paramscope.records import Table
+
+    records = [TensorRecord("model.embed_tokens.weight", (3, 2), "float32"),
+               TensorRecord("model.wte.weight", (4,), "float32", role=Role.BUFFER),
+               TensorRecord("model.q.weight", (2, 2), "float8_e4m3fn"),
+               TensorRecord("model.q.weight_scale_inv", (1, 1), "float32", role=Role.QUANT_AUX),
+               TensorRecord("lm_head.weight", (3, 2), "float32")]
+    table = Report(Inventory(source="t", format="safetensors", table=Table.from_records(records)))
+    plain = Report(Inventory(source="t", format="safetensors", tensors=records))
+    assert table.embedding == plain.embedding == 6 and table.non_embedding == plain.non_embedding == 4 + 6
+    assert table.by_type[0].modules == 3 and table.by_type[0].parameters == plain.total == 16
+    columns = table.module_columns()
+    assert columns is not None and "_parameter_mask" not in table.__dict__  # dropped with the modules
+    by_path = dict(zip(columns.paths, columns.parameters, strict=True))
+    assert by_path == {m.path: m.parameters for m in plain.tree(None, natural=False).walk()}
+    assert by_path["model"] == 6 + 4 and by_path["model.wte"] == 0 and by_path[""] == 16

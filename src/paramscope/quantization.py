@@ -593,10 +593,13 @@ class SplitChanges(Mapping):
     columns are set from the lists (:meth:`paramscope.records.Table.repacked` asks :meth:`split`); the mapping, a
     dict made on first use, serves whoever looks an index up. Read-only, as the dict it stands for is to be."""
 
-    __slots__ = ("_dict", "aux", "packed", "quants")
+    __slots__ = ("_dict", "aux", "packed", "quants", "stored")
 
-    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int]) -> None:
+    def __init__(self, packed: list[int], quants: list[QuantInfo], aux: list[int], stored: bool = False) -> None:
         self.packed, self.quants, self.aux = packed, quants, aux
+        # every packing's logical elements are its entry's stored elements (a weight stored one per element, FP8 or
+        # int8: :func:`_scale_quant`), which the table counts already: repacked leaves the numel column as it is
+        self.stored = stored
         self._dict: dict[int, QuantInfo | None] | None = None
 
     def split(self) -> tuple[list[int], list[QuantInfo], list[int]]:
@@ -630,14 +633,20 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     """:func:`changes`' pass over a table where every candidate is the one suffix of its module and each such
     suffix can reach only the last branch (DeepSeek-V3: ``<module>.weight_scale_inv`` beside an FP8 ``weight``),
     done over whole columns in C: the same changes as the loop (the packed weights first, then their scales), and
-    their count by (role, packing) for the summary. None where that does not hold (the loop then decides)."""
+    their count by (role, packing) for the summary. None where that does not hold (the loop then decides).
+    ``candidates``: the places of the names that end with a suffix of the table, in order
+    (:func:`paramscope.quant_names.ending_with_a_suffix`)."""
     from collections import Counter
     from itertools import compress, repeat
     from operator import add, eq, itemgetter, methodcaller, sub
 
     chosen = list(map(names.__getitem__, candidates))
     leaf = chosen[0].rpartition(".")[2]
-    single = all(map(str.endswith, chosen, repeat("." + leaf)))  # one last part (the common file)
+    # One last part (the common file)? Each candidate ends with a suffix of the table: where all end with one
+    # character that ends one suffix alone (DeepSeek-V3's "v", of ".weight_scale_inv"), all end with that suffix,
+    # found by their last characters (one-character strings are shared: nothing made), no suffix tested again
+    single = quant_names.BY_LAST.get(chosen[0][-1:]) == ("." + leaf,) and len(set(map(itemgetter(-1), chosen))) == 1
+    single = single or all(map(str.endswith, chosen, repeat("." + leaf)))
     if single:
         leaves = {leaf}
     else:
@@ -682,16 +691,17 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     del chosen
     dtypes, shapes = columns
     kinds = _ONE_PER_ELEMENT
-    if None in weights:
+    keep: list[bool] | None  # which scales' weights are kept; None: every one
+    if weights is not before and None in weights:  # (a scale's neighbour is always there)
         keep = [w is not None and dtypes[w] in kinds for w in weights]
         kept = list(compress(weights, keep))
         kept_dtypes = list(map(dtypes.__getitem__, kept))
     else:  # every scale's weight found: kept where stored one per element
         kept_dtypes = list(map(dtypes.__getitem__, weights))
-        keep = list(map(kinds.__contains__, kept_dtypes))
-        if all(keep):
-            kept = weights
+        if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):  # one dtype (the common file): all or none
+            keep, kept = None, weights if kept_dtypes[0] in kinds else []
         else:
+            keep = list(map(kinds.__contains__, kept_dtypes))
             kept = list(compress(weights, keep))
             kept_dtypes = list(compress(kept_dtypes, keep))
     if not kept:
@@ -699,24 +709,25 @@ def _bulk_scaled(names: list[str], candidates: list[int], columns: tuple[list[st
     compressed_int8 = cq is not None and cq.method == "compressed-tensors"
     made: dict[tuple[str, int, float], QuantInfo] = {}
     kept_shapes = list(map(shapes.__getitem__, kept))
-    if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):
-        # One dtype (the common file): a weight's packing follows from its shape, keyed by the shape's identity
-        # (the reader shares one tuple among equal shapes; equal ones apart share their QuantInfo through made)
+    # A weight's packing follows from its dtype and shape, which a model repeats (a few of each): counted in C first
+    # (the distinct keys in first-seen order), then one QuantInfo per distinct key, shared through made
+    keys: list[Any]
+    if kept_dtypes.count(kept_dtypes[0]) == len(kept_dtypes):  # one dtype (the common file): keyed by shape alone
         dtype = kept_dtypes[0]
-        keys: list[Any] = list(map(id, kept_shapes))
-        shape_of = dict(zip(keys, kept_shapes, strict=True))  # each distinct key's shape, first listed first
-        of_key = {key: _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
-                  for key, shape in shape_of.items()}
+        keys = kept_shapes
+        counts = Counter(keys)
+        of_key = {shape: _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8) for shape in counts}
     else:
         keys = list(zip(kept_dtypes, kept_shapes, strict=True))
-        of_key = {}
-        for dtype, shape in dict.fromkeys(keys):  # a model repeats a few (dtype, shape): one QuantInfo each
-            of_key[dtype, shape] = _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
-    del kept_dtypes, kept_shapes
+        counts = Counter(keys)
+        of_key = {(dtype, shape): _scale_quant(made, kinds[dtype], dtype, shape, compressed_int8)
+                  for dtype, shape in counts}
+    del kept_dtypes
     # a weight's name ends with ".weight", no suffix of the table: the packed and the bookkeeping never meet
-    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), list(compress(candidates, keep)))
+    aux = candidates if keep is None else list(compress(candidates, keep))
+    final = SplitChanges(kept, list(map(of_key.__getitem__, keys)), aux, stored=True)
     counted: list[tuple[Role, QuantInfo | None, int]] = [
-        (Role.PARAMETER, of_key[key], count) for key, count in Counter(keys).items()]
+        (Role.PARAMETER, of_key[key], count) for key, count in counts.items()]
     counted.append((Role.QUANT_AUX, None, len(kept)))
     return final, counted
 

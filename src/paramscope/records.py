@@ -416,13 +416,16 @@ class Table:
         from itertools import compress, repeat
         from operator import attrgetter, is_not, not_
 
-        roles, numel = list(self.roles), list(self.numel)
-        sparse = {field: dict(values) for field, values in self.sparse.items()}
-        packing = sparse.setdefault("quant", {})
         # Set in C, column by column (DeepSeek-V3 changes 90,000 entries): bookkeeping, then the packed ones. Changes
         # that come split already (paramscope.quantization.SplitChanges: packed, their packings, bookkeeping) are
         # set from their lists; a dict is split here
         split = getattr(changes, "split", None)
+        # Packings that stand for the stored elements (SplitChanges.stored: FP8, int8) change no count where nothing
+        # was packed before: an entry's numel is then its shape's product, its stored elements. The column is kept
+        same = split is not None and getattr(changes, "stored", False) and not self.sparse.get("quant")
+        roles, numel = list(self.roles), self.numel if same else list(self.numel)
+        sparse = {field: dict(values) for field, values in self.sparse.items()}
+        packing = sparse.setdefault("quant", {})
         if split is not None:
             packed, quants, aux = split()
         else:
@@ -432,9 +435,11 @@ class Table:
             packed = list(compress(indices, is_packed))
             quants = list(compress(quants, is_packed))
         deque(map(roles.__setitem__, aux, repeat(Role.QUANT_AUX)), maxlen=0)
-        deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
+        if self.roles.count(Role.PARAMETER) != len(roles):  # (counted by identity, in C) else they are already
+            deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
         packing.update(zip(packed, quants, strict=True))
-        deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)
+        if not same:
+            deque(map(numel.__setitem__, packed, map(attrgetter("logical_numel"), quants)), maxlen=0)
         sparse = {field: values for field, values in sparse.items() if values}
         table = Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
                       self.uninitialized)

@@ -890,13 +890,27 @@ class Report:
 
     @cached_property
     def _packed(self) -> list[tuple[str, Role, int]]:
-        """A report over columns: (dtype, role, logical less stored elements) of each packed entry, the
-        correction :attr:`_groups` (which size entries by their stored shape) needs."""
+        """A report over columns: (dtype, role, logical less stored elements) of packed entries, the correction
+        :attr:`_groups` (which size entries by their stored shape) needs; entries that need none left out. Where
+        each entry's kind was found already (:attr:`row_kinds`, which the JSON lines need), one tuple per packed
+        kind, its correction times its count: the entries of a kind share their shape and their packing, and a
+        packed entry's logical elements are its packing's (:class:`paramscope.records.Table`), so they share
+        their correction too (DeepSeek-V3: 45,800 FP8 weights of a dozen kinds, none corrected)."""
         table = self._table
         assert table is not None
         out = []
         shapes, dtypes, roles, numel = table.shapes, table.dtypes, table.roles, table.numel
-        for index in table.sparse.get("quant", ()):
+        packing = table.sparse.get("quant", {})
+        if "row_kinds" in self.__dict__:
+            for first, count in self.kind_counts.items():
+                if first in packing:
+                    stored = 1
+                    for dim in shapes[first]:  # type: ignore[union-attr]
+                        stored *= dim
+                    if numel[first] != stored:
+                        out.append((dtypes[first], roles[first], (numel[first] - stored) * count))
+            return out
+        for index in packing:
             stored = 1
             for dim in shapes[index]:  # type: ignore[union-attr]
                 stored *= dim
@@ -1193,10 +1207,13 @@ class Report:
             search = _embedding_name().search
             from itertools import compress, repeat
 
-            names, roles, numel = table.names, table.roles, table.numel
-            ends = map(str.endswith, names, repeat(weights))  # the cheap test, in C, picks the few candidates
-            return sum(numel[i] for i in compress(range(len(names)), ends)
-                       if roles[i] is Role.PARAMETER and search(names[i].rpartition(".")[0]) is not None)
+            names, numel = table.names, table.numel
+            # the parameters' names only (where some entry is another role: a quantized file's scales), and the
+            # cheap test, in C, picks the few candidates
+            mask = self._parameter_mask
+            rows: Iterable[int] = range(len(names)) if mask is None else list(compress(range(len(names)), mask))
+            ends = map(str.endswith, names if mask is None else map(names.__getitem__, rows), repeat(weights))
+            return sum(numel[i] for i in compress(rows, ends) if search(names[i].rpartition(".")[0]) is not None)
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
@@ -1249,17 +1266,11 @@ class Report:
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
-            from itertools import compress, repeat
-            from operator import is_
+            from itertools import compress
 
-            # which entries are parameters (a table's roles are Role members: compared by identity), and their
-            # modules, in C
-            if table.roles.count(Role.PARAMETER) == len(table.roles):
-                mask = None
-                held = set(self._tensor_modules)
-            else:
-                mask = list(map(is_, table.roles, repeat(Role.PARAMETER)))
-                held = set(compress(self._tensor_modules, mask))
+            # which entries are parameters, and their modules, in C
+            mask = self._parameter_mask
+            held = set(self._tensor_modules) if mask is None else set(compress(self._tensor_modules, mask))
             if not held:
                 return []
             size = self.parameter_bytes
@@ -1767,6 +1778,19 @@ class Report:
         return root
 
     @cached_property
+    def _parameter_mask(self) -> list[bool] | None:
+        """A report over columns: whether each entry is a parameter (a table's roles are Role members: compared by
+        identity, in C), made once for :attr:`embedding`, :attr:`by_type` and :meth:`module_columns` (which drops
+        it); None where every entry is one (counted, in C)."""
+        from itertools import repeat
+        from operator import is_
+
+        table = self._table
+        assert table is not None
+        roles = table.roles
+        return None if roles.count(Role.PARAMETER) == len(roles) else list(map(is_, roles, repeat(Role.PARAMETER)))
+
+    @cached_property
     def _tensor_modules(self) -> list[str]:
         """Each entry's module (its name less the last part) of a report over columns, made once for :attr:`by_type`
         and :meth:`module_columns`, which drops it."""
@@ -1790,6 +1814,7 @@ class Report:
         100,000-tensor header and DeepSeek-V3's 91,991 tensors are benchmarked: on them every step per module counts."""
         table = self._table
         modules = self.__dict__.pop("_tensor_modules", None)  # made for by_type too: not kept past this
+        mask = self.__dict__.pop("_parameter_mask", False)  # (False: not made yet; None: every entry a parameter)
         if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
             return None
         from itertools import accumulate, compress, islice, repeat
@@ -1810,8 +1835,10 @@ class Report:
         # Each is streamed through its running total, of which only the values at the runs' bounds are kept.
         roles, numel = table.roles, table.numel
         sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
-        mixed = roles.count(Role.PARAMETER) != n
-        columns = [map(mul, numel, map(is_, roles, repeat(Role.PARAMETER))) if mixed else numel,
+        if mask is False:
+            mask = None if roles.count(Role.PARAMETER) == n else list(map(is_, roles, repeat(Role.PARAMETER)))
+        mixed = mask is not None
+        columns = [map(mul, numel, mask) if mixed else numel,
                    map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
                    map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
                    if mixed and Role.OPTIMIZER_STATE in roles else sizes]

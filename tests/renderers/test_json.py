@@ -203,3 +203,22 @@ def test_a_report_over_no_columns_writes_the_root_alone():
     assert [(m["path"], m["depth"], m["parameters"], m["buffers"], m["bytes"]) for m in doc["modules"]] == [
         ("", 0, 0, 0, 0)]
     assert doc["tensors"] == []
+
+
+def test_joined_blocks_are_the_rows_concatenated():
+    # reference: each row as first + its pieces, rows joined by the separator that ends each last piece, a block
+    # every _CHUNK rows (here 2.5 blocks), one column an iterator read a block at a time; a column of another
+    # length is refused
+    from paramscope.renderers import json as module
+
+    chunk, sep, first = module._CHUNK, module._SEPARATOR, '{"x": "'
+    rows = 2 * chunk + chunk // 2
+    a = [f"a{i % 7}" for i in range(rows)]
+    b = [f'", "n": {i}' for i in range(rows)]
+    c = [f"}}{sep}{first}" for _ in range(rows)]
+    blocks = list(module._joined([a, iter(b), c], first))
+    lines = [first + a[i] + b[i] + "}" for i in range(rows)]  # each row's line, as a loop would write it
+    assert len(blocks) == 3
+    assert sep.join(blocks) == sep.join(lines) and blocks[0] == sep.join(lines[:chunk])
+    with pytest.raises(ValueError):
+        list(module._joined([a, b[:-1], c], first))

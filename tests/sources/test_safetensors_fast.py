@@ -303,6 +303,30 @@ def test_an_index_of_file_names_is_read():
     assert reader._parse_index("i", raw.encode())[2] == ["s1.safetensors", "s0.safetensors"]
 
 
+@pytest.mark.parametrize("document", [
+    {"metadata": {"total_size": 8, "a": {"b": [1, {"c": 2}]}},
+     "weight_map": {"x": "s1.st", "y": "s0.st", "z": "s1.st"}},
+    {"weight_map": {"x:1": "s1.st", "y": "s0:1.st", "z": "s1.st"}},  # colons in strings: parsed again by the pairs
+    {"weight_map": {"x": "s1.st"}, "extra": [{"weight_map": {"y": 1}}], "more": {"weight_map": ["z"]}},
+])
+def test_an_index_is_what_json_reads(document):
+    # reference: json.loads of the same text; the shards each once, first listed first, as dict.fromkeys lists them
+    raw = json.dumps(document).encode()
+    weight_map, declared, shards, _ = reader._parse_index("i", raw)
+    assert weight_map == json.loads(raw)["weight_map"] and declared == json.loads(raw).get("metadata", {})
+    assert shards == list(dict.fromkeys(document["weight_map"].values()))
+
+
+@pytest.mark.parametrize("text", [
+    '{"weight_map": {"x": "s0.st", "x": "s1.st"}}',  # a name given twice: the count of keys finds it
+    '{"weight_map": {"x": "s0.st"}, "weight_map": {"y": "s1.st"}}',
+    '{"weight_map": {"x": "s0.st"}, "metadata": {"a": 1, "a": 2}}',
+])
+def test_an_index_with_a_key_given_twice_is_refused(text):
+    with pytest.raises(ParamscopeError, match="more than once"):
+        reader._parse_index("i", text.encode())
+
+
 def _index(tmp_path: Path, shards: list[list[str]], weight_map: dict[str, str]) -> Path:
     _shard_set(tmp_path, shards)
     index = tmp_path / "model.safetensors.index.json"
@@ -334,6 +358,23 @@ def test_the_index_and_the_shards_agree_or_are_refused(tmp_path, listed, outcome
             reader.read(index)
         expected = "tensor 'a' is also in shard 's0.safetensors'" if outcome == "repeat" else outcome
         assert caught.value.reason == expected
+
+
+@pytest.mark.parametrize(("listed", "runs"), [
+    ({"a": "s0.safetensors", "b": "s0.safetensors", "c": "s1.safetensors"}, [2, 1]),
+    ({"c": "s1.safetensors", "a": "s0.safetensors", "b": "s0.safetensors"}, [1, 2]),  # s1 listed, so read, first
+    ({"a": "s0.safetensors", "c": "s1.safetensors", "b": "s0.safetensors"}, None),  # s0's names apart
+])
+def test_an_index_listing_each_shard_together_is_read_by_its_runs(tmp_path, listed, runs):
+    # reference, by hand: each shard's entries counted where the weight map lists them together; the inventory is
+    # the one the names looked up one by one give (the shards read in the order first listed, each in header order)
+    raw = json.dumps({"weight_map": listed}).encode()
+    assert reader._parse_index("i", raw)[3] == runs
+    inventory = reader.read(_index(tmp_path, [["a", "b"], ["c"]], listed))
+    first = "s1.safetensors" if next(iter(listed.values())) == "s1.safetensors" else "s0.safetensors"
+    order = [["c"], ["a", "b"]] if first == "s1.safetensors" else [["a", "b"], ["c"]]
+    assert inventory.table.names == [name for part in order for name in part] and inventory.notes == []
+    assert inventory.table.origins == [listed[name] for part in order for name in part]
 
 
 @pytest.mark.parametrize(("metadata", "refused"), [

@@ -24,8 +24,8 @@ import math
 import os
 import re
 import stat
-from itertools import accumulate
-from operator import eq, itemgetter, sub
+from itertools import accumulate, chain, compress, islice
+from operator import itemgetter, ne, sub
 
 from paramscope.dtypes import nbytes as dtype_bytes
 from paramscope.errors import ParamscopeError
@@ -35,6 +35,7 @@ from paramscope.sources.files import Reader, is_file_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -241,10 +242,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool = False) -> Any:
+def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool = False,
+                held: Callable[[Any], int] | None = None) -> Any:
     """Strict JSON. With ``pairs``, every object comes back as a tuple of (key, value) pairs, so that
     duplicate keys can be found without a Python call per object (the caller checks them); without it,
-    objects are dicts and a duplicate key is an error here."""
+    objects are dicts and a duplicate key is an error here. ``held``: how many keys the objects of a parsed
+    value hold (:func:`_keys_held`, where the caller knows a quicker count for its document)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -262,7 +265,7 @@ def _parse_json(path: str | Path, raw: bytes, what: str = "header", pairs: bool 
         except (RecursionError, ValueError):
             value = _UNREAD
         else:
-            if text.count(":") != _keys_held(value):
+            if text.count(":") != (held or _keys_held)(value):
                 value = _UNREAD
     hook = tuple if pairs else (lambda items: _no_duplicates(path, items, what))
     try:
@@ -559,17 +562,20 @@ def _fast_check_into(
     if "__metadata__" in names or (not repeats_later and len(set(names)) != count):
         return None
     known = columns.sized_text
-    for key in set(keys).difference(known):
-        dtype, _, shape_text = key.partition(_SHAPE_SEP)
-        dtype_info = DTYPES.get(dtype)
-        if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
-            return None
-        shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
-        try:
-            known[key] = _sized(path, "", dtype, dtype_info, shape)
-        except ParamscopeError:
-            return None
-    sized = list(map(known.__getitem__, keys))
+    try:  # the shards of one model repeat a few (dtype, shape): after the first, every one is known already
+        sized = list(map(known.__getitem__, keys))
+    except KeyError:
+        for key in set(keys).difference(known):
+            dtype, _, shape_text = key.partition(_SHAPE_SEP)
+            dtype_info = DTYPES.get(dtype)
+            if dtype_info is None or _SHAPE_TEXT.fullmatch(shape_text) is None:
+                return None
+            shape = [int(dim) for dim in shape_text.split(",")] if shape_text else []
+            try:
+                known[key] = _sized(path, "", dtype, dtype_info, shape)
+            except ParamscopeError:
+                return None
+        sized = list(map(known.__getitem__, keys))
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
     # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
     # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
@@ -707,28 +713,53 @@ def check_index_size(source: str | Path, size: int) -> None:
 def parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any]]:
     """The weight map (tensor -> shard file name) and the declared ``metadata`` of an index's JSON, local or
     fetched; ``raw`` at most :data:`MAX_INDEX_SIZE` bytes."""
-    weight_map, declared, _ = _parse_index(source, raw)
+    weight_map, declared, _, _ = _parse_index(source, raw)
     return weight_map, declared
 
 
-def _parse_index(source: str | Path, raw: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
-    """:func:`parse_index`, and the shard file names, each once, in the order first listed."""
+def _parse_index(source: str | Path, raw: bytes,
+                 ) -> tuple[dict[str, str], dict[str, Any], list[str], list[int] | None]:
+    """:func:`parse_index`, the shard file names, each once, in the order first listed, and where the weight map
+    lists each shard's tensors together (as an index is written), how many each (else None)."""
     check_index_size(source, len(raw))
-    index = _parse_json(source, raw, what="index")
+    found: list[tuple[list[Any], list[int] | None]] = []  # the distinct values and runs, where the count found them
+
+    def held(index: Any) -> int:
+        # _keys_held, but the weight_map's 100,000 values are looked at once, here, while the text just parsed is
+        # fresh: for the shards too, and for the runs of one shard. Every value equals the one that starts its run,
+        # and only a str equals a str: where those are all str, so is every value (none holds a key)
+        weight_map = index.get("weight_map") if type(index) is dict else None
+        if type(weight_map) is dict:
+            values = list(weight_map.values())
+            starts = list(compress(range(len(values)), map(ne, values, chain((None,), values))))
+            heads = list(map(values.__getitem__, starts))
+            if set(map(type, heads)) <= {str}:
+                distinct = list(dict.fromkeys(heads))
+                runs = list(map(sub, [*starts[1:], len(values)], starts)) if len(distinct) == len(heads) else None
+                found.append((distinct, runs))
+                return len(index) + len(weight_map) + _keys_held([v for k, v in index.items() if k != "weight_map"])
+        return _keys_held(index)
+
+    index = _parse_json(source, raw, what="index", held=held)
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise ParamscopeError(source, 'index has no "weight_map" object')
     weight_map: dict[str, Any] = index["weight_map"]
     # Every value a str (JSON strings are str, never a subclass) where the distinct values are: a value of another
     # type is not hashable (an array, an object) or is a distinct value of its own (no str equals a number, a bool
     # or null). The distinct values are a few hundred shards: their types are looked at, not 100,000 values'
-    try:
-        shards = list(dict.fromkeys(weight_map.values()))
-    except TypeError:
-        shards = None
+    shards: list[Any] | None
+    runs: list[int] | None = None
+    if found:  # (a text parsed again by its pairs, a colon in a string, gives the same values, or is refused)
+        shards, runs = found[0]
+    else:
+        try:
+            shards = list(dict.fromkeys(weight_map.values()))
+        except TypeError:
+            shards = None
     if shards is None or not set(map(type, shards)) <= {str}:
         raise ParamscopeError(source, "weight_map values must be shard file names")
     declared = index.get("metadata")
-    return weight_map, declared if isinstance(declared, dict) else {}, shards
+    return weight_map, declared if isinstance(declared, dict) else {}, shards, runs
 
 
 def _read_index(path: Path) -> Inventory:
@@ -737,13 +768,13 @@ def _read_index(path: Path) -> Inventory:
         raw = path.read_bytes()
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
-    weight_map, declared, names = _parse_index(path, raw)
+    weight_map, declared, names, runs = _parse_index(path, raw)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
     for name in names:
         shards[name] = _shard_path(path, directory, name, roots)
-    table, owner, notes, file_meta = _read_shards(shards, weight_map)
+    table, owner, notes, file_meta = _read_shards(shards, weight_map, runs)
     if owner is not weight_map:  # else the shards were found to hold exactly what the index says (_read_shards)
         notes += check_weight_map(path, weight_map, owner)
     metadata: dict[str, Any] = {"shards": len(shards)}
@@ -754,11 +785,12 @@ def _read_index(path: Path) -> Inventory:
 
 
 def _read_shards(
-    shards: dict[str, Path], weight_map: dict[str, str] | None = None
+    shards: dict[str, Path], weight_map: dict[str, str] | None = None, runs: list[int] | None = None,
 ) -> tuple[Table, dict[str, str], list[str], dict[str, Any]]:
     """Read every shard; a tensor name found in two shards is an error (which one would load?). The owner map
     (tensor -> shard) is ``weight_map`` itself when the shards hold exactly the tensors it lists, each where it
-    says (so each once): one C-level comparison instead of a dict built and compared."""
+    says (so each once): compared in C instead of a dict built and compared. ``runs``: where the weight map lists
+    each shard's tensors together, in the order of ``shards``, how many each (:func:`_parse_index`)."""
     columns = _Columns()  # one set of columns for every shard
     names = columns.names
     first_meta: dict[str, str] | None = None
@@ -766,6 +798,10 @@ def _read_shards(
     # look): the index's names, a dict's keys, are distinct, so names read to match them in order are too
     later = weight_map is not None
     bounds: list[int] = []  # where each shard read begins in the columns
+    # Listed in the order read (an index written shard by shard)? Each shard's names are compared with the index's
+    # next ones as soon as they are read, while they are fresh (no lookup, no second pass over 100,000 names)
+    listed = iter(weight_map) if weight_map is not None else None
+    in_order = listed is not None
     with paused_gc():
         # A name in two shards is looked for once, at the end (one dict, in C), not shard by shard; the error is
         # still the one a shard-by-shard check gives: the first shard that repeats a name, unless a shard before it
@@ -781,17 +817,21 @@ def _read_shards(
             bounds.append(start)
             if first_meta is None and meta:
                 first_meta = meta
+            if in_order:
+                in_order = names[start:] == list(islice(listed, len(names) - start))  # type: ignore[arg-type]
         count = len(names)
-        listed = weight_map is not None and len(weight_map) == count
-        # listed in the order read (an index written shard by shard): compared in step, no lookup
-        in_order = listed and all(map(eq, weight_map, names))  # type: ignore[arg-type]
-        if in_order and list(weight_map.values()) == columns.origins:  # type: ignore[union-attr]
+        listed_all = weight_map is not None and len(weight_map) == count
+        in_order = in_order and listed_all
+        # each read one listed in its own shard: where the index lists each shard's names together, as many as
+        # were read from it (the runs, counted as the index was read), else the shards listed compared one by one
+        if in_order and (runs == list(map(sub, [*bounds[1:], count], bounds)) if runs is not None
+                         else list(weight_map.values()) == columns.origins):  # type: ignore[union-attr]
             # as many listed as read, each read one listed in its own shard, and in order: no name twice
             owner = weight_map
         else:
             if later:
                 _refuse_repeats(shards, names, columns.origins, bounds)
-            if listed and list(map(weight_map.get, names)) == columns.origins:  # type: ignore[union-attr]
+            if listed_all and list(map(weight_map.get, names)) == columns.origins:  # type: ignore[union-attr]
                 # each read one looked up, listed in its own shard: two shards cannot share a name
                 owner = weight_map
             else:
