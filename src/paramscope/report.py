@@ -1764,7 +1764,8 @@ class Report:
         key = (depth, natural)
         root = self._trees.get(key)
         if root is None and self._walk_countable:
-            tree = _WalkTree(self.inventory, self._walk_running, self._trainability_known, depth, natural)
+            with paused_gc():  # the running totals: a tuple per record, which no collection need walk
+                tree = _WalkTree(self.inventory, self._walk_running, self._trainability_known, depth, natural)
             root = self._trees[key] = tree.root()
         if root is None:
             full = self._trees.get((None, natural))
