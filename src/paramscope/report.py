@@ -55,12 +55,12 @@ import re
 from collections import namedtuple
 from collections.abc import Hashable, Iterable
 from functools import cached_property
-from itertools import compress, islice, pairwise
-from operator import lt
+from itertools import compress, islice, pairwise, repeat
+from operator import is_not, lt
 
 from paramscope.errors import ParamscopeError
 from paramscope.gcpause import paused_gc
-from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, ModuleWalk, Role, Table, TensorRecord, sized
+from paramscope.records import MAX_NAME_LENGTH, MAX_NAME_PARTS, Inventory, Role, Table, TensorRecord, sized
 from paramscope.report_views import VIEWS
 
 TYPE_CHECKING = False
@@ -211,7 +211,7 @@ class ModuleNode:
         if type(held) is _Held:
             row = held.table.row
             held = self._held = [row(i) for i in held]
-        elif type(held) is int:  # module k of a live walk (Report._walk_tree): its records, listed once read
+        elif type(held) is int:  # module k of a live walk (_WalkTree): its records, listed once read
             records, starts = self._rows  # type: ignore[misc]
             held = self._held = records[starts[held]:starts[held + 1]]
         return held  # type: ignore[return-value]
@@ -278,7 +278,8 @@ class _WalkNode(ModuleNode):
 
 class _WalkTree:
     """A live model's module tree as the walk saw it (:class:`~paramscope.records.ModuleWalk`), down to ``depth``
-    levels: the tree :meth:`Report._build_tree` makes from the names, node for node, where no tensor is tied.
+    levels: the tree :meth:`Report._build_tree` makes from the names, node for node, ties and all (an alias is held
+    by no node and counts nowhere; its module's node names it).
 
     The walk is pre-order, so a module's subtree is a span of modules (``k`` up to the first module after it that is
     not below it, its *end*) and its records a span of records (``starts[k]`` up to its end's start): a subtree's
@@ -288,13 +289,16 @@ class _WalkTree:
     they are first read, all in one pass: a report whose tree is not drawn makes one node, a view cut at three
     levels the nodes it shows."""
 
-    __slots__ = ("depth", "inventory", "known", "natural", "reordered", "running")
+    __slots__ = ("aliases", "depth", "inventory", "known", "natural", "placed", "reordered", "running")
 
-    def __init__(self, inventory: Inventory, running: list[tuple[int, int, int, int]], known: bool, depth: int | None,
-                 natural: bool) -> None:
+    def __init__(self, inventory: Inventory, counted: tuple[list[tuple[int, int, int, int]], set[int],
+                 list[tuple[str, tuple[str, str]]]], known: bool, depth: int | None, natural: bool) -> None:
         # not the report: the report keeps the tree, and a tree that kept the report would make it a cycle, freed only
         # by a collection (a program making reports one after another would wait on the collector for each)
-        self.inventory, self.running, self.known, self.depth, self.natural = inventory, running, known, depth, natural
+        self.inventory, self.known, self.depth, self.natural = inventory, known, depth, natural
+        # the running totals, the ids of the aliases (held by no node) and where each alias is named (a tie group
+        # counts once, under its canonical name: Report._alias_places)
+        self.running, self.aliases, self.placed = counted
         self.reordered = False  # whether the build put numbered siblings in an order the walk did not
 
     def root(self) -> ModuleNode:
@@ -306,12 +310,36 @@ class _WalkTree:
         if not self.known:
             root.trainable = None
         starts = walk.starts  # type: ignore[union-attr]
-        root._held, root._rows = (0, (inventory.tensors, starts)) if starts[1] else (_NONE, None)
+        root._held, root._rows = self._held(0, (inventory.tensors, starts))
         root.aliases = _NONE
         if not starts[-1] or (self.depth is not None and self.depth <= 0):
             root.children = _NONE
+        self._name_aliases({root.path: root})  # its own now (drawn before its children), the others' with them
         root._of = self
         return root
+
+    def _held(self, k: int, rows: tuple[list[TensorRecord], list[int]]) -> tuple[Any, Any]:
+        """(_held, _rows) of module ``k``'s node: its records, read as a list only if asked (ModuleNode.tensors),
+        less any alias (listed now: a tie's few modules)."""
+        records, starts = rows
+        if starts[k] == starts[k + 1]:
+            return _NONE, None
+        if self.aliases:
+            held = [r for r in records[starts[k]:starts[k + 1]] if id(r) not in self.aliases]
+            if len(held) < starts[k + 1] - starts[k]:
+                return held or _NONE, None
+        return k, rows
+
+    def _name_aliases(self, nodes: dict[str, ModuleNode]) -> None:
+        """Each alias named at its module's node (none where its module is below the cut), in the order of
+        :meth:`Report._alias_places`."""
+        for module, pair in self.placed:
+            node = nodes.get(module)
+            if node is not None:
+                if node.aliases:
+                    node.aliases.append(pair)
+                else:
+                    node.aliases = [pair]
 
     def build(self, root: ModuleNode) -> list[ModuleNode]:
         """Every node below ``root`` down to the depth shown, in one pass over the walk's modules (children of a
@@ -327,6 +355,7 @@ class _WalkTree:
         running = self.running
         rows = (inventory.tensors, starts)  # what each node's _held (its module's index) reads, once asked
         known = self.known
+        aliases = self.aliases
         n = len(paths)
         ends = _span_ends(parents)
         made: list[Any] = [None] * n  # module -> its node
@@ -345,16 +374,21 @@ class _WalkTree:
             first, last = running[starts[k]], running[starts[ends[k]]]
             node.parameters, node.buffers, node.bytes = last[0] - first[0], last[2] - first[2], last[3] - first[3]
             node.trainable = last[1] - first[1] if known else None
-            if starts[k] < starts[k + 1]:  # records of its own, read as a list only if asked (ModuleNode.tensors)
-                node._held, node._rows = k, rows
-            else:
+            if starts[k] == starts[k + 1]:
                 node._held, node._rows = _NONE, None
+            elif aliases:
+                node._held, node._rows = self._held(k, rows)
+            else:  # records of its own, read as a list only if asked (ModuleNode.tensors)
+                node._held, node._rows = k, rows
             node.aliases = node.children = _NONE
             if parent.children:
                 parent.children.append(node)
             else:
                 parent.children = [node]
                 given.append(parent)
+        if self.placed:
+            self._name_aliases({made[k].path: made[k] for k in compress(range(1, n), map(is_not, islice(made, 1, None),
+                                                                                        repeat(None)))})
         if self.natural:
             for parent in given:
                 if len(parent.children) > 1 and natural_order(parent.children):
@@ -390,15 +424,22 @@ def _span_ends(parents: list[int]) -> list[int]:
     return ends
 
 
-def _running_totals(records: list[TensorRecord]) -> list[tuple[int, int, int, int]]:
+def _running_totals(records: list[TensorRecord], aliases: set[int]) -> list[tuple[int, int, int, int]]:
     """(parameters, trainable, buffers, bytes) of the records before each index, and of them all at the end: the
-    tree's counting rule (:meth:`Report._build_tree`) as running totals, so a span's figures are one subtraction."""
+    tree's counting rule (:meth:`Report._build_tree`) as running totals, so a span's figures are one subtraction.
+    ``aliases``: the ids of the records a tie group counts elsewhere; a stored copy (ties.STORED_COPY) among them
+    adds its bytes (the file holds it twice), nothing else."""
     parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
+    if aliases:
+        from paramscope.ties import is_stored_copy
     parameters = trainable = buffers = size = 0
     running = [(0, 0, 0, 0)]
     add = running.append
     for record in records:
-        if record.shape is not None:
+        if aliases and id(record) in aliases:
+            if record.role is parameter and record.shape is not None and is_stored_copy(record):
+                size += record.nbytes or 0
+        elif record.shape is not None:
             role = record.role
             if role is parameter:
                 numel = record._numel
@@ -1431,9 +1472,6 @@ class Report:
         table = self._table
         if table is not None and depth is not None:
             return self._cut_tree(table, depth, place, nodes, created)
-        walk = self.inventory.walk
-        if walk is not None and depth is None and table is None:
-            return self._walk_tree(walk, root, created)
         if table is not None:
             # Over the columns (no tie, nothing uninitialized, no trainability): a module keeps the indices of
             # the tensors it holds, and their records are made only if they are read (ModuleNode.tensors)
@@ -1500,108 +1538,29 @@ class Report:
             self._place_aliases(nodes)
         return self._sum_up(created)
 
-    def _place_aliases(self, nodes: dict[str, ModuleNode]) -> None:
-        """Each alias named at its module's node (``nodes``: path -> node; an alias below the cut is not shown),
-        grouped by its canonical tensor in the order those were first listed."""
+    def _alias_places(self) -> list[tuple[str, tuple[str, str]]]:
+        """(module, (alias name, canonical name)) for every alias: the node of its module names it, grouped by its
+        canonical tensor in the order those were first listed."""
         first = {id(group[0]): group for group in self._aliased.values()}
+        if not first:
+            return []
+        placed = []
         for head in self._heads:
             group = first.get(id(head))
-            if group is None:
-                continue
-            for alias in group[1:]:
-                node = nodes.get(alias.name.rpartition(".")[0])
-                if node is None:
-                    continue
-                if node.aliases:
-                    node.aliases.append((alias.name, head.name))
-                else:
-                    node.aliases = [(alias.name, head.name)]
+            if group is not None:
+                placed += [(alias.name.rpartition(".")[0], (alias.name, head.name)) for alias in group[1:]]
+        return placed
 
-    def _walk_tree(self, walk: ModuleWalk, root: ModuleNode, created: list[ModuleNode]) -> ModuleNode:
-        """The whole tree of a live model, by the structure its walk saw (:class:`~paramscope.records.ModuleWalk`):
-        the tree :meth:`_build_tree` makes from the names, with no name parsed. Module k holds the records
-        ``starts[k]:starts[k + 1]``; a module gets a node when it or a module below it holds a record, made (with its
-        missing ancestors) where its first record comes, as by names."""
-        records = self.inventory.tensors
-        paths, parents, starts = walk
-        types = list(self.inventory.module_types.values())  # the walk's: one per path, in its order
-        rows = (records, starts)  # what each node's _held (its module's index) reads, once asked
-        source = self.inventory.source
-        parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
-        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
-        if aliases:
-            from paramscope.ties import is_stored_copy
-        made: list[ModuleNode | None] = [None] * len(paths)
-        made[0] = root
-        new = _new
-        # characters of the paths built, against MAX_TREE_TEXT (as by names): counted only if all the paths, built or
-        # not, could pass it
-        text = 0 if sum(map(len, paths)) > MAX_TREE_TEXT else None
-        # the modules that hold records themselves, in the walk's order
-        for k in compress(range(len(paths)), map(lt, starts, islice(starts, 1, None))):
-            node = made[k]
-            if node is None:  # always but for the root: a module comes before the modules below it
-                # the module and its missing ancestors (a block whose own module holds no tensor), top down
-                missing = [k]
-                up = parents[k]
-                while made[up] is None:
-                    missing.append(up)
-                    up = parents[up]
-                parent = made[up]
-                for j in reversed(missing):
-                    path = paths[j]
-                    if text is not None:
-                        text += len(path)
-                        if text > MAX_TREE_TEXT:
-                            raise ParamscopeError(source, _TREE_TEXT_REASON)
-                    node = made[j] = new(ModuleNode)
-                    node.path, node.type = path, types[j]
-                    node.parameters = node.trainable = node.buffers = node.bytes = 0  # the module's: set below
-                    node._held = node.aliases = node.children = _NONE
-                    node._rows = None
-                    if parent.children:  # type: ignore[union-attr]
-                        parent.children.append(node)  # type: ignore[union-attr]
-                    else:
-                        parent.children = [node]  # type: ignore[union-attr]
-                    created.append(node)
-                    parent = node
-            counted = records[starts[k]:starts[k + 1]]
-            parameters = trainable = buffers = size = 0
-            if aliases:  # an alias is not held; a stored copy (ties.STORED_COPY) counts once but is held twice
-                held = []
-                for record in counted:
-                    if id(record) not in aliases:
-                        held.append(record)
-                    elif record.role is parameter and record.shape is not None and is_stored_copy(record):
-                        size += record.nbytes or 0
-                counted = held
-                if held:
-                    node._held = held  # type: ignore[union-attr]
-            else:  # every record held, read as a list only if asked (ModuleNode.tensors): the common model
-                node._held, node._rows = k, rows  # type: ignore[union-attr]
-            for record in counted:
-                if record.shape is None:
-                    continue
-                role = record.role
-                if role is parameter:
-                    numel = record._numel
-                    if numel is None:
-                        numel = record.numel
-                    parameters += numel
-                    nbytes = record._nbytes  # the property's value where it is known (the walk set it)
-                    size += (nbytes if nbytes is not False else record.nbytes) or 0
-                    if record.trainable is True:
-                        trainable += numel
-                elif role is buffer:
-                    buffers += record.numel
-                    size += record.nbytes or 0
-                elif role is quant_aux:
-                    size += record.nbytes or 0
-            node.parameters, node.trainable = parameters, trainable  # type: ignore[union-attr]
-            node.buffers, node.bytes = buffers, size  # type: ignore[union-attr]
-        if aliases:
-            self._place_aliases({node.path: node for node in created})
-        return self._sum_up(created)
+    def _place_aliases(self, nodes: dict[str, ModuleNode]) -> None:
+        """Each alias named at its module's node (``nodes``: path -> node; an alias below the cut is not shown)."""
+        for module, pair in self._alias_places():
+            node = nodes.get(module)
+            if node is None:
+                continue
+            if node.aliases:
+                node.aliases.append(pair)
+            else:
+                node.aliases = [pair]
 
     def _cut_tree(self, table: Table, depth: int, place: Callable[[str], ModuleNode], nodes: dict[str, ModuleNode],
                   created: list[ModuleNode]) -> ModuleNode:
@@ -1765,7 +1724,7 @@ class Report:
         root = self._trees.get(key)
         if root is None and self._walk_countable:
             with paused_gc():  # the running totals: a tuple per record, which no collection need walk
-                tree = _WalkTree(self.inventory, self._walk_running, self._trainability_known, depth, natural)
+                tree = _WalkTree(self.inventory, self._walk_counted, self._trainability_known, depth, natural)
             root = self._trees[key] = tree.root()
         if root is None:
             full = self._trees.get((None, natural))
@@ -1909,18 +1868,17 @@ class Report:
 
     @cached_property
     def _walk_countable(self) -> bool:
-        """Whether the tree is a live walk's, counted by :class:`_WalkTree`: no tensor tied (an alias is held but
-        not counted, and named at its module: :meth:`_walk_tree` places them), and every path short enough that
-        the whole tree passes :data:`MAX_TREE_TEXT` (otherwise the build counts what it makes, and may refuse)."""
+        """Whether the tree is a live walk's, counted by :class:`_WalkTree`: every path short enough that the whole
+        tree passes :data:`MAX_TREE_TEXT` (otherwise the build by names counts what it makes, and may refuse)."""
         walk = self.inventory.walk
-        return (walk is not None and self._table is None and not self._aliased
-                and sum(map(len, walk.paths)) <= MAX_TREE_TEXT)
+        return walk is not None and self._table is None and sum(map(len, walk.paths)) <= MAX_TREE_TEXT
 
     @cached_property
-    def _walk_running(self) -> list[tuple[int, int, int, int]]:
-        """The running totals of a live walk's records (:func:`_running_totals`): one count for every depth and
-        order of its tree."""
-        return _running_totals(self.inventory.tensors)
+    def _walk_counted(self) -> tuple[list[tuple[int, int, int, int]], set[int], list[tuple[str, tuple[str, str]]]]:
+        """What every tree of a live walk reads (:class:`_WalkTree`), made once for every depth and order: the
+        running totals of its records (:func:`_running_totals`), the ids of its aliases, and where each is named."""
+        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
+        return _running_totals(self.inventory.tensors, aliases), aliases, self._alias_places()
 
     @cached_property
     def natural_tensors(self) -> list[TensorRecord]:

@@ -148,11 +148,36 @@ def test_an_untied_live_tree_makes_its_nodes_as_they_are_read():
     assert [t.name for t in root.children[7].children[1].tensors] == ["7.1.weight", "7.1.bias"]
 
 
-def test_a_tied_model_is_built_whole_by_index():
-    from paramscope.report import _WalkNode
+def test_a_tied_model_is_made_as_read_with_its_aliases_named():
+    from paramscope.report import ModuleNode, _WalkNode
 
     report = paramscope.inspect(_tiny_llama(tied=True))
-    assert report.inventory.walk is not None and type(report.tree()) is not _WalkNode
+    root = report.tree()
+    assert type(root) is _WalkNode
+    with pytest.raises(AttributeError):
+        ModuleNode.__dict__["children"].__get__(root)  # nothing below the root made yet
+    head = {n.path: n for n in root.walk()}["lm_head"]
+    assert head.aliases == [("lm_head.weight", "model.embed_tokens.weight")]
+    assert head.parameters == head.bytes == 0 and head.tensors == ()  # counted under the embedding, held by none
+    assert root.parameters == report.total == 26_736  # the embedding (64 x 16) once
+    assert [n.aliases for n in report.tree(1).walk() if n.path == "lm_head"] == [[("lm_head.weight",
+                                                                                  "model.embed_tokens.weight")]]
+    assert [n.aliases for n in report.tree(0).walk()] == [()]  # the alias's module is below the cut
+
+
+def test_a_tie_first_named_by_the_root_counts_at_the_root():
+    class Root(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(5, 3)
+            self.w = self.emb.weight  # the root's own parameter: the walk lists the root's records first
+
+    report = paramscope.inspect(Root())
+    root = report.tree()
+    assert [t.name for t in root.tensors] == ["w"] and root.aliases == ()
+    assert (root.parameters, [(n.path, n.parameters, n.aliases) for n in root.children]) == (
+        15, [("emb", 0, [("emb.weight", "w")])])
+    assert _nodes_at(report, None) == _nodes_at(_by_names(report), None)
 
 
 def _nodes_at(report: Report, depth: int | None) -> list[tuple]:
