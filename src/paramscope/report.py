@@ -1723,8 +1723,9 @@ class Report:
         key = (depth, natural)
         root = self._trees.get(key)
         if root is None and self._walk_countable:
-            with paused_gc():  # the running totals: a tuple per record, which no collection need walk
-                tree = _WalkTree(self.inventory, self._walk_counted, self._trainability_known, depth, natural)
+            # (not in a pause of the collector: a pause starts by collecting the young objects, which costs a small
+            # model more than the few collections its running totals bring)
+            tree = _WalkTree(self.inventory, self._walk_counted, self._trainability_known, depth, natural)
             root = self._trees[key] = tree.root()
         if root is None:
             full = self._trees.get((None, natural))
