@@ -526,31 +526,3 @@ def test_index_json_is_what_the_pairs_parse_gives(text):
             _parse_json("i", text.encode(), what="index")
         return
     assert _parse_json("i", text.encode(), what="index") == expected
-
-
-def test_index_read_in_order_keeps_the_index_strings_for_the_names(tmp_path, monkeypatch):
-    # the names column of an index read in order holds the index's own strings (equal to the headers': the shards'
-    # copies are freed as each shard is read); read out of order, the headers' own strings
-    from paramscope.sources import safetensors as reader
-
-    shards = {"s1.safetensors": {"a.w": np.zeros((2, 3), np.float32), "a.v": np.zeros(4, np.float16)},
-              "s2.safetensors": {"b.w": np.zeros((5,), np.float32)}}
-    kept = {}
-    parse = reader._parse_index
-
-    def spy(source, raw):
-        answer = parse(source, raw)
-        kept["map"] = answer[0]
-        return answer
-
-    monkeypatch.setattr(reader, "_parse_index", spy)
-    index = make_index(tmp_path / "in", {"a.w": "s1.safetensors", "a.v": "s1.safetensors", "b.w": "s2.safetensors"},
-                       shards)
-    names = reader.read(index).table.names
-    assert names == ["a.w", "a.v", "b.w"]  # the headers' order (save_file's: by alignment), which the index follows
-    assert all(name is key for name, key in zip(names, kept["map"], strict=True))
-    index = make_index(tmp_path / "out", {"b.w": "s2.safetensors", "a.v": "s1.safetensors", "a.w": "s1.safetensors"},
-                       shards)
-    names = reader.read(index).table.names
-    assert names == ["b.w", "a.w", "a.v"]  # the shards in the order the index first names them
-    assert not any(name is key for name, key in zip(names, kept["map"], strict=False))

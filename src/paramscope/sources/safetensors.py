@@ -769,7 +769,6 @@ def _read_index(path: Path) -> Inventory:
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     weight_map, declared, names, runs = _parse_index(path, raw)
-    del raw  # (megabytes: not held while the shards are read)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
@@ -819,12 +818,7 @@ def _read_shards(
             if first_meta is None and meta:
                 first_meta = meta
             if in_order:
-                expected = list(islice(listed, len(names) - start))  # type: ignore[arg-type]
-                in_order = names[start:] == expected
-                if in_order:
-                    # the index's own strings kept, equal to the shard's: the shard's are freed now, their memory
-                    # taken again by the next shard's (not 100,000 names' worth of new pages)
-                    names[start:] = expected
+                in_order = names[start:] == list(islice(listed, len(names) - start))  # type: ignore[arg-type]
         count = len(names)
         listed_all = weight_map is not None and len(weight_map) == count
         in_order = in_order and listed_all
