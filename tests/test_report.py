@@ -401,6 +401,39 @@ def test_module_columns_by_sibling_groups_are_the_one_by_one_loop():
     assert grouped[3][:4] == [7, 8, 9, 11] and grouped[4:] == (False, True)
 
 
+def test_module_columns_sums_laid_out_by_the_groups_are_the_sums_put_at_their_places():
+    # reference: _one_by_one's places, each run's sums put at its place (what module_columns does when the groups
+    # decline); the groups lay each module's own sums out beside the paths, stretches included, and list no place
+    import random
+
+    from paramscope.report import _by_siblings, _one_by_one
+
+    rng = random.Random(11)
+    checked = 0
+    layouts = [[f"m.l.{i}.e.{e}.{p}" for i in range(3) for e in range(5) for p in "gud"],
+               [f"m.l.{i}.{p}" for i in range(4) for p in ("a.q", "a.k", "n", "e.0.g", "e.1.g", "e.2.g")]]
+    for _ in range(600):
+        runs = [".".join(rng.choice("abc") for _ in range(rng.choice((1, 2, 3, 3, 4))))
+                for _ in range(rng.randint(1, 10))]
+        layouts.append(sorted(runs) if rng.random() < 0.5 else runs)
+    for runs in layouts:
+        runs = [run for i, run in enumerate(runs) if i == 0 or run != runs[i - 1]]
+        figures = [[rng.randrange(10**12) for _ in runs] for _ in range(2)]
+        sums = [(figure, [0]) for figure in figures]
+        grouped = _by_siblings(runs, [], sums)
+        if grouped is None:
+            continue
+        paths, parents, depths, places, _, _ = _one_by_one(runs, "x")
+        assert grouped[:3] == (paths, parents, depths) and grouped[3] == []
+        for figure, (_, own) in zip(figures, sums, strict=True):
+            expected = [0] * len(paths)
+            for at, value in zip(places, figure, strict=True):
+                expected[at] += value
+            assert own == expected, runs
+        checked += 1
+    assert checked > 200
+
+
 @pytest.mark.parametrize(("runs", "stretches"), [
     # a layer's experts after the first (whose list is new too): one stretch of groups of three, per layer
     ([f"m.l.{i}.e.{e}.{p}" for i in range(2) for e in range(4) for p in "gud"], [3, 3]),

@@ -617,6 +617,7 @@ def _one_by_one(runs: list[str], source: str) -> tuple[list[str], list[int], lis
 
 
 def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | None = None,
+                 sums: list[tuple[list[int], list[int]]] | None = None,
                  ) -> tuple[list[str], list[int], list[int], list[int], bool, bool] | None:
     """:func:`_one_by_one`'s modules, made a group of sibling runs at a time (a header lists a module's children
     together: DeepSeek-V3's 46,000 runs are 15,000 groups, an expert's three projections each), and a stretch of
@@ -625,7 +626,11 @@ def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | N
     :func:`_one_by_one` decides) where a run's module was made before (listed apart, made as an ancestor before
     its own tensors come, or the parent of a later run), or where the ancestors' paths reach :data:`MAX_TREE_TEXT`.
     So every run's module is a leaf. ``stretches``, if given, gets (first place, parents, runs each, their parent's
-    place) of each stretch placed at once."""
+    place) of each stretch placed at once. ``sums``, if given, pairs each run's sums (one list per figure, a value
+    per run) with a list holding the root's 0: each is filled with every module's own sums, place by place, as the
+    paths are (a run's module takes its run's, a module made without tensors of its own 0), and no places are
+    listed (the list returned is empty): every run's module is a place of its own, so its sums are its run's, laid
+    out by the same slices as the paths, not put at their places by a look-up per run after."""
     from itertools import chain, compress, repeat
     from operator import ne, sub
 
@@ -668,7 +673,7 @@ def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | N
                     size = sizes.pop()
                     if stretches is not None:
                         stretches.append((len(paths), len(stretch), size, up))
-                    _stretch(columns, made, runs, stretch, start, size, up)
+                    _stretch(columns, made, runs, stretch, start, size, up, sums)
                     g = stretch_end
                     continue
                 single_until = stretch_end
@@ -693,6 +698,9 @@ def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | N
                 parents.append(up)
                 depths.append(depths[up] + 1)
                 up = place
+            if sums is not None:
+                for _, own in sums:
+                    own += [0] * len(missing)
         elif up != last and up != parents[last] and up != parents[parents[last]]:
             ordered = ordered and _hangs(parents, last, up)
         count = end - start
@@ -700,7 +708,11 @@ def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | N
         paths += runs[start:end]
         parents += [up] * count
         depths += [depths[up] + 1] * count
-        places += range(place, place + count)
+        if sums is None:
+            places += range(place, place + count)
+        else:
+            for per_run, own in sums:
+                own += per_run[start:end]
         g += 1
     if len(set(paths)) != len(paths):  # a module made twice: the runs one by one add the second to the first
         return None
@@ -742,11 +754,13 @@ def _stretches_summed(parents: list[int], columns: list[list[int]], stretches: l
 
 
 def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: dict[str, int], runs: list[str],
-             stretch: list[str], start: int, size: int, up: int) -> None:
+             stretch: list[str], start: int, size: int, up: int,
+             sums: list[tuple[list[int], list[int]]] | None = None) -> None:
     """:func:`_by_siblings`' columns for a stretch of groups of ``size`` runs each, from ``runs[start]`` on, whose
     parents (``stretch``) are new siblings, children of the module at place ``up``: each parent made, then its
     group's runs, as group by group, but by C loops over the whole stretch (row k of the stretch is parent k and
-    its runs, ``size + 1`` places)."""
+    its runs, ``size + 1`` places). ``sums``: as :func:`_by_siblings` takes them, laid out as the paths are (each
+    parent's own 0)."""
     from itertools import chain, compress, repeat
 
     paths, parents, depths, places = columns
@@ -759,7 +773,12 @@ def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: d
     parents += chain.from_iterable(zip(repeat(up, count), *[placed] * size, strict=True))
     depth = depths[up] + 1
     depths += [depth, *[depth + 1] * size] * count
-    places += compress(range(base, base + count * (size + 1)), [False, *[True] * size] * count)
+    if sums is None:
+        places += compress(range(base, base + count * (size + 1)), [False, *[True] * size] * count)
+        return
+    for per_run, own in sums:
+        own += chain.from_iterable(zip(repeat(0, count), *[per_run[start + j:end:size] for j in range(size)],
+                                       strict=True))
 
 
 class Report:
@@ -1803,40 +1822,44 @@ class Report:
                    map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
                    map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
                    if mixed and Role.OPTIMIZER_STATE in roles else sizes]
-        per_run = []
+        per_run: list[list[int] | None] = []
         for column in columns:
             if column is None:
-                per_run.append(repeat(0))
+                per_run.append(None)
             elif single:  # each run's sums are its tensor's
-                per_run.append(column)
+                per_run.append(column if type(column) is list else list(column))
             else:
                 marks = list(compress(accumulate(column, initial=0), boundary))
                 per_run.append(list(map(sub, islice(marks, 1, None), marks)))
         del boundary
-        # The modules, each made after its parent (missing ancestors made on the way), each run's sums added at its
-        # module's place
+        # The modules, each made after its parent (missing ancestors made on the way), each module's own sums laid
+        # out beside it by the groups (each run's module a place of its own), else added at its module's place
         stretches: list[tuple[int, int, int, int]] = []
-        placed = _by_siblings(runs, stretches)
+        own: list[list[int] | None] = [None if sums is None else [0] for sums in per_run]
+        placed = _by_siblings(runs, stretches, [(sums, own[k]) for k, sums in enumerate(per_run)  # type: ignore[misc]
+                                                if sums is not None])
         if placed is None:
             stretches = []
             placed = _one_by_one(runs, self.source)
+            own = [None, None, None]
         del runs
         paths, parents, depths, places, again, ordered = placed
         count = len(parents)
-        parameters, buffers, size = [0] * count, [0] * count, [0] * count
-        if again:  # a place can take the sums of several runs
-            for at, own_parameters, own_buffers, own_size in zip(places, *per_run, strict=False):
-                parameters[at] += own_parameters
-                buffers[at] += own_buffers
-                size[at] += own_size
-        else:
-            from collections import deque
+        parameters, buffers, size = (column if column is not None else [0] * count for column in own)
+        if own[0] is None:  # placed one by one: each run's sums put at its module's place
+            if again:  # a place can take the sums of several runs
+                for at, own_parameters, own_buffers, own_size in zip(
+                        places, *(repeat(0) if sums is None else sums for sums in per_run), strict=False):
+                    parameters[at] += own_parameters
+                    buffers[at] += own_buffers
+                    size[at] += own_size
+            else:
+                from collections import deque
 
-            deque(map(parameters.__setitem__, places, per_run[0]), maxlen=0)
-            if columns[1] is not None:
-                deque(map(buffers.__setitem__, places, per_run[1]), maxlen=0)
-            deque(map(size.__setitem__, places, per_run[2]), maxlen=0)
-        del places, per_run
+                for column, sums in zip((parameters, buffers, size), per_run, strict=True):
+                    if sums is not None:
+                        deque(map(column.__setitem__, places, sums), maxlen=0)
+        del places, per_run, own
         if sum(map(len, paths)) > MAX_TREE_TEXT:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
