@@ -314,7 +314,7 @@ class _WalkTree:
         root.aliases = _NONE
         if not starts[-1] or (self.depth is not None and self.depth <= 0):
             root.children = _NONE
-        self._name_aliases({root.path: root})  # its own now (drawn before its children), the others' with them
+        _name_aliases(self.placed, {root.path: root})  # its own now (drawn before its children), the others' later
         root._of = self
         return root
 
@@ -329,17 +329,6 @@ class _WalkTree:
             if len(held) < starts[k + 1] - starts[k]:
                 return held or _NONE, None
         return k, rows
-
-    def _name_aliases(self, nodes: dict[str, ModuleNode]) -> None:
-        """Each alias named at its module's node (none where its module is below the cut), in the order of
-        :meth:`Report._alias_places`."""
-        for module, pair in self.placed:
-            node = nodes.get(module)
-            if node is not None:
-                if node.aliases:
-                    node.aliases.append(pair)
-                else:
-                    node.aliases = [pair]
 
     def build(self, root: ModuleNode) -> list[ModuleNode]:
         """Every node below ``root`` down to the depth shown, in one pass over the walk's modules (children of a
@@ -387,8 +376,7 @@ class _WalkTree:
                 parent.children = [node]
                 given.append(parent)
         if self.placed:
-            self._name_aliases({made[k].path: made[k] for k in compress(range(1, n), map(is_not, islice(made, 1, None),
-                                                                                        repeat(None)))})
+            _name_aliases(self.placed, {node.path: node for node in islice(made, 1, None) if node is not None})
         if self.natural:
             for parent in given:
                 if len(parent.children) > 1 and natural_order(parent.children):
@@ -411,6 +399,18 @@ class _WalkTree:
             level = depths[k] = depths[parents[k]] + 1
             k = end if level >= depth else k + 1
         return shown
+
+
+def _name_aliases(placed: list[tuple[str, tuple[str, str]]], nodes: dict[str, ModuleNode]) -> None:
+    """Each alias named at its module's node (``placed``: :meth:`Report._alias_places`; ``nodes``: path -> node; an
+    alias whose module has no node, below the cut, is not shown)."""
+    for module, pair in placed:
+        node = nodes.get(module)
+        if node is not None:
+            if node.aliases:
+                node.aliases.append(pair)
+            else:
+                node.aliases = [pair]
 
 
 def _span_ends(parents: list[int]) -> list[int]:
@@ -631,7 +631,7 @@ def _by_siblings(runs: list[str], stretches: list[tuple[int, int, int, int]] | N
     paths are (a run's module takes its run's, a module made without tensors of its own 0), and no places are
     listed (the list returned is empty): every run's module is a place of its own, so its sums are its run's, laid
     out by the same slices as the paths, not put at their places by a look-up per run after."""
-    from itertools import chain, compress, repeat
+    from itertools import chain, compress
     from operator import ne, sub
 
     up_paths = [run.rpartition(".")[0] for run in runs]
@@ -761,7 +761,7 @@ def _stretch(columns: tuple[list[str], list[int], list[int], list[int]], made: d
     group's runs, as group by group, but by C loops over the whole stretch (row k of the stretch is parent k and
     its runs, ``size + 1`` places). ``sums``: as :func:`_by_siblings` takes them, laid out as the paths are (each
     parent's own 0)."""
-    from itertools import chain, compress, repeat
+    from itertools import chain, compress
 
     paths, parents, depths, places = columns
     count = len(stretch)
@@ -1554,7 +1554,7 @@ class Report:
             elif role is quant_aux:
                 node.bytes += record.nbytes or 0
         if aliases:
-            self._place_aliases(nodes)
+            _name_aliases(self._alias_places(), nodes)
         return self._sum_up(created)
 
     def _alias_places(self) -> list[tuple[str, tuple[str, str]]]:
@@ -1570,17 +1570,6 @@ class Report:
                 placed += [(alias.name.rpartition(".")[0], (alias.name, head.name)) for alias in group[1:]]
         return placed
 
-    def _place_aliases(self, nodes: dict[str, ModuleNode]) -> None:
-        """Each alias named at its module's node (``nodes``: path -> node; an alias below the cut is not shown)."""
-        for module, pair in self._alias_places():
-            node = nodes.get(module)
-            if node is None:
-                continue
-            if node.aliases:
-                node.aliases.append(pair)
-            else:
-                node.aliases = [pair]
-
     def _cut_tree(self, table: Table, depth: int, place: Callable[[str], ModuleNode], nodes: dict[str, ModuleNode],
                   created: list[ModuleNode]) -> ModuleNode:
         """The tree to ``depth`` over columns, by runs: the names that follow one another under the same shown
@@ -1590,7 +1579,7 @@ class Report:
         tree (a module split over several runs gathers them all), only more slowly: where the first names fall in
         runs of fewer than :data:`_SHORT_RUNS` on average (shuffled names, a flat list), and where a graph's constant
         (never drawn) is held, the tree is made by :meth:`_cut_tree_counted`."""
-        from itertools import compress, repeat, takewhile
+        from itertools import compress, takewhile
         from operator import is_, itemgetter, methodcaller, not_
 
         names, roles = table.names, table.roles
@@ -1762,7 +1751,6 @@ class Report:
         """A report over columns: whether each entry is a parameter (a table's roles are Role members: compared by
         identity, in C), made once for :attr:`embedding`, :attr:`by_type` and :meth:`module_columns` (which drops
         it); None where every entry is one (counted, in C)."""
-        from itertools import repeat
         from operator import is_
 
         table = self._table
@@ -1797,8 +1785,8 @@ class Report:
         mask = self.__dict__.pop("_parameter_mask", False)  # (False: not made yet; None: every entry a parameter)
         if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
             return None
-        from itertools import accumulate, compress, islice, repeat
-        from operator import is_, is_not, mul, ne, sub
+        from itertools import accumulate, compress, islice
+        from operator import is_, mul, ne, sub
 
         n = len(table.names)
         if modules is None:
