@@ -108,3 +108,25 @@ def test_the_programs_young_garbage_is_collected_when_the_pause_starts_not_promo
         kept = _burst(gcpause.YOUNG_OBJECTS_TO_PROMOTE + 1)
     assert probe() is None  # collected, not moved to the oldest generation with the burst to wait for a full one
     assert id(kept[0]) in {id(o) for o in gc.get_objects(generation=2)}
+
+
+def test_a_one_shot_process_promotes_its_young_objects_with_the_burst_unwalked(collector, monkeypatch):
+    monkeypatch.setattr(gcpause, "_collect_first", True)  # restored after: the test process is no one-shot
+    gcpause.one_shot()
+    assert gcpause._collect_first is False
+    gc.collect()
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # the program's young cycle: left for the process's end, not collected at the pause
+    probe = weakref.ref(a)
+    del a, b
+    with paused_gc():
+        kept = _burst(gcpause.YOUNG_OBJECTS_TO_PROMOTE + 1)
+    assert probe() is not None  # no collection when the pause started
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(probe()) in oldest and id(kept[0]) in oldest  # promoted with the burst
+    assert gc.collect() >= 2  # a full collection still finds it
+    assert probe() is None

@@ -10,6 +10,9 @@ def console() -> None:
     # the collector's default, a pass every 700 new objects, walked them a dozen times for nothing (2 ms of 35).
     # Every 10,000 here; the readers that build many objects pause it (paramscope.gcpause).
     gc.set_threshold(10_000)
+    from paramscope import gcpause
+
+    gcpause.one_shot()  # a pause need not first walk what the imports made: it lives until the end anyway
     from paramscope.cli import main  # after the setting, which its imports are to run under
 
     code = main()
