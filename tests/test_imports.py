@@ -233,6 +233,7 @@ NOT_FOR_A_SMALL_FILE = frozenset({
     # pathlib (with urllib.parse, ipaddress and ntpath): local paths are text (paramscope.sources.path_text)
     "pathlib", "urllib.parse", "ipaddress", "ntpath",
     "locale",  # argparse's gettext lookups (paramscope.commands._as_written)
+    "gettext",  # argparse imported with a stand-in for it (paramscope.__main__._import_argparse_in_english)
     "fnmatch",  # only --filter matches a glob
     "struct",  # the header length is int.from_bytes
     "unicodedata",  # text.safe: printable ASCII names are shown as they are
@@ -263,6 +264,22 @@ def test_small_file_run_imports_only_what_it_uses(options, tmp_path):
         assert shown[0] == f"{tmp_path / 'm.safetensors'}  (safetensors)"
         assert shown[1].split() == ["parameters", "6,400", "6.4K"]
     assert sorted(NOT_FOR_A_SMALL_FILE & set(result["modules"])) == []
+
+
+ARGPARSE_FIRST = """\
+import sys
+from paramscope.__main__ import _import_argparse_in_english, _word
+_import_argparse_in_english()
+imported = "gettext" in sys.modules
+import argparse, gettext
+print(imported, argparse._ is _word, argparse.ngettext("a", "b", 2), hasattr(gettext, "translation"))
+"""
+
+
+def test_argparse_is_imported_with_a_stand_in_for_gettext_that_is_taken_away_at_once():
+    done = subprocess.run([sys.executable, "-c", ARGPARSE_FIRST], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert (done.stdout, done.stderr) == ("False True b True\n", "")  # a later import gets the real gettext
 
 
 @pytest.mark.parametrize("text", ["m.safetensors", "./m.safetensors", "a//m", "a/./b/", "/abs/m", "//net/m",

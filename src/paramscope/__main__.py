@@ -13,6 +13,7 @@ def console() -> None:
     from paramscope import gcpause
 
     gcpause.one_shot()  # a pause need not first walk what the imports made: it lives until the end anyway
+    _import_argparse_in_english()
     from paramscope.cli import main  # after the setting, which its imports are to run under
 
     code = main()
@@ -22,6 +23,40 @@ def console() -> None:
     # handlers, not by a collection.
     gc.freeze()
     sys.exit(code)
+
+
+def _import_argparse_in_english() -> None:
+    """argparse imported without :mod:`gettext`, its words looked up as themselves (English).
+
+    argparse takes ``gettext`` and ``ngettext`` from :mod:`gettext` at its import, and gettext's import compiles
+    a regular expression for plural forms: 1 ms of a small file's 35 (issue 12), for lookups that in this process
+    are made as written anyway (CPython ships no translations, and :func:`paramscope.commands.parse` swaps them
+    for these same functions while it parses). So argparse is imported here, in the command's own process only,
+    with a stand-in for gettext that is taken away at once: a later ``import gettext`` gets the real module. An
+    argparse that wants more of gettext than these two is imported as usual.
+    """
+    if "argparse" in sys.modules or "gettext" in sys.modules:
+        return
+    import types
+
+    stand_in = types.ModuleType("gettext", "argparse's lookups as written (paramscope.__main__)")
+    stand_in.gettext = _word  # type: ignore[attr-defined]
+    stand_in.ngettext = _words  # type: ignore[attr-defined]
+    sys.modules["gettext"] = stand_in
+    try:
+        import argparse  # noqa: F401  (kept in sys.modules with the stand-in's two functions)
+    except ImportError:  # an argparse that takes more of gettext: the real one, below
+        pass
+    finally:
+        del sys.modules["gettext"]
+
+
+def _word(message: str) -> str:
+    return message
+
+
+def _words(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
 
 
 if __name__ == "__main__":
