@@ -25,8 +25,11 @@ nothing (1 ms of a small file's 35, issue 12), and the little garbage they hold 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from contextlib import contextmanager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 YOUNG_OBJECTS_TO_PROMOTE = 10_000
 """Young objects left by a pause above which they are promoted rather than walked: below it a collection is

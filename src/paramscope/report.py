@@ -53,7 +53,6 @@ from __future__ import annotations
 import functools
 import re
 from collections import namedtuple
-from collections.abc import Hashable, Iterable
 from functools import cached_property
 from itertools import compress, islice, pairwise, repeat
 from operator import is_not, lt
@@ -65,7 +64,7 @@ from paramscope.report_views import VIEWS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable, Iterable
     from typing import Any
 
 

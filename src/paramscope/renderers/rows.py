@@ -6,12 +6,12 @@ A row is a tuple of raw values (ints, strings, None); each renderer formats them
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterator
 
 from paramscope.records import Role
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from paramscope.records import TensorRecord

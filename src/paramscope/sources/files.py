@@ -36,7 +36,6 @@ from __future__ import annotations
 import importlib
 import os
 import stat
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from paramscope.errors import ParamscopeError
@@ -47,6 +46,7 @@ from paramscope.sources import path_mode
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import zipfile
+    from collections.abc import Callable, Iterator
     from pathlib import Path
     from typing import BinaryIO
 
