@@ -753,3 +753,25 @@ def test_a_table_with_other_roles_counts_its_parameters_only():
     by_path = dict(zip(columns.paths, columns.parameters, strict=True))
     assert by_path == {m.path: m.parameters for m in plain.tree(None, natural=False).walk()}
     assert by_path["model"] == 6 + 4 and by_path["model.wte"] == 0 and by_path[""] == 16
+
+
+@pytest.mark.parametrize("module", [
+    "embed", "wte", "transformer.wte", "model.embed_tokens", "bert.embeddings", "word_embeddings", "x_embeds",
+    "token_embd", "pos_wpe", "a.b.tok_embeddings", "model.embed_tokens_x", "xembed", "wte.0", "", ".", "_",
+    "embedding.", "model.layers.0.mlp", "Embed", "wte\u2028", "a-embed", "a.embed_tokens.embed",
+])
+def test_embedding_name_test_is_the_rules_expression(module):
+    import re
+
+    from paramscope.report import EMBEDDING_NAME, _named_like_embedding
+
+    assert _named_like_embedding(module) == (re.search(EMBEDDING_NAME, module) is not None)
+
+
+def test_embedding_name_test_takes_the_names_very_end():
+    import re
+
+    from paramscope.report import EMBEDDING_NAME, _named_like_embedding
+
+    assert re.search(EMBEDDING_NAME, "model.wte\n") is not None  # the expression's $ before a final newline
+    assert not _named_like_embedding("model.wte\n")

@@ -92,12 +92,16 @@ records the holder's class name, not its bases."""
 EMBEDDING_WORDS = ("embed", "embeds", "embedding", "embeddings", "embed_tokens", "tok_embeddings", "token_embd",
                    "wte", "wpe")
 EMBEDDING_NAME = rf"(?:^|[._])(?:{'|'.join(EMBEDDING_WORDS)})$"
+"""The rule as a regular expression: a module named one of the words, or ending in '.' or '_' and one of them."""
+_EMBEDDING_ENDINGS = tuple(sep + word for word in EMBEDDING_WORDS for sep in "._")
+_EMBEDDING_MODULES = frozenset(EMBEDDING_WORDS)
 
 
-@functools.cache
-def _embedding_name() -> re.Pattern[str]:
-    # compiled on first use: compiling at import time showed in every CLI run's start-up
-    return re.compile(EMBEDDING_NAME)
+def _named_like_embedding(module: str) -> bool:
+    """:data:`EMBEDDING_NAME`'s test, as two string tests in C: compiling the expression cost 1% of a small file's
+    whole run (issue 12), more than testing every name of a checkpoint. (The expression's ``$`` would also match
+    before a final newline; the name's end here, as the cheap ``.weight`` test before it has it.)"""
+    return module in _EMBEDDING_MODULES or module.endswith(_EMBEDDING_ENDINGS)
 
 NON_EMBEDDING_RULE = (
     "non-embedding = all parameters except the weights of nn.Embedding / nn.EmbeddingBag modules "
@@ -1232,7 +1236,7 @@ class Report:
             module, _, leaf = r.name.rpartition(".")
             if leaf != "weight":
                 return False
-            return _embedding_name().search(module) is not None
+            return _named_like_embedding(module)
 
         from itertools import compress
 
@@ -1244,7 +1248,7 @@ class Report:
         embedding_classes = {owner for owner in classes if owner is not None and is_embedding_class(owner)}
         found = list(compress(heads, map(embedding_classes.__contains__, owners))) if embedding_classes else []
         if None in classes:
-            # Only a weight whose module ends like an embedding's can match: the rule's regular expression runs on
+            # Only a weight whose module ends like an embedding's can match: the rule's whole test runs on
             # those alone, not on every weight of a million-tensor checkpoint.
             weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
             found += [r for r, owner in zip(heads, owners, strict=True)
@@ -1263,7 +1267,6 @@ class Report:
         table = self._table
         if table is not None:  # no tie and no owner class: a weight counts by its module's name alone
             weights = tuple(word + ".weight" for word in EMBEDDING_WORDS)
-            search = _embedding_name().search
             from itertools import compress, repeat
 
             names, numel = table.names, table.numel
@@ -1272,7 +1275,7 @@ class Report:
             mask = self._parameter_mask
             rows: Iterable[int] = range(len(names)) if mask is None else list(compress(range(len(names)), mask))
             ends = map(str.endswith, names if mask is None else map(names.__getitem__, rows), repeat(weights))
-            return sum(numel[i] for i in compress(rows, ends) if search(names[i].rpartition(".")[0]) is not None)
+            return sum(numel[i] for i in compress(rows, ends) if _named_like_embedding(names[i].rpartition(".")[0]))
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
