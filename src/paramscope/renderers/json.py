@@ -11,7 +11,7 @@ import json
 from paramscope.gcpause import paused_gc
 from paramscope.records import Role, plain_text
 from paramscope.renderers import RenderOptions
-from paramscope.renderers.rows import percent
+from paramscope.text import share as percent  # rows.percent, without importing the tables' columns
 
 SCHEMA = "paramscope.report/1"
 """The document's ``schema`` field: ``paramscope/schema/report-v1.json`` describes it."""
