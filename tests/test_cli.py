@@ -318,3 +318,52 @@ def test_output_dash_is_standard_output(tmp_path, monkeypatch):
     assert main(["-f", "csv", "-o", "-"], stdout=out, stderr=err) == 0
     assert "87018" in out.getvalue().replace(",", "") and err.getvalue() == ""
     assert not (tmp_path / "-").exists()
+
+
+ENDING = """\
+import atexit, os, sys
+real_exit = os._exit
+
+
+def spy(code):
+    print(f"os._exit({code})", flush=True)
+    real_exit(code)
+
+
+os._exit = spy
+case, *argv = sys.argv[1:]
+if case == "threading":
+    import threading  # noqa: F401
+elif case == "atexit":
+    atexit.register(print, "handler ran")
+sys.argv = ["paramscope", *argv]
+from paramscope.__main__ import console
+console()
+"""
+
+
+@pytest.mark.parametrize("case", ["plain", "threading", "atexit"])
+@pytest.mark.parametrize("readable", [True, False], ids=["file", "truncated"])
+def test_the_process_ends_at_once_only_where_shutdown_has_nothing_to_do(case, readable, tmp_path):
+    from tests.sources._st_helpers import write_sparse
+
+    path = tmp_path / "m.safetensors"
+    if readable:
+        write_sparse(path, [("w", "F32", (3, 4))])
+    else:
+        path.write_bytes(b"abc")
+    done = subprocess.run([sys.executable, "-c", ENDING, case, str(path), "--format", "json"], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    code = 0 if readable else 1
+    assert done.returncode == code
+    lines = done.stdout.splitlines()
+    ended = {"plain": [f"os._exit({code})"], "threading": [], "atexit": ["handler ran"]}[case]
+    # at once where nothing is left to do; else the usual shutdown (threads joined, handlers run), no os._exit
+    assert (lines[-1:] if ended else [line for line in lines if line.startswith("os._exit")]) == ended
+    body = "\n".join(lines[:-1] if ended else lines)
+    if readable:  # the output flushed whole before the end
+        assert json.loads(body)["total"] == 12
+        assert done.stderr == ""
+    else:
+        assert body == ""
+        assert done.stderr == f"paramscope: {path}: truncated: 3 bytes, a safetensors file starts with 8\n"

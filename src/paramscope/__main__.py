@@ -22,7 +22,32 @@ def console() -> None:
     # temporary files), and what modules still hold is released as before, by reference counts and atexit
     # handlers, not by a collection.
     gc.freeze()
-    sys.exit(code)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End the process with ``code``; at once where the interpreter's shutdown has nothing left to do for it.
+
+    After a command, shutting down flushes standard output and error, runs the atexit handlers, joins the threads
+    that are not daemons, reports unclosed files where warnings are shown (-X dev, -W) and frees every module,
+    object by object: 1 ms of a small file's run (issue 12), for memory the system takes back anyway. So where no
+    handler is registered, no thread module was imported and no warning option is set, the two streams are flushed
+    here and the process ends (os._exit); otherwise, or where a stream cannot be flushed (a closed pipe: the
+    interpreter then says what it says of it), it shuts down as usual.
+    """
+    import atexit
+    import os
+
+    handlers = getattr(atexit, "_ncallbacks", None)  # CPython's count of registered handlers
+    if handlers is None or handlers() or "threading" in sys.modules or sys.flags.dev_mode or sys.warnoptions:
+        sys.exit(code)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except Exception:
+        sys.exit(code)
+    os._exit(code)
 
 
 def _import_argparse_in_english() -> None:
