@@ -113,3 +113,18 @@ def test_a_hostile_command_line_is_clean_under_the_limits(tmp_path):
                  ["diff"], ["memory", "--zero", "3", "--fsdp"], ["--zero", "3"], ["--memory", "--by", "type"]):
         result = assert_clean(run_cli(*argv), expect=2)
         assert result.stderr.startswith("paramscope: error: ") and len(result.stderr) < 1200
+
+
+@pytest.mark.parametrize("argv", [
+    ["m.safetensors"], ["m.safetensors", "--format=json", "-o", "out.json", "--depth", "2", "--by", "dtype"],
+    ["--", "diff"], ["inspect", "--", "x"], ["m.safetensors", "--memory", "--context", "8", "--optimizer", "adam"],
+    ["memory", "m", "--seq", "128", "--debug"], ["diff", "a", "b", "--format", "json"], ["scan", "a", "b"],
+    ["m.safetensors", "-fjson", "--top", "3", "--no-color", "--args", "[1]", "--input-shape", "1,3"], [],
+])
+def test_a_command_parsed_alone_is_what_the_top_level_parser_makes_of_it(argv):
+    from paramscope.commands import parse
+
+    alone = parse(argv)
+    whole = build_parser().parse_args(with_command(argv))  # argparse's route: the command's subparser
+    assert vars(alone) == vars(whole)
+    assert alone.command == with_command(argv)[0]

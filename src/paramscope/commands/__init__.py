@@ -22,7 +22,7 @@ from paramscope.commands._common import SOURCES_HELP, epilog
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 COMMANDS = ("inspect", "diff", "memory", "scan")
 """Command names, each a module of this package, in the order --help lists them. A new command (a
@@ -82,7 +82,8 @@ def _terminal_columns() -> int:
 
 def build_parser(commands: tuple[str, ...] = COMMANDS) -> Parser:
     """The top-level parser and a subparser per command of ``commands`` (each with ``--debug`` and
-    ``--version``); all of them unless told: :func:`parse` builds only the one it runs."""
+    ``--version``), all of them unless told: what the top-level --help lists. :func:`parse` builds a command's
+    parser alone where the command line names one."""
     from paramscope.version import __version__
 
     parser = Parser(
@@ -92,29 +93,49 @@ def build_parser(commands: tuple[str, ...] = COMMANDS) -> Parser:
         epilog=epilog() + "paramscope diff exits as diff(1): 0 equivalent, 1 different, 2 trouble.\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    version = f"paramscope {__version__}"
-    parser.add_argument("--version", action="version", version=version)
+    parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     parser.commands = {}
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", prog="paramscope")
     for name in commands:
-        module = importlib.import_module(f"paramscope.commands.{name}")
-        command = parser.commands[name] = module.add_parser(subparsers)
-        command.add_argument("--debug", action="store_true", help="show a traceback on errors")
-        command.add_argument("--version", action="version", version=version)
+        parser.commands[name] = _command_parser(name, subparsers)
     return parser
+
+
+def _command_parser(name: str, subparsers: Any) -> Parser:
+    """The parser of command ``name``, made by ``subparsers`` (the top-level parser's, or :class:`_Alone`), with
+    ``--debug`` and ``--version``."""
+    from paramscope.version import __version__
+
+    command = importlib.import_module(f"paramscope.commands.{name}").add_parser(subparsers)
+    command.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    command.add_argument("--version", action="version", version=f"paramscope {__version__}")
+    return command
+
+
+class _Alone:
+    """The top-level parser's subparsers, for a command parser built alone: ``add_parser`` makes the parser that
+    argparse's would (this class, prog 'paramscope NAME', the same settings), without the top-level parser."""
+
+    def add_parser(self, name: str, **settings: Any) -> Parser:
+        settings.pop("help", None)  # the line of the top-level --help's list of commands
+        return Parser(prog=f"paramscope {name}", **settings)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """``argv`` parsed, the default command put first where it names none (:func:`with_command`).
     argparse exits (SystemExit) on --help, --version and bad usage."""
     argv = with_command(argv)
-    # The command is the first word: only its module is imported and only its options are built (the others'
-    # cost a small file's reading time again); the top-level --help and --version are given them all.
     with _as_written():
-        parser = build_parser((argv[0],) if argv[0] in COMMANDS else COMMANDS)
-        args, extra = parser.parse_known_args(argv)
+        if argv[0] not in COMMANDS:  # the top-level --help and --version: every command listed
+            return build_parser(COMMANDS).parse_args(argv)
+        # The command is the first word: only its module is imported and only its parser is built and run (the
+        # top-level parser would hand it the rest of the line, with the command's name as args.command; the other
+        # commands' options cost a small file's reading time again).
+        command = _command_parser(argv[0], _Alone())
+        args, extra = command.parse_known_args(argv[1:])
+        args.command = argv[0]
         if extra:  # refused by the command's parser, so that its line points at the command's --help
-            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 
