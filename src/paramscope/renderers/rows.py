@@ -5,8 +5,6 @@ A row is a tuple of raw values (ints, strings, None); each renderer formats them
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 from paramscope.records import Role
 
 TYPE_CHECKING = False
@@ -19,8 +17,18 @@ if TYPE_CHECKING:
     from paramscope.report import Report
 
 
-# kind: "count" | "bytes" | "percent" | "shape" | "text" -- how a person-facing renderer shows the value
-Column = namedtuple("Column", "title numeric kind", defaults=(False, "text"))
+class Column:
+    """A column of a table: its title, whether it holds numbers (aligned right), and how a person-facing renderer
+    shows its values (``kind``: "count", "bytes", "percent", "shape" or "text"). A class of its own, not a
+    namedtuple: making one of those (compiling its ``__new__``) cost more than drawing a small file's tree."""
+
+    __slots__ = ("kind", "numeric", "title")
+
+    def __init__(self, title: str, numeric: bool = False, kind: str = "text") -> None:
+        self.title, self.numeric, self.kind = title, numeric, kind
+
+    def __repr__(self) -> str:
+        return f"Column({self.title!r}, {self.numeric!r}, {self.kind!r})"
 
 
 MODULE_COLUMNS = (
