@@ -60,7 +60,7 @@ def test_a_large_burst_is_promoted_to_the_oldest_generation_unwalked(collector):
 def test_a_small_burst_is_left_to_the_collector(collector):
     gc.collect()
     with paused_gc():
-        kept = _burst(500)
+        kept = _burst(gcpause.YOUNG_OBJECTS_TO_PROMOTE // 5)
     young = {id(o) for o in gc.get_objects(generation=0)}
     assert id(kept[0]) in young  # still young: the usual collections take it
 

@@ -286,7 +286,7 @@ class _WalkTree:
 
     The walk is pre-order, so a module's subtree is a span of modules (``k`` up to the first module after it that is
     not below it, its *end*) and its records a span of records (``starts[k]`` up to its end's start): a subtree's
-    figures are the running totals of the records (:func:`_running_totals`, counted once per report) at the two ends,
+    figures are the running totals of the records (:func:`_tally`, counted once per report) at the two ends,
     subtracted. A module gets a node where its span holds a record; a module at the cut stands for its whole span,
     which the build steps over. The root is made at once (its figures are every record's), the nodes below it when
     they are first read, all in one pass: a report whose tree is not drawn makes one node, a view cut at three
@@ -294,7 +294,7 @@ class _WalkTree:
 
     __slots__ = ("aliases", "depth", "inventory", "known", "natural", "placed", "reordered", "running")
 
-    def __init__(self, inventory: Inventory, counted: tuple[list[tuple[int, int, int, int]], set[int],
+    def __init__(self, inventory: Inventory, counted: tuple[list[tuple[int, ...]], set[int],
                  list[tuple[str, tuple[str, str]]]], known: bool, depth: int | None, natural: bool) -> None:
         # not the report: the report keeps the tree, and a tree that kept the report would make it a cycle, freed only
         # by a collection (a program making reports one after another would wait on the collector for each)
@@ -309,7 +309,9 @@ class _WalkTree:
         root = _new(_WalkNode)
         root.path, root.type = walk.paths[0], inventory.module_types.get(walk.paths[0])  # type: ignore[union-attr]
         # every record's figures (the running totals' last)
-        root.parameters, root.trainable, root.buffers, root.bytes = self.running[-1]
+        parameters, frozen, buffers, other_bytes, parameter_bytes, _ = self.running[-1]
+        root.parameters, root.trainable, root.buffers = parameters, parameters - frozen, buffers
+        root.bytes = parameter_bytes + other_bytes
         if not self.known:
             root.trainable = None
         starts = walk.starts  # type: ignore[union-attr]
@@ -364,8 +366,9 @@ class _WalkTree:
             node = made[k] = new(ModuleNode)
             node.path, node.type = paths[k], types[k]
             first, last = running[starts[k]], running[starts[ends[k]]]
-            node.parameters, node.buffers, node.bytes = last[0] - first[0], last[2] - first[2], last[3] - first[3]
-            node.trainable = last[1] - first[1] if known else None
+            node.parameters = parameters = last[0] - first[0]
+            node.buffers, node.bytes = last[2] - first[2], last[3] - first[3] + last[4] - first[4]
+            node.trainable = parameters - (last[1] - first[1]) if known else None
             if starts[k] == starts[k + 1]:
                 node._held, node._rows = _NONE, None
             elif aliases:
@@ -427,39 +430,102 @@ def _span_ends(parents: list[int]) -> list[int]:
     return ends
 
 
-def _running_totals(records: list[TensorRecord], aliases: set[int]) -> list[tuple[int, int, int, int]]:
-    """(parameters, trainable, buffers, bytes) of the records before each index, and of them all at the end: the
-    tree's counting rule (:meth:`Report._build_tree`) as running totals, so a span's figures are one subtraction.
-    ``aliases``: the ids of the records a tie group counts elsewhere; a stored copy (ties.STORED_COPY) among them
-    adds its bytes (the file holds it twice), nothing else."""
+def _tally(records: list[TensorRecord], aliases: set[int], running: bool) -> tuple[
+        dict[tuple[int, str, bool | None], list[Any]], int, int, int | None,
+        list[tuple[int, int, int, int, int, int]] | None]:
+    """One pass over the records for the rules of the module docstring (each tie group once: ``aliases`` are the ids
+    of the records counted under another name):
+
+    * the counted records grouped by (role, dtype, trainable), in first-seen order: (id of the role, dtype,
+      trainable) -> [role, logical elements, bytes of the known sizes, whether a size was unknown]. Every headline
+      figure and every dtype's row is a sum over these few groups (:attr:`Report._totals`). Records come in runs of
+      one role, dtype and trainability (a module's weight and bias, block after block): a run's sums are kept in
+      locals and added to its group when it ends, the group looked up once per run, not once per record;
+    * the logical less stored elements of the packed parameters;
+    * the stored copies among the aliases (:data:`paramscope.ties.STORED_COPY`: a GGUF head llama.cpp writes twice,
+      a head a config ties that the file keeps apart): their stored elements and bytes, which the file holds a
+      second time, so they count in ``stored_elements`` and ``bytes``, never in ``total``;
+    * with ``running``, the tree's counting rule (:meth:`Report._build_tree`) as running totals: (parameters,
+      parameters not trainable, buffers, bytes of what is not a parameter (buffers, quantization bookkeeping, stored
+      copies), parameter bytes, records skipped (aliases, uninitialized, not parameters)) of the records before
+      each index, and of them all at the end, so that a span's figures (a live walk's module or subtree,
+      :class:`_WalkTree`; its trainable parameters, its bytes, its parameter records) are subtractions; else
+      None.
+    """
     parameter, buffer, quant_aux = Role.PARAMETER, Role.BUFFER, Role.QUANT_AUX
     if aliases:
         from paramscope.ties import is_stored_copy
-    parameters = trainable = buffers = size = 0
-    running = [(0, 0, 0, 0)]
-    add = running.append
+    groups: dict[tuple[int, str, bool | None], list[Any]] = {}
+    role: Any = _NONE  # the current run's role, dtype and trainability: no record has these
+    dtype: Any = _NONE
+    trained: Any = _NONE
+    group: list[Any] = [None, 0, 0, False]  # the current run's group (at first, a dummy)
+    numels = sizes = 0  # the current run's sums
+    unknown = False  # whether a size in the current run was unknown (a dtype paramscope cannot size)
+    unpacked = copies = 0
+    copy_bytes: int | None = 0
+    # the running totals' figures so far. Kept as figures that stay the same from record to record in a common model
+    # (the frozen parameters, the bytes of what is not a parameter, the records skipped), so that the tuple made per
+    # record mostly shares its numbers with the one before: a Python int is a new object each time it changes
+    parameters = frozen = buffers = other_bytes = parameter_bytes = skipped = 0
+    totals: list[tuple[int, int, int, int, int, int]] | None = None
+    if running:
+        totals = [(0, 0, 0, 0, 0, 0)]
+        add = totals.append
     for record in records:
         if aliases and id(record) in aliases:
+            skipped += 1
             if record.role is parameter and record.shape is not None and is_stored_copy(record):
-                size += record.nbytes or 0
+                copies += record.stored_numel
+                nbytes = record.nbytes
+                copy_bytes = None if nbytes is None or copy_bytes is None else copy_bytes + nbytes
+                other_bytes += nbytes or 0
         elif record.shape is not None:
-            role = record.role
+            if record.role is not role or record.dtype is not dtype or record.trainable is not trained:
+                group[1] += numels
+                group[2] += sizes
+                group[3] = group[3] or unknown
+                numels = sizes = 0
+                unknown = False
+                role, dtype, trained = record.role, record.dtype, record.trainable
+                key = (id(role), dtype, trained)  # a role's id: an enum's hash is a Python call
+                group = groups.get(key)  # type: ignore[assignment]
+                if group is None:
+                    group = groups[key] = [role, 0, 0, False]
+            numel = record._numel  # the properties' values where they are known (a reader or the walk set them)
+            if numel is None:
+                numel = record.numel
+            nbytes = record._nbytes
+            if nbytes is False:
+                nbytes = record.nbytes
+            numels += numel
+            if nbytes is None:
+                unknown = True
+            else:
+                sizes += nbytes
             if role is parameter:
-                numel = record._numel
-                if numel is None:
-                    numel = record.numel
-                parameters += numel
-                nbytes = record._nbytes  # the property's value where it is known (the walk set it)
-                size += (nbytes if nbytes is not False else record.nbytes) or 0
-                if record.trainable is True:
-                    trainable += numel
-            elif role is buffer:
-                buffers += record.numel
-                size += record.nbytes or 0
-            elif role is quant_aux:
-                size += record.nbytes or 0
-        add((parameters, trainable, buffers, size))
-    return running
+                if record.quant is not None:
+                    unpacked += numel - record.stored_numel
+                if running:
+                    parameters += numel
+                    if trained is not True:
+                        frozen += numel
+                    parameter_bytes += nbytes or 0
+            elif running:
+                skipped += 1
+                if role is buffer:
+                    buffers += numel
+                    other_bytes += nbytes or 0
+                elif role is quant_aux:
+                    other_bytes += nbytes or 0
+        else:
+            skipped += 1
+        if running:
+            add((parameters, frozen, buffers, other_bytes, parameter_bytes, skipped))
+    group[1] += numels
+    group[2] += sizes
+    group[3] = group[3] or unknown
+    return groups, unpacked, copies, copy_bytes, totals
 
 
 _NUMBER = r"[0-9]+"
@@ -1009,7 +1075,7 @@ class Report:
         columns)."""
         if self._table is not None:
             return self._table_totals()
-        groups, unpacked = self._record_groups
+        groups, unpacked, copies, copy_bytes, _ = self._tallied
         total = trainable = frozen = buffers = 0
         parameter_bytes: int | None = 0
         buffer_bytes: int | None = 0
@@ -1040,7 +1106,6 @@ class Report:
                 row = rows[dtype] = [0, 0, 0]
             row[0 if role is Role.PARAMETER else 1] += numel
             row[2] += size  # the known sizes: a dtype of unknown size adds none
-        copies, copy_bytes = self._stored_copies
         if copy_bytes is None:
             parameter_bytes = None
         elif parameter_bytes is not None:
@@ -1060,63 +1125,16 @@ class Report:
         }
 
     @cached_property
-    def _record_groups(self) -> tuple[dict[tuple[int, str, bool | None], list[Any]], int]:
-        """The unique initialized records grouped by (role, dtype, trainable), in first-seen order: (id of the role,
-        dtype, trainable) -> [role, logical elements, bytes of the known sizes, whether a size was unknown]; and the
-        logical less stored elements of the packed parameters.
-
-        Every headline figure and every dtype's row is a sum over a few groups (a model has a handful), so the
-        pass over the records does little per record: records come in runs of one role, dtype and trainability
-        (a module's weight and bias, block after block), a run's sums are kept in locals and added to its group
-        when it ends, and the group is looked up once per run, not once per record."""
-        groups: dict[tuple[int, str, bool | None], list[Any]] = {}
-        role: Any = _NONE  # the current run's role, dtype and trainability: no record has these
-        dtype: Any = _NONE
-        trained: Any = _NONE
-        group: list[Any] = [None, 0, 0, False]  # the current run's group (at first, a dummy)
-        numels = sizes = 0  # the current run's sums
-        unknown = False  # whether a size in the current run was unknown (a dtype paramscope cannot size)
-        unpacked = 0
-        parameter = Role.PARAMETER
-        for r, numel, size in self._sizes:
-            if r.role is not role or r.dtype is not dtype or r.trainable is not trained:
-                group[1] += numels
-                group[2] += sizes
-                group[3] = group[3] or unknown
-                numels = sizes = 0
-                unknown = False
-                role, dtype, trained = r.role, r.dtype, r.trainable
-                key = (id(role), dtype, trained)  # a role's id: an enum's hash is a Python call
-                group = groups.get(key)  # type: ignore[assignment]
-                if group is None:
-                    group = groups[key] = [role, 0, 0, False]
-            numels += numel
-            if size is None:
-                unknown = True
-            else:
-                sizes += size
-            if r.quant is not None and role is parameter:
-                unpacked += numel - r.stored_numel
-        group[1] += numels
-        group[2] += sizes
-        group[3] = group[3] or unknown
-        return groups, unpacked
+    def _tallied(self) -> tuple[dict[tuple[int, str, bool | None], list[Any]], int, int, int | None,
+                                list[tuple[int, int, int, int, int, int]] | None]:
+        """:func:`_tally` of every record: the groups every headline figure is summed from, and, for a live walk's
+        tree (:attr:`_walk_countable`), the running totals in the same pass."""
+        return _tally(self.inventory.tensors, self._alias_ids, self._walk_countable)
 
     @cached_property
-    def _stored_copies(self) -> tuple[int, int | None]:
-        """(stored elements, bytes) of the tied names a file stores a second time (:data:`ties.STORED_COPY`: a GGUF
-        head llama.cpp writes twice, a head a config ties that the file keeps apart): the model has the tensor
-        once, the file twice, so they count in ``stored_elements`` and ``bytes``, never in ``total``."""
-        from paramscope.ties import is_stored_copy
-
-        elements, size = 0, 0
-        for group in self._aliased.values():
-            for r in group[1:]:
-                if r.role is Role.PARAMETER and r.shape is not None and is_stored_copy(r):
-                    elements += r.stored_numel
-                    nbytes = r.nbytes
-                    size = None if nbytes is None or size is None else size + nbytes
-        return elements, size
+    def _alias_ids(self) -> set[int]:
+        """The ids of the records a tie group counts under another name (each group's records after its first)."""
+        return {id(r) for group in self._aliased.values() for r in group[1:]}
 
     def _table_totals(self) -> dict[str, Any]:
         """:attr:`_totals` from the column groups: no tie and no trainability is known there (a table with
@@ -1328,8 +1346,6 @@ class Report:
         types = self.inventory.module_types
         table = self._table
         if table is not None and not types:  # no class known anywhere: every parameter is "(unknown)"
-            from itertools import compress
-
             # which entries are parameters, and their modules, in C
             mask = self._parameter_mask
             held = set(self._tensor_modules) if mask is None else set(compress(self._tensor_modules, mask))
@@ -1339,8 +1355,36 @@ class Report:
             if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
                 size = sum(s or 0 for s in (compress(table.nbytes, mask) if mask is not None else table.nbytes))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
-        parameter = Role.PARAMETER
         kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
+        if self._walk_countable:
+            # A live walk: records come in runs held by modules of one class (a block's linear layers, then its
+            # norms), found in C, and a run's figures are the running totals at its two ends (:func:`_tally`);
+            # each module's own records are a span (the walk's starts), and a module counts for its class where its
+            # span holds a parameter record counted there (its tie group's first: an alias counts nowhere)
+            from collections import Counter
+            from operator import itemgetter, sub
+
+            records = self.inventory.tensors
+            running = self._tallied[4]
+            assert running is not None
+            owners = [r.owner_type for r in records]
+            ends = [0, *compress(range(1, len(owners)), map(is_not, islice(owners, 1, None), owners)), len(owners)]
+            for start, end in pairwise(ends):
+                first, last = running[start], running[end]
+                if end - start != last[5] - first[5]:  # not every record of the run skipped
+                    row = kinds.get(owners[start])  # type: ignore[arg-type]
+                    if row is None:
+                        kinds[owners[start]] = [last[0] - first[0], last[4] - first[4]]  # type: ignore[index]
+                    else:
+                        row[0] += last[0] - first[0]
+                        row[1] += last[4] - first[4]
+            starts = self.inventory.walk.starts  # type: ignore[union-attr]
+            # parameter records counted before each module's first: its index less the records skipped before it
+            held = list(map(sub, starts, map(itemgetter(5), map(running.__getitem__, starts))))
+            modules = Counter(compress(types.values(), map(lt, held, islice(held, 1, None))))
+            rows = [TypeTotal(k, modules[k], n, b) for k, (n, b) in kinds.items()]
+            return sorted(rows, key=lambda t: (-t.parameters, t.type))
+        parameter = Role.PARAMETER
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
         row: list[Any] = []
@@ -1888,11 +1932,10 @@ class Report:
         return walk is not None and self._table is None and sum(map(len, walk.paths)) <= MAX_TREE_TEXT
 
     @cached_property
-    def _walk_counted(self) -> tuple[list[tuple[int, int, int, int]], set[int], list[tuple[str, tuple[str, str]]]]:
+    def _walk_counted(self) -> tuple[list[tuple[int, ...]], set[int], list[tuple[str, tuple[str, str]]]]:
         """What every tree of a live walk reads (:class:`_WalkTree`), made once for every depth and order: the
-        running totals of its records (:func:`_running_totals`), the ids of its aliases, and where each is named."""
-        aliases = {id(r) for group in self._aliased.values() for r in group[1:]}
-        return _running_totals(self.inventory.tensors, aliases), aliases, self._alias_places()
+        running totals of its records (:func:`_tally`), the ids of its aliases, and where each is named."""
+        return self._tallied[4], self._alias_ids, self._alias_places()  # type: ignore[return-value]
 
     @cached_property
     def natural_tensors(self) -> list[TensorRecord]:
