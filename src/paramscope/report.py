@@ -898,7 +898,7 @@ class Report:
         packing = table.sparse.get("quant", {})
         shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
         keys: Any
-        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
+        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and len(table.role_set()) == 1:
             keys = shapes  # one dtype and one role (the common file): the shape alone decides
         elif not packing:
             keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
@@ -1756,7 +1756,7 @@ class Report:
         table = self._table
         assert table is not None
         roles = table.roles
-        return None if roles.count(Role.PARAMETER) == len(roles) else list(map(is_, roles, repeat(Role.PARAMETER)))
+        return None if table.role_set() <= {Role.PARAMETER} else list(map(is_, roles, repeat(Role.PARAMETER)))
 
     @cached_property
     def _tensor_modules(self) -> list[str]:
@@ -1783,7 +1783,7 @@ class Report:
         table = self._table
         modules = self.__dict__.pop("_tensor_modules", None)  # made for by_type too: not kept past this
         mask = self.__dict__.pop("_parameter_mask", False)  # (False: not made yet; None: every entry a parameter)
-        if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
+        if table is None or (None, False) in self._trees or Role.CONSTANT in table.role_set():
             return None
         from itertools import accumulate, compress, islice
         from operator import is_, mul, ne, sub
@@ -1802,14 +1802,15 @@ class Report:
         # a column is masked by role only where another role is there, and buffers summed only where there are.
         # Each is streamed through its running total, of which only the values at the runs' bounds are kept.
         roles, numel = table.roles, table.numel
+        present = table.role_set()  # (the roles found once: no pass over the column per role asked)
         sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
         if mask is False:
-            mask = None if roles.count(Role.PARAMETER) == n else list(map(is_, roles, repeat(Role.PARAMETER)))
+            mask = None if table.role_set() <= {Role.PARAMETER} else list(map(is_, roles, repeat(Role.PARAMETER)))
         mixed = mask is not None
         columns = [map(mul, numel, mask) if mixed else numel,
-                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
+                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in present else None,
                    map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
-                   if mixed and Role.OPTIMIZER_STATE in roles else sizes]
+                   if mixed and Role.OPTIMIZER_STATE in present else sizes]
         per_run: list[list[int] | None] = []
         for column in columns:
             if column is None:
