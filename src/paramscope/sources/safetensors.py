@@ -591,9 +591,10 @@ def _fast_check_into(
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
     # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
     # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
-    # than reading the offsets). Else sort (by begin, then end: a zero-size tensor first, as the checked path does).
+    # than reading the offsets; written by repr, an int's str without the call of the str type). Else sort (by begin,
+    # then end: a zero-size tensor first, as the checked path does).
     if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
-        if list(map(str, accumulate(map(_get_sized, sized)))) != end_texts:
+        if list(map(repr, accumulate(map(_get_sized, sized)))) != end_texts:
             return None
         cursor = int(end_texts[-1])  # the sizes are never negative: the last end is the largest
     else:
@@ -605,7 +606,7 @@ def _fast_check_into(
         except ValueError:  # not digits (the pattern takes any text up to the comma, the bracket)
             return None
         # numbers as JSON writes them: digits, no sign, no leading zero, no space, no underscore
-        if list(map(str, ends)) != end_texts or list(map(str, begins)) != begin_texts:
+        if list(map(repr, ends)) != end_texts or list(map(repr, begins)) != begin_texts:
             return None
         if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
             return None
