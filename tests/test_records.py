@@ -172,3 +172,19 @@ def test_a_tables_role_set_is_the_roles_its_column_holds():
     assert plain.role_set() == {Role.PARAMETER} and Table.empty().role_set() == frozenset()
     plain.extend(table)
     assert plain.role_set() == frozenset(plain.roles) == {Role.PARAMETER, Role.QUANT_AUX, Role.BUFFER}
+
+
+def test_a_tables_modules_are_its_names_less_the_last_part():
+    """Table.modules against rpartition by hand; kept by repacked (same names), made again after forget_modules
+    and after extend."""
+    table = Table(["a.b.weight", "a.b.weight_scale_inv", "x", ".y", "c."], [(2,), (1,), (1,), (1,), (1,)],
+                  ["float8_e4m3fn", "float32", "float32", "float32", "float32"], [Role.PARAMETER] * 5,
+                  [2, 1, 1, 1, 1], [2, 4, 4, 4, 4], ["f"] * 5)
+    assert table.modules() == ["a.b", "a.b", "", "", "c"]
+    assert table.modules() is table.modules()  # made once
+    packed = table.repacked({0: QuantInfo("fp8", 2, 8), 1: None})
+    assert packed.modules() is table.modules()
+    table.forget_modules()
+    assert table.modules() == ["a.b", "a.b", "", "", "c"] and table.modules() is not packed.modules()
+    table.extend(Table(["z.w"], [(1,)], ["float32"], [Role.PARAMETER], [1], [4], ["f"]))
+    assert table.modules() == ["a.b", "a.b", "", "", "c", "z"]

@@ -54,7 +54,8 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
                 columns = inventory.table
                 prior = "quant" in columns.sparse or Role.QUANT_AUX in columns.role_set()
                 found = quantization.changes(columns.names, columns.row, cq, blobs, prior,
-                                             (columns.dtypes, columns.shapes), columns.fact("distinct"))
+                                             (columns.dtypes, columns.shapes), columns.fact("distinct"),
+                                             columns.modules())  # made once: the report's by_type takes them too
                 if found is not None:
                     change, summary = found
                     table = columns.repacked(change)

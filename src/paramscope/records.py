@@ -290,8 +290,8 @@ class Table:
     made from another with those three columns unchanged (:meth:`repacked`) keeps them.
     """
 
-    __slots__ = ("_role_set", "dtypes", "facts", "names", "nbytes", "numel", "origins", "roles", "shapes", "sparse",
-                 "uninitialized")
+    __slots__ = ("_modules", "_role_set", "dtypes", "facts", "names", "nbytes", "numel", "origins", "roles", "shapes",
+                 "sparse", "uninitialized")
 
     def __init__(self, names: list[str], shapes: list[tuple[int, ...] | None], dtypes: list[str], roles: list[Role],
                  numel: list[int], nbytes: list[int | None], origins: list[str],
@@ -302,6 +302,20 @@ class Table:
         self.uninitialized = uninitialized
         self.facts: dict[str, bool] = {}
         self._role_set: frozenset[Role] | None = None
+        self._modules: list[str] | None = None
+
+    def modules(self) -> list[str]:
+        """Each entry's module, its name less the last dotted part (``name.rpartition(".")[0]``), made once for the
+        rules (which find the quantization suffixes by what a name has past it) and the report (:meth:`forget_modules`
+        lets it go)."""
+        modules = self._modules
+        if modules is None:
+            modules = self._modules = [name.rpartition(".")[0] for name in self.names]
+        return modules
+
+    def forget_modules(self) -> None:
+        """Drop the modules :meth:`modules` made (made again if asked): the report's last use of them."""
+        self._modules = None
 
     def role_set(self) -> frozenset[Role]:
         """The roles the entries have, found once for whoever asks (the rules, the report's passes: each test of a
@@ -469,6 +483,7 @@ class Table:
         table = Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
                       self.uninitialized)
         table.facts = self.facts  # the same names, shapes and dtypes (lists never changed in place)
+        table._modules = self._modules  # of the same names
         return table
 
     def extend(self, other: Table) -> None:
@@ -487,6 +502,7 @@ class Table:
         self.uninitialized += other.uninitialized
         self.facts = {}  # new entries: worked out again when asked
         self._role_set = None
+        self._modules = None
 
 
 def _distinct(table: Table) -> bool:

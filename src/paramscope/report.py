@@ -1764,7 +1764,7 @@ class Report:
         and :meth:`module_columns`, which drops it."""
         table = self._table
         assert table is not None
-        return [name.rpartition(".")[0] for name in table.names]
+        return table.modules()  # (the rules may have made them already)
 
     def module_columns(self) -> ModuleColumns | None:
         """Every module of a report over columns, as :meth:`tree` ``(None, natural=False).walk()`` gives them, but
@@ -1790,7 +1790,8 @@ class Report:
 
         n = len(table.names)
         if modules is None:
-            modules = [name.rpartition(".")[0] for name in table.names]
+            modules = table.modules()
+        table.forget_modules()  # not kept past this (held here until the runs are found)
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
         boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
         starts = list(compress(range(n), boundary))
