@@ -93,6 +93,8 @@ records the holder's class name, not its bases."""
 EMBEDDING_WORDS = ("embed", "embeds", "embedding", "embeddings", "embed_tokens", "tok_embeddings", "token_embd",
                    "wte", "wpe")
 EMBEDDING_NAME = rf"(?:^|[._])(?:{'|'.join(EMBEDDING_WORDS)})$"
+_EMBEDDING_LAST = frozenset(word[-1] for word in EMBEDDING_WORDS)
+"""The last characters of the words: the character before ``.weight`` in an embedding weight's name."""
 
 
 @functools.cache
@@ -1272,8 +1274,18 @@ class Report:
             # cheap test, in C, picks the few candidates
             mask = self._parameter_mask
             rows: Iterable[int] = range(len(names)) if mask is None else list(compress(range(len(names)), mask))
-            ends = map(str.endswith, names if mask is None else map(names.__getitem__, rows), repeat(weights))
-            return sum(numel[i] for i in compress(rows, ends) if search(names[i].rpartition(".")[0]) is not None)
+            # A name ending with a word and ".weight" has the word's last character 8 from its end: that one
+            # character, looked up in C, keeps the few names that can (str.endswith of the words, each name, cost
+            # more than the rest of the count); a name shorter than that, and so every name, is tested in full
+            from operator import itemgetter
+
+            named = names if mask is None else map(names.__getitem__, rows)
+            try:
+                kept = list(compress(rows, map(_EMBEDDING_LAST.__contains__, map(itemgetter(-8), named))))
+            except IndexError:
+                kept = rows
+            ends = map(str.endswith, map(names.__getitem__, kept), repeat(weights))
+            return sum(numel[i] for i in compress(kept, ends) if search(names[i].rpartition(".")[0]) is not None)
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
