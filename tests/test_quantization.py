@@ -882,3 +882,14 @@ def test_names_ending_with_a_suffix_are_the_endswith_ones():
     expected = [i for i, name in enumerate(names) if name.endswith(quant_names.SUFFIX_TUPLE)]
     assert quant_names.ending_with_a_suffix(names) == expected
     assert len(expected) > 1000 and len(names) - len(expected) > 1000
+    # by what each name has past its module (a table's modules): the same places, the suffixes of several dots
+    # among them (tested name by name) and names with no dot, or only a leading one
+    modules = [name.rpartition(".")[0] for name in names]
+    assert quant_names.ending_with_a_suffix(names, modules) == expected
+    several = [i for i in expected if names[i].endswith(tuple(s for s in quant_names.SUFFIX_TUPLE if s.count(".") > 1))]
+    assert several and any("." not in names[i] for i in expected) and any(names[i].rfind(".") == 0 for i in expected)
+    tricky = ["absmax", "x.absmax", "weight.absmax", "a.weight.absmax", "a_blocks", ".qweight", "qweight", "a.SCB",
+              "a.b.SCB", "a.weight_scale_inv", "a.weight_scale_inv.x", "nested_absmax.weight", ""]
+    reference = [i for i, name in enumerate(tricky) if name.endswith(quant_names.SUFFIX_TUPLE)]
+    assert quant_names.ending_with_a_suffix(tricky, [n.rpartition(".")[0] for n in tricky]) == reference
+    assert quant_names.ending_with_a_suffix(["a.weight", "b"], ["a", ""]) == []

@@ -156,3 +156,35 @@ def test_the_safetensors_reader_states_the_facts_its_checks_found(tmp_path):
     # the checked path (spaces): plain names worked out on use
     spaced = table_of(b'{"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}', 16)
     assert spaced.facts == {"distinct": True, "typed": True} and spaced.fact("plain_names") is True
+
+
+def test_a_tables_role_set_is_the_roles_its_column_holds():
+    """Table.role_set against the column itself (set of the Role members), before and after a repacking, and
+    after extend (which adds entries: worked out again)."""
+    roles = [Role.PARAMETER, Role.QUANT_AUX, Role.PARAMETER, Role.BUFFER]
+    table = Table(["a.weight", "a.weight_scale", "b.weight", "c"], [(2,), (1,), (2,), (1,)], ["int8", "float32",
+                  "float32", "int64"], roles, [2, 1, 2, 1], [2, 4, 8, 8], ["f"] * 4)
+    assert table.role_set() == frozenset(roles) == {Role.PARAMETER, Role.QUANT_AUX, Role.BUFFER}
+    packed = table.repacked({0: QuantInfo("int8", 2, 8), 2: None, 3: None})
+    assert packed.role_set() == frozenset(packed.roles) == {Role.PARAMETER, Role.QUANT_AUX}
+    assert table.role_set() == {Role.PARAMETER, Role.QUANT_AUX, Role.BUFFER}  # the old table's own
+    plain = Table(["x"], [(1,)], ["float32"], [Role.PARAMETER], [1], [4], ["f"])
+    assert plain.role_set() == {Role.PARAMETER} and Table.empty().role_set() == frozenset()
+    plain.extend(table)
+    assert plain.role_set() == frozenset(plain.roles) == {Role.PARAMETER, Role.QUANT_AUX, Role.BUFFER}
+
+
+def test_a_tables_modules_are_its_names_less_the_last_part():
+    """Table.modules against rpartition by hand; kept by repacked (same names), made again after forget_modules
+    and after extend."""
+    table = Table(["a.b.weight", "a.b.weight_scale_inv", "x", ".y", "c."], [(2,), (1,), (1,), (1,), (1,)],
+                  ["float8_e4m3fn", "float32", "float32", "float32", "float32"], [Role.PARAMETER] * 5,
+                  [2, 1, 1, 1, 1], [2, 4, 4, 4, 4], ["f"] * 5)
+    assert table.modules() == ["a.b", "a.b", "", "", "c"]
+    assert table.modules() is table.modules()  # made once
+    packed = table.repacked({0: QuantInfo("fp8", 2, 8), 1: None})
+    assert packed.modules() is table.modules()
+    table.forget_modules()
+    assert table.modules() == ["a.b", "a.b", "", "", "c"] and table.modules() is not packed.modules()
+    table.extend(Table(["z.w"], [(1,)], ["float32"], [Role.PARAMETER], [1], [4], ["f"]))
+    assert table.modules() == ["a.b", "a.b", "", "", "c", "z"]

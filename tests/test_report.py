@@ -775,3 +775,27 @@ def test_embedding_name_test_takes_the_names_very_end():
 
     assert re.search(EMBEDDING_NAME, "model.wte\n") is not None  # the expression's $ before a final newline
     assert not _named_like_embedding("model.wte\n")
+
+
+def test_a_tables_embedding_is_the_records_one():
+    """The table path's embedding (a one-character look-up picks the candidates) against the same tensors counted as
+    records (the general rule): names with the words' last characters 8 from the end, names that end so without
+    being embeddings, another role, and short names (shorter than 8 characters: every name tested)."""
+    from paramscope.records import Table
+
+    def counted(names: list[str]) -> tuple[int, int]:
+        records = [TensorRecord(name, (k + 1, 3), "float32", role=Role.BUFFER if name.startswith("buf") else
+                                Role.PARAMETER) for k, name in enumerate(names)]
+        as_table = Report(Inventory(source="t", format="safetensors", table=Table.from_records(records)))
+        as_records = Report(Inventory(source="t", format="safetensors", tensors=records))
+        assert as_table.columns is not None and as_records.columns is None
+        return as_table.embedding, as_records.embedding
+
+    long = ["model.embed_tokens.weight", "transformer.wte.weight", "transformer.wpe.weight", "x.gate.weight",
+            "tok_embeddings.weight", "a.token_embd.weight", "b.embeddings.weight", "lm_head.weight", "c_embed.weight",
+            "bufwte.weight", "bufx.embed.weight", "d.notembed.weight", "e.embed.bias", "f.xwte.weight"]
+    for names in (long, [*long, "w", "embed", "wte.w"]):
+        table_count, record_count = counted(names)
+        assert table_count == record_count
+    # by hand: embed_tokens (1), wte (2), wpe (3), tok_embeddings (5), token_embd (6), embeddings (7), c_embed (9)
+    assert counted(long)[0] == 3 * (1 + 2 + 3 + 5 + 6 + 7 + 9)

@@ -52,11 +52,10 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
         with paused_gc():  # 100,000 new records would wake the collector a hundred times for nothing
             if inventory.columnar:  # records are made only for the candidates' modules
                 columns = inventory.table
-                roles = columns.roles  # every entry a parameter (the common file) is counted by identity, in C
-                prior = "quant" in columns.sparse or (roles.count(Role.PARAMETER) != len(roles)
-                                                      and Role.QUANT_AUX in roles)
+                prior = "quant" in columns.sparse or Role.QUANT_AUX in columns.role_set()
                 found = quantization.changes(columns.names, columns.row, cq, blobs, prior,
-                                             (columns.dtypes, columns.shapes), columns.fact("distinct"))
+                                             (columns.dtypes, columns.shapes), columns.fact("distinct"),
+                                             columns.modules())  # made once: the report's by_type takes them too
                 if found is not None:
                     change, summary = found
                     table = columns.repacked(change)

@@ -57,14 +57,52 @@ for _suffix in SUFFIX_TUPLE:
 del _suffix
 
 
-def ending_with_a_suffix(names: list[str]) -> list[int]:
+def ending_with_a_suffix(names: list[str], modules: list[str] | None = None) -> list[int]:
     """The places of the names that end with a suffix of the table, in order: each name tested (in C) against the
-    suffixes that end with its last character only."""
+    suffixes that end with its last character only.
+
+    Given each name's module (the name less its last dotted part, as ``rpartition``), decided instead by what each
+    name has past its module, its last part with the dot before it (the name itself where it has no dot), each
+    distinct one looked at once (a model's names end in a few dozen ways): a suffix of one dot, at its start, ends
+    the name iff it is that part; one with no dot iff it ends that part; one of several dots only if the part is
+    its last, and then those names alone are tested against the suffixes (:data:`_BY_LAST_PART`)."""
     from itertools import compress, repeat
     from operator import itemgetter
 
+    if modules is not None:
+        verdict = _Verdicts()  # True: a suffix ends the name; None: the name is to be tested; each end once
+        found = list(map(verdict.__getitem__, map(str.removeprefix, names, modules)))
+        values = verdict.values()
+        if True not in values and None not in values:
+            return []
+        places = list(compress(range(len(names)), found))
+        if None in values:
+            from operator import is_
+
+            unsure = list(compress(range(len(names)), map(is_, found, repeat(None))))
+            tested = compress(unsure, map(str.endswith, map(names.__getitem__, unsure), repeat(SUFFIX_TUPLE)))
+            places = sorted([*places, *tested])
+        return places
     lasts = map(itemgetter(slice(-1, None)), names)  # "" for an empty name: no suffix
     return list(compress(range(len(names)), map(str.endswith, names, map(BY_LAST.get, lasts, repeat(())))))
+
+
+_ONE_DOT = frozenset(suffix for suffix in SUFFIX_TUPLE if suffix.startswith(".") and suffix.count(".") == 1)
+_NO_DOT = tuple(suffix for suffix in SUFFIX_TUPLE if "." not in suffix)
+_BY_LAST_PART = frozenset(suffix[suffix.rindex("."):] for suffix in SUFFIX_TUPLE if suffix.count(".") > 1)
+"""The last dotted part (with its dot) of each suffix of several dots: a name ending so may end with that suffix."""
+assert all(suffix.count(".") == 0 or suffix in _ONE_DOT or suffix.count(".") > 1 for suffix in SUFFIX_TUPLE)
+
+class _Verdicts(dict):  # type: ignore[type-arg]
+    """What a name's last dotted part (with its dot) says of the suffixes (:func:`ending_with_a_suffix`), worked out
+    the first time it is looked up (``__getitem__`` is the dict's own, in C: no pass to find the distinct parts)."""
+
+    __slots__ = ()
+
+    def __missing__(self, end: str) -> bool | None:
+        said = self[end] = True if end in _ONE_DOT or end.endswith(_NO_DOT) else (
+            None if end in _BY_LAST_PART else False)
+        return said
 
 
 _TAIL = 8

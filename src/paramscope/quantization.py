@@ -363,6 +363,7 @@ def annotate(
 def changes(
     names: list[str], row: Any, cq: ConfigQuant | None, read_blobs: Any = None, prior: bool = True,
     columns: tuple[list[str], list[tuple[int, ...] | None]] | None = None, distinct: bool | None = None,
+    modules: list[str] | None = None,
 ) -> tuple[Mapping[int, QuantInfo | None], dict[str, Any]] | None:
     """:func:`annotate` over a table: ``names`` is the names column and ``row(i)`` the record of entry ``i``
     (made only for the candidates' modules). Returns the summary and, by index, what changes: a
@@ -374,11 +375,12 @@ def changes(
     ``columns``: the table's (dtypes, shapes) columns, where there is a table: a module of the commonest kind
     (an FP8 or int8 weight beside its scales, DeepSeek-V3's 45,000) is then decided from them, no record made.
     ``distinct``: whether no name is given twice, where the caller knows (a table's ``distinct`` fact); else
-    looked at when needed.
+    looked at when needed. ``modules``: each name's module (a table's :meth:`~paramscope.records.Table.modules`),
+    where the caller has them: the suffixes are then found by what each name has past its module.
 
     One pass with C-level suffix tests finds the candidates; only their modules are looked at again.
     """
-    candidates = quant_names.ending_with_a_suffix(names)
+    candidates = quant_names.ending_with_a_suffix(names, modules)
     if columns is not None and candidates:
         bulk = _bulk_scaled(names, candidates, columns, cq, distinct)
         if bulk is not None:

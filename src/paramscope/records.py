@@ -270,6 +270,10 @@ _SPARSE = ("trainable", "tie", "owner_type", "persistent", "quant", "extra")
 """Record fields most tensors leave None: a table keeps them as {row index: value}, only where set."""
 
 
+_ROLES_BY_LIKELIHOOD = (Role.PARAMETER, Role.QUANT_AUX, Role.BUFFER, Role.OPTIMIZER_STATE, Role.CONSTANT)
+assert set(_ROLES_BY_LIKELIHOOD) == set(Role)
+
+
 class Table:
     """An inventory's tensors as columns: one list per field, the sizes computed once.
 
@@ -286,8 +290,8 @@ class Table:
     made from another with those three columns unchanged (:meth:`repacked`) keeps them.
     """
 
-    __slots__ = ("dtypes", "facts", "names", "nbytes", "numel", "origins", "roles", "shapes", "sparse",
-                 "uninitialized")
+    __slots__ = ("_modules", "_role_set", "dtypes", "facts", "names", "nbytes", "numel", "origins", "roles", "shapes",
+                 "sparse", "uninitialized")
 
     def __init__(self, names: list[str], shapes: list[tuple[int, ...] | None], dtypes: list[str], roles: list[Role],
                  numel: list[int], nbytes: list[int | None], origins: list[str],
@@ -297,6 +301,41 @@ class Table:
         self.sparse = sparse if sparse is not None else {}
         self.uninitialized = uninitialized
         self.facts: dict[str, bool] = {}
+        self._role_set: frozenset[Role] | None = None
+        self._modules: list[str] | None = None
+
+    def modules(self) -> list[str]:
+        """Each entry's module, its name less the last dotted part (``name.rpartition(".")[0]``), made once for the
+        rules (which find the quantization suffixes by what a name has past it) and the report (:meth:`forget_modules`
+        lets it go)."""
+        modules = self._modules
+        if modules is None:
+            modules = self._modules = [name.rpartition(".")[0] for name in self.names]
+        return modules
+
+    def forget_modules(self) -> None:
+        """Drop the modules :meth:`modules` made (made again if asked): the report's last use of them."""
+        self._modules = None
+
+    def role_set(self) -> frozenset[Role]:
+        """The roles the entries have, found once for whoever asks (the rules, the report's passes: each test of a
+        role against the column was a pass of its own). Counted role by role, in C, the commonest first, until
+        every entry is accounted for: one pass where all are parameters, two for a quantized file's scales (a set
+        of the column would hash each member by its Python ``__hash__``)."""
+        present = self._role_set
+        if present is None:
+            roles = self.roles
+            left = len(roles)
+            found = []
+            for role in _ROLES_BY_LIKELIHOOD:
+                if not left:
+                    break
+                count = roles.count(role)
+                if count:
+                    found.append(role)
+                    left -= count
+            present = self._role_set = frozenset(found) if not left else frozenset(roles)
+        return present
 
     def fact(self, name: str) -> bool:
         """Whether fact ``name`` (:data:`TABLE_FACTS`) holds of the names, shapes and dtypes columns: worked out
@@ -435,7 +474,7 @@ class Table:
             packed = list(compress(indices, is_packed))
             quants = list(compress(quants, is_packed))
         deque(map(roles.__setitem__, aux, repeat(Role.QUANT_AUX)), maxlen=0)
-        if self.roles.count(Role.PARAMETER) != len(roles):  # (counted by identity, in C) else they are already
+        if not self.role_set() <= {Role.PARAMETER}:  # else they are already
             deque(map(roles.__setitem__, packed, repeat(Role.PARAMETER)), maxlen=0)
         packing.update(zip(packed, quants, strict=True))
         if not same:
@@ -444,6 +483,7 @@ class Table:
         table = Table(self.names, self.shapes, self.dtypes, roles, numel, self.nbytes, self.origins, sparse,
                       self.uninitialized)
         table.facts = self.facts  # the same names, shapes and dtypes (lists never changed in place)
+        table._modules = self._modules  # of the same names
         return table
 
     def extend(self, other: Table) -> None:
@@ -461,6 +501,8 @@ class Table:
         self.origins += other.origins
         self.uninitialized += other.uninitialized
         self.facts = {}  # new entries: worked out again when asked
+        self._role_set = None
+        self._modules = None
 
 
 def _distinct(table: Table) -> bool:

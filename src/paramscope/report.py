@@ -95,6 +95,8 @@ EMBEDDING_NAME = rf"(?:^|[._])(?:{'|'.join(EMBEDDING_WORDS)})$"
 """The rule as a regular expression: a module named one of the words, or ending in '.' or '_' and one of them."""
 _EMBEDDING_ENDINGS = tuple(sep + word for word in EMBEDDING_WORDS for sep in "._")
 _EMBEDDING_MODULES = frozenset(EMBEDDING_WORDS)
+_EMBEDDING_LAST = frozenset(word[-1] for word in EMBEDDING_WORDS)
+"""The last characters of the words: the character before ``.weight`` in an embedding weight's name."""
 
 
 def _named_like_embedding(module: str) -> bool:
@@ -967,7 +969,7 @@ class Report:
         packing = table.sparse.get("quant", {})
         shapes, dtypes, roles = table.shapes, table.dtypes, table.roles
         keys: Any
-        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and roles.count(roles[0]) == len(roles):
+        if dtypes and not packing and dtypes.count(dtypes[0]) == len(dtypes) and len(table.role_set()) == 1:
             keys = shapes  # one dtype and one role (the common file): the shape alone decides
         elif not packing:
             keys = zip(shapes, dtypes, roles, strict=True)  # a Role hashes as its str, in C
@@ -1292,8 +1294,18 @@ class Report:
             # cheap test, in C, picks the few candidates
             mask = self._parameter_mask
             rows: Iterable[int] = range(len(names)) if mask is None else list(compress(range(len(names)), mask))
-            ends = map(str.endswith, names if mask is None else map(names.__getitem__, rows), repeat(weights))
-            return sum(numel[i] for i in compress(rows, ends) if _named_like_embedding(names[i].rpartition(".")[0]))
+            # A name ending with a word and ".weight" has the word's last character 8 from its end: that one
+            # character, looked up in C, keeps the few names that can (str.endswith of the words, each name, cost
+            # more than the rest of the count); a name shorter than that, and so every name, is tested in full
+            from operator import itemgetter
+
+            named = names if mask is None else map(names.__getitem__, rows)
+            try:
+                kept = list(compress(rows, map(_EMBEDDING_LAST.__contains__, map(itemgetter(-8), named))))
+            except IndexError:
+                kept = rows
+            ends = map(str.endswith, map(names.__getitem__, kept), repeat(weights))
+            return sum(numel[i] for i in compress(kept, ends) if _named_like_embedding(names[i].rpartition(".")[0]))
         # each group once, by its head: the unique records whose tie key is an embedding's (rule in the docstring)
         return sum(r.numel for r in self._embeddings[1] if r.role is Role.PARAMETER and r.shape is not None)
 
@@ -1802,7 +1814,7 @@ class Report:
         table = self._table
         assert table is not None
         roles = table.roles
-        return None if roles.count(Role.PARAMETER) == len(roles) else list(map(is_, roles, repeat(Role.PARAMETER)))
+        return None if table.role_set() <= {Role.PARAMETER} else list(map(is_, roles, repeat(Role.PARAMETER)))
 
     @cached_property
     def _tensor_modules(self) -> list[str]:
@@ -1810,7 +1822,7 @@ class Report:
         and :meth:`module_columns`, which drops it."""
         table = self._table
         assert table is not None
-        return [name.rpartition(".")[0] for name in table.names]
+        return table.modules()  # (the rules may have made them already)
 
     def module_columns(self) -> ModuleColumns | None:
         """Every module of a report over columns, as :meth:`tree` ``(None, natural=False).walk()`` gives them, but
@@ -1829,14 +1841,15 @@ class Report:
         table = self._table
         modules = self.__dict__.pop("_tensor_modules", None)  # made for by_type too: not kept past this
         mask = self.__dict__.pop("_parameter_mask", False)  # (False: not made yet; None: every entry a parameter)
-        if table is None or (None, False) in self._trees or Role.CONSTANT in table.roles:
+        if table is None or (None, False) in self._trees or Role.CONSTANT in table.role_set():
             return None
         from itertools import accumulate, compress, islice
         from operator import is_, mul, ne, sub
 
         n = len(table.names)
         if modules is None:
-            modules = [name.rpartition(".")[0] for name in table.names]
+            modules = table.modules()
+        table.forget_modules()  # not kept past this (held here until the runs are found)
         # Runs: the tensors of one module listed one after another, run k from starts[k] to starts[k + 1]
         boundary = [*map(ne, modules, [None, *modules[:-1]]), True]  # a run starts here (or all end)
         starts = list(compress(range(n), boundary))
@@ -1848,14 +1861,15 @@ class Report:
         # a column is masked by role only where another role is there, and buffers summed only where there are.
         # Each is streamed through its running total, of which only the values at the runs' bounds are kept.
         roles, numel = table.roles, table.numel
+        present = table.role_set()  # (the roles found once: no pass over the column per role asked)
         sizes = table.nbytes if table.nbytes.count(None) == 0 else [size or 0 for size in table.nbytes]
         if mask is False:
-            mask = None if roles.count(Role.PARAMETER) == n else list(map(is_, roles, repeat(Role.PARAMETER)))
+            mask = None if table.role_set() <= {Role.PARAMETER} else list(map(is_, roles, repeat(Role.PARAMETER)))
         mixed = mask is not None
         columns = [map(mul, numel, mask) if mixed else numel,
-                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in roles else None,
+                   map(mul, numel, map(is_, roles, repeat(Role.BUFFER))) if mixed and Role.BUFFER in present else None,
                    map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
-                   if mixed and Role.OPTIMIZER_STATE in roles else sizes]
+                   if mixed and Role.OPTIMIZER_STATE in present else sizes]
         per_run: list[list[int] | None] = []
         for column in columns:
             if column is None:

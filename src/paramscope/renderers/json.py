@@ -326,23 +326,38 @@ def _bulk_module_blocks(report: Report, columns: ModuleColumns) -> Iterator[str]
     flag = "null" if trainable is None else trainable
     head = '{"path": "'
     middle = [f'", "type": null, "depth": {depth}, "parameters": ' for depth in range(max(columns.depths) + 1)]
-    counted = {}
-    for parameters in dict.fromkeys(columns.parameters):
+    # Each text written the first time its value is looked up (_Written): one pass of look-ups per column, no pass
+    # to find the distinct values first (DeepSeek-V3: 61,536 modules of 25 sizes)
+
+    def counted(parameters: int) -> str:
         share = percent(parameters, total)
-        counted[parameters] = (f'{parameters}, "percent": {"null" if share is None else repr(share)}, '
-                               f'"trainable": {flag}, "buffers": ')
+        return (f'{parameters}, "percent": {"null" if share is None else repr(share)}, '
+                f'"trainable": {flag}, "buffers": ')
+
     if not any(columns.buffers):  # the common file: the tail is its bytes alone
-        ends = {size: f'0, "bytes": {size}}}{_SEPARATOR}{head}' for size in dict.fromkeys(columns.bytes)}
-        tails = list(map(ends.__getitem__, columns.bytes))
+        tails = list(map(_Written(lambda size: f'0, "bytes": {size}}}{_SEPARATOR}{head}').__getitem__, columns.bytes))
     else:
         keys = list(zip(columns.buffers, columns.bytes, strict=True))
-        ends = {key: f'{key[0]}, "bytes": {key[1]}}}{_SEPARATOR}{head}' for key in dict.fromkeys(keys)}
-        tails = list(map(ends.__getitem__, keys))
+        tails = list(map(_Written(lambda key: f'{key[0]}, "bytes": {key[1]}}}{_SEPARATOR}{head}').__getitem__, keys))
     # A module's path is the start of a tensor's name: plain wherever the names are (the tensors' lines ask too)
     table = report.columns
     plain = (table is not None and table.fact("typed") and table.fact("plain_names")) or plain_text(columns.paths)
     return _joined([_quoted_names(columns.paths, plain), list(map(middle.__getitem__, columns.depths)),
-                    list(map(counted.__getitem__, columns.parameters)), tails], head)
+                    list(map(_Written(counted).__getitem__, columns.parameters)), tails], head)
+
+
+class _Written(dict):  # type: ignore[type-arg]
+    """Texts by value, each written by ``write`` when first looked up (``__getitem__`` is the dict's own, in C)."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.write = write
+
+    def __missing__(self, key: Any) -> str:
+        text = self[key] = self.write(key)
+        return text
 
 
 def _column_module_lines(report: Report, columns: ModuleColumns, tails: dict[tuple[Any, ...], str],

@@ -492,17 +492,25 @@ def _check_into(
 # duplicate name, a size or offset that does not check out...) is handed to the checked path, which gives every error.
 
 _NUMBER = "(?:0|[1-9][0-9]{0,19}+)"
-"""A JSON non-negative integer (no leading zero) of at most 20 digits: ``int`` of it is cheap and bounded (the digits
-are followed by a comma or a bracket, never a digit: a possessive repeat matches as the plain one would)."""
+"""A JSON non-negative integer (no leading zero) of at most 20 digits (the shape's dimensions: :data:`_SHAPE_TEXT`)."""
 _ENTRY = re.compile(
-    # the name (any JSON string character but an escape), then dtype and shape as ONE text ('BF16","shape":[64,64')
-    # that keys the sizes, then the offsets; then the comma before the next entry, or the end (of the entries' text,
-    # cut before the closing brace). A literal first character lets the engine skip ahead to each quote.
-    # (possessive repeats, "*+": what each class takes is never given back, since the character after it is not in
+    # the name, then dtype and shape as ONE text ('BF16","shape":[64,64') that keys the sizes, then the offsets;
+    # then the comma before the next entry, or the end (of the entries' text, cut before the closing brace). A
+    # literal first character lets the engine skip ahead to each quote.
+    # Each variable part is taken up to the one character that must end it, a class of a single character the engine
+    # counts in a tight loop (a many-character class is looked up per character: a third of all the time a header
+    # took). What the parts must be is checked after, on fewer characters or in C: no backslash and no control
+    # character in the entries' text (so none in a name: what the JSON string class excludes; looked for by C
+    # searches of the whole text), a known dtype and a shape of numbers (each distinct text once, as it first
+    # keys the sizes), offsets that are the numbers the sizes make (compared as text) or, out of order, numbers
+    # written as ``str`` writes them. So every match taken is one of the JSON grammar's exact class.
+    # (possessive repeats, "*+": what each part takes is never given back, since the character after it is not in
     # the class; the same matches, without the engine saving a place to backtrack to at every character)
-    r'"([^"\\\x00-\x1f]*+)":\{"dtype":"([A-Z0-9_]{1,16}+","shape":\[[0-9,]{0,400}+)\],'
-    rf'"data_offsets":\[({_NUMBER}),({_NUMBER})\]\}}(?:,|\Z)'
+    r'"([^"]*+)":\{"dtype":"([^"]{1,16}+","shape":\[[^\]]{0,400}+)\],'
+    r'"data_offsets":\[([^,]*+),([^\]]*+)\]\}(?:,|\Z)'
 )
+_NOT_IN_NAMES = ("\\", *map(chr, range(32)))
+"""What no name of the fast path holds: an escape, or a control character (a JSON string holds neither raw)."""
 _SHAPE_TEXT = re.compile(rf"(?:{_NUMBER}(?:,{_NUMBER})*)?")
 _SHAPE_SEP = '","shape":['
 _get_sized = itemgetter(2)
@@ -553,7 +561,11 @@ def _fast_check_into(
     # split by the entries, the text between them comes with their groups, flat: [between, name, key, begin, end,
     # between, ..., after the last]. The matches tile text[pos:stop] iff nothing is between them; all but the last
     # then end with a comma (only the last can end at the end), and the last must not (one comma too many)
-    pieces = _ENTRY.split(text[pos:stop])
+    entries = text[pos:stop]
+    if any(map(entries.__contains__, _NOT_IN_NAMES)):  # an escape or a control character: not in a name we take
+        return None
+    pieces = _ENTRY.split(entries)
+    del entries
     if len(pieces) == 1 or any(pieces[0::5]) or text[stop - 1] != "}":
         return None
     names, keys, begin_texts, end_texts = pieces[1::5], pieces[2::5], pieces[3::5], pieces[4::5]
@@ -579,14 +591,23 @@ def _fast_check_into(
     # Sorted by offset, the tensors must tile the data area from 0, each taking its size. Writers put them in
     # offset order: then each begins where the one before it ends and the ends are the running sum of the sizes,
     # all in C and compared as text (no leading zeros: equal numbers are equal texts; writing the sums is cheaper
-    # than reading the offsets). Else sort (by begin, then end: a zero-size tensor first, as the checked path does).
+    # than reading the offsets; written by repr, an int's str without the call of the str type). Else sort (by begin,
+    # then end: a zero-size tensor first, as the checked path does).
     if begin_texts[0] == "0" and begin_texts[1:] == end_texts[:-1]:
-        if list(map(str, accumulate(map(_get_sized, sized)))) != end_texts:
+        if list(map(repr, accumulate(map(_get_sized, sized)))) != end_texts:
             return None
         cursor = int(end_texts[-1])  # the sizes are never negative: the last end is the largest
     else:
-        ends = list(map(int, end_texts))
-        begins = list(map(int, begin_texts))
+        if max(map(len, begin_texts)) > 20 or max(map(len, end_texts)) > 20:  # past 64 bits: int() of it not made
+            return None
+        try:
+            ends = list(map(int, end_texts))
+            begins = list(map(int, begin_texts))
+        except ValueError:  # not digits (the pattern takes any text up to the comma, the bracket)
+            return None
+        # numbers as JSON writes them: digits, no sign, no leading zero, no space, no underscore
+        if list(map(repr, ends)) != end_texts or list(map(repr, begins)) != begin_texts:
+            return None
         if not all(map(int.__eq__, map(sub, ends, begins), map(_get_sized, sized))):
             return None
         spans = sorted(zip(begins, ends, strict=True))
