@@ -3,6 +3,8 @@ tree, node for node, as the one built from the names, and no structure where the
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -347,3 +349,49 @@ def test_a_report_and_its_live_tree_are_freed_without_a_collection():
     assert report.natural_tensors == report.tensors
     del report
     assert gc.collect() == 0
+
+
+class Odd(nn.Module):
+    """What the figures by class must get right from the walk: a module whose only parameter is an alias (counted
+    under another module, not its own), one whose only parameter holds no element (a module all the same), a module
+    holding a buffer and no parameter, frozen and trainable parameters of one class, and an uninitialized one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(4, 4)
+        self.first = shared
+        self.again = nn.Sequential(shared)  # again.0's parameters: aliases of first's
+        with warnings.catch_warnings():  # torch says initializing no element does nothing
+            warnings.simplefilter("ignore", UserWarning)
+            self.zero = nn.Linear(0, 3, bias=False)  # a weight of shape (3, 0)
+        self.norm = nn.BatchNorm1d(4)
+        self.frozen = nn.Linear(4, 2)
+        self.frozen.requires_grad_(False)
+        self.lazy = nn.LazyLinear(3)
+        self.register_buffer("steps", torch.zeros(5, dtype=torch.int64))
+
+
+def _figures(report: Report) -> tuple:
+    return (report.total, report.trainable, report.frozen, report.buffers, report.bytes, report.parameter_bytes,
+            report.buffer_bytes, report.stored_elements, report.by_type, report.by_dtype, report.non_embedding)
+
+
+@pytest.mark.parametrize("make", [*MODELS.values(), Odd], ids=[*MODELS.keys(), "odd"])
+def test_the_figures_from_the_walk_are_the_figures_by_names(make):
+    """Headline figures, by class and by dtype counted over the walk (report._tally's running totals, class runs and
+    module spans) against the same records counted one by one (the report by names)."""
+    report = paramscope.inspect(make())
+    assert report._walk_countable
+    assert _figures(report) == _figures(_by_names(report))
+
+
+def test_the_figures_by_class_by_hand():
+    """Odd's by_type from torch's own modules: each class's parameters (a tie once, under its first module), and the
+    modules holding one (again.0 holds only aliases: not a Linear of its own; zero holds a weight of no element)."""
+    model = Odd()
+    report = paramscope.inspect(model)
+    rows = {row.type: (row.modules, row.parameters) for row in report.by_type}
+    linear = 4 * 4 + 4 + 2 * 4 + 2  # first, frozen (again.0 is first; zero's weight has no element)
+    assert rows == {"Linear": (3, linear), "BatchNorm1d": (1, 8)}
+    assert sum(p.numel() for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)) \
+        == linear + 8 == report.total
