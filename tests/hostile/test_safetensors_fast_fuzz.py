@@ -2,12 +2,12 @@
 (``_parse_json`` + ``_check_into``), against ``json.loads`` read by hand here (the truth), and against the crate itself
 (``safetensors.deserialize``).
 
-Headers are built as tokens from a few tensors (names chosen to look like the pattern's own delimiters: ``":{"dtype":"``,
-``]``, ``}``, ``,``, the empty name, ``__metadata__``...), then mutated at the level of the document (an entry or a
-field given twice, fields reordered or dropped, offsets moved to overlap, leave gaps or run out of order, 20- and
-21-digit numbers, ``__metadata__`` in odd places and of odd types, trailing commas) and of the tokens (JSON whitespace,
-quotes, brackets, braces, commas, backslashes, control characters, Unicode digits, signs, underscores, leading zeros
-put into every part; a byte overwritten). For every header:
+Headers are built as tokens from a few tensors (names chosen to look like the pattern's own delimiters:
+``":{"dtype":"``, ``]``, ``}``, ``,``, the empty name, ``__metadata__``...), then mutated at the level of the document
+(an entry or a field given twice, fields reordered or dropped, offsets moved to overlap, leave gaps or run out of order,
+20- and 21-digit numbers, ``__metadata__`` in odd places and of odd types, trailing commas) and of the tokens
+(JSON whitespace, quotes, brackets, braces, commas, backslashes, control characters, Unicode digits, signs, underscores,
+leading zeros put into every part; a byte overwritten). For every header:
 
 * the reader as a whole answers exactly as the checked path does (columns, metadata, or the error message);
 * where the fast path takes a header, the checked path takes it with the very same columns and metadata, ``json.loads``
@@ -63,8 +63,8 @@ HUGE_DIMS = [1 << 32, 1 << 61, 1 << 62, 1 << 63, U64 - 1, U64, 10**19, 10**20 - 
 INSERTS = ['"', "[", "]", "{", "}", ",", ":", "\\", "\\u0041", "\\n", "\x00", "\x01", "\x1f", "\n", "\t", "\r", " ",
            "\x7f", "\u0661", "\uff10", "\u00b2", "_", "+", "-", "0", "00", ".", "e", "E", "1", "9", "é", "\ufeff",
            "null", "true", '"__metadata__":{}', '"a":1', "\\ud800", "\u2028"]
-NUMBERS = ["0", "00", "01", "-0", "-1", "+1", "1_0", " 1", "1 ", "1.0", "1e0", "1E1", "0x10", "\u0661", "\uff11", "true",
-           "null", '"1"', "[]", "", str(U64 - 1), str(U64), str(U64 + 1), "9" * 20, "1" + "0" * 20, "0" * 20,
+NUMBERS = ["0", "00", "01", "-0", "-1", "+1", "1_0", " 1", "1 ", "1.0", "1e0", "1E1", "0x10", "\u0661", "\uff11",
+           "true", "null", '"1"', "[]", "", str(U64 - 1), str(U64), str(U64 + 1), "9" * 20, "1" + "0" * 20, "0" * 20,
            "1" + "0" * 19, "18446744073709551616" + "0", "340282366920938463463374607431768211456", "4294967296"]
 METADATA = ["{}", '{"format":"pt"}', "null", '{"a":"b","a":"c"}', '{"a":1}', '{"a":null}', "[]", '"x"', "1",
             '{"q":"\\"}\\\\"}', '{"s":"\\ud800"}', '{"s":"\\ud83d\\ude00"}', '{"a":{"b":"c"}}', '{"a":"b",}',
