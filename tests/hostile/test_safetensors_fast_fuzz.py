@@ -30,6 +30,7 @@ import time
 
 import pytest
 
+from paramscope.errors import ParamscopeError
 from paramscope.sources import safetensors as reader
 from tests.hostile._limits import assert_clean, assert_refused, run_cli
 from tests.hostile._mutate import is_clean, run_all
@@ -88,6 +89,8 @@ def _tensors(rng: random.Random, hostile: bool) -> list[dict]:
         if math.prod(shape) * bits % 8:
             shape.append(8)
         name = rng.choice(names) + (str(rng.randrange(1000)) if rng.random() < 0.85 else "")
+        if tensors and rng.random() < 0.05:  # a name given twice, each with its own offsets (they tile)
+            name = rng.choice(tensors)["name"]
         tensors.append({"name": name, "dtype": dtype, "shape": [str(d) for d in shape],
                         "size": math.prod(shape) * bits // 8})
     order = list(range(len(tensors)))
@@ -218,11 +221,15 @@ def _header(rng: random.Random) -> tuple[bytes, int | None]:
     return bytes(raw), size
 
 
+def _no_constant(literal: str) -> None:
+    raise AssertionError(f"{literal} is not JSON")
+
+
 def _truth(header: bytes, size: int | None) -> tuple[list[tuple], dict[str, str]]:
     """What the JSON says, read here without the reader: the rows (name, canonical dtype, shape, numel, bytes) in the
     header's order and the metadata. Fails when the document is not one the crate would take."""
     text = header.decode("utf-8")
-    pairs = json.loads(text, object_pairs_hook=list, parse_constant=lambda c: pytest.fail(f"constant {c}"))
+    pairs = json.loads(text, object_pairs_hook=list, parse_constant=_no_constant)
     assert isinstance(pairs, list)
     keys = [key for key, _ in pairs]
     assert len(set(keys)) == len(keys), "a key given twice"
@@ -329,3 +336,71 @@ def test_the_cli_on_fuzzed_files(tmp_path):
     assert_clean(run_cli(taken), taken, expect=0)
     refused = next(p for p in paths if expected[str(p)] == 1)
     assert_refused(run_cli(refused), refused)
+
+
+def _fast_takes(header: bytes, repeats_later: bool) -> bool:
+    try:
+        text = header.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    found = reader._fast_check_into(reader._Columns(), "f", text, len(header), None, "o", repeats_later)
+    return found is not None
+
+
+def _read_outcome(path) -> tuple:
+    try:
+        inventory = reader.read(path)
+    except ParamscopeError as exc:
+        return ("error", os.path.basename(str(exc.source)), exc.reason)
+    return ("ok", inventory.table.rows(), inventory.metadata, inventory.notes)
+
+
+@pytest.mark.parametrize("layout", ["index", "directory"])
+def test_sharded_reads_agree_with_the_checked_path_alone(tmp_path, monkeypatch, layout):
+    """Shards made of fuzzed headers (some the very same header twice, so every name in two shards; some with a name
+    twice in one shard), read through an index (where the fast path leaves a name twice to the caller: its index's
+    names may prove there is none) or as a directory: the inventory, or the error, is the one the checked path alone
+    gives (the fast path switched off)."""
+    rng = random.Random(13 if layout == "index" else 14)
+    taken = 0
+    for case in range(150):
+        folder = tmp_path / str(case)
+        folder.mkdir()
+        weight_map: dict[str, str] = {}
+        headers = []
+        for k in range(rng.randint(1, 3)):
+            while True:
+                header, _ = _header(rng) if not headers or rng.random() < 0.8 else (headers[-1], None)
+                took = _fast_takes(header, layout == "index")
+                if took or rng.random() < 0.05:
+                    break
+            taken += took
+            headers.append(header)
+            cursor = 0
+            try:  # the data area as long as the largest offset says; the index lists the names the JSON gives
+                for name, value in json.loads(header, object_pairs_hook=list):
+                    if name != "__metadata__":
+                        end = dict(value)["data_offsets"][1]
+                        cursor = max(cursor, end if type(end) is int else 0)
+                        weight_map[name] = f"s{k}.safetensors"
+            except (ValueError, TypeError, KeyError, IndexError):
+                cursor = rng.choice((0, 4, 64))
+                weight_map[f"unread{k}"] = f"s{k}.safetensors"  # listed, so read (and refused)
+            if cursor > 1 << 30:  # past what a sparse file in a test's folder should claim
+                cursor = 0
+            with open(folder / f"s{k}.safetensors", "wb") as file:
+                file.write(struct.pack("<Q", len(header)) + header)
+                file.truncate(8 + len(header) + cursor)  # sparse: the data is never read
+        if weight_map and rng.random() < 0.2:  # the index lies: a name left out, or put in another shard
+            name = rng.choice(list(weight_map))
+            if rng.random() < 0.5:
+                del weight_map[name]
+            else:
+                weight_map[name] = f"s{rng.randrange(len(headers))}.safetensors"
+        if layout == "index":
+            (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+        with monkeypatch.context() as patch:
+            patch.setattr(reader, "_fast_check_into", lambda *args, **kwargs: None)
+            alone = _read_outcome(folder)
+        assert _read_outcome(folder) == alone, f"case {case}: {headers}"
+    assert taken > 100
