@@ -160,7 +160,7 @@ def _tokens(rng: random.Random, tensors: list[dict], hostile: bool) -> list[str]
         tokens += [glue, *member] if k else member
     if rng.random() < 0.03:
         tokens.append(",")
-    tokens.append("}")
+    tokens.append("}" if rng.random() < 0.98 else rng.choice(("", "]", "x", "\n", ",", "}}")))  # the object not closed
     return tokens
 
 
