@@ -5,8 +5,9 @@ Validation follows the reference implementation (the Rust ``safetensors`` crate,
 and ``SafeTensors::read_metadata``) so a file we accept is a file ``safe_open`` accepts:
 
 * header length at most ``MAX_HEADER_SIZE`` (100,000,000 bytes) and within the file;
-* the header is a UTF-8 JSON object; duplicate keys are rejected (serde would, Python's json keeps the
-  last one silently); NaN/Infinity literals are not JSON;
+* the header is a UTF-8 JSON object; NaN/Infinity literals are not JSON; duplicate keys are refused. Here we are
+  stricter than the crate: its 0.8.0 keeps the last of a key given twice (so does Python's json), which lets a file
+  say two things of one tensor; refusing it is the safe reading (tests/hostile/test_safetensors_fast_fuzz.py);
 * every entry but ``__metadata__`` (a str -> str map) has exactly a known ``dtype``, a ``shape`` of
   non-negative integers and ``data_offsets`` ``[begin, end]``;
 * sorted by offset, the tensors tile the data area from 0 with no gap or overlap, each taking exactly
@@ -223,7 +224,8 @@ def _read_header_bytes(path: Path) -> tuple[bytes, int]:
 
 
 def _no_duplicates(path: str | Path, pairs: Any, what: str) -> dict[str, Any]:
-    """A dict from (key, value) pairs; serde rejects a key given twice, Python's json keeps the last."""
+    """A dict from (key, value) pairs, a key given twice refused (Python's json, and the crate's 0.8.0, keep the
+    last: the module docstring says why we do not)."""
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
