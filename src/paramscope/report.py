@@ -137,8 +137,12 @@ def check_names(source: str, records: list[TensorRecord] | list[str]) -> None:
     if not records:
         return
     names = records if type(records[0]) is str else [r.name for r in records]
-    # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting
-    if max(map(len, names)) < MAX_NAME_PARTS - 1:
+    # a name of MAX_NAME_PARTS parts has MAX_NAME_PARTS - 1 dots, so only that long a name needs counting; both
+    # limits are looked at over every name in C, and the names gone through one by one only to say which broke one
+    longest = max(map(len, names))
+    if longest < MAX_NAME_PARTS - 1:
+        return
+    if longest <= MAX_NAME_LENGTH and max(map(str.count, names, repeat("."))) < MAX_NAME_PARTS:
         return
     for name in names:
         length = len(name)
