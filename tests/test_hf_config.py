@@ -168,3 +168,39 @@ def test_rules_over_columns_give_the_records_rules_over_records_give():
     plain = Inventory("s", "safetensors", table=Table.from_records([records[0], records[6]]))
     settled = apply_config(plain, None)
     assert settled is plain and plain.columnar and plain._rows is None  # no record was made
+
+
+def test_the_raw_table_lets_its_modules_go_once_repacked():
+    """A quantized table's modules (each name less its last part) are made once for the rules and handed to the
+    repacked table, which the report drops them from; the raw table (held on by the small-tensor reader's
+    inventory) keeps none. The repacked table's are the names' own modules."""
+    from paramscope.records import Inventory, Table, TensorRecord
+
+    records = [
+        TensorRecord("model.embed_tokens.weight", (10, 4), "bfloat16"),
+        TensorRecord("model.layers.0.f.weight", (4, 4), "float8_e4m3fn"),
+        TensorRecord("model.layers.0.f.weight_scale_inv", (1, 1), "float32"),
+    ]
+    raw = Table.from_records(records)
+    settled = apply_config(Inventory("s", "safetensors", table=raw), None)
+    assert settled.table is not raw and raw._modules is None
+    assert settled.table._modules == ["model.embed_tokens", "model.layers.0.f", "model.layers.0.f"]
+    report = Report(settled)
+    assert report.by_type[0].modules == 2  # (two modules hold a parameter: the embedding and f)
+    report.module_columns()
+    assert settled.table._modules is None
+
+
+def test_an_index_is_read_the_same_with_its_raw_bytes_let_go(tmp_path):
+    """_read_index drops the index's bytes once parsed (memory only): the shards it names are still all read."""
+    import json
+
+    from paramscope.sources.safetensors import _read_index
+
+    for k in range(2):
+        save_file({f"layer{k}.weight": np.zeros((2, 3), np.float16)}, tmp_path / f"m-{k}.safetensors")
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"layer0.weight": "m-0.safetensors",
+                                                "layer1.weight": "m-1.safetensors"}}))
+    inventory = _read_index(index)
+    assert inventory.table.names == ["layer0.weight", "layer1.weight"] and inventory.metadata["shards"] == 2

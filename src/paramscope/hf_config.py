@@ -58,7 +58,10 @@ def apply_config(inventory: Inventory, config: dict[str, Any] | None) -> Invento
                                              columns.modules())  # made once: the report's by_type takes them too
                 if found is not None:
                     change, summary = found
-                    table = columns.repacked(change)
+                    table = columns.repacked(change)  # (it takes the modules)
+                    # the raw table outlives the rules (the small-tensor reader holds its inventory): the report
+                    # drops the modules from the new table once done with them, so none stay held here (9 MB)
+                    columns.forget_modules()
                     annotated = (None, summary)
             else:
                 annotated = quantization.annotate(inventory.tensors, cq, blobs)

@@ -1859,7 +1859,7 @@ class Report:
         starts = list(compress(range(n), boundary))
         single = len(starts) == n  # every run a single tensor (a file of one weight per module): runs are tensors
         runs = modules if single else list(map(modules.__getitem__, starts))
-        del modules
+        del modules, starts  # (let go before the modules are made: their memory is taken again)
         # Each run's own sums: parameters and buffers count their elements, bytes every stored tensor's but
         # optimizer state's. Most files hold parameters only (a quantized one their scales too), of known sizes:
         # a column is masked by role only where another role is there, and buffers summed only where there are.
@@ -1875,6 +1875,7 @@ class Report:
                    map(mul, sizes, map(is_not, roles, repeat(Role.OPTIMIZER_STATE)))
                    if mixed and Role.OPTIMIZER_STATE in present else sizes]
         per_run: list[list[int] | None] = []
+        marks: list[int] = []
         for column in columns:
             if column is None:
                 per_run.append(None)
@@ -1883,7 +1884,9 @@ class Report:
             else:
                 marks = list(compress(accumulate(column, initial=0), boundary))
                 per_run.append(list(map(sub, islice(marks, 1, None), marks)))
-        del boundary
+        del boundary, mask, sizes, marks  # (let go before the modules are made: their memory is taken again)
+        any_buffers = columns[1] is not None
+        del columns
         # The modules, each made after its parent (missing ancestors made on the way), each module's own sums laid
         # out beside it by the groups (each run's module a place of its own), else added at its module's place
         stretches: list[tuple[int, int, int, int]] = []
@@ -1916,7 +1919,7 @@ class Report:
             raise ParamscopeError(self.source, _TREE_TEXT_REASON)
         if not ordered:
             return None
-        return self._summed(paths, parents, depths, parameters, buffers, size, columns[1] is not None, stretches)
+        return self._summed(paths, parents, depths, parameters, buffers, size, any_buffers, stretches)
 
     def _summed(self, paths: list[str], parents: list[int], depths: list[int], parameters: list[int],
                 buffers: list[int], size: list[int], any_buffers: bool,

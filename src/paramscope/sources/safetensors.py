@@ -792,6 +792,7 @@ def _read_index(path: Path) -> Inventory:
     except OSError as exc:
         raise ParamscopeError(path, f"cannot read: {exc.strerror or exc}") from None
     weight_map, declared, names, runs = _parse_index(path, raw)
+    del raw  # (9 MB for DeepSeek-V3's index: not held while the shards are read, when most is held)
     directory = path.parent
     roots = _allowed_roots(directory)
     shards: dict[str, Path] = {}
