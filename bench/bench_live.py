@@ -6,11 +6,14 @@ by-dtype). A live model's tree is counted whole when asked for, its nodes made w
 every node" also reads every node of the whole tree (what a JSON document or a full-depth table draws);
 "paramscope tree" renders the default tree view (three levels) to text.
 
-    .venv/bin/python bench/bench_live.py [--repeat 5] [--wall] [--only report]
+    .venv/bin/python bench/bench_live.py [--repeat 31] [--peer-repeat 3] [--wall] [--only report]
 
 Times are CPU time of this process (``time.process_time``) by default, which a shared machine disturbs less than
-the wall clock (``--wall``); each is the median of ``--repeat`` runs after one warm-up. To compare two trees of
-the source, run this once with each on PYTHONPATH, alternating, and compare the "x bare" column.
+the wall clock (``--wall``). The bare sum and paramscope's rows take turns call by call, ``--repeat`` rounds after
+one warm-up each: "median ms" is each row's median, "x bare" the ratio of the medians, and "paired" the median
+over the rounds of each call's time over the bare sum's in the same round (what a machine whose speed drifts
+during the run moves least: issue 12's figure). The peers, slow, run ``--peer-repeat`` times each after them. To
+compare two trees of the source, run this once with each on PYTHONPATH, alternating, and compare "paired".
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def fvcore_table(model: nn.Module) -> int:
 
 
 def timed(fn, model, repeat: int, clock=time.process_time) -> tuple[float, int]:
+    """The median of ``repeat`` calls after a warm-up, and the count returned."""
     fn(model)  # warm-up (imports, caches)
     times, result = [], 0
     for _ in range(repeat):
@@ -96,34 +100,58 @@ def timed(fn, model, repeat: int, clock=time.process_time) -> tuple[float, int]:
     return statistics.median(times), result
 
 
+def in_turn(fns, model, repeat: int, clock=time.process_time) -> tuple[list[list[float]], list[int]]:
+    """Each function's times over ``repeat`` rounds in which every function is called once, in turn (after a
+    warm-up each), and the counts returned."""
+    for fn in fns:
+        fn(model)  # warm-up (imports, caches)
+    times: list[list[float]] = [[] for _ in fns]
+    counts = [0] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = clock()
+            counts[i] = fn(model)
+            times[i].append(clock() - start)
+    return times, counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per method; the median is shown (default 5)")
+    parser.add_argument("--repeat", type=int, default=31,
+                        help="rounds of the bare sum and paramscope's rows, called in turn (default 31)")
+    parser.add_argument("--peer-repeat", type=int, default=3, help="runs of each peer, after them (default 3)")
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this process's CPU time")
     parser.add_argument("--only", choices=("report", "nodes", "tree"),
                         help="time only the bare sum and one paramscope path (report; report, every node; tree text)")
     args = parser.parse_args()
     clock = time.perf_counter if args.wall else time.process_time
     warnings.filterwarnings("ignore")
-    peers = [
+    ours = [
         ("bare sum(p.numel())", bare_sum),
         ("paramscope report", paramscope_report),
         ("paramscope every node", paramscope_every_node),
         ("paramscope tree text", paramscope_tree),
+    ]
+    peers = [
         ("torchinfo.summary", torchinfo_summary),
         ("fvcore count table", fvcore_table),
     ]
     if args.only:
-        peers = [peers[0], peers[{"report": 1, "nodes": 2, "tree": 3}[args.only]]]
+        ours, peers = [ours[0], ours[{"report": 1, "nodes": 2, "tree": 3}[args.only]]], []
     for label, build in (("Llama-2-70B (meta, 723 tensors)", llama2_70b), ("20,001 modules", many_modules)):
         model = build()
         print(f"\n{label}")
-        print(f"{'method':24} {'median ms (' + ('wall' if args.wall else 'CPU') + ')':>16} {'x bare':>8} {'count':>16}")
-        base = None
+        print(f"{'method':24} {'median ms (' + ('wall' if args.wall else 'CPU') + ')':>16} {'x bare':>8} {'paired':>8} "
+              f"{'count':>16}")
+        times, counts = in_turn([fn for _, fn in ours], model, args.repeat, clock)
+        base = statistics.median(times[0])
+        for (name, _), row, count in zip(ours, times, counts, strict=True):
+            paired = statistics.median(t / b for t, b in zip(row, times[0], strict=True))
+            print(f"{name:24} {statistics.median(row) * 1000:16.1f} {statistics.median(row) / base:8.2f} "
+                  f"{paired:8.2f} {count:16,}")
         for name, fn in peers:
-            seconds, count = timed(fn, model, args.repeat, clock)
-            base = base or seconds
-            print(f"{name:24} {seconds * 1000:16.1f} {seconds / base:8.2f} {count:16,}")
+            seconds, count = timed(fn, model, args.peer_repeat, clock)
+            print(f"{name:24} {seconds * 1000:16.1f} {seconds / base:8.2f} {'':>8} {count:16,}")
 
 
 if __name__ == "__main__":
