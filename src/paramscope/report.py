@@ -1371,35 +1371,9 @@ class Report:
             if size is None:  # an unknown dtype: the others' bytes, as the general rule sums them
                 size = sum(s or 0 for s in (compress(table.nbytes, mask) if mask is not None else table.nbytes))
             return [TypeTotal("(unknown)", len(held), self.total, size)]
-        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
         if self._walk_countable:
-            # A live walk: records come in runs held by modules of one class (a block's linear layers, then its
-            # norms), found in C, and a run's figures are the running totals at its two ends (:func:`_tally`);
-            # each module's own records are a span (the walk's starts), and a module counts for its class where its
-            # span holds a parameter record counted there (its tie group's first: an alias counts nowhere)
-            from collections import Counter
-            from operator import itemgetter, sub
-
-            records = self.inventory.tensors
-            running = self._tallied[4]
-            assert running is not None
-            owners = [r.owner_type for r in records]
-            ends = [0, *compress(range(1, len(owners)), map(is_not, islice(owners, 1, None), owners)), len(owners)]
-            for start, end in pairwise(ends):
-                first, last = running[start], running[end]
-                if end - start != last[5] - first[5]:  # not every record of the run skipped
-                    row = kinds.get(owners[start])  # type: ignore[arg-type]
-                    if row is None:
-                        kinds[owners[start]] = [last[0] - first[0], last[4] - first[4]]  # type: ignore[index]
-                    else:
-                        row[0] += last[0] - first[0]
-                        row[1] += last[4] - first[4]
-            starts = self.inventory.walk.starts  # type: ignore[union-attr]
-            # parameter records counted before each module's first: its index less the records skipped before it
-            held = list(map(sub, starts, map(itemgetter(5), map(running.__getitem__, starts))))
-            modules = Counter(compress(types.values(), map(lt, held, islice(held, 1, None))))
-            rows = [TypeTotal(k, modules[k], n, b) for k, (n, b) in kinds.items()]
-            return sorted(rows, key=lambda t: (-t.parameters, t.type))
+            return self._walk_by_type()
+        kinds: dict[str, list[Any]] = {}  # class -> [parameters, bytes, modules]
         parameter = Role.PARAMETER
         last_module: str | None = None  # the module and holder class of the record before
         last_owner: str | None = None
@@ -1421,6 +1395,36 @@ class Report:
             row[0] += numel
             row[1] += size or 0
         rows = [TypeTotal(k, len(held), n, b) for k, (n, b, held) in kinds.items()]
+        return sorted(rows, key=lambda t: (-t.parameters, t.type))
+
+    def _walk_by_type(self) -> list[TypeTotal]:
+        """:attr:`by_type` of a live walk's report. Its records come in runs held by modules of one class (a block's
+        linear layers, then its norms), found in C, and a run's figures are the running totals at its two ends
+        (:func:`_tally`); each module's own records are a span (the walk's starts), and a module counts for its class
+        where its span holds a parameter record counted there (its tie group's first: an alias counts nowhere)."""
+        from collections import Counter
+        from operator import itemgetter, sub
+
+        kinds: dict[str, list[int]] = {}  # class -> [parameters, bytes]
+        records = self.inventory.tensors
+        running = self._tallied[4]
+        assert running is not None
+        owners = [r.owner_type for r in records]
+        ends = [0, *compress(range(1, len(owners)), map(is_not, islice(owners, 1, None), owners)), len(owners)]
+        for start, end in pairwise(ends):
+            first, last = running[start], running[end]
+            if end - start != last[5] - first[5]:  # not every record of the run skipped
+                row = kinds.get(owners[start])  # type: ignore[arg-type]
+                if row is None:
+                    kinds[owners[start]] = [last[0] - first[0], last[4] - first[4]]  # type: ignore[index]
+                else:
+                    row[0] += last[0] - first[0]
+                    row[1] += last[4] - first[4]
+        starts = self.inventory.walk.starts  # type: ignore[union-attr]
+        # parameter records counted before each module's first: its index less the records skipped before it
+        held = list(map(sub, starts, map(itemgetter(5), map(running.__getitem__, starts))))
+        modules = Counter(compress(self.inventory.module_types.values(), map(lt, held, islice(held, 1, None))))
+        rows = [TypeTotal(k, modules[k], n, b) for k, (n, b) in kinds.items()]
         return sorted(rows, key=lambda t: (-t.parameters, t.type))
 
     @cached_property
