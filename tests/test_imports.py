@@ -269,11 +269,12 @@ def test_small_file_run_imports_only_what_it_uses(options, tmp_path):
 
 ARGPARSE_FIRST = """\
 import sys
-from paramscope.__main__ import _import_argparse_in_english, _word
+from paramscope.__main__ import _import_argparse_in_english
+from paramscope.text import as_written
 _import_argparse_in_english()
 imported = "gettext" in sys.modules
 import argparse, gettext
-print(imported, argparse._ is _word, argparse.ngettext("a", "b", 2), hasattr(gettext, "translation"))
+print(imported, argparse._ is as_written, argparse.ngettext("a", "b", 2), hasattr(gettext, "translation"))
 """
 
 

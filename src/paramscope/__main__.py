@@ -64,9 +64,11 @@ def _import_argparse_in_english() -> None:
         return
     import types
 
+    from paramscope.text import as_written, as_written_plural
+
     stand_in = types.ModuleType("gettext", "argparse's lookups as written (paramscope.__main__)")
-    stand_in.gettext = _word  # type: ignore[attr-defined]
-    stand_in.ngettext = _words  # type: ignore[attr-defined]
+    stand_in.gettext = as_written  # type: ignore[attr-defined]
+    stand_in.ngettext = as_written_plural  # type: ignore[attr-defined]
     sys.modules["gettext"] = stand_in
     try:
         import argparse  # noqa: F401  (kept in sys.modules with the stand-in's two functions)
@@ -74,14 +76,6 @@ def _import_argparse_in_english() -> None:
         pass
     finally:
         del sys.modules["gettext"]
-
-
-def _word(message: str) -> str:
-    return message
-
-
-def _words(singular: str, plural: str, n: int) -> str:
-    return singular if n == 1 else plural
 
 
 if __name__ == "__main__":

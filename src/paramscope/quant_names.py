@@ -93,6 +93,7 @@ _BY_LAST_PART = frozenset(suffix[suffix.rindex("."):] for suffix in SUFFIX_TUPLE
 """The last dotted part (with its dot) of each suffix of several dots: a name ending so may end with that suffix."""
 assert all(suffix.count(".") == 0 or suffix in _ONE_DOT or suffix.count(".") > 1 for suffix in SUFFIX_TUPLE)
 
+
 class _Verdicts(dict):  # type: ignore[type-arg]
     """What a name's last dotted part (with its dot) says of the suffixes (:func:`ending_with_a_suffix`), worked out
     the first time it is looked up (``__getitem__`` is the dict's own, in C: no pass to find the distinct parts)."""

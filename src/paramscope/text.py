@@ -191,3 +191,15 @@ def shape(dims: tuple[int, ...] | None) -> str:
     if dims is None:
         return "uninitialized"
     return "[" + ", ".join(digits(d) for d in dims) + "]"
+
+
+def as_written(message: str) -> str:
+    """A message looked up as itself: what argparse's ``gettext`` lookups are made with here (every line paramscope
+    writes is English; CPython ships no translations), without gettext's cost (:mod:`paramscope.commands`,
+    :mod:`paramscope.__main__`)."""
+    return message
+
+
+def as_written_plural(singular: str, plural: str, n: int) -> str:
+    """:func:`as_written` for argparse's ``ngettext`` lookups: the English form for ``n``."""
+    return singular if n == 1 else plural

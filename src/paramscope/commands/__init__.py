@@ -18,6 +18,7 @@ import contextlib
 import importlib
 
 from paramscope.commands._common import SOURCES_HELP, epilog
+from paramscope.text import as_written, as_written_plural
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,19 +150,11 @@ def _as_written() -> Iterator[None]:
     if None in saved:  # an argparse that names its lookups otherwise: left as it is
         yield
         return
-    argparse._, argparse.ngettext = _word, _words  # type: ignore[attr-defined]
+    argparse._, argparse.ngettext = as_written, as_written_plural  # type: ignore[attr-defined]
     try:
         yield
     finally:
         argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
-
-
-def _word(message: str) -> str:
-    return message
-
-
-def _words(singular: str, plural: str, n: int) -> str:
-    return singular if n == 1 else plural
 
 
 def with_command(argv: list[str]) -> list[str]:
